@@ -1,0 +1,3 @@
+"""Odock: an open-source AI governance gateway."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,117 @@
+"""The ASGI application: ``create_app(settings)`` and its lifespan.
+
+Importing this module does no I/O and reads no environment. The lifespan opens the
+:class:`odock.runtime.Runtime` on startup and closes it on shutdown, after the server has let
+in-flight requests and streams finish (uvicorn's graceful shutdown on SIGTERM).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+
+from odock.admin.demo import demo_banner, seed_demo
+from odock.errors import OdockError
+from odock.runtime import Runtime, open_runtime
+from odock.settings import Settings
+from odock.web.asgi import JSON_HEADERS, Receive, Scope, Send
+from odock.web.gateway import Gateway
+
+log = logging.getLogger(__name__)
+demo_log = logging.getLogger("odock.demo")
+
+
+class OdockApp:
+    """The gateway as an ASGI callable."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.runtime: Runtime | None = None
+        self._gateway: Gateway | None = None
+        self._stack: contextlib.AsyncExitStack | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        gateway = self._gateway
+        if gateway is None:
+            raise RuntimeError("the app was not started (no lifespan)")
+        started = False
+
+        async def tracking_send(message: dict[str, object]) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await gateway(scope, receive, tracking_send)
+        except Exception:
+            # The outermost handler: a bug must still produce a JSON 500, never a hang.
+            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            if not started:
+                body = OdockError().body()
+                await send({"type": "http.response.start", "status": 500, "headers": JSON_HEADERS})
+                await send({"type": "http.response.body", "body": body})
+
+    async def startup(self) -> None:
+        """Open the runtime (also usable without an ASGI server, e.g. in tests)."""
+        self._stack = contextlib.AsyncExitStack()
+        self.runtime = await self._stack.enter_async_context(open_runtime(self.settings))
+        self._gateway = Gateway(self.runtime)
+        if self.settings.should_seed_demo:
+            issued = await seed_demo(self.runtime.control)
+            if issued is not None:
+                host = "127.0.0.1" if self.settings.host in ("0.0.0.0", "::") else self.settings.host
+                demo_log.info(demo_banner(issued, f"http://{host}:{self.settings.port}"))
+
+    async def shutdown(self) -> None:
+        """Close the runtime (flushes queued usage)."""
+        if self._stack is not None:
+            await self._stack.aclose()
+            self._stack = None
+            self._gateway = None
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    log.exception("startup failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                try:
+                    await self.shutdown()
+                except Exception as exc:
+                    log.exception("shutdown failed")
+                    await send({"type": "lifespan.shutdown.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def create_app(settings: Settings) -> OdockApp:
+    """Build the ASGI application for ``settings``."""
+    return OdockApp(settings)
+
+
+
+
+def app_from_environment() -> OdockApp:
+    """Factory for worker processes: settings from the environment and ODOCK_CONFIG."""
+    from odock.settings import load_settings
+    from odock.telemetry.logging import configure_logging
+
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    return create_app(settings)

@@ -1,0 +1,147 @@
+"""Entry point of the ``odock`` CLI and its server/config/migrate commands."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from odock.settings import Settings, SettingsError, load_settings
+
+
+def settings_from(ctx: click.Context, **overrides: Any) -> Settings:
+    """Parse settings once, or exit with a message naming the bad field."""
+    config = ctx.find_root().params.get("config")
+    try:
+        return load_settings(Path(config) if config else None, **overrides)
+    except SettingsError as exc:
+        click.echo(f"odock: {exc}", err=True)
+        sys.exit(2)
+
+
+@click.group()
+@click.option("--config", type=click.Path(dir_okay=False), envvar="ODOCK_CONFIG", help="YAML config file.")
+@click.version_option(package_name="odock")
+def main(config: str | None) -> None:
+    """Odock: an open-source AI governance gateway."""
+
+
+@main.command()
+@click.option("--host", envvar="ODOCK_HOST", help="Bind address (default 127.0.0.1).")
+@click.option("--port", type=int, envvar="ODOCK_PORT", help="Bind port (default 8080).")
+@click.option("--workers", type=int, envvar="ODOCK_WORKERS", help="Worker processes (needs Redis when > 1).")
+@click.pass_context
+def serve(ctx: click.Context, host: str | None, port: int | None, workers: int | None) -> None:
+    """Start the gateway."""
+    import uvicorn
+
+    from odock.app import create_app
+    from odock.telemetry.logging import configure_logging
+
+    settings = settings_from(ctx, host=host, port=port, workers=workers)
+    configure_logging(settings.log_level, settings.log_format)
+    common: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "lifespan": "on",
+        "access_log": False,
+        "log_config": None,
+        "timeout_graceful_shutdown": settings.shutdown_grace_seconds,
+        "server_header": False,
+    }
+    if settings.workers == 1:
+        uvicorn.run(create_app(settings), **common)
+        return
+    # Worker processes re-read settings: hand them the values this command resolved.
+    for name in ("host", "port", "workers"):
+        os.environ[f"ODOCK_{name.upper()}"] = str(getattr(settings, name))
+    if settings.config:
+        os.environ["ODOCK_CONFIG"] = str(settings.config)
+    uvicorn.run("odock.app:app_from_environment", factory=True, workers=settings.workers, **common)
+
+
+@main.group()
+def config() -> None:
+    """Inspect configuration."""
+
+
+@config.command("check")
+@click.pass_context
+def config_check(ctx: click.Context) -> None:
+    """Validate settings (and declared resources) without starting anything."""
+    settings = settings_from(ctx)
+    if settings.config:
+        from odock.admin.declarative import DeclarationError, read_declarations
+
+        try:
+            declared = read_declarations(settings.config)
+        except DeclarationError as exc:
+            click.echo(f"odock: {exc}", err=True)
+            sys.exit(2)
+        click.echo(f"declared resources: {declared.summary()}")
+    mode = "embedded (SQLite + in-process state)" if settings.is_embedded else "production (Redis)"
+    click.echo(f"settings OK: {mode}; database {settings.resolved_database_url.split('@')[-1]}")
+
+
+@main.group()
+def migrate() -> None:
+    """Database schema migrations."""
+
+
+@migrate.command("status")
+@click.pass_context
+def migrate_status(ctx: click.Context) -> None:
+    """Show the schema revision against the code's head."""
+    from odock.db import migrate as m
+
+    settings = settings_from(ctx)
+    state = asyncio.run(_with_engine(settings, m.status))
+    click.echo(f"current: {state.current or '(empty)'}\nhead:    {state.head}")
+    click.echo("up to date" if state.is_current else "migrations pending: run 'odock migrate upgrade'")
+
+
+@migrate.command("upgrade")
+@click.pass_context
+def migrate_upgrade(ctx: click.Context) -> None:
+    """Apply pending migrations."""
+    from odock.db import migrate as m
+
+    settings = settings_from(ctx)
+    asyncio.run(_with_engine(settings, m.upgrade))
+    click.echo("schema is at head")
+
+
+@migrate.command("check")
+@click.pass_context
+def migrate_check(ctx: click.Context) -> None:
+    """Exit non-zero when the schema is behind or differs from the code (drift)."""
+    from odock.db import migrate as m
+
+    settings = settings_from(ctx)
+    state = asyncio.run(_with_engine(settings, m.status))
+    if not state.is_current:
+        click.echo(f"schema is at {state.current or '(empty)'}, head is {state.head}", err=True)
+        sys.exit(1)
+    differences = asyncio.run(_with_engine(settings, m.drift))
+    if differences:
+        click.echo("schema drift detected:", err=True)
+        for diff in differences:
+            click.echo(f"  {diff}", err=True)
+        sys.exit(1)
+    click.echo("schema matches the code")
+
+
+async def _with_engine(settings: Settings, action: Any) -> Any:
+    from odock.db.engine import create_engine
+
+    engine = create_engine(settings.resolved_database_url)
+    try:
+        return await action(engine)
+    finally:
+        await engine.dispose()

@@ -1,0 +1,1 @@
+"""Database: the declarative base, engine factory and the Alembic migration chain."""

@@ -1,0 +1,85 @@
+"""Schema migrations: one Alembic chain valid on SQLite and PostgreSQL.
+
+``status`` reports current vs head, ``upgrade`` applies pending revisions, ``check`` compares the
+live schema with the code's table definitions and reports drift.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from odock.db.schema import metadata
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+@dataclass(frozen=True)
+class SchemaStatus:
+    """Where the database stands against the migration chain."""
+
+    current: str | None
+    head: str
+
+    @property
+    def is_current(self) -> bool:
+        """True when no migration is pending."""
+        return self.current == self.head
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """An Alembic config pointing at the packaged migrations (no alembic.ini needed)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    """The newest revision of the chain."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if head is None:
+        raise RuntimeError("the migration chain is empty")
+    return head
+
+
+async def status(engine: AsyncEngine) -> SchemaStatus:
+    """Report the database's revision and the chain's head."""
+
+    def _current(conn: Connection) -> str | None:
+        return MigrationContext.configure(conn).get_current_revision()
+
+    async with engine.connect() as conn:
+        current = await conn.run_sync(_current)
+    return SchemaStatus(current=current, head=head_revision())
+
+
+async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
+    """Apply every pending migration up to ``revision``."""
+
+    def _upgrade(conn: Connection) -> None:
+        command.upgrade(alembic_config(conn), revision)
+
+    async with engine.begin() as conn:
+        await conn.run_sync(_upgrade)
+
+
+async def drift(engine: AsyncEngine) -> list[Any]:
+    """Differences between the live schema and the code's tables (empty = no drift)."""
+
+    def _compare(conn: Connection) -> list[Any]:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        return list(compare_metadata(context, metadata))
+
+    async with engine.connect() as conn:
+        return await conn.run_sync(_compare)

@@ -1,0 +1,11 @@
+"""Imports every table module so ``Base.metadata`` describes the whole schema (Alembic, tests)."""
+
+from __future__ import annotations
+
+from odock.db.base import Base
+from odock.keys import tables as _keys  # noqa: F401
+from odock.providers import tables as _providers  # noqa: F401
+from odock.tenancy import tables as _tenancy  # noqa: F401
+from odock.usage import tables as _usage  # noqa: F401
+
+metadata = Base.metadata

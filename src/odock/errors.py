@@ -1,0 +1,344 @@
+"""The one exception tree of Odock; every rejection a client sees is one of these.
+
+Each class carries its HTTP ``status``, its stable ``code`` and the OpenAI-style error
+``type`` as class attributes, so one renderer (``OdockError.body``) serves every route and
+both the OpenAI SDK and Odock clients can parse the result::
+
+    OdockError                         500 internal_error
+    ├── InvalidRequest                 400 invalid_request
+    │   ├── InvalidRequestBody         400 invalid_request_body
+    │   ├── ModelNotFound              400 model_not_found
+    │   ├── ProviderNotConfigured      400 provider_not_configured
+    │   ├── ProviderApiKeyNotConfigured 400 provider_api_key_not_configured
+    │   ├── ProviderTypeUnsupported    400 provider_type_unsupported
+    │   └── ProviderNotAllowed         400 provider_not_allowed
+    ├── Unauthorized                   401 unauthorized
+    │   ├── ApiKeyExpired              401 api_key_expired
+    │   └── ApiKeyRevoked              401 api_key_revoked
+    ├── Forbidden                      403 forbidden
+    │   ├── ModelNotAllowed            403 model_not_allowed
+    │   ├── ModelDisabled              403 model_disabled
+    │   ├── ProviderDisabled           403 provider_disabled
+    │   └── ProviderApiKeyRevoked      403 provider_api_key_revoked
+    ├── NotFound                       404 not_found
+    ├── MethodNotAllowed               405 method_not_allowed
+    ├── Conflict                       409 conflict
+    ├── PayloadTooLarge                413 payload_too_large
+    ├── UnprocessableEntity            422 validation_error
+    ├── ProviderApiKeyUnreadable       502 provider_api_key_unreadable
+    ├── UpstreamError                  502 upstream_error
+    │   ├── UpstreamRejected           4xx upstream_rejected (provider's status and message kept)
+    │   ├── UpstreamRateLimited        429 upstream_rate_limited (Retry-After kept)
+    │   ├── UpstreamAuthFailed         502 upstream_auth_failed
+    │   ├── UpstreamUnavailable        502 upstream_unavailable
+    │   ├── UpstreamStreamInterrupted  502 upstream_stream_interrupted
+    │   └── UpstreamTimeout            504 upstream_timeout
+    └── DependencyUnavailable          503 dependency_unavailable
+        ├── ModelLookupUnavailable     503 model_lookup_unavailable
+        └── ModelAccessUnavailable     503 model_access_unavailable
+
+Foreign exceptions are translated at the boundary where they occur (one context manager per
+adapter); nothing else catches broadly except the outermost error handler.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import orjson
+
+
+class OdockError(Exception):
+    """Base of every error Odock reports to a client."""
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+    type: ClassVar[str] = "server_error"
+    default_message: ClassVar[str] = "internal error"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, object] | None = None,
+    ) -> None:
+        self.message = message or self.default_message
+        self.param = param
+        self.headers = headers or {}
+        self.extra = extra or {}
+        super().__init__(self.message)
+
+    @property
+    def http_status(self) -> int:
+        """The status to answer with (a subclass may decide per instance)."""
+        return self.status
+
+    def body(self) -> bytes:
+        """Render the JSON error body understood by the OpenAI SDK and Odock clients."""
+        error: dict[str, object] = {
+            "code": self.code,
+            "message": self.message,
+            "type": self.type,
+            "param": self.param,
+        }
+        error.update(self.extra)
+        return orjson.dumps({"error": error})
+
+
+class InvalidRequest(OdockError):
+    """The request cannot be served as sent."""
+
+    status = 400
+    code = "invalid_request"
+    type = "invalid_request_error"
+    default_message = "invalid request"
+
+
+class InvalidRequestBody(InvalidRequest):
+    """The body is not valid JSON of the expected shape."""
+
+    code = "invalid_request_body"
+    default_message = "invalid request body"
+
+
+class ModelNotFound(InvalidRequest):
+    """No model of that name exists in the caller's organisation."""
+
+    code = "model_not_found"
+    default_message = "model not found"
+
+
+class ProviderNotConfigured(InvalidRequest):
+    """The model has no provider attached."""
+
+    code = "provider_not_configured"
+    default_message = "the model has no provider configured"
+
+
+class ProviderApiKeyNotConfigured(InvalidRequest):
+    """The model's provider needs a key and none is attached."""
+
+    code = "provider_api_key_not_configured"
+    default_message = "the model has no provider API key configured"
+
+
+class ProviderTypeUnsupported(InvalidRequest):
+    """No adapter serves this provider type on this endpoint."""
+
+    code = "provider_type_unsupported"
+    default_message = "provider type is not supported"
+
+
+class ProviderNotAllowed(InvalidRequest):
+    """The endpoint is pinned to a provider family the model does not belong to."""
+
+    code = "provider_not_allowed"
+    default_message = "the model's provider cannot be called through this endpoint"
+
+
+class Unauthorized(OdockError):
+    """No valid API key was presented."""
+
+    status = 401
+    code = "unauthorized"
+    type = "authentication_error"
+    default_message = "missing or invalid API key"
+
+
+class ApiKeyExpired(Unauthorized):
+    """The API key is past its expiry."""
+
+    code = "api_key_expired"
+    default_message = "API key has expired"
+
+
+class ApiKeyRevoked(Unauthorized):
+    """The API key was revoked."""
+
+    code = "api_key_revoked"
+    default_message = "API key has been revoked"
+
+
+class Forbidden(OdockError):
+    """The caller is known but may not do this."""
+
+    status = 403
+    code = "forbidden"
+    type = "permission_error"
+    default_message = "forbidden"
+
+
+class ModelNotAllowed(Forbidden):
+    """The API key holds no grant for the model."""
+
+    code = "model_not_allowed"
+    default_message = "model not allowed"
+
+
+class ModelDisabled(Forbidden):
+    """The model exists but is switched off."""
+
+    code = "model_disabled"
+    default_message = "model is disabled"
+
+
+class ProviderDisabled(Forbidden):
+    """The model's provider is disabled."""
+
+    code = "provider_disabled"
+    default_message = "the model's provider is disabled"
+
+
+class ProviderApiKeyRevoked(Forbidden):
+    """The provider key attached to the model was revoked."""
+
+    code = "provider_api_key_revoked"
+    default_message = "the model's provider API key has been revoked"
+
+
+class NotFound(OdockError):
+    """No such route or resource."""
+
+    status = 404
+    code = "not_found"
+    type = "invalid_request_error"
+    default_message = "not found"
+
+
+class MethodNotAllowed(OdockError):
+    """The route exists but not for this method."""
+
+    status = 405
+    code = "method_not_allowed"
+    type = "invalid_request_error"
+    default_message = "method not allowed"
+
+
+class PayloadTooLarge(OdockError):
+    """The request body is larger than the configured maximum."""
+
+    status = 413
+    code = "payload_too_large"
+    type = "invalid_request_error"
+    default_message = "request body too large"
+
+
+class Conflict(OdockError):
+    """The change conflicts with existing state (e.g. a duplicate name)."""
+
+    status = 409
+    code = "conflict"
+    type = "invalid_request_error"
+    default_message = "conflict with existing state"
+
+
+class UnprocessableEntity(OdockError):
+    """A control-plane input failed validation."""
+
+    status = 422
+    code = "validation_error"
+    type = "invalid_request_error"
+    default_message = "validation failed"
+
+
+class ProviderApiKeyUnreadable(OdockError):
+    """A stored provider key cannot be decrypted with the configured private key."""
+
+    status = 502
+    code = "provider_api_key_unreadable"
+    type = "server_error"
+    default_message = "the provider API key cannot be decrypted by this gateway"
+
+
+class UpstreamError(OdockError):
+    """The upstream provider failed."""
+
+    status = 502
+    code = "upstream_error"
+    type = "upstream_error"
+    default_message = "upstream provider error"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        upstream_status: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, headers=headers)
+        self.upstream_status = upstream_status
+
+
+class UpstreamRejected(UpstreamError):
+    """The provider refused the request with a 4xx; its status and message are passed on."""
+
+    code = "upstream_rejected"
+    type = "invalid_request_error"
+
+    @property
+    def http_status(self) -> int:
+        """Answer with the provider's own 4xx status."""
+        return self.upstream_status or 400
+
+
+class UpstreamRateLimited(UpstreamError):
+    """The provider answered 429."""
+
+    status = 429
+    code = "upstream_rate_limited"
+    type = "rate_limit_error"
+    default_message = "upstream provider rate limit reached"
+
+
+class UpstreamAuthFailed(UpstreamError):
+    """The provider rejected the provider key (a gateway configuration problem)."""
+
+    code = "upstream_auth_failed"
+    default_message = "upstream provider rejected the configured provider key"
+
+
+class UpstreamUnavailable(UpstreamError):
+    """The provider could not be reached."""
+
+    code = "upstream_unavailable"
+    default_message = "upstream provider unreachable"
+
+
+class UpstreamStreamInterrupted(UpstreamError):
+    """The provider's stream ended before the answer was complete."""
+
+    code = "upstream_stream_interrupted"
+    default_message = "upstream stream ended before completion"
+
+
+class UpstreamTimeout(UpstreamError):
+    """The provider did not answer in time."""
+
+    status = 504
+    code = "upstream_timeout"
+    default_message = "upstream provider timed out"
+
+
+class DependencyUnavailable(OdockError):
+    """A required dependency (database, Redis) is unavailable."""
+
+    status = 503
+    code = "dependency_unavailable"
+    type = "server_error"
+    default_message = "a required dependency is unavailable"
+
+
+class ModelLookupUnavailable(DependencyUnavailable):
+    """The model could not be looked up because the store is down."""
+
+    code = "model_lookup_unavailable"
+    default_message = "model lookup unavailable"
+
+
+class ModelAccessUnavailable(DependencyUnavailable):
+    """Model grants could not be checked because the store is down."""
+
+    code = "model_access_unavailable"
+    default_message = "model access check unavailable"

@@ -1,0 +1,47 @@
+"""Typed identifiers and their generators.
+
+Configuration rows use time-ordered 26-character ids (sortable, URL-safe); request and usage
+record ids are 32 lowercase hex characters, as the spec shows them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import time
+from typing import NewType
+
+OrganisationId = NewType("OrganisationId", str)
+TeamId = NewType("TeamId", str)
+UserId = NewType("UserId", str)
+ApiKeyId = NewType("ApiKeyId", str)
+ProviderId = NewType("ProviderId", str)
+ProviderApiKeyId = NewType("ProviderApiKeyId", str)
+ModelId = NewType("ModelId", str)
+RequestId = NewType("RequestId", str)
+
+_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$")
+
+
+def new_id() -> str:
+    """A 26-character, time-ordered, random identifier (ULID layout, lower case)."""
+    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
+    chars = []
+    for _ in range(26):
+        chars.append(_ALPHABET[value & 31])
+        value >>= 5
+    return "".join(reversed(chars))
+
+
+def new_request_id() -> RequestId:
+    """A fresh request id: 32 lowercase hex characters."""
+    return RequestId(secrets.token_hex(16))
+
+
+def accept_request_id(inbound: str | None) -> RequestId:
+    """Honour a well-formed inbound request id (1-128 safe characters) or make a new one."""
+    if inbound and _REQUEST_ID.match(inbound):
+        return RequestId(inbound)
+    return new_request_id()

@@ -1,0 +1,72 @@
+"""The authenticated caller as the hot path sees it: a frozen snapshot of one API key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from odock.ids import ApiKeyId, ModelId, OrganisationId, TeamId, UserId
+
+
+@dataclass(frozen=True, slots=True)
+class GrantedModel:
+    """A model the key may call."""
+
+    id: ModelId
+    name: str
+    created: int = 0  # unix seconds, as /v1/models reports it
+
+
+@dataclass(frozen=True, slots=True)
+class KeyPrincipal:
+    """Everything the pipeline needs to know about an API key, without a database."""
+
+    key_id: ApiKeyId
+    key_hash: str
+    organisation_id: OrganisationId
+    team_id: TeamId | None
+    user_id: UserId | None
+    type: str
+    name: str
+    expires_at: datetime | None
+    revoked: bool
+    granted: tuple[GrantedModel, ...]
+    policies: dict[str, Any] = field(default_factory=dict)
+    organisation_policies: dict[str, Any] = field(default_factory=dict)
+    team_policies: dict[str, Any] = field(default_factory=dict)
+
+    def is_expired(self, now: datetime) -> bool:
+        """True once the key's expiry has passed."""
+        return self.expires_at is not None and now >= self.expires_at
+
+    def may_call(self, model_id: str) -> bool:
+        """True when the key holds a grant for the model."""
+        return any(g.id == model_id for g in self.granted)
+
+    def to_json(self) -> bytes:
+        """Serialise for the shared cache."""
+        return orjson.dumps(self)
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> KeyPrincipal:
+        """Inverse of :meth:`to_json`."""
+        data = orjson.loads(raw)
+        expires = data["expires_at"]
+        return cls(
+            key_id=ApiKeyId(data["key_id"]),
+            key_hash=data["key_hash"],
+            organisation_id=OrganisationId(data["organisation_id"]),
+            team_id=data["team_id"],
+            user_id=data["user_id"],
+            type=data["type"],
+            name=data["name"],
+            expires_at=datetime.fromisoformat(expires) if expires else None,
+            revoked=data["revoked"],
+            granted=tuple(GrantedModel(ModelId(g["id"]), g["name"], g["created"]) for g in data["granted"]),
+            policies=data["policies"],
+            organisation_policies=data["organisation_policies"],
+            team_policies=data["team_policies"],
+        )

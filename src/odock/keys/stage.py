@@ -1,0 +1,53 @@
+"""The authentication stage: find the caller's API key and refuse bad ones."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from odock.errors import ApiKeyExpired, ApiKeyRevoked, Unauthorized
+from odock.keys.directory import KeyDirectory
+from odock.keys.principal import KeyPrincipal
+from odock.keys.secrets import hash_secret
+from odock.pipeline import Exchange
+
+
+def presented_secret(headers: dict[str, str]) -> str | None:
+    """The API key from ``Authorization: Bearer`` or ``X-API-Key``."""
+    auth = headers.get("authorization")
+    if auth:
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+    key = headers.get("x-api-key")
+    return key.strip() if key and key.strip() else None
+
+
+async def authenticate(directory: KeyDirectory, headers: dict[str, str]) -> KeyPrincipal:
+    """Resolve the presented key to a usable principal or raise a 401."""
+    secret = presented_secret(headers)
+    if secret is None:
+        raise Unauthorized("missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key'")
+    principal = await directory.principal(hash_secret(secret))
+    if principal is None:
+        raise Unauthorized("invalid API key")
+    if principal.revoked:
+        raise ApiKeyRevoked()
+    if principal.is_expired(datetime.now(UTC)):
+        raise ApiKeyExpired()
+    return principal
+
+
+class Authenticate:
+    """Sets ``ex.principal`` from the presented API key."""
+
+    name = "authenticate"
+
+    def __init__(self, directory: KeyDirectory) -> None:
+        self._directory = directory
+
+    async def before(self, ex: Exchange) -> None:
+        """Authenticate or raise a 401."""
+        ex.principal = await authenticate(self._directory, ex.headers)
+
+    async def after(self, ex: Exchange) -> None:
+        """Nothing to undo."""

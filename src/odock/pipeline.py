@@ -1,0 +1,172 @@
+"""The request pipeline: the lifecycle of one governed model call, top to bottom.
+
+A request becomes an :class:`Exchange`; each :class:`Stage` runs ``before`` in list order, the
+responder writes the upstream answer (unary or stream) to the client, then every stage that was
+entered runs ``after`` in reverse order, on every exit path: success, rejection, upstream
+failure, client disconnect. That is where leases are released, reservations settled and the
+usage record written.
+
+The order is one list, built in :func:`odock.runtime.build_pipeline`::
+
+    RecordUsage        after: write the usage record (last thing that happens)
+    Authenticate       API key → principal (401 unauthorized / api_key_expired / api_key_revoked)
+    DecodeRequest      body → typed request (400 invalid_request_body)
+    ResolveModel       name → model in the key's organisation; grant check (400 / 403)
+    ResolveProvider    provider and key checks, endpoint family, upstream payload (400 / 403)
+    CallUpstream       adapter call; unary answer or open stream (502 / 504 / provider 4xx)
+    ── responder writes the answer; then the after() hooks run in reverse ──
+
+Later capabilities insert their stages into that list (rate limits before decode and after
+resolution, budget reservation before the upstream call, safety checks and plugins around it).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from odock.db.engine import request_scope
+from odock.errors import OdockError
+from odock.keys.principal import KeyPrincipal
+from odock.providers.adapters.base import (
+    Adapter,
+    Endpoint,
+    StreamResult,
+    UnaryResult,
+    UpstreamCall,
+    Usage,
+)
+from odock.providers.catalog import ResolvedModel
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Timings:
+    """Monotonic instants (``time.perf_counter``) of one request's milestones."""
+
+    received: float
+    upstream_started: float | None = None
+    upstream_answered: float | None = None  # unary: full body read; stream: headers received
+    first_byte_sent: float | None = None
+    first_token: float | None = None
+    finished: float | None = None
+
+    def overhead_ms(self, now: float) -> float:
+        """Time spent in the gateway itself, excluding the wait for the upstream."""
+        if self.upstream_started is None or self.upstream_answered is None:
+            return (now - self.received) * 1000
+        before = self.upstream_started - self.received
+        after = (self.first_byte_sent or now) - self.upstream_answered
+        return (before + after) * 1000
+
+
+@dataclass(slots=True)
+class Exchange:
+    """Everything known about one request as it moves through the stages."""
+
+    request_id: str
+    endpoint: Endpoint
+    route: str
+    method: str
+    headers: dict[str, str]
+    client_ip: str | None
+    body: bytes
+    received_at: datetime
+    timings: Timings
+    principal: KeyPrincipal | None = None
+    payload: dict[str, Any] = field(default_factory=dict)
+    extra_fields: tuple[str, ...] = ()
+    stream: bool = False
+    include_usage: bool = False
+    model: ResolvedModel | None = None
+    adapter: Adapter | None = None
+    call: UpstreamCall | None = None
+    unary: UnaryResult | None = None
+    upstream_stream: StreamResult | None = None
+    usage: Usage | None = None
+    streamed_chars: int = 0
+    streamed_chunks: int = 0
+    bytes_out: int = 0
+    provider_request_id: str | None = None
+    http_status: int = 200
+    outcome: str = "success"  # success | error | client_disconnected
+    error: OdockError | None = None
+    response_headers: dict[str, str] = field(default_factory=dict)
+
+    def fail(self, error: OdockError) -> None:
+        """Record that the request ended with ``error``."""
+        self.error = error
+        self.http_status = error.http_status
+        self.outcome = "error"
+
+
+class Stage(Protocol):
+    """One step of the lifecycle."""
+
+    name: str
+
+    async def before(self, ex: Exchange) -> None:
+        """Do this stage's work on the way in; raise an OdockError to reject."""
+
+    async def after(self, ex: Exchange) -> None:
+        """Clean up or account on the way out; runs on every exit path once ``before`` was entered."""
+
+
+class Responder(Protocol):
+    """Writes the answer to the client (the web layer implements it)."""
+
+    @property
+    def started(self) -> bool:
+        """True once response headers went out."""
+
+    async def send_answer(self, ex: Exchange) -> None:
+        """Write the upstream answer (unary body or the whole stream)."""
+
+    async def send_error(self, ex: Exchange, error: OdockError) -> None:
+        """Write an error: a JSON error response, or an error event if a stream already began."""
+
+
+class Pipeline:
+    """Runs stages in order, writes the answer, then unwinds."""
+
+    def __init__(self, stages: Sequence[Stage]) -> None:
+        self.stages = tuple(stages)
+
+    def stage_names(self) -> list[str]:
+        """The lifecycle, in order."""
+        return [s.name for s in self.stages]
+
+    async def run(self, ex: Exchange, responder: Responder) -> None:
+        """Handle one request from the first stage to the last ``after`` hook."""
+        token = request_scope.set(ex.request_id)
+        entered: list[Stage] = []
+        try:
+            try:
+                for stage in self.stages:
+                    entered.append(stage)
+                    await stage.before(ex)
+                await responder.send_answer(ex)
+            except OdockError as error:
+                ex.fail(error)
+                await responder.send_error(ex, error)
+            finally:
+                ex.timings.finished = time.perf_counter()
+                await _unwind(entered, ex)
+        finally:
+            request_scope.reset(token)
+
+
+async def _unwind(entered: list[Stage], ex: Exchange) -> None:
+    for stage in reversed(entered):
+        try:
+            await stage.after(ex)
+        except Exception:
+            # Isolation: one stage failing to clean up must not stop the others from releasing
+            # leases or settling money.
+            log.exception("stage %s failed in after() for request %s", stage.name, ex.request_id)
+

@@ -1,0 +1,1 @@
+"""Providers: upstream configuration, the model catalog, provider-key encryption and adapters."""

@@ -1,0 +1,1 @@
+"""One adapter module per upstream API, all behind :class:`odock.providers.adapters.base.Adapter`."""

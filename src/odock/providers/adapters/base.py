@@ -1,0 +1,111 @@
+"""The contract between the pipeline and upstream APIs.
+
+An adapter turns an :class:`UpstreamCall` (an OpenAI-shaped payload already rewritten for the
+upstream: model slug, usage requested) into a :class:`UnaryResult` or a :class:`StreamResult`,
+and translates every foreign failure into an :class:`odock.errors.UpstreamError` at its boundary.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from odock.providers.catalog import ProviderTarget
+
+
+class Endpoint(enum.StrEnum):
+    """The gateway operations an adapter may serve."""
+
+    CHAT = "chat"
+    EMBEDDINGS = "embeddings"
+
+
+@dataclass(slots=True)
+class Usage:
+    """Token counts as the provider reported them (or as estimated when it did not)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    estimated: bool = False
+    raw: dict[str, Any] | None = None
+
+    @classmethod
+    def from_openai(cls, usage: dict[str, Any]) -> Usage:
+        """Read an OpenAI ``usage`` object (chat or embeddings)."""
+        prompt = _int(usage.get("prompt_tokens"))
+        completion = _int(usage.get("completion_tokens"))
+        prompt_details = usage.get("prompt_tokens_details") or {}
+        completion_details = usage.get("completion_tokens_details") or {}
+        return cls(
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            total_tokens=_int(usage.get("total_tokens")) or prompt + completion,
+            cached_tokens=_int(prompt_details.get("cached_tokens")) if isinstance(prompt_details, dict) else 0,
+            reasoning_tokens=_int(completion_details.get("reasoning_tokens"))
+            if isinstance(completion_details, dict)
+            else 0,
+            raw=usage,
+        )
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and value >= 0 else 0
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamCall:
+    """One request to send upstream."""
+
+    endpoint: Endpoint
+    payload: dict[str, Any]
+    provider: ProviderTarget
+    api_key: str | None
+    timeout: float
+    request_id: str
+    model_config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class UnaryResult:
+    """A complete upstream answer, as bytes to forward plus what was learned from it."""
+
+    body: bytes
+    usage: Usage | None
+    provider_request_id: str | None = None
+
+
+@dataclass(slots=True)
+class StreamChunk:
+    """One SSE event from upstream: the JSON after ``data:`` and what it tells us."""
+
+    data: bytes
+    usage: Usage | None = None
+    usage_only: bool = False  # a final chunk with usage and no choices
+    text_chars: int = 0
+
+
+class StreamResult(Protocol):
+    """An open upstream stream; iterate for chunks, always close."""
+
+    provider_request_id: str | None
+
+    def __aiter__(self) -> AsyncIterator[StreamChunk]:
+        """Chunks in order; raises UpstreamStreamInterrupted if the stream ends early."""
+
+    async def aclose(self) -> None:
+        """Release the upstream connection."""
+
+
+class Adapter(Protocol):
+    """An upstream API."""
+
+    async def complete(self, call: UpstreamCall) -> UnaryResult:
+        """Send a non-streaming request."""
+
+    async def stream(self, call: UpstreamCall) -> StreamResult:
+        """Open a streaming request (errors before the first byte are raised here)."""

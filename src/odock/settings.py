@@ -1,0 +1,212 @@
+"""Settings, parsed once at startup from ``ODOCK_*`` environment variables and a YAML file.
+
+Precedence, highest first: explicit overrides (CLI flags) → environment → the ``settings:``
+section of the YAML file → defaults. Nothing else in Odock reads the environment.
+
+The YAML file may also declare resources (organisations, providers, models, API keys); those
+are parsed by :mod:`odock.admin.declarative`, not here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "ODOCK_"
+
+
+class SettingsError(Exception):
+    """Settings are invalid; the message names the offending field."""
+
+
+class Settings(BaseSettings):
+    """Every setting of the gateway (see docs/configuration.md for the reference)."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="forbid")
+
+    # --- server -------------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    workers: int = Field(1, ge=1, le=64)
+    config: Path | None = Field(None, description="YAML file with settings and declared resources")
+    data_dir: Path = Path(".odock")
+    shutdown_grace_seconds: float = Field(30.0, gt=0)
+    max_request_bytes: int = Field(8 * 1024 * 1024, gt=0)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = "text"
+    log_prompts: bool = Field(False, description="Log request and response bodies (never keys)")
+
+    # --- storage ------------------------------------------------------------------------
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite in data_dir")
+    database_pool_size: int = Field(10, ge=1)
+    redis_url: str | None = Field(None, description="Redis URL; unset = in-process state (embedded)")
+    redis_prefix: str = "odock:"
+    migrate_on_start: bool | None = Field(None, description="default: true on SQLite, false otherwise")
+
+    # --- hot-path caches ----------------------------------------------------------------
+    auth_cache_ttl_seconds: float = Field(300.0, gt=0)
+    auth_negative_cache_ttl_seconds: float = Field(30.0, gt=0)
+    model_cache_ttl_seconds: float = Field(300.0, gt=0)
+    local_cache_max_entries: int = Field(100_000, ge=100)
+    cache_invalidation_secret: SecretStr | None = None
+    cache_invalidation_channel: str = "odock:cache-invalidation"
+
+    # --- provider keys ------------------------------------------------------------------
+    provider_key_encryption_key_id: str | None = None
+    provider_key_encryption_private_key: SecretStr | None = None
+    provider_key_decrypt_cache_ttl_seconds: float = Field(300.0, gt=0)
+
+    # --- upstream -----------------------------------------------------------------------
+    upstream_connect_timeout_seconds: float = Field(10.0, gt=0)
+    upstream_default_timeout_seconds: float = Field(600.0, gt=0)
+    upstream_max_connections: int = Field(1000, ge=1)
+
+    # --- usage --------------------------------------------------------------------------
+    usage_flush_interval_seconds: float = Field(0.25, gt=0)
+    usage_batch_size: int = Field(500, ge=1)
+    usage_queue_max: int = Field(100_000, ge=100)
+
+    # --- first start --------------------------------------------------------------------
+    demo: bool | None = Field(None, description="create a demo org/key on an empty DB; default: on SQLite")
+
+    @field_validator("provider_key_encryption_private_key", mode="before")
+    @classmethod
+    def _unescape_pem(cls, value: object) -> object:
+        # PEM in an environment variable is often written with literal "\n" escapes.
+        if isinstance(value, str) and "\\n" in value:
+            return value.replace("\\n", "\n")
+        return value
+
+    @model_validator(mode="after")
+    def _check_pairs(self) -> Settings:
+        has_id = bool(self.provider_key_encryption_key_id)
+        has_key = self.provider_key_encryption_private_key is not None
+        if has_id != has_key:
+            raise ValueError(
+                "provider_key_encryption_key_id and provider_key_encryption_private_key "
+                "must be set together (both or neither)"
+            )
+        if self.workers > 1 and not self.redis_url:
+            raise ValueError("workers > 1 needs redis_url: in-process state cannot be shared")
+        return self
+
+    # --- derived ------------------------------------------------------------------------
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to a SQLite file in the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'odock.db').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        """True when the database is SQLite (the embedded default)."""
+        return self.resolved_database_url.startswith("sqlite")
+
+    @property
+    def is_embedded(self) -> bool:
+        """True when no external state service is configured."""
+        return self.redis_url is None
+
+    @property
+    def should_migrate_on_start(self) -> bool:
+        """Whether startup applies pending migrations."""
+        return self.is_sqlite if self.migrate_on_start is None else self.migrate_on_start
+
+    @property
+    def should_seed_demo(self) -> bool:
+        """Whether startup creates the demo organisation on an empty database."""
+        return self.is_sqlite if self.demo is None else self.demo
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Overrides, then the environment (the YAML layer is added by ``load_settings``)."""
+        return (init_settings, env_settings)
+
+
+class _MappingSource(PydanticBaseSettingsSource):
+    """A settings source that serves values from an already-parsed mapping (the YAML file)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], values: Mapping[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self._values = dict(values)
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self._values.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return {k: v for k, v in self._values.items() if v is not None}
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Read the YAML configuration file into a mapping (empty file → empty mapping)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SettingsError(f"cannot read config file {path}: {exc.strerror}") from exc
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"config file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise SettingsError(f"config file {path} must hold a mapping at the top level")
+    return data
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Parse settings once; raise :class:`SettingsError` naming the field on any problem."""
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        path = config_file or _config_path_from_env(overrides)
+        file_values: dict[str, Any] = {}
+        if path is not None:
+            section = read_config_file(path).get("settings") or {}
+            if not isinstance(section, dict):
+                raise SettingsError(f"config file {path}: 'settings' must be a mapping")
+            file_values = {**section, "config": path}
+
+        class _FileBackedSettings(Settings):
+            @classmethod
+            def settings_customise_sources(
+                cls,
+                settings_cls: type[BaseSettings],
+                init_settings: PydanticBaseSettingsSource,
+                env_settings: PydanticBaseSettingsSource,
+                dotenv_settings: PydanticBaseSettingsSource,
+                file_secret_settings: PydanticBaseSettingsSource,
+            ) -> tuple[PydanticBaseSettingsSource, ...]:
+                return (init_settings, env_settings, _MappingSource(settings_cls, file_values))
+
+        return _FileBackedSettings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc)) from exc
+
+
+def _config_path_from_env(overrides: Mapping[str, Any]) -> Path | None:
+    if overrides.get("config"):
+        return Path(overrides["config"])
+    # Read the one setting that locates the others through the normal env source.
+    probe = Settings()
+    return probe.config
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "settings"
+        env = f" ({ENV_PREFIX}{loc.upper()})" if err["loc"] else ""
+        lines.append(f"invalid setting '{loc}'{env}: {err['msg']}")
+    return "\n".join(lines)

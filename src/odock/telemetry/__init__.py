@@ -1,0 +1,1 @@
+"""Telemetry: logging setup (metrics and traces arrive with the observability issue)."""

@@ -1,0 +1,1 @@
+"""Tenancy: organisations, teams, team members and users."""

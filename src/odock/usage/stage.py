@@ -1,0 +1,116 @@
+"""The usage stage: after every authenticated request, build its usage record and queue it.
+
+Unauthenticated rejections carry no organisation and are only counted in logs and metrics, so
+a flood of bad keys cannot turn into a flood of database writes.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+from odock.pipeline import Exchange
+from odock.providers.adapters.base import Endpoint, Usage
+from odock.usage import estimate
+from odock.usage.billing import bill
+from odock.usage.record import UsageEvent
+from odock.usage.recorder import UsageRecorder
+
+USAGE_METADATA_SCHEMA = "usage_metadata_v1"
+
+
+def settled_usage(ex: Exchange) -> Usage | None:
+    """What the request used: as reported, or estimated from what was streamed when cut short."""
+    if ex.usage is not None:
+        return ex.usage
+    if not ex.stream or ex.timings.upstream_answered is None:
+        return None
+    prompt = estimate.prompt_tokens(ex.payload.get("messages") or [])
+    completion = max(ex.streamed_chunks, estimate.tokens_for_text(ex.streamed_chars))
+    return Usage(prompt, completion, prompt + completion, estimated=True)
+
+
+def usage_event(ex: Exchange) -> UsageEvent:
+    """The usage record of a finished exchange."""
+    principal = ex.principal
+    assert principal is not None
+    now = ex.timings.finished or time.perf_counter()
+    usage = settled_usage(ex)
+    model = ex.model
+    provider = model.provider if model else None
+    billing = bill(usage, model.pricing, embeddings=ex.endpoint == Endpoint.EMBEDDINGS) if usage and model else {}
+    first = ex.timings.first_token
+    upstream_ms = None
+    if ex.timings.upstream_started is not None:
+        upstream_end = ex.timings.upstream_answered if not ex.stream else now
+        upstream_ms = ((upstream_end or now) - ex.timings.upstream_started) * 1000
+    event = UsageEvent(
+        id=secrets.token_hex(16),
+        request_id=ex.request_id,
+        timestamp=ex.received_at,
+        endpoint=ex.route,
+        status=ex.outcome,
+        http_status=ex.http_status,
+        stream=ex.stream,
+        organisation_id=principal.organisation_id,
+        team_id=principal.team_id,
+        user_id=principal.user_id,
+        api_key_id=principal.key_id,
+        model_id=model.id if model else None,
+        model=model.name if model else ex.payload.get("model") if isinstance(ex.payload.get("model"), str) else None,
+        provider_id=provider.id if provider else None,
+        provider=provider.type.lower() if provider else None,
+        error_code=ex.error.code if ex.error else None,
+        latency_ms=(now - ex.timings.received) * 1000,
+        time_to_first_token_ms=(first - ex.timings.received) * 1000 if first else None,
+        upstream_latency_ms=upstream_ms,
+        gateway_overhead_ms=ex.timings.overhead_ms(now),
+        provider_request_id=ex.provider_request_id,
+        bytes_in=len(ex.body),
+        bytes_out=ex.bytes_out,
+        billing=billing,
+        metadata={
+            "schema_version": USAGE_METADATA_SCHEMA,
+            "route": ex.route,
+            "method": ex.method,
+            "streaming": ex.stream,
+            "user_agent": ex.headers.get("user-agent"),
+            "client_ip": ex.client_ip,
+            "usage_estimated": bool(usage and usage.estimated),
+            "error_message": ex.error.message if ex.error else None,
+        },
+    )
+    if usage is not None:
+        event.prompt_tokens = usage.prompt_tokens
+        event.completion_tokens = usage.completion_tokens
+        event.cached_tokens = usage.cached_tokens
+        event.reasoning_tokens = usage.reasoning_tokens
+        event.total_tokens = usage.total_tokens
+        event.billable_tokens = usage.prompt_tokens + usage.completion_tokens
+        event.total_cost_nanos_usd = billing.get("total_cost_nanos_usd")
+        event.provider_usage = usage.raw or {}
+        event.tokens = {
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.total_tokens,
+            "cached_tokens": usage.cached_tokens,
+            "output_details": {"reasoning": usage.reasoning_tokens},
+        }
+    return event
+
+
+class RecordUsage:
+    """Queues the usage record once everything else has unwound."""
+
+    name = "record_usage"
+
+    def __init__(self, recorder: UsageRecorder) -> None:
+        self._recorder = recorder
+
+    async def before(self, ex: Exchange) -> None:
+        """Nothing to do on the way in."""
+
+    async def after(self, ex: Exchange) -> None:
+        """Queue the record of an authenticated request."""
+        if ex.principal is not None:
+            self._recorder.submit(usage_event(ex))

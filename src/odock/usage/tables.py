@@ -1,0 +1,62 @@
+"""The usage record table: one lossless row per gateway request (spec §3.10).
+
+``id`` is the gateway's own 32-hex id and the idempotency key of the write (a re-flush after a
+crash inserts nothing twice). ``request_id`` is the correlation id returned to the client in
+``X-Request-Id``; a client may reuse one, so it is indexed, not unique.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from odock.db.base import Base, JsonType, Money
+
+
+class UsageRecord(Base):
+    """What one request used, cost and took."""
+
+    __tablename__ = "usage_records"
+    __table_args__ = (
+        Index("ix_usage_records_org_ts", "organisation_id", "timestamp"),
+        Index("ix_usage_records_key_ts", "api_key_id", "timestamp"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(128), index=True)
+    timestamp: Mapped[datetime] = mapped_column(index=True)
+    organisation_id: Mapped[str | None] = mapped_column(String(32))
+    team_id: Mapped[str | None] = mapped_column(String(32))
+    user_id: Mapped[str | None] = mapped_column(String(32))
+    api_key_id: Mapped[str | None] = mapped_column(String(32))
+    model_id: Mapped[str | None] = mapped_column(String(32))
+    model: Mapped[str | None] = mapped_column(String(200))
+    provider_id: Mapped[str | None] = mapped_column(String(32))
+    provider: Mapped[str | None] = mapped_column(String(40))
+    endpoint: Mapped[str] = mapped_column(String(200))
+    stream: Mapped[bool] = mapped_column(default=False)
+    status: Mapped[str] = mapped_column(String(32))
+    http_status: Mapped[int] = mapped_column(Integer)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cached_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    reasoning_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    total_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    billable_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    total_cost_nanos_usd: Mapped[int | None] = mapped_column(Money)
+    latency_ms: Mapped[float] = mapped_column(default=0.0)
+    time_to_first_token_ms: Mapped[float | None] = mapped_column()
+    upstream_latency_ms: Mapped[float | None] = mapped_column()
+    gateway_overhead_ms: Mapped[float] = mapped_column(default=0.0)
+    provider_request_id: Mapped[str | None] = mapped_column(String(200))
+    tokens: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+    billing: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+    provider_usage: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+    routing: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JsonType, default=dict)
+    bytes_in: Mapped[int] = mapped_column(BigInteger, default=0)
+    bytes_out: Mapped[int] = mapped_column(BigInteger, default=0)

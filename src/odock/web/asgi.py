@@ -1,0 +1,65 @@
+"""Minimal ASGI plumbing for the gateway's hot path: read the request, write responses."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from odock.errors import OdockError, PayloadTooLarge
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+def header_map(scope: Scope) -> dict[str, str]:
+    """Request headers as a dict of lower-case names (the last value of a repeated header wins)."""
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+
+
+async def read_body(receive: Receive, headers: dict[str, str], limit: int) -> bytes:
+    """The whole request body; 413 as soon as it is known to exceed ``limit``."""
+    declared = headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body exceeds {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone()
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"request body exceeds {limit} bytes")
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+class ClientGone(Exception):
+    """The client disconnected before the request was read."""
+
+
+def encode_headers(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    """ASGI header list from a dict."""
+    return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+
+
+async def send_bytes(
+    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    """Send a complete response."""
+    await send({"type": "http.response.start", "status": status, "headers": headers or JSON_HEADERS})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_error(send: Send, error: OdockError, extra_headers: dict[str, str] | None = None) -> None:
+    """Send an Odock error as a JSON response."""
+    headers = JSON_HEADERS + encode_headers({**error.headers, **(extra_headers or {})})
+    await send_bytes(send, error.http_status, error.body(), headers)

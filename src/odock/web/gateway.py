@@ -1,0 +1,184 @@
+"""The gateway's HTTP surface (spec §1.1): routes → handlers, each a thin adapter.
+
+Model calls go through the pipeline; the other routes authenticate and answer directly.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+import orjson
+from redis.exceptions import RedisError
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from odock.cache.bus import Invalidation
+from odock.errors import InvalidRequestBody, MethodNotAllowed, NotFound, OdockError, Unauthorized
+from odock.ids import accept_request_id
+from odock.keys.stage import authenticate
+from odock.pipeline import Exchange, Timings
+from odock.providers.adapters.base import Endpoint
+from odock.runtime import Runtime
+from odock.web.asgi import ClientGone, Receive, Scope, Send, header_map, read_body, send_bytes, send_error
+from odock.web.decode import parse_json_object
+from odock.web.responder import AsgiResponder
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Scope, Receive, Send, dict[str, str]], Awaitable[None]]
+INVALIDATION_SECRET_HEADER = "x-odock-invalidation-secret"
+
+
+class Gateway:
+    """Dispatches gateway routes; everything else is a JSON 404 or 405."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._rt = runtime
+        self._routes: dict[str, dict[str, Handler]] = {
+            "/v1/chat/completions": {"POST": self._chat},
+            "/v1/embeddings": {"POST": self._embeddings},
+            "/v1/models": {"GET": self._models},
+            "/v1/keys/validate": {"POST": self._validate_key},
+            "/v1/health": {"GET": self._health},
+            "/v1/healthz": {"GET": self._ready},
+            "/v1/internal/cache/invalidate": {"POST": self._invalidate},
+        }
+
+    def handles(self, path: str) -> bool:
+        """True for paths this gateway owns."""
+        return path in self._routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = header_map(scope)
+        methods = self._routes.get(scope["path"])
+        if methods is None:
+            await send_error(send, NotFound(f"no route for {scope['path']}"))
+            return
+        handler = methods.get(scope["method"])
+        if handler is None:
+            allow = ", ".join(methods)
+            await send_error(send, MethodNotAllowed(f"use {allow}"), {"allow": allow})
+            return
+        await handler(scope, receive, send, headers)
+
+    # --- model calls ---------------------------------------------------------------------
+    async def _chat(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]) -> None:
+        await self._model_call(Endpoint.CHAT, scope, receive, send, headers)
+
+    async def _embeddings(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]) -> None:
+        await self._model_call(Endpoint.EMBEDDINGS, scope, receive, send, headers)
+
+    async def _model_call(
+        self, endpoint: Endpoint, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]
+    ) -> None:
+        started = time.perf_counter()
+        request_id = accept_request_id(headers.get("x-request-id"))
+        try:
+            body = await read_body(receive, headers, self._rt.settings.max_request_bytes)
+        except ClientGone:
+            return
+        except OdockError as error:
+            await send_error(send, error, {"x-request-id": request_id})
+            return
+        client = scope.get("client")
+        ex = Exchange(
+            request_id=request_id,
+            endpoint=endpoint,
+            route=scope["path"],
+            method=scope["method"],
+            headers=headers,
+            client_ip=client[0] if client else None,
+            body=body,
+            received_at=datetime.now(UTC),
+            timings=Timings(received=started),
+        )
+        await self._rt.pipeline.run(ex, AsgiResponder(send, receive))
+
+    # --- key-authenticated routes ---------------------------------------------------------
+    async def _models(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]) -> None:
+        try:
+            principal = await authenticate(self._rt.keys, headers)
+        except OdockError as error:
+            await send_error(send, error)
+            return
+        data = [
+            {"id": m.name, "object": "model", "created": m.created, "owned_by": principal.organisation_id}
+            for m in principal.granted
+        ]
+        await send_bytes(send, 200, orjson.dumps({"object": "list", "data": data}))
+
+    async def _validate_key(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]) -> None:
+        try:
+            principal = await authenticate(self._rt.keys, headers)
+        except OdockError as error:
+            await send_error(send, error)
+            return
+        body = {
+            "valid": True,
+            "key": {
+                "id": principal.key_id,
+                "name": principal.name,
+                "type": principal.type,
+                "organisation_id": principal.organisation_id,
+                "team_id": principal.team_id,
+                "user_id": principal.user_id,
+                "expires_at": principal.expires_at.isoformat() if principal.expires_at else None,
+                "models": [m.name for m in principal.granted],
+            },
+        }
+        await send_bytes(send, 200, orjson.dumps(body))
+
+    # --- operational routes ---------------------------------------------------------------
+    async def _health(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]) -> None:
+        await send_bytes(send, 200, b'{"status":"ok"}')
+
+    async def _ready(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]) -> None:
+        checks: dict[str, str] = {}
+        try:
+            async with self._rt.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            checks["database"] = "ok"
+        except (SQLAlchemyError, OSError) as exc:
+            checks["database"] = f"unavailable: {type(exc).__name__}"
+        if self._rt.redis is not None:
+            try:
+                await self._rt.redis.ping()
+                checks["redis"] = "ok"
+            except (RedisError, OSError) as exc:
+                checks["redis"] = f"unavailable: {type(exc).__name__}"
+        ready = all(v == "ok" for v in checks.values())
+        if ready:
+            await send_bytes(send, 200, orjson.dumps({"status": "ready", "checks": checks}))
+            return
+        body = {
+            "status": "unavailable",
+            "checks": checks,
+            "error": {"code": "dependency_unavailable", "message": "a dependency is unavailable",
+                      "type": "server_error", "param": None},
+        }
+        await send_bytes(send, 503, orjson.dumps(body))
+
+    async def _invalidate(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]) -> None:
+        secret = self._rt.settings.cache_invalidation_secret
+        presented = headers.get(INVALIDATION_SECRET_HEADER, "")
+        if secret is None or not hmac.compare_digest(presented.encode(), secret.get_secret_value().encode()):
+            await send_error(send, Unauthorized("invalid or missing cache invalidation secret"))
+            return
+        try:
+            body = await read_body(receive, headers, 64 * 1024)
+            data = parse_json_object(body)
+            invalidation = Invalidation.from_json(orjson.dumps(data))
+        except ClientGone:
+            return
+        except ValueError as exc:
+            await send_error(send, InvalidRequestBody(f"invalid invalidation command: {exc}"))
+            return
+        except OdockError as error:
+            await send_error(send, error)
+            return
+        await self._rt.bus.publish(invalidation)
+        await send_bytes(send, 202, orjson.dumps({"accepted": True, "generation": self._rt.bus.generation}))

@@ -1,0 +1,127 @@
+"""Writes the pipeline's answer to an ASGI client: a JSON body, or an SSE stream relayed chunk by chunk.
+
+Streams are relayed as the upstream's own bytes (no re-encoding). Usage is tallied on the way;
+the final usage-only chunk is forwarded only when the client asked for it
+(``stream_options.include_usage``). While relaying, the client connection is watched: a
+disconnect cancels the relay at once, so leases and reservations are released without waiting
+for the next upstream chunk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from odock.errors import OdockError
+from odock.pipeline import Exchange
+from odock.web.asgi import JSON_HEADERS, Receive, Send, encode_headers
+
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+DONE = b"data: [DONE]\n\n"
+CLIENT_CLOSED_REQUEST = 499  # recorded status of a stream the client abandoned
+
+
+class AsgiResponder:
+    """The web side of :class:`odock.pipeline.Responder`."""
+
+    def __init__(self, send: Send, receive: Receive) -> None:
+        self._send = send
+        self._receive = receive
+        self._started = False
+
+    @property
+    def started(self) -> bool:
+        return self._started
+
+    def _headers(self, ex: Exchange, base: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        now = time.perf_counter()
+        ex.timings.first_byte_sent = now
+        extra = {
+            "x-request-id": ex.request_id,
+            "x-odock-overhead-ms": f"{ex.timings.overhead_ms(now):.3f}",
+            **ex.response_headers,
+        }
+        return base + encode_headers(extra)
+
+    async def send_answer(self, ex: Exchange) -> None:
+        if ex.unary is not None:
+            body = ex.unary.body
+            headers = self._headers(ex, JSON_HEADERS)
+            self._started = True
+            await self._send({"type": "http.response.start", "status": 200, "headers": headers})
+            await self._send({"type": "http.response.body", "body": body})
+            ex.bytes_out = len(body)
+            return
+        await self._relay_stream(ex)
+
+    async def send_error(self, ex: Exchange, error: OdockError) -> None:
+        if ex.outcome == "client_disconnected":
+            return
+        try:
+            if self._started:
+                # Headers are gone: report the failure in-band, and never end with [DONE].
+                await self._send(
+                    {"type": "http.response.body", "body": b"data: " + error.body() + b"\n\n", "more_body": False}
+                )
+                return
+            self._started = True
+            headers = JSON_HEADERS + encode_headers({**error.headers, "x-request-id": ex.request_id})
+            await self._send({"type": "http.response.start", "status": error.http_status, "headers": headers})
+            await self._send({"type": "http.response.body", "body": error.body()})
+        except OSError:
+            ex.outcome = "client_disconnected"
+
+    async def _relay_stream(self, ex: Exchange) -> None:
+        loop = asyncio.get_running_loop()
+        relay = loop.create_task(self._relay(ex))
+        watch = loop.create_task(self._wait_for_disconnect())
+        try:
+            done, _ = await asyncio.wait({relay, watch}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watch.cancel()
+        if relay not in done:
+            relay.cancel()
+            await asyncio.gather(relay, return_exceptions=True)
+            _mark_disconnected(ex)
+            return
+        relay.result()  # re-raises an upstream failure for the pipeline to report
+
+    async def _relay(self, ex: Exchange) -> None:
+        stream = ex.upstream_stream
+        assert stream is not None
+        send = self._send
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self._headers(ex, SSE_HEADERS)})
+            self._started = True
+            async for chunk in stream:
+                if chunk.usage is not None:
+                    ex.usage = chunk.usage
+                if chunk.text_chars:
+                    ex.streamed_chars += chunk.text_chars
+                    ex.streamed_chunks += 1
+                    if ex.timings.first_token is None:
+                        ex.timings.first_token = time.perf_counter()
+                if chunk.usage_only and not ex.include_usage:
+                    continue
+                frame = b"data: " + chunk.data + b"\n\n"
+                await send({"type": "http.response.body", "body": frame, "more_body": True})
+                ex.bytes_out += len(frame)
+            await send({"type": "http.response.body", "body": DONE, "more_body": False})
+            ex.bytes_out += len(DONE)
+        except OSError:  # the ASGI server reports a vanished client this way
+            _mark_disconnected(ex)
+
+    async def _wait_for_disconnect(self) -> None:
+        while True:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                return
+
+
+def _mark_disconnected(ex: Exchange) -> None:
+    ex.outcome = "client_disconnected"
+    ex.http_status = CLIENT_CLOSED_REQUEST
