@@ -1,0 +1,88 @@
+"""Run a real ASGI server (uvicorn) on a free local port in a background thread.
+
+The server has its own event loop; ``run(coro)`` executes a coroutine on that loop, so tests can
+provision data through the gateway's own runtime and inspect it (e.g. count SQL statements).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import uvicorn
+
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    """A TCP port that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ThreadedServer:
+    """An ASGI app served by uvicorn in a thread."""
+
+    def __init__(self, app: Any, port: int | None = None, *, graceful_timeout: float = 5.0) -> None:
+        self.app = app
+        self.port = port or free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            loop="asyncio",
+            http="httptools",
+            lifespan="on",
+            access_log=False,
+            log_config=None,
+            timeout_graceful_shutdown=graceful_timeout,
+        )
+        self._server = uvicorn.Server(config)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = threading.Thread(target=self._main, name=f"server-{self.port}", daemon=True)
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    def _main(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self._serve())
+        except BaseException as exc:  # reported to the starting thread
+            self._error = exc
+        finally:
+            self._ready.set()
+            self._loop.close()
+
+    async def _serve(self) -> None:
+        serve = asyncio.ensure_future(self._server.serve())
+        while not self._server.started and not serve.done():
+            await asyncio.sleep(0.01)
+        self._ready.set()
+        await serve
+
+    def start(self) -> ThreadedServer:
+        """Start and wait until the server accepts connections."""
+        self._thread.start()
+        if not self._ready.wait(timeout=60):
+            raise RuntimeError("server did not start within 60 s")
+        if self._error is not None or not self._server.started:
+            raise RuntimeError(f"server failed to start: {self._error!r}")
+        return self
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30) -> T:
+        """Run ``coro`` on the server's loop and return its result."""
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def stop(self) -> None:
+        """Ask the server to exit (graceful) and wait for it."""
+        self._server.should_exit = True
+        self._thread.join(timeout=60)
+        if self._thread.is_alive():
+            raise RuntimeError("server did not stop within 60 s")
