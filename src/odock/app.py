@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
-
+import os
 
 from odock.admin.demo import demo_banner, seed_demo
+from odock.admin.reconcile import apply_config_file
 from odock.errors import OdockError
 from odock.runtime import Runtime, open_runtime
 from odock.settings import Settings
-from odock.web.asgi import JSON_HEADERS, Receive, Scope, Send
+from odock.web.asgi import JSON_HEADERS, Message, Receive, Scope, Send
 from odock.web.gateway import Gateway
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ class OdockApp:
             raise RuntimeError("the app was not started (no lifespan)")
         started = False
 
-        async def tracking_send(message: dict[str, object]) -> None:
+        async def tracking_send(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
@@ -65,11 +66,33 @@ class OdockApp:
         self._stack = contextlib.AsyncExitStack()
         self.runtime = await self._stack.enter_async_context(open_runtime(self.settings))
         self._gateway = Gateway(self.runtime)
+        try:
+            await self._apply_declarations(self.runtime)
+        except BaseException:
+            await self.shutdown()
+            raise
         if self.settings.should_seed_demo:
             issued = await seed_demo(self.runtime.control)
             if issued is not None:
                 host = "127.0.0.1" if self.settings.host in ("0.0.0.0", "::") else self.settings.host
                 demo_log.info(demo_banner(issued, f"http://{host}:{self.settings.port}"))
+
+    async def _apply_declarations(self, runtime: Runtime) -> None:
+        """Apply the resources the config file declares (before demo seeding, which needs an empty DB)."""
+        # Secrets the config file names (from_env, secret_from_env) live in the process environment.
+        report = await apply_config_file(self.settings, runtime.control, runtime.redis, os.environ)
+        if report is None:
+            return
+        log.info("declared resources applied: %s", report.summary())
+        for issued in report.issued:
+            # A server log is no place for a secret: point the operator at a way to get one.
+            log.warning(
+                "API key %s (%s) was created from the config file; its secret is not logged: "
+                "run 'odock keys rotate %s' to issue one, or pin it with secret_from_env",
+                issued.name,
+                issued.key_id,
+                issued.key_id,
+            )
 
     async def shutdown(self) -> None:
         """Close the runtime (flushes queued usage)."""

@@ -34,8 +34,7 @@ both the OpenAI SDK and Odock clients can parse the result::
     │   ├── UpstreamStreamInterrupted  502 upstream_stream_interrupted
     │   └── UpstreamTimeout            504 upstream_timeout
     └── DependencyUnavailable          503 dependency_unavailable
-        ├── ModelLookupUnavailable     503 model_lookup_unavailable
-        └── ModelAccessUnavailable     503 model_access_unavailable
+        └── ModelLookupUnavailable     503 model_lookup_unavailable
 
 Foreign exceptions are translated at the boundary where they occur (one context manager per
 adapter); nothing else catches broadly except the outermost error handler.
@@ -336,9 +335,3 @@ class ModelLookupUnavailable(DependencyUnavailable):
     code = "model_lookup_unavailable"
     default_message = "model lookup unavailable"
 
-
-class ModelAccessUnavailable(DependencyUnavailable):
-    """Model grants could not be checked because the store is down."""
-
-    code = "model_access_unavailable"
-    default_message = "model access check unavailable"

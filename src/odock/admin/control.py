@@ -7,17 +7,26 @@ store them as given.
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
-from sqlalchemy import delete, select
+from sqlalchemy import Select, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from odock.admin.rules import (
+    aware,
+    check_ownership,
+    check_timezone,
+    only_fields,
+    pinned_secret,
+    same_org,
+    valid_name,
+    validate_pricing,
+)
 from odock.cache.bus import Invalidation, InvalidationBus
 from odock.errors import Conflict, NotFound, UnprocessableEntity
 from odock.ids import new_id
@@ -26,7 +35,17 @@ from odock.keys.tables import ApiKey, ApiKeyModelAccess, ApiKeyRotation, ApiKeyT
 from odock.providers.crypto import EnvelopeDecrypter, EnvelopeError, is_envelope
 from odock.providers.tables import Model, Provider, ProviderApiKey, ProviderType
 from odock.tenancy.tables import Organisation, Role, Team, User
-from odock.usage.billing import Pricing
+
+_Row = TypeVar("_Row")
+_LABELS = {
+    "ApiKey": "API key",
+    "ProviderApiKey": "provider key",
+    "Organisation": "organisation",
+    "Team": "team",
+    "User": "user",
+    "Provider": "provider",
+    "Model": "model",
+}
 
 
 @dataclass(frozen=True)
@@ -55,38 +74,103 @@ class ControlPlane:
         self, name: str, *, contact: str | None = None, policies: dict[str, Any] | None = None
     ) -> Organisation:
         """Create an organisation."""
-        org = Organisation(id=new_id(), name=_name(name), contact=contact, policies=policies or {})
+        org = Organisation(id=new_id(), name=valid_name(name), contact=contact, policies=policies or {})
         await self._insert(org, f"organisation '{name}' already exists")
         return org
 
     async def organisation_by_name(self, name: str) -> Organisation:
         """Find an organisation by name (404 when absent)."""
+        query = select(Organisation).where(Organisation.name == name)
+        return await self._one(query, f"organisation '{name}' does not exist")
+
+    async def organisation_by_id(self, organisation_id: str) -> Organisation:
+        """One organisation by id (404 when absent)."""
         async with self._sessions() as session:
-            org = (await session.execute(select(Organisation).where(Organisation.name == name))).scalar_one_or_none()
-        if org is None:
-            raise NotFound(f"organisation '{name}' does not exist")
-        return org
+            return await _get(session, Organisation, organisation_id)
 
     async def list_organisations(self) -> list[Organisation]:
         """Every organisation, by name."""
         async with self._sessions() as session:
             return list((await session.execute(select(Organisation).order_by(Organisation.name))).scalars())
 
-    async def create_team(self, organisation_id: str, name: str) -> Team:
+    async def update_organisation(self, organisation_id: str, **changes: Any) -> Organisation:
+        """Change an organisation's contact or policies."""
+        only_fields(changes, {"contact", "policies"}, "organisation")
+        async with self._sessions() as session:
+            org = await _get(session, Organisation, organisation_id)
+            for field, value in changes.items():
+                setattr(org, field, value)
+            await session.commit()
+        await self._bus.publish(Invalidation("organisation", organisation_id=organisation_id))
+        return org
+
+    async def create_team(
+        self, organisation_id: str, name: str, *, policies: dict[str, Any] | None = None
+    ) -> Team:
         """Create a team in an organisation."""
         await self._require(Organisation, organisation_id)
-        team = Team(id=new_id(), organisation_id=organisation_id, name=_name(name))
+        team = Team(
+            id=new_id(), organisation_id=organisation_id, name=valid_name(name), policies=policies or {}
+        )
         await self._insert(team, f"team '{name}' already exists")
         return team
 
+    async def team_by_name(self, organisation_id: str, name: str) -> Team:
+        """Find a team of an organisation by name (404 when absent)."""
+        query = select(Team).where(Team.organisation_id == organisation_id, Team.name == name)
+        return await self._one(query, f"team '{name}' does not exist")
+
+    async def list_teams(self, organisation_id: str) -> list[Team]:
+        """The teams of an organisation, by name."""
+        query = select(Team).where(Team.organisation_id == organisation_id).order_by(Team.name)
+        return await self._all(query)
+
+    async def update_team(self, team_id: str, *, policies: dict[str, Any]) -> Team:
+        """Replace a team's policies (keys of the team see the change at once)."""
+        async with self._sessions() as session:
+            team = await _get(session, Team, team_id)
+            team.policies = policies
+            await session.commit()
+        await self._bus.publish(Invalidation("organisation", organisation_id=team.organisation_id))
+        return team
+
     async def create_user(
-        self, email: str, *, organisation_id: str | None = None, role: Role = Role.USER, name: str | None = None
+        self,
+        email: str,
+        *,
+        organisation_id: str | None = None,
+        role: Role = Role.USER,
+        name: str | None = None,
     ) -> User:
         """Create a user."""
         if organisation_id:
             await self._require(Organisation, organisation_id)
-        user = User(id=new_id(), email=email.strip().lower(), name=name, role=role, organisation_id=organisation_id)
+        user = User(
+            id=new_id(), email=email.strip().lower(), name=name, role=role, organisation_id=organisation_id
+        )
         await self._insert(user, f"user '{email}' already exists")
+        return user
+
+    async def user_by_email(self, email: str) -> User:
+        """Find a user by e-mail address (404 when absent)."""
+        address = email.strip().lower()
+        return await self._one(select(User).where(User.email == address), f"user '{address}' does not exist")
+
+    async def list_users(self, organisation_id: str | None = None) -> list[User]:
+        """Users, by e-mail (optionally of one organisation)."""
+        query = select(User).order_by(User.email)
+        if organisation_id:
+            query = query.where(User.organisation_id == organisation_id)
+        return await self._all(query)
+
+    async def update_user(self, user_id: str, **changes: Any) -> User:
+        """Change a user's name or role."""
+        only_fields(changes, {"name", "role"}, "user")
+        async with self._sessions() as session:
+            user = await _get(session, User, user_id)
+            for field, value in changes.items():
+                setattr(user, field, value)
+            await session.commit()
         return user
 
     # --- providers and models ----------------------------------------------------------
@@ -108,7 +192,7 @@ class ControlPlane:
         provider = Provider(
             id=new_id(),
             organisation_id=organisation_id,
-            name=_name(name),
+            name=valid_name(name),
             type=type,
             base_url=base_url,
             timeout_ms=timeout_ms,
@@ -121,12 +205,71 @@ class ControlPlane:
 
     async def set_provider_enabled(self, provider_id: str, enabled: bool) -> Provider:
         """Switch a provider on or off."""
+        return await self.update_provider(provider_id, enabled=enabled)
+
+    async def update_provider(self, provider_id: str, **changes: Any) -> Provider:
+        """Change a provider's type, base URL, timeout, config or switch."""
+        only_fields(changes, {"type", "base_url", "timeout_ms", "config", "enabled"}, "provider")
+        if changes.get("timeout_ms") is not None and changes["timeout_ms"] <= 0:
+            raise UnprocessableEntity("timeout_ms must be positive", param="timeout_ms")
         async with self._sessions() as session:
             provider = await _get(session, Provider, provider_id)
-            provider.enabled = enabled
+            for field, value in changes.items():
+                setattr(provider, field, value)
             await session.commit()
         await self._bus.publish(Invalidation("organisation", organisation_id=provider.organisation_id))
         return provider
+
+    async def provider_by_name(self, organisation_id: str, name: str) -> Provider:
+        """Find a provider of an organisation by name (404 when absent)."""
+        query = select(Provider).where(Provider.organisation_id == organisation_id, Provider.name == name)
+        return await self._one(query, f"provider '{name}' does not exist")
+
+    async def list_providers(self, organisation_id: str | None = None) -> list[Provider]:
+        """Providers, by name (optionally of one organisation)."""
+        query = select(Provider).order_by(Provider.organisation_id, Provider.name)
+        if organisation_id:
+            query = query.where(Provider.organisation_id == organisation_id)
+        return await self._all(query)
+
+    async def provider_keys(self, provider_id: str) -> list[ProviderApiKey]:
+        """The keys stored for a provider, by name."""
+        query = select(ProviderApiKey).where(ProviderApiKey.provider_id == provider_id)
+        return await self._all(query.order_by(ProviderApiKey.name))
+
+    async def provider_key_by_name(self, provider_id: str, name: str) -> ProviderApiKey:
+        """Find a provider key by name (404 when absent)."""
+        query = select(ProviderApiKey).where(
+            ProviderApiKey.provider_id == provider_id, ProviderApiKey.name == name
+        )
+        return await self._one(query, f"provider key '{name}' does not exist")
+
+    def provider_key_holds(self, key: ProviderApiKey, secret: str) -> bool:
+        """True when the stored key opens to ``secret`` (False when this gateway cannot open it)."""
+        if not is_envelope(key.key):
+            return key.key == secret.strip()
+        if self._decrypter is None:
+            return False
+        try:
+            return hmac.compare_digest(self._decrypter.decrypt(key.key), secret.strip())
+        except EnvelopeError:
+            return False
+
+    async def replace_provider_key_secret(self, provider_key_id: str, secret: str) -> ProviderApiKey:
+        """Store a new secret under an existing provider key (re-encrypted; models keep using it)."""
+        plain = secret.strip()
+        if not plain:
+            raise UnprocessableEntity("provider key must not be empty", param="secret")
+        stored = self._encrypter().encrypt(plain)
+        async with self._sessions() as session:
+            key = await _get(session, ProviderApiKey, provider_key_id)
+            key.key = stored
+            key.key_preview = preview(plain)
+            # The vault caches plaintext by row version: a new timestamp retires the old plaintext.
+            key.updated_at = datetime.now(UTC)
+            await session.commit()
+        await self._bus.publish(Invalidation("organisation", organisation_id=key.organisation_id))
+        return key
 
     async def add_provider_key(
         self, provider_id: str, name: str, *, secret: str | None = None, envelope: str | None = None
@@ -134,15 +277,12 @@ class ControlPlane:
         """Store a provider key: a browser-made envelope as is, or plaintext encrypted at once."""
         if (secret is None) == (envelope is None):
             raise UnprocessableEntity("give exactly one of a plaintext secret or an encrypted envelope")
-        if self._decrypter is None:
-            raise UnprocessableEntity(
-                "no provider-key encryption pair is configured; provider keys are never stored in plaintext"
-            )
+        decrypter = self._encrypter()
         if envelope is not None:
             if not is_envelope(envelope):
                 raise UnprocessableEntity("envelope must be the JSON envelope of spec §3.6", param="envelope")
             try:
-                plain = self._decrypter.decrypt(envelope)
+                plain = decrypter.decrypt(envelope)
             except EnvelopeError as exc:
                 raise UnprocessableEntity(f"envelope cannot be opened by this gateway: {exc}") from exc
             stored = envelope
@@ -151,14 +291,14 @@ class ControlPlane:
             plain = secret.strip()
             if not plain:
                 raise UnprocessableEntity("provider key must not be empty", param="secret")
-            stored = self._decrypter.encrypt(plain)
+            stored = decrypter.encrypt(plain)
         async with self._sessions() as session:
             provider = await _get(session, Provider, provider_id)
             key = ProviderApiKey(
                 id=new_id(),
                 provider_id=provider.id,
                 organisation_id=provider.organisation_id,
-                name=_name(name),
+                name=valid_name(name),
                 key=stored,
                 key_preview=preview(plain),
             )
@@ -198,7 +338,7 @@ class ControlPlane:
             await _get(session, Organisation, organisation_id)
             if provider_id is not None:
                 provider = await _get(session, Provider, provider_id)
-                _same_org(provider.organisation_id, organisation_id, "provider")
+                same_org(provider.organisation_id, organisation_id, "provider")
             if provider_key_id is not None:
                 pkey = await _get(session, ProviderApiKey, provider_key_id)
                 if pkey.provider_id != provider_id:
@@ -206,7 +346,7 @@ class ControlPlane:
             model = Model(
                 id=new_id(),
                 organisation_id=organisation_id,
-                name=_name(name),
+                name=valid_name(name),
                 slug=slug or name,
                 type=type,
                 capabilities=list(capabilities),
@@ -224,11 +364,19 @@ class ControlPlane:
 
     async def update_model(self, model_id: str, **changes: Any) -> Model:
         """Change a model's fields (pricing is validated)."""
-        allowed = {"slug", "type", "capabilities", "pricing", "config", "policies", "enabled",
-                   "provider_id", "provider_api_key_id", "name"}
-        unknown = set(changes) - allowed
-        if unknown:
-            raise UnprocessableEntity(f"unknown model fields: {', '.join(sorted(unknown))}")
+        allowed = {
+            "slug",
+            "type",
+            "capabilities",
+            "pricing",
+            "config",
+            "policies",
+            "enabled",
+            "provider_id",
+            "provider_api_key_id",
+            "name",
+        }
+        only_fields(changes, allowed, "model")
         if "pricing" in changes:
             changes["pricing"] = validate_pricing(changes["pricing"])
         async with self._sessions() as session:
@@ -241,15 +389,15 @@ class ControlPlane:
 
     async def model_by_name(self, organisation_id: str, name: str) -> Model:
         """Find a model by name (404 when absent)."""
-        async with self._sessions() as session:
-            model = (
-                await session.execute(
-                    select(Model).where(Model.organisation_id == organisation_id, Model.name == name)
-                )
-            ).scalar_one_or_none()
-        if model is None:
-            raise NotFound(f"model '{name}' does not exist")
-        return model
+        query = select(Model).where(Model.organisation_id == organisation_id, Model.name == name)
+        return await self._one(query, f"model '{name}' does not exist")
+
+    async def list_models(self, organisation_id: str | None = None) -> list[Model]:
+        """Models, by name (optionally of one organisation)."""
+        query = select(Model).order_by(Model.organisation_id, Model.name)
+        if organisation_id:
+            query = query.where(Model.organisation_id == organisation_id)
+        return await self._all(query)
 
     # --- API keys ----------------------------------------------------------------------
     async def create_api_key(
@@ -264,37 +412,43 @@ class ControlPlane:
         timezone: str = "UTC",
         models: Sequence[str] = (),
         policies: dict[str, Any] | None = None,
+        secret: str | None = None,
     ) -> IssuedKey:
-        """Issue a key; the returned secret is the only time it is ever visible."""
-        _check_ownership(type, team_id, user_id)
-        _check_timezone(timezone)
-        expires_at = _aware(expires_at)
-        secret = generate_secret()
+        """Issue a key; the returned secret is the only time it is ever visible.
+
+        ``secret`` pins a caller-chosen secret (declarative config); only its hash is stored.
+        """
+        check_ownership(type, team_id, user_id)
+        check_timezone(timezone)
+        expires_at = aware(expires_at)
+        secret = pinned_secret(secret) if secret is not None else generate_secret()
         async with self._sessions() as session:
             await _get(session, Organisation, organisation_id)
             if team_id:
-                _same_org((await _get(session, Team, team_id)).organisation_id, organisation_id, "team")
+                same_org((await _get(session, Team, team_id)).organisation_id, organisation_id, "team")
             if user_id:
-                _same_org((await _get(session, User, user_id)).organisation_id, organisation_id, "user")
+                same_org((await _get(session, User, user_id)).organisation_id, organisation_id, "user")
             key = ApiKey(
                 id=new_id(),
                 organisation_id=organisation_id,
                 team_id=team_id,
                 user_id=user_id,
                 type=type,
-                name=_name(name),
+                name=valid_name(name),
                 key_hash=hash_secret(secret),
                 key_preview=preview(secret),
                 expires_at=expires_at,
                 timezone=timezone,
                 policies=policies or {},
             )
+            granted = await _models_named(session, organisation_id, models)
             session.add(key)
-            await session.flush()
-            for model in await _models_named(session, organisation_id, models):
-                session.add(ApiKeyModelAccess(api_key_id=key.id, model_id=model.id))
-            await _commit(session, f"API key '{name}' could not be created")
-        await self._bus.publish(Invalidation("api_key", organisation_id=organisation_id, key_hash=key.key_hash))
+            # The unit of work inserts the key before its grants (foreign-key order).
+            session.add_all(ApiKeyModelAccess(api_key_id=key.id, model_id=model.id) for model in granted)
+            await _commit(session, f"API key '{name}' could not be created: its secret is already in use")
+        await self._bus.publish(
+            Invalidation("api_key", organisation_id=organisation_id, key_hash=key.key_hash)
+        )
         return IssuedKey(key=key, secret=secret)
 
     async def set_key_grants(self, key_id: str, models: Sequence[str]) -> ApiKey:
@@ -314,9 +468,11 @@ class ControlPlane:
         async with self._sessions() as session:
             key = await _get(session, ApiKey, key_id)
             existing = set(
-                (await session.execute(
-                    select(ApiKeyModelAccess.model_id).where(ApiKeyModelAccess.api_key_id == key.id)
-                )).scalars()
+                (
+                    await session.execute(
+                        select(ApiKeyModelAccess.model_id).where(ApiKeyModelAccess.api_key_id == key.id)
+                    )
+                ).scalars()
             )
             for model in await _models_named(session, key.organisation_id, models):
                 if model.id not in existing:
@@ -335,12 +491,53 @@ class ControlPlane:
         await self._key_changed(key)
         return key
 
+    async def update_api_key(self, key_id: str, **changes: Any) -> ApiKey:
+        """Change a key's owner, expiry, timezone, policies or name (its secret stays)."""
+        only_fields(
+            changes, {"name", "type", "team_id", "user_id", "expires_at", "timezone", "policies"}, "API key"
+        )
+        if "timezone" in changes:
+            check_timezone(changes["timezone"])
+        if "expires_at" in changes:
+            changes["expires_at"] = aware(changes["expires_at"])
+        if "name" in changes:
+            changes["name"] = valid_name(changes["name"])
+        async with self._sessions() as session:
+            key = await _get(session, ApiKey, key_id)
+            for field, value in changes.items():
+                setattr(key, field, value)
+            check_ownership(key.type, key.team_id, key.user_id)
+            if key.team_id:
+                same_org(
+                    (await _get(session, Team, key.team_id)).organisation_id, key.organisation_id, "team"
+                )
+            if key.user_id:
+                same_org(
+                    (await _get(session, User, key.user_id)).organisation_id, key.organisation_id, "user"
+                )
+            await session.commit()
+        await self._key_changed(key)
+        return key
+
+    async def api_keys_named(self, organisation_id: str, name: str) -> list[ApiKey]:
+        """The keys of an organisation with this name (names are not unique), oldest first."""
+        query = select(ApiKey).where(ApiKey.organisation_id == organisation_id, ApiKey.name == name)
+        return await self._all(query.order_by(ApiKey.created_at))
+
     async def rotate_api_key(
-        self, key_id: str, *, expires_at: datetime | None = None, rotated_by: str | None = None
+        self,
+        key_id: str,
+        *,
+        expires_at: datetime | None = None,
+        rotated_by: str | None = None,
+        secret: str | None = None,
     ) -> IssuedKey:
-        """Give a key a new secret in place (same id, grants and history); the old secret stops working."""
-        expires_at = _aware(expires_at)
-        secret = generate_secret()
+        """Give a key a new secret in place (same id, grants and history); the old secret stops working.
+
+        ``secret`` pins the new secret (declarative config); otherwise one is generated.
+        """
+        expires_at = aware(expires_at)
+        secret = pinned_secret(secret) if secret is not None else generate_secret()
         async with self._sessions() as session:
             key = await _get(session, ApiKey, key_id)
             old_hash = key.key_hash
@@ -359,8 +556,10 @@ class ControlPlane:
             key.rotation_count += 1
             if expires_at is not None:
                 key.expires_at = expires_at
-            await session.commit()
-        await self._bus.publish(Invalidation("api_key", organisation_id=key.organisation_id, key_hash=old_hash))
+            await _commit(session, "the new secret is already in use by another API key")
+        await self._bus.publish(
+            Invalidation("api_key", organisation_id=key.organisation_id, key_hash=old_hash)
+        )
         await self._key_changed(key)
         return IssuedKey(key=key, secret=secret)
 
@@ -392,13 +591,17 @@ class ControlPlane:
         """A key's rotation history, oldest first."""
         async with self._sessions() as session:
             rows = await session.execute(
-                select(ApiKeyRotation).where(ApiKeyRotation.api_key_id == key_id).order_by(ApiKeyRotation.rotated_at)
+                select(ApiKeyRotation)
+                .where(ApiKeyRotation.api_key_id == key_id)
+                .order_by(ApiKeyRotation.rotated_at)
             )
             return list(rows.scalars())
 
     # --- helpers -------------------------------------------------------------------------
     async def _key_changed(self, key: ApiKey) -> None:
-        await self._bus.publish(Invalidation("api_key", organisation_id=key.organisation_id, key_hash=key.key_hash))
+        await self._bus.publish(
+            Invalidation("api_key", organisation_id=key.organisation_id, key_hash=key.key_hash)
+        )
 
     async def _insert(self, row: object, conflict_message: str) -> None:
         async with self._sessions() as session:
@@ -409,23 +612,29 @@ class ControlPlane:
         async with self._sessions() as session:
             await _get(session, table, row_id)
 
+    async def _one(self, query: Select[_Row], missing: str) -> _Row:
+        async with self._sessions() as session:
+            row = (await session.execute(query)).scalar_one_or_none()
+        if row is None:
+            raise NotFound(missing)
+        return row
 
-def validate_pricing(pricing: dict[str, Any] | None) -> dict[str, Any]:
-    """Check pricing against the stored shape; return it normalised (empty = no pricing)."""
-    if not pricing:
-        return {}
-    try:
-        return Pricing.model_validate(pricing).model_dump()
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise UnprocessableEntity(f"invalid pricing at '{where}': {first['msg']}", param="pricing") from exc
+    async def _all(self, query: Select[_Row]) -> list[_Row]:
+        async with self._sessions() as session:
+            return list((await session.execute(query)).scalars())
+
+    def _encrypter(self) -> EnvelopeDecrypter:
+        if self._decrypter is None:
+            raise UnprocessableEntity(
+                "no provider-key encryption pair is configured; provider keys are never stored in plaintext"
+            )
+        return self._decrypter
 
 
-async def _get(session: AsyncSession, table: type[Any], row_id: str) -> Any:
+async def _get(session: AsyncSession, table: type[_Row], row_id: str) -> _Row:
     row = await session.get(table, row_id)
     if row is None:
-        raise NotFound(f"{table.__name__} '{row_id}' does not exist")
+        raise NotFound(f"{_LABELS.get(table.__name__, table.__name__)} '{row_id}' does not exist")
     return row
 
 
@@ -448,37 +657,3 @@ async def _models_named(session: AsyncSession, organisation_id: str, names: Sequ
     if missing:
         raise UnprocessableEntity(f"unknown models: {', '.join(sorted(missing))}", param="models")
     return models
-
-
-def _check_ownership(type: ApiKeyType, team_id: str | None, user_id: str | None) -> None:
-    if type == ApiKeyType.ORGANISATION and (team_id or user_id):
-        raise UnprocessableEntity("an ORGANISATION key has no team or user")
-    if type == ApiKeyType.TEAM and (not team_id or user_id):
-        raise UnprocessableEntity("a TEAM key needs a team and no user")
-    if type == ApiKeyType.USER and (not user_id or team_id):
-        raise UnprocessableEntity("a USER key needs a user and no team")
-
-
-def _check_timezone(name: str) -> None:
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise UnprocessableEntity(f"unknown timezone '{name}'", param="timezone") from exc
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        raise UnprocessableEntity("expiry must carry a timezone offset", param="expires_at")
-    return value
-
-
-def _same_org(actual: str | None, expected: str, what: str) -> None:
-    if actual != expected:
-        raise UnprocessableEntity(f"the {what} belongs to another organisation")
-
-
-def _name(value: str) -> str:
-    name = value.strip()
-    if not name or len(name) > 200:
-        raise UnprocessableEntity("names must be 1-200 characters", param="name")
-    return name

@@ -26,9 +26,16 @@ async def seed_demo(control: ControlPlane) -> IssuedKey | None:
     if await control.list_organisations():
         return None
     org = await control.create_organisation(DEMO_ORGANISATION)
-    provider = await control.create_provider(org.id, "mock", ProviderType.MOCK, config={"completion_tokens": 12})
+    provider = await control.create_provider(
+        org.id, "mock", ProviderType.MOCK, config={"completion_tokens": 12}
+    )
     await control.create_model(
-        org.id, DEMO_MODEL, slug="mock-1", provider_id=provider.id, pricing=DEMO_PRICING, capabilities=["tool_use"]
+        org.id,
+        DEMO_MODEL,
+        slug="mock-1",
+        provider_id=provider.id,
+        pricing=DEMO_PRICING,
+        capabilities=["tool_use"],
     )
     return await control.create_api_key(org.id, "demo key", models=[DEMO_MODEL])
 
@@ -42,5 +49,5 @@ def demo_banner(issued: IssuedKey, base_url: str) -> str:
         "  Try it:\n"
         f"    curl -s {base_url}/v1/chat/completions \\\n"
         f"      -H 'Authorization: Bearer {issued.secret}' -H 'Content-Type: application/json' \\\n"
-        f"      -d '{{\"model\": \"{DEMO_MODEL}\", \"messages\": [{{\"role\": \"user\", \"content\": \"Hello\"}}]}}'\n"
+        f'      -d \'{{"model": "{DEMO_MODEL}", "messages": [{{"role": "user", "content": "Hello"}}]}}\'\n'
     )

@@ -49,12 +49,35 @@ class Invalidation:
     def from_json(cls, raw: bytes | str) -> Invalidation:
         """Parse from the wire; raise ValueError when malformed."""
         data = orjson.loads(raw)
-        if not isinstance(data, dict) or data.get("scope") not in ("api_key", "organisation", "all"):
-            raise ValueError("malformed invalidation")
-        return cls(scope=data["scope"], organisation_id=data.get("organisation_id"), key_hash=data.get("key_hash"))
+        if not isinstance(data, dict):
+            raise ValueError("an invalidation must be a JSON object")
+        scope = data.get("scope")
+        organisation_id = data.get("organisation_id")
+        key_hash = data.get("key_hash")
+        if scope not in ("api_key", "organisation", "all"):
+            raise ValueError("scope must be api_key, organisation or all")
+        if not all(v is None or isinstance(v, str) for v in (organisation_id, key_hash)):
+            raise ValueError("organisation_id and key_hash must be strings")
+        # An invalidation that names nothing would evict nothing: refuse it rather than ignore it.
+        if scope == "api_key" and not key_hash:
+            raise ValueError("an api_key invalidation needs key_hash")
+        if scope == "organisation" and not organisation_id:
+            raise ValueError("an organisation invalidation needs organisation_id")
+        return cls(scope=scope, organisation_id=organisation_id, key_hash=key_hash)
 
 
 Listener = Callable[[Invalidation], None]
+
+
+def notify(listeners: list[Listener], invalidation: Invalidation) -> None:
+    """Call every listener; one that fails is logged and the rest still run."""
+    for listener in listeners:
+        try:
+            listener(invalidation)
+        except Exception:
+            # Isolation: a failing listener must neither leave the other caches stale nor kill
+            # the Redis listener task (after which this replica would never evict again).
+            log.exception("cache invalidation listener %r failed", listener)
 
 
 class InvalidationBus(Protocol):
@@ -93,8 +116,7 @@ class LocalInvalidationBus:
 
     async def publish(self, invalidation: Invalidation) -> None:
         self._generation += 1
-        for listener in self._listeners:
-            listener(invalidation)
+        notify(self._listeners, invalidation)
 
     async def start(self) -> None:
         return None
@@ -124,7 +146,8 @@ class RedisInvalidationBus:
 
     async def publish(self, invalidation: Invalidation) -> None:
         generation = int(await self._redis.incr(self._generation_key))
-        payload = orjson.dumps({"generation": generation, "invalidation": orjson.Fragment(invalidation.to_json())})
+        message = {"generation": generation, "invalidation": orjson.Fragment(invalidation.to_json())}
+        payload = orjson.dumps(message)
         self._apply(generation, invalidation)
         await self._redis.publish(self._channel, payload)
 
@@ -140,28 +163,35 @@ class RedisInvalidationBus:
             self._task = None
 
     def _apply(self, generation: int, invalidation: Invalidation) -> None:
+        # Generations may arrive out of order (INCR and PUBLISH of two publishers interleave).
         self._generation = max(self._generation, generation)
-        for listener in self._listeners:
-            listener(invalidation)
+        notify(self._listeners, invalidation)
 
     async def _listen(self) -> None:
         backoff = 0.1
         while True:
             try:
-                async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+                async with self._redis.pubsub() as pubsub:
                     await pubsub.subscribe(self._channel)
-                    # Messages may have been missed while disconnected: resync and start clean.
-                    self._apply(int(await self._redis.get(self._generation_key) or 0), Invalidation("all"))
-                    self._ready.set()
-                    backoff = 0.1
                     async for message in pubsub.listen():
-                        self._on_message(message.get("data"))
+                        if message.get("type") == "subscribe":
+                            await self._resync()
+                            backoff = 0.1
+                        elif message.get("type") == "message":
+                            self._on_message(message.get("data"))
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
                 log.warning("cache invalidation listener lost Redis (%s); retrying", exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
+
+    async def _resync(self) -> None:
+        # A subscribe confirmation arrives on the first subscription and on every
+        # re-subscription, including those redis-py makes by itself when its client retries a
+        # dropped connection. Messages may have been missed meanwhile: resync and start clean.
+        self._apply(int(await self._redis.get(self._generation_key) or 0), Invalidation("all"))
+        self._ready.set()
 
     def _on_message(self, data: object) -> None:
         if not isinstance(data, bytes | str):

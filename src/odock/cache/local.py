@@ -11,9 +11,11 @@ V = TypeVar("V")
 
 
 class TtlCache(Generic[K, V]):
-    """A dict with expiry; when full, the oldest insertion is dropped first."""
+    """A dict with expiry; when full, the entry written longest ago is dropped first."""
 
     def __init__(self, max_entries: int, clock: Callable[[], float] = time.monotonic) -> None:
+        if max_entries < 1:
+            raise ValueError("max_entries must be at least 1")
         self._max = max_entries
         self._clock = clock
         self._data: dict[K, tuple[float, V]] = {}
@@ -23,15 +25,18 @@ class TtlCache(Generic[K, V]):
         entry = self._data.get(key)
         if entry is None:
             return None
-        if entry[0] < self._clock():
+        if entry[0] <= self._clock():
             self._data.pop(key, None)
             return None
         return entry[1]
 
     def set(self, key: K, value: V, ttl: float) -> None:
         """Store ``value`` for ``ttl`` seconds."""
-        if key not in self._data and len(self._data) >= self._max:
-            self._data.pop(next(iter(self._data)), None)
+        # Re-inserting moves the key to the end, so eviction order follows the latest write.
+        if key in self._data:
+            del self._data[key]
+        elif len(self._data) >= self._max:
+            del self._data[next(iter(self._data))]
         self._data[key] = (self._clock() + ttl, value)
 
     def delete(self, key: K) -> None:

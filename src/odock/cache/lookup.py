@@ -86,7 +86,15 @@ class TieredLookup(Generic[V]):
             return None
         if raw is None:
             return None
-        return ABSENT if raw == _ABSENT else self._decode(raw)
+        if raw == _ABSENT:
+            return ABSENT
+        try:
+            return self._decode(raw)
+        except (ValueError, TypeError, KeyError) as exc:
+            # Entries written by another version of the gateway (a rolling upgrade) may not
+            # decode: treat them as a miss and let the loader overwrite them.
+            log.warning("undecodable %s entry in the shared cache (%s); reloading", self._name, exc)
+            return None
 
     async def _to_shared(self, key: str, value: V | _Absent) -> None:
         raw = _ABSENT if isinstance(value, _Absent) else self._encode(value)

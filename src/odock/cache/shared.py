@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, cast
 
 from redis.asyncio import Redis
 
@@ -58,12 +58,13 @@ class RedisSharedCache:
     """The Redis shared tier; every key is namespaced with the configured prefix."""
 
     def __init__(self, redis: Redis, prefix: str) -> None:
+        if redis.connection_pool.connection_kwargs.get("decode_responses"):
+            raise ValueError("the shared cache stores bytes: use a Redis client without decode_responses")
         self._redis = redis
         self._prefix = prefix + "cache:"
 
     async def get(self, key: str) -> bytes | None:
-        value: bytes | None = await self._redis.get(self._prefix + key)
-        return value
+        return cast("bytes | None", await self._redis.get(self._prefix + key))
 
     async def set(self, key: str, value: bytes, ttl: float) -> None:
         await self._redis.set(self._prefix + key, value, px=max(1, int(ttl * 1000)))

@@ -5,22 +5,16 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
 import click
 
-from odock.settings import Settings, SettingsError, load_settings
-
-
-def settings_from(ctx: click.Context, **overrides: Any) -> Settings:
-    """Parse settings once, or exit with a message naming the bad field."""
-    config = ctx.find_root().params.get("config")
-    try:
-        return load_settings(Path(config) if config else None, **overrides)
-    except SettingsError as exc:
-        click.echo(f"odock: {exc}", err=True)
-        sys.exit(2)
+from odock.cli.apply import apply
+from odock.cli.common import settings_from
+from odock.cli.keys import keys
+from odock.cli.providers import models, providers
+from odock.cli.tenancy import orgs, teams, users
+from odock.settings import Settings
 
 
 @click.group()
@@ -28,6 +22,10 @@ def settings_from(ctx: click.Context, **overrides: Any) -> Settings:
 @click.version_option(package_name="odock")
 def main(config: str | None) -> None:
     """Odock: an open-source AI governance gateway."""
+
+
+for command in (orgs, teams, users, providers, models, keys, apply):
+    main.add_command(command)
 
 
 @main.command()

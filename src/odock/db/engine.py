@@ -12,7 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 # Set by the request pipeline while a request is being handled, so that statements issued on
 # behalf of a request can be told apart from background work (used by the hot-path SQL audit).
-request_scope: contextvars.ContextVar[str | None] = contextvars.ContextVar("odock_request_scope", default=None)
+request_scope: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "odock_request_scope", default=None
+)
 
 
 def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEngine:

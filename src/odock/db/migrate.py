@@ -65,13 +65,30 @@ async def status(engine: AsyncEngine) -> SchemaStatus:
 
 
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
-    """Apply every pending migration up to ``revision``."""
+    """Apply every pending migration up to ``revision``, one migrating process at a time."""
 
     def _upgrade(conn: Connection) -> None:
+        _lock_for_migration(conn)
         command.upgrade(alembic_config(conn), revision)
 
     async with engine.begin() as conn:
         await conn.run_sync(_upgrade)
+
+
+# Any fixed 64-bit number; it only has to be the same in every Odock process.
+_POSTGRES_MIGRATION_LOCK = 0x0D0C_6D69_6772_6174
+
+
+def _lock_for_migration(conn: Connection) -> None:
+    # Replicas (or uvicorn workers) that migrate on start may run this at the same moment; without
+    # a lock both see an empty schema and all but one fail on "table already exists". The lock is
+    # held until the migration transaction ends; a waiter then finds the schema at head.
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_POSTGRES_MIGRATION_LOCK})")
+    elif conn.dialect.name == "sqlite":
+        # Take SQLite's write lock up front (the driver would otherwise run the DDL outside any
+        # transaction); waiters queue on the connection's busy timeout. The commit ends it.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 async def drift(engine: AsyncEngine) -> list[Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from odock.budgets import tables as _budgets  # noqa: F401
 from odock.db.base import Base
 from odock.keys import tables as _keys  # noqa: F401
 from odock.providers import tables as _providers  # noqa: F401

@@ -19,6 +19,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from odock.cache.bus import Invalidation
 from odock.errors import InvalidRequestBody, MethodNotAllowed, NotFound, OdockError, Unauthorized
 from odock.ids import accept_request_id
+from odock.db.engine import request_scope
+from odock.keys.principal import KeyPrincipal
 from odock.keys.stage import authenticate
 from odock.pipeline import Exchange, Timings
 from odock.providers.adapters.base import Endpoint
@@ -99,11 +101,20 @@ class Gateway:
         await self._rt.pipeline.run(ex, AsgiResponder(send, receive))
 
     # --- key-authenticated routes ---------------------------------------------------------
-    async def _models(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]) -> None:
+    async def _authenticated(self, headers: dict[str, str], send: Send) -> KeyPrincipal | None:
+        """Authenticate outside the pipeline (in a request scope, like the pipeline does)."""
+        token = request_scope.set(accept_request_id(headers.get("x-request-id")))
         try:
-            principal = await authenticate(self._rt.keys, headers)
+            return await authenticate(self._rt.keys, headers)
         except OdockError as error:
             await send_error(send, error)
+            return None
+        finally:
+            request_scope.reset(token)
+
+    async def _models(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]) -> None:
+        principal = await self._authenticated(headers, send)
+        if principal is None:
             return
         data = [
             {"id": m.name, "object": "model", "created": m.created, "owned_by": principal.organisation_id}
@@ -112,10 +123,8 @@ class Gateway:
         await send_bytes(send, 200, orjson.dumps({"object": "list", "data": data}))
 
     async def _validate_key(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]) -> None:
-        try:
-            principal = await authenticate(self._rt.keys, headers)
-        except OdockError as error:
-            await send_error(send, error)
+        principal = await self._authenticated(headers, send)
+        if principal is None:
             return
         body = {
             "valid": True,

@@ -1,0 +1,345 @@
+"""Declarative configuration (GitOps): resources declared in the YAML config file.
+
+The file that holds the ``settings:`` section may also declare, next to it::
+
+    organisations: [{name, contact, policies, teams: [{name, policies}], users: [{email, name, role}]}]
+    providers:     [{org, name, type, base_url, timeout_ms, config, enabled, keys: [{name, from_env}]}]
+    models:        [{org, name, slug, provider, provider_key, type, capabilities,
+                     pricing | pricing_per_million: {input, output}, config, policies, enabled}]
+    api_keys:      [{org, name, type, team, user, expires_at, timezone, models, policies,
+                     secret_from_env, revoked}]
+
+This module parses and checks declarations (errors name the path, e.g.
+``models[2].pricing.input.text_cost_per_1k_tokens``); :mod:`odock.admin.reconcile` applies them.
+Secrets never appear in the file: provider keys and pinned API key secrets name the
+environment variable that holds them, read at apply time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    PositiveInt,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from odock.admin.rules import check_ownership, check_timezone
+from odock.errors import UnprocessableEntity
+from odock.keys.tables import ApiKeyType
+from odock.providers.tables import ProviderType
+from odock.settings import SettingsError, read_config_file
+from odock.tenancy.tables import Role
+from odock.usage.billing import Pricing
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+Json = dict[str, Any]
+
+
+class DeclarationError(Exception):
+    """Declared resources are invalid or cannot be applied; the message names the path."""
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def declares(self, field: str) -> bool:
+        """True when the file sets ``field`` (fields left out are left alone on update)."""
+        return field in self.model_fields_set
+
+
+def _upper(value: object) -> object:
+    return value.upper() if isinstance(value, str) else value
+
+
+class TeamSpec(_Spec):
+    """A team of an organisation."""
+
+    name: Name
+    policies: Json = Field(default_factory=dict)
+
+
+class UserSpec(_Spec):
+    """A user of an organisation."""
+
+    email: Annotated[
+        str, StringConstraints(strip_whitespace=True, to_lower=True, pattern=r"^[^@\s]+@[^@\s]+$")
+    ]
+    name: str | None = None
+    role: Role = Role.USER
+
+    _role = field_validator("role", mode="before")(_upper)
+
+
+class OrganisationSpec(_Spec):
+    """An organisation with its teams and users."""
+
+    name: Name
+    contact: str | None = None
+    policies: Json = Field(default_factory=dict)
+    teams: list[TeamSpec] = Field(default_factory=list)
+    users: list[UserSpec] = Field(default_factory=list)
+
+    @field_validator("teams", mode="before")
+    @classmethod
+    def _team_names(cls, value: object) -> object:
+        # A bare name is shorthand for a team without policies.
+        if isinstance(value, list):
+            return [{"name": item} if isinstance(item, str) else item for item in value]
+        return value
+
+
+class ProviderKeySpec(_Spec):
+    """A provider credential whose secret is read from an environment variable at apply time."""
+
+    name: Name
+    from_env: EnvName
+
+
+class ProviderSpec(_Spec):
+    """An upstream provider of an organisation."""
+
+    org: Name
+    name: Name
+    type: ProviderType
+    base_url: str | None = None
+    timeout_ms: PositiveInt | None = None
+    config: Json = Field(default_factory=dict)
+    enabled: bool = True
+    keys: list[ProviderKeySpec] = Field(default_factory=list)
+
+    _type = field_validator("type", mode="before")(_upper)
+
+
+class PerMillion(_Spec):
+    """Text pricing as people quote it: USD per 1M input and output tokens."""
+
+    input: NonNegativeFloat
+    output: NonNegativeFloat
+
+
+class ModelSpec(_Spec):
+    """A model clients call by ``name``."""
+
+    org: Name
+    name: Name
+    slug: Name | None = None
+    provider: Name | None = None
+    provider_key: Name | None = None
+    type: str = "chat"
+    capabilities: list[str] = Field(default_factory=list)
+    pricing: Pricing | None = None
+    pricing_per_million: PerMillion | None = None
+    config: Json = Field(default_factory=dict)
+    policies: Json = Field(default_factory=dict)
+    enabled: bool = True
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelSpec:
+        if self.pricing is not None and self.pricing_per_million is not None:
+            raise ValueError("give pricing or pricing_per_million, not both")
+        if self.provider_key is not None and self.provider is None:
+            raise ValueError("provider_key needs provider")
+        return self
+
+    def declares_pricing(self) -> bool:
+        """True when the file sets either form of pricing."""
+        return self.declares("pricing") or self.declares("pricing_per_million")
+
+    def stored_pricing(self) -> Json:
+        """Pricing in the stored per-1K shape (spec §3.7); empty when none is declared."""
+        if self.pricing is not None:
+            return self.pricing.model_dump()
+        if self.pricing_per_million is not None:
+            return pricing_per_million(self.pricing_per_million.input, self.pricing_per_million.output)
+        return {}
+
+
+class ApiKeySpec(_Spec):
+    """A virtual API key; ownership follows spec §3.3."""
+
+    org: Name
+    name: Name
+    type: ApiKeyType | None = None
+    team: Name | None = None
+    user: str | None = None
+    expires_at: AwareDatetime | None = None
+    timezone: str = "UTC"
+    models: list[Name] = Field(default_factory=list)
+    policies: Json = Field(default_factory=dict)
+    secret_from_env: EnvName | None = None
+    revoked: bool | None = None
+
+    _type = field_validator("type", mode="before")(_upper)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        _as_value_error(check_timezone, value)
+        return value
+
+    @model_validator(mode="after")
+    def _ownership(self) -> ApiKeySpec:
+        # Team and user are names here; the rule only looks at which of them are given.
+        _as_value_error(check_ownership, self.owner_type, self.team, self.user)
+        return self
+
+    @property
+    def owner_type(self) -> ApiKeyType:
+        """The declared type, or the one implied by team/user."""
+        if self.type is not None:
+            return self.type
+        if self.team:
+            return ApiKeyType.TEAM
+        return ApiKeyType.USER if self.user else ApiKeyType.ORGANISATION
+
+
+class Declarations(_Spec):
+    """Everything a config file declares (the ``settings:`` section is parsed by odock.settings)."""
+
+    settings: Json | None = None
+    organisations: list[OrganisationSpec] = Field(default_factory=list)
+    providers: list[ProviderSpec] = Field(default_factory=list)
+    models: list[ModelSpec] = Field(default_factory=list)
+    api_keys: list[ApiKeySpec] = Field(default_factory=list)
+
+    @property
+    def is_empty(self) -> bool:
+        """True when the file declares no resources."""
+        return not (self.organisations or self.providers or self.models or self.api_keys)
+
+    def summary(self) -> str:
+        """A one-line count of what is declared."""
+        counts = [
+            (len(self.organisations), "organisation"),
+            (sum(len(o.teams) for o in self.organisations), "team"),
+            (sum(len(o.users) for o in self.organisations), "user"),
+            (len(self.providers), "provider"),
+            (sum(len(p.keys) for p in self.providers), "provider key"),
+            (len(self.models), "model"),
+            (len(self.api_keys), "API key"),
+        ]
+        return ", ".join(f"{n} {what}{'' if n == 1 else 's'}" for n, what in counts)
+
+    def environment_variables(self) -> list[tuple[str, str]]:
+        """(path, variable) of every secret the file reads from the environment."""
+        needed = [
+            (f"providers[{i}].keys[{j}].from_env", key.from_env)
+            for i, provider in enumerate(self.providers)
+            for j, key in enumerate(provider.keys)
+        ]
+        needed += [
+            (f"api_keys[{i}].secret_from_env", key.secret_from_env)
+            for i, key in enumerate(self.api_keys)
+            if key.secret_from_env
+        ]
+        return needed
+
+    def secrets_from(self, environ: Mapping[str, str]) -> dict[str, str]:
+        """The secrets the file names, by variable; every missing or empty one is reported at once."""
+        missing = [
+            f"{path}: environment variable {var} is not set"
+            for path, var in self.environment_variables()
+            if not environ.get(var, "").strip()
+        ]
+        if missing:
+            raise DeclarationError("\n".join(missing))
+        return {var: environ[var].strip() for _path, var in self.environment_variables()}
+
+
+def parse_declarations(data: Mapping[str, Any], source: str = "config") -> Declarations:
+    """Validate a parsed config mapping; raise :class:`DeclarationError` naming each bad path."""
+    try:
+        declared = Declarations.model_validate(dict(data))
+    except ValidationError as exc:
+        lines = [f"{source}: {_path(err['loc'])}: {err['msg']}" for err in exc.errors()]
+        raise DeclarationError("\n".join(lines)) from exc
+    problems = _duplicates(declared)
+    if problems:
+        raise DeclarationError("\n".join(f"{source}: {p}" for p in problems))
+    return declared
+
+
+def read_declarations(path: Path) -> Declarations:
+    """Read and validate the resources declared in a config file."""
+    try:
+        data = read_config_file(path)
+    except SettingsError as exc:
+        raise DeclarationError(str(exc)) from exc
+    return parse_declarations(data, str(path))
+
+
+def _duplicates(declared: Declarations) -> list[str]:
+    problems: list[str] = []
+
+    def check(kind: str, keys: Iterable[tuple[str, tuple[str, ...]]]) -> None:
+        seen: dict[tuple[str, ...], str] = {}
+        for path, key in keys:
+            if key in seen:
+                problems.append(f"{path}: {kind} '{'/'.join(key)}' is already declared at {seen[key]}")
+            else:
+                seen[key] = path
+
+    orgs = declared.organisations
+    check("organisation", ((f"organisations[{i}]", (o.name,)) for i, o in enumerate(orgs)))
+    for i, org in enumerate(orgs):
+        check(
+            "team", ((f"organisations[{i}].teams[{j}]", (org.name, t.name)) for j, t in enumerate(org.teams))
+        )
+    check(
+        "user",
+        (
+            (f"organisations[{i}].users[{j}]", (u.email,))
+            for i, o in enumerate(orgs)
+            for j, u in enumerate(o.users)
+        ),
+    )
+    check("provider", ((f"providers[{i}]", (p.org, p.name)) for i, p in enumerate(declared.providers)))
+    for i, provider in enumerate(declared.providers):
+        check(
+            "provider key",
+            (
+                (f"providers[{i}].keys[{j}]", (provider.org, provider.name, k.name))
+                for j, k in enumerate(provider.keys)
+            ),
+        )
+    check("model", ((f"models[{i}]", (m.org, m.name)) for i, m in enumerate(declared.models)))
+    check("API key", ((f"api_keys[{i}]", (k.org, k.name)) for i, k in enumerate(declared.api_keys)))
+    return problems
+
+
+def _as_value_error(rule: Callable[..., object], *args: Any) -> None:
+    # pydantic reports ValueError at the field's path; the shared rules raise UnprocessableEntity.
+    try:
+        rule(*args)
+    except UnprocessableEntity as exc:
+        raise ValueError(exc.message) from exc
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else str(part)
+    return text or "(top level)"
+
+
+def pricing_per_million(input_usd: float, output_usd: float) -> Json:
+    """Stored pricing (USD per 1K tokens, spec §3.7) from the USD-per-1M figures people quote."""
+    # Decimal keeps 0.15 / 1000 at 0.00015 instead of a binary-float neighbour.
+    per_1k = {
+        "input": {"text_cost_per_1k_tokens": float(Decimal(str(input_usd)) / 1000)},
+        "output": {"text_cost_per_1k_tokens": float(Decimal(str(output_usd)) / 1000)},
+    }
+    return Pricing.model_validate(per_1k).model_dump()

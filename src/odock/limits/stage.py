@@ -1,0 +1,170 @@
+"""The rate-limit gates of the pipeline (spec §4.3), one limiter call each.
+
+    PreAuthGate   before authentication: global IP lists and global request limits
+    EarlyGate     after authentication: organisation/team/key IP lists, payload bytes,
+                  concurrency leases, burst, requests per second and per minute
+    FinalGate     after model resolution: max_tokens, model request limits, and a tokens-per-
+                  minute reservation (estimated input + requested output) on every scope
+
+Post-flight is each gate's ``after()``: release the leases and reconcile the TPM reservation to
+the tokens actually used; it runs on every exit path. When the limiter's store is unreachable,
+``fail_open`` decides: closed (the default) answers 503 ``ratelimit_unavailable``; open admits
+and marks the usage record.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from odock.limits.checks import check_ip, check_max_tokens, check_payload
+from odock.limits.decision import Decision, Receipt
+from odock.limits.errors import RateLimiterUnavailable
+from odock.limits.limiter import RateLimiter
+from odock.limits.plan import LimitCheck, checks_for
+from odock.limits.policy import PolicyResolver, Scope, ScopePolicy
+from odock.pipeline import Exchange
+from odock.usage.estimate import requested_tokens
+
+log = logging.getLogger(__name__)
+
+
+class _Gate:
+    """Shared mechanics: admit with the fail mode, remember receipts and shadow denials."""
+
+    name = "ratelimit"
+
+    def __init__(self, limiter: RateLimiter, resolver: PolicyResolver, *, fail_open: bool) -> None:
+        self._limiter = limiter
+        self._resolver = resolver
+        self._fail_open = fail_open
+
+    def _judge(self, ex: Exchange, decision: Decision) -> None:
+        for denial in decision.shadow_denials:
+            ex.governance.setdefault("shadow_denials", []).append(
+                {"stage": self.name, "code": str(denial.code), "scope": str(denial.scope), "limit": str(denial.limit)}
+            )
+            log.info("shadow rate-limit denial %s on %s for request %s", denial.code, denial.scope, ex.request_id)
+        decision.raise_if_denied()
+
+    async def _admit(self, ex: Exchange, checks: Sequence[LimitCheck]) -> Receipt | None:
+        if not checks:
+            return None
+        try:
+            decision = await self._limiter.admit(ex.request_id, checks)
+        except RateLimiterUnavailable:
+            if not self._fail_open:
+                raise
+            ex.governance["ratelimit_unavailable"] = True
+            log.warning("rate limiter unavailable; admitting request %s (fail-open)", ex.request_id)
+            return None
+        self._judge(ex, decision)
+        receipt = decision.receipt
+        if receipt is not None and receipt.quota is not None:
+            _advertise(ex, receipt)
+        return receipt
+
+    async def _release(self, receipt: Receipt | None) -> None:
+        if receipt is None or not receipt.leases:
+            return
+        try:
+            await self._limiter.release(receipt)
+        except RateLimiterUnavailable:
+            log.warning("could not release leases of %s; they expire after their TTL", receipt.request_id)
+
+
+class PreAuthGate(_Gate):
+    """Global policy, before any key lookup."""
+
+    name = "ratelimit_pre_auth"
+
+    async def before(self, ex: Exchange) -> None:
+        """Check global IP lists and admit against global request limits."""
+        scopes = self._resolver.global_scopes()
+        if not scopes:
+            return
+        self._judge(ex, check_ip(scopes, ex.client_ip))
+        ex.limit_receipts["pre_auth"] = await self._admit(ex, checks_for(scopes))
+
+    async def after(self, ex: Exchange) -> None:
+        """Release global concurrency leases."""
+        await self._release(ex.limit_receipts.get("pre_auth"))
+
+
+class EarlyGate(_Gate):
+    """Organisation, team and key policies, before the body is decoded."""
+
+    name = "ratelimit_early"
+
+    async def before(self, ex: Exchange) -> None:
+        """IP lists, payload size, concurrency and request rates of the key's scopes."""
+        assert ex.principal is not None
+        scopes = self._resolver.key_scopes(ex.principal)
+        if not scopes:
+            return
+        self._judge(ex, check_ip(scopes, ex.client_ip))
+        self._judge(ex, check_payload(scopes, len(ex.body)))
+        ex.limit_receipts["early"] = await self._admit(ex, checks_for(scopes))
+
+    async def after(self, ex: Exchange) -> None:
+        """Release the key scopes' concurrency leases."""
+        await self._release(ex.limit_receipts.get("early"))
+
+
+class FinalGate(_Gate):
+    """Model request limits and a TPM reservation on every scope, once the model is known."""
+
+    name = "ratelimit_final"
+
+    def __init__(
+        self, limiter: RateLimiter, resolver: PolicyResolver, *, fail_open: bool, default_max_output_tokens: int
+    ) -> None:
+        super().__init__(limiter, resolver, fail_open=fail_open)
+        self._default_output = default_max_output_tokens
+
+    async def before(self, ex: Exchange) -> None:
+        """Check max_tokens, admit model request limits and reserve estimated tokens."""
+        assert ex.principal is not None and ex.model is not None
+        resource = self._resolver.resource_scope(Scope.MODEL, ex.model.id, ex.model.policies)
+        everything: tuple[ScopePolicy, ...] = self._resolver.applicable(ex.principal, resource)
+        if not everything:
+            return
+        self._judge(ex, check_max_tokens(everything, _asked_max_tokens(ex)))
+        estimate = requested_tokens(ex, self._default_output)
+        ex.governance["tpm_estimate"] = estimate
+        checks = checks_for(resource) + checks_for(everything, requests=False, tokens=estimate)
+        ex.limit_receipts["final"] = await self._admit(ex, checks)
+
+    async def after(self, ex: Exchange) -> None:
+        """Release model leases and reconcile the TPM reservation to the actual tokens."""
+        receipt = ex.limit_receipts.get("final")
+        if receipt is None:
+            return
+        await self._release(receipt)
+        if receipt.reservations:
+            usage = ex.measured_usage()
+            actual = usage.prompt_tokens + usage.completion_tokens if usage else 0
+            try:
+                await self._limiter.reconcile_tokens(receipt, actual)
+            except RateLimiterUnavailable:
+                log.warning("could not reconcile tokens of %s", ex.request_id)
+
+
+def _asked_max_tokens(ex: Exchange) -> int | None:
+    for name in ("max_completion_tokens", "max_tokens"):
+        value = ex.payload.get(name)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
+
+
+def _advertise(ex: Exchange, receipt: Receipt) -> None:
+    """Expose the most restrictive request limit seen so far as X-RateLimit-* headers."""
+    quota = receipt.quota
+    assert quota is not None
+    current = ex.response_headers.get("x-ratelimit-remaining")
+    if current is not None and int(current) <= quota.remaining:
+        return
+    ex.response_headers["x-ratelimit-limit"] = str(quota.limit)
+    ex.response_headers["x-ratelimit-remaining"] = str(quota.remaining)
+    ex.response_headers["x-ratelimit-reset"] = str(quota.reset_seconds)

@@ -1,0 +1,374 @@
+"""The ``odock`` CLI as an operator runs it: a separate process managing a running gateway.
+
+Each test runs the real ``odock`` executable in a subprocess with the test backend's settings
+passed as ``ODOCK_*`` variables. On the production backend the CLI and the gateway share only
+PostgreSQL and Redis, so a refusal right after ``keys revoke`` proves cross-process invalidation.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from pydantic import SecretStr
+
+from odock.providers.crypto import EnvelopeDecrypter, encrypt
+from odock.providers.keyring import KEY_ID_FILE, PRIVATE_KEY_FILE, load_decrypter
+from odock.providers.tables import ProviderType
+from odock.settings import Settings, load_settings
+from tests.conftest import Gateway, GatewayFactory, SettingsFactory, Tenant, provision
+from tests.fakes.openai_server import FakeOpenAI
+from tests.integration.conftest import UPSTREAM_KEY, sdk
+
+ODOCK = str(Path(sys.executable).parent / "odock")
+INVALIDATION_SECRET = "cli-test-invalidation-secret"
+
+
+@dataclass(frozen=True)
+class Cli:
+    """The ``odock`` executable bound to one gateway's settings."""
+
+    env: dict[str, str]
+
+    def run(self, *args: str, input: str | None = None, extra_env: dict[str, str] | None = None) -> Any:
+        """Run ``odock ARGS``; return the completed process (text output)."""
+        return subprocess.run(
+            [ODOCK, *args],
+            env={**self.env, **(extra_env or {})},
+            input=input if input is not None else "",
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    def ok(self, *args: str, input: str | None = None, extra_env: dict[str, str] | None = None) -> str:
+        """Run ``odock ARGS``, require success, return stdout."""
+        done = self.run(*args, input=input, extra_env=extra_env)
+        assert done.returncode == 0, f"odock {' '.join(args)} failed ({done.returncode}): {done.stderr}"
+        return str(done.stdout)
+
+
+def odock_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment that gives a subprocess exactly these settings (no inherited ODOCK_*)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ODOCK_")}
+    for name, field in Settings.model_fields.items():
+        value = getattr(settings, name)
+        if value is None or value == field.default:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        env[f"ODOCK_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+    env.update(extra)
+    return env
+
+
+def cli_for(gateway: Gateway) -> Cli:
+    """A CLI sharing the gateway's settings, pointed at its real port (embedded notifications)."""
+    return Cli(odock_env(gateway.app.settings, ODOCK_HOST="127.0.0.1", ODOCK_PORT=str(gateway.server.port)))
+
+
+@dataclass(frozen=True)
+class CliTenant:
+    """What the CLI created: an organisation with a mock model and a key that may call it."""
+
+    org: str
+    model: str
+    key_id: str
+    secret: str
+
+
+def cli_tenant(cli: Cli) -> CliTenant:
+    """org → MOCK provider → model → key, every step through the CLI."""
+    org = "cli-" + secrets.token_hex(4)
+    cli.ok("orgs", "create", org)
+    cli.ok(
+        "providers", "create", "--org", org, "--type", "MOCK", "--config", '{"completion_tokens": 7}', "mock"
+    )
+    cli.ok(
+        "models",
+        "create",
+        "--org",
+        org,
+        "--provider",
+        "mock",
+        "--input-per-million",
+        "0.5",
+        "--output-per-million",
+        "1.5",
+        "chat-model",
+    )
+    issued = orjson.loads(cli.ok("keys", "create", "--org", org, "--model", "chat-model", "--json", "app"))
+    return CliTenant(org=org, model="chat-model", key_id=issued["id"], secret=issued["secret"])
+
+
+def chat(gateway: Gateway, secret: str, model: str) -> httpx.Response:
+    """One chat completion through the gateway with ``secret``."""
+    return httpx.post(
+        gateway.base_url + "/v1/chat/completions",
+        headers={"authorization": f"Bearer {secret}"},
+        json={"model": model, "messages": [{"role": "user", "content": "hi"}]},
+        timeout=30,
+    )
+
+
+def eventually(
+    probe: Callable[[], httpx.Response], accept: Callable[[httpx.Response], bool]
+) -> httpx.Response:
+    """Poll ``probe`` until ``accept`` holds (5 s deadline); return the last response."""
+    deadline = time.monotonic() + 5
+    while True:
+        response = probe()
+        if accept(response) or time.monotonic() > deadline:
+            return response
+        time.sleep(0.02)
+
+
+def error_code(response: httpx.Response) -> str | None:
+    """The Odock error code of a response, if it is an error."""
+    return str(response.json()["error"]["code"]) if response.status_code >= 400 else None
+
+
+@pytest.fixture
+def live(gateway_factory: GatewayFactory, make_settings: SettingsFactory) -> Gateway:
+    """A running gateway that accepts cache invalidations from the CLI (used when embedded)."""
+    return gateway_factory(make_settings(cache_invalidation_secret=INVALIDATION_SECRET))
+
+
+def test_cli_built_tenant_serves_a_chat_call(live: Gateway) -> None:
+    """A key issued through the CLI calls a model created through the CLI on a running gateway."""
+    tenant = cli_tenant(cli_for(live))
+    reply = sdk(live, tenant.secret).chat.completions.create(
+        model=tenant.model, messages=[{"role": "user", "content": "hi"}]
+    )
+    assert reply.choices[0].message.content
+    assert reply.usage is not None
+    assert reply.usage.completion_tokens == 7
+
+
+def org_name(gateway: Gateway, tenant: Tenant) -> str:
+    """The name of a provisioned tenant's organisation (the CLI refers to it by name)."""
+    org = gateway.run(gateway.runtime.control.organisation_by_id(tenant.organisation_id))
+    return str(org.name)
+
+
+def test_key_list_shows_previews_never_secrets(live: Gateway) -> None:
+    """keys list and keys show print the masked preview and never the secret."""
+    cli = cli_for(live)
+    tenant = provision(live)
+    org = org_name(live, tenant)
+    listing = cli.ok("keys", "list", "--org", org)
+    shown = cli.ok("keys", "show", tenant.key_id)
+    as_json = orjson.loads(cli.ok("keys", "list", "--org", org, "--json"))
+    assert tenant.secret not in listing + shown + str(as_json)
+    preview = f"{tenant.secret[:7]}…{tenant.secret[-4:]}"
+    assert preview in listing
+    assert preview in shown
+    assert [row["id"] for row in as_json] == [tenant.key_id]
+    assert tenant.model in shown
+
+
+def test_cli_revoke_makes_a_running_gateway_refuse_the_key(live: Gateway) -> None:
+    """After `keys revoke` the running gateway answers 401 api_key_revoked; `unrevoke` restores it."""
+    cli = cli_for(live)
+    tenant = provision(live)
+    assert chat(live, tenant.secret, tenant.model).status_code == 200  # the key is now cached
+
+    cli.ok("keys", "revoke", tenant.key_id)
+    refused = eventually(lambda: chat(live, tenant.secret, tenant.model), lambda r: r.status_code == 401)
+    assert (refused.status_code, error_code(refused)) == (401, "api_key_revoked")
+
+    cli.ok("keys", "unrevoke", tenant.key_id)
+    restored = eventually(lambda: chat(live, tenant.secret, tenant.model), lambda r: r.status_code == 200)
+    assert restored.status_code == 200
+
+
+def test_cli_rotate_retires_the_old_secret(live: Gateway) -> None:
+    """After `keys rotate` the old secret is refused and the newly printed one works."""
+    cli = cli_for(live)
+    tenant = provision(live)
+    assert chat(live, tenant.secret, tenant.model).status_code == 200
+
+    rotated = orjson.loads(cli.ok("keys", "rotate", tenant.key_id, "--json"))
+    assert rotated["id"] == tenant.key_id
+    assert rotated["secret"] != tenant.secret
+    old = eventually(lambda: chat(live, tenant.secret, tenant.model), lambda r: r.status_code == 401)
+    assert old.status_code == 401
+    assert chat(live, rotated["secret"], tenant.model).status_code == 200
+    assert "cli:" in cli.ok("keys", "show", tenant.key_id)
+
+
+def test_cli_provider_switch_reaches_a_running_gateway(live: Gateway) -> None:
+    """`providers disable` makes the running gateway refuse the provider's models with 403."""
+    cli = cli_for(live)
+    tenant = provision(live)
+    assert chat(live, tenant.secret, tenant.model).status_code == 200
+    cli.ok("providers", "disable", "--org", org_name(live, tenant), "provider")
+    refused = eventually(lambda: chat(live, tenant.secret, tenant.model), lambda r: r.status_code == 403)
+    assert (refused.status_code, error_code(refused)) == (403, "provider_disabled")
+
+
+def test_provider_key_from_stdin_is_used_upstream(
+    gateway_factory: GatewayFactory, keyed_settings: SettingsFactory, fake_openai: FakeOpenAI
+) -> None:
+    """A provider secret piped to `providers add-key` is stored encrypted and sent upstream by the gateway."""
+    gateway = gateway_factory(keyed_settings(cache_invalidation_secret=INVALIDATION_SECRET))
+    cli = cli_for(gateway)
+    control = gateway.runtime.control
+    org = gateway.run(control.create_organisation("up-" + secrets.token_hex(4)))
+    provider = gateway.run(
+        control.create_provider(org.id, "openai", ProviderType.OPENAI, base_url=fake_openai.base_url + "/v1")
+    )
+    stored = cli.ok(
+        "providers",
+        "add-key",
+        "--org",
+        org.name,
+        "--provider",
+        "openai",
+        "primary",
+        input=UPSTREAM_KEY + "\n",
+    )
+    listing = cli.ok("providers", "list", "--org", org.name)
+    key = gateway.run(control.provider_key_by_name(provider.id, "primary"))
+    gateway.run(control.create_model(org.id, "gpt", provider_id=provider.id, provider_key_id=key.id))
+    issued = gateway.run(control.create_api_key(org.id, "app", models=["gpt"]))
+
+    assert UPSTREAM_KEY not in stored + listing + key.key
+    assert chat(gateway, issued.secret, "gpt").status_code == 200
+    assert fake_openai.last_request().headers["authorization"] == f"Bearer {UPSTREAM_KEY}"
+
+
+def test_provider_key_from_env_and_missing_secret(
+    gateway_factory: GatewayFactory, keyed_settings: SettingsFactory
+) -> None:
+    """--from-env reads the named variable; an empty stdin or unset variable is refused with a message."""
+    gateway = gateway_factory(keyed_settings())
+    cli = cli_for(gateway)
+    org = org_name(gateway, provision(gateway))
+    cli.ok(
+        "providers",
+        "add-key",
+        "--org",
+        org,
+        "--provider",
+        "provider",
+        "--from-env",
+        "UPSTREAM",
+        "a",
+        extra_env={"UPSTREAM": "sk-from-env-123456"},
+    )
+    empty = cli.run("providers", "add-key", "--org", org, "--provider", "provider", "b", input="")
+    unset = cli.run("providers", "add-key", "--org", org, "--provider", "provider", "--from-env", "NOPE", "c")
+    assert empty.returncode == 1
+    assert "no provider secret on standard input" in empty.stderr
+    assert unset.returncode == 1
+    assert "NOPE is not set" in unset.stderr
+    assert "a=sk-from…3456" in cli.ok("providers", "list", "--org", org)
+
+
+def test_errors_are_one_line_without_traceback(live: Gateway) -> None:
+    """Conflicts, unknown names and bad input end with one stderr line and a non-zero exit."""
+    cli = cli_for(live)
+    org = org_name(live, provision(live))
+    cases = [
+        (("orgs", "create", org), f"odock: organisation '{org}' already exists"),
+        (("keys", "revoke", "no-such-key"), "odock: API key 'no-such-key' does not exist"),
+        (
+            ("models", "create", "--org", org, "--provider", "ghost", "m"),
+            "odock: provider 'ghost' does not exist",
+        ),
+        (
+            ("keys", "create", "--org", org, "--type", "TEAM", "k"),
+            "odock: a TEAM key needs a team and no user",
+        ),
+    ]
+    for args, message in cases:
+        done = cli.run(*args)
+        assert done.returncode == 1, args
+        assert done.stderr.strip() == message
+    naive = cli.run("keys", "create", "--org", org, "--expires", "2030-01-01T00:00:00", "k")
+    assert naive.returncode == 2
+    assert "has no UTC offset" in naive.stderr
+    assert "Traceback" not in naive.stderr
+
+
+def test_encryption_pair_output_round_trips(make_settings: SettingsFactory) -> None:
+    """The printed env lines load as settings, and what the public key encrypts the private key opens."""
+    out = Cli(dict(os.environ)).ok("keys", "encryption-pair", "--key-id", "pair-test")
+    lines = dict(line.split("=", 1) for line in out.splitlines() if line and not line.startswith("#"))
+    assert lines["ODOCK_PROVIDER_KEY_ENCRYPTION_KEY_ID"] == "pair-test"
+    private_escaped = lines["ODOCK_PROVIDER_KEY_ENCRYPTION_PRIVATE_KEY"].strip('"')
+    public_pem = lines["NEXT_PUBLIC_PROVIDER_KEY_ENCRYPTION_PUBLIC_KEY"].strip('"').replace("\\n", "\n")
+    assert "\n" not in private_escaped
+    assert "\\n" in private_escaped
+
+    settings = make_settings(
+        provider_key_encryption_key_id="pair-test", provider_key_encryption_private_key=private_escaped
+    )
+    decrypter = load_decrypter(settings)
+    assert decrypter is not None
+    envelope = encrypt("sk-browser-encrypted", public_pem=public_pem, key_id="pair-test")
+    assert decrypter.decrypt(envelope) == "sk-browser-encrypted"
+
+
+def test_encryption_pair_files_are_private(tmp_path: Path) -> None:
+    """--out-dir writes the pair with secret files at mode 0600, readable as the embedded keyring."""
+    out_dir = tmp_path / "pair"
+    Cli(dict(os.environ)).ok("keys", "encryption-pair", "--key-id", "file-pair", "--out-dir", str(out_dir))
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in out_dir.iterdir()}
+    assert modes[PRIVATE_KEY_FILE] == 0o600
+    assert modes["provider-key.env"] == 0o600
+    assert modes["provider-key.pub.pem"] == 0o644
+    decrypter = EnvelopeDecrypter(
+        (out_dir / KEY_ID_FILE).read_text().strip(), (out_dir / PRIVATE_KEY_FILE).read_text()
+    )
+    public = (out_dir / "provider-key.pub.pem").read_text()
+    assert decrypter.decrypt(encrypt("x", public_pem=public, key_id="file-pair")) == "x"
+    again = Cli(dict(os.environ)).run("keys", "encryption-pair", "--out-dir", str(out_dir))
+    assert again.returncode == 1
+    assert "refusing to overwrite" in again.stderr
+
+
+def test_config_check_names_the_bad_field(tmp_path: Path, make_settings: SettingsFactory) -> None:
+    """`config check` on a file with a bad model price exits 2 and names the field's path."""
+    config = tmp_path / "odock.yaml"
+    config.write_text(
+        "models:\n"
+        "  - {org: acme, name: ok}\n"
+        "  - {org: acme, name: bad, pricing: {input: {text_cost_per_1k_tokens: -1}}}\n"
+    )
+    cli = Cli(odock_env(make_settings()))
+    done = cli.run("--config", str(config), "config", "check")
+    assert done.returncode == 2
+    assert "models[1].pricing.input.text_cost_per_1k_tokens" in done.stderr
+
+    config.write_text("organisations: [{name: acme}]\nmodels: [{org: acme, name: ok}]\n")
+    assert "1 organisation" in cli.ok("--config", str(config), "config", "check")
+
+
+@pytest.mark.parametrize(
+    "half",
+    [
+        {"ODOCK_PROVIDER_KEY_ENCRYPTION_KEY_ID": "only-the-id"},
+        {"ODOCK_PROVIDER_KEY_ENCRYPTION_PRIVATE_KEY": "-----BEGIN PRIVATE KEY-----\\nAAAA\\n"},
+    ],
+)
+def test_half_an_encryption_pair_refuses_to_start(tmp_path: Path, half: dict[str, str]) -> None:
+    """`odock serve` with only one of the pair's two settings exits with a message naming both."""
+    settings = load_settings(data_dir=tmp_path, port=0)
+    done = Cli(odock_env(settings, **half)).run("serve")
+    assert done.returncode == 2
+    assert "provider_key_encryption_key_id" in done.stderr
+    assert "provider_key_encryption_private_key" in done.stderr

@@ -1,0 +1,84 @@
+"""Control-plane operations added for the CLI and declarative config: lookups, updates, pinned secrets."""
+
+from __future__ import annotations
+
+import pytest
+
+from odock.admin.control import ControlPlane
+from odock.cache.bus import Invalidation
+from odock.errors import Conflict, NotFound, UnprocessableEntity
+from odock.keys.secrets import hash_secret
+from odock.keys.tables import ApiKeyType
+from odock.providers.tables import ProviderType
+
+PINNED = "sk_pinned_" + "c" * 40
+
+
+async def test_pinned_secret_is_stored_as_its_hash(control: ControlPlane) -> None:
+    """A pinned secret is returned once and only its hash is kept."""
+    org = await control.create_organisation("acme")
+    issued = await control.create_api_key(org.id, "ci", secret=PINNED)
+    assert issued.secret == PINNED
+    assert issued.key.key_hash == hash_secret(PINNED)
+    assert PINNED not in issued.key.key_preview
+
+
+async def test_reused_pinned_secret_is_a_conflict(control: ControlPlane) -> None:
+    """A second key with the same pinned secret is refused with Conflict, not a database error."""
+    org = await control.create_organisation("acme")
+    first = await control.create_api_key(org.id, "one", secret=PINNED)
+    with pytest.raises(Conflict, match="already in use"):
+        await control.create_api_key(org.id, "two", secret=PINNED)
+    other = await control.create_api_key(org.id, "three")
+    with pytest.raises(Conflict, match="already in use"):
+        await control.rotate_api_key(other.key.id, secret=PINNED)
+    assert (await control.api_key(first.key.id)).key_hash == hash_secret(PINNED)
+
+
+async def test_update_api_key_enforces_ownership(
+    control: ControlPlane, published: list[Invalidation]
+) -> None:
+    """Moving a key to a team needs a team of the same organisation, and the cached key is invalidated."""
+    org = await control.create_organisation("acme")
+    other = await control.create_organisation("other")
+    foreign = await control.create_team(other.id, "theirs")
+    team = await control.create_team(org.id, "ours")
+    key = (await control.create_api_key(org.id, "k")).key
+    with pytest.raises(UnprocessableEntity, match="a TEAM key needs a team"):
+        await control.update_api_key(key.id, type=ApiKeyType.TEAM)
+    with pytest.raises(UnprocessableEntity, match="another organisation"):
+        await control.update_api_key(key.id, type=ApiKeyType.TEAM, team_id=foreign.id)
+    published.clear()
+    moved = await control.update_api_key(key.id, type=ApiKeyType.TEAM, team_id=team.id)
+    assert (moved.type, moved.team_id) == (ApiKeyType.TEAM, team.id)
+    assert published == [Invalidation("api_key", organisation_id=org.id, key_hash=key.key_hash)]
+
+
+async def test_update_provider_publishes_and_validates(
+    control: ControlPlane, published: list[Invalidation]
+) -> None:
+    """A provider update is checked, stored and announced to its organisation's caches."""
+    org = await control.create_organisation("acme")
+    provider = await control.create_provider(org.id, "p", ProviderType.MOCK)
+    with pytest.raises(UnprocessableEntity, match="timeout_ms must be positive"):
+        await control.update_provider(provider.id, timeout_ms=0)
+    with pytest.raises(UnprocessableEntity, match="unknown provider fields: name"):
+        await control.update_provider(provider.id, name="renamed")
+    published.clear()
+    await control.update_provider(provider.id, base_url="http://upstream.invalid", timeout_ms=500)
+    stored = await control.provider_by_name(org.id, "p")
+    assert (stored.base_url, stored.timeout_ms) == ("http://upstream.invalid", 500)
+    assert published == [Invalidation("organisation", organisation_id=org.id)]
+
+
+async def test_lookups_by_name_say_what_is_missing(control: ControlPlane) -> None:
+    """Name lookups raise NotFound with a message an operator can read."""
+    org = await control.create_organisation("acme")
+    with pytest.raises(NotFound, match="provider 'ghost' does not exist"):
+        await control.provider_by_name(org.id, "ghost")
+    with pytest.raises(NotFound, match="team 'ghost' does not exist"):
+        await control.team_by_name(org.id, "ghost")
+    with pytest.raises(NotFound, match=r"user 'ghost@x\.io' does not exist"):
+        await control.user_by_email("Ghost@X.io")
+    with pytest.raises(NotFound, match="API key 'nope' does not exist"):
+        await control.api_key("nope")

@@ -1,0 +1,152 @@
+"""Parsing declared resources: valid files parse, and every error names its path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from odock.admin.declarative import DeclarationError, parse_declarations, read_declarations
+from odock.keys.tables import ApiKeyType
+from odock.providers.tables import ProviderType
+
+
+def valid() -> dict[str, Any]:
+    """A small, valid declaration that tests copy and break."""
+    return {
+        "settings": {"log_level": "warning"},
+        "organisations": [{"name": "acme", "teams": ["platform"], "users": [{"email": "Ann@Acme.io"}]}],
+        "providers": [
+            {"org": "acme", "name": "openai", "type": "openai", "keys": [{"name": "p", "from_env": "K"}]}
+        ],
+        "models": [
+            {"org": "acme", "name": "a", "provider": "openai"},
+            {
+                "org": "acme",
+                "name": "b",
+                "provider": "openai",
+                "pricing_per_million": {"input": 1, "output": 2},
+            },
+            {
+                "org": "acme",
+                "name": "c",
+                "provider": "openai",
+                "pricing": {"input": {"text_cost_per_1k_tokens": 1}},
+            },
+        ],
+        "api_keys": [{"org": "acme", "name": "ci", "team": "platform", "models": ["a"]}],
+    }
+
+
+def error_of(data: dict[str, Any]) -> str:
+    """The message of the DeclarationError that parsing ``data`` raises."""
+    with pytest.raises(DeclarationError) as caught:
+        parse_declarations(data)
+    return str(caught.value)
+
+
+def test_valid_declarations_parse_with_normalised_values() -> None:
+    """Types are case-insensitive, e-mails lower-cased, bare team names expanded, key type inferred."""
+    declared = parse_declarations(valid())
+    assert declared.providers[0].type is ProviderType.OPENAI
+    assert declared.organisations[0].users[0].email == "ann@acme.io"
+    assert declared.organisations[0].teams[0].name == "platform"
+    assert declared.api_keys[0].owner_type is ApiKeyType.TEAM
+    assert declared.summary() == (
+        "1 organisation, 1 team, 1 user, 1 provider, 1 provider key, 3 models, 1 API key"
+    )
+
+
+def test_pricing_error_names_the_nested_field_path() -> None:
+    """A negative rate is reported at models[2].pricing.input.text_cost_per_1k_tokens."""
+    data = valid()
+    data["models"][2]["pricing"]["input"]["text_cost_per_1k_tokens"] = -1
+    assert "models[2].pricing.input.text_cost_per_1k_tokens" in error_of(data)
+
+
+def test_unknown_field_is_named_with_its_path() -> None:
+    """A misspelt field inside a provider key is rejected at providers[0].keys[0].from_enviroment."""
+    data = valid()
+    data["providers"][0]["keys"][0]["from_enviroment"] = "X"
+    assert "providers[0].keys[0].from_enviroment: Extra inputs are not permitted" in error_of(data)
+
+
+def test_unknown_top_level_section_is_rejected() -> None:
+    """A section that is neither settings nor a resource kind is named."""
+    data = valid()
+    data["model"] = []
+    assert "config: model: Extra inputs are not permitted" in error_of(data)
+
+
+def test_expiry_without_offset_is_rejected() -> None:
+    """An expiry must carry a UTC offset, so its instant is unambiguous."""
+    data = valid()
+    data["api_keys"][0]["expires_at"] = "2030-01-01T00:00:00"
+    assert "api_keys[0].expires_at: Input should have timezone info" in error_of(data)
+
+
+@pytest.mark.parametrize(
+    ("owner", "message"),
+    [
+        ({"type": "ORGANISATION", "team": "platform"}, "an ORGANISATION key has no team or user"),
+        ({"type": "TEAM"}, "a TEAM key needs a team and no user"),
+        ({"type": "USER", "user": "ann@acme.io", "team": "platform"}, "a USER key needs a user and no team"),
+    ],
+)
+def test_key_ownership_rules_are_enforced(owner: dict[str, str], message: str) -> None:
+    """The ownership rules of spec §3.3 are checked while parsing, at the key's path."""
+    data = valid()
+    key = {"org": "acme", "name": "k", **owner}
+    data["api_keys"] = [key]
+    assert f"api_keys[0]: Value error, {message}" in error_of(data)
+
+
+def test_both_pricing_forms_are_rejected() -> None:
+    """pricing and pricing_per_million are alternatives, not a combination."""
+    data = valid()
+    data["models"][1]["pricing"] = {}
+    assert "models[1]: Value error, give pricing or pricing_per_million, not both" in error_of(data)
+
+
+def test_duplicate_declaration_names_both_places() -> None:
+    """Declaring the same model twice in one organisation names both paths."""
+    data = valid()
+    data["models"].append({"org": "acme", "name": "a"})
+    assert "models[3]: model 'acme/a' is already declared at models[0]" in error_of(data)
+
+
+def test_pricing_per_million_is_stored_per_thousand_exactly() -> None:
+    """$0.15 and $0.60 per 1M tokens become exactly 0.00015 and 0.0006 per 1K tokens."""
+    data = valid()
+    data["models"][1]["pricing_per_million"] = {"input": 0.15, "output": 0.6}
+    pricing = parse_declarations(data).models[1].stored_pricing()
+    assert pricing["input"]["text_cost_per_1k_tokens"] == 0.00015
+    assert pricing["output"]["text_cost_per_1k_tokens"] == 0.0006
+
+
+def test_missing_environment_variables_are_all_named() -> None:
+    """Every secret variable the file names but the environment lacks is reported with its path."""
+    data = valid()
+    data["api_keys"][0]["secret_from_env"] = "CI_KEY"
+    declared = parse_declarations(data)
+    with pytest.raises(DeclarationError) as caught:
+        declared.secrets_from({"K": "  "})
+    message = str(caught.value)
+    assert "providers[0].keys[0].from_env: environment variable K is not set" in message
+    assert "api_keys[0].secret_from_env: environment variable CI_KEY is not set" in message
+
+
+def test_read_declarations_reports_yaml_errors(tmp_path: Path) -> None:
+    """A file that is not YAML is reported as a DeclarationError naming the file."""
+    path = tmp_path / "odock.yaml"
+    path.write_text("organisations: [unclosed\n")
+    with pytest.raises(DeclarationError, match="is not valid YAML"):
+        read_declarations(path)
+
+
+def test_settings_only_file_declares_nothing(tmp_path: Path) -> None:
+    """A file with only a settings section declares no resources."""
+    path = tmp_path / "odock.yaml"
+    path.write_text("settings:\n  port: 9000\n")
+    assert read_declarations(path).is_empty

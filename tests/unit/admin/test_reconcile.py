@@ -1,0 +1,249 @@
+"""Applying declared resources: idempotent create/update, secrets from the environment, dry runs."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from odock.admin.control import ControlPlane
+from odock.admin.declarative import DeclarationError, parse_declarations
+from odock.admin.reconcile import ApplyReport, apply_declarations
+from odock.cache.bus import Invalidation
+from odock.keys.secrets import hash_secret
+
+ENV = {"OPENAI_KEY": "sk-upstream-one", "CI_SECRET": "sk_ci_" + "a" * 40}
+
+BASE: dict[str, Any] = {
+    "organisations": [
+        {
+            "name": "acme",
+            "contact": "ops@acme.io",
+            "teams": ["platform"],
+            "users": [{"email": "ann@acme.io", "role": "MANAGER"}],
+        }
+    ],
+    "providers": [
+        {"org": "acme", "name": "mock", "type": "MOCK"},
+        {
+            "org": "acme",
+            "name": "openai",
+            "type": "OPENAI",
+            "base_url": "http://127.0.0.1:9/v1",
+            "keys": [{"name": "primary", "from_env": "OPENAI_KEY"}],
+        },
+    ],
+    "models": [
+        {
+            "org": "acme",
+            "name": "mock-gpt",
+            "provider": "mock",
+            "pricing_per_million": {"input": 0.5, "output": 1.5},
+        },
+        {
+            "org": "acme",
+            "name": "gpt-4.1",
+            "provider": "openai",
+            "provider_key": "primary",
+            "slug": "gpt-4.1",
+        },
+    ],
+    "api_keys": [
+        {
+            "org": "acme",
+            "name": "ci",
+            "team": "platform",
+            "models": ["mock-gpt"],
+            "secret_from_env": "CI_SECRET",
+        },
+        {
+            "org": "acme",
+            "name": "batch",
+            "models": ["mock-gpt", "gpt-4.1"],
+            "expires_at": "2030-01-01T00:00:00Z",
+        },
+    ],
+}
+
+
+def declared(**changes: Any) -> Any:
+    """BASE with top-level sections replaced, parsed."""
+    data = copy.deepcopy(BASE)
+    data.update(changes)
+    return parse_declarations(data)
+
+
+async def apply(
+    control: ControlPlane, data: Any, env: dict[str, str] | None = None, **kw: Any
+) -> ApplyReport:
+    """Apply ``data`` with ``ENV`` (or ``env``)."""
+    return await apply_declarations(control, data, environ=env if env is not None else ENV, **kw)
+
+
+def actions(report: ApplyReport) -> dict[str, str]:
+    """``kind name`` → action, for precise assertions."""
+    return {f"{c.kind} {c.name}": c.action for c in report.changes}
+
+
+async def test_first_apply_creates_everything(control: ControlPlane) -> None:
+    """Every declared resource is created once, and only the unpinned key's secret is issued."""
+    report = await apply(control, declared())
+    assert report.counts() == {"created": 10}
+    assert [issued.name for issued in report.issued] == ["acme/batch"]
+    org = await control.organisation_by_name("acme")
+    model = await control.model_by_name(org.id, "mock-gpt")
+    assert model.pricing["output"]["text_cost_per_1k_tokens"] == 0.0015
+    batch = (await control.api_keys_named(org.id, "batch"))[0]
+    assert sorted(await control.key_grants(batch.id)) == ["gpt-4.1", "mock-gpt"]
+
+
+async def test_second_apply_changes_nothing(control: ControlPlane, published: list[Invalidation]) -> None:
+    """Applying the same file twice creates, updates and publishes nothing the second time."""
+    await apply(control, declared())
+    before = len(published)
+    report = await apply(control, declared())
+    assert report.counts() == {"unchanged": 10}
+    assert report.issued == []
+    assert len(published) == before
+    org = await control.organisation_by_name("acme")
+    assert len(await control.api_keys_named(org.id, "batch")) == 1
+
+
+async def test_pricing_change_is_applied_and_invalidates(
+    control: ControlPlane, published: list[Invalidation]
+) -> None:
+    """A new price updates the model in place and tells the caches of its organisation."""
+    await apply(control, declared())
+    org = await control.organisation_by_name("acme")
+    models = copy.deepcopy(BASE["models"])
+    models[0]["pricing_per_million"] = {"input": 2, "output": 8}
+    published.clear()
+    report = await apply(control, declared(models=models))
+    assert actions(report)["model acme/mock-gpt"] == "updated"
+    assert report.counts() == {"updated": 1, "unchanged": 9}
+    model = await control.model_by_name(org.id, "mock-gpt")
+    assert model.pricing["input"]["text_cost_per_1k_tokens"] == 0.002
+    assert model.pricing["output"]["text_cost_per_1k_tokens"] == 0.008
+    assert Invalidation("organisation", organisation_id=org.id) in published
+
+
+async def test_undeclared_fields_are_left_alone(control: ControlPlane) -> None:
+    """A provider disabled outside the file stays disabled until the file declares ``enabled``."""
+    await apply(control, declared())
+    org = await control.organisation_by_name("acme")
+    mock = await control.provider_by_name(org.id, "mock")
+    await control.set_provider_enabled(mock.id, False)
+    assert (await apply(control, declared())).counts() == {"unchanged": 10}
+    assert not (await control.provider_by_name(org.id, "mock")).enabled
+
+    providers = copy.deepcopy(BASE["providers"])
+    providers[0]["enabled"] = True
+    report = await apply(control, declared(providers=providers))
+    assert actions(report)["provider acme/mock"] == "updated"
+    assert (await control.provider_by_name(org.id, "mock")).enabled
+
+
+async def test_provider_key_follows_its_environment_variable(control: ControlPlane) -> None:
+    """A changed secret in the environment re-encrypts the stored key; the same secret is left alone."""
+    await apply(control, declared())
+    org = await control.organisation_by_name("acme")
+    provider = await control.provider_by_name(org.id, "openai")
+    key = await control.provider_key_by_name(provider.id, "primary")
+    assert key.key.startswith("{")
+    assert "sk-upstream-one" not in key.key
+    assert control.provider_key_holds(key, "sk-upstream-one")
+
+    report = await apply(control, declared(), env={**ENV, "OPENAI_KEY": "sk-upstream-two"})
+    assert actions(report)["provider key acme/openai/primary"] == "updated"
+    updated = await control.provider_key_by_name(provider.id, "primary")
+    assert updated.id == key.id
+    assert control.provider_key_holds(updated, "sk-upstream-two")
+    assert updated.updated_at > key.updated_at
+
+
+async def test_pinned_secret_is_hashed_and_rotated_when_changed(control: ControlPlane) -> None:
+    """secret_from_env stores only the hash; a new value rotates the key in place, keeping history."""
+    await apply(control, declared())
+    org = await control.organisation_by_name("acme")
+    ci = (await control.api_keys_named(org.id, "ci"))[0]
+    assert ci.key_hash == hash_secret(ENV["CI_SECRET"])
+
+    new_secret = "sk_ci_" + "b" * 40
+    report = await apply(control, declared(), env={**ENV, "CI_SECRET": new_secret})
+    assert actions(report)["API key acme/ci"] == "updated"
+    rotated = await control.api_key(ci.id)
+    assert rotated.key_hash == hash_secret(new_secret)
+    assert rotated.rotation_count == 1
+    assert [r.rotated_by for r in await control.key_rotations(ci.id)] == ["declarative config"]
+
+
+async def test_weak_pinned_secret_is_refused(control: ControlPlane) -> None:
+    """A pinned secret shorter than 32 characters is refused, naming the key's path."""
+    with pytest.raises(DeclarationError, match=r"api_keys\[0\]: a pinned API key secret needs at least 32"):
+        await apply(control, declared(), env={**ENV, "CI_SECRET": "short"})
+
+
+async def test_grants_expiry_and_revocation_follow_the_file(control: ControlPlane) -> None:
+    """Declared grants are the exact set; a new expiry and ``revoked: true`` are applied."""
+    await apply(control, declared())
+    keys = copy.deepcopy(BASE["api_keys"])
+    keys[1].update(models=["gpt-4.1"], expires_at="2031-06-01T12:00:00+02:00", revoked=True)
+    report = await apply(control, declared(api_keys=keys))
+    assert actions(report)["API key acme/batch"] == "updated"
+    org = await control.organisation_by_name("acme")
+    batch = (await control.api_keys_named(org.id, "batch"))[0]
+    assert await control.key_grants(batch.id) == ["gpt-4.1"]
+    assert batch.expires_at is not None
+    assert batch.expires_at.isoformat() == "2031-06-01T10:00:00+00:00"
+    assert batch.revoked
+
+
+async def test_missing_secret_stops_before_any_change(control: ControlPlane) -> None:
+    """An unset secret variable fails the apply before anything is written."""
+    with pytest.raises(DeclarationError, match="OPENAI_KEY is not set"):
+        await apply(control, declared(), env={"CI_SECRET": ENV["CI_SECRET"]})
+    assert await control.list_organisations() == []
+
+
+async def test_dry_run_plans_without_writing(control: ControlPlane) -> None:
+    """A dry run on an empty database reports every creation and writes nothing."""
+    report = await apply(control, declared(), dry_run=True)
+    assert report.counts() == {"created": 10}
+    assert report.summary() == "dry run: would have 10 created, 0 updated, 0 unchanged"
+    assert report.issued == []
+    assert await control.list_organisations() == []
+
+
+async def test_dry_run_reports_updates(control: ControlPlane) -> None:
+    """A dry run against applied state reports the one pending update and leaves it pending."""
+    await apply(control, declared())
+    orgs = copy.deepcopy(BASE["organisations"])
+    orgs[0]["contact"] = "new@acme.io"
+    report = await apply(control, declared(organisations=orgs), dry_run=True)
+    assert report.counts() == {"updated": 1, "unchanged": 9}
+    assert (await control.organisation_by_name("acme")).contact == "ops@acme.io"
+
+
+async def test_reference_to_unknown_provider_names_the_model(control: ControlPlane) -> None:
+    """A model naming a provider that exists nowhere fails at that model's path."""
+    models = [{"org": "acme", "name": "m", "provider": "nope"}]
+    with pytest.raises(DeclarationError, match=r"models\[0\]: provider 'nope' does not exist"):
+        await apply(control, declared(models=models, api_keys=[]))
+
+
+async def test_ambiguous_key_name_is_refused_with_its_path(control: ControlPlane) -> None:
+    """Two existing keys with the declared name stop the apply rather than guessing which one is meant."""
+    await apply(control, declared())
+    org = await control.organisation_by_name("acme")
+    await control.create_api_key(org.id, "batch")
+    with pytest.raises(DeclarationError, match=r"api_keys\[1\]: 2 API keys are named 'batch' in 'acme'"):
+        await apply(control, declared())
+
+
+async def test_user_of_another_organisation_is_refused(control: ControlPlane) -> None:
+    """A declared user who already belongs to another organisation is not moved silently."""
+    other = await control.create_organisation("other")
+    await control.create_user("ann@acme.io", organisation_id=other.id)
+    with pytest.raises(DeclarationError, match=r"organisations\[0\]: user 'ann@acme.io' belongs to another"):
+        await apply(control, declared())
