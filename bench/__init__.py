@@ -1,0 +1,1 @@
+"""Odock's benchmark suite: a fast mock upstream, load drivers and the runner (see docs/performance.md)."""

@@ -1,0 +1,370 @@
+"""Load drivers: closed-loop HTTP load (wrk, or aiohttp when wrk is missing) and a streaming driver.
+
+Every driver keeps ``concurrency`` requests in flight on ``concurrency`` keep-alive connections
+and reports latency percentiles in milliseconds, requests per second and errors by kind
+(non-2xx statuses, timeouts, connection failures, and for streams: chunks missing or out of
+order, no ``[DONE]``, a usage chunk missing or unasked for).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import shutil
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import orjson
+
+PERCENTILES = (50.0, 90.0, 99.0, 99.9)
+REQUEST_TIMEOUT_SECONDS = 30.0
+_WRK_MARKER = "BENCH_JSON "
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where and what to send: one URL, one JSON body, the headers (API key)."""
+
+    url: str
+    body: bytes
+    headers: dict[str, str]
+
+
+@dataclass
+class Percentiles:
+    """Latency percentiles in milliseconds (``None`` when there were no samples)."""
+
+    p50: float | None = None
+    p90: float | None = None
+    p99: float | None = None
+    p999: float | None = None
+    mean: float | None = None
+    max: float | None = None
+    samples: int = 0
+
+    @classmethod
+    def of(cls, values_ms: list[float]) -> Percentiles:
+        """Nearest-rank percentiles of ``values_ms``."""
+        if not values_ms:
+            return cls()
+        ordered = sorted(values_ms)
+        p50, p90, p99, p999 = (_nearest_rank(ordered, p) for p in PERCENTILES)
+        return cls(p50, p90, p99, p999, sum(ordered) / len(ordered), ordered[-1], len(ordered))
+
+
+def _nearest_rank(ordered: list[float], percentile: float) -> float:
+    rank = max(1, math.ceil(percentile / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+@dataclass
+class LoadResult:
+    """Outcome of one closed-loop run."""
+
+    driver: str
+    concurrency: int
+    requests: int
+    ok: int
+    duration: float
+    latency: Percentiles
+    errors: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rps(self) -> float:
+        """Successful requests per second."""
+        return self.ok / self.duration if self.duration > 0 else 0.0
+
+    @property
+    def error_count(self) -> int:
+        """Every failed request, whatever the kind."""
+        return sum(self.errors.values())
+
+
+def wrk_available() -> bool:
+    """True when the ``wrk`` binary is on PATH."""
+    return shutil.which("wrk") is not None
+
+
+def _wrk_script(target: Target) -> str:
+    headers = "\n".join(f'wrk.headers["{k}"] = {_lua_string(v)}' for k, v in target.headers.items())
+    points = ", ".join(f'"{p}":%.1f' for p in PERCENTILES)
+    args = ", ".join(f"latency:percentile({p})" for p in PERCENTILES)
+    return f"""
+wrk.method = "POST"
+wrk.body = {_lua_string(target.body.decode())}
+{headers}
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '{_WRK_MARKER}{{"requests":%d,"duration_us":%d,"connect":%d,"read":%d,"write":%d,"status":%d,'
+    .. '"timeout":%d,"mean":%.1f,"max":%.1f,"percentiles_us":{{{points}}}}}\\n',
+    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
+    latency.mean, latency.max, {args}))
+end
+"""
+
+
+def _remove(path: str) -> None:
+    Path(path).unlink(missing_ok=True)
+
+
+def _lua_string(text: str) -> str:
+    return "[==[" + text + "]==]"
+
+
+async def run_wrk(target: Target, concurrency: int, seconds: float, pin: list[str]) -> LoadResult:
+    """Run wrk (one thread, ``concurrency`` connections) for ``seconds``; ``pin`` prefixes the command."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(_wrk_script(target))
+    try:
+        argv = [
+            *pin,
+            "wrk",
+            "-t1",
+            f"-c{concurrency}",
+            f"-d{max(1, round(seconds))}s",
+            f"--timeout={int(REQUEST_TIMEOUT_SECONDS)}s",
+            "--latency",
+            "-s",
+            script.name,
+            target.url,
+        ]
+        process = await asyncio.create_subprocess_exec(
+            *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        out, err = await process.communicate()
+    finally:
+        _remove(script.name)
+    line = next((x for x in out.decode().splitlines() if x.startswith(_WRK_MARKER)), None)
+    if process.returncode != 0 or line is None:
+        raise RuntimeError(
+            f"wrk failed ({process.returncode}): {err.decode()[-2000:]} {out.decode()[-2000:]}"
+        )
+    data = orjson.loads(line[len(_WRK_MARKER) :])
+    errors = {
+        kind: int(data[kind]) for kind in ("connect", "read", "write", "status", "timeout") if data[kind]
+    }
+    if "status" in errors:
+        errors["non-2xx"] = errors.pop("status")
+    failed = sum(errors.get(kind, 0) for kind in ("non-2xx", "timeout"))
+    p50, p90, p99, p999 = (data["percentiles_us"][f"{p}"] / 1000 for p in PERCENTILES)
+    latency = Percentiles(
+        p50, p90, p99, p999, mean=data["mean"] / 1000, max=data["max"] / 1000, samples=data["requests"]
+    )
+    return LoadResult(
+        driver="wrk",
+        concurrency=concurrency,
+        requests=int(data["requests"]),
+        ok=int(data["requests"]) - failed,
+        duration=data["duration_us"] / 1e6,
+        latency=latency,
+        errors=errors,
+    )
+
+
+async def run_http_load(
+    target: Target, concurrency: int, *, seconds: float | None = None, requests: int | None = None
+) -> LoadResult:
+    """The aiohttp closed-loop driver: for ``seconds``, or until ``requests`` have been sent."""
+    latencies: list[float] = []
+    errors: Counter[str] = Counter()
+    remaining = [requests if requests is not None else -1]
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS)
+    connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
+    started = time.perf_counter()
+    deadline = started + seconds if seconds is not None else math.inf
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        while time.perf_counter() < deadline and remaining[0] != 0:
+            remaining[0] -= 1
+            sent = time.perf_counter()
+            kind = await _post_once(session, target)
+            if kind is None:
+                latencies.append((time.perf_counter() - sent) * 1000)
+            else:
+                errors[kind] += 1
+
+    async with (
+        aiohttp.ClientSession(connector=connector, timeout=timeout) as session,
+        asyncio.TaskGroup() as group,
+    ):
+        for _ in range(concurrency):
+            group.create_task(worker(session))
+    duration = time.perf_counter() - started
+    return LoadResult(
+        driver="aiohttp",
+        concurrency=concurrency,
+        requests=len(latencies) + sum(errors.values()),
+        ok=len(latencies),
+        duration=duration,
+        latency=Percentiles.of(latencies),
+        errors=dict(errors),
+    )
+
+
+async def _post_once(session: aiohttp.ClientSession, target: Target) -> str | None:
+    """One request; ``None`` on a 2xx answer, else the kind of error."""
+    try:
+        async with session.post(target.url, data=target.body, headers=target.headers) as response:
+            await response.read()
+            return None if response.status < 300 else f"non-2xx ({response.status})"
+    except TimeoutError:
+        return "timeout"
+    except aiohttp.ClientError as exc:
+        return f"connection ({type(exc).__name__})"
+
+
+@dataclass
+class StreamResult:
+    """Outcome of a streaming run: time to first token and full-stream time per stream."""
+
+    concurrency: int
+    streams: int
+    complete: int
+    duration: float
+    ttft: Percentiles
+    full: Percentiles
+    chunks_per_stream: int
+    errors: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def error_count(self) -> int:
+        """Every stream that failed any check."""
+        return sum(self.errors.values())
+
+    @property
+    def streams_per_second(self) -> float:
+        """Complete streams per second."""
+        return self.complete / self.duration if self.duration > 0 else 0.0
+
+
+async def run_streams(
+    target: Target,
+    concurrency: int,
+    streams: int,
+    expected_chunks: int,
+    *,
+    include_usage: bool,
+    seconds: float | None = None,
+) -> StreamResult:
+    """Open ``streams`` streams (or as many as fit in ``seconds``), ``concurrency`` at a time.
+
+    Each stream is verified chunk by chunk.
+    """
+    ttfts: list[float] = []
+    fulls: list[float] = []
+    errors: Counter[str] = Counter()
+    remaining = [streams]
+    timeout = aiohttp.ClientTimeout(total=None, sock_read=REQUEST_TIMEOUT_SECONDS)
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    started = time.perf_counter()
+    deadline = started + seconds if seconds is not None else math.inf
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        while remaining[0] > 0 and time.perf_counter() < deadline:
+            remaining[0] -= 1
+            outcome = await _stream_once(session, target, expected_chunks, include_usage)
+            if isinstance(outcome, str):
+                errors[outcome] += 1
+            else:
+                ttfts.append(outcome[0])
+                fulls.append(outcome[1])
+
+    async with (
+        aiohttp.ClientSession(connector=connector, timeout=timeout) as session,
+        asyncio.TaskGroup() as group,
+    ):
+        for _ in range(concurrency):
+            group.create_task(worker(session))
+    return StreamResult(
+        concurrency=concurrency,
+        streams=len(fulls) + sum(errors.values()),
+        complete=len(fulls),
+        duration=time.perf_counter() - started,
+        ttft=Percentiles.of(ttfts),
+        full=Percentiles.of(fulls),
+        chunks_per_stream=expected_chunks,
+        errors=dict(errors),
+    )
+
+
+async def _stream_once(
+    session: aiohttp.ClientSession, target: Target, expected_chunks: int, include_usage: bool
+) -> tuple[float, float] | str:
+    """One verified stream: (ttft ms, full ms), or the kind of failure."""
+    sent = time.perf_counter()
+    try:
+        async with session.post(target.url, data=target.body, headers=target.headers) as response:
+            if response.status != 200:
+                await response.read()
+                return f"non-2xx ({response.status})"
+            check = StreamCheck(expected_chunks, include_usage)
+            async for line in response.content:
+                if check.feed(line):
+                    break
+            verdict = check.verdict()
+            if verdict is not None:
+                return verdict
+            assert check.first_token is not None
+            return (check.first_token - sent) * 1000, (time.perf_counter() - sent) * 1000
+    except TimeoutError:
+        return "timeout"
+    except aiohttp.ClientError as exc:
+        return f"connection ({type(exc).__name__})"
+
+
+class StreamCheck:
+    """Verifies one SSE stream line by line: chunks ``t0 ``, ``t1 ``… in order, usage, ``[DONE]``."""
+
+    def __init__(self, expected_chunks: int, include_usage: bool) -> None:
+        self.expected_chunks = expected_chunks
+        self.include_usage = include_usage
+        self.next_index = 0
+        self.first_token: float | None = None
+        self.usage_seen = False
+        self.done = False
+        self.problem: str | None = None
+
+    def feed(self, line: bytes) -> bool:
+        """Take one line; True once the stream is over (``[DONE]`` or a problem)."""
+        if not line.startswith(b"data:"):
+            return False
+        payload = line[5:].strip()
+        if payload == b"[DONE]":
+            self.done = True
+            return True
+        event = orjson.loads(payload)
+        if "error" in event:
+            self.problem = "in-band error"
+            return True
+        choices = event.get("choices") or []
+        if not choices:
+            self.usage_seen = self.usage_seen or event.get("usage") is not None
+            return False
+        content = (choices[0].get("delta") or {}).get("content")
+        if content:
+            if self.first_token is None:
+                self.first_token = time.perf_counter()
+            if content != f"t{self.next_index} ":
+                self.problem = "chunk out of order"
+                return True
+            self.next_index += 1
+        return False
+
+    def verdict(self) -> str | None:
+        """``None`` when the stream was complete and correct, else what was wrong."""
+        if self.problem is not None:
+            return self.problem
+        if not self.done:
+            return "no [DONE]"
+        if self.next_index != self.expected_chunks:
+            return "chunks missing"
+        if self.include_usage and not self.usage_seen:
+            return "usage chunk missing"
+        if not self.include_usage and self.usage_seen:
+            return "usage chunk not asked for"
+        return None

@@ -1,0 +1,284 @@
+"""Processes of a benchmark run: start pinned to a core, wait until ready, meter CPU and memory, stop.
+
+Also the run's scheduling priority and the installation of its external tools (wrk, py-spy).
+
+CPU time comes from ``/proc/<pid>/stat`` (utime + stime, all threads of the process), resident
+memory from ``VmRSS`` in ``/proc/<pid>/status``, and per-core busy time from ``/proc/stat``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+from bench.drivers import wrk_available
+from bench.profile import py_spy_binary
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class CoreLayout:
+    """Which core the gateway gets, and which the mock upstream and the load driver share."""
+
+    gateway: int | None
+    load: int | None
+
+    @classmethod
+    def detect(cls) -> CoreLayout:
+        """Gateway on CPU 0, mock and driver on CPU 1, when there are two cores and taskset."""
+        cores = sorted(os.sched_getaffinity(0))
+        if len(cores) >= 2 and shutil.which("taskset"):
+            return cls(gateway=cores[0], load=cores[1])
+        return cls(gateway=None, load=None)
+
+    def describe(self) -> str:
+        """One line for the report."""
+        if self.gateway is None:
+            return "no pinning (fewer than two cores or no taskset): gateway, mock and driver share the CPUs"
+        return f"gateway on CPU {self.gateway}; mock upstream, load driver (and wrk) on CPU {self.load}"
+
+    def pin(self, core: int | None, argv: Sequence[str]) -> list[str]:
+        """``argv`` prefixed with ``taskset -c core`` when pinning."""
+        if core is None:
+            return list(argv)
+        return ["taskset", "-c", str(core), *argv]
+
+    def pin_self(self) -> None:
+        """Move this (driver) process onto the load core."""
+        if self.load is not None:
+            os.sched_setaffinity(0, {self.load})
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class ManagedProcess:
+    """A child process with its log file; stopped with SIGTERM, killed if it lingers."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    @classmethod
+    def start(cls, name: str, argv: Sequence[str], env: Mapping[str, str], log_path: Path) -> ManagedProcess:
+        """Start ``argv`` with output to ``log_path``."""
+        log = log_path.open("wb")
+        try:
+            process = subprocess.Popen(list(argv), env=dict(env), stdout=log, stderr=subprocess.STDOUT)
+        finally:
+            log.close()
+        return cls(name, process, log_path)
+
+    @property
+    def pid(self) -> int:
+        """The process id (taskset execs the command, so this is the command itself)."""
+        return self.process.pid
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The last lines of the process's output, for error messages."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """SIGTERM, wait up to ``timeout`` seconds, then SIGKILL; the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        return self.process.returncode
+
+
+async def wait_until_ready(url: str, process: ManagedProcess, deadline_seconds: float = 60.0) -> None:
+    """Poll ``url`` until it answers (any HTTP status) or the process exits or the deadline passes."""
+    deadline = time.monotonic() + deadline_seconds
+    timeout = aiohttp.ClientTimeout(total=2)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        while time.monotonic() < deadline:
+            if process.process.poll() is not None:
+                raise RuntimeError(
+                    f"{process.name} exited with {process.process.returncode}:\n{process.log_tail()}"
+                )
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                async with session.get(url) as response:
+                    await response.read()
+                    return
+            await asyncio.sleep(0.05)  # polling interval while the process starts
+    raise RuntimeError(
+        f"{process.name} not ready at {url} within {deadline_seconds:.0f} s:\n{process.log_tail()}"
+    )
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process (all threads)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime (fields 14, 15)
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of a process."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def core_times() -> dict[int, tuple[int, int]]:
+    """Per core: (busy ticks, total ticks) from /proc/stat."""
+    times: dict[int, tuple[int, int]] = {}
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *values = line.split()
+        if name.startswith("cpu") and name != "cpu":
+            ticks = [int(v) for v in values[:8]]
+            idle = ticks[3] + ticks[4]  # idle + iowait
+            times[int(name[3:])] = (sum(ticks) - idle, sum(ticks))
+    return times
+
+
+async def wait_for_quiet(threshold_percent: float, max_wait: float, window: float = 1.0) -> dict[int, float]:
+    """Wait until every core is at most ``threshold_percent`` busy over ``window`` (or ``max_wait`` passes).
+
+    On a shared machine other processes may load the cores; this returns the busy share seen last.
+    """
+    deadline = time.monotonic() + max_wait
+    while True:
+        before = core_times()
+        await asyncio.sleep(window)  # the measurement window of /proc/stat, not synchronisation
+        busy = _busy_between(before, core_times())
+        if max(busy.values(), default=0.0) <= threshold_percent or time.monotonic() >= deadline:
+            return busy
+
+
+def _busy_between(before: dict[int, tuple[int, int]], after: dict[int, tuple[int, int]]) -> dict[int, float]:
+    out = {}
+    for core, (busy, total) in after.items():
+        busy0, total0 = before.get(core, (0, 0))
+        if total > total0:
+            out[core] = 100 * (busy - busy0) / (total - total0)
+    return out
+
+
+@dataclass
+class PhaseMeter:
+    """CPU and memory of the gateway over one measured phase, and how busy each core was."""
+
+    pid: int | None
+    core: int | None = None
+    interval: float = 0.5
+    rss_samples: list[tuple[float, int]] = field(default_factory=list)
+    _cpu_start: float = 0.0
+    _cores_start: dict[int, tuple[int, int]] = field(default_factory=dict)
+    _started: float = 0.0
+    cpu_percent: float | None = None
+    core_busy_percent: dict[int, float] = field(default_factory=dict)
+
+    async def sample_rss(self, stop: asyncio.Event) -> None:
+        """Sample RSS every ``interval`` until ``stop`` is set."""
+        while self.pid is not None:
+            self.rss_samples.append((time.monotonic(), rss_bytes(self.pid)))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.interval)
+            if stop.is_set():
+                return
+
+    def begin(self) -> None:
+        """Mark the start of the phase."""
+        self._started = time.monotonic()
+        self._cores_start = core_times()
+        if self.pid is not None:
+            self._cpu_start = cpu_seconds(self.pid)
+
+    def end(self) -> None:
+        """Mark the end of the phase and compute CPU shares."""
+        wall = max(time.monotonic() - self._started, 1e-9)
+        if self.pid is not None:
+            self.cpu_percent = 100 * (cpu_seconds(self.pid) - self._cpu_start) / wall
+        self.core_busy_percent = _busy_between(self._cores_start, core_times())
+
+    @property
+    def other_load_percent(self) -> float | None:
+        """Busy share of the gateway's core not spent by the gateway (other processes)."""
+        if self.core is None or self.cpu_percent is None or self.core not in self.core_busy_percent:
+            return None
+        return max(0.0, self.core_busy_percent[self.core] - self.cpu_percent)
+
+    @property
+    def peak_rss_mib(self) -> float | None:
+        """The largest sampled RSS, in MiB."""
+        if not self.rss_samples:
+            return None
+        return max(rss for _, rss in self.rss_samples) / MIB
+
+
+@contextlib.asynccontextmanager
+async def metered(pid: int | None, core: int | None, interval: float = 0.5) -> AsyncIterator[PhaseMeter]:
+    """Meter the gateway (``pid``, pinned to ``core``) while the body runs."""
+    meter = PhaseMeter(pid, core, interval)
+    stop = asyncio.Event()
+    meter.begin()
+    async with asyncio.TaskGroup() as group:
+        group.create_task(meter.sample_rss(stop))
+        try:
+            yield meter
+        finally:
+            meter.end()
+            stop.set()
+
+
+def raise_priority(nice: int) -> Callable[[], None]:
+    """Renice this process (children inherit it) and its scheduler autogroup; return the undo.
+
+    With autogroups (the kernel default on desktops and many VMs) CPU is shared between sessions
+    before it is shared between processes, so a process's own niceness barely matters against
+    other sessions: the autogroup's niceness is what counts.
+    """
+    os.nice(nice)
+    group = Path("/proc/self/autogroup")
+    enabled = Path("/proc/sys/kernel/sched_autogroup_enabled")
+    if not (enabled.exists() and enabled.read_text().strip() == "1" and group.exists()):
+        return lambda: None
+    before = group.read_text().split("nice")[-1].strip()
+    group.write_text(str(nice))
+
+    def restore() -> None:
+        group.write_text(before)
+
+    return restore
+
+
+def install_tools(profile: bool) -> list[str]:
+    """Install wrk (Debian package, needs root) and py-spy (into this venv) when missing."""
+    notes = []
+    if not wrk_available() and shutil.which("apt-get") and os.geteuid() == 0:
+        subprocess.run(["apt-get", "update", "-qq"], check=False)
+        done = subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=False)
+        notes.append("installed wrk" if done.returncode == 0 else "could not install wrk")
+    if profile and py_spy_binary() is None:
+        done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "py-spy"], check=False)
+        notes.append("installed py-spy" if done.returncode == 0 else "could not install py-spy")
+    return notes

@@ -1,0 +1,357 @@
+"""The run's report: the machine, the numbers per backend, the bars of the issue met or missed.
+
+Rendered as Markdown (printed, and written next to a JSON file with every raw number).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench.cases import CaseOutcome, Side
+from bench.drivers import LoadResult, StreamResult
+from bench.profile import Profile
+from bench.soak import SoakResult
+
+# Added latency at concurrency 1 (p50, p99 ms) by backend; throughput; streams; memory.
+LATENCY_BARS = {"embedded": (0.5, 2.0), "production": (1.0, 3.0)}
+RPS_BAR = 3000.0
+TTFT_P99_BAR = 5.0
+IDLE_RSS_BAR_MIB = 150.0
+SOAK_GROWTH_BAR_PERCENT = 5.0
+NOISY_PERCENT = 10.0
+
+
+@dataclass
+class BackendReport:
+    """Everything measured on one backend."""
+
+    name: str
+    features: list[str]
+    idle_rss_mib: float
+    post_warmup_rss_mib: float
+    cases: list[CaseOutcome] = field(default_factory=list)
+    gateway_answered: int = 0
+    usage_rows: int = 0
+    soak: SoakResult | None = None
+    profile: Profile | None = None
+
+
+@dataclass
+class RunReport:
+    """One run of bench/run.py."""
+
+    command: str
+    plan: str
+    started_at: str
+    machine: dict[str, str]
+    layout: str
+    driver: str
+    mock: str
+    governance_off: str
+    backends: list[BackendReport] = field(default_factory=list)
+    mock_compare: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Bar:
+    """One bar of the issue, on one backend."""
+
+    backend: str
+    bar: str
+    measured: str
+    met: bool
+
+
+def machine() -> dict[str, str]:
+    """CPU model, cores, memory, kernel and Python of this machine."""
+    model = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    mem_kib = 0
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            mem_kib = int(line.split()[1])
+    return {
+        "cpu": model,
+        "cores": str(os.cpu_count()),
+        "memory": f"{mem_kib / 1024 / 1024:.1f} GiB",
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+    }
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
+
+
+def _trio(a: float | None, b: float | None, c: float | None) -> str:
+    return " / ".join(_ms(v) for v in (a, b, c))
+
+
+def _errors(errors: dict[str, int]) -> str:
+    total = sum(errors.values())
+    if not total:
+        return "0"
+    return f"{total} (" + ", ".join(f"{k}: {v}" for k, v in sorted(errors.items())) + ")"
+
+
+def _num(value: float | None, digits: int = 0) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def _load_core(side: Side) -> str:
+    busy = side.core_busy_percent
+    cores = " / ".join(f"{busy[c]:.0f}" for c in sorted(busy))
+    return f"{cores} · {_num(side.other_load_percent)}"
+
+
+def _chat_table(cases: list[CaseOutcome]) -> list[str]:
+    rows = [
+        "| case | driver | direct p50 / p90 / p99 ms | gateway p50 / p90 / p99 ms "
+        "| **added** p50 / p90 / p99 ms "
+        "| direct rps | gateway rps | errors direct · gateway | gateway CPU % | gateway peak RSS MiB "
+        "| cores busy % · other load on gateway core % |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for case in cases:
+        d, g = case.direct.result, case.gateway.result
+        assert isinstance(d, LoadResult)
+        assert isinstance(g, LoadResult)
+        rows.append(
+            f"| {case.label} | {g.driver} | {_trio(d.latency.p50, d.latency.p90, d.latency.p99)} "
+            f"| {_trio(g.latency.p50, g.latency.p90, g.latency.p99)} "
+            f"| **{_trio(case.added['p50'], case.added['p90'], case.added['p99'])}** "
+            f"| {_num(d.rps)} | {_num(g.rps)} | {_errors(d.errors)} · {_errors(g.errors)} "
+            f"| {_num(case.gateway.gateway_cpu_percent)} | {_num(case.gateway.gateway_peak_rss_mib, 1)} "
+            f"| {_load_core(case.gateway)} |"
+        )
+    return rows
+
+
+def _stream_table(cases: list[CaseOutcome]) -> list[str]:
+    rows = [
+        "| case | streams x chunks | direct TTFT p50 / p99 ms | gateway TTFT p50 / p99 ms "
+        "| **added TTFT** p50 / p90 / p99 ms | direct full p50 / p99 ms | gateway full p50 / p99 ms "
+        "| added full p99 ms | streams/s direct · gateway | failed streams direct · gateway | gateway CPU % "
+        "| gateway peak RSS MiB | cores busy % · other load on gateway core % |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for case in cases:
+        d, g = case.direct.result, case.gateway.result
+        assert isinstance(d, StreamResult)
+        assert isinstance(g, StreamResult)
+        a = case.added
+        rows.append(
+            f"| {case.label} | {g.complete}/{g.streams} x {g.chunks_per_stream} "
+            f"| {_ms(d.ttft.p50)} / {_ms(d.ttft.p99)} | {_ms(g.ttft.p50)} / {_ms(g.ttft.p99)} "
+            f"| **{_trio(a['ttft_p50'], a['ttft_p90'], a['ttft_p99'])}** "
+            f"| {_ms(d.full.p50)} / {_ms(d.full.p99)} | {_ms(g.full.p50)} / {_ms(g.full.p99)} "
+            f"| {_ms(a['full_p99'])} | {_num(d.streams_per_second)} · {_num(g.streams_per_second)} "
+            f"| {_errors(d.errors)} · {_errors(g.errors)} | {_num(case.gateway.gateway_cpu_percent)} "
+            f"| {_num(case.gateway.gateway_peak_rss_mib, 1)} | {_load_core(case.gateway)} |"
+        )
+    return rows
+
+
+def _case(backend: BackendReport, label: str) -> CaseOutcome | None:
+    return next((c for c in backend.cases if c.label == label), None)
+
+
+def bars(backend: BackendReport) -> list[Bar]:
+    """The issue's bars that this run measured on ``backend``."""
+    out: list[Bar] = []
+    p50_bar, p99_bar = LATENCY_BARS[backend.name]
+    c1 = _case(backend, "chat c=1")
+    if c1 is not None and c1.added["p50"] is not None and c1.added["p99"] is not None:
+        p50, p99 = c1.added["p50"], c1.added["p99"]
+        out.append(
+            Bar(
+                backend.name,
+                f"added latency at c=1: p50 ≤ {p50_bar} ms, p99 ≤ {p99_bar} ms",
+                f"p50 {p50:.3f} ms, p99 {p99:.3f} ms",
+                p50 <= p50_bar and p99 <= p99_bar,
+            )
+        )
+    c64 = _case(backend, "chat c=64")
+    if c64 is not None:
+        g = c64.gateway.result
+        assert isinstance(g, LoadResult)
+        out.append(
+            Bar(
+                backend.name,
+                f"≥ {RPS_BAR:,.0f} rps on one core at c=64, no errors",
+                f"{g.rps:,.0f} rps, {g.error_count} errors",
+                g.rps >= RPS_BAR and g.error_count == 0,
+            )
+        )
+    s512 = _case(backend, "stream c=512")
+    if s512 is not None:
+        s = s512.gateway.result
+        assert isinstance(s, StreamResult)
+        ttft = s512.added["ttft_p99"]
+        whole = s.error_count == 0 and s.complete == s.streams
+        out.append(
+            Bar(
+                backend.name,
+                f"512 concurrent streams complete in order, added TTFT p99 ≤ {TTFT_P99_BAR} ms",
+                f"{s.complete}/{s.streams} complete, {s.error_count} failed, added TTFT p99 {_ms(ttft)} ms",
+                whole and ttft is not None and ttft <= TTFT_P99_BAR,
+            )
+        )
+    out.append(
+        Bar(
+            backend.name,
+            f"idle RSS ≤ {IDLE_RSS_BAR_MIB:.0f} MiB",
+            f"{backend.idle_rss_mib:.1f} MiB",
+            backend.idle_rss_mib <= IDLE_RSS_BAR_MIB,
+        )
+    )
+    if backend.soak is not None:
+        soak = backend.soak
+        out.append(
+            Bar(
+                backend.name,
+                f"soak RSS growth ≤ {SOAK_GROWTH_BAR_PERCENT:.0f}%",
+                f"{soak.growth_percent:+.1f}% over {soak.seconds:.0f} s "
+                f"({soak.growth_mib_per_minute:+.2f} MiB/min)",
+                soak.growth_percent <= SOAK_GROWTH_BAR_PERCENT,
+            )
+        )
+    return out
+
+
+def _soak_lines(soak: SoakResult) -> list[str]:
+    return [
+        "",
+        f"Soak: {soak.seconds:.0f} s of mixed load (chat x8, embeddings x2, streams x8); completed "
+        + ", ".join(f"{k} {v:,}" for k, v in soak.completed.items())
+        + f"; errors {_errors(soak.errors)}.",
+        "",
+        "| idle | post-warm-up | steady start (20%) | end of soak | peak | recovered | growth | growth/min |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| {soak.idle_rss_mib:.1f} MiB | {soak.post_warmup_rss_mib:.1f} MiB "
+        f"| {soak.steady_start_rss_mib:.1f} MiB "
+        f"| {soak.end_rss_mib:.1f} MiB | {soak.peak_rss_mib:.1f} MiB | {soak.recovered_rss_mib:.1f} MiB "
+        f"| {soak.growth_percent:+.1f}% | {soak.growth_mib_per_minute:+.2f} MiB/min |",
+    ]
+
+
+def _profile_lines(profile: Profile) -> list[str]:
+    lines = [
+        "",
+        f"Profile (py-spy, {profile.samples:,} active samples; {profile.idle_worker_samples:,} samples of "
+        f"worker threads waiting in C set aside; raw stacks: `{profile.raw_path}`):",
+        "",
+        "| thread | share |",
+        "|---|---|",
+    ]
+    lines += [f"| {name} | {share}% |" for name, share in profile.threads]
+    lines += ["", "| self time by package | share |", "|---|---|"]
+    lines += [f"| {name} | {share}% |" for name, share in profile.by_package]
+    lines += ["", "| function (self) | share |", "|---|---|"]
+    lines += [f"| `{name}` | {share}% |" for name, share in profile.self_top]
+    lines += ["", "| function (inclusive, event-loop roots hidden) | share |", "|---|---|"]
+    lines += [f"| `{name}` | {share}% |" for name, share in profile.inclusive_top]
+    return lines
+
+
+def _backend_lines(backend: BackendReport) -> list[str]:
+    lines = ["", f"## Backend: {backend.name}", "", "Governance active on the gateway path:", ""]
+    lines += [f"- {feature}" for feature in backend.features]
+    lines += [
+        "",
+        f"Gateway RSS: idle {backend.idle_rss_mib:.1f} MiB, "
+        f"after warm-up {backend.post_warmup_rss_mib:.1f} MiB. "
+        f"Usage records written: {backend.usage_rows:,} "
+        f"for {backend.gateway_answered:,} answered gateway requests.",
+    ]
+    if backend.usage_rows < backend.gateway_answered:
+        lines += [
+            "",
+            f"**Usage recording incomplete**: {backend.gateway_answered - backend.usage_rows:,} answered "
+            "requests have no usage record (see the gateway log).",
+        ]
+    noisy = [c.label for c in backend.cases if (c.gateway.other_load_percent or 0) > NOISY_PERCENT]
+    if noisy:
+        lines += [
+            "",
+            f"**Other processes loaded the gateway core** (> {NOISY_PERCENT:.0f}% busy not spent "
+            f"by the gateway) during: {', '.join(noisy)}; those numbers overstate the gateway's cost.",
+        ]
+    chat = [c for c in backend.cases if c.kind == "chat"]
+    streams = [c for c in backend.cases if c.kind == "stream"]
+    if chat:
+        lines += ["", "Non-streaming chat completions:", "", *_chat_table(chat)]
+    if streams:
+        lines += [
+            "",
+            "Streaming chat completions (include_usage; every chunk checked in order, [DONE] required):",
+            "",
+            *_stream_table(streams),
+        ]
+    if backend.soak is not None:
+        lines += _soak_lines(backend.soak)
+    if backend.profile is not None:
+        lines += _profile_lines(backend.profile)
+    return lines
+
+
+def render(report: RunReport) -> str:
+    """The Markdown report."""
+    m = report.machine
+    lines = [
+        f"# Odock benchmark ({report.plan}, {report.started_at})",
+        "",
+        f"Command: `{report.command}`",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory']} RAM, "
+        f"Linux {m['kernel']}, Python {m['python']}.",
+        f"Cores: {report.layout}. Driver: {report.driver}. Mock upstream: {report.mock}.",
+        f"Governance off: {report.governance_off}",
+    ]
+    lines += [f"Note: {note}" for note in report.notes]
+    if report.mock_compare:
+        lines += [
+            "",
+            "Mock upstream implementations (mock alone on one core, wrk on the other):",
+            "",
+            "| implementation | rps | p50 ms | p99 ms | errors |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['impl']} | {r['rps']:,.0f} | {r['p50']:.3f} | {r['p99']:.3f} | {r['errors']} |"
+            for r in report.mock_compare
+        ]
+    for backend in report.backends:
+        lines += _backend_lines(backend)
+    all_bars = [bar for backend in report.backends for bar in bars(backend)]
+    if all_bars:
+        lines += ["", "## Bars of the issue", "", "| backend | bar | measured | |", "|---|---|---|---|"]
+        lines += [
+            f"| {b.backend} | {b.bar} | {b.measured} | {'met' if b.met else '**missed**'} |" for b in all_bars
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def write(report: RunReport, markdown_path: Path) -> tuple[str, Path]:
+    """Write the Markdown and the JSON (same name, ``.json``); return the Markdown and the JSON path."""
+    text = render(report)
+    markdown_path.parent.mkdir(parents=True, exist_ok=True)
+    markdown_path.write_text(text)
+    json_path = markdown_path.with_suffix(".json")
+    raw = dataclasses.asdict(report)
+    raw["bars"] = [dataclasses.asdict(b) for backend in report.backends for b in bars(backend)]
+    json_path.write_bytes(orjson.dumps(raw, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
+    return text, json_path

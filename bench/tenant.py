@@ -1,0 +1,93 @@
+"""The benchmark tenant: provisioned through the gateway's own ControlPlane, before the gateway starts.
+
+An organisation, an OPENAI-type provider pointing at the mock upstream with a provider key
+(stored encrypted, decrypted by the gateway's vault), a chat model and an embedding model with
+pricing, and an API key granted both models. :class:`GovernanceHook` objects then attach
+whatever further governance the gateway supports (rate limits, budgets, …) and name it, so the
+report always says which governance features were active during the measurement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from odock.admin.control import ControlPlane
+from odock.providers.tables import ProviderType
+from odock.runtime import open_runtime
+from odock.settings import Settings
+
+CHAT_MODEL = "bench-chat"
+EMBEDDING_MODEL = "bench-embed"
+UPSTREAM_SECRET = "sk-bench-upstream-key"
+PRICING = {
+    "input": {"text_cost_per_1k_tokens": 0.0005},
+    "output": {"text_cost_per_1k_tokens": 0.0015},
+    "embeddings_cost_per_1k_tokens": 0.0001,
+}
+# What every gateway request goes through today; hooks add to this list.
+BASELINE_FEATURES = (
+    "API-key authentication (hash lookup, cached principal)",
+    "model access grant check",
+    "provider resolution and provider key decrypted from its envelope (vault cache)",
+    "request decoding and field validation",
+    "usage event with cost in integer nano-dollars, recorded in batches off the request path",
+)
+
+
+@dataclass(frozen=True)
+class BenchTenant:
+    """What the drivers need to call the gateway as this tenant."""
+
+    organisation_id: str
+    provider_id: str
+    key_id: str
+    secret: str
+    chat_model: str = CHAT_MODEL
+    embedding_model: str = EMBEDDING_MODEL
+
+
+class GovernanceHook(Protocol):
+    """Attaches one governance feature (a policy, a budget, a limit) to the benchmark tenant."""
+
+    async def attach(self, control: ControlPlane, tenant: BenchTenant) -> str:
+        """Configure the feature; return its name for the report."""
+        ...
+
+
+@dataclass(frozen=True)
+class Provisioned:
+    """The tenant and the governance features active on its requests."""
+
+    tenant: BenchTenant
+    features: tuple[str, ...]
+
+
+async def provision(
+    settings: Settings, upstream_v1_url: str, hooks: Sequence[GovernanceHook] = ()
+) -> Provisioned:
+    """Create the tenant in the gateway's database (migrating it first, as the gateway would)."""
+    async with open_runtime(settings) as runtime:
+        control = runtime.control
+        org = await control.create_organisation("bench")
+        provider = await control.create_provider(
+            org.id, "mock-upstream", ProviderType.OPENAI, base_url=upstream_v1_url
+        )
+        provider_key = await control.add_provider_key(provider.id, "bench", secret=UPSTREAM_SECRET)
+        for name, kind in ((CHAT_MODEL, "chat"), (EMBEDDING_MODEL, "embedding")):
+            await control.create_model(
+                org.id,
+                name,
+                slug=f"mock-{kind}",
+                type=kind,
+                provider_id=provider.id,
+                provider_key_id=provider_key.id,
+                pricing=PRICING,
+            )
+        issued = await control.create_api_key(org.id, "bench key", models=[CHAT_MODEL, EMBEDDING_MODEL])
+        tenant = BenchTenant(org.id, provider.id, issued.key.id, issued.secret)
+        features = [*BASELINE_FEATURES]
+        for hook in hooks:
+            features.append(await hook.attach(control, tenant))
+    return Provisioned(tenant, tuple(features))
