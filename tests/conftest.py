@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from odock.app import OdockApp, create_app
+from odock.providers.crypto import KeyPair, generate_key_pair
 from odock.providers.tables import ProviderType
 from odock.runtime import Runtime
 from odock.settings import Settings, load_settings
@@ -56,6 +57,12 @@ def production_services() -> Iterator[services.ProductionServices]:
 SettingsFactory = Callable[..., Settings]
 
 
+@pytest.fixture(scope="session")
+def encryption_pair() -> KeyPair:
+    """One provider-key encryption pair for the run (production settings need a configured one)."""
+    return generate_key_pair("odock-test", bits=2048)
+
+
 def _settings_factory(
     backend: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> SettingsFactory:
@@ -68,6 +75,11 @@ def _settings_factory(
             "usage_flush_interval_seconds": 0.05,
         }
         if backend == "production":
+            pair = request.getfixturevalue("encryption_pair")
+            values.update(
+                provider_key_encryption_key_id=pair.key_id,
+                provider_key_encryption_private_key=pair.private_pem,
+            )
             prod: services.ProductionServices = request.getfixturevalue("production_services")
             prefix = prod.fresh_prefix()
             values.update(

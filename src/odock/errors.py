@@ -7,6 +7,8 @@ both the OpenAI SDK and Odock clients can parse the result::
     OdockError                         500 internal_error
     ├── InvalidRequest                 400 invalid_request
     │   ├── InvalidRequestBody         400 invalid_request_body
+    │   ├── MaxTokensExceeded          400 max_tokens_exceeded
+    │   ├── ModelPricingMissing        400 model_pricing_missing
     │   ├── ModelNotFound              400 model_not_found
     │   ├── ProviderNotConfigured      400 provider_not_configured
     │   ├── ProviderApiKeyNotConfigured 400 provider_api_key_not_configured
@@ -15,7 +17,10 @@ both the OpenAI SDK and Odock clients can parse the result::
     ├── Unauthorized                   401 unauthorized
     │   ├── ApiKeyExpired              401 api_key_expired
     │   └── ApiKeyRevoked              401 api_key_revoked
+    ├── BudgetExceeded                 402 budget_exceeded
     ├── Forbidden                      403 forbidden
+    │   ├── IpBlocked                  403 ip_blocked
+    │   ├── IpNotAllowed               403 ip_not_allowed
     │   ├── ModelNotAllowed            403 model_not_allowed
     │   ├── ModelDisabled              403 model_disabled
     │   ├── ProviderDisabled           403 provider_disabled
@@ -23,8 +28,13 @@ both the OpenAI SDK and Odock clients can parse the result::
     ├── NotFound                       404 not_found
     ├── MethodNotAllowed               405 method_not_allowed
     ├── Conflict                       409 conflict
+    ├── PayloadSizeUnknown             411 payload_size_unknown
     ├── PayloadTooLarge                413 payload_too_large
     ├── UnprocessableEntity            422 validation_error
+    │   └── InvalidPolicy              422 invalid_policy
+    ├── RateLimited                    429 rate_limit_exceeded
+    │   ├── RpsExceeded / BurstExceeded / RpmExceeded / TpmExceeded / ConcurrencyExceeded
+    ├── QuotaExceeded                  429 quota_exceeded
     ├── ProviderApiKeyUnreadable       502 provider_api_key_unreadable
     ├── UpstreamError                  502 upstream_error
     │   ├── UpstreamRejected           4xx upstream_rejected (provider's status and message kept)
@@ -34,7 +44,9 @@ both the OpenAI SDK and Odock clients can parse the result::
     │   ├── UpstreamStreamInterrupted  502 upstream_stream_interrupted
     │   └── UpstreamTimeout            504 upstream_timeout
     └── DependencyUnavailable          503 dependency_unavailable
-        └── ModelLookupUnavailable     503 model_lookup_unavailable
+        ├── ModelLookupUnavailable     503 model_lookup_unavailable
+        ├── RateLimiterUnavailable     503 ratelimit_unavailable
+        └── MeterStoreUnavailable      503 budget_enforcement_unavailable
 
 Foreign exceptions are translated at the boundary where they occur (one context manager per
 adapter); nothing else catches broadly except the outermost error handler.
@@ -264,9 +276,10 @@ class UpstreamError(OdockError):
         message: str | None = None,
         *,
         upstream_status: int | None = None,
+        param: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
-        super().__init__(message, headers=headers)
+        super().__init__(message, param=param, headers=headers)
         self.upstream_status = upstream_status
 
 
@@ -335,3 +348,122 @@ class ModelLookupUnavailable(DependencyUnavailable):
     code = "model_lookup_unavailable"
     default_message = "model lookup unavailable"
 
+
+class MaxTokensExceeded(InvalidRequest):
+    """The request asks for more output tokens than a policy allows."""
+
+    code = "max_tokens_exceeded"
+    default_message = "max_tokens exceeds the limit set by policy"
+
+
+class IpBlocked(Forbidden):
+    """The client IP is in a blocklist."""
+
+    code = "ip_blocked"
+    default_message = "client IP address is blocked"
+
+
+class IpNotAllowed(Forbidden):
+    """The client IP is outside an allowlist."""
+
+    code = "ip_not_allowed"
+    default_message = "client IP address is not allowed"
+
+
+class PayloadSizeUnknown(OdockError):
+    """A request-size limit applies but the request does not declare its length."""
+
+    status = 411
+    code = "payload_size_unknown"
+    type = "invalid_request_error"
+    default_message = "request size unknown: send a Content-Length header"
+
+
+class InvalidPolicy(UnprocessableEntity):
+    """A policy envelope failed validation; ``param`` is the dotted path of the bad field."""
+
+    code = "invalid_policy"
+    default_message = "invalid policy"
+
+
+class RateLimited(OdockError):
+    """A rate limit refused the request."""
+
+    status = 429
+    code = "rate_limit_exceeded"
+    type = "rate_limit_error"
+    default_message = "rate limit exceeded"
+
+
+class RpsExceeded(RateLimited):
+    """Too many requests per second."""
+
+    code = "rps_exceeded"
+    default_message = "requests per second limit exceeded"
+
+
+class BurstExceeded(RateLimited):
+    """The request burst allowance is used up."""
+
+    code = "burst_exceeded"
+    default_message = "request burst limit exceeded"
+
+
+class RpmExceeded(RateLimited):
+    """Too many requests in the last minute."""
+
+    code = "rpm_exceeded"
+    default_message = "requests per minute limit exceeded"
+
+
+class TpmExceeded(RateLimited):
+    """Too many tokens in the last minute."""
+
+    code = "tpm_exceeded"
+    default_message = "tokens per minute limit exceeded"
+
+
+class ConcurrencyExceeded(RateLimited):
+    """Too many requests in flight."""
+
+    code = "concurrency_exceeded"
+    default_message = "concurrent request limit exceeded"
+
+
+class RateLimiterUnavailable(DependencyUnavailable):
+    """The rate-limit store (Redis) failed; the caller applies fail-closed or fail-open."""
+
+    code = "ratelimit_unavailable"
+    default_message = "rate limiting is unavailable"
+
+
+class MeterStoreUnavailable(DependencyUnavailable):
+    """The counter store could not be reached, so budgets and quotas cannot be enforced."""
+
+    code = "budget_enforcement_unavailable"
+    default_message = "budget and quota enforcement is unavailable"
+
+
+class BudgetExceeded(OdockError):
+    """A budget's current window cannot cover the request's estimated cost."""
+
+    status = 402
+    code = "budget_exceeded"
+    type = "insufficient_quota"
+    default_message = "budget exceeded"
+
+
+class QuotaExceeded(OdockError):
+    """A quota's current window cannot cover the request."""
+
+    status = 429
+    code = "quota_exceeded"
+    type = "insufficient_quota"
+    default_message = "quota exceeded"
+
+
+class ModelPricingMissing(InvalidRequest):
+    """A budget applies but the model has no pricing, and unpriced models are refused."""
+
+    code = "model_pricing_missing"
+    default_message = "the model has no pricing, so the budgets that limit this key cannot be enforced"

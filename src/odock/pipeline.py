@@ -23,6 +23,7 @@ resolution, budget reservation before the upstream call, safety checks and plugi
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -41,6 +42,8 @@ from odock.providers.adapters.base import (
     Usage,
 )
 from odock.providers.catalog import ResolvedModel
+from odock.usage import estimate
+from odock.usage.billing import bill
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +100,48 @@ class Exchange:
     outcome: str = "success"  # success | error | client_disconnected
     error: OdockError | None = None
     response_headers: dict[str, str] = field(default_factory=dict)
+    # The gateway's own id for this request: usage record id and budget idempotency key
+    # (unlike request_id, which a client may reuse).
+    record_id: str = field(default_factory=lambda: secrets.token_hex(16))
+    # Governance state, filled by the limit and budget stages.
+    limit_receipts: dict[str, Any] = field(default_factory=dict)
+    meter_lines: list[Any] = field(default_factory=list)
+    settlements: list[Any] = field(default_factory=list)
+    governance: dict[str, Any] = field(default_factory=dict)
+
+    def estimated_input_tokens(self) -> int:
+        """Input tokens estimated from the request body (before the provider says)."""
+        if self.endpoint == Endpoint.EMBEDDINGS:
+            return estimate.input_tokens(self.payload.get("input"))
+        return estimate.prompt_tokens(self.payload.get("messages") or [])
+
+    def output_allowance(self, default: int) -> int:
+        """The most output tokens this request may produce (asked for, model cap, or default)."""
+        if self.endpoint == Endpoint.EMBEDDINGS:
+            return 0
+        cap = self.model.config.get("max_output_tokens") if self.model else None
+        asked = self.payload.get("max_completion_tokens") or self.payload.get("max_tokens")
+        allowance = (
+            asked if isinstance(asked, int) and asked > 0 else (cap if isinstance(cap, int) else default)
+        )
+        return min(allowance, cap) if isinstance(cap, int) and cap > 0 else allowance
+
+    def measured_usage(self) -> Usage | None:
+        """What the request used: as reported, or estimated from what was streamed when cut short."""
+        if self.usage is not None:
+            return self.usage
+        if not self.stream or self.timings.upstream_answered is None:
+            return None
+        prompt = self.estimated_input_tokens()
+        completion = max(self.streamed_chunks, estimate.tokens_for_text(self.streamed_chars))
+        return Usage(prompt, completion, prompt + completion, estimated=True)
+
+    def billing(self) -> dict[str, Any]:
+        """The billing breakdown of the measured usage (empty when nothing was used)."""
+        usage = self.measured_usage()
+        if usage is None or self.model is None:
+            return {}
+        return bill(usage, self.model.pricing, embeddings=self.endpoint == Endpoint.EMBEDDINGS)
 
     def fail(self, error: OdockError) -> None:
         """Record that the request ended with ``error``."""
@@ -154,6 +199,13 @@ class Pipeline:
             except OdockError as error:
                 ex.fail(error)
                 await responder.send_error(ex, error)
+            except Exception:
+                # The pipeline is the outermost handler of a model call: a bug must still yield a
+                # JSON 500 and a usage record that says so, not a success.
+                log.exception("unhandled error in request %s", ex.request_id)
+                internal = OdockError()
+                ex.fail(internal)
+                await responder.send_error(ex, internal)
             finally:
                 ex.timings.finished = time.perf_counter()
                 await _unwind(entered, ex)
@@ -169,4 +221,3 @@ async def _unwind(entered: list[Stage], ex: Exchange) -> None:
             # Isolation: one stage failing to clean up must not stop the others from releasing
             # leases or settling money.
             log.exception("stage %s failed in after() for request %s", stage.name, ex.request_id)
-

@@ -13,10 +13,18 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import aiohttp
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from odock.admin.control import ControlPlane
+from odock.budgets.control import BudgetControl
+from odock.budgets.meters import MemoryMeterStore, MeterStore
+from odock.budgets.redis_meters import RedisMeterStore
+from odock.budgets.reconciler import BudgetReconciler
+from odock.budgets.stage import BudgetGate
+from odock.limits.limiter import MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from odock.limits.policy import PolicyResolver, parse_policy
+from odock.limits.stage import EarlyGate, FinalGate, PreAuthGate
 from odock.cache.bus import InvalidationBus, LocalInvalidationBus, RedisInvalidationBus
 from odock.cache.shared import MemorySharedCache, RedisSharedCache, SharedCache
 from odock.db import migrate
@@ -32,12 +40,17 @@ from odock.providers.keyring import load_decrypter
 from odock.providers.stage import CallUpstream, ResolveModel, ResolveProvider
 from odock.providers.vault import ProviderKeyVault
 from odock.settings import Settings
+from odock.usage.journal import JournalQueue
+from odock.usage.queue import UsageQueue
 from odock.usage.recorder import UsageRecorder
 from odock.usage.stage import RecordUsage
 from odock.usage.store import UsageStore
+from odock.usage.stream import RedisStreamQueue
 from odock.web.decode import DecodeRequest
 
 log = logging.getLogger(__name__)
+
+USAGE_JOURNAL_DIR = "usage-journal"
 
 
 class SchemaBehind(RuntimeError):
@@ -58,6 +71,9 @@ class Runtime:
     models: ModelCatalog
     vault: ProviderKeyVault
     control: ControlPlane
+    budgets: BudgetControl
+    governance: Governance
+    reconciler: BudgetReconciler
     recorder: UsageRecorder
     pipeline: Pipeline
 
@@ -68,18 +84,77 @@ def build_pipeline(
     adapters: dict[str, Adapter],
     vault: ProviderKeyVault,
     recorder: UsageRecorder,
+    governance: Governance,
     settings: Settings,
 ) -> Pipeline:
     """The lifecycle of a model call, in order (see :mod:`odock.pipeline`)."""
+    limits = {"fail_open": settings.governance_fail_open}
     return Pipeline(
         [
             RecordUsage(recorder),
+            PreAuthGate(governance.limiter, governance.resolver, **limits),
             Authenticate(keys),
+            EarlyGate(governance.limiter, governance.resolver, **limits),
             DecodeRequest(),
             ResolveModel(models),
             ResolveProvider(adapters, vault, settings.upstream_default_timeout_seconds),
+            FinalGate(
+                governance.limiter,
+                governance.resolver,
+                default_max_output_tokens=settings.default_max_output_tokens,
+                **limits,
+            ),
+            BudgetGate(
+                governance.meters,
+                governance.sessions,
+                fail_open=settings.governance_fail_open,
+                reservation_ttl=settings.budget_reservation_ttl_seconds,
+                default_max_output_tokens=settings.default_max_output_tokens,
+                unpriced_reservation_nanos=settings.unpriced_reservation_nanos,
+            ),
             CallUpstream(),
         ]
+    )
+
+
+@dataclass
+class Governance:
+    """The shared counters that enforce limits, budgets and quotas."""
+
+    limiter: RateLimiter
+    resolver: PolicyResolver
+    meters: MeterStore
+    sessions: async_sessionmaker[AsyncSession]
+
+
+def open_governance(
+    settings: Settings, redis: Redis | None, sessions: async_sessionmaker[AsyncSession]
+) -> Governance:
+    """Redis-backed counters in production, in-process twins in the embedded mode."""
+    resolver = PolicyResolver(parse_policy(settings.ratelimit_global_policy))
+    if redis is None:
+        return Governance(MemoryRateLimiter(), resolver, MemoryMeterStore(), sessions)
+    return Governance(
+        RedisRateLimiter(redis, settings.redis_prefix), resolver, RedisMeterStore(redis, settings.redis_prefix), sessions
+    )
+
+
+def usage_queue(settings: Settings, redis: Redis | None) -> UsageQueue:
+    """The durable usage queue: the local journal (embedded) or a Redis Stream fed through it."""
+    journal = JournalQueue(
+        settings.data_dir / USAGE_JOURNAL_DIR,
+        segment_bytes=settings.usage_journal_segment_bytes,
+        max_in_memory=settings.usage_queue_max,
+    )
+    if redis is None:
+        return journal
+    return RedisStreamQueue(
+        redis,
+        journal,
+        prefix=settings.redis_prefix,
+        max_length=settings.usage_stream_max_length,
+        claim_idle_seconds=settings.usage_claim_idle_seconds,
+        batch_size=settings.usage_batch_size,
     )
 
 
@@ -109,7 +184,13 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         shared: SharedCache
         bus: InvalidationBus
         if settings.redis_url:
-            redis = Redis.from_url(settings.redis_url)
+            # A blocking pool waits for a free connection instead of failing past its size, and short
+            # timeouts keep a Redis outage from stalling requests (limits then apply their fail mode).
+            pool = BlockingConnectionPool.from_url(
+                settings.redis_url, max_connections=settings.redis_pool_size, timeout=5,
+                socket_timeout=settings.redis_timeout_seconds, socket_connect_timeout=settings.redis_timeout_seconds,
+            )  # fmt: skip
+            redis = Redis(connection_pool=pool)
             stack.push_async_callback(redis.aclose)
             await redis.ping()
             shared = RedisSharedCache(redis, settings.redis_prefix)
@@ -118,12 +199,14 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             shared = MemorySharedCache()
             bus = LocalInvalidationBus()
 
-        cache_args = {
-            "negative_ttl": settings.auth_negative_cache_ttl_seconds,
-            "max_entries": settings.local_cache_max_entries,
-        }
-        keys = KeyDirectory(sessions, shared, bus, ttl=settings.auth_cache_ttl_seconds, **cache_args)
-        models = ModelCatalog(sessions, shared, bus, ttl=settings.model_cache_ttl_seconds, **cache_args)
+        negative_ttl = settings.auth_negative_cache_ttl_seconds
+        max_entries = settings.local_cache_max_entries
+        keys = KeyDirectory(
+            sessions, shared, bus, ttl=settings.auth_cache_ttl_seconds, negative_ttl=negative_ttl, max_entries=max_entries
+        )
+        models = ModelCatalog(
+            sessions, shared, bus, ttl=settings.model_cache_ttl_seconds, negative_ttl=negative_ttl, max_entries=max_entries
+        )
         await bus.start()
         stack.push_async_callback(bus.stop)
 
@@ -141,14 +224,21 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
 
         recorder = UsageRecorder(
             UsageStore(sessions),
+            usage_queue(settings, redis),
             batch_size=settings.usage_batch_size,
             interval=settings.usage_flush_interval_seconds,
-            max_queued=settings.usage_queue_max,
+            recovery_interval=settings.usage_recovery_interval_seconds,
+            close_timeout=settings.shutdown_grace_seconds,
         )
         await recorder.start()
         stack.push_async_callback(recorder.close)
 
-        pipeline = build_pipeline(keys, models, adapters, vault, recorder, settings)
+        governance = open_governance(settings, redis, sessions)
+        budgets = BudgetControl(sessions, bus)
+        reconciler = BudgetReconciler(governance.meters, sessions, settings.budget_reconcile_interval_seconds)
+        await reconciler.start()
+        stack.push_async_callback(reconciler.stop)
+        pipeline = build_pipeline(keys, models, adapters, vault, recorder, governance, settings)
         yield Runtime(
             settings=settings,
             engine=engine,
@@ -160,6 +250,9 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             models=models,
             vault=vault,
             control=control,
+            budgets=budgets,
+            governance=governance,
+            reconciler=reconciler,
             recorder=recorder,
             pipeline=pipeline,
         )

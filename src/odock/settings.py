@@ -9,6 +9,7 @@ are parsed by :mod:`odock.admin.declarative`, not here.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -47,6 +48,8 @@ class Settings(BaseSettings):
     database_pool_size: int = Field(10, ge=1)
     redis_url: str | None = Field(None, description="Redis URL; unset = in-process state (embedded)")
     redis_prefix: str = "odock:"
+    redis_pool_size: int = Field(200, ge=1, description="Redis connections per process")
+    redis_timeout_seconds: float = Field(2.0, gt=0, description="Redis socket and connect timeout")
     migrate_on_start: bool | None = Field(None, description="default: true on SQLite, false otherwise")
 
     # --- hot-path caches ----------------------------------------------------------------
@@ -68,9 +71,56 @@ class Settings(BaseSettings):
     upstream_max_connections: int = Field(1000, ge=1)
 
     # --- usage --------------------------------------------------------------------------
-    usage_flush_interval_seconds: float = Field(0.25, gt=0)
-    usage_batch_size: int = Field(500, ge=1)
-    usage_queue_max: int = Field(100_000, ge=100)
+    usage_flush_interval_seconds: float = Field(
+        0.25, gt=0, description="How often queued usage records are written to the database"
+    )
+    usage_batch_size: int = Field(500, ge=1, description="Usage records per database insert or Redis push")
+    usage_queue_max: int = Field(
+        100_000, ge=100, description="Usage records held in memory while the usage journal cannot be written"
+    )
+    usage_journal_segment_bytes: int = Field(
+        4 * 1024 * 1024,
+        ge=4096,
+        description="Size at which the usage journal (data_dir/usage-journal) starts a new segment file",
+    )
+    usage_stream_max_length: int = Field(
+        1_000_000,
+        ge=1000,
+        description="MAXLEN of the Redis usage stream; past 90% of it new records wait in the local journal",
+    )
+    usage_claim_idle_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="Redis usage entries read but unacknowledged this long are taken over by another replica",
+    )
+    usage_recovery_interval_seconds: float = Field(
+        15.0,
+        gt=0,
+        description="How often to take over usage left by dead processes (journals, stream entries)",
+    )
+
+    # --- governance: rate limits, budgets, quotas ----------------------------------------
+    ratelimit_global_policy: dict[str, Any] = Field(
+        default_factory=dict, description="Policy envelope (JSON) applied to every request before authentication"
+    )
+    governance_fail_open: bool = Field(
+        False, description="Admit requests when Redis is unreachable for limits/budgets (default: refuse with 503)"
+    )
+    trusted_proxy_cidrs: list[str] = Field(
+        default_factory=list, description="Peers whose X-Forwarded-For / X-Real-IP is trusted for the client IP"
+    )
+    default_max_output_tokens: int = Field(
+        4096, ge=1, description="Output tokens reserved when a request sets no max_tokens and the model no cap"
+    )
+    unpriced_reservation_nanos: int | None = Field(
+        None, ge=0, description="Cost reserved for a model without pricing when a budget applies (unset: refuse)"
+    )
+    budget_reservation_ttl_seconds: float = Field(
+        900.0, gt=0, description="After this long an unsettled reservation is reconciled (settled or released)"
+    )
+    budget_reconcile_interval_seconds: float = Field(
+        10.0, gt=0, description="How often the reconciliation worker looks for stale reservations"
+    )
 
     # --- first start --------------------------------------------------------------------
     demo: bool | None = Field(None, description="create a demo org/key on an empty DB; default: on SQLite")
@@ -81,6 +131,13 @@ class Settings(BaseSettings):
         # PEM in an environment variable is often written with literal "\n" escapes.
         if isinstance(value, str) and "\\n" in value:
             return value.replace("\\n", "\n")
+        return value
+
+    @field_validator("trusted_proxy_cidrs")
+    @classmethod
+    def _check_cidrs(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            ipaddress.ip_network(cidr.strip(), strict=False)  # ValueError names the bad entry
         return value
 
     @model_validator(mode="after")

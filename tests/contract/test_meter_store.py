@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from redis.asyncio import BlockingConnectionPool, Redis
 
-from odock.budgets.errors import MeterStoreUnavailable
+from odock.errors import MeterStoreUnavailable
 from odock.budgets.meters import (
     MemoryMeterStore,
     MeterLine,

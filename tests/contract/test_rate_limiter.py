@@ -19,7 +19,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from odock.limits.decision import Decision, DenyCode, LimitName, Receipt
-from odock.limits.errors import RateLimiterUnavailable
+from odock.errors import RateLimiterUnavailable
 from odock.limits.limiter import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from odock.limits.plan import LimitCheck, checks_for
 from odock.limits.policy import Scope, ScopePolicy, parse_policy

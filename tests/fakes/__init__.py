@@ -1,0 +1,1 @@
+"""Fake upstream servers that speak the vendors' exact wire formats, for integration tests."""

@@ -7,7 +7,7 @@ the Redis store in ``redis_meters``. See docs/budgets.md.
 
 from __future__ import annotations
 
-from odock.budgets.errors import MeterStoreUnavailable
+from odock.errors import MeterStoreUnavailable
 from odock.budgets.meters import (
     MemoryMeterStore,
     MeterLine,

@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from odock.budgets import meter_scripts
-from odock.budgets.errors import MeterStoreUnavailable
+from odock.errors import MeterStoreUnavailable
 from odock.budgets.meters import (
     DEFAULT_REMEMBER_SECONDS,
     MeterLine,

@@ -46,7 +46,9 @@ class _Metered:
     """Columns shared by budgets and quotas."""
 
     id: Mapped[str] = mapped_column(IdType, primary_key=True)
-    organisation_id: Mapped[str] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), index=True)
+    organisation_id: Mapped[str] = mapped_column(
+        ForeignKey("organisations.id", ondelete="CASCADE"), index=True
+    )
     name: Mapped[str] = mapped_column(String(200))
     owner_type: Mapped[OwnerType] = mapped_column(Enum(OwnerType, native_enum=False, length=10))
     team_id: Mapped[str | None] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"))

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from odock.budgets.specs import load_meters
 from odock.cache.bus import Invalidation, InvalidationBus
 from odock.cache.local import TtlCache
 from odock.cache.lookup import TieredLookup
@@ -100,4 +101,5 @@ async def load_principal(session: AsyncSession, key_hash: str) -> KeyPrincipal |
         policies=dict(key.policies or {}),
         organisation_policies=dict(org.policies or {}) if org else {},
         team_policies=dict(team.policies or {}) if team else {},
+        meters=await load_meters(session, key.organisation_id, key.team_id, key.user_id, key.id),
     )

@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 
+from odock.budgets.specs import MeterSpec
 from odock.ids import ApiKeyId, ModelId, OrganisationId, TeamId, UserId
 
 
@@ -37,6 +38,7 @@ class KeyPrincipal:
     policies: dict[str, Any] = field(default_factory=dict)
     organisation_policies: dict[str, Any] = field(default_factory=dict)
     team_policies: dict[str, Any] = field(default_factory=dict)
+    meters: tuple[MeterSpec, ...] = ()  # budgets and quotas along the key's chain
 
     def is_expired(self, now: datetime) -> bool:
         """True once the key's expiry has passed."""
@@ -48,7 +50,9 @@ class KeyPrincipal:
 
     def to_json(self) -> bytes:
         """Serialise for the shared cache."""
-        return orjson.dumps(self)
+        data = {f: getattr(self, f) for f in self.__dataclass_fields__ if f != "meters"}
+        data["meters"] = [m.to_dict() for m in self.meters]
+        return orjson.dumps(data)
 
     @classmethod
     def from_json(cls, raw: bytes) -> KeyPrincipal:
@@ -69,4 +73,5 @@ class KeyPrincipal:
             policies=data["policies"],
             organisation_policies=data["organisation_policies"],
             team_policies=data["team_policies"],
+            meters=tuple(MeterSpec.from_dict(m) for m in data.get("meters", ())),
         )

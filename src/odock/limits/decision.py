@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from odock.errors import OdockError, PayloadTooLarge
-from odock.limits.errors import (
+from odock.errors import (
     BurstExceeded,
     ConcurrencyExceeded,
     IpBlocked,

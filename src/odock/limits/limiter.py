@@ -27,7 +27,7 @@ from redis.exceptions import RedisError
 
 from odock.limits import lua
 from odock.limits.decision import Decision, Receipt, lease_member
-from odock.limits.errors import RateLimiterUnavailable
+from odock.errors import RateLimiterUnavailable
 from odock.limits.plan import (
     WINDOW_SECONDS,
     LimitCheck,

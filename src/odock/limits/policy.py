@@ -31,7 +31,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic.functional_validators import PlainValidator
 
 from odock.keys.principal import KeyPrincipal
-from odock.limits.errors import InvalidPolicy
+from odock.errors import InvalidPolicy
 
 DEFAULT_LEASE_TTL_SECONDS = 30.0
 GLOBAL_SCOPE_ID = "*"

@@ -19,12 +19,11 @@ from collections.abc import Sequence
 
 from odock.limits.checks import check_ip, check_max_tokens, check_payload
 from odock.limits.decision import Decision, Receipt
-from odock.limits.errors import RateLimiterUnavailable
+from odock.errors import RateLimiterUnavailable
 from odock.limits.limiter import RateLimiter
 from odock.limits.plan import LimitCheck, checks_for
 from odock.limits.policy import PolicyResolver, Scope, ScopePolicy
 from odock.pipeline import Exchange
-from odock.usage.estimate import requested_tokens
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +41,16 @@ class _Gate:
     def _judge(self, ex: Exchange, decision: Decision) -> None:
         for denial in decision.shadow_denials:
             ex.governance.setdefault("shadow_denials", []).append(
-                {"stage": self.name, "code": str(denial.code), "scope": str(denial.scope), "limit": str(denial.limit)}
+                {
+                    "stage": self.name,
+                    "code": str(denial.code),
+                    "scope": str(denial.scope),
+                    "limit": str(denial.limit),
+                }
             )
-            log.info("shadow rate-limit denial %s on %s for request %s", denial.code, denial.scope, ex.request_id)
+            log.info(
+                "shadow rate-limit denial %s on %s for request %s", denial.code, denial.scope, ex.request_id
+            )
         decision.raise_if_denied()
 
     async def _admit(self, ex: Exchange, checks: Sequence[LimitCheck]) -> Receipt | None:
@@ -117,7 +123,12 @@ class FinalGate(_Gate):
     name = "ratelimit_final"
 
     def __init__(
-        self, limiter: RateLimiter, resolver: PolicyResolver, *, fail_open: bool, default_max_output_tokens: int
+        self,
+        limiter: RateLimiter,
+        resolver: PolicyResolver,
+        *,
+        fail_open: bool,
+        default_max_output_tokens: int,
     ) -> None:
         super().__init__(limiter, resolver, fail_open=fail_open)
         self._default_output = default_max_output_tokens
@@ -130,7 +141,7 @@ class FinalGate(_Gate):
         if not everything:
             return
         self._judge(ex, check_max_tokens(everything, _asked_max_tokens(ex)))
-        estimate = requested_tokens(ex, self._default_output)
+        estimate = ex.estimated_input_tokens() + ex.output_allowance(self._default_output)
         ex.governance["tpm_estimate"] = estimate
         checks = checks_for(resource) + checks_for(everything, requests=False, tokens=estimate)
         ex.limit_receipts["final"] = await self._admit(ex, checks)

@@ -65,7 +65,9 @@ class ResolveProvider:
 
     name = "resolve_provider"
 
-    def __init__(self, adapters: Mapping[str, Adapter], vault: ProviderKeyVault, default_timeout: float) -> None:
+    def __init__(
+        self, adapters: Mapping[str, Adapter], vault: ProviderKeyVault, default_timeout: float
+    ) -> None:
         self._adapters = adapters
         self._vault = vault
         self._default_timeout = default_timeout
@@ -138,7 +140,8 @@ class CallUpstream:
 
     async def before(self, ex: Exchange) -> None:
         """Call the provider (errors are already translated by the adapter)."""
-        assert ex.adapter is not None and ex.call is not None
+        assert ex.adapter is not None
+        assert ex.call is not None
         ex.timings.upstream_started = time.perf_counter()
         if ex.stream:
             ex.upstream_stream = await ex.adapter.stream(ex.call)

@@ -1,1 +1,1 @@
-"""Usage: token estimates, billing in integer nanos USD, usage records and their writer."""
+"""Usage: token estimates, billing in integer nanos USD, usage records, their durable queue and writer."""

@@ -1,6 +1,6 @@
 """Deterministic billing in integer nano-dollars (1 USD = 1e9 nanos), spec §6.2.
 
-``cost_nanos = tokens × rate_per_1k × 1e9 / 1000``, computed in exact decimal arithmetic and
+``cost_nanos = tokens * rate_per_1k * 1e9 / 1000``, computed in exact decimal arithmetic and
 rounded half-up once per cost class. Worked example (spec): 15 input tokens at $0.002/1K =
 30,000 nanos; 644 output tokens at $0.008/1K = 5,152,000; total 5,182,000 = $0.005182.
 
@@ -56,11 +56,16 @@ class Pricing(BaseModel):
         """Build pricing from the "USD per 1M tokens" figures people quote."""
         return cls.model_validate(
             {
-                "input": {"text_cost_per_1k_tokens": input_usd / 1000},
-                "output": {"text_cost_per_1k_tokens": output_usd / 1000},
+                "input": {"text_cost_per_1k_tokens": _per_1k(input_usd)},
+                "output": {"text_cost_per_1k_tokens": _per_1k(output_usd)},
                 **extra,
             }
         )
+
+
+def _per_1k(per_million: float) -> float:
+    # Divide in decimal: 0.07 / 1000 in binary floating point is 7.000000000000001e-05.
+    return float(Decimal(str(per_million)) / 1000)
 
 
 def _nanos(tokens: int, rate_per_1k: Any) -> int:
@@ -72,7 +77,8 @@ def _nanos(tokens: int, rate_per_1k: Any) -> int:
 
 def usd(nanos: int) -> str:
     """Render nanos as a decimal USD string (no float rounding)."""
-    return str((Decimal(nanos) / NANOS_PER_USD).normalize()) if nanos else "0"
+    # Fixed-point notation: normalize() alone renders 2000 as "2E+3" and 1 nano as "1E-9".
+    return format((Decimal(nanos) / NANOS_PER_USD).normalize(), "f") if nanos else "0"
 
 
 def bill(usage: Usage, pricing: dict[str, Any], *, embeddings: bool = False) -> dict[str, Any]:

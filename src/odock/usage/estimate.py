@@ -44,5 +44,6 @@ def _content_chars(content: Any) -> int:
     if isinstance(content, str):
         return len(content)
     if isinstance(content, list):
-        return sum(len(p.get("text", "")) for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+        texts = (p.get("text") for p in content if isinstance(p, dict))
+        return sum(len(text) for text in texts if isinstance(text, str))
     return 0

@@ -1,10 +1,24 @@
-"""The usage event the pipeline produces for every request, and its row form."""
+"""The usage event the pipeline produces for every request, its row form and its queue form.
+
+The queue form is one JSON object (orjson) per event: it is what the usage journal writes as a
+line and what the Redis stream carries, so a record survives the process that produced it.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from typing import Any
+
+import orjson
+
+# Values orjson cannot encode natively (e.g. a Decimal in a provider's usage) are kept as text
+# rather than failing the record; non-string keys are stringified the way json.dumps does.
+_JSON_OPTIONS = orjson.OPT_NON_STR_KEYS
+
+
+class UsageEventDecodeError(ValueError):
+    """Bytes from a usage queue are not a usage event."""
 
 
 @dataclass(slots=True)
@@ -46,9 +60,34 @@ class UsageEvent:
     provider_usage: dict[str, Any] = field(default_factory=dict)
     routing: dict[str, Any] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
+    # Budget/quota settlements this request makes (odock.budgets.ledger.Settlement as dicts):
+    # written in the same transaction as the record, so they are as durable as it is.
+    settlements: list[dict[str, Any]] = field(default_factory=list)
 
     def to_row(self) -> dict[str, Any]:
         """Column values for the usage_records table."""
         row = asdict(self)
         row["metadata_"] = row.pop("metadata")
+        del row["settlements"]
         return row
+
+    def to_json(self) -> bytes:
+        """The queue form: one JSON object, no trailing newline."""
+        return orjson.dumps(self, default=str, option=_JSON_OPTIONS)
+
+    @classmethod
+    def from_json(cls, data: bytes) -> UsageEvent:
+        """Decode the queue form; fields this version does not know are ignored."""
+        try:
+            raw = orjson.loads(data)
+            if not isinstance(raw, dict):
+                raise UsageEventDecodeError("a usage event is a JSON object")
+            if not raw.keys() <= _FIELD_NAMES:
+                raw = {k: v for k, v in raw.items() if k in _FIELD_NAMES}
+            raw["timestamp"] = datetime.fromisoformat(raw["timestamp"])
+            return cls(**raw)
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise UsageEventDecodeError(f"not a usage event: {exc}") from exc
+
+
+_FIELD_NAMES = frozenset(f.name for f in fields(UsageEvent))

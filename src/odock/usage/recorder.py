@@ -1,102 +1,149 @@
-"""The usage recorder: the pipeline submits events; a background writer persists them in batches.
+"""The usage recorder: the pipeline submits events; a background writer stores them in batches.
 
-Submitting never blocks and never fails the client's request. The writer wakes when a batch
-is full or the flush interval passes, inserts the batch idempotently, and on a database error
-keeps the batch and retries with backoff. On shutdown the lifespan calls :meth:`close`, which
-flushes everything still queued before returning.
+Submitting appends the event to a durable :class:`~odock.usage.queue.UsageQueue` (a local
+journal, or a Redis Stream fed through one): it never blocks on the network and never fails the
+client's request. The writer wakes when a batch is full or the flush interval passes, reads a
+batch from the queue, inserts it idempotently and only then acknowledges it; on an error it keeps
+the batch and retries with backoff. Every ``recovery_interval`` it asks the queue to take over
+what dead processes left. On shutdown the lifespan calls :meth:`close`, which writes until the
+queue is settled (everything this process queued is stored, or in production read by a live
+peer) or the grace period ends; whatever the database refuses then stays queued for the next
+start.
 
 Flow::
 
-    pipeline ──submit()──► in-memory deque ──(batch | interval)──► UsageStore.insert_many
+    pipeline ──submit()──► UsageQueue.append ··· read(batch) ──► UsageStore.insert_many ──► ack
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections import deque
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from odock.usage.queue import Delivery, UsageQueue, UsageQueueError
 from odock.usage.record import UsageEvent
 from odock.usage.store import UsageStore
 
 log = logging.getLogger(__name__)
 
+_WRITE_ERRORS = (SQLAlchemyError, OSError, UsageQueueError)
+_BACKOFF_MAX = 10.0
+
 
 class UsageRecorder:
-    """Queues usage events and writes them off the request path."""
+    """Queues usage events durably and writes them off the request path."""
 
-    def __init__(self, store: UsageStore, *, batch_size: int, interval: float, max_queued: int) -> None:
+    def __init__(
+        self,
+        store: UsageStore,
+        queue: UsageQueue,
+        *,
+        batch_size: int,
+        interval: float,
+        recovery_interval: float = 15.0,
+        close_timeout: float = 30.0,
+    ) -> None:
         self._store = store
+        self._queue = queue
         self._batch_size = batch_size
         self._interval = interval
-        self._max_queued = max_queued
-        self._queue: deque[UsageEvent] = deque()
+        self._recovery_interval = recovery_interval
+        self._close_timeout = close_timeout
+        self._in_flight: list[Delivery] = []
+        self._write_lock = asyncio.Lock()
         self._wake = asyncio.Event()
+        self._since_wake = 0
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self.written = 0
-        self.dropped = 0
         self.flush_errors = 0
 
     @property
     def pending(self) -> int:
-        """Events submitted but not yet written."""
-        return len(self._queue)
+        """Events submitted here (or taken over) and not yet written."""
+        return self._queue.pending
+
+    @property
+    def dropped(self) -> int:
+        """Events lost because the queue and its memory fallback were both unavailable."""
+        return self._queue.dropped
 
     def submit(self, event: UsageEvent) -> None:
         """Queue an event; never blocks, never raises."""
-        if len(self._queue) >= self._max_queued:
-            # Only reachable when the database has been down for a long time: keep memory bounded
-            # and make the loss loud rather than silently growing without limit.
-            self.dropped += 1
-            log.error("usage queue full (%d); dropping usage record %s", self._max_queued, event.id)
-            return
         self._queue.append(event)
-        if len(self._queue) >= self._batch_size:
+        self._since_wake += 1
+        if self._since_wake >= self._batch_size:
+            self._since_wake = 0
             self._wake.set()
 
     async def start(self) -> None:
-        """Start the background writer."""
+        """Open the queue (recovering leftovers) and start the background writer."""
+        await self._queue.open()
+        self._closing = False
         self._task = asyncio.get_running_loop().create_task(self._run(), name="odock-usage-writer")
 
     async def close(self) -> None:
-        """Stop the writer after flushing everything queued."""
+        """Stop the writer, write everything queued, release the queue."""
         self._closing = True
         self._wake.set()
         if self._task is not None:
             await self._task
             self._task = None
-        await self.flush()
+        try:
+            await asyncio.wait_for(self._drain(), self._close_timeout)
+        except (*_WRITE_ERRORS, TimeoutError) as exc:
+            log.error("usage records not written at shutdown stay queued for the next start: %r", exc)
+        await self._queue.close()
 
     async def flush(self) -> None:
-        """Write everything queued now (raises if the database refuses)."""
-        while self._queue:
-            await self._write_batch()
+        """Write everything queued now (raises if the database or the queue refuses)."""
+        while await self._write_batch():
+            pass
+
+    async def _drain(self) -> None:
+        """Write until everything this process queued is stored or handed to a live peer."""
+        while not self._queue.settled and await self._write_batch():
+            pass
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_recovery = loop.time() + self._recovery_interval
         backoff = self._interval
         while not self._closing:
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self._interval)
-            except TimeoutError:
-                pass
-            self._wake.clear()
-            try:
-                while self._queue and not self._closing:
-                    await self._write_batch()
+                while not self._closing and await self._write_batch():
+                    pass
                 backoff = self._interval
-            except (SQLAlchemyError, OSError) as exc:
+                if loop.time() >= next_recovery:
+                    next_recovery = loop.time() + self._recovery_interval
+                    await self._queue.recover()
+                await self._pause(self._interval)
+            except _WRITE_ERRORS as exc:
                 self.flush_errors += 1
-                log.error("usage flush failed (%s); %d records kept for retry", exc, len(self._queue))
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 10.0)
+                log.error("usage flush failed (%s); %d records kept for retry", exc, self.pending)
+                await self._pause(backoff)
+                backoff = min(backoff * 2, _BACKOFF_MAX)
 
-    async def _write_batch(self) -> None:
-        batch = [self._queue[i] for i in range(min(self._batch_size, len(self._queue)))]
-        await self._store.insert_many(batch)
-        # Remove only after a successful write, so a failure keeps the batch queued.
-        for _ in batch:
-            self._queue.popleft()
-        self.written += len(batch)
+    async def _pause(self, seconds: float) -> None:
+        """Sleep until the interval passes, a batch fills up, or close() is called."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+        self._wake.clear()
+
+    async def _write_batch(self) -> bool:
+        """Store and acknowledge one batch; False when the queue had nothing to give."""
+        async with self._write_lock:
+            if not self._in_flight:
+                self._in_flight = await self._queue.read(self._batch_size)
+                if not self._in_flight:
+                    return False
+            await self._store.insert_many([d.event for d in self._in_flight])
+            # Acknowledge only after the write: a failure here keeps the batch for a retry,
+            # and a crash before it re-delivers the batch, which the idempotent insert absorbs.
+            await self._queue.ack(self._in_flight)
+            self.written += len(self._in_flight)
+            self._in_flight = []
+            return True

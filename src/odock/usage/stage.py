@@ -6,28 +6,13 @@ a flood of bad keys cannot turn into a flood of database writes.
 
 from __future__ import annotations
 
-import secrets
 import time
 
 from odock.pipeline import Exchange
-from odock.providers.adapters.base import Endpoint, Usage
-from odock.usage import estimate
-from odock.usage.billing import bill
 from odock.usage.record import UsageEvent
 from odock.usage.recorder import UsageRecorder
 
 USAGE_METADATA_SCHEMA = "usage_metadata_v1"
-
-
-def settled_usage(ex: Exchange) -> Usage | None:
-    """What the request used: as reported, or estimated from what was streamed when cut short."""
-    if ex.usage is not None:
-        return ex.usage
-    if not ex.stream or ex.timings.upstream_answered is None:
-        return None
-    prompt = estimate.prompt_tokens(ex.payload.get("messages") or [])
-    completion = max(ex.streamed_chunks, estimate.tokens_for_text(ex.streamed_chars))
-    return Usage(prompt, completion, prompt + completion, estimated=True)
 
 
 def usage_event(ex: Exchange) -> UsageEvent:
@@ -35,17 +20,18 @@ def usage_event(ex: Exchange) -> UsageEvent:
     principal = ex.principal
     assert principal is not None
     now = ex.timings.finished or time.perf_counter()
-    usage = settled_usage(ex)
+    usage = ex.measured_usage()
     model = ex.model
     provider = model.provider if model else None
-    billing = bill(usage, model.pricing, embeddings=ex.endpoint == Endpoint.EMBEDDINGS) if usage and model else {}
+    billing = ex.billing()
+    requested = ex.payload.get("model")
     first = ex.timings.first_token
     upstream_ms = None
     if ex.timings.upstream_started is not None:
         upstream_end = ex.timings.upstream_answered if not ex.stream else now
         upstream_ms = ((upstream_end or now) - ex.timings.upstream_started) * 1000
     event = UsageEvent(
-        id=secrets.token_hex(16),
+        id=ex.record_id,
         request_id=ex.request_id,
         timestamp=ex.received_at,
         endpoint=ex.route,
@@ -57,7 +43,7 @@ def usage_event(ex: Exchange) -> UsageEvent:
         user_id=principal.user_id,
         api_key_id=principal.key_id,
         model_id=model.id if model else None,
-        model=model.name if model else ex.payload.get("model") if isinstance(ex.payload.get("model"), str) else None,
+        model=model.name if model else requested if isinstance(requested, str) else None,
         provider_id=provider.id if provider else None,
         provider=provider.type.lower() if provider else None,
         error_code=ex.error.code if ex.error else None,
@@ -78,7 +64,9 @@ def usage_event(ex: Exchange) -> UsageEvent:
             "client_ip": ex.client_ip,
             "usage_estimated": bool(usage and usage.estimated),
             "error_message": ex.error.message if ex.error else None,
+            **({"governance": ex.governance} if ex.governance else {}),
         },
+        settlements=ex.settlements,
     )
     if usage is not None:
         event.prompt_tokens = usage.prompt_tokens

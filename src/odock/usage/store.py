@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from odock.budgets.ledger import Settlement, apply_settlements
 from odock.usage.record import UsageEvent
 from odock.usage.tables import UsageRecord
 
@@ -22,15 +24,23 @@ class UsageStore:
         """Insert events, skipping ids already stored; return how many rows were new."""
         if not events:
             return 0
-        rows = [e.to_row() for e in events]
+        table = cast(Table, UsageRecord.__table__)
+        # Core rows are keyed by column name ("metadata"), not the ORM attribute ("metadata_").
+        rows = [{**e.to_row(), "metadata": e.metadata} for e in events]
+        for row in rows:
+            del row["metadata_"]
         async with self._sessions() as session:
             dialect = session.bind.dialect.name if session.bind else "sqlite"
             insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-            stmt = insert(UsageRecord).on_conflict_do_nothing(index_elements=[UsageRecord.id])
+            # RETURNING yields only the rows actually inserted, on both backends; rowcount of an
+            # executemany is not reliable across drivers.
+            stmt = insert(table).on_conflict_do_nothing(index_elements=[table.c.id]).returning(table.c.id)
             result = await session.execute(stmt, rows)
+            inserted = len(result.all())
+            settlements = [Settlement.from_dict(s) for e in events for s in e.settlements]
+            await apply_settlements(session, settlements)
             await session.commit()
-        inserted = result.rowcount  # type: ignore[attr-defined]
-        return inserted if isinstance(inserted, int) and inserted >= 0 else len(rows)
+        return inserted
 
     async def count(self) -> int:
         """How many usage records exist."""
@@ -40,7 +50,6 @@ class UsageStore:
     async def by_request_id(self, request_id: str) -> list[UsageRecord]:
         """Records carrying this correlation id, oldest first."""
         async with self._sessions() as session:
-            result = await session.execute(
-                select(UsageRecord).where(UsageRecord.request_id == request_id).order_by(UsageRecord.timestamp)
-            )
+            query = select(UsageRecord).where(UsageRecord.request_id == request_id)
+            result = await session.execute(query.order_by(UsageRecord.timestamp))
             return list(result.scalars())

@@ -26,6 +26,8 @@ from odock.pipeline import Exchange, Timings
 from odock.providers.adapters.base import Endpoint
 from odock.runtime import Runtime
 from odock.web.asgi import ClientGone, Receive, Scope, Send, header_map, read_body, send_bytes, send_error
+from odock.budgets.standing import key_standing
+from odock.web.client_ip import client_ip, parse_networks
 from odock.web.decode import parse_json_object
 from odock.web.responder import AsgiResponder
 
@@ -40,11 +42,13 @@ class Gateway:
 
     def __init__(self, runtime: Runtime) -> None:
         self._rt = runtime
+        self._trusted_proxies = parse_networks(runtime.settings.trusted_proxy_cidrs)
         self._routes: dict[str, dict[str, Handler]] = {
             "/v1/chat/completions": {"POST": self._chat},
             "/v1/embeddings": {"POST": self._embeddings},
             "/v1/models": {"GET": self._models},
             "/v1/keys/validate": {"POST": self._validate_key},
+            "/v1/keys/self": {"GET": self._key_self},
             "/v1/health": {"GET": self._health},
             "/v1/healthz": {"GET": self._ready},
             "/v1/internal/cache/invalidate": {"POST": self._invalidate},
@@ -58,12 +62,16 @@ class Gateway:
         headers = header_map(scope)
         methods = self._routes.get(scope["path"])
         if methods is None:
-            await send_error(send, NotFound(f"no route for {scope['path']}"))
+            request_id = accept_request_id(headers.get("x-request-id"))
+            await send_error(send, NotFound(f"no route for {scope['path']}"), {"x-request-id": request_id})
             return
         handler = methods.get(scope["method"])
         if handler is None:
             allow = ", ".join(methods)
-            await send_error(send, MethodNotAllowed(f"use {allow}"), {"allow": allow})
+            request_id = accept_request_id(headers.get("x-request-id"))
+            await send_error(
+                send, MethodNotAllowed(f"use {allow}"), {"allow": allow, "x-request-id": request_id}
+            )
             return
         await handler(scope, receive, send, headers)
 
@@ -93,7 +101,7 @@ class Gateway:
             route=scope["path"],
             method=scope["method"],
             headers=headers,
-            client_ip=client[0] if client else None,
+            client_ip=client_ip(client[0] if client else None, headers, self._trusted_proxies),
             body=body,
             received_at=datetime.now(UTC),
             timings=Timings(received=started),
@@ -122,7 +130,9 @@ class Gateway:
         ]
         await send_bytes(send, 200, orjson.dumps({"object": "list", "data": data}))
 
-    async def _validate_key(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]) -> None:
+    async def _validate_key(
+        self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]
+    ) -> None:
         principal = await self._authenticated(headers, send)
         if principal is None:
             return
@@ -140,6 +150,17 @@ class Gateway:
             },
         }
         await send_bytes(send, 200, orjson.dumps(body))
+
+    async def _key_self(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]) -> None:
+        principal = await self._authenticated(headers, send)
+        if principal is None:
+            return
+        try:
+            standing = await key_standing(principal, self._rt.governance, datetime.now(UTC))
+        except OdockError as error:
+            await send_error(send, error)
+            return
+        await send_bytes(send, 200, orjson.dumps(standing))
 
     # --- operational routes ---------------------------------------------------------------
     async def _health(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]) -> None:
@@ -166,8 +187,12 @@ class Gateway:
         body = {
             "status": "unavailable",
             "checks": checks,
-            "error": {"code": "dependency_unavailable", "message": "a dependency is unavailable",
-                      "type": "server_error", "param": None},
+            "error": {
+                "code": "dependency_unavailable",
+                "message": "a dependency is unavailable",
+                "type": "server_error",
+                "param": None,
+            },
         }
         await send_bytes(send, 503, orjson.dumps(body))
 

@@ -5,6 +5,9 @@ the final usage-only chunk is forwarded only when the client asked for it
 (``stream_options.include_usage``). While relaying, the client connection is watched: a
 disconnect cancels the relay at once, so leases and reservations are released without waiting
 for the next upstream chunk.
+
+Every response, answer or error, carries ``x-request-id`` and ``x-odock-overhead-ms`` (the time
+spent in the gateway itself).
 """
 
 from __future__ import annotations
@@ -32,20 +35,24 @@ class AsgiResponder:
         self._send = send
         self._receive = receive
         self._started = False
+        self._finished = False  # the last body frame went out
 
     @property
     def started(self) -> bool:
         return self._started
 
-    def _headers(self, ex: Exchange, base: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    def _headers(
+        self, ex: Exchange, base: list[tuple[bytes, bytes]], extra: dict[str, str] | None = None
+    ) -> list[tuple[bytes, bytes]]:
         now = time.perf_counter()
         ex.timings.first_byte_sent = now
-        extra = {
+        headers = {
+            **(extra or {}),
             "x-request-id": ex.request_id,
             "x-odock-overhead-ms": f"{ex.timings.overhead_ms(now):.3f}",
             **ex.response_headers,
         }
-        return base + encode_headers(extra)
+        return base + encode_headers(headers)
 
     async def send_answer(self, ex: Exchange) -> None:
         if ex.unary is not None:
@@ -64,12 +71,11 @@ class AsgiResponder:
         try:
             if self._started:
                 # Headers are gone: report the failure in-band, and never end with [DONE].
-                await self._send(
-                    {"type": "http.response.body", "body": b"data: " + error.body() + b"\n\n", "more_body": False}
-                )
+                frame = sse_frame(error.body())
+                await self._send({"type": "http.response.body", "body": frame, "more_body": False})
                 return
             self._started = True
-            headers = JSON_HEADERS + encode_headers({**error.headers, "x-request-id": ex.request_id})
+            headers = self._headers(ex, JSON_HEADERS, error.headers)
             await self._send({"type": "http.response.start", "status": error.http_status, "headers": headers})
             await self._send({"type": "http.response.body", "body": error.body()})
         except OSError:
@@ -84,6 +90,10 @@ class AsgiResponder:
         finally:
             watch.cancel()
         if relay not in done:
+            if self._finished:
+                # The server reports the end of the exchange once the last frame is handed over.
+                await relay
+                return
             relay.cancel()
             await asyncio.gather(relay, return_exceptions=True)
             _mark_disconnected(ex)
@@ -95,7 +105,8 @@ class AsgiResponder:
         assert stream is not None
         send = self._send
         try:
-            await send({"type": "http.response.start", "status": 200, "headers": self._headers(ex, SSE_HEADERS)})
+            headers = self._headers(ex, SSE_HEADERS)
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
             self._started = True
             async for chunk in stream:
                 if chunk.usage is not None:
@@ -107,9 +118,10 @@ class AsgiResponder:
                         ex.timings.first_token = time.perf_counter()
                 if chunk.usage_only and not ex.include_usage:
                     continue
-                frame = b"data: " + chunk.data + b"\n\n"
+                frame = sse_frame(chunk.data)
                 await send({"type": "http.response.body", "body": frame, "more_body": True})
                 ex.bytes_out += len(frame)
+            self._finished = True
             await send({"type": "http.response.body", "body": DONE, "more_body": False})
             ex.bytes_out += len(DONE)
         except OSError:  # the ASGI server reports a vanished client this way
@@ -120,6 +132,11 @@ class AsgiResponder:
             message = await self._receive()
             if message["type"] == "http.disconnect":
                 return
+
+
+def sse_frame(data: bytes) -> bytes:
+    """One server-sent event carrying ``data`` (a multi-line payload becomes several data lines)."""
+    return b"data: " + data.replace(b"\n", b"\ndata: ") + b"\n\n"
 
 
 def _mark_disconnected(ex: Exchange) -> None:

@@ -7,7 +7,7 @@ import pytest
 
 from odock.errors import PayloadTooLarge
 from odock.limits.decision import Decision, Denial, DenyCode, LimitName, decide
-from odock.limits.errors import RateLimited, RpmExceeded
+from odock.errors import RateLimited, RpmExceeded
 from odock.limits.policy import Scope
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from odock.ids import ApiKeyId, OrganisationId, TeamId
 from odock.keys.principal import KeyPrincipal
-from odock.limits.errors import InvalidPolicy
+from odock.errors import InvalidPolicy
 from odock.limits.policy import (
     EMPTY_POLICY,
     GLOBAL_SCOPE_ID,

@@ -48,7 +48,7 @@ class MockAdapter:
             ],
             "usage": usage.raw,
         }
-        return UnaryResult(body=orjson.dumps(body), usage=usage, provider_request_id="mock-" + call.request_id)
+        return UnaryResult(orjson.dumps(body), usage, provider_request_id="mock-" + call.request_id)
 
     async def stream(self, call: UpstreamCall) -> MockStream:
         options = _options(call)
@@ -86,7 +86,8 @@ class MockStream:
         done = {"index": 0, "delta": {}, "finish_reason": "stop"}
         yield StreamChunk(orjson.dumps({**base, "choices": [done]}))
         usage = _usage(self._call, len(words))
-        yield StreamChunk(orjson.dumps({**base, "choices": [], "usage": usage.raw}), usage=usage, usage_only=True)
+        final = orjson.dumps({**base, "choices": [], "usage": usage.raw})
+        yield StreamChunk(final, usage=usage, usage_only=True)
 
     async def aclose(self) -> None:
         return None
@@ -104,7 +105,8 @@ def _words(options: dict[str, Any]) -> list[str]:
 
 def _usage(call: UpstreamCall, completion_tokens: int) -> Usage:
     prompt = estimate.prompt_tokens(call.payload.get("messages") or [])
-    raw = {"prompt_tokens": prompt, "completion_tokens": completion_tokens, "total_tokens": prompt + completion_tokens}
+    total = prompt + completion_tokens
+    raw = {"prompt_tokens": prompt, "completion_tokens": completion_tokens, "total_tokens": total}
     return Usage.from_openai(raw)
 
 

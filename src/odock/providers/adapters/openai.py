@@ -1,16 +1,18 @@
 """The OpenAI-compatible adapter: OpenAI, Azure OpenAI deployments, vLLM and compatible servers.
 
 Requests and responses keep the OpenAI wire format; responses are forwarded as the bytes the
-provider sent. Every aiohttp failure is translated at this boundary (:func:`_translated`).
+provider sent, so the upstream is asked for an uncompressed body (``accept-encoding: identity``).
+A stream is accepted only once the provider answered with an event stream, so a provider that
+fails with a non-stream answer gets a clean 502 before any byte reaches the client. Every
+aiohttp failure is translated at this boundary (:func:`_translated`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 import orjson
@@ -25,8 +27,13 @@ from odock.errors import (
     UpstreamUnavailable,
 )
 from odock.providers.adapters.base import Endpoint, StreamChunk, UnaryResult, UpstreamCall, Usage
+from odock.providers.catalog import ProviderTarget
 
 AZURE_DEFAULT_API_VERSION = "2024-10-21"
+# Where a provider type lives when its provider row names no base URL.
+DEFAULT_BASE_URLS = {"OPENAI": "https://api.openai.com/v1", "MISTRAL": "https://api.mistral.ai/v1"}
+# One SSE event may be large (audio or image chunks) but not unbounded.
+MAX_EVENT_BYTES = 16 * 1024 * 1024
 _PATHS = {Endpoint.CHAT: "/chat/completions", Endpoint.EMBEDDINGS: "/embeddings"}
 
 
@@ -38,10 +45,12 @@ class OpenAICompatibleAdapter:
         self._connect_timeout = connect_timeout
 
     async def complete(self, call: UpstreamCall) -> UnaryResult:
+        """Send a non-streaming request; the whole answer is read within the provider timeout."""
         url, headers = _target(call)
         timeout = aiohttp.ClientTimeout(total=call.timeout, connect=self._connect_timeout)
+        data = orjson.dumps(call.payload)
         with _translated():
-            async with self._session.post(url, data=orjson.dumps(call.payload), headers=headers, timeout=timeout) as r:
+            async with self._session.post(url, data=data, headers=headers, timeout=timeout) as r:
                 body = await r.read()
                 if r.status >= 400:
                     raise _status_error(r.status, body, r.headers)
@@ -50,18 +59,21 @@ class OpenAICompatibleAdapter:
         return UnaryResult(body=body, usage=usage, provider_request_id=request_id)
 
     async def stream(self, call: UpstreamCall) -> OpenAIStream:
+        """Open a stream; each read (headers, then every event) gets the provider timeout."""
         url, headers = _target(call)
         timeout = aiohttp.ClientTimeout(total=None, connect=self._connect_timeout, sock_read=call.timeout)
         with _translated():
             response = await self._session.post(
                 url, data=orjson.dumps(call.payload), headers=headers, timeout=timeout
             )
-            if response.status >= 400:
-                try:
-                    body = await response.read()
-                finally:
-                    response.release()
-                raise _status_error(response.status, body, response.headers)
+            try:
+                if response.status >= 400:
+                    raise _status_error(response.status, await response.read(), response.headers)
+                if not _is_event_stream(response):
+                    raise _not_a_stream(response, await response.read())
+            except BaseException:  # release the connection on every failure, then let it propagate
+                response.release()
+                raise
         return OpenAIStream(response)
 
 
@@ -70,23 +82,29 @@ class OpenAIStream:
 
     def __init__(self, response: aiohttp.ClientResponse) -> None:
         self._response = response
+        self._events_iter: AsyncGenerator[StreamChunk, None] | None = None
         self.provider_request_id: str | None = response.headers.get("x-request-id")
 
     def __aiter__(self) -> AsyncIterator[StreamChunk]:
-        return self._events()
+        self._events_iter = self._events()
+        return self._events_iter
 
-    async def _events(self) -> AsyncIterator[StreamChunk]:
+    async def _events(self) -> AsyncGenerator[StreamChunk, None]:
         data: list[bytes] = []
+        size = 0
         with _translated(streaming=True):
-            async for raw_line in self._response.content:
-                line = raw_line.rstrip(b"\r\n")
+            async for line in _lines(self._response.content):
                 if line.startswith(b"data:"):
-                    data.append(line[5:].lstrip(b" "))
+                    value = line[5:]
+                    data.append(value[1:] if value.startswith(b" ") else value)
+                    size += len(value)
+                    if size > MAX_EVENT_BYTES:
+                        raise UpstreamError(f"upstream sent a stream event over {MAX_EVENT_BYTES} bytes")
                     continue
                 if line or not data:
                     continue  # comments, event names, retry hints; or a blank line with no data
                 payload = b"\n".join(data)
-                data = []
+                data, size = [], 0
                 if payload == b"[DONE]":
                     return
                 yield _chunk(payload)
@@ -95,7 +113,31 @@ class OpenAIStream:
         raise UpstreamStreamInterrupted()
 
     async def aclose(self) -> None:
+        """Finish the event parser (if a reader abandoned it) and release the connection."""
+        if self._events_iter is not None:
+            await self._events_iter.aclose()
         self._response.release()
+
+
+async def _lines(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
+    """The body's lines without terminators, of any length up to MAX_EVENT_BYTES.
+
+    aiohttp's own line iterator refuses lines over twice its read buffer, which a large
+    event (an audio or image chunk) can exceed.
+    """
+    pending = bytearray()
+    async for piece in content.iter_any():
+        searched = len(pending)
+        pending += piece
+        start = 0
+        while (end := pending.find(b"\n", searched)) >= 0:
+            yield bytes(pending[start:end]).rstrip(b"\r")
+            start = searched = end + 1
+        del pending[:start]
+        if len(pending) > MAX_EVENT_BYTES:
+            raise UpstreamError(f"upstream sent a stream line longer than {MAX_EVENT_BYTES} bytes")
+    if pending:
+        yield bytes(pending).rstrip(b"\r")
 
 
 def _chunk(payload: bytes) -> StreamChunk:
@@ -105,7 +147,7 @@ def _chunk(payload: bytes) -> StreamChunk:
         raise UpstreamError("upstream sent a malformed stream event") from exc
     if not isinstance(event, dict):
         raise UpstreamError("upstream sent a malformed stream event")
-    if "error" in event:
+    if event.get("error"):
         raise UpstreamError(_message_of(event) or "upstream reported an error mid-stream")
     chars = 0
     choices = event.get("choices") or []
@@ -123,11 +165,15 @@ def _chunk(payload: bytes) -> StreamChunk:
 
 def _target(call: UpstreamCall) -> tuple[str, dict[str, str]]:
     provider = call.provider
-    base = (provider.base_url or "").rstrip("/")
-    headers = {"content-type": "application/json", "x-request-id": call.request_id}
+    base = _base_url(provider)
+    headers = {
+        "content-type": "application/json",
+        "accept-encoding": "identity",  # the body is forwarded as is, never decompressed
+        "x-request-id": call.request_id,
+    }
     if provider.type == "AZURE_OPENAI":
-        deployment = call.model_config.get("deployment") or call.payload.get("model")
-        version = provider.config.get("api_version") or AZURE_DEFAULT_API_VERSION
+        deployment = quote(str(call.model_config.get("deployment") or call.payload.get("model")), safe="")
+        version = quote(str(provider.config.get("api_version") or AZURE_DEFAULT_API_VERSION), safe="")
         url = f"{base}/openai/deployments/{deployment}{_PATHS[call.endpoint]}?api-version={version}"
         if call.api_key:
             headers["api-key"] = call.api_key
@@ -141,6 +187,18 @@ def _target(call: UpstreamCall) -> tuple[str, dict[str, str]]:
     return base + _PATHS[call.endpoint], headers
 
 
+def _base_url(provider: ProviderTarget) -> str:
+    base = (provider.base_url or DEFAULT_BASE_URLS.get(provider.type, "")).rstrip("/")
+    if not base:
+        raise UpstreamUnavailable(f"provider '{provider.name}' has no base URL configured")
+    return base
+
+
+def _is_event_stream(response: aiohttp.ClientResponse) -> bool:
+    # A missing content type is tolerated; a different one means the provider did not stream.
+    return "content-type" not in response.headers or response.content_type == "text/event-stream"
+
+
 @contextlib.contextmanager
 def _translated(*, streaming: bool = False) -> Iterator[None]:
     """Translate aiohttp and asyncio failures into Odock upstream errors."""
@@ -148,7 +206,7 @@ def _translated(*, streaming: bool = False) -> Iterator[None]:
         yield
     except UpstreamError:
         raise
-    except (TimeoutError, asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
+    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
         raise UpstreamTimeout() from exc
     except aiohttp.ClientConnectorError as exc:
         raise UpstreamUnavailable(f"cannot connect to upstream: {exc.os_error or exc}") from exc
@@ -162,25 +220,40 @@ def _translated(*, streaming: bool = False) -> Iterator[None]:
         raise UpstreamUnavailable(f"upstream request failed: {exc}") from exc
 
 
-def _status_error(status: int, body: bytes, headers: Any) -> UpstreamError:
-    message = _message_of_body(body) or f"upstream answered HTTP {status}"
+def _status_error(status: int, body: bytes, headers: Mapping[str, str]) -> UpstreamError:
+    data = _json_of(body)
+    message = _message_of(data) if data is not None else _text_of(body)
+    message = message or f"upstream answered HTTP {status}"
+    retry = headers.get("retry-after")
+    retry_headers = {"retry-after": retry} if retry else None
     if status in (401, 403):
         return UpstreamAuthFailed(message, upstream_status=status)
     if status == 429:
-        retry = headers.get("retry-after")
-        return UpstreamRateLimited(message, upstream_status=status, headers={"retry-after": retry} if retry else None)
+        return UpstreamRateLimited(message, upstream_status=status, headers=retry_headers)
     if 400 <= status < 500:
-        return UpstreamRejected(message, upstream_status=status)
-    return UpstreamError(message, upstream_status=status)
+        # The field the provider objected to is the caller's field too (model aside, names match).
+        param = _param_of(data) if data is not None else None
+        return UpstreamRejected(message, upstream_status=status, param=param)
+    return UpstreamError(message, upstream_status=status, headers=retry_headers if status == 503 else None)
 
 
-def _message_of_body(body: bytes) -> str | None:
+def _not_a_stream(response: aiohttp.ClientResponse, body: bytes) -> UpstreamError:
+    data = _json_of(body)
+    detail = _message_of(data) if data is not None else None
+    kind = response.headers.get("content-type", "")
+    return UpstreamError(detail or f"upstream answered a stream request with '{kind}', not an event stream")
+
+
+def _json_of(body: bytes) -> dict[str, Any] | None:
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
-        text = body.decode("utf-8", "replace").strip()
-        return text[:500] or None
-    return _message_of(data) if isinstance(data, dict) else None
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _text_of(body: bytes) -> str | None:
+    return body.decode("utf-8", "replace").strip()[:500] or None
 
 
 def _message_of(data: dict[str, Any]) -> str | None:
@@ -194,10 +267,21 @@ def _message_of(data: dict[str, Any]) -> str | None:
     return None
 
 
+def _param_of(data: dict[str, Any]) -> str | None:
+    error = data.get("error")
+    param = error.get("param") if isinstance(error, dict) else None
+    return param if isinstance(param, str) else None
+
+
 def _usage_of(body: bytes) -> Usage | None:
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise UpstreamError("upstream answered with a body that is not JSON") from exc
-    usage = data.get("usage") if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        return None
+    if data.get("error") and "choices" not in data and "data" not in data:
+        # Some compatible servers report failures with a 200 status.
+        raise UpstreamError(_message_of(data) or "upstream reported an error")
+    usage = data.get("usage")
     return Usage.from_openai(usage) if isinstance(usage, dict) else None

@@ -1,0 +1,156 @@
+"""The durable ledger of budget and quota windows (the database side of the counters).
+
+``window_state`` is the cold path: it returns a window's settled usage and effective limit
+(creating the window row, and carrying unused capacity forward when the meter rolls over) so
+a missing hot counter can be primed. ``apply_settlements`` runs inside the usage writer's
+transaction: each (request, window) settlement is inserted once (its primary key makes replays
+harmless) and only newly inserted amounts are added to the window's ``used``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from odock.budgets.specs import MeterSpec
+from odock.budgets.tables import MeterSettlement, MeterWindow
+from odock.budgets.windows import Window
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """What one request settled into one window, with what is needed to create the window row."""
+
+    request_key: str
+    window_key: str
+    amount: int
+    meter_kind: str
+    meter_id: str
+    version: int
+    window_index: int
+    start: datetime
+    end: datetime
+    limit: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-friendly data (carried on the usage event through the usage queue)."""
+        return {
+            "request_key": self.request_key, "window_key": self.window_key, "amount": self.amount,
+            "meter_kind": self.meter_kind, "meter_id": self.meter_id, "version": self.version,
+            "window_index": self.window_index, "start": self.start.isoformat(), "end": self.end.isoformat(),
+            "limit": self.limit,
+        }  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Settlement:
+        """Inverse of :meth:`to_dict`."""
+        start, end = data["start"], data["end"]
+        return cls(
+            **{
+                **data,
+                "start": start if isinstance(start, datetime) else datetime.fromisoformat(start),
+                "end": end if isinstance(end, datetime) else datetime.fromisoformat(end),
+            }
+        )
+
+
+async def window_state(
+    sessions: async_sessionmaker[AsyncSession], spec: MeterSpec, window: Window
+) -> tuple[int, int]:
+    """(settled used, effective limit) of a window, creating its row on first use."""
+    key = spec.counter_key(window)
+    async with sessions() as session:
+        row = await session.get(MeterWindow, key)
+        if row is None:
+            limit = spec.limit + await _carried(session, spec, window)
+            await session.execute(_insert_ignore(session).values(**_window_values(spec, window, key, limit)))
+            await session.commit()
+            row = await session.get(MeterWindow, key)
+            assert row is not None
+        return row.used, row.limit
+
+
+async def _carried(session: AsyncSession, spec: MeterSpec, window: Window) -> int:
+    """Unused capacity of the previous window, for meters that roll over (0 otherwise)."""
+    if not spec.rollover or window.index == 0:
+        return 0
+    previous = await session.get(MeterWindow, f"{spec.kind}:{spec.id}:v{spec.version}:w{window.index - 1}")
+    if previous is None:
+        return spec.limit  # an unused previous window carries its whole limit
+    return max(0, previous.limit - previous.used)
+
+
+def _window_values(spec: MeterSpec, window: Window, key: str, limit: int) -> dict[str, object]:
+    return {
+        "key": key,
+        "meter_kind": spec.kind,
+        "meter_id": spec.id,
+        "version": spec.version,
+        "window_index": window.index,
+        "start": window.start,
+        "end": window.end,
+        "limit": limit,
+        "used": 0,
+        "thresholds_crossed": [],
+    }
+
+
+def _insert_ignore(session: AsyncSession) -> postgresql.Insert | sqlite.Insert:
+    dialect = session.bind.dialect.name if session.bind else "sqlite"
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(MeterWindow).on_conflict_do_nothing(index_elements=[MeterWindow.key])
+
+
+async def apply_settlements(session: AsyncSession, settlements: Sequence[Settlement]) -> dict[str, int]:
+    """Record settlements once each and add the new ones to their windows; return the deltas."""
+    if not settlements:
+        return {}
+    dialect = session.bind.dialect.name if session.bind else "sqlite"
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    for s in {s.window_key: s for s in settlements}.values():
+        values = {
+            "key": s.window_key, "meter_kind": s.meter_kind, "meter_id": s.meter_id, "version": s.version,
+            "window_index": s.window_index, "start": s.start, "end": s.end, "limit": s.limit, "used": 0,
+            "thresholds_crossed": [],
+        }  # fmt: skip
+        await session.execute(
+            insert(MeterWindow).values(**values).on_conflict_do_nothing(index_elements=["key"])
+        )
+    deltas: dict[str, int] = defaultdict(int)
+    for s in settlements:
+        stmt = (
+            insert(MeterSettlement)
+            .values(request_key=s.request_key, window_key=s.window_key, amount=s.amount)
+            .on_conflict_do_nothing(index_elements=["request_key", "window_key"])
+            .returning(MeterSettlement.window_key)
+        )
+        if (await session.execute(stmt)).first() is not None:
+            deltas[s.window_key] += s.amount
+    for key, delta in deltas.items():
+        if delta:
+            await session.execute(
+                update(MeterWindow).where(MeterWindow.key == key).values(used=MeterWindow.used + delta)
+            )
+    return dict(deltas)
+
+
+async def settled_amounts(
+    sessions: async_sessionmaker[AsyncSession], request_key: str
+) -> dict[str, int] | None:
+    """The amounts a request settled, by window key (None when it never settled)."""
+    async with sessions() as session:
+        rows = (
+            await session.execute(
+                select(MeterSettlement.window_key, MeterSettlement.amount).where(
+                    MeterSettlement.request_key == request_key
+                )
+            )
+        ).all()
+    return {key: amount for key, amount in rows} if rows else None

@@ -1,0 +1,229 @@
+"""The budget and quota stage: reserve before the upstream call, settle or release after.
+
+Flow (spec §5.3)::
+
+    before:  lines = current window of every meter on the key's chain × its estimate
+             store.reserve(record_id, lines)      one call, all or nothing, idempotent
+               COLD     → prime each cold counter from the ledger (cold path only), retry
+               REJECTED → 402 budget_exceeded / 429 quota_exceeded, before any upstream call
+    after:   upstream was called → store.settle(record_id, actuals); the settlements ride on
+             the usage record into the ledger (same transaction, idempotent)
+             otherwise          → store.release(record_id)
+
+Estimates: cost = estimated input tokens × input price + output allowance × output price
+(unpriced models reserve ``unpriced_reservation_nanos`` or are refused); REQUESTS = 1;
+TOKENS/TOKENS_IN/TOKENS_OUT from the same token estimate; ERRORS reserves one error and settles
+1 or 0. When the counter store is unreachable, ``fail_open`` decides (503 when closed).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from odock.budgets.ledger import Settlement, window_state
+from odock.budgets.meters import MeterLine, MeterStore, ReserveOutcome, ReserveResult
+from odock.budgets.specs import BUDGET, MeterSpec
+from odock.budgets.windows import Schedule, Window
+from odock.errors import BudgetExceeded, MeterStoreUnavailable, ModelPricingMissing, OdockError, QuotaExceeded
+from odock.ids import RequestId
+from odock.pipeline import Exchange
+from odock.providers.adapters.base import Usage
+from odock.usage.billing import bill
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class HeldLine:
+    """One reserved counter line of a request."""
+
+    spec: MeterSpec
+    window: Window
+    key: str
+    amount: int
+    limit: int
+
+
+class BudgetGate:
+    """Reserves against every matching budget and quota window; settles or releases after."""
+
+    name = "budgets"
+
+    def __init__(
+        self,
+        store: MeterStore,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        fail_open: bool,
+        reservation_ttl: float,
+        default_max_output_tokens: int,
+        unpriced_reservation_nanos: int | None,
+    ) -> None:
+        self._store = store
+        self._sessions = sessions
+        self._fail_open = fail_open
+        self._ttl = reservation_ttl
+        self._default_output = default_max_output_tokens
+        self._unpriced = unpriced_reservation_nanos
+        self._schedules: dict[tuple[str, int], Schedule] = {}
+        self._limits: dict[str, int] = {}  # effective limits learned when priming (rollover)
+
+    async def before(self, ex: Exchange) -> None:
+        """Reserve the request's estimate on every applicable window, all or nothing."""
+        assert ex.principal is not None
+        if not ex.principal.meters:
+            return
+        lines = self._lines(ex)
+        if not lines:
+            return
+        try:
+            result = await self._reserve(ex, lines)
+        except MeterStoreUnavailable:
+            if not self._fail_open:
+                raise
+            ex.governance["budgets_unavailable"] = True
+            log.warning("budget store unavailable; admitting request %s (fail-open)", ex.request_id)
+            return
+        if result.outcome is ReserveOutcome.REJECTED:
+            raise _rejection(result, lines)
+        ex.meter_lines = lines
+
+    async def after(self, ex: Exchange) -> None:
+        """Settle actual usage when the upstream was called; otherwise release the reservation."""
+        lines: list[HeldLine] = ex.meter_lines
+        if not lines:
+            return
+        record = RequestId(ex.record_id)
+        try:
+            if ex.timings.upstream_started is None:
+                await self._store.release(record)
+                return
+            actuals = self._actuals(ex, lines)
+            ex.settlements = [
+                Settlement(
+                    ex.record_id,
+                    line.key,
+                    actuals[line.key],
+                    line.spec.kind,
+                    line.spec.id,
+                    line.spec.version,
+                    line.window.index,
+                    line.window.start,
+                    line.window.end,
+                    line.limit,
+                ).to_dict()  # fmt: skip
+                for line in lines
+            ]
+            await self._store.settle(record, actuals)
+        except MeterStoreUnavailable:
+            # The reconciliation worker settles or releases it once the store is back.
+            log.warning("could not settle budgets of %s now; the reconciler will", ex.request_id)
+
+    # --- estimates ---------------------------------------------------------------------
+    def _lines(self, ex: Exchange) -> list[HeldLine]:
+        assert ex.principal is not None
+        tokens_in = ex.estimated_input_tokens()
+        tokens_out = ex.output_allowance(self._default_output)
+        lines = []
+        for spec in ex.principal.meters:
+            window = self._schedule(spec).window_at(ex.received_at)
+            if window is None:
+                continue
+            amount = self._estimate(ex, spec.metric, tokens_in, tokens_out)
+            key = spec.counter_key(window)
+            lines.append(HeldLine(spec, window, key, amount, self._limits.get(key, spec.limit)))
+        return lines
+
+    def _estimate(self, ex: Exchange, metric: str, tokens_in: int, tokens_out: int) -> int:
+        if metric == "COST":
+            return self._cost_estimate(ex, tokens_in, tokens_out)
+        return {
+            "REQUESTS": 1,
+            "ERRORS": 1,
+            "TOKENS": tokens_in + tokens_out,
+            "TOKENS_IN": tokens_in,
+            "TOKENS_OUT": tokens_out,
+        }[metric]
+
+    def _cost_estimate(self, ex: Exchange, tokens_in: int, tokens_out: int) -> int:
+        assert ex.model is not None
+        if not ex.model.pricing:
+            if self._unpriced is None:
+                raise ModelPricingMissing(f"model '{ex.model.name}' has no pricing and a budget applies")
+            return self._unpriced
+        usage = Usage(tokens_in, tokens_out, tokens_in + tokens_out)
+        billing = bill(usage, ex.model.pricing, embeddings=ex.endpoint == "embeddings")
+        return int(billing.get("total_cost_nanos_usd") or 0)
+
+    def _actuals(self, ex: Exchange, lines: list[HeldLine]) -> dict[str, int]:
+        usage = ex.measured_usage()
+        tokens_in = usage.prompt_tokens if usage else 0
+        tokens_out = usage.completion_tokens if usage else 0
+        cost = ex.billing().get("total_cost_nanos_usd")
+        if cost is None and usage is not None:
+            cost = self._unpriced or 0
+        values = {
+            "COST": int(cost or 0),
+            "REQUESTS": 1,
+            "ERRORS": 1 if ex.outcome == "error" else 0,
+            "TOKENS": tokens_in + tokens_out,
+            "TOKENS_IN": tokens_in,
+            "TOKENS_OUT": tokens_out,
+        }
+        return {line.key: values[line.spec.metric] for line in lines}
+
+    # --- store ---------------------------------------------------------------------------
+    async def _reserve(self, ex: Exchange, lines: list[HeldLine]) -> ReserveResult:
+        record = RequestId(ex.record_id)
+        meter_lines = [MeterLine(line.key, line.amount, line.limit) for line in lines]
+        result = await self._store.reserve(record, meter_lines, self._ttl)
+        if result.outcome is not ReserveOutcome.COLD:
+            return result
+        by_key = {line.key: line for line in lines}
+        for key in result.cold_keys:
+            line = by_key[key]
+            used, limit = await window_state(self._sessions, line.spec, line.window)
+            self._limits[key] = limit
+            ttl = (line.window.end - ex.received_at + timedelta(days=1)).total_seconds()
+            await self._store.prime(key, used, 0, limit, ttl_seconds=max(ttl, 60.0))
+        lines[:] = [
+            HeldLine(ln.spec, ln.window, ln.key, ln.amount, self._limits.get(ln.key, ln.limit))
+            for ln in lines
+        ]
+        meter_lines = [MeterLine(line.key, line.amount, line.limit) for line in lines]
+        return await self._store.reserve(record, meter_lines, self._ttl)
+
+    def _schedule(self, spec: MeterSpec) -> Schedule:
+        cached = self._schedules.get((spec.id, spec.version))
+        if cached is None:
+            cached = spec.schedule()
+            if len(self._schedules) > 10_000:
+                self._schedules.clear()
+            self._schedules[(spec.id, spec.version)] = cached
+        return cached
+
+
+def _rejection(result: ReserveResult, lines: list[HeldLine]) -> OdockError:
+    shortfall = result.shortfall
+    assert shortfall is not None
+    line = next(ln for ln in lines if ln.key == shortfall.key)
+    spec = line.spec
+    extra: dict[str, object] = {
+        "scope": spec.owner_type.lower(),
+        "owner_id": spec.owner_id,
+        f"{spec.kind}_id": spec.id,
+        f"{spec.kind}_name": spec.name,
+        "window": {"start": line.window.start.isoformat(), "end": line.window.end.isoformat()},
+        "limit": shortfall.limit,
+        "used": shortfall.used,
+        "reserved": shortfall.reserved,
+        "requested": shortfall.requested,
+    }
+    if spec.kind == BUDGET:
+        return BudgetExceeded(f"budget '{spec.name}' is exhausted for this window", extra=extra)
+    extra["metric"] = spec.metric
+    return QuotaExceeded(f"quota '{spec.name}' ({spec.metric}) is exhausted for this window", extra=extra)

@@ -1,0 +1,75 @@
+"""Where a key stands: its limits, budgets and quotas with the current window's usage.
+
+Served at ``GET /v1/keys/self`` so client applications can show their users what is left.
+Counters come from the hot store; a window not yet touched reads from the ledger.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from odock.budgets.specs import BUDGET
+from odock.budgets.tables import MeterWindow
+from odock.keys.principal import KeyPrincipal
+
+if TYPE_CHECKING:
+    from odock.runtime import Governance
+
+
+async def key_standing(principal: KeyPrincipal, governance: Governance, now: datetime) -> dict[str, Any]:
+    """The body of ``GET /v1/keys/self``."""
+    windows = [(spec, spec.schedule().window_at(now)) for spec in principal.meters]
+    keys = [spec.counter_key(w) for spec, w in windows if w is not None]
+    readings = await governance.meters.snapshot(keys)
+    budgets, quotas = [], []
+    for spec, window in windows:
+        entry: dict[str, Any] = {
+            "id": spec.id,
+            "name": spec.name,
+            "scope": spec.owner_type.lower(),
+            "owner_id": spec.owner_id,
+            "period": spec.period,
+            "timezone": spec.timezone,
+            "window": None,
+        }
+        if window is not None:
+            key = spec.counter_key(window)
+            reading = readings.get(key)
+            if reading is not None:
+                used, reserved, limit = reading.used, reading.reserved, reading.limit
+            else:
+                used, reserved, limit = await _ledger_reading(governance, key, spec.limit)
+            entry["window"] = {"start": window.start.isoformat(), "end": window.end.isoformat()}
+            entry.update(limit=limit, used=used, reserved=reserved, remaining=max(0, limit - used - reserved))
+        if spec.kind == BUDGET:
+            budgets.append({**entry, "currency": "USD", "unit": "nanos_usd"})
+        else:
+            quotas.append({**entry, "metric": spec.metric})
+    return {
+        "key": {
+            "id": principal.key_id,
+            "name": principal.name,
+            "type": principal.type,
+            "organisation_id": principal.organisation_id,
+            "team_id": principal.team_id,
+            "user_id": principal.user_id,
+            "expires_at": principal.expires_at.isoformat() if principal.expires_at else None,
+            "models": [m.name for m in principal.granted],
+        },
+        "policies": {
+            "organisation": principal.organisation_policies,
+            "team": principal.team_policies if principal.team_id else None,
+            "api_key": principal.policies,
+        },
+        "budgets": budgets,
+        "quotas": quotas,
+    }
+
+
+async def _ledger_reading(governance: Governance, key: str, default_limit: int) -> tuple[int, int, int]:
+    async with governance.sessions() as session:
+        row = await session.get(MeterWindow, key)
+    if row is None:
+        return 0, 0, default_limit
+    return row.used, 0, row.limit

@@ -1,0 +1,165 @@
+"""The usage recorder: off-path batch writes from the durable queue, retries, and shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.exc import OperationalError
+
+from odock.usage.journal import JournalQueue
+from odock.usage.record import UsageEvent
+from odock.usage.recorder import UsageRecorder
+
+
+class FakeStore:
+    """A UsageStore stand-in that records batches and can refuse the first ``failures`` writes."""
+
+    def __init__(self, failures: int = 0) -> None:
+        self.batches: list[list[UsageEvent]] = []
+        self.failures = failures
+        self.attempts = 0
+
+    async def insert_many(self, events: Sequence[UsageEvent]) -> int:
+        self.attempts += 1
+        if self.failures:
+            self.failures -= 1
+            raise OperationalError("INSERT", {}, ConnectionRefusedError("database is down"))
+        self.batches.append(list(events))
+        return len(events)
+
+    @property
+    def ids(self) -> list[str]:
+        return [e.id for batch in self.batches for e in batch]
+
+
+def event() -> UsageEvent:
+    """A minimal usage event."""
+    return UsageEvent(
+        id=secrets.token_hex(16),
+        request_id="req",
+        timestamp=datetime.now(UTC),
+        endpoint="/v1/chat/completions",
+        status="success",
+        http_status=200,
+    )
+
+
+RecorderFactory = Callable[..., UsageRecorder]
+
+
+@pytest.fixture
+async def recorder_factory(tmp_path: Path) -> AsyncIterator[RecorderFactory]:
+    """Recorders on one journal directory; any left running are closed at the end."""
+    started: list[UsageRecorder] = []
+
+    def make(store: FakeStore, **options: Any) -> UsageRecorder:
+        values: dict[str, Any] = {"batch_size": 100, "interval": 3600.0, "recovery_interval": 3600.0}
+        values.update(options)
+        recorder = UsageRecorder(store, JournalQueue(tmp_path / "journal"), **values)  # type: ignore[arg-type]
+        started.append(recorder)
+        return recorder
+
+    yield make
+    for recorder in started:
+        await recorder.close()
+
+
+async def until(condition: Callable[[], bool], what: str, deadline: float = 10.0) -> None:
+    """Poll ``condition`` on the running loop until it holds; fail naming ``what`` at the deadline."""
+    give_up = time.monotonic() + deadline
+    while not condition():
+        assert time.monotonic() < give_up, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)  # poll interval; the deadline bounds the wait
+
+
+async def test_submit_does_not_write_on_the_request_path(recorder_factory: RecorderFactory) -> None:
+    """submit returns without touching the database; the background writer stores the batch."""
+    store = FakeStore()
+    recorder = recorder_factory(store, interval=0.02)
+    await recorder.start()
+    events = [event() for _ in range(3)]
+    for e in events:
+        recorder.submit(e)
+    assert store.attempts == 0
+    assert recorder.pending == 3
+    await until(lambda: len(store.ids) == 3, "the writer")
+    assert store.ids == [e.id for e in events]
+    assert recorder.pending == 0
+    assert recorder.written == 3
+
+
+async def test_a_full_batch_wakes_the_writer_before_the_interval(recorder_factory: RecorderFactory) -> None:
+    """Reaching batch_size writes at once instead of waiting for the (hour-long) interval."""
+    store = FakeStore()
+    recorder = recorder_factory(store, batch_size=5)
+    await recorder.start()
+    for _ in range(5):
+        recorder.submit(event())
+    await until(lambda: len(store.ids) == 5, "a batch-size wake-up")
+    assert len(store.batches) == 1
+
+
+async def test_database_errors_are_retried_without_losing_or_duplicating(
+    recorder_factory: RecorderFactory,
+) -> None:
+    """While the database refuses, the batch stays queued; once it accepts, every event is stored once."""
+    store = FakeStore(failures=2)
+    recorder = recorder_factory(store, interval=0.01)
+    await recorder.start()
+    events = [event() for _ in range(4)]
+    for e in events:
+        recorder.submit(e)
+    await until(lambda: len(store.ids) == 4, "the retry to succeed")
+    assert store.ids == [e.id for e in events]
+    assert recorder.flush_errors == 2
+    assert recorder.pending == 0
+
+
+async def test_close_writes_everything_queued(recorder_factory: RecorderFactory) -> None:
+    """Graceful shutdown stores every queued event even though the interval never elapsed."""
+    store = FakeStore()
+    recorder = recorder_factory(store)
+    await recorder.start()
+    events = [event() for _ in range(250)]
+    for e in events:
+        recorder.submit(e)
+    await recorder.close()
+    assert sorted(store.ids) == sorted(e.id for e in events)
+    assert [len(b) for b in store.batches] == [100, 100, 50]
+
+
+async def test_close_with_the_database_down_keeps_records_for_the_next_start(
+    recorder_factory: RecorderFactory,
+) -> None:
+    """If the database refuses at shutdown, close does not raise and the next start stores the records."""
+    down = FakeStore(failures=10**6)
+    recorder = recorder_factory(down)
+    await recorder.start()
+    events = [event() for _ in range(3)]
+    for e in events:
+        recorder.submit(e)
+    await recorder.close()
+    assert down.ids == []
+
+    up = FakeStore()
+    successor = recorder_factory(up, interval=0.01)
+    await successor.start()
+    await until(lambda: len(up.ids) == 3, "the successor to store the leftovers")
+    assert sorted(up.ids) == sorted(e.id for e in events)
+
+
+async def test_flush_writes_now(recorder_factory: RecorderFactory) -> None:
+    """flush() stores what is queued without waiting for the writer."""
+    store = FakeStore()
+    recorder = recorder_factory(store)
+    await recorder.start()
+    recorder.submit(event())
+    await recorder.flush()
+    assert len(store.ids) == 1

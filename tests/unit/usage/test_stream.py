@@ -1,0 +1,168 @@
+"""The Redis usage stream's own behaviour: hand-off between replicas, the length bound, bad entries.
+
+These run against the real Redis (skipped with a notice when it is not reachable).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from odock.usage.journal import JournalQueue
+from odock.usage.record import UsageEvent
+from odock.usage.stream import FIELD, GROUP, RedisStreamQueue
+from tests.support import services
+
+StreamFactory = Callable[..., RedisStreamQueue]
+
+
+def event(n: int = 0) -> UsageEvent:
+    """A minimal usage event."""
+    return UsageEvent(
+        id=secrets.token_hex(16),
+        request_id=f"req-{n}",
+        timestamp=datetime.now(UTC),
+        endpoint="/v1/chat/completions",
+        status="success",
+        http_status=200,
+    )
+
+
+@pytest.fixture
+async def redis() -> AsyncIterator[Redis]:
+    """A client of the test Redis."""
+    services.require_services()
+    client = Redis.from_url(services.REDIS_URL)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def streams(redis: Redis, tmp_path: Path) -> AsyncIterator[StreamFactory]:
+    """Stream queues on one fresh prefix, each with its own journal; all closed at the end."""
+    prefix = services.unique_name("odock_test_usage_stream") + ":"
+    made: list[RedisStreamQueue] = []
+
+    def make(**options: Any) -> RedisStreamQueue:
+        values: dict[str, Any] = {"prefix": prefix, "max_length": 100_000, "claim_idle_seconds": 60}
+        values.update(options)
+        queue = RedisStreamQueue(redis, JournalQueue(tmp_path / f"spool-{len(made)}"), **values)
+        made.append(queue)
+        return queue
+
+    yield make
+    for queue in made:
+        await queue.close()
+    await services.delete_redis_prefix(prefix)
+
+
+async def until(condition: Callable[[], Any], what: str, deadline: float = 10.0) -> None:
+    """Poll ``condition`` until it holds; fail naming ``what`` at the deadline."""
+    give_up = time.monotonic() + deadline
+    while not await condition():
+        assert time.monotonic() < give_up, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)  # poll interval; the deadline bounds the wait
+
+
+async def test_appends_reach_the_stream_without_a_reader(streams: StreamFactory, redis: Redis) -> None:
+    """The pump pushes appended events to the stream on its own, without waiting for a read."""
+    queue = streams()
+    await queue.open()
+    for n in range(3):
+        queue.append(event(n))
+
+    async def pushed() -> bool:
+        return int(await redis.xlen(queue.stream)) == 3
+
+    await until(pushed, "the pump to push")
+    assert queue.pending == 0  # nothing left in the local journal, nothing delivered yet
+
+
+async def test_a_replica_is_settled_once_a_peer_took_its_records(streams: StreamFactory) -> None:
+    """A replica whose records a live peer took is settled: at shutdown it need not drain the peer's share."""
+    leaving, peer = streams(), streams()
+    await leaving.open()
+    await peer.open()
+    leaving.append(event())
+    assert not leaving.settled
+    taken = []
+    give_up = time.monotonic() + 10
+    while not taken and time.monotonic() < give_up:
+        taken = await peer.read(10)
+    assert len(taken) == 1
+    assert await leaving.read(10) == []
+    assert leaving.settled
+    assert not peer.settled
+    await peer.ack(taken)
+    assert peer.settled
+
+
+async def test_the_length_bound_holds_records_back_in_the_journal(
+    streams: StreamFactory, redis: Redis
+) -> None:
+    """Past 90% of max_length the pump stops pushing; the journal keeps the rest and none is lost."""
+    queue = streams(max_length=10, batch_size=5)
+    await queue.open()
+    events = [event(n) for n in range(30)]
+    for e in events:
+        queue.append(e)
+
+    async def throttled() -> bool:
+        return int(await redis.xlen(queue.stream)) == 10 and queue.pending == 20
+
+    await until(throttled, "the pump to stop at the bound")
+    got: list[UsageEvent] = []
+    give_up = time.monotonic() + 10
+    while len(got) < 30 and time.monotonic() < give_up:
+        batch = await queue.read(5)
+        await queue.ack(batch)
+        got.extend(d.event for d in batch)
+    assert [e.id for e in got] == [e.id for e in events]
+
+
+async def test_a_corrupt_entry_is_dropped_not_redelivered(streams: StreamFactory, redis: Redis) -> None:
+    """An undecodable stream entry is acknowledged away; the good entries around it are delivered."""
+    queue = streams()
+    await queue.open()
+    await redis.xadd(queue.stream, {FIELD: b"not json"})
+    good = event()
+    queue.append(good)
+    assert [d.event for d in await queue.read(10)] == [good]
+    assert int(await redis.xlen(queue.stream)) == 1  # only the good one, until it is acknowledged
+
+
+async def test_a_deleted_stream_is_recreated(streams: StreamFactory, redis: Redis) -> None:
+    """If the stream and its group vanish (FLUSHDB, a new Redis), the queue recreates them and carries on."""
+    queue = streams()
+    await queue.open()
+    await redis.delete(queue.stream)
+    kept = event()
+    queue.append(kept)
+    batch = await queue.read(10)
+    assert [d.event for d in batch] == [kept]
+    await queue.ack(batch)
+
+
+async def test_claiming_never_takes_back_a_batch_being_written(streams: StreamFactory, redis: Redis) -> None:
+    """A consumer's own unacknowledged batch is not claimed again by its own recovery pass."""
+    queue = streams(claim_idle_seconds=0.001)
+    await queue.open()
+    queue.append(event())
+    batch = await queue.read(10)
+
+    async def idle() -> bool:
+        pending = await redis.xpending_range(queue.stream, GROUP, min="-", max="+", count=10)
+        return len(pending) == 1 and int(pending[0]["time_since_delivered"]) > 5
+
+    await until(idle, "the entry to be pending past claim_idle")
+    await queue.recover()
+    assert await queue.read(10) == []
+    await queue.ack(batch)

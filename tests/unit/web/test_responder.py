@@ -1,0 +1,172 @@
+"""The ASGI responder: SSE relay, usage stripping, disconnects and error rendering."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import orjson
+
+from odock.errors import UpstreamRateLimited, UpstreamStreamInterrupted
+from odock.pipeline import Exchange, Timings
+from odock.providers.adapters.base import Endpoint, StreamChunk, Usage
+from odock.web.asgi import Message
+from odock.web.responder import DONE, AsgiResponder, sse_frame
+
+CONTENT = StreamChunk(b'{"choices":[{"delta":{"content":"hi"}}]}', text_chars=2)
+USAGE_ONLY = StreamChunk(
+    b'{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1}}',
+    usage=Usage(1, 1, 2),
+    usage_only=True,
+)
+
+
+class _Stream:
+    """An upstream stream that yields ``chunks``, then raises ``then`` or waits for ``hold``."""
+
+    provider_request_id: str | None = None
+
+    def __init__(
+        self, chunks: list[StreamChunk], *, then: Exception | None = None, hold: asyncio.Event | None = None
+    ) -> None:
+        self._chunks = chunks
+        self._then = then
+        self._hold = hold
+
+    def __aiter__(self) -> AsyncIterator[StreamChunk]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[StreamChunk]:
+        for chunk in self._chunks:
+            yield chunk
+        if self._hold is not None:
+            await self._hold.wait()
+        if self._then is not None:
+            raise self._then
+
+    async def aclose(self) -> None:
+        return None
+
+
+class _Client:
+    """The ASGI server's side: records what was sent, reports a disconnect when told to."""
+
+    def __init__(self, *, leave_after_bodies: int | None = None, leave_at_end: bool = False) -> None:
+        self.messages: list[Message] = []
+        self.gone = asyncio.Event()
+        self._leave_after_bodies = leave_after_bodies
+        self._leave_at_end = leave_at_end
+
+    async def send(self, message: Message) -> None:
+        self.messages.append(message)
+        bodies = [m for m in self.messages if m["type"] == "http.response.body"]
+        if self._leave_after_bodies is not None and len(bodies) >= self._leave_after_bodies:
+            self.gone.set()
+        if self._leave_at_end and message["type"] == "http.response.body" and not message.get("more_body"):
+            # Like a server that reports the exchange over before send() returns to the app.
+            self.gone.set()
+            for _ in range(3):
+                await asyncio.sleep(0)
+
+    async def receive(self) -> Message:
+        await self.gone.wait()
+        return {"type": "http.disconnect"}
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(m.get("body", b"") for m in self.messages if m["type"] == "http.response.body")
+
+    @property
+    def start(self) -> Message:
+        return next(m for m in self.messages if m["type"] == "http.response.start")
+
+
+def _exchange(stream: _Stream, *, include_usage: bool = False) -> Exchange:
+    return Exchange(
+        request_id="rid-1",
+        endpoint=Endpoint.CHAT,
+        route="/v1/chat/completions",
+        method="POST",
+        headers={},
+        client_ip=None,
+        body=b"{}",
+        received_at=datetime.now(UTC),
+        timings=Timings(received=time.perf_counter()),
+        stream=True,
+        include_usage=include_usage,
+        upstream_stream=stream,
+    )
+
+
+async def test_usage_chunk_hidden_unless_asked_for() -> None:
+    """The usage-only chunk is metered always but forwarded only when the client asked."""
+    for include_usage in (False, True):
+        client = _Client()
+        ex = _exchange(_Stream([CONTENT, USAGE_ONLY]), include_usage=include_usage)
+        await AsgiResponder(client.send, client.receive).send_answer(ex)
+        assert ex.usage is not None
+        assert ex.usage.total_tokens == 2
+        assert (USAGE_ONLY.data in client.body) is include_usage
+        assert client.body.endswith(DONE)
+        assert ex.outcome == "success"
+
+
+async def test_multi_line_payload_stays_one_event() -> None:
+    """A payload with newlines is framed as several data lines of one event."""
+    assert sse_frame(b'{\n "a": 1\n}') == b'data: {\ndata:  "a": 1\ndata: }\n\n'
+    client = _Client()
+    await AsgiResponder(client.send, client.receive).send_answer(_exchange(_Stream([StreamChunk(b"{\n}")])))
+    assert client.body == b"data: {\ndata: }\n\n" + DONE
+
+
+async def test_disconnect_cancels_relay() -> None:
+    """A client leaving mid-stream stops the relay at once and is marked client_disconnected."""
+    client = _Client(leave_after_bodies=1)
+    ex = _exchange(_Stream([CONTENT], hold=asyncio.Event()))
+    await asyncio.wait_for(AsgiResponder(client.send, client.receive).send_answer(ex), timeout=5)
+    assert (ex.outcome, ex.http_status) == ("client_disconnected", 499)
+    assert ex.streamed_chunks == 1
+    assert DONE not in client.body
+
+
+async def test_end_reported_with_last_frame_is_not_a_disconnect() -> None:
+    """A server that reports the exchange over as the last frame goes out does not turn success into 499."""
+    client = _Client(leave_at_end=True)
+    ex = _exchange(_Stream([CONTENT, USAGE_ONLY]))
+    await AsgiResponder(client.send, client.receive).send_answer(ex)
+    assert (ex.outcome, ex.http_status) == ("success", 200)
+    assert client.body.endswith(DONE)
+
+
+async def test_failure_after_start_is_reported_in_band() -> None:
+    """An upstream failure mid-stream ends the stream with an error event and never [DONE]."""
+    client = _Client()
+    ex = _exchange(_Stream([CONTENT], then=UpstreamStreamInterrupted()))
+    responder = AsgiResponder(client.send, client.receive)
+    try:
+        await responder.send_answer(ex)
+    except UpstreamStreamInterrupted as error:
+        await responder.send_error(ex, error)
+    else:
+        raise AssertionError("the interruption was swallowed")
+    assert client.start["status"] == 200
+    last = client.body.rsplit(b"\n\n", 2)[-2]
+    assert orjson.loads(last.removeprefix(b"data: "))["error"]["code"] == "upstream_stream_interrupted"
+    assert DONE not in client.body
+    assert client.messages[-1]["more_body"] is False
+
+
+async def test_error_before_start_carries_headers() -> None:
+    """A JSON error response keeps the error's headers and adds the request id and overhead."""
+    client = _Client()
+    ex = _exchange(_Stream([]))
+    error = UpstreamRateLimited("slow down", upstream_status=429, headers={"retry-after": "3"})
+    await AsgiResponder(client.send, client.receive).send_error(ex, error)
+    headers = dict(client.start["headers"])
+    assert client.start["status"] == 429
+    assert headers[b"retry-after"] == b"3"
+    assert headers[b"x-request-id"] == b"rid-1"
+    assert float(headers[b"x-odock-overhead-ms"]) >= 0
+    assert orjson.loads(client.body)["error"]["code"] == "upstream_rate_limited"
