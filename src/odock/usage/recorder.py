@@ -84,13 +84,14 @@ class UsageRecorder:
         await self._queue.open()
         self._closing = False
         self._task = asyncio.get_running_loop().create_task(self._run(), name="odock-usage-writer")
+        self._task.add_done_callback(_report_crash)
 
     async def close(self) -> None:
         """Stop the writer, write everything queued, release the queue."""
         self._closing = True
         self._wake.set()
         if self._task is not None:
-            await self._task
+            await asyncio.wait({self._task})  # a crashed writer was reported by _report_crash
             self._task = None
         try:
             await asyncio.wait_for(self._drain(), self._close_timeout)
@@ -147,3 +148,9 @@ class UsageRecorder:
             self.written += len(self._in_flight)
             self._in_flight = []
             return True
+
+
+def _report_crash(task: asyncio.Task[None]) -> None:
+    """Log a writer that died of an unexpected error; its records stay queued for the next start."""
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.critical("the usage writer stopped; records stay queued until the next start", exc_info=exc)
