@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 from typing import Any
 
@@ -53,6 +54,9 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int |
         "timeout_graceful_shutdown": settings.shutdown_grace_seconds,
         "server_header": False,
     }
+    # uvicorn re-raises the signal it handled once it has shut down gracefully; a graceful
+    # SIGTERM is a clean exit, so say so with status 0.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     if settings.workers == 1:
         uvicorn.run(create_app(settings), **common)
         return

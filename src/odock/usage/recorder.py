@@ -97,7 +97,8 @@ class UsageRecorder:
             await asyncio.wait_for(self._drain(), self._close_timeout)
         except (*_WRITE_ERRORS, TimeoutError) as exc:
             log.error("usage records not written at shutdown stay queued for the next start: %r", exc)
-        await self._queue.close()
+        finally:
+            await self._queue.close()
 
     async def flush(self) -> None:
         """Write everything queued now (raises if the database or the queue refuses)."""

@@ -21,13 +21,16 @@ from odock.usage.recorder import UsageRecorder
 class FakeStore:
     """A UsageStore stand-in that records batches and can refuse the first ``failures`` writes."""
 
-    def __init__(self, failures: int = 0) -> None:
+    def __init__(self, failures: int = 0, broken: bool = False) -> None:
         self.batches: list[list[UsageEvent]] = []
         self.failures = failures
+        self.broken = broken
         self.attempts = 0
 
     async def insert_many(self, events: Sequence[UsageEvent]) -> int:
         self.attempts += 1
+        if self.broken:
+            raise RuntimeError("a bug in the store")
         if self.failures:
             self.failures -= 1
             raise OperationalError("INSERT", {}, ConnectionRefusedError("database is down"))
@@ -163,3 +166,22 @@ async def test_flush_writes_now(recorder_factory: RecorderFactory) -> None:
     recorder.submit(event())
     await recorder.flush()
     assert len(store.ids) == 1
+
+
+async def test_a_crashed_writer_is_reported_and_its_records_survive(
+    recorder_factory: RecorderFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An unexpected error stops the writer loudly; the queue is still released and a restart stores all."""
+    buggy = FakeStore(broken=True)
+    recorder = recorder_factory(buggy, interval=0.01)
+    await recorder.start()
+    lost_if_not_durable = event()
+    recorder.submit(lost_if_not_durable)
+    await until(lambda: any(r.levelname == "CRITICAL" for r in caplog.records), "the crash to be reported")
+    with pytest.raises(RuntimeError, match="a bug in the store"):
+        await recorder.close()
+
+    fixed = FakeStore()
+    successor = recorder_factory(fixed, interval=0.01)
+    await successor.start()
+    await until(lambda: fixed.ids == [lost_if_not_durable.id], "the successor to store the record")

@@ -1,0 +1,294 @@
+"""Helpers for the governance proofs: deterministic prices, request storms, ledger reads, replicas.
+
+Costs are made exact by the mock provider and a price of 1 USD per 1K tokens in and out, so one
+token costs 1,000,000 nanos. ``MESSAGES`` estimates to 5 prompt tokens (4 per message + 1 for
+"hi"), and every request asks for ``max_tokens = COMPLETION_TOKENS`` while the mock answers with
+exactly that many words: the reservation estimate equals the settled actual, so a limit of
+``K × REQUEST_COST`` (or ``K × REQUEST_TOKENS``) fits exactly K requests.
+
+Gateways run either in-thread (the ``gateway`` fixture; read its database with :func:`on_gateway`)
+or as ``odock serve`` subprocesses (:func:`serve_gateways`), provisioned by an :class:`Operator`
+that holds only a database engine and the deployment's invalidation bus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+from redis.asyncio import Redis
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from odock.admin.control import ControlPlane
+from odock.budgets.control import BudgetControl
+from odock.budgets.tables import MeterSettlement, MeterWindow
+from odock.cache.bus import InvalidationBus, LocalInvalidationBus, RedisInvalidationBus
+from odock.db import migrate
+from odock.db.engine import create_engine, session_factory
+from odock.providers.tables import ProviderType
+from odock.settings import Settings
+from odock.usage.tables import UsageRecord
+from tests.conftest import Gateway, Tenant
+from tests.support.server import free_port
+
+T = TypeVar("T")
+
+PRICING: dict[str, Any] = {
+    "input": {"text_cost_per_1k_tokens": 1.0},
+    "output": {"text_cost_per_1k_tokens": 1.0},
+}
+NANOS_PER_TOKEN = 1_000_000
+MESSAGES: list[dict[str, str]] = [{"role": "user", "content": "hi"}]
+PROMPT_TOKENS = 5
+COMPLETION_TOKENS = 10
+REQUEST_TOKENS = PROMPT_TOKENS + COMPLETION_TOKENS
+REQUEST_COST = REQUEST_TOKENS * NANOS_PER_TOKEN
+MOCK_CONFIG: dict[str, Any] = {"completion_tokens": COMPLETION_TOKENS, "latency_ms": 50}
+ODOCK = str(Path(sys.executable).parent / "odock")
+POLL_INTERVAL = 0.05  # between polls; every wait is bounded by a deadline
+
+
+def chat_body(model: str, **extra: Any) -> dict[str, Any]:
+    """A chat completion whose estimate equals its actual usage (max_tokens = the mock's answer)."""
+    return {"model": model, "messages": MESSAGES, "max_tokens": COMPLETION_TOKENS, **extra}
+
+
+def bearer(secret: str) -> dict[str, str]:
+    """The authorization header of an API key."""
+    return {"authorization": f"Bearer {secret}"}
+
+
+async def fire(
+    client: httpx.AsyncClient, urls: Sequence[str], secret: str, model: str, count: int, **extra: Any
+) -> list[httpx.Response]:
+    """``count`` chat completions sent at once, spread round-robin over the gateways at ``urls``."""
+    body = chat_body(model, **extra)
+
+    async def one(n: int) -> httpx.Response:
+        url = urls[n % len(urls)] + "/v1/chat/completions"
+        return await client.post(url, json=body, headers=bearer(secret))
+
+    return list(await asyncio.gather(*(one(n) for n in range(count))))
+
+
+def statuses(replies: Sequence[httpx.Response]) -> dict[int, int]:
+    """How many replies had each status code."""
+    counts: dict[int, int] = {}
+    for reply in replies:
+        counts[reply.status_code] = counts.get(reply.status_code, 0) + 1
+    return counts
+
+
+def error_of(reply: httpx.Response) -> dict[str, Any]:
+    """The ``error`` object of an error reply."""
+    return dict(reply.json()["error"])
+
+
+async def key_self(client: httpx.AsyncClient, url: str, secret: str) -> dict[str, Any]:
+    """``GET /v1/keys/self`` on the gateway at ``url``."""
+    reply = await client.get(url + "/v1/keys/self", headers=bearer(secret))
+    assert reply.status_code == 200, reply.text
+    return dict(reply.json())
+
+
+async def eventually(probe: Callable[[], Awaitable[T]], what: str, deadline: float = 20.0) -> T:
+    """Await ``probe`` until it returns something truthy; fail naming ``what`` at the deadline."""
+    give_up = time.monotonic() + deadline
+    while True:
+        value = await probe()
+        if value:
+            return value
+        assert time.monotonic() < give_up, f"timed out after {deadline}s waiting for {what}"
+        await asyncio.sleep(POLL_INTERVAL)
+
+
+async def on_gateway(gateway: Gateway, coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` on an in-thread gateway's loop without blocking the test's loop."""
+    return await asyncio.to_thread(gateway.run, coro)
+
+
+# --- the durable side ---------------------------------------------------------------------
+
+
+async def usage_of_key(sessions: async_sessionmaker[AsyncSession], key_id: str) -> list[UsageRecord]:
+    """Every usage record of an API key."""
+    async with sessions() as session:
+        rows = await session.execute(select(UsageRecord).where(UsageRecord.api_key_id == key_id))
+        return list(rows.scalars())
+
+
+async def windows_of(sessions: async_sessionmaker[AsyncSession], meter_id: str) -> list[MeterWindow]:
+    """The ledger windows of a budget or quota."""
+    async with sessions() as session:
+        rows = await session.execute(select(MeterWindow).where(MeterWindow.meter_id == meter_id))
+        return list(rows.scalars())
+
+
+async def settlements_of(
+    sessions: async_sessionmaker[AsyncSession], window_key: str
+) -> dict[str, int]:
+    """What each request (by usage record id) settled into one ledger window."""
+    async with sessions() as session:
+        query = select(MeterSettlement.request_key, MeterSettlement.amount)
+        rows = await session.execute(query.where(MeterSettlement.window_key == window_key))
+        return {request: amount for request, amount in rows.all()}
+
+
+async def records_written(
+    sessions: async_sessionmaker[AsyncSession], key_id: str, count: int
+) -> list[UsageRecord] | None:
+    """The key's usage records once ``count`` exist (None before)."""
+    records = await usage_of_key(sessions, key_id)
+    return records if len(records) >= count else None
+
+
+# --- provisioning outside a gateway -------------------------------------------------------
+
+
+@dataclass
+class Operator:
+    """An admin process: a control plane and budget control on the deployment's database and bus."""
+
+    control: ControlPlane
+    budgets: BudgetControl
+    sessions: async_sessionmaker[AsyncSession]
+    engine: AsyncEngine
+
+    async def tenant(self, provider_config: dict[str, Any] | None = None, **key: Any) -> Tenant:
+        """A fresh organisation with a priced mock model and a key that may call it."""
+        control = self.control
+        org = await control.create_organisation("gov-" + secrets.token_hex(4))
+        config = provider_config if provider_config is not None else MOCK_CONFIG
+        provider = await control.create_provider(org.id, "mock", ProviderType.MOCK, config=config)
+        model = await control.create_model(org.id, "test-model", provider_id=provider.id, pricing=PRICING)
+        issued = await control.create_api_key(org.id, "governed", models=["test-model"], **key)
+        return Tenant(org.id, provider.id, "test-model", model.id, issued.key.id, issued.secret)
+
+
+@contextlib.asynccontextmanager
+async def operator(settings: Settings) -> AsyncIterator[Operator]:
+    """Migrate the deployment's database and open a publish-only control plane on it."""
+    engine = create_engine(settings.resolved_database_url, pool_size=2)
+    redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+    try:
+        await migrate.upgrade(engine)
+        sessions = session_factory(engine)
+        bus: InvalidationBus = (
+            RedisInvalidationBus(redis, settings.redis_prefix, settings.cache_invalidation_channel)
+            if redis is not None
+            else LocalInvalidationBus()
+        )
+        yield Operator(ControlPlane(sessions, bus, None), BudgetControl(sessions, bus), sessions, engine)
+    finally:
+        if redis is not None:
+            await redis.aclose()
+        await engine.dispose()
+
+
+# --- odock serve subprocesses -------------------------------------------------------------
+
+
+@dataclass
+class Served:
+    """One ``odock serve`` process."""
+
+    name: str
+    process: asyncio.subprocess.Process
+    base_url: str
+    log: Path
+
+    def output(self) -> str:
+        """What the process printed so far."""
+        return self.log.read_text(errors="replace")
+
+    async def kill(self) -> None:
+        """SIGKILL: no shutdown hook, no settle, no flush."""
+        self.process.send_signal(signal.SIGKILL)
+        assert await asyncio.wait_for(self.process.wait(), 30) == -signal.SIGKILL
+
+
+def serve_env(settings: Settings, data_dir: Path, port: int, overrides: dict[str, str]) -> dict[str, str]:
+    """The environment of one ``odock serve`` process of the deployment described by ``settings``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ODOCK_")}
+    env.update(
+        ODOCK_HOST="127.0.0.1",
+        ODOCK_PORT=str(port),
+        ODOCK_DATA_DIR=str(data_dir),
+        ODOCK_DATABASE_URL=settings.resolved_database_url,
+        ODOCK_MIGRATE_ON_START="true",  # the operator has migrated already: a no-op
+        ODOCK_DEMO="false",
+        ODOCK_LOG_LEVEL="warning",
+        ODOCK_SHUTDOWN_GRACE_SECONDS="5",
+        ODOCK_USAGE_FLUSH_INTERVAL_SECONDS="0.05",
+    )
+    if settings.redis_url:
+        env.update(
+            ODOCK_REDIS_URL=settings.redis_url,
+            ODOCK_REDIS_PREFIX=settings.redis_prefix,
+            ODOCK_CACHE_INVALIDATION_CHANNEL=settings.cache_invalidation_channel,
+        )
+    env.update(overrides)
+    return env
+
+
+async def start_served(name: str, settings: Settings, tmp_path: Path, **overrides: str) -> Served:
+    """Start one ``odock serve`` and wait until it is healthy."""
+    port = free_port()
+    log = tmp_path / f"{name}-{secrets.token_hex(2)}.log"
+    with log.open("wb") as out:
+        process = await asyncio.create_subprocess_exec(
+            ODOCK,
+            "serve",
+            env=serve_env(settings, tmp_path / name, port, overrides),
+            stdout=out,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+    served = Served(name, process, f"http://127.0.0.1:{port}", log)
+    async with httpx.AsyncClient(timeout=2) as client:
+
+        async def healthy() -> bool:
+            assert process.returncode is None, f"{name} exited: {served.output()}"
+            with contextlib.suppress(httpx.TransportError):
+                return (await client.get(served.base_url + "/v1/health")).status_code == 200
+            return False
+
+        await eventually(healthy, f"{name} to become healthy", deadline=60)
+    return served
+
+
+async def stop_served(served: Sequence[Served]) -> None:
+    """SIGTERM every process still running and reap it (SIGKILL past 30 s)."""
+    for one in served:
+        if one.process.returncode is None:
+            one.process.send_signal(signal.SIGTERM)
+    for one in served:
+        try:
+            await asyncio.wait_for(one.process.wait(), 30)
+        except TimeoutError:
+            one.process.kill()
+            await one.process.wait()
+
+
+@contextlib.asynccontextmanager
+async def serve_gateways(
+    settings: Settings, tmp_path: Path, names: Sequence[str], **overrides: str
+) -> AsyncIterator[list[Served]]:
+    """One ``odock serve`` per name, sharing the deployment; all are stopped on exit."""
+    started: list[Served] = []
+    try:
+        for name in names:
+            started.append(await start_served(name, settings, tmp_path, **overrides))
+        yield started
+    finally:
+        await stop_served(started)
