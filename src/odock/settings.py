@@ -72,9 +72,9 @@ class Settings(BaseSettings):
 
     # --- usage --------------------------------------------------------------------------
     usage_flush_interval_seconds: float = Field(
-        0.25, gt=0, description="How often queued usage records are written to the database"
+        0.05, gt=0, description="How often queued usage records are written to the database"
     )
-    usage_batch_size: int = Field(500, ge=1, description="Usage records per database insert or Redis push")
+    usage_batch_size: int = Field(64, ge=1, description="Usage records per database insert or Redis push")
     usage_queue_max: int = Field(
         100_000, ge=100, description="Usage records held in memory while the usage journal cannot be written"
     )

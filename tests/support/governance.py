@@ -121,36 +121,102 @@ async def on_gateway(gateway: Gateway, coro: Coroutine[Any, Any, T]) -> T:
 # --- the durable side ---------------------------------------------------------------------
 
 
-async def usage_of_key(sessions: async_sessionmaker[AsyncSession], key_id: str) -> list[UsageRecord]:
-    """Every usage record of an API key."""
-    async with sessions() as session:
-        rows = await session.execute(select(UsageRecord).where(UsageRecord.api_key_id == key_id))
-        return list(rows.scalars())
+@dataclass
+class Ledger:
+    """Reads usage records and ledger windows; ``via`` is the in-thread gateway owning ``sessions``."""
+
+    sessions: async_sessionmaker[AsyncSession]
+    via: Gateway | None = None
+
+    @classmethod
+    def of(cls, gateway: Gateway) -> Ledger:
+        """The ledger of an in-thread gateway, read on that gateway's loop."""
+        return cls(gateway.runtime.sessions, gateway)
+
+    async def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return await (on_gateway(self.via, coro) if self.via is not None else coro)
+
+    async def usage(self, key_id: str) -> list[UsageRecord]:
+        """Every usage record of an API key."""
+        return await self._run(self._select(select(UsageRecord).where(UsageRecord.api_key_id == key_id)))
+
+    async def windows(self, meter_id: str) -> list[MeterWindow]:
+        """The ledger windows of a budget or quota."""
+        return await self._run(self._select(select(MeterWindow).where(MeterWindow.meter_id == meter_id)))
+
+    async def settlements(self, window_key: str) -> dict[str, int]:
+        """What each request (by usage record id) settled into one ledger window."""
+        query = select(MeterSettlement).where(MeterSettlement.window_key == window_key)
+        rows = await self._run(self._select(query))
+        return {row.request_key: row.amount for row in rows}
+
+    async def records(self, key_id: str, count: int, deadline: float = 20.0) -> list[UsageRecord]:
+        """The key's usage records, once at least ``count`` are written (polling with a deadline)."""
+
+        async def written() -> list[UsageRecord] | None:
+            records = await self.usage(key_id)
+            return records if len(records) >= count else None
+
+        found = await eventually(written, f"{count} usage records of key {key_id}", deadline)
+        assert found is not None
+        return found
+
+    async def _select(self, query: Any) -> list[Any]:
+        async with self.sessions() as session:
+            return list((await session.execute(query)).scalars())
 
 
-async def windows_of(sessions: async_sessionmaker[AsyncSession], meter_id: str) -> list[MeterWindow]:
-    """The ledger windows of a budget or quota."""
-    async with sessions() as session:
-        rows = await session.execute(select(MeterWindow).where(MeterWindow.meter_id == meter_id))
-        return list(rows.scalars())
+def meter_entry(standing: dict[str, Any], meter_id: str) -> dict[str, Any]:
+    """The budget or quota ``meter_id`` in a ``/v1/keys/self`` body."""
+    for entry in [*standing["budgets"], *standing["quotas"]]:
+        if entry["id"] == meter_id:
+            return dict(entry)
+    raise AssertionError(f"{meter_id} is not in /v1/keys/self: {standing}")
 
 
-async def settlements_of(
-    sessions: async_sessionmaker[AsyncSession], window_key: str
-) -> dict[str, int]:
-    """What each request (by usage record id) settled into one ledger window."""
-    async with sessions() as session:
-        query = select(MeterSettlement.request_key, MeterSettlement.amount)
-        rows = await session.execute(query.where(MeterSettlement.window_key == window_key))
-        return {request: amount for request, amount in rows.all()}
+@dataclass(frozen=True)
+class StormProof:
+    """What a storm against one budget or quota did, as measured."""
+
+    fired: int
+    admitted: int
+    limit: int
+    used: int
 
 
-async def records_written(
-    sessions: async_sessionmaker[AsyncSession], key_id: str, count: int
-) -> list[UsageRecord] | None:
-    """The key's usage records once ``count`` exist (None before)."""
-    records = await usage_of_key(sessions, key_id)
-    return records if len(records) >= count else None
+async def prove_storm(
+    ledger: Ledger,
+    client: httpx.AsyncClient,
+    url: str,
+    tenant: Tenant,
+    meter_id: str,
+    replies: Sequence[httpx.Response],
+    *,
+    denial: tuple[int, str],
+    measure: Callable[[UsageRecord], int],
+) -> StormProof:
+    """Every request recorded, refusals before the upstream, every admission settled, spend ≤ limit."""
+    status, code = denial
+    refused = [r for r in replies if r.status_code != 200]
+    assert all((r.status_code, error_of(r)["code"]) == (status, code) for r in refused), [
+        (r.status_code, r.text) for r in refused if (r.status_code, error_of(r).get("code")) != denial
+    ]
+    records = await ledger.records(tenant.key_id, len(replies))
+    assert len(records) == len(replies)
+    admitted = [r for r in records if r.http_status == 200]
+    assert len(admitted) == len(replies) - len(refused)
+    for record in records:
+        if record.http_status != 200:
+            assert (record.http_status, record.error_code) == denial
+            assert record.upstream_latency_ms is None, "a refused request reached the upstream"
+    (window,) = await ledger.windows(meter_id)
+    settled = await ledger.settlements(window.key)
+    assert set(settled) == {r.id for r in admitted}, "not exactly the admitted requests settled"
+    assert all(settled[r.id] == measure(r) for r in admitted)
+    assert window.used == sum(settled.values()) <= window.limit
+    entry = meter_entry(await key_self(client, url, tenant.secret), meter_id)
+    assert (entry["reserved"], entry["used"], entry["limit"]) == (0, window.used, window.limit)
+    return StormProof(len(replies), len(admitted), window.limit, window.used)
 
 
 # --- provisioning outside a gateway -------------------------------------------------------
