@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import hypothesis  # noqa: F401  (see below)
 import pytest
 
 from odock.app import OdockApp, create_app
@@ -25,6 +26,10 @@ from odock.runtime import Runtime
 from odock.settings import Settings, load_settings
 from tests.support import services
 from tests.support.server import ThreadedServer
+
+# Hypothesis' pytest plugin imports the package lazily at session end; under CPython 3.11 that
+# late import (rewritten by pytest, after server threads ran) can fail with "AST constructor
+# recursion depth mismatch". Importing it here, at collection, avoids the late import.
 
 BACKEND = os.environ.get("ODOCK_TEST_BACKEND", "embedded")
 if BACKEND not in ("embedded", "production"):
@@ -96,7 +101,9 @@ def _settings_factory(
 
 
 @pytest.fixture
-def make_settings(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> SettingsFactory:
+def make_settings(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> SettingsFactory:
     """Settings for the active integration backend, isolated per call."""
     return _settings_factory(BACKEND, tmp_path_factory, request)
 

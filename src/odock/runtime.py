@@ -19,18 +19,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from odock.admin.control import ControlPlane
 from odock.budgets.control import BudgetControl
 from odock.budgets.meters import MemoryMeterStore, MeterStore
-from odock.budgets.redis_meters import RedisMeterStore
 from odock.budgets.reconciler import BudgetReconciler
+from odock.budgets.redis_meters import RedisMeterStore
 from odock.budgets.stage import BudgetGate
-from odock.limits.limiter import MemoryRateLimiter, RateLimiter, RedisRateLimiter
-from odock.limits.policy import PolicyResolver, parse_policy
-from odock.limits.stage import EarlyGate, FinalGate, PreAuthGate
 from odock.cache.bus import InvalidationBus, LocalInvalidationBus, RedisInvalidationBus
 from odock.cache.shared import MemorySharedCache, RedisSharedCache, SharedCache
 from odock.db import migrate
 from odock.db.engine import create_engine, session_factory
 from odock.keys.directory import KeyDirectory
 from odock.keys.stage import Authenticate
+from odock.limits.limiter import MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from odock.limits.policy import PolicyResolver, parse_policy
+from odock.limits.stage import EarlyGate, FinalGate, PreAuthGate
 from odock.pipeline import Pipeline
 from odock.providers.adapters.base import Adapter
 from odock.providers.adapters.mock import MockAdapter
@@ -135,7 +135,10 @@ def open_governance(
     if redis is None:
         return Governance(MemoryRateLimiter(), resolver, MemoryMeterStore(), sessions)
     return Governance(
-        RedisRateLimiter(redis, settings.redis_prefix), resolver, RedisMeterStore(redis, settings.redis_prefix), sessions
+        RedisRateLimiter(redis, settings.redis_prefix),
+        resolver,
+        RedisMeterStore(redis, settings.redis_prefix),
+        sessions,
     )
 
 
@@ -202,10 +205,20 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         negative_ttl = settings.auth_negative_cache_ttl_seconds
         max_entries = settings.local_cache_max_entries
         keys = KeyDirectory(
-            sessions, shared, bus, ttl=settings.auth_cache_ttl_seconds, negative_ttl=negative_ttl, max_entries=max_entries
+            sessions,
+            shared,
+            bus,
+            ttl=settings.auth_cache_ttl_seconds,
+            negative_ttl=negative_ttl,
+            max_entries=max_entries,
         )
         models = ModelCatalog(
-            sessions, shared, bus, ttl=settings.model_cache_ttl_seconds, negative_ttl=negative_ttl, max_entries=max_entries
+            sessions,
+            shared,
+            bus,
+            ttl=settings.model_cache_ttl_seconds,
+            negative_ttl=negative_ttl,
+            max_entries=max_entries,
         )
         await bus.start()
         stack.push_async_callback(bus.stop)
@@ -216,7 +229,9 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         )
         stack.push_async_callback(http.close)
         openai = OpenAICompatibleAdapter(http, settings.upstream_connect_timeout_seconds)
-        adapters: dict[str, Adapter] = {t: openai for t in ("OPENAI", "AZURE_OPENAI", "VLLM", "CUSTOM", "MISTRAL")}
+        adapters: dict[str, Adapter] = {
+            t: openai for t in ("OPENAI", "AZURE_OPENAI", "VLLM", "CUSTOM", "MISTRAL")
+        }
         adapters["MOCK"] = MockAdapter()
         decrypter = load_decrypter(settings)
         vault = ProviderKeyVault(decrypter, settings.provider_key_decrypt_cache_ttl_seconds)

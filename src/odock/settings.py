@@ -101,22 +101,31 @@ class Settings(BaseSettings):
 
     # --- governance: rate limits, budgets, quotas ----------------------------------------
     ratelimit_global_policy: dict[str, Any] = Field(
-        default_factory=dict, description="Policy envelope (JSON) applied to every request before authentication"
+        default_factory=dict,
+        description="Policy envelope (JSON) applied to every request before authentication",
     )
     governance_fail_open: bool = Field(
-        False, description="Admit requests when Redis is unreachable for limits/budgets (default: refuse with 503)"
+        False,
+        description="Admit requests when Redis is unreachable for limits/budgets (default: refuse with 503)",
     )
     trusted_proxy_cidrs: list[str] = Field(
-        default_factory=list, description="Peers whose X-Forwarded-For / X-Real-IP is trusted for the client IP"
+        default_factory=list,
+        description="Peers whose X-Forwarded-For / X-Real-IP is trusted for the client IP",
     )
     default_max_output_tokens: int = Field(
-        4096, ge=1, description="Output tokens reserved when a request sets no max_tokens and the model no cap"
+        4096,
+        ge=1,
+        description="Output tokens reserved when a request sets no max_tokens and the model no cap",
     )
     unpriced_reservation_nanos: int | None = Field(
-        None, ge=0, description="Cost reserved for a model without pricing when a budget applies (unset: refuse)"
+        None,
+        ge=0,
+        description="Cost reserved for a model without pricing when a budget applies (unset: refuse)",
     )
     budget_reservation_ttl_seconds: float = Field(
-        900.0, gt=0, description="After this long an unsettled reservation is reconciled (settled or released)"
+        900.0,
+        gt=0,
+        description="After this long an unsettled reservation is reconciled (settled or released)",
     )
     budget_reconcile_interval_seconds: float = Field(
         10.0, gt=0, description="How often the reconciliation worker looks for stale reservations"

@@ -12,4 +12,5 @@ def test_chat_completion_through_sdk(gateway: Gateway, tenant: Tenant) -> None:
     client = openai.OpenAI(base_url=gateway.base_url + "/v1", api_key=tenant.secret, max_retries=0)
     reply = client.chat.completions.create(model=tenant.model, messages=[{"role": "user", "content": "hi"}])
     assert reply.choices[0].message.content
-    assert reply.usage is not None and reply.usage.completion_tokens == 16
+    assert reply.usage is not None
+    assert reply.usage.completion_tokens == 16

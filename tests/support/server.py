@@ -61,7 +61,8 @@ class ThreadedServer:
 
     async def _serve(self) -> None:
         serve = asyncio.ensure_future(self._server.serve())
-        while not self._server.started and not serve.done():
+        # uvicorn exposes readiness only as a flag, so poll it (bounded by start()'s deadline).
+        while not self._server.started and not serve.done():  # noqa: ASYNC110
             await asyncio.sleep(0.01)
         self._ready.set()
         await serve

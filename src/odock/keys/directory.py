@@ -97,7 +97,9 @@ async def load_principal(session: AsyncSession, key_hash: str) -> KeyPrincipal |
         name=key.name,
         expires_at=key.expires_at,
         revoked=key.revoked,
-        granted=tuple(GrantedModel(ModelId(mid), name, int(created.timestamp())) for mid, name, created in rows),
+        granted=tuple(
+            GrantedModel(ModelId(mid), name, int(created.timestamp())) for mid, name, created in rows
+        ),
         policies=dict(key.policies or {}),
         organisation_policies=dict(org.policies or {}) if org else {},
         team_policies=dict(team.policies or {}) if team else {},

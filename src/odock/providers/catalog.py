@@ -130,7 +130,9 @@ class ModelCatalog:
 async def load_model(session: AsyncSession, organisation_id: str, name: str) -> ResolvedModel | None:
     """Build a resolved model from the database (the cold path)."""
     model = (
-        await session.execute(select(Model).where(Model.organisation_id == organisation_id, Model.name == name))
+        await session.execute(
+            select(Model).where(Model.organisation_id == organisation_id, Model.name == name)
+        )
     ).scalar_one_or_none()
     if model is None:
         return None

@@ -52,7 +52,9 @@ class ProviderApiKey(Base):
 
     id: Mapped[str] = mapped_column(IdType, primary_key=True)
     provider_id: Mapped[str] = mapped_column(ForeignKey("providers.id", ondelete="CASCADE"), index=True)
-    organisation_id: Mapped[str] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), index=True)
+    organisation_id: Mapped[str] = mapped_column(
+        ForeignKey("organisations.id", ondelete="CASCADE"), index=True
+    )
     name: Mapped[str] = mapped_column(String(200))
     key: Mapped[str] = mapped_column(Text)
     key_preview: Mapped[str] = mapped_column(String(40))

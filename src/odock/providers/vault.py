@@ -45,7 +45,9 @@ class ProviderKeyVault:
         else:
             if self._decrypter is None:
                 self.decrypt_failures += 1
-                raise ProviderApiKeyUnreadable("an encrypted provider key exists but no private key is configured")
+                raise ProviderApiKeyUnreadable(
+                    "an encrypted provider key exists but no private key is configured"
+                )
             try:
                 plain = self._decrypter.decrypt(ref.stored)
             except EnvelopeError as exc:

@@ -57,7 +57,9 @@ class Team(Base):
     __table_args__ = (UniqueConstraint("organisation_id", "name"),)
 
     id: Mapped[str] = mapped_column(IdType, primary_key=True)
-    organisation_id: Mapped[str] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), index=True)
+    organisation_id: Mapped[str] = mapped_column(
+        ForeignKey("organisations.id", ondelete="CASCADE"), index=True
+    )
     name: Mapped[str] = mapped_column(String(200))
     policies: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -293,8 +293,11 @@ class JournalQueue:
         # Logged once per streak: a full disk must not also flood the log at request rate.
         if len(self._memory) + len(self._memory_in_flight) >= self._max_in_memory:
             if not self._dropped:
-                log.error("usage records are being lost: %s and %d are already held in memory",
-                          reason, self._max_in_memory)
+                log.error(
+                    "usage records are being lost: %s and %d are already held in memory",
+                    reason,
+                    self._max_in_memory,
+                )
             self._dropped += 1
             return
         if not self._memory:
@@ -310,8 +313,11 @@ class JournalQueue:
             self.append(event)
         if self._memory:
             self._dropped += len(self._memory)
-            log.error("%d usage records lost at shutdown: the journal in %s cannot be written",
-                      len(self._memory), self.directory)
+            log.error(
+                "%d usage records lost at shutdown: the journal in %s cannot be written",
+                len(self._memory),
+                self.directory,
+            )
             self._memory.clear()
 
     # --- reading and acknowledging ---------------------------------------------------------------
@@ -333,8 +339,9 @@ class JournalQueue:
             else:
                 if seg.sealed or not chunk:
                     self.torn_lines += 1
-                    log.warning("usage journal %s ends in a torn line (%d bytes): skipped",
-                                seg.path.name, remaining)
+                    log.warning(
+                        "usage journal %s ends in a torn line (%d bytes): skipped", seg.path.name, remaining
+                    )
                     seg.read_offset = seg.size
                 return
 
@@ -394,8 +401,9 @@ class JournalQueue:
             seg.size = path.stat().st_size
             seg.load_acks()
             self._segments[seg.name] = seg
-        log.warning("replaying the usage journal of a process that is gone (%s): %d segment(s)",
-                    owner, len(segments))
+        log.warning(
+            "replaying the usage journal of a process that is gone (%s): %d segment(s)", owner, len(segments)
+        )
         return True
 
     def _clear_stale_lock(self, entry: str) -> None:

@@ -204,8 +204,11 @@ class RedisStreamQueue:
                     continue
                 delay = 1.0  # the stream is full: try again later, the journal holds the rest
             except UsageQueueError as exc:
-                log.warning("usage push to redis failed (%s); %d records wait in the local journal",
-                            exc, self._spool.pending)
+                log.warning(
+                    "usage push to redis failed (%s); %d records wait in the local journal",
+                    exc,
+                    self._spool.pending,
+                )
                 delay, backoff = backoff, min(backoff * 2, _BACKOFF_MAX)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), delay)
@@ -239,8 +242,13 @@ class RedisStreamQueue:
             self._length = int(await self._redis.xlen(self.stream))
         full = self._length >= self._max_length * HIGH_WATER
         if full and not self._throttled:
-            log.error("usage stream %s holds %d entries (bound %d): is the database down? "
-                      "new records wait in the local journal", self.stream, self._length, self._max_length)
+            log.error(
+                "usage stream %s holds %d entries (bound %d): is the database down? "
+                "new records wait in the local journal",
+                self.stream,
+                self._length,
+                self._max_length,
+            )
         self._throttled = full
         return not full
 
@@ -294,8 +302,12 @@ class RedisStreamQueue:
         while len(self._claimed) < self._batch_size * 4:
             try:
                 reply = await self._redis.xautoclaim(
-                    self.stream, GROUP, self.consumer, self._claim_idle_ms,
-                    start_id=start, count=self._batch_size,
+                    self.stream,
+                    GROUP,
+                    self.consumer,
+                    self._claim_idle_ms,
+                    start_id=start,
+                    count=self._batch_size,
                 )
             except ResponseError as exc:
                 if "NOGROUP" not in str(exc):
@@ -304,8 +316,9 @@ class RedisStreamQueue:
                 return total
             start, entries = reply[0], reply[1]
             if len(reply) > 2 and reply[2]:
-                log.error("%d usage records were trimmed from %s before being stored",
-                          len(reply[2]), self.stream)
+                log.error(
+                    "%d usage records were trimmed from %s before being stored", len(reply[2]), self.stream
+                )
             held = self._in_flight | {d.receipt for d in self._claimed}
             for delivery in await self._decode(entries):
                 if delivery.receipt not in held:  # not a batch of ours still being written

@@ -16,17 +16,17 @@ from redis.exceptions import RedisError
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from odock.budgets.standing import key_standing
 from odock.cache.bus import Invalidation
+from odock.db.engine import request_scope
 from odock.errors import InvalidRequestBody, MethodNotAllowed, NotFound, OdockError, Unauthorized
 from odock.ids import accept_request_id
-from odock.db.engine import request_scope
 from odock.keys.principal import KeyPrincipal
 from odock.keys.stage import authenticate
 from odock.pipeline import Exchange, Timings
 from odock.providers.adapters.base import Endpoint
 from odock.runtime import Runtime
 from odock.web.asgi import ClientGone, Receive, Scope, Send, header_map, read_body, send_bytes, send_error
-from odock.budgets.standing import key_standing
 from odock.web.client_ip import client_ip, parse_networks
 from odock.web.decode import parse_json_object
 from odock.web.responder import AsgiResponder

@@ -45,7 +45,9 @@ class Usage:
             prompt_tokens=prompt,
             completion_tokens=completion,
             total_tokens=_int(usage.get("total_tokens")) or prompt + completion,
-            cached_tokens=_int(prompt_details.get("cached_tokens")) if isinstance(prompt_details, dict) else 0,
+            cached_tokens=_int(prompt_details.get("cached_tokens"))
+            if isinstance(prompt_details, dict)
+            else 0,
             reasoning_tokens=_int(completion_details.get("reasoning_tokens"))
             if isinstance(completion_details, dict)
             else 0,
