@@ -128,8 +128,6 @@ def create_app(settings: Settings) -> OdockApp:
     return OdockApp(settings)
 
 
-
-
 def app_from_environment() -> OdockApp:
     """Factory for worker processes: settings from the environment and ODOCK_CONFIG."""
     from odock.settings import load_settings

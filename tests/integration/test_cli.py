@@ -372,3 +372,179 @@ def test_half_an_encryption_pair_refuses_to_start(tmp_path: Path, half: dict[str
     assert done.returncode == 2
     assert "provider_key_encryption_key_id" in done.stderr
     assert "provider_key_encryption_private_key" in done.stderr
+
+
+# --- budgets, quotas and policies from the CLI -------------------------------------------------
+
+NANOS_PER_INPUT_TOKEN, NANOS_PER_OUTPUT_TOKEN = 500, 1500  # cli_tenant's $0.50 / $1.50 per 1M tokens
+
+
+def bounded_chat(gateway: Gateway, secret: str, model: str) -> httpx.Response:
+    """One chat completion asking for at most the 7 output tokens the mock returns (a small reservation)."""
+    return httpx.post(
+        gateway.base_url + "/v1/chat/completions",
+        headers={"authorization": f"Bearer {secret}"},
+        json={"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 7},
+        timeout=30,
+    )
+
+
+def standing(gateway: Gateway, secret: str) -> httpx.Response:
+    """``GET /v1/keys/self``: the budgets, quotas and policies the gateway currently applies to the key."""
+    return httpx.get(
+        gateway.base_url + "/v1/keys/self", headers={"authorization": f"Bearer {secret}"}, timeout=30
+    )
+
+
+def applies(kind: str, meter_id: str, **expected: object) -> Callable[[httpx.Response], bool]:
+    """Accepts a standing in which the budget or quota ``meter_id`` applies (with the ``expected`` fields)."""
+
+    def accept(response: httpx.Response) -> bool:
+        entries = [e for e in response.json()[kind] if e["id"] == meter_id]
+        return bool(entries) and all(entries[0].get(k) == v for k, v in expected.items())
+
+    return accept
+
+
+def ledger_used(gateway: Gateway, org: str, meter_id: str, expected: int) -> int:
+    """The ledger's settled use of a meter's current window, once it reaches ``expected`` (10 s deadline)."""
+    budgets = gateway.runtime.budgets
+    organisation = gateway.run(gateway.runtime.control.organisation_by_name(org))
+    deadline = time.monotonic() + 10
+    while True:
+        gateway.flush_usage()
+        meters = [m for m in gateway.run(budgets.list(organisation.id)) if m.id == meter_id]
+        window = gateway.run(budgets.current_windows(meters))[meter_id]
+        used = window.used if window else -1
+        if used == expected or time.monotonic() > deadline:
+            return used
+        time.sleep(0.02)
+
+
+def until_refused(
+    gateway: Gateway, tenant: CliTenant, most: int
+) -> tuple[list[httpx.Response], httpx.Response]:
+    """Send bounded chats until one is refused (at most ``most``); return the admitted and the refusal."""
+    admitted = []
+    for _ in range(most):
+        response = bounded_chat(gateway, tenant.secret, tenant.model)
+        if response.status_code != 200:
+            return admitted, response
+        admitted.append(response)
+    pytest.fail(f"{most} requests were all admitted")
+
+
+def test_cli_budget_is_enforced_by_a_running_gateway(live: Gateway) -> None:
+    """A budget from `budgets create --amount-usd` makes a running gateway answer 402 once it is spent."""
+    cli = cli_for(live)
+    tenant = cli_tenant(cli)
+    assert bounded_chat(live, tenant.secret, tenant.model).status_code == 200  # the key is now cached
+
+    budget = orjson.loads(
+        cli.ok(
+            "budgets",
+            "create",
+            "--org",
+            tenant.org,
+            "--amount-usd",
+            "0.00005",
+            "--period",
+            "DAILY",
+            "--json",
+            "daily",
+        )
+    )
+    assert budget["amount_nanos_usd"] == 50_000
+    # The cached key has no budget; well inside the 300 s cache TTL, the CLI's invalidation must bring it.
+    seen = eventually(lambda: standing(live, tenant.secret), applies("budgets", budget["id"], limit=50_000))
+    assert applies("budgets", budget["id"])(seen)
+
+    admitted, refused = until_refused(live, tenant, most=20)
+    assert (refused.status_code, error_code(refused)) == (402, "budget_exceeded")
+    assert refused.json()["error"]["budget_id"] == budget["id"]
+    assert len(admitted) >= 1
+    usages = [r.json()["usage"] for r in admitted]
+    spent = sum(
+        u["prompt_tokens"] * NANOS_PER_INPUT_TOKEN + u["completion_tokens"] * NANOS_PER_OUTPUT_TOKEN
+        for u in usages
+    )
+    assert 0 < spent <= 50_000
+    assert ledger_used(live, tenant.org, budget["id"], spent) == spent
+
+    [listed] = orjson.loads(cli.ok("budgets", "list", "--org", tenant.org, "--json"))
+    assert (listed["id"], listed["used"], listed["limit"], listed["limit_usd"]) == (
+        budget["id"],
+        spent,
+        50_000,
+        "0.00005",
+    )
+    assert listed["window_start"] <= listed["window_end"]
+    table = cli.ok("budgets", "list", "--org", tenant.org)
+    assert "daily" in table
+    assert "0.00005" in table
+
+
+def test_cli_quota_limit_and_switch_reach_a_running_gateway(live: Gateway) -> None:
+    """A REQUESTS quota admits exactly its limit; set-limit keeps the spend; disable lifts it."""
+    cli = cli_for(live)
+    tenant = cli_tenant(cli)
+    assert bounded_chat(live, tenant.secret, tenant.model).status_code == 200
+
+    quota = orjson.loads(
+        cli.ok("quotas", "create", "--org", tenant.org, "--metric", "REQUESTS", "--limit", "2", "--json", "q")
+    )
+    eventually(lambda: standing(live, tenant.secret), applies("quotas", quota["id"]))
+    admitted, refused = until_refused(live, tenant, most=5)
+    assert len(admitted) == 2
+    assert (refused.status_code, error_code(refused)) == (429, "quota_exceeded")
+
+    # Raising the limit by one admits exactly one more: the two already made still count.
+    assert ledger_used(live, tenant.org, quota["id"], 2) == 2
+    cli.ok("quotas", "set-limit", quota["id"], "--limit", "3")
+    eventually(lambda: standing(live, tenant.secret), applies("quotas", quota["id"], limit=3, used=2))
+    admitted, refused = until_refused(live, tenant, most=5)
+    assert len(admitted) == 1
+    assert error_code(refused) == "quota_exceeded"
+
+    cli.ok("quotas", "disable", quota["id"])
+    eventually(lambda: standing(live, tenant.secret), lambda r: r.json()["quotas"] == [])
+    assert bounded_chat(live, tenant.secret, tenant.model).status_code == 200
+    [listed] = orjson.loads(cli.ok("quotas", "list", "--org", tenant.org, "--json"))
+    assert (listed["active"], listed["version"], listed["limit"]) == (False, 2, 3)
+
+
+def test_cli_policy_reaches_a_running_gateway(live: Gateway) -> None:
+    """`policies set --key` with one request per minute makes the running gateway refuse the second."""
+    cli = cli_for(live)
+    tenant = cli_tenant(cli)
+    assert bounded_chat(live, tenant.secret, tenant.model).status_code == 200
+
+    bad = cli.run(
+        "policies",
+        "set",
+        "--org",
+        tenant.org,
+        "--key",
+        tenant.key_id,
+        "--json",
+        '{"ratelimit": {"requests": {"per_minutes": 1}}}',
+    )
+    assert bad.returncode == 1
+    assert bad.stderr.strip() == "odock: ratelimit.requests.per_minutes: Extra inputs are not permitted"
+
+    cli.ok(
+        "policies",
+        "set",
+        "--org",
+        tenant.org,
+        "--key",
+        tenant.key_id,
+        "--json",
+        '{"ratelimit": {"requests": {"per_minute": 1}}}',
+    )
+    eventually(lambda: standing(live, tenant.secret), lambda r: r.json()["policies"]["api_key"] != {})
+    assert bounded_chat(live, tenant.secret, tenant.model).status_code == 200
+    refused = bounded_chat(live, tenant.secret, tenant.model)
+    assert (refused.status_code, error_code(refused)) == (429, "rpm_exceeded")
+    shown = orjson.loads(cli.ok("policies", "show", "--org", tenant.org, "--key", tenant.key_id))
+    assert shown == {"ratelimit": {"requests": {"per_minute": 1}}}

@@ -6,6 +6,7 @@ import asyncio
 import secrets
 from pathlib import Path
 
+import orjson
 import pytest
 from redis.asyncio import Redis
 
@@ -152,3 +153,78 @@ def test_apply_lock_admits_one_process_at_a_time() -> None:
             await redis.aclose()
 
     asyncio.run(scenario())
+
+
+def write_metered_config(path: Path, org: str, *, amount_usd: str, quota_limit: int) -> Path:
+    """A config file declaring an organisation with a team and key, a budget and a quota."""
+    path.write_text(
+        f"""
+organisations:
+  - name: {org}
+    teams: [platform]
+providers:
+  - {{org: {org}, name: mock, type: mock}}
+models:
+  - {{org: {org}, name: m, provider: mock, pricing_per_million: {{input: 0.5, output: 1.5}}}}
+api_keys:
+  - {{org: {org}, name: app, team: platform, models: [m], secret_from_env: DECLARED_KEY}}
+budgets:
+  - org: {org}
+    name: monthly
+    amount_usd: "{amount_usd}"
+    owner: {{type: TEAM, team: platform}}
+    period: MONTHLY
+    start_at: "2026-01-01T00:00:00+01:00"
+    timezone: Europe/Paris
+    thresholds: [50, 80]
+quotas:
+  - {{org: {org}, name: app-requests, owner: {{key: app}}, metric: REQUESTS, limit: {quota_limit}}}
+"""
+    )
+    return path
+
+
+def test_declared_budgets_and_quotas_apply_idempotently(
+    tmp_path: Path, make_settings: SettingsFactory
+) -> None:
+    """`odock apply` creates declared budgets and quotas once, then only updates a changed limit."""
+    pinned = pinned_secret()
+    org = "meter-" + secrets.token_hex(4)
+    config = write_metered_config(tmp_path / "odock.yaml", org, amount_usd="12.50", quota_limit=100)
+    cli = Cli(odock_env(make_settings(config=config), DECLARED_KEY=pinned))
+
+    assert "1 budget, 1 quota" in cli.ok("config", "check")
+    assert "7 created, 0 updated, 0 unchanged" in cli.ok("apply")
+    assert cli.ok("apply").strip() == "0 created, 0 updated, 7 unchanged"
+    [budget] = orjson.loads(cli.ok("budgets", "list", "--org", org, "--json"))
+    assert (budget["owner"], budget["amount_nanos_usd"], budget["thresholds"]) == (
+        "team:platform",
+        12_500_000_000,
+        [50, 80],
+    )
+    assert budget["start_at"] == "2025-12-31T23:00:00+00:00"
+
+    write_metered_config(config, org, amount_usd="20", quota_limit=150)
+    changed = cli.ok("apply")
+    assert f"updated: budget {org}/monthly" in changed
+    assert f"updated: quota {org}/app-requests" in changed
+    assert "0 created, 2 updated, 5 unchanged" in changed
+    [budget] = orjson.loads(cli.ok("budgets", "list", "--org", org, "--json"))
+    [quota] = orjson.loads(cli.ok("quotas", "list", "--org", org, "--json"))
+    assert (budget["limit_usd"], budget["version"]) == ("20", 2)
+    assert (quota["limit"], quota["version"], quota["owner"].startswith("key:")) == (150, 2, True)
+
+
+def test_declared_invalid_policy_names_its_field(tmp_path: Path, make_settings: SettingsFactory) -> None:
+    """`config check` and `apply` refuse a misspelt policy field, naming its full path, and write nothing."""
+    org = "policy-" + secrets.token_hex(4)
+    config = tmp_path / "odock.yaml"
+    config.write_text(
+        f"organisations:\n  - name: {org}\n    policies: {{ratelimit: {{requests: {{per_minutes: 5}}}}}}\n"
+    )
+    cli = Cli(odock_env(make_settings(config=config)))
+    for command, exit_code in ((("config", "check"), 2), (("apply",), 1)):
+        done = cli.run(*command)
+        assert done.returncode == exit_code
+        assert "organisations[0].policies.ratelimit.requests.per_minutes: Extra inputs" in done.stderr
+    assert org not in cli.ok("orgs", "list")

@@ -4,6 +4,7 @@ A command runs against the same database, key pair and caches as the gateways it
 
     settings ─► engine ─► schema check (migrate on SQLite; refuse when behind otherwise)
              ─► invalidation publisher ─► ControlPlane (keyring: the gateway's own pair)
+                                            └─ .budgets: BudgetControl (budgets and quotas)
 
 The publisher decides whether running gateways see a change at once:
 
@@ -26,6 +27,7 @@ import aiohttp
 from redis.asyncio import Redis
 
 from odock.admin.control import ControlPlane
+from odock.budgets.control import BudgetControl
 from odock.cache.bus import (
     Invalidation,
     InvalidationBus,
@@ -46,10 +48,11 @@ INVALIDATION_PATH = "/v1/internal/cache/invalidate"
 
 @dataclass(frozen=True)
 class AdminContext:
-    """An open admin session: settings, the control plane and (in production) Redis."""
+    """An open admin session: settings, the control planes and (in production) Redis."""
 
     settings: Settings
     control: ControlPlane
+    budgets: BudgetControl
     redis: Redis | None
 
 
@@ -77,7 +80,7 @@ async def open_admin(settings: Settings) -> AsyncIterator[AdminContext]:
             bus = LocalInvalidationBus()
 
         control = ControlPlane(session_factory(engine), bus, load_decrypter(settings))
-        yield AdminContext(settings=settings, control=control, redis=redis)
+        yield AdminContext(settings=settings, control=control, budgets=control.budgets, redis=redis)
 
 
 class LocalGatewayNotifier:

@@ -2,7 +2,9 @@
 
 Each mutation validates, commits, then publishes the cache invalidation that makes the change
 visible on the hot path of every replica. Business code makes ids and timestamps here; tables
-store them as given.
+store them as given. Every policy envelope written here (organisation, team, API key, model) is
+checked with :func:`odock.limits.policy.parse_policy` and stored in its bare, parsed form, so a
+bad policy is refused with 422 ``invalid_policy`` at write time, not at the next request.
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ from odock.admin.rules import (
     pinned_secret,
     same_org,
     valid_name,
+    validate_policies,
     validate_pricing,
 )
+from odock.budgets.control import BudgetControl
 from odock.cache.bus import Invalidation, InvalidationBus
 from odock.errors import Conflict, NotFound, UnprocessableEntity
 from odock.ids import new_id
@@ -57,7 +61,7 @@ class IssuedKey:
 
 
 class ControlPlane:
-    """Mutations and lookups of configuration."""
+    """Mutations and lookups of configuration; ``budgets`` manages budgets and quotas."""
 
     def __init__(
         self,
@@ -68,13 +72,16 @@ class ControlPlane:
         self._sessions = sessions
         self._bus = bus
         self._decrypter = decrypter
+        self.budgets = BudgetControl(sessions, bus)
 
     # --- organisations, teams, users ---------------------------------------------------
     async def create_organisation(
         self, name: str, *, contact: str | None = None, policies: dict[str, Any] | None = None
     ) -> Organisation:
         """Create an organisation."""
-        org = Organisation(id=new_id(), name=valid_name(name), contact=contact, policies=policies or {})
+        org = Organisation(
+            id=new_id(), name=valid_name(name), contact=contact, policies=validate_policies(policies)
+        )
         await self._insert(org, f"organisation '{name}' already exists")
         return org
 
@@ -96,6 +103,8 @@ class ControlPlane:
     async def update_organisation(self, organisation_id: str, **changes: Any) -> Organisation:
         """Change an organisation's contact or policies."""
         only_fields(changes, {"contact", "policies"}, "organisation")
+        if "policies" in changes:
+            changes["policies"] = validate_policies(changes["policies"])
         async with self._sessions() as session:
             org = await _get(session, Organisation, organisation_id)
             for field, value in changes.items():
@@ -108,10 +117,9 @@ class ControlPlane:
         self, organisation_id: str, name: str, *, policies: dict[str, Any] | None = None
     ) -> Team:
         """Create a team in an organisation."""
+        stored = validate_policies(policies)
         await self._require(Organisation, organisation_id)
-        team = Team(
-            id=new_id(), organisation_id=organisation_id, name=valid_name(name), policies=policies or {}
-        )
+        team = Team(id=new_id(), organisation_id=organisation_id, name=valid_name(name), policies=stored)
         await self._insert(team, f"team '{name}' already exists")
         return team
 
@@ -127,9 +135,10 @@ class ControlPlane:
 
     async def update_team(self, team_id: str, *, policies: dict[str, Any]) -> Team:
         """Replace a team's policies (keys of the team see the change at once)."""
+        stored = validate_policies(policies)
         async with self._sessions() as session:
             team = await _get(session, Team, team_id)
-            team.policies = policies
+            team.policies = stored
             await session.commit()
         await self._bus.publish(Invalidation("organisation", organisation_id=team.organisation_id))
         return team
@@ -334,6 +343,7 @@ class ControlPlane:
     ) -> Model:
         """Create a model (pricing is validated against the stored shape, spec §3.7)."""
         pricing_json = validate_pricing(pricing)
+        stored_policies = validate_policies(policies)
         async with self._sessions() as session:
             await _get(session, Organisation, organisation_id)
             if provider_id is not None:
@@ -354,7 +364,7 @@ class ControlPlane:
                 provider_api_key_id=provider_key_id,
                 pricing=pricing_json,
                 config=config or {},
-                policies=policies or {},
+                policies=stored_policies,
                 enabled=enabled,
             )
             session.add(model)
@@ -379,6 +389,8 @@ class ControlPlane:
         only_fields(changes, allowed, "model")
         if "pricing" in changes:
             changes["pricing"] = validate_pricing(changes["pricing"])
+        if "policies" in changes:
+            changes["policies"] = validate_policies(changes["policies"])
         async with self._sessions() as session:
             model = await _get(session, Model, model_id)
             for field, value in changes.items():
@@ -421,6 +433,7 @@ class ControlPlane:
         check_ownership(type, team_id, user_id)
         check_timezone(timezone)
         expires_at = aware(expires_at)
+        stored_policies = validate_policies(policies)
         secret = pinned_secret(secret) if secret is not None else generate_secret()
         async with self._sessions() as session:
             await _get(session, Organisation, organisation_id)
@@ -439,7 +452,7 @@ class ControlPlane:
                 key_preview=preview(secret),
                 expires_at=expires_at,
                 timezone=timezone,
-                policies=policies or {},
+                policies=stored_policies,
             )
             granted = await _models_named(session, organisation_id, models)
             session.add(key)
@@ -502,6 +515,8 @@ class ControlPlane:
             changes["expires_at"] = aware(changes["expires_at"])
         if "name" in changes:
             changes["name"] = valid_name(changes["name"])
+        if "policies" in changes:
+            changes["policies"] = validate_policies(changes["policies"])
         async with self._sessions() as session:
             key = await _get(session, ApiKey, key_id)
             for field, value in changes.items():

@@ -8,9 +8,16 @@ The file that holds the ``settings:`` section may also declare, next to it::
                      pricing | pricing_per_million: {input, output}, config, policies, enabled}]
     api_keys:      [{org, name, type, team, user, expires_at, timezone, models, policies,
                      secret_from_env, revoked}]
+    budgets:       [{org, name, owner: {type, team | user | key}, amount_usd | amount_nanos,
+                     period, start_at, end_at, timezone, rollover, thresholds, active}]
+    quotas:        [{org, name, owner, metric, limit, period, start_at, end_at, timezone,
+                     rollover, thresholds, active}]
 
 This module parses and checks declarations (errors name the path, e.g.
-``models[2].pricing.input.text_cost_per_1k_tokens``); :mod:`odock.admin.reconcile` applies them.
+``models[2].pricing.input.text_cost_per_1k_tokens`` or
+``organisations[0].policies.ratelimit.requests.per_minute``); :mod:`odock.admin.reconcile`
+applies them. Policy envelopes are validated and normalised here exactly as the control plane
+stores them, so a re-apply compares like with like.
 Secrets never appear in the file: provider keys and pinned API key secrets name the
 environment variable that holds them, read at apply time.
 """
@@ -23,20 +30,25 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
     NonNegativeFloat,
+    NonNegativeInt,
     PositiveInt,
     StringConstraints,
     ValidationError,
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
-from odock.admin.rules import check_ownership, check_timezone
-from odock.errors import UnprocessableEntity
+from odock.admin.rules import check_ownership, check_timezone, usd_to_nanos, validate_policies
+from odock.budgets.tables import OwnerType, QuotaMetric
+from odock.budgets.windows import Period
+from odock.errors import InvalidPolicy, UnprocessableEntity
 from odock.keys.tables import ApiKeyType
 from odock.providers.tables import ProviderType
 from odock.settings import SettingsError, read_config_file
@@ -50,6 +62,27 @@ Json = dict[str, Any]
 
 class DeclarationError(Exception):
     """Declared resources are invalid or cannot be applied; the message names the path."""
+
+
+class PolicyFieldError(ValueError):
+    """A policy envelope failed validation at ``field`` (a dotted path inside the envelope)."""
+
+    def __init__(self, field: str | None, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+def _stored_policies(value: Json) -> Json:
+    try:
+        return validate_policies(value)
+    except InvalidPolicy as exc:
+        # parse_policy's message is "<field>: <reason>"; the path is rebuilt from ``field``.
+        reason = exc.message.split(": ", 1)[-1] if exc.param else exc.message
+        raise PolicyFieldError(exc.param, reason) from exc
+
+
+Policies = Annotated[Json, AfterValidator(_stored_policies)]
 
 
 class _Spec(BaseModel):
@@ -68,7 +101,7 @@ class TeamSpec(_Spec):
     """A team of an organisation."""
 
     name: Name
-    policies: Json = Field(default_factory=dict)
+    policies: Policies = Field(default_factory=dict)
 
 
 class UserSpec(_Spec):
@@ -88,7 +121,7 @@ class OrganisationSpec(_Spec):
 
     name: Name
     contact: str | None = None
-    policies: Json = Field(default_factory=dict)
+    policies: Policies = Field(default_factory=dict)
     teams: list[TeamSpec] = Field(default_factory=list)
     users: list[UserSpec] = Field(default_factory=list)
 
@@ -143,7 +176,7 @@ class ModelSpec(_Spec):
     pricing: Pricing | None = None
     pricing_per_million: PerMillion | None = None
     config: Json = Field(default_factory=dict)
-    policies: Json = Field(default_factory=dict)
+    policies: Policies = Field(default_factory=dict)
     enabled: bool = True
 
     @model_validator(mode="after")
@@ -178,7 +211,7 @@ class ApiKeySpec(_Spec):
     expires_at: AwareDatetime | None = None
     timezone: str = "UTC"
     models: list[Name] = Field(default_factory=list)
-    policies: Json = Field(default_factory=dict)
+    policies: Policies = Field(default_factory=dict)
     secret_from_env: EnvName | None = None
     revoked: bool | None = None
 
@@ -206,6 +239,106 @@ class ApiKeySpec(_Spec):
         return ApiKeyType.USER if self.user else ApiKeyType.ORGANISATION
 
 
+class OwnerSpec(_Spec):
+    """Who a budget or quota limits: the organisation, or one team, user or API key of it (by name)."""
+
+    type: OwnerType | None = None
+    team: Name | None = None
+    user: Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True)] | None = None
+    key: Name | None = None
+
+    _type = field_validator("type", mode="before")(_upper)
+
+    @model_validator(mode="after")
+    def _one_owner(self) -> OwnerSpec:
+        given = {name: getattr(self, name) for name in ("team", "user", "key") if getattr(self, name)}
+        needed = {OwnerType.TEAM: "team", OwnerType.USER: "user", OwnerType.APIKEY: "key"}.get(self.kind)
+        if needed is None and given:
+            raise ValueError("an ORG owner names no team, user or key")
+        if needed is not None and set(given) != {needed}:
+            raise ValueError(f"a {self.kind.value} owner needs {needed} and nothing else")
+        return self
+
+    @property
+    def kind(self) -> OwnerType:
+        """The declared type, or the one implied by team/user/key."""
+        if self.type is not None:
+            return self.type
+        if self.team:
+            return OwnerType.TEAM
+        if self.user:
+            return OwnerType.USER
+        return OwnerType.APIKEY if self.key else OwnerType.ORG
+
+    @property
+    def reference(self) -> str | None:
+        """The team name, user e-mail or key name (None for the organisation)."""
+        return self.team or self.user or self.key
+
+
+class _MeterSpec(_Spec):
+    """What budgets and quotas share: owner and schedule (fields of odock.budgets.tables)."""
+
+    org: Name
+    name: Name
+    owner: OwnerSpec = OwnerSpec()
+    period: Period = Period.MONTHLY
+    start_at: AwareDatetime | None = None
+    end_at: AwareDatetime | None = None
+    timezone: str = "UTC"
+    rollover: bool = False
+    thresholds: list[Annotated[int, Field(ge=1, le=1000)]] = Field(default_factory=list)
+    active: bool = True
+
+    _period = field_validator("period", mode="before")(_upper)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        _as_value_error(check_timezone, value)
+        return value
+
+    @model_validator(mode="after")
+    def _ordered(self) -> _MeterSpec:
+        if self.start_at is not None and self.end_at is not None and self.end_at <= self.start_at:
+            raise ValueError("end_at must be after start_at")
+        return self
+
+
+class BudgetSpec(_MeterSpec):
+    """A money budget per window: ``amount_usd`` (exact, at most 9 decimals) or ``amount_nanos``."""
+
+    amount_usd: Decimal | None = None
+    amount_nanos: NonNegativeInt | None = None
+
+    @field_validator("amount_usd")
+    @classmethod
+    def _exact_usd(cls, value: Decimal | None) -> Decimal | None:
+        if value is not None:
+            _as_value_error(usd_to_nanos, value)
+        return value
+
+    @model_validator(mode="after")
+    def _one_amount(self) -> BudgetSpec:
+        if (self.amount_usd is None) == (self.amount_nanos is None):
+            raise ValueError("give exactly one of amount_usd or amount_nanos")
+        return self
+
+    @property
+    def nanos(self) -> int:
+        """The amount per window in nanos USD."""
+        return self.amount_nanos if self.amount_nanos is not None else usd_to_nanos(self.amount_usd or 0)
+
+
+class QuotaSpec(_MeterSpec):
+    """A limit on a usage metric per window."""
+
+    metric: QuotaMetric
+    limit: NonNegativeInt
+
+    _metric = field_validator("metric", mode="before")(_upper)
+
+
 class Declarations(_Spec):
     """Everything a config file declares (the ``settings:`` section is parsed by odock.settings)."""
 
@@ -214,11 +347,14 @@ class Declarations(_Spec):
     providers: list[ProviderSpec] = Field(default_factory=list)
     models: list[ModelSpec] = Field(default_factory=list)
     api_keys: list[ApiKeySpec] = Field(default_factory=list)
+    budgets: list[BudgetSpec] = Field(default_factory=list)
+    quotas: list[QuotaSpec] = Field(default_factory=list)
 
     @property
     def is_empty(self) -> bool:
         """True when the file declares no resources."""
-        return not (self.organisations or self.providers or self.models or self.api_keys)
+        tenancy = (self.organisations, self.providers, self.models, self.api_keys)
+        return not any(tenancy) and not (self.budgets or self.quotas)
 
     def summary(self) -> str:
         """A one-line count of what is declared."""
@@ -230,6 +366,8 @@ class Declarations(_Spec):
             (sum(len(p.keys) for p in self.providers), "provider key"),
             (len(self.models), "model"),
             (len(self.api_keys), "API key"),
+            (len(self.budgets), "budget"),
+            (len(self.quotas), "quota"),
         ]
         return ", ".join(f"{n} {what}{'' if n == 1 else 's'}" for n, what in counts)
 
@@ -264,7 +402,7 @@ def parse_declarations(data: Mapping[str, Any], source: str = "config") -> Decla
     try:
         declared = Declarations.model_validate(dict(data))
     except ValidationError as exc:
-        lines = [f"{source}: {_path(err['loc'])}: {err['msg']}" for err in exc.errors()]
+        lines = [f"{source}: {_located(err)}" for err in exc.errors()]
         raise DeclarationError("\n".join(lines)) from exc
     problems = _duplicates(declared)
     if problems:
@@ -317,6 +455,8 @@ def _duplicates(declared: Declarations) -> list[str]:
         )
     check("model", ((f"models[{i}]", (m.org, m.name)) for i, m in enumerate(declared.models)))
     check("API key", ((f"api_keys[{i}]", (k.org, k.name)) for i, k in enumerate(declared.api_keys)))
+    check("budget", ((f"budgets[{i}]", (b.org, b.name)) for i, b in enumerate(declared.budgets)))
+    check("quota", ((f"quotas[{i}]", (q.org, q.name)) for i, q in enumerate(declared.quotas)))
     return problems
 
 
@@ -326,6 +466,16 @@ def _as_value_error(rule: Callable[..., object], *args: Any) -> None:
         rule(*args)
     except UnprocessableEntity as exc:
         raise ValueError(exc.message) from exc
+
+
+def _located(err: ErrorDetails) -> str:
+    """``path: message``; a policy error's path goes on into the envelope, to the bad field."""
+    cause = err.get("ctx", {}).get("error")
+    if isinstance(cause, PolicyFieldError):
+        parts = cause.field.split(".") if cause.field else []
+        inner = tuple(int(part) if part.isdigit() else part for part in parts)
+        return f"{_path((*err['loc'], *inner))}: {cause.message}"
+    return f"{_path(err['loc'])}: {err['msg']}"
 
 
 def _path(loc: tuple[int | str, ...]) -> str:

@@ -3,9 +3,12 @@
 Resources are matched by name (organisations globally, everything else within its organisation;
 users by e-mail) and applied in dependency order::
 
-    organisations (+ teams, users) → providers (+ keys) → models → API keys
+    organisations (+ teams, users) → providers (+ keys) → models → API keys → budgets → quotas
 
 What is missing is created; what differs is updated; nothing is ever deleted or duplicated.
+A budget's or quota's limit, ``active`` switch and thresholds are updated in place (a new limit
+starts new counters that keep the window's spend); its owner, metric and schedule are not, as
+that would restart its windows: declare a new one under another name instead.
 Fields a declaration leaves out are left as they are on existing resources (defaults apply on
 creation only), so a change made with the CLI to an undeclared field survives a re-apply. Every
 change goes through the :class:`ControlPlane`, so it commits and invalidates the gateways'
@@ -29,15 +32,18 @@ from redis.asyncio import Redis
 from odock.admin.control import ControlPlane
 from odock.admin.declarative import (
     ApiKeySpec,
+    BudgetSpec,
     DeclarationError,
     Declarations,
     ModelSpec,
     OrganisationSpec,
     ProviderSpec,
+    QuotaSpec,
     TeamSpec,
     UserSpec,
     read_declarations,
 )
+from odock.budgets.tables import Budget, OwnerType, Quota
 from odock.errors import NotFound, OdockError
 from odock.keys.secrets import hash_secret
 from odock.keys.tables import ApiKey
@@ -102,6 +108,8 @@ async def apply_declarations(
         ("providers", declared.providers, applier.provider),
         ("models", declared.models, applier.model),
         ("api_keys", declared.api_keys, applier.api_key),
+        ("budgets", declared.budgets, applier.budget),
+        ("quotas", declared.quotas, applier.quota),
     ]
     for section, specs, apply_one in steps:
         for index, spec in enumerate(specs):
@@ -161,7 +169,11 @@ _MODEL_FIELDS = {
     "provider_id": "provider",
     "provider_api_key_id": "provider_key",
 }
-_Declared = OrganisationSpec | TeamSpec | UserSpec | ProviderSpec | ModelSpec | ApiKeySpec
+_Declared = (
+    OrganisationSpec | TeamSpec | UserSpec | ProviderSpec | ModelSpec | ApiKeySpec | BudgetSpec | QuotaSpec
+)
+# Fields of a budget or quota that define its windows; a change would restart them.
+_SCHEDULE_FIELDS = ("period", "start_at", "end_at", "timezone", "rollover")
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 
 
@@ -446,6 +458,114 @@ class _Applier:
             user_id = user.id if user else self._planned_or_missing("user", spec.org, spec.user)
         return team_id, user_id
 
+    # --- budgets and quotas ------------------------------------------------------------
+    async def budget(self, spec: BudgetSpec) -> None:
+        org_id = await self._org_id(spec.org)
+        owner_id = await self._meter_owner(org_id, spec)
+        budgets = self._control.budgets
+        row = await self._existing_meter("budget", spec, org_id)
+        if row is None:
+            if not self._dry:
+                await budgets.create_budget(
+                    org_id, spec.name, amount_nanos_usd=spec.nanos, owner_type=spec.owner.kind,
+                    owner_id=owner_id, period=spec.period, start_at=spec.start_at, end_at=spec.end_at,
+                    timezone=spec.timezone, rollover=spec.rollover, thresholds=spec.thresholds,
+                    active=spec.active,
+                )  # fmt: skip
+            self._record("budget", f"{spec.org}/{spec.name}", "created")
+            return
+        assert isinstance(row, Budget)
+        await self._update_meter("budget", spec, row, owner_id, row.amount_nanos_usd, spec.nanos)
+
+    async def quota(self, spec: QuotaSpec) -> None:
+        org_id = await self._org_id(spec.org)
+        owner_id = await self._meter_owner(org_id, spec)
+        budgets = self._control.budgets
+        row = await self._existing_meter("quota", spec, org_id)
+        if row is None:
+            if not self._dry:
+                await budgets.create_quota(
+                    org_id, spec.name, metric=spec.metric, limit=spec.limit, owner_type=spec.owner.kind,
+                    owner_id=owner_id, period=spec.period, start_at=spec.start_at, end_at=spec.end_at,
+                    timezone=spec.timezone, rollover=spec.rollover, thresholds=spec.thresholds,
+                    active=spec.active,
+                )  # fmt: skip
+            self._record("quota", f"{spec.org}/{spec.name}", "created")
+            return
+        assert isinstance(row, Quota)
+        if row.metric != spec.metric:
+            raise DeclarationError(_fixed_in_place("quota", spec, ["metric"]))
+        await self._update_meter("quota", spec, row, owner_id, row.limit, spec.limit)
+
+    async def _existing_meter(
+        self, kind: str, spec: BudgetSpec | QuotaSpec, org_id: str
+    ) -> Budget | Quota | None:
+        if org_id == PLANNED:
+            return None
+        budgets = self._control.budgets
+        lookup = budgets.list_budgets if kind == "budget" else budgets.list_quotas
+        rows: Sequence[Budget | Quota] = await lookup(org_id, spec.name)
+        if len(rows) > 1:
+            raise DeclarationError(
+                f"{len(rows)} {kind}s are named '{spec.name}' in '{spec.org}': rename all but one"
+            )
+        return rows[0] if rows else None
+
+    async def _update_meter(
+        self,
+        kind: str,
+        spec: BudgetSpec | QuotaSpec,
+        row: Budget | Quota,
+        owner_id: str | None,
+        stored_limit: int,
+        limit: int,
+    ) -> None:
+        fixed = [
+            name
+            for name in _SCHEDULE_FIELDS
+            if spec.declares(name) and getattr(row, name) != getattr(spec, name)
+        ]
+        if spec.declares("owner") and (row.owner_type, _meter_owner_id(row)) != (spec.owner.kind, owner_id):
+            fixed.insert(0, "owner")
+        if fixed:
+            raise DeclarationError(_fixed_in_place(kind, spec, fixed))
+        thresholds = sorted(set(spec.thresholds))
+        new_limit = stored_limit != limit
+        switch = spec.declares("active") and row.active != spec.active
+        new_thresholds = spec.declares("thresholds") and list(row.thresholds or ()) != thresholds
+        budgets = self._control.budgets
+        if not self._dry:
+            if new_limit:
+                await budgets.set_limit(row.id, limit)
+            if switch:
+                await budgets.set_active(row.id, spec.active)
+            if new_thresholds:
+                await budgets.set_thresholds(row.id, thresholds)
+        changed = new_limit or switch or new_thresholds
+        self._record(kind, f"{spec.org}/{spec.name}", "updated" if changed else "unchanged")
+
+    async def _meter_owner(self, org_id: str, spec: BudgetSpec | QuotaSpec) -> str | None:
+        """The id of the team, user or API key the budget or quota limits (None for the organisation)."""
+        owner, name = spec.owner.kind, spec.owner.reference
+        if owner == OwnerType.ORG or name is None:
+            return None
+        if owner == OwnerType.TEAM:
+            team = None if org_id == PLANNED else await _optional(self._control.team_by_name(org_id, name))
+            return team.id if team else self._planned_or_missing("team", spec.org, name)
+        if owner == OwnerType.USER:
+            user = await _optional(self._control.user_by_email(name))
+            if user is None:
+                return self._planned_or_missing("user", spec.org, name)
+            if org_id != PLANNED and user.organisation_id != org_id:
+                raise DeclarationError(f"user '{name}' belongs to another organisation")
+            return user.id
+        keys = [] if org_id == PLANNED else await self._control.api_keys_named(org_id, name)
+        if len(keys) > 1:
+            raise DeclarationError(
+                f"{len(keys)} API keys are named '{name}' in '{spec.org}': rename all but one"
+            )
+        return keys[0].id if keys else self._planned_or_missing("API key", spec.org, name)
+
     # --- lookups -----------------------------------------------------------------------
     async def _find_org(self, name: str) -> Organisation | None:
         return await _optional(self._control.organisation_by_name(name))
@@ -470,6 +590,8 @@ class _Applier:
             return any(p.org == org and p.name == name for p in d.providers)
         if kind == "team":
             return any(o.name == org and any(t.name == name for t in o.teams) for o in d.organisations)
+        if kind == "API key":
+            return any(k.org == org and k.name == name for k in d.api_keys)
         return any(any(u.email == name.lower() for u in o.users) for o in d.organisations)
 
     def _record(self, kind: str, name: str, action: Action) -> None:
@@ -483,6 +605,23 @@ def _differences(spec: _Declared, row: object, fields: tuple[str, ...]) -> dict[
         for name in fields
         if spec.declares(name) and getattr(row, name) != getattr(spec, name)
     }
+
+
+def _meter_owner_id(row: Budget | Quota) -> str | None:
+    return {
+        OwnerType.ORG: None,
+        OwnerType.TEAM: row.team_id,
+        OwnerType.USER: row.user_id,
+        OwnerType.APIKEY: row.api_key_id,
+    }[row.owner_type]
+
+
+def _fixed_in_place(kind: str, spec: BudgetSpec | QuotaSpec, fields: Sequence[str]) -> str:
+    return (
+        f"{kind} '{spec.org}/{spec.name}' exists with a different {', '.join(fields)}; these cannot change "
+        f"in place (its windows would restart): declare a new {kind} under another name and set "
+        "active: false on this one"
+    )
 
 
 async def _optional(lookup: Awaitable[T]) -> T | None:

@@ -2,135 +2,258 @@
 
 Each mutation commits, then invalidates the organisation's cached principals so every replica
 picks the new limits up on its next request.
+
+Changing a limit bumps the meter's version, so the hot path opens new counters (the old ones may
+hold a limit that no longer applies). The ledger rows of the current window (and, for a meter
+that rolls over, of the previous one) are copied to the new version in the same transaction, so
+the new counters start from what was already spent instead of from zero. Amounts settled into
+the old version after that commit (requests in flight, at most a usage flush interval) are not
+carried over.
 """
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from odock.budgets.tables import Budget, OwnerType, Quota, QuotaMetric
-from odock.budgets.windows import Period, Schedule
+from odock.admin.rules import check_timezone, valid_name
+from odock.budgets.specs import MeterSpec, budget_spec, quota_spec
+from odock.budgets.tables import Budget, MeterWindow, OwnerType, Quota, QuotaMetric
+from odock.budgets.windows import Period, Schedule, Window
 from odock.cache.bus import Invalidation, InvalidationBus
 from odock.errors import NotFound, UnprocessableEntity
 from odock.ids import new_id
 from odock.keys.tables import ApiKey
 from odock.tenancy.tables import Team, User
 
+MAX_THRESHOLD_PERCENT = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class WindowUsage:
+    """A meter's window with what the ledger has settled in it and its effective limit."""
+
+    start: datetime
+    end: datetime
+    used: int
+    limit: int
+
 
 class BudgetControl:
-    """Create and change budgets and quotas."""
+    """Create, find and change budgets and quotas."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], bus: InvalidationBus) -> None:
         self._sessions = sessions
         self._bus = bus
 
+    # --- creation ------------------------------------------------------------------------
     async def create_budget(
-        self, organisation_id: str, name: str, *, amount_nanos_usd: int, **schedule: Any
+        self,
+        organisation_id: str,
+        name: str,
+        *,
+        amount_nanos_usd: int,
+        owner_type: OwnerType = OwnerType.ORG,
+        owner_id: str | None = None,
+        period: Period = Period.MONTHLY,
+        start_at: datetime | None = None,
+        end_at: datetime | None = None,
+        timezone: str = "UTC",
+        rollover: bool = False,
+        thresholds: Sequence[int] = (),
+        active: bool = True,
     ) -> Budget:
         """Create a money budget (integer nanos USD per window)."""
-        if amount_nanos_usd < 0:
-            raise UnprocessableEntity("amount must be ≥ 0", param="amount_nanos_usd")
+        _check_limit(amount_nanos_usd, "amount_nanos_usd")
         row = Budget(
-            id=new_id(), organisation_id=organisation_id, name=name, amount_nanos_usd=amount_nanos_usd
+            id=new_id(),
+            organisation_id=organisation_id,
+            name=valid_name(name),
+            amount_nanos_usd=amount_nanos_usd,
         )
-        return await self._create(row, schedule)  # type: ignore[return-value]
+        _apply_schedule(row, owner_type, owner_id, period, start_at, end_at, timezone, rollover)
+        row.thresholds, row.active, row.version = _thresholds(thresholds), active, 1
+        await self._create(row)
+        return row
 
     async def create_quota(
-        self, organisation_id: str, name: str, *, metric: QuotaMetric, limit: int, **schedule: Any
+        self,
+        organisation_id: str,
+        name: str,
+        *,
+        metric: QuotaMetric,
+        limit: int,
+        owner_type: OwnerType = OwnerType.ORG,
+        owner_id: str | None = None,
+        period: Period = Period.MONTHLY,
+        start_at: datetime | None = None,
+        end_at: datetime | None = None,
+        timezone: str = "UTC",
+        rollover: bool = False,
+        thresholds: Sequence[int] = (),
+        active: bool = True,
     ) -> Quota:
         """Create a quota on a metric."""
-        if limit < 0:
-            raise UnprocessableEntity("limit must be ≥ 0", param="limit")
+        _check_limit(limit, "limit")
         row = Quota(
-            id=new_id(), organisation_id=organisation_id, name=name, metric=QuotaMetric(metric), limit=limit
+            id=new_id(),
+            organisation_id=organisation_id,
+            name=valid_name(name),
+            metric=QuotaMetric(metric),
+            limit=limit,
         )
-        return await self._create(row, schedule)  # type: ignore[return-value]
+        _apply_schedule(row, owner_type, owner_id, period, start_at, end_at, timezone, rollover)
+        row.thresholds, row.active, row.version = _thresholds(thresholds), active, 1
+        await self._create(row)
+        return row
 
+    # --- lookups -------------------------------------------------------------------------
+    async def budget(self, budget_id: str) -> Budget:
+        """One budget by id (404 when absent)."""
+        async with self._sessions() as session:
+            row = await session.get(Budget, budget_id)
+        if row is None:
+            raise NotFound(f"budget '{budget_id}' does not exist")
+        return row
+
+    async def quota(self, quota_id: str) -> Quota:
+        """One quota by id (404 when absent)."""
+        async with self._sessions() as session:
+            row = await session.get(Quota, quota_id)
+        if row is None:
+            raise NotFound(f"quota '{quota_id}' does not exist")
+        return row
+
+    async def list_budgets(self, organisation_id: str, name: str | None = None) -> builtins.list[Budget]:
+        """An organisation's budgets (optionally only those with this name), oldest first."""
+        query = select(Budget).where(Budget.organisation_id == organisation_id)
+        if name is not None:
+            query = query.where(Budget.name == name)
+        async with self._sessions() as session:
+            return builtins.list((await session.execute(query.order_by(Budget.created_at))).scalars())
+
+    async def list_quotas(self, organisation_id: str, name: str | None = None) -> builtins.list[Quota]:
+        """An organisation's quotas (optionally only those with this name), oldest first."""
+        query = select(Quota).where(Quota.organisation_id == organisation_id)
+        if name is not None:
+            query = query.where(Quota.name == name)
+        async with self._sessions() as session:
+            return builtins.list((await session.execute(query.order_by(Quota.created_at))).scalars())
+
+    async def list(self, organisation_id: str) -> Sequence[Budget | Quota]:
+        """Budgets then quotas of an organisation."""
+        return [*await self.list_budgets(organisation_id), *await self.list_quotas(organisation_id)]
+
+    async def current_windows(
+        self, rows: Sequence[Budget | Quota], at: datetime | None = None
+    ) -> dict[str, WindowUsage | None]:
+        """Each meter's window at ``at`` (default now) with its settled use; None outside its schedule.
+
+        Read-only: a window nobody has used yet shows 0 used and the limit it will open with.
+        """
+        instant = at or datetime.now(UTC)
+        windows: dict[str, WindowUsage | None] = {}
+        async with self._sessions() as session:
+            for row in rows:
+                spec = meter_spec(row)
+                window = spec.schedule().window_at(instant)
+                windows[row.id] = None if window is None else await _usage(session, spec, window)
+        return windows
+
+    # --- changes -------------------------------------------------------------------------
     async def set_active(self, meter_id: str, active: bool) -> None:
         """Switch a budget or quota on or off."""
         async with self._sessions() as session:
-            row: Budget | Quota | None = await session.get(Budget, meter_id)
-            if row is None:
-                row = await session.get(Quota, meter_id)
-            if row is None:
-                raise NotFound(f"budget or quota '{meter_id}' does not exist")
+            row = await _meter(session, meter_id)
             row.active = active
             await session.commit()
             organisation_id = row.organisation_id
         await self._bus.publish(Invalidation("organisation", organisation_id=organisation_id))
 
-    async def set_limit(self, meter_id: str, limit: int) -> None:
-        """Change a budget's amount or a quota's limit (new counters start from the ledger)."""
+    async def set_thresholds(self, meter_id: str, thresholds: Sequence[int]) -> None:
+        """Replace the alert thresholds (percentages of the limit) of a budget or quota."""
+        wanted = _thresholds(thresholds)
         async with self._sessions() as session:
-            budget = await session.get(Budget, meter_id)
-            quota = None if budget else await session.get(Quota, meter_id)
-            if budget is not None:
-                budget.amount_nanos_usd = limit
-                budget.version += 1
-                organisation_id = budget.organisation_id
-            elif quota is not None:
-                quota.limit = limit
-                quota.version += 1
-                organisation_id = quota.organisation_id
-            else:
-                raise NotFound(f"budget or quota '{meter_id}' does not exist")
+            row = await _meter(session, meter_id)
+            row.thresholds = wanted
             await session.commit()
+            organisation_id = row.organisation_id
         await self._bus.publish(Invalidation("organisation", organisation_id=organisation_id))
 
-    async def list(self, organisation_id: str) -> Sequence[Budget | Quota]:
-        """Budgets then quotas of an organisation."""
+    async def set_limit(self, meter_id: str, limit: int) -> None:
+        """Change a budget's amount or a quota's limit; what the current window used is kept."""
+        _check_limit(limit, "limit")
         async with self._sessions() as session:
-            budgets = (
-                await session.execute(select(Budget).where(Budget.organisation_id == organisation_id))
-            ).scalars()
-            quotas = (
-                await session.execute(select(Quota).where(Quota.organisation_id == organisation_id))
-            ).scalars()
-            return [*budgets, *quotas]
+            # Locked so that two concurrent changes cannot both move to the same next version.
+            row = await _meter(session, meter_id, lock=True)
+            before = meter_spec(row)
+            if isinstance(row, Budget):
+                row.amount_nanos_usd = limit
+            else:
+                row.limit = limit
+            row.version += 1
+            await _carry_windows(session, before, meter_spec(row), datetime.now(UTC))
+            await session.commit()
+            organisation_id = row.organisation_id
+        await self._bus.publish(Invalidation("organisation", organisation_id=organisation_id))
 
-    async def _create(self, row: Budget | Quota, schedule: dict[str, Any]) -> Budget | Quota:
-        _apply_schedule(row, **schedule)
+    async def _create(self, row: Budget | Quota) -> None:
         async with self._sessions() as session:
             await _check_owner(session, row)
             session.add(row)
             await session.commit()
         await self._bus.publish(Invalidation("organisation", organisation_id=row.organisation_id))
-        return row
+
+
+def meter_spec(row: Budget | Quota) -> MeterSpec:
+    """The hot-path view of a budget or quota row."""
+    return budget_spec(row) if isinstance(row, Budget) else quota_spec(row)
+
+
+def _check_limit(value: int, param: str) -> None:
+    if value < 0:
+        raise UnprocessableEntity(f"{param} must be ≥ 0", param=param)
+
+
+def _thresholds(values: Sequence[int]) -> list[int]:
+    if any(not 0 < t <= MAX_THRESHOLD_PERCENT for t in values):
+        raise UnprocessableEntity(
+            f"thresholds are percentages between 1 and {MAX_THRESHOLD_PERCENT}", param="thresholds"
+        )
+    return sorted(set(values))
 
 
 def _apply_schedule(
     row: Budget | Quota,
-    *,
-    owner_type: OwnerType = OwnerType.ORG,
-    owner_id: str | None = None,
-    period: Period = Period.MONTHLY,
-    start_at: datetime | None = None,
-    end_at: datetime | None = None,
-    timezone: str = "UTC",
-    rollover: bool = False,
-    thresholds: Sequence[int] = (),
-    active: bool = True,
+    owner_type: OwnerType,
+    owner_id: str | None,
+    period: Period,
+    start_at: datetime | None,
+    end_at: datetime | None,
+    timezone: str,
+    rollover: bool,
 ) -> None:
+    check_timezone(timezone)
     start = start_at or datetime.now(UTC)
     try:
         Schedule(Period(period), start, timezone, end_at)
     except ValueError as exc:
-        raise UnprocessableEntity(f"invalid schedule: {exc}", param="period") from exc
-    if any(not 0 < t <= 1000 for t in thresholds):
-        raise UnprocessableEntity("thresholds are percentages between 1 and 1000", param="thresholds")
+        param = "end_at" if end_at is not None and "end_at" in str(exc) else "start_at"
+        raise UnprocessableEntity(f"invalid schedule: {exc}", param=param) from exc
     row.owner_type = OwnerType(owner_type)
+    if row.owner_type != OwnerType.ORG and not owner_id:
+        raise UnprocessableEntity(f"a {row.owner_type.value} budget needs an owner id", param="owner_id")
     row.team_id = owner_id if row.owner_type == OwnerType.TEAM else None
     row.user_id = owner_id if row.owner_type == OwnerType.USER else None
     row.api_key_id = owner_id if row.owner_type == OwnerType.APIKEY else None
-    if row.owner_type != OwnerType.ORG and not owner_id:
-        raise UnprocessableEntity(f"a {row.owner_type.value} budget needs an owner id", param="owner_id")
     row.period, row.start_at, row.end_at, row.timezone = Period(period), start, end_at, timezone
-    row.rollover, row.thresholds, row.active, row.version = rollover, sorted(thresholds), active, 1
+    row.rollover = rollover
 
 
 async def _check_owner(session: AsyncSession, row: Budget | Quota) -> None:
@@ -145,3 +268,58 @@ async def _check_owner(session: AsyncSession, row: Budget | Quota) -> None:
         return
     if owner is None or owner.organisation_id != row.organisation_id:
         raise UnprocessableEntity("the owner does not exist in this organisation", param="owner_id")
+
+
+async def _meter(session: AsyncSession, meter_id: str, *, lock: bool = False) -> Budget | Quota:
+    row: Budget | Quota | None = await session.get(Budget, meter_id, with_for_update=lock)
+    if row is None:
+        row = await session.get(Quota, meter_id, with_for_update=lock)
+    if row is None:
+        raise NotFound(f"budget or quota '{meter_id}' does not exist")
+    return row
+
+
+async def _usage(session: AsyncSession, spec: MeterSpec, window: Window) -> WindowUsage:
+    stored = await session.get(MeterWindow, spec.counter_key(window))
+    if stored is not None:
+        return WindowUsage(window.start, window.end, stored.used, stored.limit)
+    # The limit the window will open with: odock.budgets.ledger.window_state adds, for a meter
+    # that rolls over, what the previous window left (all of it when that window was never used).
+    carried = 0
+    if spec.rollover and window.index > 0:
+        previous = spec.schedule().window(window.index - 1)
+        row = await session.get(MeterWindow, spec.counter_key(previous)) if previous else None
+        carried = spec.limit if row is None else max(0, row.limit - row.used)
+    return WindowUsage(window.start, window.end, 0, spec.limit + carried)
+
+
+async def _carry_windows(session: AsyncSession, before: MeterSpec, after: MeterSpec, now: datetime) -> None:
+    """Copy the ledger of the current (and, rolling over, previous) window to the new version."""
+    window = before.schedule().window_at(now)
+    if window is None:
+        return
+    previous = before.schedule().window(window.index - 1) if before.rollover else None
+    if previous is not None:
+        old = await session.get(MeterWindow, before.counter_key(previous))
+        if old is not None:
+            session.add(_copy(old, after, previous, old.limit))
+    current = await session.get(MeterWindow, before.counter_key(window))
+    if current is not None:
+        # Keep what rolled over into the window; only the base limit changes.
+        carried = current.limit - before.limit
+        session.add(_copy(current, after, window, after.limit + carried))
+
+
+def _copy(row: MeterWindow, spec: MeterSpec, window: Window, limit: int) -> MeterWindow:
+    return MeterWindow(
+        key=spec.counter_key(window),
+        meter_kind=spec.kind,
+        meter_id=spec.id,
+        version=spec.version,
+        window_index=window.index,
+        start=window.start,
+        end=window.end,
+        limit=limit,
+        used=row.used,
+        thresholds_crossed=builtins.list(row.thresholds_crossed or ()),
+    )

@@ -11,8 +11,10 @@ from typing import Any
 import click
 
 from odock.cli.apply import apply
+from odock.cli.budgets import budgets, quotas
 from odock.cli.common import settings_from
 from odock.cli.keys import keys
+from odock.cli.policies import policies
 from odock.cli.providers import models, providers
 from odock.cli.tenancy import orgs, teams, users
 from odock.settings import Settings
@@ -25,7 +27,7 @@ def main(config: str | None) -> None:
     """Odock: an open-source AI governance gateway."""
 
 
-for command in (orgs, teams, users, providers, models, keys, apply):
+for command in (orgs, teams, users, providers, models, keys, policies, budgets, quotas, apply):
     main.add_command(command)
 
 
@@ -53,6 +55,9 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int |
         "log_config": None,
         "timeout_graceful_shutdown": settings.shutdown_grace_seconds,
         "server_header": False,
+        # The client address is odock's to decide (trusted_proxy_cidrs): uvicorn must not rewrite it
+        # from X-Forwarded-For, which it otherwise does for peers in FORWARDED_ALLOW_IPS (127.0.0.1).
+        "proxy_headers": False,
     }
     # uvicorn re-raises the signal it handled once it has shut down gracefully; a graceful
     # SIGTERM is a clean exit, so say so with status 0.
@@ -77,7 +82,16 @@ def config() -> None:
 @click.pass_context
 def config_check(ctx: click.Context) -> None:
     """Validate settings (and declared resources) without starting anything."""
+    from odock.errors import InvalidPolicy
+    from odock.limits.policy import parse_policy
+
     settings = settings_from(ctx)
+    try:
+        parse_policy(settings.ratelimit_global_policy)
+    except InvalidPolicy as exc:
+        # The message starts with the field's path inside the envelope.
+        click.echo(f"odock: ratelimit_global_policy.{exc.message}", err=True)
+        sys.exit(2)
     if settings.config:
         from odock.admin.declarative import DeclarationError, read_declarations
 

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from odock.admin.control import ControlPlane
 from odock.cache.bus import Invalidation, LocalInvalidationBus
@@ -27,17 +28,21 @@ def published() -> list[Invalidation]:
 
 
 @pytest.fixture
-async def control(
-    tmp_path: Path, keypair: KeyPair, published: list[Invalidation]
-) -> AsyncIterator[ControlPlane]:
-    """A control plane on a migrated SQLite file, recording its invalidations."""
+async def sessions(tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Sessions on a migrated SQLite file of the test's own."""
     engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'odock.db'}")
     await migrate.upgrade(engine)
-    bus = LocalInvalidationBus()
-    bus.subscribe(published.append)
     try:
-        yield ControlPlane(
-            session_factory(engine), bus, EnvelopeDecrypter(keypair.key_id, keypair.private_pem)
-        )
+        yield session_factory(engine)
     finally:
         await engine.dispose()
+
+
+@pytest.fixture
+def control(
+    sessions: async_sessionmaker[AsyncSession], keypair: KeyPair, published: list[Invalidation]
+) -> ControlPlane:
+    """A control plane on the test's database, recording its invalidations."""
+    bus = LocalInvalidationBus()
+    bus.subscribe(published.append)
+    return ControlPlane(sessions, bus, EnvelopeDecrypter(keypair.key_id, keypair.private_pem))

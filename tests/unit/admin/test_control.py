@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import pytest
 
 from odock.admin.control import ControlPlane
 from odock.cache.bus import Invalidation
-from odock.errors import Conflict, NotFound, UnprocessableEntity
+from odock.errors import Conflict, InvalidPolicy, NotFound, UnprocessableEntity
 from odock.keys.secrets import hash_secret
 from odock.keys.tables import ApiKeyType
 from odock.providers.tables import ProviderType
@@ -82,3 +84,55 @@ async def test_lookups_by_name_say_what_is_missing(control: ControlPlane) -> Non
         await control.user_by_email("Ghost@X.io")
     with pytest.raises(NotFound, match="API key 'nope' does not exist"):
         await control.api_key("nope")
+
+
+BAD_POLICY = {"ratelimit": {"requests": {"per_minutes": 5}}}
+GOOD_POLICY = {"policies": {"ratelimit": {"requests": {"per_minute": 5, "burst": 0}}, "routing": {"a": 1}}}
+STORED_POLICY = {"ratelimit": {"requests": {"per_minute": 5}}, "routing": {"a": 1}}
+
+
+async def test_every_policy_write_rejects_an_invalid_field(control: ControlPlane) -> None:
+    """Organisation, team, model and API key policies are each refused with the bad field named."""
+    org = await control.create_organisation("acme")
+    team = await control.create_team(org.id, "platform")
+    provider = await control.create_provider(org.id, "p", ProviderType.MOCK)
+    model = await control.create_model(org.id, "m", provider_id=provider.id)
+    key = (await control.create_api_key(org.id, "k")).key
+    writes: list[Callable[[], Awaitable[object]]] = [
+        lambda: control.create_organisation("other", policies=BAD_POLICY),
+        lambda: control.update_organisation(org.id, policies=BAD_POLICY),
+        lambda: control.create_team(org.id, "t2", policies=BAD_POLICY),
+        lambda: control.update_team(team.id, policies=BAD_POLICY),
+        lambda: control.create_model(org.id, "m2", provider_id=provider.id, policies=BAD_POLICY),
+        lambda: control.update_model(model.id, policies=BAD_POLICY),
+        lambda: control.create_api_key(org.id, "k2", policies=BAD_POLICY),
+        lambda: control.update_api_key(key.id, policies=BAD_POLICY),
+    ]
+    for write in writes:
+        with pytest.raises(InvalidPolicy) as caught:
+            await write()
+        assert caught.value.param == "ratelimit.requests.per_minutes"
+    assert [o.name for o in await control.list_organisations()] == ["acme"]
+    assert [t.name for t in await control.list_teams(org.id)] == ["platform"]
+    assert [m.name for m in await control.list_models(org.id)] == ["m"]
+    assert [k.name for k in await control.list_api_keys(org.id)] == ["k"]
+    assert (await control.organisation_by_id(org.id)).policies == {}
+
+
+async def test_every_policy_write_stores_the_bare_parsed_form(control: ControlPlane) -> None:
+    """A nested envelope written anywhere is stored bare and normalised, other keys kept."""
+    org = await control.create_organisation("acme", policies=GOOD_POLICY)
+    team = await control.create_team(org.id, "platform", policies=GOOD_POLICY)
+    provider = await control.create_provider(org.id, "p", ProviderType.MOCK)
+    model = await control.create_model(org.id, "m", provider_id=provider.id, policies=GOOD_POLICY)
+    key = (await control.create_api_key(org.id, "k", policies=GOOD_POLICY)).key
+    assert [org.policies, team.policies, model.policies, key.policies] == [STORED_POLICY] * 4
+
+    await control.update_organisation(org.id, policies={"shadow": True})
+    await control.update_team(team.id, policies={})
+    await control.update_model(model.id, policies={"ip": {"blocklist": ["203.0.113.7"]}})
+    await control.update_api_key(key.id, policies=GOOD_POLICY)
+    assert (await control.organisation_by_id(org.id)).policies == {"shadow": True}
+    assert (await control.team_by_name(org.id, "platform")).policies == {}
+    assert (await control.model_by_name(org.id, "m")).policies == {"ip": {"blocklist": ["203.0.113.7/32"]}}
+    assert (await control.api_key(key.id)).policies == STORED_POLICY

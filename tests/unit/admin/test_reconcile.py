@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -10,6 +11,8 @@ import pytest
 from odock.admin.control import ControlPlane
 from odock.admin.declarative import DeclarationError, parse_declarations
 from odock.admin.reconcile import ApplyReport, apply_declarations
+from odock.budgets.tables import OwnerType, QuotaMetric
+from odock.budgets.windows import Period
 from odock.cache.bus import Invalidation
 from odock.keys.secrets import hash_secret
 
@@ -247,3 +250,150 @@ async def test_user_of_another_organisation_is_refused(control: ControlPlane) ->
     await control.create_user("ann@acme.io", organisation_id=other.id)
     with pytest.raises(DeclarationError, match=r"organisations\[0\]: user 'ann@acme.io' belongs to another"):
         await apply(control, declared())
+
+
+BUDGETS: list[dict[str, Any]] = [
+    {"org": "acme", "name": "monthly", "amount_usd": "12.50", "thresholds": [80, 50]},
+    {
+        "org": "acme",
+        "name": "platform-daily",
+        "owner": {"team": "platform"},
+        "amount_nanos": 1_000_000,
+        "period": "DAILY",
+        "start_at": "2026-01-01T00:00:00+01:00",
+        "timezone": "Europe/Paris",
+    },
+]
+QUOTAS: list[dict[str, Any]] = [
+    {"org": "acme", "name": "ci-requests", "owner": {"key": "ci"}, "metric": "REQUESTS", "limit": 100},
+    {
+        "org": "acme",
+        "name": "ann-tokens",
+        "owner": {"user": "Ann@acme.io"},
+        "metric": "tokens",
+        "limit": 5000,
+    },
+]
+
+
+def metered(budgets: list[dict[str, Any]] | None = None, quotas: list[dict[str, Any]] | None = None) -> Any:
+    """BASE with BUDGETS and QUOTAS (or the given variants), parsed."""
+    return declared(
+        budgets=copy.deepcopy(BUDGETS if budgets is None else budgets),
+        quotas=copy.deepcopy(QUOTAS if quotas is None else quotas),
+    )
+
+
+async def test_budgets_and_quotas_are_created_once(
+    control: ControlPlane, published: list[Invalidation]
+) -> None:
+    """Declared budgets and quotas are created with their owners; a second apply changes nothing."""
+    report = await apply(control, metered())
+    assert report.counts() == {"created": 14}
+    org = await control.organisation_by_name("acme")
+    team = await control.team_by_name(org.id, "platform")
+    ci = (await control.api_keys_named(org.id, "ci"))[0]
+    ann = await control.user_by_email("ann@acme.io")
+    monthly, daily = await control.budgets.list_budgets(org.id)
+    assert (monthly.amount_nanos_usd, monthly.owner_type, monthly.thresholds) == (
+        12_500_000_000,
+        OwnerType.ORG,
+        [50, 80],
+    )
+    assert (daily.team_id, daily.period, daily.timezone) == (team.id, Period.DAILY, "Europe/Paris")
+    assert daily.start_at == datetime(2025, 12, 31, 23, tzinfo=UTC)
+    requests, tokens = await control.budgets.list_quotas(org.id)
+    assert (requests.owner_type, requests.api_key_id, requests.metric) == (
+        OwnerType.APIKEY,
+        ci.id,
+        QuotaMetric.REQUESTS,
+    )
+    assert (tokens.owner_type, tokens.user_id, tokens.limit) == (OwnerType.USER, ann.id, 5000)
+
+    before = len(published)
+    again = await apply(control, metered())
+    assert again.counts() == {"unchanged": 14}
+    assert len(published) == before
+    assert len(await control.budgets.list(org.id)) == 4
+
+
+async def test_changed_limit_is_applied_in_place(control: ControlPlane) -> None:
+    """A new amount or limit updates the same row and bumps its version; nothing is duplicated."""
+    await apply(control, metered())
+    budgets, quotas = copy.deepcopy(BUDGETS), copy.deepcopy(QUOTAS)
+    budgets[0]["amount_usd"] = "20"
+    quotas[1]["limit"] = 6000
+    report = await apply(control, metered(budgets, quotas))
+    assert actions(report)["budget acme/monthly"] == "updated"
+    assert actions(report)["quota acme/ann-tokens"] == "updated"
+    assert report.counts() == {"updated": 2, "unchanged": 12}
+    org = await control.organisation_by_name("acme")
+    monthly = (await control.budgets.list_budgets(org.id, "monthly"))[0]
+    tokens = (await control.budgets.list_quotas(org.id, "ann-tokens"))[0]
+    assert (monthly.amount_nanos_usd, monthly.version) == (20_000_000_000, 2)
+    assert (tokens.limit, tokens.version) == (6000, 2)
+    assert len(await control.budgets.list(org.id)) == 4
+
+
+async def test_active_and_thresholds_follow_the_file_when_declared(control: ControlPlane) -> None:
+    """A budget switched off outside the file stays off until the file declares ``active``."""
+    await apply(control, metered())
+    org = await control.organisation_by_name("acme")
+    monthly = (await control.budgets.list_budgets(org.id, "monthly"))[0]
+    await control.budgets.set_active(monthly.id, False)
+    assert (await apply(control, metered())).counts() == {"unchanged": 14}
+    assert not (await control.budgets.budget(monthly.id)).active
+
+    budgets = copy.deepcopy(BUDGETS)
+    budgets[0].update(active=True, thresholds=[90])
+    report = await apply(control, metered(budgets))
+    assert actions(report)["budget acme/monthly"] == "updated"
+    stored = await control.budgets.budget(monthly.id)
+    assert (stored.active, stored.thresholds, stored.version) == (True, [90], 1)
+
+
+@pytest.mark.parametrize(
+    ("change", "fields"),
+    [
+        ({"period": "WEEKLY"}, "period"),
+        ({"owner": {"team": "platform"}}, "owner"),
+        ({"start_at": "2026-02-01T00:00:00Z", "rollover": True}, "start_at, rollover"),
+    ],
+)
+async def test_schedule_or_owner_change_is_refused(
+    control: ControlPlane, change: dict[str, Any], fields: str
+) -> None:
+    """A declared schedule or owner that differs from the stored budget stops the apply at its path."""
+    await apply(control, metered())
+    budgets = copy.deepcopy(BUDGETS)
+    budgets[0].update(change)
+    with pytest.raises(
+        DeclarationError, match=rf"budgets\[0\]: budget 'acme/monthly' exists with a different {fields}"
+    ):
+        await apply(control, metered(budgets))
+
+
+async def test_quota_metric_change_is_refused(control: ControlPlane) -> None:
+    """A quota cannot change what it counts in place."""
+    await apply(control, metered())
+    quotas = copy.deepcopy(QUOTAS)
+    quotas[0]["metric"] = "TOKENS"
+    with pytest.raises(
+        DeclarationError, match=r"quotas\[0\]: quota 'acme/ci-requests' exists with a different metric"
+    ):
+        await apply(control, metered(quotas=quotas))
+
+
+async def test_dry_run_plans_budgets_of_planned_owners(control: ControlPlane) -> None:
+    """On an empty database a dry run plans budgets whose organisation, team and key are also planned."""
+    report = await apply(control, metered(), dry_run=True)
+    assert report.counts() == {"created": 14}
+    assert actions(report)["quota acme/ci-requests"] == "created"
+    assert await control.list_organisations() == []
+
+
+async def test_unknown_budget_owner_is_named(control: ControlPlane) -> None:
+    """A budget owned by a key that exists nowhere fails at the budget's path."""
+    budgets = [{"org": "acme", "name": "b", "owner": {"key": "ghost"}, "amount_nanos": 1}]
+    with pytest.raises(DeclarationError, match=r"budgets\[0\]: API key 'ghost' does not exist"):
+        await apply(control, metered(budgets, []))
