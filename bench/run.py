@@ -60,18 +60,14 @@ from bench.processes import (
 from bench.profile import py_spy_binary, record, summarise
 from bench.report import BackendReport, RunReport, machine, write
 from bench.soak import run_soak
-from bench.tenant import GovernanceHook, provision
+from bench.tenant import GOVERNANCE, GovernanceHook, provision
 
 ROOT = Path(__file__).resolve().parent.parent
 CaseT = TypeVar("CaseT", ChatCase, StreamCase)
 RESULTS = ROOT / "bench" / "results"
-# Later issues (rate limits, budgets) add hooks here; the report names what each attached.
-GOVERNANCE_HOOKS: Sequence[GovernanceHook] = ()
-GOVERNANCE_OFF = (
-    "the gateway has no switch that disables governance (authentication, grant check and usage "
-    "recording always run), so there is no 'gateway, governance off' path; the gateway-less "
-    "baseline is the direct run (driver → mock) measured beside every case."
-)
+# "--governance on" attaches these; "off" leaves the tenant with authentication, grant check and
+# usage recording only (those always run). The report names what was attached.
+GOVERNANCE_HOOKS: Sequence[GovernanceHook] = GOVERNANCE
 IDLE_SETTLE_SECONDS = 1.0
 PROFILE_CONCURRENCY = 64
 
@@ -130,6 +126,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL)
     parser.add_argument("--out", type=Path, help="Markdown report path (JSON beside it)")
+    parser.add_argument(
+        "--governance",
+        choices=("on", "off"),
+        default="on",
+        help="on: rate limits on every scope + a budget + a quota (never denying); off: none attached",
+    )
     parser.add_argument(
         "--case",
         action="append",
@@ -336,7 +338,8 @@ async def run_backend(ctx: Context, name: BackendName) -> BackendReport:
     async with prepared(
         name, ctx.work, ctx.args.postgres_url, ctx.args.redis_url, overrides=ctx.args.settings
     ) as backend:
-        provisioned = await provision(backend.settings, ctx.mock_url + "/v1", GOVERNANCE_HOOKS)
+        hooks = GOVERNANCE_HOOKS if ctx.args.governance == "on" else ()
+        provisioned = await provision(backend.settings, ctx.mock_url + "/v1", hooks)
         _say(f"[{name}] provisioned tenant; governance: {'; '.join(provisioned.features)}")
         endpoints = Endpoints(ctx.mock_url, "", provisioned.tenant)
         report = BackendReport(name, list(provisioned.features), 0.0, 0.0)
@@ -421,7 +424,7 @@ async def _measure(args: argparse.Namespace, layout: CoreLayout, notes: list[str
         layout=layout.describe(),
         driver=f"{driver} for non-streaming, aiohttp for streaming",
         mock=f"{args.mock_impl} implementation, {args.upstream_latency_ms:g} ms fixed latency",
-        governance_off=GOVERNANCE_OFF,
+        governance_off=f"governance {args.governance} (compare a run with --governance on to one with off)",
         notes=notes,
     )
     background = await wait_for_quiet(0.0, 0.0, window=0.5 if args.smoke else 2.0)

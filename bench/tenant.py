@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from odock.admin.control import ControlPlane
+from odock.budgets.tables import OwnerType, QuotaMetric
 from odock.providers.tables import ProviderType
-from odock.runtime import open_runtime
+from odock.runtime import Runtime, open_runtime
 from odock.settings import Settings
 
 CHAT_MODEL = "bench-chat"
@@ -51,9 +51,53 @@ class BenchTenant:
 class GovernanceHook(Protocol):
     """Attaches one governance feature (a policy, a budget, a limit) to the benchmark tenant."""
 
-    async def attach(self, control: ControlPlane, tenant: BenchTenant) -> str:
+    async def attach(self, runtime: Runtime, tenant: BenchTenant) -> str:
         """Configure the feature; return its name for the report."""
         ...
+
+
+# Limits high enough never to deny during a benchmark, so every check runs and none refuses.
+NEVER_DENYING_POLICY = {
+    "ratelimit": {
+        "requests": {"per_second": 1_000_000, "per_minute": 100_000_000, "burst": 1_000_000},
+        "tokens": {"per_minute": 10**12},
+        "concurrency": {"max": 100_000},
+    }
+}
+
+
+class RateLimitPolicies:
+    """A never-denying rate-limit policy on the organisation, the key and the chat model."""
+
+    async def attach(self, runtime: Runtime, tenant: BenchTenant) -> str:
+        """Attach the policy to three scopes."""
+        control = runtime.control
+        await control.update_organisation(tenant.organisation_id, policies=NEVER_DENYING_POLICY)
+        await control.update_api_key(tenant.key_id, policies=NEVER_DENYING_POLICY)
+        model = await control.model_by_name(tenant.organisation_id, CHAT_MODEL)
+        await control.update_model(model.id, policies=NEVER_DENYING_POLICY)
+        return "rate limits on organisation, key and model (burst, RPS, RPM, TPM, concurrency leases)"
+
+
+class BudgetAndQuota:
+    """An organisation budget and a key request quota, reserved and settled on every request."""
+
+    async def attach(self, runtime: Runtime, tenant: BenchTenant) -> str:
+        """Create the budget and the quota."""
+        budgets = runtime.budgets
+        await budgets.create_budget(tenant.organisation_id, "bench budget", amount_nanos_usd=10**18)
+        await budgets.create_quota(
+            tenant.organisation_id,
+            "bench quota",
+            metric=QuotaMetric.REQUESTS,
+            limit=10**12,
+            owner_type=OwnerType.APIKEY,
+            owner_id=tenant.key_id,
+        )
+        return "a monthly organisation budget and a key REQUESTS quota (reserve + settle per request)"
+
+
+GOVERNANCE: tuple[GovernanceHook, ...] = (RateLimitPolicies(), BudgetAndQuota())
 
 
 @dataclass(frozen=True)
@@ -89,5 +133,5 @@ async def provision(
         tenant = BenchTenant(org.id, provider.id, issued.key.id, issued.secret)
         features = [*BASELINE_FEATURES]
         for hook in hooks:
-            features.append(await hook.attach(control, tenant))
+            features.append(await hook.attach(runtime, tenant))
     return Provisioned(tenant, tuple(features))

@@ -142,6 +142,18 @@ class Settings(BaseSettings):
             return value.replace("\\n", "\n")
         return value
 
+    @field_validator("ratelimit_global_policy")
+    @classmethod
+    def _check_global_policy(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from odock.errors import InvalidPolicy
+        from odock.limits.policy import parse_policy
+
+        try:
+            parse_policy(value)
+        except InvalidPolicy as exc:
+            raise ValueError(exc.message) from exc
+        return value
+
     @field_validator("trusted_proxy_cidrs")
     @classmethod
     def _check_cidrs(cls, value: list[str]) -> list[str]:

@@ -109,35 +109,37 @@ def _insert_ignore(session: AsyncSession) -> postgresql.Insert | sqlite.Insert:
 
 
 async def apply_settlements(session: AsyncSession, settlements: Sequence[Settlement]) -> dict[str, int]:
-    """Record settlements once each and add the new ones to their windows; return the deltas."""
+    """Record settlements once each and add the new ones to their windows; return the deltas.
+
+    Three statements per batch whatever its size: create missing window rows, insert the
+    settlements (skipping ones already recorded, which makes replays harmless), then add the
+    newly inserted amounts to each window touched.
+    """
     if not settlements:
         return {}
     dialect = session.bind.dialect.name if session.bind else "sqlite"
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    for s in {s.window_key: s for s in settlements}.values():
-        values = {
+    windows = [
+        {
             "key": s.window_key, "meter_kind": s.meter_kind, "meter_id": s.meter_id, "version": s.version,
             "window_index": s.window_index, "start": s.start, "end": s.end, "limit": s.limit, "used": 0,
             "thresholds_crossed": [],
-        }  # fmt: skip
-        await session.execute(
-            insert(MeterWindow).values(**values).on_conflict_do_nothing(index_elements=["key"])
-        )
+        }
+        for s in {s.window_key: s for s in settlements}.values()
+    ]  # fmt: skip
+    await session.execute(insert(MeterWindow).on_conflict_do_nothing(index_elements=["key"]), windows)
+    rows = [{"request_key": s.request_key, "window_key": s.window_key, "amount": s.amount} for s in settlements]
+    stmt = (
+        insert(MeterSettlement)
+        .on_conflict_do_nothing(index_elements=["request_key", "window_key"])
+        .returning(MeterSettlement.window_key, MeterSettlement.amount)
+    )
     deltas: dict[str, int] = defaultdict(int)
-    for s in settlements:
-        stmt = (
-            insert(MeterSettlement)
-            .values(request_key=s.request_key, window_key=s.window_key, amount=s.amount)
-            .on_conflict_do_nothing(index_elements=["request_key", "window_key"])
-            .returning(MeterSettlement.window_key)
-        )
-        if (await session.execute(stmt)).first() is not None:
-            deltas[s.window_key] += s.amount
+    for key, amount in (await session.execute(stmt, rows)).all():
+        deltas[key] += amount
     for key, delta in deltas.items():
         if delta:
-            await session.execute(
-                update(MeterWindow).where(MeterWindow.key == key).values(used=MeterWindow.used + delta)
-            )
+            await session.execute(update(MeterWindow).where(MeterWindow.key == key).values(used=MeterWindow.used + delta))
     return dict(deltas)
 
 
