@@ -22,6 +22,7 @@ from odock.budgets.meters import MemoryMeterStore, MeterStore
 from odock.budgets.reconciler import BudgetReconciler
 from odock.budgets.redis_meters import RedisMeterStore
 from odock.budgets.stage import BudgetGate
+from odock.budgets.thresholds import ThresholdNotifier
 from odock.cache.bus import InvalidationBus, LocalInvalidationBus, RedisInvalidationBus
 from odock.cache.shared import MemorySharedCache, RedisSharedCache, SharedCache
 from odock.db import migrate
@@ -237,8 +238,11 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         vault = ProviderKeyVault(decrypter, settings.provider_key_decrypt_cache_ttl_seconds)
         control = ControlPlane(sessions, bus, decrypter)
 
+        notifier = ThresholdNotifier(settings.budget_threshold_webhook_url, http)
+        await notifier.start()
+        stack.push_async_callback(notifier.stop)
         recorder = UsageRecorder(
-            UsageStore(sessions),
+            UsageStore(sessions, on_thresholds=notifier),
             usage_queue(settings, redis),
             batch_size=settings.usage_batch_size,
             interval=settings.usage_flush_interval_seconds,

@@ -69,3 +69,23 @@ async def test_one_record_settles_several_windows(store: UsageStore) -> None:  #
     )
     await store.insert_many([record])
     assert (await used(store, budget), await used(store, quota)) == (5_182_000, 1)
+
+
+async def test_each_threshold_crossing_is_reported_once(store: UsageStore) -> None:  # noqa: F811
+    """Crossing 50% then 80% of a window reports each threshold exactly once, even on replay."""
+    window = "budget:b1:v1:w0:" + secrets.token_hex(3)
+    reported: list[int] = []
+    notifying = UsageStore(store._sessions, on_thresholds=lambda cs: reported.extend(c.threshold for c in cs))
+
+    def spend(amount: int) -> object:
+        rid = secrets.token_hex(16)
+        line = Settlement(
+            rid, window, amount, "budget", "b1", 1, 0, START, START + timedelta(days=30), 100, (50, 80)
+        )
+        return event(id=rid, settlements=[line.to_dict()])
+
+    first, second, third = spend(40), spend(20), spend(30)
+    await notifying.insert_many([first])  # 40%: nothing yet
+    await notifying.insert_many([second])  # 60%: 50 crossed
+    await notifying.insert_many([second, third])  # replay + 90%: only 80 is new
+    assert reported == [50, 80]

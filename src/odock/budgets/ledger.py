@@ -38,6 +38,7 @@ class Settlement:
     start: datetime
     end: datetime
     limit: int
+    thresholds: tuple[int, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-friendly data (carried on the usage event through the usage queue)."""
@@ -45,7 +46,7 @@ class Settlement:
             "request_key": self.request_key, "window_key": self.window_key, "amount": self.amount,
             "meter_kind": self.meter_kind, "meter_id": self.meter_id, "version": self.version,
             "window_index": self.window_index, "start": self.start.isoformat(), "end": self.end.isoformat(),
-            "limit": self.limit,
+            "limit": self.limit, "thresholds": list(self.thresholds),
         }  # fmt: skip
 
     @classmethod
@@ -57,6 +58,7 @@ class Settlement:
                 **data,
                 "start": start if isinstance(start, datetime) else datetime.fromisoformat(start),
                 "end": end if isinstance(end, datetime) else datetime.fromisoformat(end),
+                "thresholds": tuple(data.get("thresholds", ())),
             }
         )
 
@@ -108,15 +110,37 @@ def _insert_ignore(session: AsyncSession) -> postgresql.Insert | sqlite.Insert:
     return insert(MeterWindow).on_conflict_do_nothing(index_elements=[MeterWindow.key])
 
 
-async def apply_settlements(session: AsyncSession, settlements: Sequence[Settlement]) -> dict[str, int]:
-    """Record settlements once each and add the new ones to their windows; return the deltas.
+@dataclass(frozen=True, slots=True)
+class ThresholdCrossing:
+    """A window's usage reached one of its meter's threshold percentages (reported once)."""
+
+    meter_kind: str
+    meter_id: str
+    window_key: str
+    threshold: int
+    used: int
+    limit: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """The event body (log line, webhook)."""
+        return {
+            "event": f"{self.meter_kind}.threshold_crossed", "meter_kind": self.meter_kind,
+            "meter_id": self.meter_id, "window_key": self.window_key, "threshold_percent": self.threshold,
+            "used": self.used, "limit": self.limit,
+        }  # fmt: skip
+
+
+async def apply_settlements(
+    session: AsyncSession, settlements: Sequence[Settlement]
+) -> list[ThresholdCrossing]:
+    """Record settlements once each, add the new ones to their windows; return thresholds crossed.
 
     Three statements per batch whatever its size: create missing window rows, insert the
     settlements (skipping ones already recorded, which makes replays harmless), then add the
     newly inserted amounts to each window touched.
     """
     if not settlements:
-        return {}
+        return []
     dialect = session.bind.dialect.name if session.bind else "sqlite"
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     windows = [
@@ -128,7 +152,9 @@ async def apply_settlements(session: AsyncSession, settlements: Sequence[Settlem
         for s in {s.window_key: s for s in settlements}.values()
     ]  # fmt: skip
     await session.execute(insert(MeterWindow).on_conflict_do_nothing(index_elements=["key"]), windows)
-    rows = [{"request_key": s.request_key, "window_key": s.window_key, "amount": s.amount} for s in settlements]
+    rows = [
+        {"request_key": s.request_key, "window_key": s.window_key, "amount": s.amount} for s in settlements
+    ]
     stmt = (
         insert(MeterSettlement)
         .on_conflict_do_nothing(index_elements=["request_key", "window_key"])
@@ -139,8 +165,31 @@ async def apply_settlements(session: AsyncSession, settlements: Sequence[Settlem
         deltas[key] += amount
     for key, delta in deltas.items():
         if delta:
-            await session.execute(update(MeterWindow).where(MeterWindow.key == key).values(used=MeterWindow.used + delta))
-    return dict(deltas)
+            await session.execute(
+                update(MeterWindow).where(MeterWindow.key == key).values(used=MeterWindow.used + delta)
+            )
+    thresholds = {s.window_key: s.thresholds for s in settlements if s.thresholds}
+    return await _crossings(session, [k for k, d in deltas.items() if d and k in thresholds], thresholds)
+
+
+async def _crossings(
+    session: AsyncSession, keys: list[str], thresholds: dict[str, tuple[int, ...]]
+) -> list[ThresholdCrossing]:
+    """Thresholds newly reached by the touched windows, remembered so each is reported once."""
+    crossings: list[ThresholdCrossing] = []
+    for key in keys:
+        window = await session.get(MeterWindow, key, with_for_update=True, populate_existing=True)
+        if window is None or window.limit <= 0:
+            continue
+        crossed = set(window.thresholds_crossed or [])
+        reached = [t for t in thresholds[key] if t not in crossed and window.used * 100 >= t * window.limit]
+        if reached:
+            window.thresholds_crossed = sorted(crossed | set(reached))
+            crossings += [
+                ThresholdCrossing(window.meter_kind, window.meter_id, key, t, window.used, window.limit)
+                for t in sorted(reached)
+            ]
+    return crossings
 
 
 async def settled_amounts(

@@ -2,7 +2,7 @@
 
 Flow (spec §5.3)::
 
-    before:  lines = current window of every meter on the key's chain × its estimate
+    before:  lines = current window of every meter on the key's chain x its estimate
              store.reserve(record_id, lines)      one call, all or nothing, idempotent
                COLD     → prime each cold counter from the ledger (cold path only), retry
                REJECTED → 402 budget_exceeded / 429 quota_exceeded, before any upstream call
@@ -10,7 +10,7 @@ Flow (spec §5.3)::
              the usage record into the ledger (same transaction, idempotent)
              otherwise          → store.release(record_id)
 
-Estimates: cost = estimated input tokens × input price + output allowance × output price
+Estimates: cost = estimated input tokens x input price + output allowance x output price
 (unpriced models reserve ``unpriced_reservation_nanos`` or are refused); REQUESTS = 1;
 TOKENS/TOKENS_IN/TOKENS_OUT from the same token estimate; ERRORS reserves one error and settles
 1 or 0. When the counter store is unreachable, ``fail_open`` decides (503 when closed).
@@ -19,7 +19,7 @@ TOKENS/TOKENS_IN/TOKENS_OUT from the same token estimate; ERRORS reserves one er
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -80,6 +80,7 @@ class BudgetGate:
         lines = self._lines(ex)
         if not lines:
             return
+        await self._learn_rolled_over_limits(lines)
         try:
             result = await self._reserve(ex, lines)
         except MeterStoreUnavailable:
@@ -115,7 +116,8 @@ class BudgetGate:
                     line.window.start,
                     line.window.end,
                     line.limit,
-                ).to_dict()  # fmt: skip
+                    line.spec.thresholds,
+                ).to_dict()
                 for line in lines
             ]
             await self._store.settle(record, actuals)
@@ -175,6 +177,20 @@ class BudgetGate:
             "TOKENS_OUT": tokens_out,
         }
         return {line.key: values[line.spec.metric] for line in lines}
+
+    async def _learn_rolled_over_limits(self, lines: list[HeldLine]) -> None:
+        """Give rollover lines their window's effective limit (amount + carry) from the ledger.
+
+        A reservation checks against, and records, the limit it carries. For a meter that rolls
+        over, that limit is only known from the ledger; a process that finds the counter already
+        primed by another replica (or by itself before a restart) must not fall back to the bare
+        amount, or replicas would disagree on the limit. One read per window per process.
+        """
+        for i, line in enumerate(lines):
+            if line.spec.rollover and line.key not in self._limits:
+                _, limit = await window_state(self._sessions, line.spec, line.window)
+                self._limits[line.key] = limit
+                lines[i] = replace(line, limit=limit)
 
     # --- store ---------------------------------------------------------------------------
     async def _reserve(self, ex: Exchange, lines: list[HeldLine]) -> ReserveResult:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import cast
 
 from sqlalchemy import Table, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from odock.budgets.ledger import Settlement, apply_settlements
+from odock.budgets.ledger import Settlement, ThresholdCrossing, apply_settlements
 from odock.usage.record import UsageEvent
 from odock.usage.tables import UsageRecord
 
@@ -17,8 +17,13 @@ from odock.usage.tables import UsageRecord
 class UsageStore:
     """Writes and reads usage records."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        on_thresholds: Callable[[list[ThresholdCrossing]], None] | None = None,
+    ) -> None:
         self._sessions = sessions
+        self._on_thresholds = on_thresholds
 
     async def insert_many(self, events: Sequence[UsageEvent]) -> int:
         """Insert events, skipping ids already stored; return how many rows were new."""
@@ -38,8 +43,10 @@ class UsageStore:
             result = await session.execute(stmt, rows)
             inserted = len(result.all())
             settlements = [Settlement.from_dict(s) for e in events for s in e.settlements]
-            await apply_settlements(session, settlements)
+            crossings = await apply_settlements(session, settlements)
             await session.commit()
+        if crossings and self._on_thresholds is not None:
+            self._on_thresholds(crossings)
         return inserted
 
     async def count(self) -> int:
