@@ -4,11 +4,12 @@ Costs are made exact by the mock provider and a price of 1 USD per 1K tokens in 
 token costs 1,000,000 nanos. ``MESSAGES`` estimates to 5 prompt tokens (4 per message + 1 for
 "hi"), and every request asks for ``max_tokens = COMPLETION_TOKENS`` while the mock answers with
 exactly that many words: the reservation estimate equals the settled actual, so a limit of
-``K × REQUEST_COST`` (or ``K × REQUEST_TOKENS``) fits exactly K requests.
+``K * REQUEST_COST`` (or ``K * REQUEST_TOKENS``) fits exactly K requests.
 
-Gateways run either in-thread (the ``gateway`` fixture; read its database with :func:`on_gateway`)
-or as ``odock serve`` subprocesses (:func:`serve_gateways`), provisioned by an :class:`Operator`
-that holds only a database engine and the deployment's invalidation bus.
+Gateways run either in-thread (the ``gateway`` fixture; ``Ledger.of(gateway)`` reads its database
+on its own loop) or as ``odock serve`` subprocesses (:func:`serve_gateways`), provisioned by an
+:class:`Operator` that holds only a database engine and the deployment's invalidation bus.
+:func:`private_redis` is a Redis a test may take away. Every wait polls with a deadline.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any, TypeVar
 
 import httpx
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -82,12 +84,12 @@ async def fire(
     return list(await asyncio.gather(*(one(n) for n in range(count))))
 
 
-def statuses(replies: Sequence[httpx.Response]) -> dict[int, int]:
-    """How many replies had each status code."""
-    counts: dict[int, int] = {}
-    for reply in replies:
-        counts[reply.status_code] = counts.get(reply.status_code, 0) + 1
-    return counts
+@contextlib.asynccontextmanager
+async def http_client(connections: int = 20) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client that can hold ``connections`` requests at once (a whole storm)."""
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+        yield client
 
 
 def error_of(reply: httpx.Response) -> dict[str, Any]:
@@ -308,15 +310,17 @@ def serve_env(settings: Settings, data_dir: Path, port: int, overrides: dict[str
     return env
 
 
-async def start_served(name: str, settings: Settings, tmp_path: Path, **overrides: str) -> Served:
-    """Start one ``odock serve`` and wait until it is healthy."""
+async def start_served(
+    name: str, settings: Settings, tmp_path: Path, *, home: str | None = None, **overrides: str
+) -> Served:
+    """Start one ``odock serve`` (data directory ``tmp_path/<home or name>``) and wait until it is healthy."""
     port = free_port()
     log = tmp_path / f"{name}-{secrets.token_hex(2)}.log"
     with log.open("wb") as out:
         process = await asyncio.create_subprocess_exec(
             ODOCK,
             "serve",
-            env=serve_env(settings, tmp_path / name, port, overrides),
+            env=serve_env(settings, tmp_path / (home or name), port, overrides),
             stdout=out,
             stderr=asyncio.subprocess.STDOUT,
         )
@@ -358,3 +362,58 @@ async def serve_gateways(
         yield started
     finally:
         await stop_served(started)
+
+
+# --- a Redis of one's own, to take away -----------------------------------------------------
+
+
+@dataclass
+class PrivateRedis:
+    """A ``redis-server`` on a free local port that a test may stop and start again (empty)."""
+
+    port: int
+    workdir: Path
+    process: asyncio.subprocess.Process | None = None
+
+    @property
+    def url(self) -> str:
+        """Its URL."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    async def start(self) -> None:
+        """Start it (without persistence) and wait until it answers PING."""
+        process = await asyncio.create_subprocess_exec(
+            "redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no", "--daemonize", "no", "--dir", str(self.workdir),
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        self.process = process
+        client = Redis.from_url(self.url)
+        try:
+
+            async def answers() -> bool:
+                assert process.returncode is None, "redis-server exited"
+                with contextlib.suppress(OSError, RedisError):
+                    return bool(await client.ping())
+                return False
+
+            await eventually(answers, f"redis-server on port {self.port}", deadline=10)
+        finally:
+            await client.aclose()
+
+    async def kill(self) -> None:
+        """SIGKILL it: every connection to it drops, new ones are refused."""
+        if self.process is not None and self.process.returncode is None:
+            self.process.kill()
+            await self.process.wait()
+
+
+@contextlib.asynccontextmanager
+async def private_redis(tmp_path: Path) -> AsyncIterator[PrivateRedis]:
+    """A running private Redis, killed on exit."""
+    server = PrivateRedis(free_port(), tmp_path)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.kill()

@@ -36,7 +36,12 @@ def test_error_body_shape() -> None:
     """An error renders the OpenAI-compatible body with code, message, type and param."""
     body = orjson.loads(errors.ModelNotAllowed("nope", param="model").body())
     assert body == {
-        "error": {"code": "model_not_allowed", "message": "nope", "type": "permission_error", "param": "model"}
+        "error": {
+            "code": "model_not_allowed",
+            "message": "nope",
+            "type": "permission_error",
+            "param": "model",
+        }
     }
 
 

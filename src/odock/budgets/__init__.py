@@ -7,7 +7,6 @@ the Redis store in ``redis_meters``. See docs/budgets.md.
 
 from __future__ import annotations
 
-from odock.errors import MeterStoreUnavailable
 from odock.budgets.meters import (
     MemoryMeterStore,
     MeterLine,
@@ -21,6 +20,7 @@ from odock.budgets.meters import (
 )
 from odock.budgets.redis_meters import RedisMeterStore
 from odock.budgets.windows import Period, Schedule, Window
+from odock.errors import MeterStoreUnavailable
 
 __all__ = [
     "MemoryMeterStore",

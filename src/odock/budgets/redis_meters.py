@@ -17,7 +17,6 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from odock.budgets import meter_scripts
-from odock.errors import MeterStoreUnavailable
 from odock.budgets.meters import (
     DEFAULT_REMEMBER_SECONDS,
     MeterLine,
@@ -30,6 +29,7 @@ from odock.budgets.meters import (
     check_amount,
     check_lines,
 )
+from odock.errors import MeterStoreUnavailable
 from odock.ids import RequestId
 
 

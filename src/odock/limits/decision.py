@@ -5,14 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from odock.errors import OdockError, PayloadTooLarge
 from odock.errors import (
     BurstExceeded,
     ConcurrencyExceeded,
     IpBlocked,
     IpNotAllowed,
     MaxTokensExceeded,
+    OdockError,
     PayloadSizeUnknown,
+    PayloadTooLarge,
     RpmExceeded,
     RpsExceeded,
     TpmExceeded,

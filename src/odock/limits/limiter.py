@@ -25,9 +25,9 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
+from odock.errors import RateLimiterUnavailable
 from odock.limits import lua
 from odock.limits.decision import Decision, Receipt, lease_member
-from odock.errors import RateLimiterUnavailable
 from odock.limits.plan import (
     WINDOW_SECONDS,
     LimitCheck,

@@ -30,8 +30,8 @@ import orjson
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic.functional_validators import PlainValidator
 
-from odock.keys.principal import KeyPrincipal
 from odock.errors import InvalidPolicy
+from odock.keys.principal import KeyPrincipal
 
 DEFAULT_LEASE_TTL_SECONDS = 30.0
 GLOBAL_SCOPE_ID = "*"

@@ -17,9 +17,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+from odock.errors import RateLimiterUnavailable
 from odock.limits.checks import check_ip, check_max_tokens, check_payload
 from odock.limits.decision import Decision, Receipt
-from odock.errors import RateLimiterUnavailable
 from odock.limits.limiter import RateLimiter
 from odock.limits.plan import LimitCheck, checks_for
 from odock.limits.policy import PolicyResolver, Scope, ScopePolicy
@@ -135,7 +135,8 @@ class FinalGate(_Gate):
 
     async def before(self, ex: Exchange) -> None:
         """Check max_tokens, admit model request limits and reserve estimated tokens."""
-        assert ex.principal is not None and ex.model is not None
+        assert ex.principal is not None
+        assert ex.model is not None
         resource = self._resolver.resource_scope(Scope.MODEL, ex.model.id, ex.model.policies)
         everything: tuple[ScopePolicy, ...] = self._resolver.applicable(ex.principal, resource)
         if not everything:
