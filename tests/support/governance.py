@@ -168,6 +168,17 @@ class Ledger:
             return list((await session.execute(query)).scalars())
 
 
+def cost_of(record: UsageRecord) -> int:
+    """What a usage record cost (the amount a budget settles)."""
+    assert record.total_cost_nanos_usd is not None
+    return record.total_cost_nanos_usd
+
+
+def tokens_of(record: UsageRecord) -> int:
+    """The tokens a usage record used (the amount a TOKENS quota settles)."""
+    return record.prompt_tokens + record.completion_tokens
+
+
 def meter_entry(standing: dict[str, Any], meter_id: str) -> dict[str, Any]:
     """The budget or quota ``meter_id`` in a ``/v1/keys/self`` body."""
     for entry in [*standing["budgets"], *standing["quotas"]]:

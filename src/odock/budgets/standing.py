@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from odock.budgets.ledger import window_state
 from odock.budgets.specs import BUDGET
 from odock.budgets.tables import MeterWindow
 from odock.keys.principal import KeyPrincipal
@@ -38,6 +39,10 @@ async def key_standing(principal: KeyPrincipal, governance: Governance, now: dat
             reading = readings.get(key)
             if reading is not None:
                 used, reserved, limit = reading.used, reading.reserved, reading.limit
+            elif spec.rollover:
+                # The limit includes what the previous window carried over: only the ledger knows.
+                used, limit = await window_state(governance.sessions, spec, window)
+                reserved = 0
             else:
                 used, reserved, limit = await _ledger_reading(governance, key, spec.limit)
             entry["window"] = {"start": window.start.isoformat(), "end": window.end.isoformat()}
