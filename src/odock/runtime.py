@@ -191,10 +191,13 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             # A blocking pool waits for a free connection instead of failing past its size, and short
             # timeouts keep a Redis outage from stalling requests (limits then apply their fail mode).
             pool = BlockingConnectionPool.from_url(
-                settings.redis_url, max_connections=settings.redis_pool_size, timeout=5,
-                socket_timeout=settings.redis_timeout_seconds, socket_connect_timeout=settings.redis_timeout_seconds,
-            )  # fmt: skip
-            redis = Redis(connection_pool=pool)
+                settings.redis_url,
+                max_connections=settings.redis_pool_size,
+                timeout=5,
+                socket_timeout=settings.redis_timeout_seconds,
+                socket_connect_timeout=settings.redis_timeout_seconds,
+            )
+            redis = Redis.from_pool(pool)  # the client owns the pool: aclose() closes it
             stack.push_async_callback(redis.aclose)
             await redis.ping()
             shared = RedisSharedCache(redis, settings.redis_prefix)

@@ -128,7 +128,8 @@ class Settings(BaseSettings):
         description="After this long an unsettled reservation is reconciled (settled or released)",
     )
     budget_threshold_webhook_url: str | None = Field(
-        None, description="Where threshold crossings of budgets and quotas are POSTed as JSON (unset: log only)"
+        None,
+        description="Where threshold crossings of budgets and quotas are POSTed as JSON (unset: log only)",
     )
     budget_reconcile_interval_seconds: float = Field(
         10.0, gt=0, description="How often the reconciliation worker looks for stale reservations"

@@ -15,7 +15,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from redis.asyncio import BlockingConnectionPool, Redis
 
-from odock.errors import MeterStoreUnavailable
 from odock.budgets.meters import (
     MemoryMeterStore,
     MeterLine,
@@ -27,6 +26,7 @@ from odock.budgets.meters import (
     Shortfall,
 )
 from odock.budgets.redis_meters import RedisMeterStore
+from odock.errors import MeterStoreUnavailable
 from odock.ids import RequestId, new_request_id
 from tests.support import services
 

@@ -18,8 +18,8 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from odock.limits.decision import Decision, DenyCode, LimitName, Receipt
 from odock.errors import RateLimiterUnavailable
+from odock.limits.decision import Decision, DenyCode, LimitName, Receipt
 from odock.limits.limiter import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from odock.limits.plan import LimitCheck, checks_for
 from odock.limits.policy import Scope, ScopePolicy, parse_policy

@@ -318,4 +318,3 @@ async def _crash_child(spec: dict[str, Any]) -> None:
         delivered.extend(await queue.read(spec["read"] - len(delivered)))
     await queue.ack(delivered[: spec["ack"]])
     os.kill(os.getpid(), signal.SIGKILL)
-

@@ -27,7 +27,7 @@ def free_port() -> int:
 class ThreadedServer:
     """An ASGI app served by uvicorn in a thread."""
 
-    def __init__(self, app: Any, port: int | None = None, *, graceful_timeout: float = 5.0) -> None:
+    def __init__(self, app: Any, port: int | None = None, *, graceful_timeout: int = 5) -> None:
         self.app = app
         self.port = port or free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
@@ -40,7 +40,8 @@ class ThreadedServer:
             lifespan="on",
             access_log=False,
             log_config=None,
-            timeout_graceful_shutdown=graceful_timeout,
+            timeout_graceful_shutdown=int(graceful_timeout),
+            proxy_headers=False,  # as `odock serve`: the client IP is Odock's to decide
         )
         self._server = uvicorn.Server(config)
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -53,7 +53,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int |
         "lifespan": "on",
         "access_log": False,
         "log_config": None,
-        "timeout_graceful_shutdown": settings.shutdown_grace_seconds,
+        "timeout_graceful_shutdown": int(settings.shutdown_grace_seconds),
         "server_header": False,
         # The client address is odock's to decide (trusted_proxy_cidrs): uvicorn must not rewrite it
         # from X-Forwarded-For, which it otherwise does for peers in FORWARDED_ALLOW_IPS (127.0.0.1).

@@ -5,9 +5,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from odock.errors import PayloadTooLarge
+from odock.errors import PayloadTooLarge, RateLimited, RpmExceeded
 from odock.limits.decision import Decision, Denial, DenyCode, LimitName, decide
-from odock.errors import RateLimited, RpmExceeded
 from odock.limits.policy import Scope
 
 

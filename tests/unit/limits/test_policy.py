@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from odock.errors import InvalidPolicy
 from odock.ids import ApiKeyId, OrganisationId, TeamId
 from odock.keys.principal import KeyPrincipal
-from odock.errors import InvalidPolicy
 from odock.limits.policy import (
     EMPTY_POLICY,
     GLOBAL_SCOPE_ID,
