@@ -46,6 +46,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from odock.admin.rules import check_ownership, check_timezone, usd_to_nanos, validate_policies
+from odock.budgets.control import MeterSchedule
 from odock.budgets.tables import OwnerType, QuotaMetric
 from odock.budgets.windows import Period
 from odock.errors import InvalidPolicy, UnprocessableEntity
@@ -291,6 +292,14 @@ class _MeterSpec(_Spec):
     active: bool = True
 
     _period = field_validator("period", mode="before")(_upper)
+
+    def schedule(self, owner_id: str | None) -> MeterSchedule:
+        """The keyword arguments of ``BudgetControl.create_budget`` / ``create_quota``."""
+        return MeterSchedule(
+            owner_type=self.owner.kind, owner_id=owner_id, period=self.period, start_at=self.start_at,
+            end_at=self.end_at, timezone=self.timezone, rollover=self.rollover, thresholds=self.thresholds,
+            active=self.active,
+        )  # fmt: skip
 
     @field_validator("timezone")
     @classmethod

@@ -467,11 +467,8 @@ class _Applier:
         if row is None:
             if not self._dry:
                 await budgets.create_budget(
-                    org_id, spec.name, amount_nanos_usd=spec.nanos, owner_type=spec.owner.kind,
-                    owner_id=owner_id, period=spec.period, start_at=spec.start_at, end_at=spec.end_at,
-                    timezone=spec.timezone, rollover=spec.rollover, thresholds=spec.thresholds,
-                    active=spec.active,
-                )  # fmt: skip
+                    org_id, spec.name, amount_nanos_usd=spec.nanos, **spec.schedule(owner_id)
+                )
             self._record("budget", f"{spec.org}/{spec.name}", "created")
             return
         assert isinstance(row, Budget)
@@ -485,11 +482,8 @@ class _Applier:
         if row is None:
             if not self._dry:
                 await budgets.create_quota(
-                    org_id, spec.name, metric=spec.metric, limit=spec.limit, owner_type=spec.owner.kind,
-                    owner_id=owner_id, period=spec.period, start_at=spec.start_at, end_at=spec.end_at,
-                    timezone=spec.timezone, rollover=spec.rollover, thresholds=spec.thresholds,
-                    active=spec.active,
-                )  # fmt: skip
+                    org_id, spec.name, metric=spec.metric, limit=spec.limit, **spec.schedule(owner_id)
+                )
             self._record("quota", f"{spec.org}/{spec.name}", "created")
             return
         assert isinstance(row, Quota)

@@ -17,7 +17,7 @@ import builtins
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -33,6 +33,20 @@ from odock.keys.tables import ApiKey
 from odock.tenancy.tables import Team, User
 
 MAX_THRESHOLD_PERCENT = 1000
+
+
+class MeterSchedule(TypedDict, total=False):
+    """Who a budget or quota limits and on which windows (every key optional, with defaults)."""
+
+    owner_type: OwnerType
+    owner_id: str | None
+    period: Period
+    start_at: datetime | None
+    end_at: datetime | None
+    timezone: str
+    rollover: bool
+    thresholds: Sequence[int]
+    active: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,20 +68,7 @@ class BudgetControl:
 
     # --- creation ------------------------------------------------------------------------
     async def create_budget(
-        self,
-        organisation_id: str,
-        name: str,
-        *,
-        amount_nanos_usd: int,
-        owner_type: OwnerType = OwnerType.ORG,
-        owner_id: str | None = None,
-        period: Period = Period.MONTHLY,
-        start_at: datetime | None = None,
-        end_at: datetime | None = None,
-        timezone: str = "UTC",
-        rollover: bool = False,
-        thresholds: Sequence[int] = (),
-        active: bool = True,
+        self, organisation_id: str, name: str, *, amount_nanos_usd: int, **schedule: Unpack[MeterSchedule]
     ) -> Budget:
         """Create a money budget (integer nanos USD per window)."""
         _check_limit(amount_nanos_usd, "amount_nanos_usd")
@@ -77,9 +78,7 @@ class BudgetControl:
             name=valid_name(name),
             amount_nanos_usd=amount_nanos_usd,
         )
-        _apply_schedule(row, owner_type, owner_id, period, start_at, end_at, timezone, rollover)
-        row.thresholds, row.active, row.version = _thresholds(thresholds), active, 1
-        await self._create(row)
+        await self._create(row, schedule)
         return row
 
     async def create_quota(
@@ -89,15 +88,7 @@ class BudgetControl:
         *,
         metric: QuotaMetric,
         limit: int,
-        owner_type: OwnerType = OwnerType.ORG,
-        owner_id: str | None = None,
-        period: Period = Period.MONTHLY,
-        start_at: datetime | None = None,
-        end_at: datetime | None = None,
-        timezone: str = "UTC",
-        rollover: bool = False,
-        thresholds: Sequence[int] = (),
-        active: bool = True,
+        **schedule: Unpack[MeterSchedule],
     ) -> Quota:
         """Create a quota on a metric."""
         _check_limit(limit, "limit")
@@ -108,9 +99,7 @@ class BudgetControl:
             metric=QuotaMetric(metric),
             limit=limit,
         )
-        _apply_schedule(row, owner_type, owner_id, period, start_at, end_at, timezone, rollover)
-        row.thresholds, row.active, row.version = _thresholds(thresholds), active, 1
-        await self._create(row)
+        await self._create(row, schedule)
         return row
 
     # --- lookups -------------------------------------------------------------------------
@@ -203,7 +192,8 @@ class BudgetControl:
             organisation_id = row.organisation_id
         await self._bus.publish(Invalidation("organisation", organisation_id=organisation_id))
 
-    async def _create(self, row: Budget | Quota) -> None:
+    async def _create(self, row: Budget | Quota, schedule: MeterSchedule) -> None:
+        _apply_schedule(row, **schedule)
         async with self._sessions() as session:
             await _check_owner(session, row)
             session.add(row)
@@ -231,13 +221,16 @@ def _thresholds(values: Sequence[int]) -> list[int]:
 
 def _apply_schedule(
     row: Budget | Quota,
-    owner_type: OwnerType,
-    owner_id: str | None,
-    period: Period,
-    start_at: datetime | None,
-    end_at: datetime | None,
-    timezone: str,
-    rollover: bool,
+    *,
+    owner_type: OwnerType = OwnerType.ORG,
+    owner_id: str | None = None,
+    period: Period = Period.MONTHLY,
+    start_at: datetime | None = None,
+    end_at: datetime | None = None,
+    timezone: str = "UTC",
+    rollover: bool = False,
+    thresholds: Sequence[int] = (),
+    active: bool = True,
 ) -> None:
     check_timezone(timezone)
     start = start_at or datetime.now(UTC)
@@ -254,6 +247,7 @@ def _apply_schedule(
     row.api_key_id = owner_id if row.owner_type == OwnerType.APIKEY else None
     row.period, row.start_at, row.end_at, row.timezone = Period(period), start, end_at, timezone
     row.rollover = rollover
+    row.thresholds, row.active, row.version = _thresholds(thresholds), active, 1
 
 
 async def _check_owner(session: AsyncSession, row: Budget | Quota) -> None:

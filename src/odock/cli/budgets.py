@@ -17,6 +17,7 @@ import click
 import orjson
 
 from odock.admin.rules import nanos_to_usd, usd_to_nanos
+from odock.budgets.control import MeterSchedule
 from odock.budgets.tables import Budget, OwnerType, Quota, QuotaMetric
 from odock.budgets.windows import Period
 from odock.cli.common import aware_datetime, emit, json_option, run_admin
@@ -50,6 +51,14 @@ class ScheduleOptions:
     rollover: bool
     thresholds: tuple[int, ...]
     disabled: bool
+
+    def schedule(self, owner_id: str | None) -> MeterSchedule:
+        """The keyword arguments of ``BudgetControl.create_budget`` / ``create_quota``."""
+        return MeterSchedule(
+            owner_type=self.owner.type, owner_id=owner_id, period=self.period, start_at=self.start,
+            end_at=self.end, timezone=self.timezone, rollover=self.rollover, thresholds=self.thresholds,
+            active=not self.disabled,
+        )  # fmt: skip
 
 
 def _owner(ctx: click.Context, param: click.Parameter, value: str) -> Owner:
@@ -285,15 +294,7 @@ def budgets_create(
             organisation.id,
             name,
             amount_nanos_usd=nanos,
-            owner_type=schedule.owner.type,
-            owner_id=await _owner_id(admin, organisation.id, schedule.owner),
-            period=schedule.period,
-            start_at=schedule.start,
-            end_at=schedule.end,
-            timezone=schedule.timezone,
-            rollover=schedule.rollover,
-            thresholds=schedule.thresholds,
-            active=not schedule.disabled,
+            **schedule.schedule(await _owner_id(admin, organisation.id, schedule.owner)),
         )
         return await _rows(admin, organisation.id, [budget])
 
@@ -385,15 +386,7 @@ def quotas_create(
             name,
             metric=QuotaMetric(metric.upper()),
             limit=limit,
-            owner_type=schedule.owner.type,
-            owner_id=await _owner_id(admin, organisation.id, schedule.owner),
-            period=schedule.period,
-            start_at=schedule.start,
-            end_at=schedule.end,
-            timezone=schedule.timezone,
-            rollover=schedule.rollover,
-            thresholds=schedule.thresholds,
-            active=not schedule.disabled,
+            **schedule.schedule(await _owner_id(admin, organisation.id, schedule.owner)),
         )
         return await _rows(admin, organisation.id, [quota])
 
