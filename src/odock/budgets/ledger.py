@@ -16,12 +16,12 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from odock.budgets.specs import MeterSpec
 from odock.budgets.tables import MeterSettlement, MeterWindow
 from odock.budgets.windows import Window
+from odock.db.base import insert_ignoring_duplicates
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +39,11 @@ class Settlement:
     end: datetime
     limit: int
     thresholds: tuple[int, ...] = ()
+
+    @property
+    def window(self) -> Window:
+        """The window this settlement belongs to."""
+        return Window(self.start, self.end, self.window_index)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-friendly data (carried on the usage event through the usage queue)."""
@@ -72,7 +77,10 @@ async def window_state(
         row = await session.get(MeterWindow, key)
         if row is None:
             limit = spec.limit + await _carried(session, spec, window)
-            await session.execute(_insert_ignore(session).values(**_window_values(spec, window, key, limit)))
+            row_values = _window_row(key, spec.kind, spec.id, spec.version, window, limit)
+            await session.execute(
+                insert_ignoring_duplicates(session, MeterWindow, "key").values(**row_values)
+            )
             await session.commit()
             row = await session.get(MeterWindow, key)
             assert row is not None
@@ -83,31 +91,21 @@ async def _carried(session: AsyncSession, spec: MeterSpec, window: Window) -> in
     """Unused capacity of the previous window, for meters that roll over (0 otherwise)."""
     if not spec.rollover or window.index == 0:
         return 0
-    previous = await session.get(MeterWindow, f"{spec.kind}:{spec.id}:v{spec.version}:w{window.index - 1}")
+    previous = await session.get(MeterWindow, spec.counter_key_at(window.index - 1))
     if previous is None:
         return spec.limit  # an unused previous window carries its whole limit
     return max(0, previous.limit - previous.used)
 
 
-def _window_values(spec: MeterSpec, window: Window, key: str, limit: int) -> dict[str, object]:
+def _window_row(
+    key: str, kind: str, meter_id: str, version: int, window: Window, limit: int
+) -> dict[str, object]:
+    """A new, empty ``meter_windows`` row."""
     return {
-        "key": key,
-        "meter_kind": spec.kind,
-        "meter_id": spec.id,
-        "version": spec.version,
-        "window_index": window.index,
-        "start": window.start,
-        "end": window.end,
-        "limit": limit,
-        "used": 0,
-        "thresholds_crossed": [],
-    }
-
-
-def _insert_ignore(session: AsyncSession) -> postgresql.Insert | sqlite.Insert:
-    dialect = session.bind.dialect.name if session.bind else "sqlite"
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return insert(MeterWindow).on_conflict_do_nothing(index_elements=[MeterWindow.key])
+        "key": key, "meter_kind": kind, "meter_id": meter_id, "version": version,
+        "window_index": window.index, "start": window.start, "end": window.end, "limit": limit,
+        "used": 0, "thresholds_crossed": [],
+    }  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,24 +139,16 @@ async def apply_settlements(
     """
     if not settlements:
         return []
-    dialect = session.bind.dialect.name if session.bind else "sqlite"
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     windows = [
-        {
-            "key": s.window_key, "meter_kind": s.meter_kind, "meter_id": s.meter_id, "version": s.version,
-            "window_index": s.window_index, "start": s.start, "end": s.end, "limit": s.limit, "used": 0,
-            "thresholds_crossed": [],
-        }
+        _window_row(s.window_key, s.meter_kind, s.meter_id, s.version, s.window, s.limit)
         for s in {s.window_key: s for s in settlements}.values()
-    ]  # fmt: skip
-    await session.execute(insert(MeterWindow).on_conflict_do_nothing(index_elements=["key"]), windows)
+    ]
+    await session.execute(insert_ignoring_duplicates(session, MeterWindow, "key"), windows)
     rows = [
         {"request_key": s.request_key, "window_key": s.window_key, "amount": s.amount} for s in settlements
     ]
-    stmt = (
-        insert(MeterSettlement)
-        .on_conflict_do_nothing(index_elements=["request_key", "window_key"])
-        .returning(MeterSettlement.window_key, MeterSettlement.amount)
+    stmt = insert_ignoring_duplicates(session, MeterSettlement, "request_key", "window_key").returning(
+        MeterSettlement.window_key, MeterSettlement.amount
     )
     deltas: dict[str, int] = defaultdict(int)
     for key, amount in (await session.execute(stmt, rows)).all():

@@ -46,7 +46,11 @@ class MeterSpec:
 
     def counter_key(self, window: Window) -> str:
         """The counter of one window; the version keeps an edited schedule from reusing counters."""
-        return f"{self.kind}:{self.id}:v{self.version}:w{window.index}"
+        return self.counter_key_at(window.index)
+
+    def counter_key_at(self, index: int) -> str:
+        """The counter of the window numbered ``index``."""
+        return f"{self.kind}:{self.id}:v{self.version}:w{index}"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for the shared cache."""

@@ -10,9 +10,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, MetaData, String, TypeDecorator
+from sqlalchemy import JSON, BigInteger, DateTime, MetaData, String, TableClause, TypeDecorator
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase
 
 NAMING_CONVENTION = {
@@ -60,3 +62,12 @@ class Base(DeclarativeBase):
 
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map: dict[Any, Any] = {datetime: UTCDateTime()}
+
+
+def insert_ignoring_duplicates(
+    session: AsyncSession, table: type[Base] | TableClause, *conflict_columns: str
+) -> postgresql.Insert | sqlite.Insert:
+    """``INSERT … ON CONFLICT (conflict_columns) DO NOTHING`` in the session's dialect."""
+    dialect = session.bind.dialect.name if session.bind else "sqlite"
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(table).on_conflict_do_nothing(index_elements=list(conflict_columns))

@@ -6,10 +6,10 @@ from collections.abc import Callable, Sequence
 from typing import cast
 
 from sqlalchemy import Table, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from odock.budgets.ledger import Settlement, ThresholdCrossing, apply_settlements
+from odock.db.base import insert_ignoring_duplicates
 from odock.usage.record import UsageEvent
 from odock.usage.tables import UsageRecord
 
@@ -35,11 +35,9 @@ class UsageStore:
         for row in rows:
             del row["metadata_"]
         async with self._sessions() as session:
-            dialect = session.bind.dialect.name if session.bind else "sqlite"
-            insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
             # RETURNING yields only the rows actually inserted, on both backends; rowcount of an
             # executemany is not reliable across drivers.
-            stmt = insert(table).on_conflict_do_nothing(index_elements=[table.c.id]).returning(table.c.id)
+            stmt = insert_ignoring_duplicates(session, table, "id").returning(table.c.id)
             result = await session.execute(stmt, rows)
             inserted = len(result.all())
             settlements = [Settlement.from_dict(s) for e in events for s in e.settlements]
