@@ -108,6 +108,7 @@ class Exchange:
     meter_lines: list[Any] = field(default_factory=list)
     settlements: list[Any] = field(default_factory=list)
     governance: dict[str, Any] = field(default_factory=dict)
+    final_billing: dict[str, Any] | None = None
 
     def estimated_input_tokens(self) -> int:
         """Input tokens estimated from the request body (before the provider says)."""
@@ -120,11 +121,17 @@ class Exchange:
         if self.endpoint == Endpoint.EMBEDDINGS:
             return 0
         cap = self.model.config.get("max_output_tokens") if self.model else None
-        asked = self.payload.get("max_completion_tokens") or self.payload.get("max_tokens")
-        allowance = (
-            asked if isinstance(asked, int) and asked > 0 else (cap if isinstance(cap, int) else default)
-        )
+        asked = self.asked_max_tokens()
+        allowance = asked if asked is not None and asked > 0 else (cap if isinstance(cap, int) else default)
         return min(allowance, cap) if isinstance(cap, int) and cap > 0 else allowance
+
+    def asked_max_tokens(self) -> int | None:
+        """The output limit the client set (``max_completion_tokens``, else ``max_tokens``)."""
+        for name in ("max_completion_tokens", "max_tokens"):
+            value = self.payload.get(name)
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
+        return None
 
     def measured_usage(self) -> Usage | None:
         """What the request used: as reported, or estimated from what was streamed when cut short."""
@@ -136,12 +143,22 @@ class Exchange:
         completion = max(self.streamed_chunks, estimate.tokens_for_text(self.streamed_chars))
         return Usage(prompt, completion, prompt + completion, estimated=True)
 
-    def billing(self) -> dict[str, Any]:
-        """The billing breakdown of the measured usage (empty when nothing was used)."""
-        usage = self.measured_usage()
+    def billing(self, usage: Usage | None = None) -> dict[str, Any]:
+        """The billing breakdown of ``usage`` (default: the measured usage; empty when none).
+
+        Once the request has finished, the measured usage is final, so its billing is computed
+        once and shared by the budget settlement and the usage record.
+        """
+        if usage is None and self.final_billing is not None:
+            return self.final_billing
+        measured = usage is None
+        usage = usage or self.measured_usage()
         if usage is None or self.model is None:
             return {}
-        return bill(usage, self.model.pricing, embeddings=self.endpoint == Endpoint.EMBEDDINGS)
+        billing = bill(usage, self.model.pricing, embeddings=self.endpoint == Endpoint.EMBEDDINGS)
+        if measured and self.timings.finished is not None:
+            self.final_billing = billing
+        return billing
 
     def fail(self, error: OdockError) -> None:
         """Record that the request ended with ``error``."""

@@ -32,7 +32,6 @@ from odock.errors import BudgetExceeded, MeterStoreUnavailable, ModelPricingMiss
 from odock.ids import RequestId
 from odock.pipeline import Exchange
 from odock.providers.adapters.base import Usage
-from odock.usage.billing import bill
 
 log = logging.getLogger(__name__)
 
@@ -157,8 +156,7 @@ class BudgetGate:
             if self._unpriced is None:
                 raise ModelPricingMissing(f"model '{ex.model.name}' has no pricing and a budget applies")
             return self._unpriced
-        usage = Usage(tokens_in, tokens_out, tokens_in + tokens_out)
-        billing = bill(usage, ex.model.pricing, embeddings=ex.endpoint == "embeddings")
+        billing = ex.billing(Usage(tokens_in, tokens_out, tokens_in + tokens_out))
         return int(billing.get("total_cost_nanos_usd") or 0)
 
     def _actuals(self, ex: Exchange, lines: list[HeldLine]) -> dict[str, int]:

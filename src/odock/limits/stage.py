@@ -141,7 +141,7 @@ class FinalGate(_Gate):
         everything: tuple[ScopePolicy, ...] = self._resolver.applicable(ex.principal, resource)
         if not everything:
             return
-        self._judge(ex, check_max_tokens(everything, _asked_max_tokens(ex)))
+        self._judge(ex, check_max_tokens(everything, ex.asked_max_tokens()))
         estimate = ex.estimated_input_tokens() + ex.output_allowance(self._default_output)
         ex.governance["tpm_estimate"] = estimate
         checks = checks_for(resource) + checks_for(everything, requests=False, tokens=estimate)
@@ -160,14 +160,6 @@ class FinalGate(_Gate):
                 await self._limiter.reconcile_tokens(receipt, actual)
             except RateLimiterUnavailable:
                 log.warning("could not reconcile tokens of %s", ex.request_id)
-
-
-def _asked_max_tokens(ex: Exchange) -> int | None:
-    for name in ("max_completion_tokens", "max_tokens"):
-        value = ex.payload.get(name)
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    return None
 
 
 def _advertise(ex: Exchange, receipt: Receipt) -> None:
