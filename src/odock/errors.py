@@ -86,8 +86,8 @@ class OdockError(Exception):
         """The status to answer with (a subclass may decide per instance)."""
         return self.status
 
-    def body(self) -> bytes:
-        """Render the JSON error body understood by the OpenAI SDK and Odock clients."""
+    def payload(self) -> dict[str, object]:
+        """The JSON error object understood by the OpenAI SDK and Odock clients."""
         error: dict[str, object] = {
             "code": self.code,
             "message": self.message,
@@ -95,7 +95,11 @@ class OdockError(Exception):
             "param": self.param,
         }
         error.update(self.extra)
-        return orjson.dumps({"error": error})
+        return {"error": error}
+
+    def body(self) -> bytes:
+        """:meth:`payload`, rendered."""
+        return orjson.dumps(self.payload())
 
 
 class InvalidRequest(OdockError):

@@ -19,7 +19,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from odock.budgets.standing import key_standing
 from odock.cache.bus import Invalidation
 from odock.db.engine import request_scope
-from odock.errors import InvalidRequestBody, MethodNotAllowed, NotFound, OdockError, Unauthorized
+from odock.errors import (
+    DependencyUnavailable,
+    InvalidRequestBody,
+    MethodNotAllowed,
+    NotFound,
+    OdockError,
+    Unauthorized,
+)
 from odock.ids import accept_request_id
 from odock.keys.principal import KeyPrincipal
 from odock.keys.stage import authenticate
@@ -184,17 +191,8 @@ class Gateway:
         if ready:
             await send_bytes(send, 200, orjson.dumps({"status": "ready", "checks": checks}))
             return
-        body = {
-            "status": "unavailable",
-            "checks": checks,
-            "error": {
-                "code": "dependency_unavailable",
-                "message": "a dependency is unavailable",
-                "type": "server_error",
-                "param": None,
-            },
-        }
-        await send_bytes(send, 503, orjson.dumps(body))
+        unavailable = DependencyUnavailable("a dependency is unavailable").payload()
+        await send_bytes(send, 503, orjson.dumps({"status": "unavailable", "checks": checks, **unavailable}))
 
     async def _invalidate(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]) -> None:
         secret = self._rt.settings.cache_invalidation_secret
