@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from typing import TYPE_CHECKING
 
 from odock.admin.demo import demo_banner, seed_demo
 from odock.admin.reconcile import apply_config_file
@@ -18,6 +19,9 @@ from odock.runtime import Runtime, open_runtime
 from odock.settings import Settings
 from odock.web.asgi import JSON_HEADERS, Message, Receive, Scope, Send
 from odock.web.gateway import Gateway
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 log = logging.getLogger(__name__)
 demo_log = logging.getLogger("odock.demo")
@@ -30,6 +34,7 @@ class OdockApp:
         self.settings = settings
         self.runtime: Runtime | None = None
         self._gateway: Gateway | None = None
+        self._api: FastAPI | None = None
         self._stack: contextlib.AsyncExitStack | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -52,7 +57,10 @@ class OdockApp:
             await send(message)
 
         try:
-            await gateway(scope, receive, tracking_send)
+            if self._api is not None and _is_control_plane(scope["path"]):
+                await self._api(scope, receive, tracking_send)
+            else:
+                await gateway(scope, receive, tracking_send)
         except Exception:
             # The outermost handler: a bug must still produce a JSON 500, never a hang.
             log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
@@ -66,6 +74,10 @@ class OdockApp:
         self._stack = contextlib.AsyncExitStack()
         self.runtime = await self._stack.enter_async_context(open_runtime(self.settings))
         self._gateway = Gateway(self.runtime)
+        if self.settings.components != "gateway":
+            from odock.web.api.app import create_api  # the gateway-only role never imports FastAPI
+
+            self._api = create_api(self.runtime)
         try:
             await self._apply_declarations(self.runtime)
         except BaseException:
@@ -100,6 +112,7 @@ class OdockApp:
             await self._stack.aclose()
             self._stack = None
             self._gateway = None
+            self._api = None
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -121,6 +134,10 @@ class OdockApp:
                     return
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _is_control_plane(path: str) -> bool:
+    return path.startswith(("/api/", "/invite/")) or path == "/api"
 
 
 def create_app(settings: Settings) -> OdockApp:

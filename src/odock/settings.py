@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     workers: int = Field(1, ge=1, le=64)
+    components: Literal["all", "gateway", "control-plane"] = Field(
+        "all", description="What this process serves: the gateway (/v1), the control plane (/api) or both"
+    )
     config: Path | None = Field(None, description="YAML file with settings and declared resources")
     data_dir: Path = Path(".odock")
     shutdown_grace_seconds: float = Field(30.0, gt=0)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from odock.audit import tables as _audit  # noqa: F401
 from odock.budgets import tables as _budgets  # noqa: F401
 from odock.db.base import Base
+from odock.identity import tables as _identity  # noqa: F401
 from odock.keys import tables as _keys  # noqa: F401
 from odock.providers import tables as _providers  # noqa: F401
 from odock.tenancy import tables as _tenancy  # noqa: F401

@@ -1,0 +1,83 @@
+"""The control-plane API application: routers, error rendering, the OpenAPI document.
+
+Errors keep the one shape of :mod:`odock.errors` (``{"error": {"code", "message", …}}``):
+validation failures are 422 ``validation_error`` with a ``fields`` list naming each bad field;
+unknown routes 404 ``not_found``; wrong methods 405 ``method_not_allowed``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from odock import __version__
+from odock.errors import MethodNotAllowed, NotFound, OdockError, UnprocessableEntity
+from odock.runtime import Runtime
+from odock.web.api.routes import ROUTERS
+from odock.web.client_ip import parse_networks
+
+OPENAPI_URL = "/api/openapi.json"
+
+
+def create_api(runtime: Runtime | None) -> FastAPI:
+    """The control-plane API bound to ``runtime`` (``None`` only to render the OpenAPI document)."""
+    app = FastAPI(
+        title="Odock control plane API",
+        version=__version__,
+        description="Manage organisations, teams, users, providers, models, API keys, policies, "
+        "budgets, quotas, usage and invoices. See docs/control-plane.md.",
+        openapi_url=OPENAPI_URL,
+        docs_url="/api/docs",
+        redoc_url=None,
+    )
+    app.state.runtime = runtime
+    app.state.trusted_proxies = parse_networks(runtime.settings.trusted_proxy_cidrs) if runtime else ()
+    for router in ROUTERS:
+        app.include_router(router, prefix="/api")
+    app.add_exception_handler(OdockError, _odock_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    return app
+
+
+def _render(error: OdockError) -> JSONResponse:
+    return JSONResponse(error.payload(), status_code=error.http_status, headers=error.headers or None)
+
+
+async def _odock_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, OdockError)
+    return _render(exc)
+
+
+def _field(location: tuple[Any, ...] | list[Any]) -> str:
+    # ("body", "pricing", "input") -> "pricing.input"; ("query", "limit") -> "limit"
+    parts = [str(p) for p in location]
+    if parts and parts[0] in ("body", "query", "path", "header", "cookie"):
+        parts = parts[1:]
+    return ".".join(parts) or "body"
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    fields = [
+        {"field": _field(e.get("loc", ())), "message": str(e.get("msg", "invalid"))} for e in exc.errors()
+    ]
+    first = fields[0] if fields else {"field": "body", "message": "invalid"}
+    error = UnprocessableEntity(
+        f"{first['field']}: {first['message']}", param=first["field"], extra={"fields": fields}
+    )
+    return _render(error)
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 404:
+        return _render(NotFound("no such route"))
+    if exc.status_code == 405:
+        return _render(MethodNotAllowed("method not allowed on this route"))
+    error = OdockError(str(exc.detail))
+    return JSONResponse(error.payload() | {}, status_code=exc.status_code)

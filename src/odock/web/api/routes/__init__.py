@@ -1,0 +1,41 @@
+"""One router per resource; the order here is the order of the OpenAPI document."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from odock.web.api.routes import (
+    admin_tokens,
+    analytics,
+    api_keys,
+    audit,
+    auth,
+    budgets,
+    invitations,
+    invoices,
+    models,
+    organisations,
+    policies,
+    providers,
+    teams,
+    usage,
+    users,
+)
+
+ROUTERS: tuple[APIRouter, ...] = (
+    auth.router,
+    admin_tokens.router,
+    organisations.router,
+    invitations.router,
+    users.router,
+    teams.router,
+    providers.router,
+    models.router,
+    api_keys.router,
+    policies.router,
+    budgets.router,
+    usage.router,
+    analytics.router,
+    invoices.router,
+    audit.router,
+)

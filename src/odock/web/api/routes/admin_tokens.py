@@ -1,0 +1,7 @@
+"""Routes: admin_tokens (placeholder until built)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter()
