@@ -63,12 +63,25 @@ class Grant:
 
     @classmethod
     def for_actor(
-        cls, actor: Actor, resource: Resource, action: Action, organisation_id: str | None
+        cls,
+        actor: Actor,
+        resource: Resource,
+        action: Action,
+        organisation_id: str | None,
+        *,
+        personal: bool = False,
     ) -> Grant:
-        """The grant for a route, or :class:`Forbidden` when the actor has none there."""
+        """The grant for a route, or :class:`Forbidden` when the actor has none there.
+
+        ``organisation_id`` is the organisation in the route's path; ``None`` on ``/api/admin``
+        routes, which need reach ALL. A ``personal`` route (``/api/auth/*``: one's own tokens,
+        profile, password) acts inside the actor's own organisation instead.
+        """
         reach = reach_of(actor.role, resource, action)
         if reach is Reach.NONE:
             raise Forbidden("you are not allowed to do this")
+        if personal:
+            return cls(actor, resource, action, reach, actor.organisation_id)
         if organisation_id is None:
             if reach is not Reach.ALL:
                 raise Forbidden("you are not allowed to do this")

@@ -7,16 +7,17 @@ routes and checks each against the permission table.
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 
 from odock.audit.context import AuditActor, set_actor
-from odock.errors import Unauthorized
+from odock.errors import NotFound, Unauthorized
 from odock.identity.actors import actor_from_admin_token
 from odock.identity.secrets import ADMIN_TOKEN_PREFIX
 from odock.ids import accept_request_id
-from odock.rbac.grant import Actor, Grant
+from odock.rbac.grant import Actor, Grant, Target
 from odock.rbac.permissions import Action, Resource
 from odock.runtime import Runtime
 from odock.web.client_ip import client_ip
@@ -64,16 +65,54 @@ async def current_actor(request: Request) -> Actor:
 ActorDep = Annotated[Actor, Depends(current_actor)]
 
 
-class Permit:
-    """Route dependency: the actor's :class:`Grant` for ``(resource, action)`` in the path's organisation."""
+Locator = Callable[[Runtime, Mapping[str, str]], Awaitable[Target | None]]
+"""Finds where the row named by a route's path parameters sits (``None``: no such row)."""
 
-    def __init__(self, resource: Resource, action: Action) -> None:
+_Row = TypeVar("_Row")
+
+
+def row_locator(table: type[_Row], param: str, target: Callable[[_Row], Target]) -> Locator:
+    """A :data:`Locator` that loads ``table`` by the path parameter ``param``."""
+
+    async def locate(runtime: Runtime, params: Mapping[str, str]) -> Target | None:
+        async with runtime.sessions() as session:
+            row: Any = await session.get(table, params[param])
+        return None if row is None else target(row)
+
+    return locate
+
+
+class Permit:
+    """Route dependency: the actor's :class:`Grant` for ``(resource, action)`` in the path's organisation.
+
+    With ``locate``, the row the path names is found and checked against the grant here, before
+    the body is read: every authorisation decision of a route happens in this one dependency
+    (an unknown row, or one of another organisation, is 404; one outside the grant is 403).
+    ``personal`` routes (``/api/auth/*``) act in the actor's own organisation.
+    """
+
+    def __init__(
+        self,
+        resource: Resource,
+        action: Action,
+        *,
+        locate: Locator | None = None,
+        personal: bool = False,
+    ) -> None:
         self.resource = resource
         self.action = action
+        self.locate = locate
+        self.personal = personal
 
     async def __call__(self, request: Request, actor: ActorDep) -> Grant:
         organisation_id = request.path_params.get("organisation_id")
-        return Grant.for_actor(actor, self.resource, self.action, organisation_id)
+        grant = Grant.for_actor(actor, self.resource, self.action, organisation_id, personal=self.personal)
+        if self.locate is not None:
+            target = await self.locate(get_runtime(request), request.path_params)
+            if target is None:
+                raise NotFound(f"{self.resource.value.replace('_', ' ')} not found")
+            grant.check(target)
+        return grant
 
     def __repr__(self) -> str:
         return f"Permit({self.resource.value}, {self.action.value})"
