@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from odock.admin.demo import demo_banner, seed_demo
 from odock.admin.reconcile import apply_config_file
-from odock.errors import OdockError
+from odock.errors import NotFound, OdockError
 from odock.runtime import Runtime, open_runtime
 from odock.settings import Settings
 from odock.web.asgi import JSON_HEADERS, Message, Receive, Scope, Send
@@ -57,8 +57,11 @@ class OdockApp:
             await send(message)
 
         try:
-            if self._api is not None and _is_control_plane(scope["path"]):
+            path = scope["path"]
+            if self._api is not None and _is_control_plane(path):
                 await self._api(scope, receive, tracking_send)
+            elif self.settings.components == "control-plane" and path not in _ALWAYS_SERVED:
+                await _not_served(tracking_send)
             else:
                 await gateway(scope, receive, tracking_send)
         except Exception:
@@ -134,6 +137,16 @@ class OdockApp:
                     return
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+# A control-plane-only process still answers health probes.
+_ALWAYS_SERVED = frozenset({"/v1/health", "/v1/healthz"})
+
+
+async def _not_served(send: Send) -> None:
+    body = NotFound("this process serves the control plane only (ODOCK_COMPONENTS=control-plane)").body()
+    await send({"type": "http.response.start", "status": 404, "headers": JSON_HEADERS})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _is_control_plane(path: str) -> bool:

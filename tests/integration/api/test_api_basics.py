@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import httpx
+
 from odock.tenancy.tables import Role
+from tests.conftest import GatewayFactory, SettingsFactory
 from tests.support.api import ControlPlaneUnderTest
 
 
@@ -32,3 +35,26 @@ def test_caller_factory_makes_users_of_each_role(control_plane: ControlPlaneUnde
         caller = control_plane.caller(role, None if role is Role.SUPER_ADMIN else org)
         row = control_plane.user_row(caller.user_id)
         assert row.role is role
+
+
+def test_gateway_only_process_does_not_serve_the_api(
+    gateway_factory: GatewayFactory, make_settings: SettingsFactory
+) -> None:
+    """With components=gateway, /api is not served (404) while the gateway answers."""
+    gateway = gateway_factory(make_settings(components="gateway"))
+    with httpx.Client(base_url=gateway.base_url) as client:
+        assert client.get("/api/openapi.json").status_code == 404
+        assert client.get("/v1/healthz").status_code == 200
+
+
+def test_control_plane_only_process_does_not_serve_inference(
+    gateway_factory: GatewayFactory, make_settings: SettingsFactory
+) -> None:
+    """With components=control-plane, /v1 inference routes are 404 while /api and health answer."""
+    gateway = gateway_factory(make_settings(components="control-plane"))
+    with httpx.Client(base_url=gateway.base_url) as client:
+        refused = client.post("/v1/chat/completions", json={"model": "m", "messages": []})
+        assert refused.status_code == 404
+        assert refused.json()["error"]["code"] == "not_found"
+        assert client.get("/api/openapi.json").status_code == 200
+        assert client.get("/v1/healthz").status_code == 200
