@@ -23,6 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from odock.admin.rules import check_timezone, valid_name
+from odock.budgets.meters import MeterStore
 from odock.budgets.specs import MeterSpec, budget_spec, quota_spec
 from odock.budgets.tables import Budget, MeterWindow, OwnerType, Quota, QuotaMetric
 from odock.budgets.windows import Period, Schedule, Window
@@ -33,6 +34,7 @@ from odock.keys.tables import ApiKey
 from odock.tenancy.tables import Team, User
 
 MAX_THRESHOLD_PERCENT = 1000
+CURRENCIES = ("USD", "EUR", "LBS")  # display only: enforcement is always in nanos USD (spec §5.5)
 
 
 class MeterSchedule(TypedDict, total=False):
@@ -49,14 +51,32 @@ class MeterSchedule(TypedDict, total=False):
     active: bool
 
 
+class MeterChanges(TypedDict, total=False):
+    """Changes to a budget or quota (every key optional); ``limit`` is a quota's limit or a budget's nanos."""
+
+    name: str
+    active: bool
+    thresholds: Sequence[int]
+    limit: int
+    end_at: datetime | None
+    currency: str
+
+
 @dataclass(frozen=True, slots=True)
 class WindowUsage:
-    """A meter's window with what the ledger has settled in it and its effective limit."""
+    """A meter's window: what is settled in it, what is reserved (live counters only) and its limit."""
 
     start: datetime
     end: datetime
     used: int
     limit: int
+    index: int = 0
+    reserved: int = 0
+
+    @property
+    def remaining(self) -> int:
+        """What is left to reserve in the window."""
+        return max(0, self.limit - self.used - self.reserved)
 
 
 class BudgetControl:
@@ -68,15 +88,22 @@ class BudgetControl:
 
     # --- creation ------------------------------------------------------------------------
     async def create_budget(
-        self, organisation_id: str, name: str, *, amount_nanos_usd: int, **schedule: Unpack[MeterSchedule]
+        self,
+        organisation_id: str,
+        name: str,
+        *,
+        amount_nanos_usd: int,
+        currency: str = "USD",
+        **schedule: Unpack[MeterSchedule],
     ) -> Budget:
-        """Create a money budget (integer nanos USD per window)."""
+        """Create a money budget (integer nanos USD per window; ``currency`` is for display only)."""
         _check_limit(amount_nanos_usd, "amount_nanos_usd")
         row = Budget(
             id=new_id(),
             organisation_id=organisation_id,
             name=valid_name(name),
             amount_nanos_usd=amount_nanos_usd,
+            currency=_currency(currency),
         )
         await self._create(row, schedule)
         return row
@@ -140,11 +167,13 @@ class BudgetControl:
         return [*await self.list_budgets(organisation_id), *await self.list_quotas(organisation_id)]
 
     async def current_windows(
-        self, rows: Sequence[Budget | Quota], at: datetime | None = None
+        self, rows: Sequence[Budget | Quota], at: datetime | None = None, *, meters: MeterStore | None = None
     ) -> dict[str, WindowUsage | None]:
         """Each meter's window at ``at`` (default now) with its settled use; None outside its schedule.
 
-        Read-only: a window nobody has used yet shows 0 used and the limit it will open with.
+        Read-only: a window nobody has used yet shows 0 used and the limit it will open with. With
+        ``meters`` (the hot-path counters), a live counter's used and reserved amounts win over
+        the ledger's (which lags by up to a usage flush).
         """
         instant = at or datetime.now(UTC)
         windows: dict[str, WindowUsage | None] = {}
@@ -153,7 +182,60 @@ class BudgetControl:
                 spec = meter_spec(row)
                 window = spec.schedule().window_at(instant)
                 windows[row.id] = None if window is None else await _usage(session, spec, window)
+        if meters is not None:
+            windows = await _live(meters, rows, windows)
         return windows
+
+    async def window_history(
+        self,
+        row: Budget | Quota,
+        *,
+        before: int | None = None,
+        count: int = 20,
+        meters: MeterStore | None = None,
+        at: datetime | None = None,
+    ) -> tuple[builtins.list[WindowUsage], bool]:
+        """Windows of a meter, newest first, and whether older ones remain.
+
+        Without ``before`` the list opens with the current window (even if unused); then come the
+        windows the ledger holds (windows nobody used have no row and are left out), each with
+        the use of its latest schedule version. ``before`` continues below that window index.
+        """
+        windows: builtins.list[WindowUsage] = []
+        if before is None:
+            current = (await self.current_windows([row], at, meters=meters))[row.id]
+            if current is not None:
+                windows.append(current)
+                before = current.index
+        spec = meter_spec(row)
+        async with self._sessions() as session:
+            query = select(MeterWindow.window_index).where(
+                MeterWindow.meter_kind == spec.kind, MeterWindow.meter_id == spec.id
+            )
+            if before is not None:
+                query = query.where(MeterWindow.window_index < before)
+            wanted = count + 1 - len(windows)
+            indexes = builtins.list(
+                (
+                    await session.execute(
+                        query.distinct().order_by(MeterWindow.window_index.desc()).limit(wanted)
+                    )
+                ).scalars()
+            )
+            if indexes:
+                rows = await session.execute(
+                    select(MeterWindow)
+                    .where(MeterWindow.meter_kind == spec.kind, MeterWindow.meter_id == spec.id)
+                    .where(MeterWindow.window_index.in_(indexes))
+                    .order_by(MeterWindow.window_index.desc(), MeterWindow.version.desc())
+                )
+                latest: dict[int, MeterWindow] = {}
+                for stored in rows.scalars():
+                    latest.setdefault(stored.window_index, stored)
+                windows.extend(
+                    WindowUsage(w.start, w.end, w.used, w.limit, w.window_index) for w in latest.values()
+                )
+        return windows[:count], len(windows) > count
 
     # --- changes -------------------------------------------------------------------------
     async def set_active(self, meter_id: str, active: bool) -> None:
@@ -192,6 +274,51 @@ class BudgetControl:
             organisation_id = row.organisation_id
         await self._bus.publish(Invalidation("organisation", organisation_id=organisation_id))
 
+    async def update(
+        self, meter_id: str, changes: MeterChanges, *, meters: MeterStore | None = None
+    ) -> Budget | Quota:
+        """Change a budget or quota in one transaction (a new limit keeps what the window used).
+
+        Pass the hot-path ``meters`` so that use not yet flushed to the ledger is kept as well.
+        """
+        if "limit" in changes:
+            _check_limit(changes["limit"], "limit")
+        wanted = _thresholds(changes["thresholds"]) if "thresholds" in changes else None
+        async with self._sessions() as session:
+            row = await _meter(session, meter_id, lock="limit" in changes)
+            if "name" in changes:
+                row.name = valid_name(changes["name"])
+            if "active" in changes:
+                row.active = changes["active"]
+            if wanted is not None:
+                row.thresholds = wanted
+            if "currency" in changes:
+                if not isinstance(row, Budget):
+                    raise UnprocessableEntity("a quota has no currency", param="currency")
+                row.currency = _currency(changes["currency"])
+            if "end_at" in changes:
+                _set_end(row, changes["end_at"])
+            if "limit" in changes and changes["limit"] != meter_spec(row).limit:
+                before = meter_spec(row)
+                if isinstance(row, Budget):
+                    row.amount_nanos_usd = changes["limit"]
+                else:
+                    row.limit = changes["limit"]
+                row.version += 1
+                await _carry_windows(session, before, meter_spec(row), datetime.now(UTC), meters)
+            await session.commit()
+        await self._bus.publish(Invalidation("organisation", organisation_id=row.organisation_id))
+        return row
+
+    async def delete(self, meter_id: str) -> None:
+        """Delete a budget or quota; the gateway stops enforcing it at once (its ledger is kept)."""
+        async with self._sessions() as session:
+            row = await _meter(session, meter_id)
+            organisation_id = row.organisation_id
+            await session.delete(row)
+            await session.commit()
+        await self._bus.publish(Invalidation("organisation", organisation_id=organisation_id))
+
     async def _create(self, row: Budget | Quota, schedule: MeterSchedule) -> None:
         _apply_schedule(row, **schedule)
         async with self._sessions() as session:
@@ -204,6 +331,41 @@ class BudgetControl:
 def meter_spec(row: Budget | Quota) -> MeterSpec:
     """The hot-path view of a budget or quota row."""
     return budget_spec(row) if isinstance(row, Budget) else quota_spec(row)
+
+
+def _currency(value: str) -> str:
+    if value not in CURRENCIES:
+        raise UnprocessableEntity(f"currency must be one of {', '.join(CURRENCIES)}", param="currency")
+    return value
+
+
+def _set_end(row: Budget | Quota, end_at: datetime | None) -> None:
+    # The windows keep their numbering (same start and period), so counters stay valid: an end
+    # only truncates the schedule.
+    try:
+        Schedule(row.period, row.start_at, row.timezone, end_at)
+    except ValueError as exc:
+        raise UnprocessableEntity(f"invalid schedule: {exc}", param="end_at") from exc
+    row.end_at = end_at
+
+
+async def _live(
+    meters: MeterStore, rows: Sequence[Budget | Quota], windows: dict[str, WindowUsage | None]
+) -> dict[str, WindowUsage | None]:
+    keys = {}
+    for row in rows:
+        window = windows.get(row.id)
+        if window is not None:
+            keys[row.id] = meter_spec(row).counter_key_at(window.index)
+    readings = await meters.snapshot(keys.values())
+    live = dict(windows)
+    for row_id, key in keys.items():
+        reading, window = readings.get(key), windows[row_id]
+        if reading is not None and window is not None:
+            live[row_id] = WindowUsage(
+                window.start, window.end, reading.used, reading.limit, window.index, reading.reserved
+            )
+    return live
 
 
 def _check_limit(value: int, param: str) -> None:
@@ -276,7 +438,7 @@ async def _meter(session: AsyncSession, meter_id: str, *, lock: bool = False) ->
 async def _usage(session: AsyncSession, spec: MeterSpec, window: Window) -> WindowUsage:
     stored = await session.get(MeterWindow, spec.counter_key(window))
     if stored is not None:
-        return WindowUsage(window.start, window.end, stored.used, stored.limit)
+        return WindowUsage(window.start, window.end, stored.used, stored.limit, window.index)
     # The limit the window will open with: odock.budgets.ledger.window_state adds, for a meter
     # that rolls over, what the previous window left (all of it when that window was never used).
     carried = 0
@@ -284,11 +446,21 @@ async def _usage(session: AsyncSession, spec: MeterSpec, window: Window) -> Wind
         previous = spec.schedule().window(window.index - 1)
         row = await session.get(MeterWindow, spec.counter_key(previous)) if previous else None
         carried = spec.limit if row is None else max(0, row.limit - row.used)
-    return WindowUsage(window.start, window.end, 0, spec.limit + carried)
+    return WindowUsage(window.start, window.end, 0, spec.limit + carried, window.index)
 
 
-async def _carry_windows(session: AsyncSession, before: MeterSpec, after: MeterSpec, now: datetime) -> None:
-    """Copy the ledger of the current (and, rolling over, previous) window to the new version."""
+async def _carry_windows(
+    session: AsyncSession,
+    before: MeterSpec,
+    after: MeterSpec,
+    now: datetime,
+    meters: MeterStore | None = None,
+) -> None:
+    """Copy the ledger of the current (and, rolling over, previous) window to the new version.
+
+    With ``meters``, the current window's live counter is read too: it holds settlements the
+    ledger has not received yet (up to a usage flush), and the larger use of the two is kept.
+    """
     window = before.schedule().window_at(now)
     if window is None:
         return
@@ -298,10 +470,20 @@ async def _carry_windows(session: AsyncSession, before: MeterSpec, after: MeterS
         if old is not None:
             session.add(_copy(old, after, previous, old.limit))
     current = await session.get(MeterWindow, before.counter_key(window))
+    live = (
+        (await meters.snapshot([before.counter_key(window)])).get(before.counter_key(window))
+        if meters
+        else None
+    )
+    if current is None and live is not None:
+        current = MeterWindow(limit=live.limit, used=live.used, thresholds_crossed=[])
     if current is not None:
         # Keep what rolled over into the window; only the base limit changes.
         carried = current.limit - before.limit
-        session.add(_copy(current, after, window, after.limit + carried))
+        copy = _copy(current, after, window, after.limit + carried)
+        if live is not None:
+            copy.used = max(copy.used, live.used)
+        session.add(copy)
 
 
 def _copy(row: MeterWindow, spec: MeterSpec, window: Window, limit: int) -> MeterWindow:

@@ -7,19 +7,22 @@ routes and checks each against the permission table.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 
 from odock.audit.context import AuditActor, set_actor
-from odock.errors import NotFound, Unauthorized
-from odock.identity.actors import actor_from_admin_token
+from odock.errors import CsrfFailed, NotFound, PasswordChangeRequired, Unauthorized
+from odock.identity.actors import Credential, actor_for_user, user_from_admin_token
 from odock.identity.secrets import ADMIN_TOKEN_PREFIX
+from odock.identity.service import Identity
 from odock.ids import accept_request_id
 from odock.rbac.grant import Actor, Grant, Target
 from odock.rbac.permissions import Action, Resource
 from odock.runtime import Runtime
+from odock.tenancy.tables import User
 from odock.web.client_ip import client_ip
 
 
@@ -38,28 +41,78 @@ def request_ip(request: Request) -> str | None:
     return client_ip(peer, dict(request.headers), request.app.state.trusted_proxies)
 
 
-async def current_actor(request: Request) -> Actor:
-    """The signed-in caller (admin bearer token or session cookie), or 401."""
-    runtime = get_runtime(request)
+SESSION_COOKIE = "odock_session"
+CSRF_COOKIE = "odock_csrf"
+CSRF_HEADER = "x-csrf-token"
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# What an account that must change its password may still do (the API enforces it, not a UI).
+_BEFORE_PASSWORD_CHANGE = frozenset(
+    {("GET", "/api/auth/session"), ("POST", "/api/auth/password"), ("POST", "/api/auth/logout")}
+)
+
+
+def identity_of(request: Request) -> Identity:
+    """The identity services of this process (made on first use, kept on the API app)."""
+    identity: Identity | None = getattr(request.app.state, "identity", None)
+    if identity is None:
+        runtime = get_runtime(request)
+        identity = Identity.open(runtime.settings, runtime.sessions, runtime.redis, runtime.shared)
+        request.app.state.identity = identity
+    return identity
+
+
+IdentityDep = Annotated[Identity, Depends(identity_of)]
+
+
+async def current_credential(request: Request) -> Credential:
+    """Who sent the request, by admin bearer token or session cookie (any account status), or 401.
+
+    A cookie-authenticated write must carry the session's CSRF token in ``X-CSRF-Token``
+    (403 ``csrf_failed``); a bearer token needs none (browsers never attach it on their own).
+    """
     header = request.headers.get("authorization", "")
     scheme, _, raw = header.partition(" ")
     raw = raw.strip()
     if scheme.lower() == "bearer" and raw.startswith(ADMIN_TOKEN_PREFIX):
-        actor = await actor_from_admin_token(runtime.sessions, raw)
-        kind = "token"
+        credential = await user_from_admin_token(get_runtime(request).sessions, raw)
+    elif cookie := request.cookies.get(SESSION_COOKIE):
+        resolved = await identity_of(request).store.resolve(cookie)
+        if request.method not in _SAFE_METHODS and not resolved.csrf_matches(
+            request.headers.get(CSRF_HEADER)
+        ):
+            raise CsrfFailed()
+        credential = Credential(resolved.user, session=resolved.session)
     else:
         raise Unauthorized("sign in, or send a personal admin token as 'Authorization: Bearer odk_admin_…'")
+    request.state.credential = credential
+    _attribute(request, credential.user, "token" if credential.token_id else "user")
+    return credential
+
+
+CredentialDep = Annotated[Credential, Depends(current_credential)]
+
+
+async def current_actor(request: Request, credential: CredentialDep) -> Actor:
+    """The signed-in, active caller (401 not signed in, 403 not active or password change due)."""
+    user = credential.user
+    if user.must_change_password and (request.method, request.url.path) not in _BEFORE_PASSWORD_CHANGE:
+        raise PasswordChangeRequired()
+    async with get_runtime(request).sessions() as session:
+        actor = await actor_for_user(session, user, **credential.via)
     request.state.actor = actor
+    return actor
+
+
+def _attribute(request: Request, user: User, kind: str) -> None:
     set_actor(
         AuditActor(
             kind=kind,
-            label=actor.email,
-            user_id=actor.user_id,
+            label=user.email,
+            user_id=user.id,
             ip=request_ip(request),
             request_id=accept_request_id(request.headers.get("x-request-id")),
         )
     )
-    return actor
 
 
 ActorDep = Annotated[Actor, Depends(current_actor)]
@@ -69,14 +122,18 @@ Locator = Callable[[Runtime, Mapping[str, str]], Awaitable[Target | None]]
 """Finds where the row named by a route's path parameters sits (``None``: no such row)."""
 
 _Row = TypeVar("_Row")
+_ROW_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 
 
 def row_locator(table: type[_Row], param: str, target: Callable[[_Row], Target]) -> Locator:
     """A :data:`Locator` that loads ``table`` by the path parameter ``param``."""
 
     async def locate(runtime: Runtime, params: Mapping[str, str]) -> Target | None:
+        row_id = params[param]
+        if not _ROW_ID.fullmatch(row_id):
+            return None  # cannot name a row: no query with bytes the database may refuse
         async with runtime.sessions() as session:
-            row: Any = await session.get(table, params[param])
+            row: Any = await session.get(table, row_id)
         return None if row is None else target(row)
 
     return locate

@@ -83,6 +83,7 @@ def keyset(
     descending = params.order == "desc"
     if params.cursor:
         value, row_id = decode_cursor(params.cursor)
+        _check_cursor_type(value, sort)
         if descending:
             query = query.where(or_(sort < value, and_(sort == value, id_column < row_id)))
         else:
@@ -92,6 +93,23 @@ def keyset(
     else:
         query = query.order_by(sort.asc(), id_column.asc())
     return query.limit(params.limit + 1)
+
+
+def _check_cursor_type(value: object, sort: InstrumentedAttribute[Any]) -> None:
+    # A cursor made for another sort (or forged) must be a 422, not a database type error.
+    column_type = getattr(sort.type, "impl_instance", sort.type)  # a TypeDecorator's own type
+    try:
+        expected: type = column_type.python_type
+    except NotImplementedError:
+        return
+    if expected is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+    elif expected is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, expected)
+    if not ok:
+        raise UnprocessableEntity("cursor does not belong to this sort order", param="cursor")
 
 
 def make_page(
