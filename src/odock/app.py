@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from odock.admin.demo import demo_banner, seed_demo
 from odock.admin.reconcile import apply_config_file
 from odock.errors import NotFound, OdockError
+from odock.identity.accounts import ensure_bootstrap_admin
 from odock.runtime import Runtime, open_runtime
 from odock.settings import Settings
 from odock.web.asgi import JSON_HEADERS, Message, Receive, Scope, Send
@@ -83,6 +84,7 @@ class OdockApp:
             self._api = create_api(self.runtime)
         try:
             await self._apply_declarations(self.runtime)
+            await ensure_bootstrap_admin(self.settings, self.runtime.sessions)
         except BaseException:
             await self.shutdown()
             raise

@@ -16,7 +16,9 @@ both the OpenAI SDK and Odock clients can parse the result::
     │   └── ProviderNotAllowed         400 provider_not_allowed
     ├── Unauthorized                   401 unauthorized
     │   ├── ApiKeyExpired              401 api_key_expired
-    │   └── ApiKeyRevoked              401 api_key_revoked
+    │   ├── ApiKeyRevoked              401 api_key_revoked
+    │   ├── InvalidCredentials         401 invalid_credentials
+    │   └── SignInFailed               401 sign_in_failed
     ├── BudgetExceeded                 402 budget_exceeded
     ├── Forbidden                      403 forbidden
     │   ├── IpBlocked                  403 ip_blocked
@@ -24,16 +26,23 @@ both the OpenAI SDK and Odock clients can parse the result::
     │   ├── ModelNotAllowed            403 model_not_allowed
     │   ├── ModelDisabled              403 model_disabled
     │   ├── ProviderDisabled           403 provider_disabled
-    │   └── ProviderApiKeyRevoked      403 provider_api_key_revoked
+    │   ├── ProviderApiKeyRevoked      403 provider_api_key_revoked
+    │   ├── CsrfFailed                 403 csrf_failed
+    │   ├── PasswordChangeRequired     403 password_change_required
+    │   ├── AccountNotActive           403 account_not_active
+    │   └── InvitationEmailMismatch    403 invitation_email_mismatch
     ├── NotFound                       404 not_found
+    │   └── InvitationInvalid          404 invitation_invalid
     ├── MethodNotAllowed               405 method_not_allowed
     ├── Conflict                       409 conflict
+    ├── InvitationClosed               410 invitation_closed
     ├── PayloadSizeUnknown             411 payload_size_unknown
     ├── PayloadTooLarge                413 payload_too_large
     ├── UnprocessableEntity            422 validation_error
     │   └── InvalidPolicy              422 invalid_policy
     ├── RateLimited                    429 rate_limit_exceeded
     │   ├── RpsExceeded / BurstExceeded / RpmExceeded / TpmExceeded / ConcurrencyExceeded
+    │   └── LoginThrottled             429 login_throttled
     ├── QuotaExceeded                  429 quota_exceeded
     ├── ProviderApiKeyUnreadable       502 provider_api_key_unreadable
     ├── UpstreamError                  502 upstream_error
@@ -471,3 +480,68 @@ class ModelPricingMissing(InvalidRequest):
 
     code = "model_pricing_missing"
     default_message = "the model has no pricing, so the budgets that limit this key cannot be enforced"
+
+
+class InvalidCredentials(Unauthorized):
+    """A sign-in failed: unknown e-mail or wrong password (deliberately the same answer)."""
+
+    code = "invalid_credentials"
+    default_message = "invalid e-mail or password"
+
+
+class SignInFailed(Unauthorized):
+    """An OAuth / OpenID Connect sign-in could not be completed (bad state, code or ID token)."""
+
+    code = "sign_in_failed"
+    default_message = "sign-in failed"
+
+
+class CsrfFailed(Forbidden):
+    """A cookie-authenticated write came without the session's ``X-CSRF-Token``."""
+
+    code = "csrf_failed"
+    default_message = "missing or wrong X-CSRF-Token header"
+
+
+class PasswordChangeRequired(Forbidden):
+    """The account must change its password before doing anything else."""
+
+    code = "password_change_required"
+    default_message = "change your password first (POST /api/auth/password)"
+
+
+class AccountNotActive(Forbidden):
+    """The account is pending approval or revoked."""
+
+    code = "account_not_active"
+    default_message = "this account is not active"
+
+
+class InvitationEmailMismatch(Forbidden):
+    """The signed-in account's e-mail is not the invited one."""
+
+    code = "invitation_email_mismatch"
+    default_message = "this invitation is for another e-mail address: sign in with the invited account"
+
+
+class InvitationInvalid(NotFound):
+    """No invitation has this token (a resent invitation's old link included)."""
+
+    code = "invitation_invalid"
+    default_message = "invitation link is not valid"
+
+
+class InvitationClosed(OdockError):
+    """The invitation was accepted, revoked, or has expired."""
+
+    status = 410
+    code = "invitation_closed"
+    type = "invalid_request_error"
+    default_message = "invitation is no longer open"
+
+
+class LoginThrottled(RateLimited):
+    """Too many failed sign-ins for this e-mail address or client IP; retry after ``Retry-After``."""
+
+    code = "login_throttled"
+    default_message = "too many failed sign-ins"

@@ -138,6 +138,50 @@ class Settings(BaseSettings):
         10.0, gt=0, description="How often the reconciliation worker looks for stale reservations"
     )
 
+    # --- control-plane identity ----------------------------------------------------------
+    public_url: str | None = Field(
+        None,
+        description="Public base URL of the control plane (invitation links, OAuth redirect URIs); "
+        "default: the URL the request came in on",
+    )
+    session_ttl_seconds: float = Field(7 * 24 * 3600.0, gt=0, description="Lifetime of a sign-in session")
+    session_idle_timeout_seconds: float = Field(
+        24 * 3600.0, gt=0, description="A session unused this long ends"
+    )
+    session_cookie_secure: bool | None = Field(
+        None, description="Mark session cookies Secure (default: when the request came over https)"
+    )
+    login_max_failures: int = Field(
+        5, ge=1, description="Failed sign-ins per e-mail address, and per client IP, before throttling"
+    )
+    login_failure_window_seconds: float = Field(
+        900.0, gt=0, description="How long failed sign-ins are counted (and throttling lasts)"
+    )
+    password_hash_time_cost: int = Field(3, ge=1, le=20, description="argon2id iterations")
+    password_hash_memory_kib: int = Field(65536, ge=1024, le=4 * 1024 * 1024, description="argon2id memory")
+    bootstrap_admin_email: str | None = Field(
+        None, description="Super admin created on first start (when no super admin exists)"
+    )
+    bootstrap_admin_password: SecretStr | None = None
+    bootstrap_admin_require_password_change: bool | None = Field(
+        None, description="Force the bootstrap admin to change the password (default: production mode)"
+    )
+    invitation_ttl_seconds: float = Field(
+        7 * 24 * 3600.0, gt=0, description="How long an invitation link works"
+    )
+    oidc_discovery_url: str | None = Field(
+        None, description="OpenID Connect issuer discovery document (…/.well-known/openid-configuration)"
+    )
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None
+    oidc_scopes: str = "openid email profile"
+    oidc_display_name: str = "OpenID Connect"
+    github_client_id: str | None = None
+    github_client_secret: SecretStr | None = None
+    github_authorize_url: str = "https://github.com/login/oauth/authorize"
+    github_token_url: str = "https://github.com/login/oauth/access_token"
+    github_api_url: str = "https://api.github.com"
+
     # --- first start --------------------------------------------------------------------
     demo: bool | None = Field(None, description="create a demo org/key on an empty DB; default: on SQLite")
 
@@ -177,6 +221,13 @@ class Settings(BaseSettings):
                 "provider_key_encryption_key_id and provider_key_encryption_private_key "
                 "must be set together (both or neither)"
             )
+        if (self.bootstrap_admin_email is None) != (self.bootstrap_admin_password is None):
+            raise ValueError("bootstrap_admin_email and bootstrap_admin_password must be set together")
+        if (
+            self.bootstrap_admin_password is not None
+            and len(self.bootstrap_admin_password.get_secret_value()) < 12
+        ):
+            raise ValueError("bootstrap_admin_password must be at least 12 characters")
         if self.workers > 1 and not self.redis_url:
             raise ValueError("workers > 1 needs redis_url: in-process state cannot be shared")
         return self
@@ -203,6 +254,13 @@ class Settings(BaseSettings):
     def should_migrate_on_start(self) -> bool:
         """Whether startup applies pending migrations."""
         return self.is_sqlite if self.migrate_on_start is None else self.migrate_on_start
+
+    @property
+    def bootstrap_admin_must_change_password(self) -> bool:
+        """Whether the bootstrap admin must change the password first (default: in production mode)."""
+        if self.bootstrap_admin_require_password_change is not None:
+            return self.bootstrap_admin_require_password_change
+        return not (self.is_embedded and self.is_sqlite)
 
     @property
     def should_seed_demo(self) -> bool:

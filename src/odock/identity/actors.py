@@ -1,4 +1,9 @@
-"""Loading the :class:`~odock.rbac.grant.Actor` behind an admin token (and, later, a session)."""
+"""Who is calling: the user behind an admin token or a session cookie, and their :class:`Actor`.
+
+A token or session always acts with its user's *current* role, organisation and team
+memberships (read on every request), so a role change applies at once; it stops working when
+revoked, expired, or when the user is no longer ACTIVE.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from odock.db.base import utcnow
-from odock.errors import Unauthorized
+from odock.errors import AccountNotActive, Unauthorized
 from odock.identity.secrets import ADMIN_TOKEN_PREFIX, new_secret, preview, secret_hash
-from odock.identity.tables import AdminToken
+from odock.identity.tables import AdminToken, AuthSession
 from odock.ids import new_id
 from odock.rbac.grant import Actor
 from odock.tenancy.tables import TeamMember, TeamMemberRole, User, UserStatus
@@ -48,9 +53,9 @@ async def issue_admin_token(
 
 
 async def actor_for_user(session: AsyncSession, user: User, **via: str | None) -> Actor:
-    """The actor for an active ``user`` with their team memberships."""
+    """The actor for an active ``user`` with their team memberships (403 when not active)."""
     if user.status is not UserStatus.ACTIVE:
-        raise Unauthorized("this account is not active")
+        raise AccountNotActive()
     rows = (await session.execute(select(TeamMember).where(TeamMember.user_id == user.id))).scalars()
     members = list(rows)
     return Actor(
@@ -65,8 +70,22 @@ async def actor_for_user(session: AsyncSession, user: User, **via: str | None) -
     )
 
 
-async def actor_from_admin_token(sessions: async_sessionmaker[AsyncSession], raw: str) -> Actor:
-    """The actor a bearer admin token speaks for, or :class:`Unauthorized`."""
+@dataclass(frozen=True)
+class Credential:
+    """What authenticated a request: the user, and the session or admin token it came with."""
+
+    user: User
+    session: AuthSession | None = None
+    token_id: str | None = None
+
+    @property
+    def via(self) -> dict[str, str | None]:
+        """The ``session_id`` / ``token_id`` for :func:`actor_for_user`."""
+        return {"session_id": self.session.id if self.session else None, "token_id": self.token_id}
+
+
+async def user_from_admin_token(sessions: async_sessionmaker[AsyncSession], raw: str) -> Credential:
+    """The user a bearer admin token speaks for, or :class:`Unauthorized`."""
     async with sessions() as session:
         token = (
             await session.execute(select(AdminToken).where(AdminToken.token_hash == secret_hash(raw)))
@@ -79,4 +98,11 @@ async def actor_from_admin_token(sessions: async_sessionmaker[AsyncSession], raw
         user = await session.get(User, token.user_id)
         if user is None:
             raise Unauthorized("invalid admin token")
-        return await actor_for_user(session, user, token_id=token.id)
+        return Credential(user, token_id=token.id)
+
+
+async def actor_from_admin_token(sessions: async_sessionmaker[AsyncSession], raw: str) -> Actor:
+    """The actor a bearer admin token speaks for, or :class:`Unauthorized`."""
+    credential = await user_from_admin_token(sessions, raw)
+    async with sessions() as session:
+        return await actor_for_user(session, credential.user, token_id=credential.token_id)

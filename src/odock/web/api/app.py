@@ -17,7 +17,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from odock import __version__
 from odock.errors import MethodNotAllowed, NotFound, OdockError, UnprocessableEntity
 from odock.runtime import Runtime
+from odock.web.api.openapi import annotate_permissions, declare_security_schemes
 from odock.web.api.routes import ROUTERS
+from odock.web.api.routes.invitations import public_router as invitation_links
 from odock.web.client_ip import parse_networks
 
 OPENAPI_URL = "/api/openapi.json"
@@ -37,7 +39,10 @@ def create_api(runtime: Runtime | None) -> FastAPI:
     app.state.runtime = runtime
     app.state.trusted_proxies = parse_networks(runtime.settings.trusted_proxy_cidrs) if runtime else ()
     for router in ROUTERS:
+        annotate_permissions(router)
         app.include_router(router, prefix="/api")
+    app.include_router(invitation_links)  # GET /invite/{token}: the link itself, outside /api (public)
+    declare_security_schemes(app)
     app.add_exception_handler(OdockError, _odock_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -1,7 +1,317 @@
-"""Routes: invitations (placeholder until built)."""
+"""Routes: invitations of an organisation, and accepting one through its link.
+
+Admins: ``GET/POST /api/organisations/{organisation_id}/invitations``, ``…/{invitation_id}/resend``
+and ``…/{invitation_id}/revoke``. The raw token is only in the create and resend answers (as
+``token`` and ``invite_url``); no e-mail is sent. Invitees (public): ``GET /invite/{token}`` (also
+``GET /api/invitations/{token}``) shows what the link offers; ``POST /api/invitations/{token}/accept``
+accepts it with a name and password (a new account, signed in at once) or, without a password, as
+the signed-in account whose e-mail is the invited one (e.g. after GitHub / OpenID Connect sign-in).
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from datetime import datetime
+from typing import Annotated
 
-router = APIRouter()
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from odock.db.base import utcnow
+from odock.errors import Conflict, UnprocessableEntity
+from odock.identity.accounts import normalise_email
+from odock.identity.invitations import (
+    INVITABLE_ROLES,
+    IssuedInvitation,
+    accept_into,
+    create_invitation,
+    effective_status,
+    invitation_by_token,
+    open_invitation,
+    resend_invitation,
+    revoke_invitation,
+)
+from odock.identity.passwords import MAX_PASSWORD_LENGTH, check_password_rules
+from odock.identity.secrets import ADMIN_TOKEN_PREFIX
+from odock.identity.tables import Invitation, InvitationStatus, InvitationType
+from odock.ids import new_id
+from odock.rbac.grant import Grant, Target
+from odock.rbac.permissions import Action, Resource
+from odock.tenancy.tables import Organisation, Role, User, UserStatus
+from odock.web.api.deps import (
+    SESSION_COOKIE,
+    IdentityDep,
+    Permit,
+    RuntimeDep,
+    current_credential,
+    request_ip,
+    row_locator,
+)
+from odock.web.api.paging import Page, PageParams, keyset, make_page, page_params
+from odock.web.api.routes.auth import UserView, set_session_cookies, user_view
+
+router = APIRouter(tags=["invitations"])
+public_router = APIRouter(tags=["invitations"])
+
+OrgInvitations = "/organisations/{organisation_id}/invitations"
+Token = Annotated[str, Path(min_length=1, max_length=200)]
+
+_LOCATE = row_locator(Invitation, "invitation_id", lambda i: Target(i.organisation_id))
+ManageInvitation = Annotated[Grant, Depends(Permit(Resource.INVITATION, Action.UPDATE, locate=_LOCATE))]
+
+
+class InvitationCreate(BaseModel):
+    """Who to invite, with which role."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: str = Field(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
+    role: Role = Role.USER
+
+
+class InvitationView(BaseModel):
+    """An invitation (never its token)."""
+
+    id: str
+    organisation_id: str | None
+    email: str
+    role: Role
+    type: InvitationType
+    status: InvitationStatus
+    expires_at: datetime
+    invited_by_id: str | None
+    accepted_by_id: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class IssuedInvitationView(InvitationView):
+    """A created or resent invitation: the link to pass on, shown this once."""
+
+    token: str
+    invite_url: str
+
+
+class InvitationDetails(BaseModel):
+    """What an invitation link offers, for the invitee (no secrets, no ids of other users)."""
+
+    type: InvitationType
+    email: str
+    role: Role
+    organisation_id: str | None
+    organisation_name: str | None
+    status: InvitationStatus
+    expires_at: datetime
+
+
+class InvitationAccept(BaseModel):
+    """Accept as a new password account (``password``), or as the signed-in account (no password)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, min_length=1, max_length=200)
+    password: str | None = Field(None, min_length=1, max_length=MAX_PASSWORD_LENGTH)
+
+
+class Accepted(BaseModel):
+    """The account that joined; ``csrf_token`` when a new session was opened."""
+
+    user: UserView
+    csrf_token: str | None = None
+    expires_at: datetime | None = None
+
+
+def _render(row: Invitation) -> InvitationView:
+    return InvitationView(
+        id=row.id,
+        organisation_id=row.organisation_id,
+        email=row.email,
+        role=row.role,
+        type=row.type,
+        status=effective_status(row),
+        expires_at=row.expires_at,
+        invited_by_id=row.invited_by_id,
+        accepted_by_id=row.accepted_by_id,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _issued(request: Request, runtime: RuntimeDep, issued: IssuedInvitation) -> IssuedInvitationView:
+    base = (runtime.settings.public_url or str(request.base_url)).rstrip("/")
+    return IssuedInvitationView(
+        **_render(issued.invitation).model_dump(),
+        token=issued.token,
+        invite_url=f"{base}/invite/{issued.token}",
+    )
+
+
+@router.get(OrgInvitations, response_model=Page[InvitationView])
+async def list_invitations(
+    runtime: RuntimeDep,
+    grant: Annotated[Grant, Depends(Permit(Resource.INVITATION, Action.READ))],
+    params: Annotated[PageParams, Depends(page_params)],
+    status: Annotated[InvitationStatus | None, Query()] = None,
+    q: Annotated[str | None, Query(max_length=200, description="search in e-mail")] = None,
+) -> Page[InvitationView]:
+    """The organisation's invitations, newest first; filter by (effective) status, search e-mail."""
+    now = utcnow()
+    query = select(Invitation).where(Invitation.organisation_id == grant.scope().organisation_id)
+    if status is InvitationStatus.EXPIRED:
+        query = query.where(
+            (Invitation.status == InvitationStatus.EXPIRED)
+            | ((Invitation.status == InvitationStatus.PENDING) & (Invitation.expires_at <= now))
+        )
+    elif status is InvitationStatus.PENDING:
+        query = query.where(Invitation.status == InvitationStatus.PENDING, Invitation.expires_at > now)
+    elif status is not None:
+        query = query.where(Invitation.status == status)
+    if q:
+        query = query.where(Invitation.email.like(f"%{q.lower()}%"))
+    async with runtime.sessions() as session:
+        rows = list(
+            (await session.execute(keyset(query, Invitation.created_at, Invitation.id, params))).scalars()
+        )
+    return make_page(rows, params, _render, lambda r: (r.created_at, r.id))
+
+
+@router.post(OrgInvitations, response_model=IssuedInvitationView, status_code=201)
+async def invite(
+    organisation_id: str,
+    body: InvitationCreate,
+    request: Request,
+    runtime: RuntimeDep,
+    grant: Annotated[Grant, Depends(Permit(Resource.INVITATION, Action.CREATE))],
+) -> IssuedInvitationView:
+    """Invite an e-mail address as ORG_ADMIN, MANAGER or USER; the answer holds the link (once)."""
+    if body.role not in INVITABLE_ROLES:
+        raise UnprocessableEntity("role must be ORG_ADMIN, MANAGER or USER", param="role")
+    grant.check(Target(organisation_id))
+    async with runtime.sessions() as session:
+        if await session.get(Organisation, organisation_id) is None:
+            raise UnprocessableEntity("no such organisation", param="organisation_id")
+    issued = await create_invitation(
+        runtime.sessions,
+        organisation_id=organisation_id,
+        email=body.email,
+        role=body.role,
+        invited_by_id=grant.actor.user_id,
+        ttl_seconds=runtime.settings.invitation_ttl_seconds,
+    )
+    return _issued(request, runtime, issued)
+
+
+@router.get(OrgInvitations + "/{invitation_id}", response_model=InvitationView)
+async def get_invitation(
+    invitation_id: str,
+    runtime: RuntimeDep,
+    _grant: Annotated[Grant, Depends(Permit(Resource.INVITATION, Action.READ, locate=_LOCATE))],
+) -> InvitationView:
+    """One invitation."""
+    async with runtime.sessions() as session:
+        row = await session.get(Invitation, invitation_id)
+    assert row is not None  # located by Permit
+    return _render(row)
+
+
+@router.post(OrgInvitations + "/{invitation_id}/resend", response_model=IssuedInvitationView)
+async def resend(
+    invitation_id: str, request: Request, runtime: RuntimeDep, _grant: ManageInvitation
+) -> IssuedInvitationView:
+    """A new link and expiry; the old link stops working."""
+    issued = await resend_invitation(
+        runtime.sessions, invitation_id, ttl_seconds=runtime.settings.invitation_ttl_seconds
+    )
+    return _issued(request, runtime, issued)
+
+
+@router.post(OrgInvitations + "/{invitation_id}/revoke", response_model=InvitationView)
+async def revoke(invitation_id: str, runtime: RuntimeDep, _grant: ManageInvitation) -> InvitationView:
+    """Close the invitation; its link stops working."""
+    return _render(await revoke_invitation(runtime.sessions, invitation_id))
+
+
+async def _details(runtime: RuntimeDep, token: str) -> InvitationDetails:
+    async with runtime.sessions() as session:
+        row = await invitation_by_token(session, token)
+        org = await session.get(Organisation, row.organisation_id) if row.organisation_id else None
+    return InvitationDetails(
+        type=row.type,
+        email=row.email,
+        role=row.role,
+        organisation_id=row.organisation_id,
+        organisation_name=org.name if org else None,
+        status=effective_status(row),
+        expires_at=row.expires_at,
+    )
+
+
+@public_router.get("/invite/{token}", response_model=InvitationDetails)
+async def invitation_link(token: Token, runtime: RuntimeDep) -> InvitationDetails:
+    """Public: what the invitation link offers (type, e-mail, role, organisation, status, expiry)."""
+    return await _details(runtime, token)
+
+
+@router.get("/invitations/{token}", response_model=InvitationDetails)
+async def invitation_details(token: Token, runtime: RuntimeDep) -> InvitationDetails:
+    """Public: the same as ``GET /invite/{token}``, under ``/api``."""
+    return await _details(runtime, token)
+
+
+def _signed_in(request: Request) -> bool:
+    header = request.headers.get("authorization", "")
+    return SESSION_COOKIE in request.cookies or header.lower().startswith(f"bearer {ADMIN_TOKEN_PREFIX}")
+
+
+@router.post("/invitations/{token}/accept", response_model=Accepted)
+async def accept(
+    token: Token,
+    body: InvitationAccept,
+    request: Request,
+    response: Response,
+    runtime: RuntimeDep,
+    identity: IdentityDep,
+) -> Accepted:
+    """Public: accept with a name and password (new account, signed in), or as the signed-in invitee."""
+    if body.password is None:
+        if not _signed_in(request):
+            raise UnprocessableEntity(
+                "give a password, or sign in with the invited account first", param="password"
+            )
+        credential = await current_credential(request)
+        async with runtime.sessions() as session:
+            invitation = await open_invitation(session, token)
+            user = await session.get(User, credential.user.id)
+            assert user is not None
+            accept_into(invitation, user, name=body.name)
+            await session.commit()
+        return Accepted(user=await user_view(runtime, user))
+    check_password_rules(body.password)
+    async with runtime.sessions() as session:
+        invitation = await open_invitation(session, token)
+        user = User(
+            id=new_id(),
+            email=normalise_email(invitation.email),
+            name=body.name,
+            role=Role.USER,
+            status=UserStatus.PENDING,
+            password_hash=await identity.passwords.hash(body.password),
+            password_changed_at=utcnow(),
+        )
+        session.add(user)
+        try:
+            await session.flush()  # the user row first: the invitation references it
+            accept_into(invitation, user, name=body.name)
+            await session.commit()
+        except IntegrityError as exc:
+            raise Conflict(
+                "an account with this e-mail exists: sign in and accept without a password"
+            ) from exc
+    issued = await identity.store.start(
+        user.id, ip=request_ip(request), user_agent=request.headers.get("user-agent")
+    )
+    set_session_cookies(request, response, issued, runtime.settings.session_ttl_seconds)
+    return Accepted(
+        user=await user_view(runtime, user), csrf_token=issued.csrf_token, expires_at=issued.expires_at
+    )
