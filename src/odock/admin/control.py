@@ -16,9 +16,13 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import Select, delete, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from odock.admin.models import ModelAdmin
+from odock.admin.organisations import OrganisationAdmin
+from odock.admin.providers import ProviderAdmin
+from odock.admin.rows import commit_or_conflict as _commit
+from odock.admin.rows import get_row as _get
 from odock.admin.rules import (
     aware,
     check_ownership,
@@ -30,9 +34,10 @@ from odock.admin.rules import (
     validate_policies,
     validate_pricing,
 )
+from odock.admin.teams import TeamAdmin
 from odock.budgets.control import BudgetControl
 from odock.cache.bus import Invalidation, InvalidationBus
-from odock.errors import Conflict, NotFound, UnprocessableEntity
+from odock.errors import NotFound, UnprocessableEntity
 from odock.ids import new_id
 from odock.keys.secrets import generate_secret, hash_secret, preview
 from odock.keys.tables import ApiKey, ApiKeyModelAccess, ApiKeyRotation, ApiKeyType
@@ -41,15 +46,6 @@ from odock.providers.tables import Model, Provider, ProviderApiKey, ProviderType
 from odock.tenancy.tables import Organisation, Role, Team, User
 
 _Row = TypeVar("_Row")
-_LABELS = {
-    "ApiKey": "API key",
-    "ProviderApiKey": "provider key",
-    "Organisation": "organisation",
-    "Team": "team",
-    "User": "user",
-    "Provider": "provider",
-    "Model": "model",
-}
 
 
 @dataclass(frozen=True)
@@ -61,7 +57,11 @@ class IssuedKey:
 
 
 class ControlPlane:
-    """Mutations and lookups of configuration; ``budgets`` manages budgets and quotas."""
+    """Mutations and lookups of configuration.
+
+    ``budgets`` manages budgets and quotas; ``organisations``, ``teams``, ``providers`` and
+    ``models`` hold the changes the control-plane API adds (rename, delete, members, activation).
+    """
 
     def __init__(
         self,
@@ -73,6 +73,10 @@ class ControlPlane:
         self._bus = bus
         self._decrypter = decrypter
         self.budgets = BudgetControl(sessions, bus)
+        self.organisations = OrganisationAdmin(sessions, bus)
+        self.teams = TeamAdmin(sessions, bus)
+        self.providers = ProviderAdmin(sessions, bus)
+        self.models = ModelAdmin(sessions, bus)
 
     # --- organisations, teams, users ---------------------------------------------------
     async def create_organisation(
@@ -292,8 +296,10 @@ class ControlPlane:
                 raise UnprocessableEntity("envelope must be the JSON envelope of spec §3.6", param="envelope")
             try:
                 plain = decrypter.decrypt(envelope)
-            except EnvelopeError as exc:
-                raise UnprocessableEntity(f"envelope cannot be opened by this gateway: {exc}") from exc
+            except (EnvelopeError, UnicodeDecodeError) as exc:  # a secret is text: bytes that are not fail
+                raise UnprocessableEntity(
+                    f"envelope cannot be opened by this gateway: {exc}", param="envelope"
+                ) from exc
             stored = envelope
         else:
             assert secret is not None
@@ -644,21 +650,6 @@ class ControlPlane:
                 "no provider-key encryption pair is configured; provider keys are never stored in plaintext"
             )
         return self._decrypter
-
-
-async def _get(session: AsyncSession, table: type[_Row], row_id: str) -> _Row:
-    row = await session.get(table, row_id)
-    if row is None:
-        raise NotFound(f"{_LABELS.get(table.__name__, table.__name__)} '{row_id}' does not exist")
-    return row
-
-
-async def _commit(session: AsyncSession, conflict_message: str) -> None:
-    try:
-        await session.commit()
-    except IntegrityError as exc:
-        await session.rollback()
-        raise Conflict(conflict_message) from exc
 
 
 async def _models_named(session: AsyncSession, organisation_id: str, names: Sequence[str]) -> list[Model]:
