@@ -43,6 +43,7 @@ from odock.admin.declarative import (
     UserSpec,
     read_declarations,
 )
+from odock.audit.context import AuditActor, acting_as, current_actor
 from odock.budgets.tables import Budget, OwnerType, Quota
 from odock.errors import NotFound, OdockError
 from odock.keys.secrets import hash_secret
@@ -103,6 +104,18 @@ async def apply_declarations(
     """Apply every declaration; the secrets the file names are read from ``environ``."""
     secrets_by_var = declared.secrets_from(environ)
     applier = _Applier(control, declared, secrets_by_var, ApplyReport(dry_run=dry_run))
+    with acting_as(_config_actor()):
+        await _apply_steps(declared, applier, dry_run)
+    return applier.report
+
+
+def _config_actor() -> AuditActor:
+    """The audit actor of declarative changes: ``config``, labelled with who applied it (CLI) if known."""
+    outer = current_actor()
+    return AuditActor(kind="config", label=outer.label if outer.kind == "cli" else "config file")
+
+
+async def _apply_steps(declared: Declarations, applier: _Applier, dry_run: bool) -> None:
     steps: list[tuple[str, Sequence[Any], Callable[[Any], Awaitable[None]]]] = [
         ("organisations", declared.organisations, applier.organisation),
         ("providers", declared.providers, applier.provider),
@@ -118,7 +131,6 @@ async def apply_declarations(
             except (OdockError, DeclarationError) as exc:
                 done = "" if dry_run else " (the resources before it were applied)"
                 raise DeclarationError(f"{section}[{index}]: {exc}{done}") from exc
-    return applier.report
 
 
 async def apply_config_file(

@@ -9,6 +9,7 @@ An admin command is one call of :func:`run_admin`::
 from __future__ import annotations
 
 import asyncio
+import getpass
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
@@ -50,6 +51,7 @@ def run_admin(ctx: click.Context, action: Callable[[AdminContext], Awaitable[T]]
 
     from odock.admin.context import open_admin
     from odock.admin.declarative import DeclarationError
+    from odock.audit.context import AuditActor, acting_as
     from odock.errors import OdockError
     from odock.providers.crypto import EnvelopeError
     from odock.runtime import SchemaBehind
@@ -59,8 +61,10 @@ def run_admin(ctx: click.Context, action: Callable[[AdminContext], Awaitable[T]]
     configure_logging("warning", settings.log_format)
 
     async def main() -> T:
-        async with open_admin(settings) as admin:
-            return await action(admin)
+        # Every change a command makes is audited as the operating-system user who ran it.
+        with acting_as(AuditActor(kind="cli", label=operator_name())):
+            async with open_admin(settings) as admin:
+                return await action(admin)
 
     try:
         return asyncio.run(main())
@@ -72,6 +76,14 @@ def run_admin(ctx: click.Context, action: Callable[[AdminContext], Awaitable[T]]
         fail(f"database error: {_first_line(exc)}")
     except (RedisError, OSError) as exc:
         fail(f"cannot reach a required service: {_first_line(exc)}")
+
+
+def operator_name() -> str:
+    """The operating-system user running the command (the CLI's audit-log actor)."""
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return "unknown"
 
 
 def emit(rows: Sequence[dict[str, Any]], columns: Sequence[str], as_json: bool) -> None:

@@ -10,6 +10,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from odock.audit.recorder import AuditedSession
+
 # Set by the request pipeline while a request is being handled, so that statements issued on
 # behalf of a request can be told apart from background work (used by the hot-path SQL audit).
 request_scope: contextvars.ContextVar[str | None] = contextvars.ContextVar(
@@ -43,5 +45,5 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    """Sessions that keep loaded objects usable after commit."""
-    return async_sessionmaker(engine, expire_on_commit=False)
+    """Sessions that keep loaded objects usable after commit and audit configuration changes."""
+    return async_sessionmaker(engine, expire_on_commit=False, sync_session_class=AuditedSession)

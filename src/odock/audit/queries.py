@@ -1,0 +1,43 @@
+"""Reading the audit log: the filters every audit list accepts, as one query."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Select, or_, select
+
+from odock.audit.tables import AuditEvent
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    """Which events to list; ``None`` leaves a field unfiltered."""
+
+    organisation_id: str | None = None
+    actor: str | None = None  # the acting user's id, or the actor's label (e-mail, CLI user, "system")
+    resource_type: str | None = None
+    resource_id: str | None = None
+    action: str | None = None
+    since: datetime | None = None  # inclusive
+    until: datetime | None = None  # exclusive
+
+
+def audit_query(wanted: AuditFilter) -> Select[AuditEvent]:
+    """The events matching ``wanted`` (unordered: the caller pages on ``(at, id)``)."""
+    query = select(AuditEvent)
+    if wanted.organisation_id is not None:
+        query = query.where(AuditEvent.organisation_id == wanted.organisation_id)
+    if wanted.actor is not None:
+        query = query.where(or_(AuditEvent.actor_user_id == wanted.actor, AuditEvent.actor == wanted.actor))
+    if wanted.resource_type is not None:
+        query = query.where(AuditEvent.resource_type == wanted.resource_type)
+    if wanted.resource_id is not None:
+        query = query.where(AuditEvent.resource_id == wanted.resource_id)
+    if wanted.action is not None:
+        query = query.where(AuditEvent.action == wanted.action)
+    if wanted.since is not None:
+        query = query.where(AuditEvent.at >= wanted.since)
+    if wanted.until is not None:
+        query = query.where(AuditEvent.at < wanted.until)
+    return query
