@@ -164,3 +164,24 @@ def test_events_are_json_with_iso_times(control_plane: ControlPlaneUnderTest) ->
     assert orjson.loads(orjson.dumps(event)) == event
     assert created_at[:4].isdigit()
     assert "T" in created_at
+
+
+def test_accepting_an_invitation_is_attributed_to_the_invitee(control_plane: ControlPlaneUnderTest) -> None:
+    """An account made by accepting an invitation is recorded as the invitee's doing, with their IP."""
+    org = control_plane.organisation()
+    email = f"invitee-{secrets.token_hex(3)}@example.test"
+    invited = control_plane.admin.post(f"/api/organisations/{org}/invitations", json={"email": email})
+    assert invited.status_code == 201, invited.text
+    accepted = control_plane.client().post(
+        f"/api/invitations/{invited.json()['token']}/accept",
+        json={"name": "Invitee", "password": "a long enough passphrase"},
+    )
+    assert accepted.status_code == 200, accepted.text
+    user_id = accepted.json()["user"]["id"]
+    created = events_of(
+        control_plane.admin, "/api/admin/audit", resource_type="users", resource_id=user_id, action="create"
+    )
+    assert len(created) == 1
+    assert created[0]["actor"]["kind"] == "invitation"
+    assert created[0]["actor"]["label"] == email
+    assert created[0]["ip"] == "127.0.0.1"

@@ -56,13 +56,7 @@ WORLD_ROWS = {
 
 # Server errors the fuzzer found that are not fixed yet: operation -> (backend, what fails).
 # Each is skipped (visibly) on that backend only; remove the entry with the fix.
-KNOWN_SERVER_ERRORS: dict[str, tuple[str, str]] = {
-    "PATCH /api/organisations/{organisation_id}/apikeys/{api_key_id}/routing": (
-        "production",
-        "a model name holding NUL (\\u0000) reaches PostgreSQL, which refuses it "
-        "(asyncpg CharacterNotInRepertoireError in odock.keys.control.models)",
-    ),
-}
+KNOWN_SERVER_ERRORS: dict[str, tuple[str, str]] = {}
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from odock import __version__
 from odock.errors import MethodNotAllowed, NotFound, OdockError, UnprocessableEntity
 from odock.runtime import Runtime
+from odock.web.api.guard import RequestGuard
 from odock.web.api.openapi import annotate_permissions, declare_security_schemes
 from odock.web.api.routes import ROUTERS
 from odock.web.api.routes.invitations import public_router as invitation_links
@@ -43,6 +44,8 @@ def create_api(runtime: Runtime | None) -> FastAPI:
         app.include_router(router, prefix="/api")
     app.include_router(invitation_links)  # GET /invite/{token}: the link itself, outside /api (public)
     declare_security_schemes(app)
+    max_body = runtime.settings.max_request_bytes if runtime else 8 * 1024 * 1024
+    app.add_middleware(RequestGuard, max_body_bytes=max_body)
     app.add_exception_handler(OdockError, _odock_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -18,6 +18,7 @@ from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
 
+from odock.audit.context import AuditActor, set_actor
 from odock.errors import NotFound, SignInFailed
 from odock.identity.directory import Membership, memberships
 from odock.identity.oauth import STATE_TTL_SECONDS, resolve_account
@@ -349,6 +350,8 @@ async def oauth_callback(
     account, invite = await identity.flows.finish(
         provider, code, state, request.cookies.get(OAUTH_STATE_COOKIE)
     )
+    # Nobody is signed in yet: an account created or joined here is the signer-in's own doing.
+    set_actor(AuditActor(kind=f"oauth:{provider}", label=account.email, ip=request_ip(request)))
     async with runtime.sessions() as session:
         user = await resolve_account(session, account, invite)
         try:

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from odock.audit.context import AuditActor, set_actor
 from odock.db.base import utcnow
 from odock.errors import Conflict, UnprocessableEntity
 from odock.identity.accounts import normalise_email
@@ -290,6 +291,8 @@ async def accept(
     check_password_rules(body.password)
     async with runtime.sessions() as session:
         invitation = await open_invitation(session, token)
+        # Nobody is signed in yet: the new account is the invitee's own doing.
+        set_actor(AuditActor(kind="invitation", label=invitation.email, ip=request_ip(request)))
         user = User(
             id=new_id(),
             email=normalise_email(invitation.email),
