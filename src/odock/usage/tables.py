@@ -20,8 +20,16 @@ class UsageRecord(Base):
     """What one request used, cost and took."""
 
     __tablename__ = "usage_records"
+    # The control plane's reads (odock.usage.queries): the organisation's newest page in
+    # (timestamp, id) keyset order, and the model / team / user filters (and MANAGER / USER
+    # reach) inside a time range. A key's id is unique across organisations. (Migration 0004
+    # rebuilds ix_usage_records_request_id with text_pattern_ops on PostgreSQL, so the request-id
+    # prefix search uses it whatever the database collation; equality still does too.)
     __table_args__ = (
-        Index("ix_usage_records_org_ts", "organisation_id", "timestamp"),
+        Index("ix_usage_records_org_ts_id", "organisation_id", "timestamp", "id"),
+        Index("ix_usage_records_org_model_ts", "organisation_id", "model", "timestamp"),
+        Index("ix_usage_records_org_team_ts", "organisation_id", "team_id", "timestamp"),
+        Index("ix_usage_records_org_user_ts", "organisation_id", "user_id", "timestamp"),
         Index("ix_usage_records_key_ts", "api_key_id", "timestamp"),
     )
 

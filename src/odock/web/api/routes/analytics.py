@@ -1,7 +1,96 @@
-"""Routes: analytics (placeholder until built)."""
+"""Routes: usage analytics — totals, latency percentiles, a time series, a breakdown, statuses."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import functools
+import zoneinfo
+from datetime import timedelta
+from typing import Annotated
 
-router = APIRouter()
+from fastapi import APIRouter, Query
+
+from odock.db.base import utcnow
+from odock.errors import UnprocessableEntity
+from odock.rbac.grant import Grant
+from odock.runtime import Runtime
+from odock.usage.analytics import (
+    AnalyticsRequest,
+    Dimension,
+    Granularity,
+    Metric,
+    UsageAnalytics,
+    UsageAnalyticsReport,
+)
+from odock.usage.queries import UsageFilter, UsageReach
+from odock.web.api.deps import RuntimeDep
+from odock.web.api.routes.usage import AdminUsageFilterDep, OrganisationPath, UsageFilterDep, UsageGrant
+
+router = APIRouter(tags=["usage"])
+
+DEFAULT_RANGE = timedelta(days=30)
+
+
+@functools.cache
+def _zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones()) | {"UTC"}
+
+
+def analytics_request(
+    granularity: Granularity, group_by: Dimension, metric: Metric, top: int, timezone: str
+) -> AnalyticsRequest:
+    """The analytics shape, with the time zone checked against the IANA database."""
+    if timezone not in _zones():
+        raise UnprocessableEntity(f"unknown time zone {timezone[:64]!r}", param="timezone")
+    return AnalyticsRequest(granularity, group_by, metric, top, timezone)
+
+
+async def _analyse(
+    runtime: Runtime, grant: Grant, wanted: UsageFilter, request: AnalyticsRequest
+) -> UsageAnalyticsReport:
+    end = wanted.end or utcnow()
+    start = wanted.start or end - DEFAULT_RANGE
+    if start >= end:
+        raise UnprocessableEntity("from must be before to", param="from")
+    return await UsageAnalytics(runtime.sessions).analyse(
+        UsageReach.of(grant), wanted.within(start, end), request
+    )
+
+
+GranularityQuery = Annotated[Granularity, Query(description="time-series bucket width")]
+GroupQuery = Annotated[Dimension, Query(description="breakdown dimension")]
+MetricQuery = Annotated[Metric, Query(description="what ranks the breakdown's top entries")]
+TopQuery = Annotated[int, Query(ge=1, le=100, description="breakdown entries before 'other'")]
+ZoneQuery = Annotated[str, Query(max_length=64, description="IANA time zone of the buckets")]
+
+
+@router.get("/organisations/{organisation_id}/usage/analytics")
+async def usage_analytics(
+    organisation_id: OrganisationPath,
+    grant: UsageGrant,
+    runtime: RuntimeDep,
+    wanted: UsageFilterDep,
+    granularity: GranularityQuery = Granularity.DAY,
+    group_by: GroupQuery = Dimension.MODEL,
+    metric: MetricQuery = Metric.REQUESTS,
+    top: TopQuery = 10,
+    timezone: ZoneQuery = "UTC",
+) -> UsageAnalyticsReport:
+    """Analytics of the organisation's usage in reach (default range: the last 30 days)."""
+    request = analytics_request(granularity, group_by, metric, top, timezone)
+    return await _analyse(runtime, grant, wanted, request)
+
+
+@router.get("/admin/usage/analytics")
+async def all_usage_analytics(
+    grant: UsageGrant,
+    runtime: RuntimeDep,
+    wanted: AdminUsageFilterDep,
+    granularity: GranularityQuery = Granularity.DAY,
+    group_by: GroupQuery = Dimension.MODEL,
+    metric: MetricQuery = Metric.REQUESTS,
+    top: TopQuery = 10,
+    timezone: ZoneQuery = "UTC",
+) -> UsageAnalyticsReport:
+    """Analytics across organisations (super admin)."""
+    request = analytics_request(granularity, group_by, metric, top, timezone)
+    return await _analyse(runtime, grant, wanted, request)

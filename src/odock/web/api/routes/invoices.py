@@ -1,7 +1,124 @@
-"""Routes: invoices (placeholder until built)."""
+"""Routes: invoice previews and CSV exports, computed from stored usage (nothing is persisted)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Annotated
 
-router = APIRouter()
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import StreamingResponse
+
+from odock.db.base import utcnow
+from odock.errors import UnprocessableEntity
+from odock.rbac.grant import Grant
+from odock.runtime import Runtime
+from odock.usage.invoices import InvoicePreview, Invoices
+from odock.usage.queries import UsageFilter, UsageReach
+from odock.web.api.deps import RuntimeDep
+from odock.web.api.routes.usage import MAX_VALUES, OrganisationPath, UsageGrant, checked, moment
+
+router = APIRouter(tags=["invoices"])
+
+
+def _month_start(at: datetime) -> datetime:
+    return at.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def _next_month_start(at: datetime) -> datetime:
+    return _month_start(_month_start(at) + timedelta(days=32))
+
+
+def invoice_filter(
+    start: Annotated[
+        datetime | None,
+        Query(alias="from", description="period start, inclusive (default: the first of this month, UTC)"),
+    ] = None,
+    end: Annotated[
+        datetime | None,
+        Query(alias="to", description="period end, exclusive (default: the first of the following month)"),
+    ] = None,
+    team_id: Annotated[
+        list[str] | None, Query(max_length=MAX_VALUES, description="team id (repeatable)")
+    ] = None,
+    api_key_id: Annotated[
+        list[str] | None, Query(max_length=MAX_VALUES, description="API key id (repeatable)")
+    ] = None,
+) -> UsageFilter:
+    """The invoice period and its optional team / API key narrowing (use with ``Depends``)."""
+    since = moment(start, "from") or _month_start(utcnow())
+    until = moment(end, "to") or _next_month_start(since)
+    if since >= until:
+        raise UnprocessableEntity("from must be before to", param="from")
+    return UsageFilter(
+        start=since,
+        end=until,
+        team_ids=checked(team_id, "team_id"),
+        api_key_ids=checked(api_key_id, "api_key_id"),
+    )
+
+
+def admin_invoice_filter(
+    wanted: Annotated[UsageFilter, Depends(invoice_filter)],
+    organisation_id: Annotated[
+        list[str] | None, Query(max_length=MAX_VALUES, description="organisation id (repeatable)")
+    ] = None,
+) -> UsageFilter:
+    """The invoice filter plus the super admin's ``organisation_id`` filter."""
+    return replace(wanted, organisation_ids=checked(organisation_id, "organisation_id"))
+
+
+InvoiceFilterDep = Annotated[UsageFilter, Depends(invoice_filter)]
+AdminInvoiceFilterDep = Annotated[UsageFilter, Depends(admin_invoice_filter)]
+CSV_DESCRIPTION = "One line per usage record (header first), oldest first, streamed."
+
+
+def _csv(runtime: Runtime, grant: Grant, wanted: UsageFilter, scope: str) -> StreamingResponse:
+    period = "-".join(f"{moment:%Y%m%d}" for moment in (wanted.start, wanted.end) if moment)
+    name = f"odock-usage-{scope}-{period}.csv"
+    return StreamingResponse(
+        Invoices(runtime.sessions).export_csv(UsageReach.of(grant), wanted),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+_CSV_RESPONSES: dict[int | str, dict[str, object]] = {
+    200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": CSV_DESCRIPTION}
+}
+
+
+@router.get("/organisations/{organisation_id}/invoices/preview")
+async def invoice_preview(
+    organisation_id: OrganisationPath, grant: UsageGrant, runtime: RuntimeDep, wanted: InvoiceFilterDep
+) -> InvoicePreview:
+    """The invoice of a period over the organisation's usage in reach."""
+    return await Invoices(runtime.sessions).preview(UsageReach.of(grant), wanted)
+
+
+@router.get(
+    "/organisations/{organisation_id}/invoices/export.csv",
+    response_class=StreamingResponse,
+    responses=_CSV_RESPONSES,
+)
+async def invoice_export(
+    organisation_id: OrganisationPath, grant: UsageGrant, runtime: RuntimeDep, wanted: InvoiceFilterDep
+) -> StreamingResponse:
+    """Every usage record of the invoice, as CSV."""
+    return _csv(runtime, grant, wanted, organisation_id)
+
+
+@router.get("/admin/invoices/preview")
+async def all_invoice_preview(
+    grant: UsageGrant, runtime: RuntimeDep, wanted: AdminInvoiceFilterDep
+) -> InvoicePreview:
+    """The invoice of a period across organisations (super admin)."""
+    return await Invoices(runtime.sessions).preview(UsageReach.of(grant), wanted)
+
+
+@router.get("/admin/invoices/export.csv", response_class=StreamingResponse, responses=_CSV_RESPONSES)
+async def all_invoice_export(
+    grant: UsageGrant, runtime: RuntimeDep, wanted: AdminInvoiceFilterDep
+) -> StreamingResponse:
+    """Every usage record of the period across organisations, as CSV (super admin)."""
+    return _csv(runtime, grant, wanted, "all")
