@@ -15,7 +15,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 import orjson
 from fastapi import Query
 from pydantic import BaseModel
-from sqlalchemy import Select, and_, or_
+from sqlalchemy import Select, or_
 from sqlalchemy.orm import InstrumentedAttribute
 
 from odock.errors import UnprocessableEntity
@@ -84,10 +84,12 @@ def keyset(
     if params.cursor:
         value, row_id = decode_cursor(params.cursor)
         _check_cursor_type(value, sort)
+        # "sort <= v AND (sort < v OR id < last)": the first conjunct is an index range, so a
+        # deep page starts where the last one ended instead of scanning from the top.
         if descending:
-            query = query.where(or_(sort < value, and_(sort == value, id_column < row_id)))
+            query = query.where(sort <= value, or_(sort < value, id_column < row_id))
         else:
-            query = query.where(or_(sort > value, and_(sort == value, id_column > row_id)))
+            query = query.where(sort >= value, or_(sort > value, id_column > row_id))
     if descending:
         query = query.order_by(sort.desc(), id_column.desc())
     else:
