@@ -41,6 +41,14 @@ def test_nul_in_the_query_is_a_422(control_plane: ControlPlaneUnderTest, path: s
     assert response.json()["error"]["code"] == "validation_error"
 
 
+def test_nul_in_the_path_is_a_404(control_plane: ControlPlaneUnderTest) -> None:
+    """A path holding NUL names nothing: 404, and no query reaches the database."""
+    org = control_plane.organisation()
+    response = control_plane.admin.get(f"/api/organisations/{org}/teams/bad%00id")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+
+
 def test_oversized_body_is_a_413(gateway_factory: GatewayFactory, make_settings: SettingsFactory) -> None:
     """A body past max_request_bytes is refused with 413 payload_too_large."""
     cp = ControlPlaneUnderTest(gateway_factory(make_settings(max_request_bytes=1024)))

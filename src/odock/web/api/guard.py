@@ -2,9 +2,9 @@
 
 PostgreSQL refuses NUL in text (a database error, i.e. a 500, deep inside a service) while SQLite
 stores it; neither is a name anyone means. Rather than trusting every string field of every body
-to forbid it, the guard refuses any request whose path, query or JSON body carries one, with the
-same 422 ``validation_error`` as any other bad field. Bodies are read whole (control-plane bodies
-are small) and refused past ``max_request_bytes``.
+to forbid it, the guard refuses any request whose query or JSON body carries one with the
+same 422 ``validation_error`` as any other bad field (a path holding one names nothing: 404).
+Bodies are read whole (control-plane bodies are small) and refused past ``max_request_bytes``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from odock.errors import OdockError, PayloadTooLarge, UnprocessableEntity
+from odock.errors import NotFound, OdockError, PayloadTooLarge, UnprocessableEntity
 from odock.web.asgi import JSON_HEADERS, Message, Receive, Scope, Send
 
 ASGIApp = Any
@@ -30,8 +30,11 @@ class RequestGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if "\x00" in scope["path"] or b"%00" in scope.get("query_string", b""):
-            await _refuse(send, UnprocessableEntity("NUL characters are not allowed", param="path"))
+        if "\x00" in scope["path"]:
+            await _refuse(send, NotFound("no such resource"))  # no id or route holds a NUL
+            return
+        if b"%00" in scope.get("query_string", b""):
+            await _refuse(send, UnprocessableEntity("NUL characters are not allowed", param="query"))
             return
         body, complete = await _read_body(receive, self.max_body_bytes)
         if not complete:
