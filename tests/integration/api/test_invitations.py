@@ -10,15 +10,17 @@ import pytest
 
 from odock.tenancy.tables import Role
 from tests.conftest import GatewayFactory, SettingsFactory
+from tests.integration.api.conftest import ModuleGatewayFactory
 from tests.support.api import ControlPlaneUnderTest
 from tests.support.identity import CHEAP_HASHING, PASSWORD, sign_in
 
 
-@pytest.fixture
-def cp(gateway_factory: GatewayFactory, make_settings: SettingsFactory) -> Iterator[ControlPlaneUnderTest]:
+@pytest.fixture(scope="module")
+def cp(module_gateway_factory: ModuleGatewayFactory) -> Iterator[ControlPlaneUnderTest]:
     """A control plane with cheap password hashing and a public URL for links."""
-    settings = make_settings(public_url="https://console.example.test", **CHEAP_HASHING)
-    plane = ControlPlaneUnderTest(gateway_factory(settings))
+    plane = ControlPlaneUnderTest(
+        module_gateway_factory(public_url="https://console.example.test", **CHEAP_HASHING)
+    )
     yield plane
     plane.close()
 

@@ -8,15 +8,15 @@ from collections.abc import Iterator
 import pytest
 
 from odock.tenancy.tables import Role, TeamMemberRole, User, UserStatus
-from tests.conftest import GatewayFactory, SettingsFactory
+from tests.integration.api.conftest import ModuleGatewayFactory
 from tests.support.api import ControlPlaneUnderTest
 from tests.support.identity import CHEAP_HASHING, PASSWORD, sign_in
 
 
-@pytest.fixture
-def cp(gateway_factory: GatewayFactory, make_settings: SettingsFactory) -> Iterator[ControlPlaneUnderTest]:
+@pytest.fixture(scope="module")
+def cp(module_gateway_factory: ModuleGatewayFactory) -> Iterator[ControlPlaneUnderTest]:
     """A control plane with cheap password hashing."""
-    plane = ControlPlaneUnderTest(gateway_factory(make_settings(**CHEAP_HASHING)))
+    plane = ControlPlaneUnderTest(module_gateway_factory(**CHEAP_HASHING))
     yield plane
     plane.close()
 
