@@ -8,6 +8,7 @@ settings of its own) starts one with ``gateway_factory``.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -15,10 +16,25 @@ import pytest
 
 from odock.app import create_app
 from tests.conftest import BACKEND, Gateway, _settings_factory
+from tests.support import services
 from tests.support.api import ControlPlaneUnderTest
 from tests.support.server import ThreadedServer
 
 ModuleGatewayFactory = Callable[..., Gateway]
+
+
+@pytest.fixture
+def empty_database() -> Iterator[dict[str, str]]:
+    """Settings overrides for a database of this test's own (production: a fresh PostgreSQL database)."""
+    if BACKEND != "production":
+        yield {}  # every settings factory call already gets its own SQLite file
+        return
+    name = services.unique_name("odock_empty")
+    url = asyncio.run(services.create_database(name))
+    try:
+        yield {"database_url": url}
+    finally:
+        asyncio.run(services.drop_database(name))
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Iterator
 from http.cookies import SimpleCookie
@@ -13,26 +12,11 @@ from pydantic import SecretStr
 
 from odock.tenancy.tables import Role
 from tests.conftest import BACKEND, GatewayFactory, SettingsFactory
-from tests.support import services
 from tests.support.api import ControlPlaneUnderTest
 from tests.support.identity import CHEAP_HASHING, PASSWORD, password_account, sign_in
 
 BOOTSTRAP_EMAIL = "root@example.test"
 BOOTSTRAP_PASSWORD = "bootstrap-password-1"
-
-
-@pytest.fixture
-def empty_database() -> Iterator[dict[str, str]]:
-    """Settings overrides for a database of this test's own (production: a fresh PostgreSQL database)."""
-    if BACKEND != "production":
-        yield {}  # every make_settings() call already gets its own SQLite file
-        return
-    name = services.unique_name("odock_bootstrap")
-    url = asyncio.run(services.create_database(name))
-    try:
-        yield {"database_url": url}
-    finally:
-        asyncio.run(services.drop_database(name))
 
 
 @pytest.fixture

@@ -29,13 +29,17 @@ def walkthrough_script() -> str:
 
 @pytest.mark.skipif(not (shutil.which("curl") and shutil.which("jq")), reason="NOTICE: needs curl and jq")
 def test_walkthrough_runs_as_documented(
-    gateway_factory: GatewayFactory, make_settings: SettingsFactory, tmp_path: Path
+    gateway_factory: GatewayFactory,
+    make_settings: SettingsFactory,
+    empty_database: dict[str, str],
+    tmp_path: Path,
 ) -> None:
     """Every curl line of the walkthrough succeeds and ends with a priced usage record and an audit trail."""
     settings = make_settings(
         bootstrap_admin_email=ADMIN_EMAIL,
         bootstrap_admin_password=ADMIN_PASSWORD,
         demo=False,
+        **empty_database,  # an empty install: no super admin yet, no organisation named "acme"
     )
     gateway = gateway_factory(settings)
     result = subprocess.run(
