@@ -121,9 +121,9 @@ def _chat_table(cases: list[CaseOutcome]) -> list[str]:
     rows = [
         "| case | driver | direct p50 / p90 / p99 ms | gateway p50 / p90 / p99 ms "
         "| **added** p50 / p90 / p99 ms "
-        "| direct rps | gateway rps | errors direct · gateway | gateway CPU % | gateway peak RSS MiB "
-        "| cores busy % · other load on gateway core % |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| direct rps | gateway rps | errors direct · gateway | gateway CPU % | gateway CPU µs per request "
+        "| gateway peak RSS MiB | cores busy % · other load on gateway core % |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for case in cases:
         d, g = case.direct.result, case.gateway.result
@@ -134,10 +134,18 @@ def _chat_table(cases: list[CaseOutcome]) -> list[str]:
             f"| {_trio(g.latency.p50, g.latency.p90, g.latency.p99)} "
             f"| **{_trio(case.added['p50'], case.added['p90'], case.added['p99'])}** "
             f"| {_num(d.rps)} | {_num(g.rps)} | {_errors(d.errors)} · {_errors(g.errors)} "
-            f"| {_num(case.gateway.gateway_cpu_percent)} | {_num(case.gateway.gateway_peak_rss_mib, 1)} "
-            f"| {_load_core(case.gateway)} |"
+            f"| {_num(case.gateway.gateway_cpu_percent)} | {_num(_cpu_per_request(case.gateway))} "
+            f"| {_num(case.gateway.gateway_peak_rss_mib, 1)} | {_load_core(case.gateway)} |"
         )
     return rows
+
+
+def _cpu_per_request(side: Side) -> float | None:
+    """Gateway CPU time per answered request, in µs: what throughput on one core is made of."""
+    result = side.result
+    if side.gateway_cpu_percent is None or not isinstance(result, LoadResult) or not result.ok:
+        return None
+    return side.gateway_cpu_percent / 100 * result.duration / result.ok * 1e6
 
 
 def _stream_table(cases: list[CaseOutcome]) -> list[str]:

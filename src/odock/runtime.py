@@ -24,6 +24,7 @@ from odock.budgets.redis_meters import RedisMeterStore
 from odock.budgets.stage import BudgetGate
 from odock.budgets.thresholds import ThresholdNotifier
 from odock.cache.bus import InvalidationBus, LocalInvalidationBus, RedisInvalidationBus
+from odock.cache.redis_link import RedisLink
 from odock.cache.shared import MemorySharedCache, RedisSharedCache, SharedCache
 from odock.db import migrate
 from odock.db.engine import create_engine, session_factory
@@ -39,6 +40,7 @@ from odock.providers.adapters.openai import OpenAICompatibleAdapter
 from odock.providers.catalog import ModelCatalog
 from odock.providers.keyring import load_decrypter
 from odock.providers.stage import CallUpstream, ResolveModel, ResolveProvider
+from odock.providers.upstream_client import UpstreamClient
 from odock.providers.vault import ProviderKeyVault
 from odock.settings import Settings
 from odock.usage.journal import JournalQueue
@@ -129,12 +131,17 @@ class Governance:
 
 
 def open_governance(
-    settings: Settings, redis: Redis | None, sessions: async_sessionmaker[AsyncSession]
+    settings: Settings, redis: Redis | RedisLink | None, sessions: async_sessionmaker[AsyncSession]
 ) -> Governance:
     """Redis-backed counters in production, in-process twins in the embedded mode."""
     resolver = PolicyResolver(parse_policy(settings.ratelimit_global_policy))
     if redis is None:
-        return Governance(MemoryRateLimiter(), resolver, MemoryMeterStore(), sessions)
+        # One process: a finished request id can only be seen again by the reconciler racing the
+        # request's own settle within one pass, so a minute of memory suffices (an hour of ids at
+        # thousands of requests per second would be the process's largest growth).
+        remember = max(60.0, 3 * settings.budget_reconcile_interval_seconds)
+        meters = MemoryMeterStore(remember_seconds=remember)
+        return Governance(MemoryRateLimiter(), resolver, meters, sessions)
     return Governance(
         RedisRateLimiter(redis, settings.redis_prefix),
         resolver,
@@ -143,7 +150,7 @@ def open_governance(
     )
 
 
-def usage_queue(settings: Settings, redis: Redis | None) -> UsageQueue:
+def usage_queue(settings: Settings, redis: Redis | None, link: RedisLink | None = None) -> UsageQueue:
     """The durable usage queue: the local journal (embedded) or a Redis Stream fed through it."""
     journal = JournalQueue(
         settings.data_dir / USAGE_JOURNAL_DIR,
@@ -159,6 +166,7 @@ def usage_queue(settings: Settings, redis: Redis | None) -> UsageQueue:
         max_length=settings.usage_stream_max_length,
         claim_idle_seconds=settings.usage_claim_idle_seconds,
         batch_size=settings.usage_batch_size,
+        link=link,
     )
 
 
@@ -232,7 +240,9 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             auto_decompress=False,
         )
         stack.push_async_callback(http.close)
-        openai = OpenAICompatibleAdapter(http, settings.upstream_connect_timeout_seconds)
+        upstream = UpstreamClient(max_connections=settings.upstream_max_connections)
+        stack.push_async_callback(upstream.close)
+        openai = OpenAICompatibleAdapter(upstream, settings.upstream_connect_timeout_seconds)
         adapters: dict[str, Adapter] = {
             t: openai for t in ("OPENAI", "AZURE_OPENAI", "VLLM", "CUSTOM", "MISTRAL")
         }
@@ -241,12 +251,22 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         vault = ProviderKeyVault(decrypter, settings.provider_key_decrypt_cache_ttl_seconds)
         control = ControlPlane(sessions, bus, decrypter)
 
+        link: RedisLink | None = None
+        if settings.redis_url:
+            # The per-request scripts (limits, budgets) and usage pushes share one pipelined connection;
+            # it closes after the usage recorder has pushed what it holds.
+            link = RedisLink(
+                settings.redis_url,
+                timeout=settings.redis_timeout_seconds,
+                connect_timeout=settings.redis_timeout_seconds,
+            )
+            stack.push_async_callback(link.close)
         notifier = ThresholdNotifier(settings.budget_threshold_webhook_url, http)
         await notifier.start()
         stack.push_async_callback(notifier.stop)
         recorder = UsageRecorder(
             UsageStore(sessions, on_thresholds=notifier),
-            usage_queue(settings, redis),
+            usage_queue(settings, redis, link),
             batch_size=settings.usage_batch_size,
             interval=settings.usage_flush_interval_seconds,
             recovery_interval=settings.usage_recovery_interval_seconds,
@@ -255,7 +275,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         await recorder.start()
         stack.push_async_callback(recorder.close)
 
-        governance = open_governance(settings, redis, sessions)
+        governance = open_governance(settings, link, sessions)
         budgets = BudgetControl(sessions, bus)
         reconciler = BudgetReconciler(governance.meters, sessions, settings.budget_reconcile_interval_seconds)
         await reconciler.start()

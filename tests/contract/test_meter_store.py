@@ -26,6 +26,7 @@ from odock.budgets.meters import (
     Shortfall,
 )
 from odock.budgets.redis_meters import RedisMeterStore
+from odock.cache.redis_link import RedisLink
 from odock.errors import MeterStoreUnavailable
 from odock.ids import RequestId, new_request_id
 from tests.support import services
@@ -93,6 +94,7 @@ class RedisHarness(MeterHarness):
         services.require_services()
         self.prefix = services.unique_name("odock_meter_test") + ":"
         self.clients: list[Redis] = []
+        self.links: list[RedisLink] = []
         super().__init__(self._open())
 
     def _open(self) -> RedisMeterStore:
@@ -116,10 +118,31 @@ class RedisHarness(MeterHarness):
             await client.aclose()
 
 
-@pytest.fixture(params=["memory", "redis"])
+class LinkHarness(RedisHarness):
+    """The Redis store through the gateway's own client: one pipelined connection per process."""
+
+    kind = "redis"
+
+    def _open(self) -> RedisMeterStore:
+        link = RedisLink(services.REDIS_URL, timeout=10, connect_timeout=10)
+        self.links.append(link)
+        return RedisMeterStore(link, self.prefix)
+
+    async def close(self) -> None:
+        await super().close()
+        for link in self.links:
+            await link.close()
+
+
+@pytest.fixture(params=["memory", "redis", "link"])
 async def meters(request: pytest.FixtureRequest) -> AsyncIterator[MeterHarness]:
-    """A fresh, empty meter store of each implementation."""
-    harness = MemoryHarness() if request.param == "memory" else RedisHarness()
+    """A fresh, empty meter store of each implementation (Redis through redis-py and the gateway's link)."""
+    kinds: dict[str, Callable[[], MeterHarness]] = {
+        "memory": MemoryHarness,
+        "redis": RedisHarness,
+        "link": LinkHarness,
+    }
+    harness = kinds[str(request.param)]()
     yield harness
     await harness.close()
 
@@ -437,3 +460,16 @@ async def test_unreachable_redis_raises_meter_store_unavailable() -> None:
             await store.settle(new_request_id(), {"b": 1})
     finally:
         await client.aclose()
+
+
+async def test_unreachable_redis_link_raises_meter_store_unavailable() -> None:
+    """Through the gateway's pipelined link too, an unreachable Redis is a MeterStoreUnavailable."""
+    link = RedisLink("redis://127.0.0.1:1/0", timeout=0.5, connect_timeout=0.5)
+    store = RedisMeterStore(link, "unreachable:")
+    try:
+        with pytest.raises(MeterStoreUnavailable):
+            await store.reserve(new_request_id(), [MeterLine("b", 1, 10)], 60)
+        with pytest.raises(MeterStoreUnavailable):
+            await store.settle(new_request_id(), {"b": 1})
+    finally:
+        await link.close()

@@ -18,6 +18,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from odock.cache.redis_link import RedisLink
 from odock.errors import RateLimiterUnavailable
 from odock.limits.decision import Decision, DenyCode, LimitName, Receipt
 from odock.limits.limiter import MemoryRateLimiter, RateLimiter, RedisRateLimiter
@@ -47,7 +48,7 @@ class Harness:
     limiter: RateLimiter
     clock: FakeClock | None = None
     prefix: str = ""
-    clients: list[Redis] = field(default_factory=list)
+    clients: list[Redis | RedisLink] = field(default_factory=list)
 
     async def eventually_admitted(
         self, checks: Sequence[LimitCheck], within: float = 5.0, request_id: str = "later"
@@ -64,8 +65,8 @@ class Harness:
                 await asyncio.sleep(0.02)
 
     def peer(self) -> RedisRateLimiter:
-        """A second Redis limiter on its own connection pool, sharing the namespace (a 2nd process)."""
-        client = redis_client()
+        """A second Redis limiter on its own connection(s), sharing the namespace (a 2nd process)."""
+        client = redis_link() if isinstance(self.clients[0], RedisLink) else redis_client()
         self.clients.append(client)
         return RedisRateLimiter(client, self.prefix)
 
@@ -81,23 +82,31 @@ def redis_client() -> Redis:
     )
 
 
-@pytest.fixture(params=["memory", "redis"])
+def redis_link() -> RedisLink:
+    """The gateway's own client: one pipelined connection per process."""
+    return RedisLink(services.REDIS_URL, timeout=10, connect_timeout=10)
+
+
+@pytest.fixture(params=["memory", "redis", "link"])
 async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
-    """A fresh limiter of each implementation; the Redis one owns a namespace deleted afterwards."""
+    """A fresh limiter of each implementation (Redis through redis-py and through the gateway's link)."""
     if request.param == "memory":
         clock = FakeClock()
         yield Harness(MemoryRateLimiter(clock), clock)
         return
     services.require_services()
     prefix = services.unique_name("odock_rl_test") + ":"
-    client = redis_client()
+    client = redis_client() if request.param == "redis" else redis_link()
     built = Harness(RedisRateLimiter(client, prefix), prefix=prefix, clients=[client])
     try:
         yield built
     finally:
         await services.delete_redis_prefix(prefix)
         for each in built.clients:
-            await each.aclose(close_connection_pool=True)
+            if isinstance(each, RedisLink):
+                await each.close()
+            else:
+                await each.aclose(close_connection_pool=True)
 
 
 def scope(
@@ -265,6 +274,32 @@ async def test_reconcile_clamps_buckets_at_zero(harness: Harness) -> None:
     assert not (await harness.limiter.admit("c", checks_for([tpm], requests=False, tokens=1))).allowed
 
 
+async def test_finish_releases_every_receipt_and_reconciles_once(harness: Harness) -> None:
+    """finish() frees the leases of several receipts and refunds TPM, and a repeat refunds nothing more."""
+    conc = scope(Scope.ORGANISATION, "o1", concurrency={"max": 1})
+    tpm = scope(Scope.API_KEY, "k1", tokens={"per_minute": 1000})
+    early = receipt_of(await harness.limiter.admit("a", checks_for([conc])))
+    final = receipt_of(await harness.limiter.admit("a", checks_for([tpm], requests=False, tokens=800)))
+    assert not (await harness.limiter.admit("b", checks_for([conc]))).allowed
+
+    await harness.limiter.finish([final, early], 100)
+    await harness.limiter.finish([final, early], 100)
+
+    assert (await harness.limiter.admit("c", checks_for([conc]))).allowed
+    assert (await harness.limiter.admit("d", checks_for([tpm], requests=False, tokens=900))).allowed
+    assert not (await harness.limiter.admit("e", checks_for([tpm], requests=False, tokens=1))).allowed
+
+
+async def test_finish_without_leases_or_reservations_does_nothing(harness: Harness) -> None:
+    """finish() of receipts that hold nothing changes no counter."""
+    rpm = checks_for([scope(requests={"per_minute": 1})])
+    receipt = receipt_of(await harness.limiter.admit("a", rpm))
+
+    await harness.limiter.finish([receipt, Receipt("x", "")], 0)
+
+    assert not (await harness.limiter.admit("b", rpm)).allowed
+
+
 async def test_narrower_scope_adds_a_lower_limit(harness: Harness) -> None:
     """A key limit below the organisation's denies with scope api_key and limit requests_per_minute."""
     scopes = [scope(Scope.ORGANISATION, "o1", requests={"per_minute": 10}), scope(requests={"per_minute": 2})]
@@ -366,6 +401,34 @@ async def test_a_scope_limit_may_be_checked_once_per_admission(harness: Harness)
         await harness.limiter.admit("a", checks)
 
 
+async def test_redis_window_forgets_seconds_that_left_the_minute(harness: Harness) -> None:
+    """Counts older than the minute stop counting, and the running total drops with them."""
+    if not harness.clients:
+        pytest.skip("the in-process window is proven with a fake clock below")
+    rpm = checks_for([scope(requests={"per_minute": 3})])
+    key = rpm[0].key(harness.prefix)
+    admin = redis_client()
+    try:
+        now = int((await admin.time())[0])
+        await admin.hset(key, mapping={str(now - 70): 5, str(now - 30): 2, "n": 7, "o": now - 70})
+        await admin.expire(key, 120)
+
+        admitted = receipt_of(await harness.limiter.admit("a", rpm))
+        denied = await harness.limiter.admit("b", rpm)
+
+        fields = await admin.hgetall(key)
+    finally:
+        await admin.aclose(close_connection_pool=True)
+    assert admitted.quota is not None
+    assert admitted.quota.remaining == 0
+    assert denied.denial is not None
+    assert denied.denial.code is DenyCode.RPM_EXCEEDED
+    assert denied.denial.retry_after is not None
+    assert 25 <= denied.denial.retry_after <= 31
+    assert str(now - 70).encode() not in fields
+    assert int(fields[b"n"]) == 3
+
+
 def closed_port() -> int:
     """A local TCP port nothing listens on."""
     with socket.socket() as probe:
@@ -391,6 +454,19 @@ async def test_unreachable_redis_raises_rate_limiter_unavailable() -> None:
         await client.aclose()
     assert caught.value.http_status == 503
     assert caught.value.code == "ratelimit_unavailable"
+
+
+async def test_unreachable_redis_link_raises_rate_limiter_unavailable() -> None:
+    """Through the gateway's pipelined link too, an unreachable Redis is a RateLimiterUnavailable."""
+    link = RedisLink(f"redis://127.0.0.1:{closed_port()}/0", timeout=1, connect_timeout=1)
+    limiter = RedisRateLimiter(link, "unused:")
+    try:
+        with pytest.raises(RateLimiterUnavailable):
+            await limiter.admit("r", checks_for([scope(requests={"per_minute": 1})]))
+        with pytest.raises(RateLimiterUnavailable):
+            await limiter.release(Receipt("r", "t", leases=("unused:k",)))
+    finally:
+        await link.close()
 
 
 class TestMemoryClock:

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Literal, NamedTuple, Protocol
 
 from odock.ids import RequestId
@@ -152,13 +153,17 @@ class _Counter:
 
 
 _State = Literal["reserved", "settled", "released", "rejected"]
+# A finished request is remembered for idempotency only: it drops its lines (memory per
+# remembered request is what bounds the embedded store under sustained load).
+_NO_LINES: Mapping[str, int] = MappingProxyType({})
+_RESERVED = ReserveResult(ReserveOutcome.RESERVED)  # immutable: shared by every live reservation
 
 
-@dataclass
+@dataclass(slots=True)
 class _Request:
     state: _State
     result: ReserveResult | None  # None when settled without ever reserving here
-    lines: dict[str, int] = field(default_factory=dict)
+    lines: Mapping[str, int] = field(default_factory=lambda: _NO_LINES)  # held amounts while live
     forget_at: float | None = None  # None while the reservation is live
 
 
@@ -203,7 +208,7 @@ class MemoryMeterStore:
         for line, counter in warm:
             counter.reserved += line.amount
             counter.limit = line.limit
-        result = ReserveResult(ReserveOutcome.RESERVED)
+        result = _RESERVED
         self._requests[request_id] = _Request("reserved", result, {ln.key: ln.amount for ln in lines})
         self._expiry[request_id] = now + ttl_seconds
         return result
@@ -225,7 +230,7 @@ class MemoryMeterStore:
             if counter is not None:  # a cold counter is primed from the ledger, which has it
                 counter.used += amount
         record = known or _Request("settled", None)
-        record.state, record.forget_at = "settled", now + self._remember
+        record.state, record.forget_at, record.lines = "settled", now + self._remember, _NO_LINES
         self._requests[request_id] = record
         self._expiry.pop(request_id, None)
         return outcome
@@ -238,7 +243,7 @@ class MemoryMeterStore:
         if known is None or known.state != "reserved":
             return ReleaseOutcome.NOTHING
         self._unreserve(known, now)
-        known.state, known.forget_at = "released", now + self._remember
+        known.state, known.forget_at, known.lines = "released", now + self._remember, _NO_LINES
         return ReleaseOutcome.RELEASED
 
     async def prime(

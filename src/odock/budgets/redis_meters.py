@@ -29,6 +29,7 @@ from odock.budgets.meters import (
     check_amount,
     check_lines,
 )
+from odock.cache.redis_link import RedisLink
 from odock.errors import MeterStoreUnavailable
 from odock.ids import RequestId
 
@@ -37,7 +38,7 @@ class RedisMeterStore:
     """Window counters in Redis; every key lives under ``<prefix>meter:``."""
 
     def __init__(
-        self, redis: Redis, prefix: str, *, remember_seconds: float = DEFAULT_REMEMBER_SECONDS
+        self, redis: Redis | RedisLink, prefix: str, *, remember_seconds: float = DEFAULT_REMEMBER_SECONDS
     ) -> None:
         self._prefix = prefix + "meter:"
         self._counter_prefix = self._prefix + "c:"

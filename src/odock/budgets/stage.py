@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -70,6 +71,8 @@ class BudgetGate:
         self._unpriced = unpriced_reservation_nanos
         self._schedules: dict[tuple[str, int], Schedule] = {}
         self._limits: dict[str, int] = {}  # effective limits learned when priming (rollover)
+        self._current: dict[tuple[str, int], tuple[Window, str]] = {}  # (meter, version) → window, key
+        self._settlements: dict[str, tuple[int, MeterSpec, dict[str, Any]]] = {}  # key → limit, spec, row
 
     async def before(self, ex: Exchange) -> None:
         """Reserve the request's estimate on every applicable window, all or nothing."""
@@ -104,19 +107,7 @@ class BudgetGate:
                 return
             actuals = self._actuals(ex, lines)
             ex.settlements = [
-                Settlement(
-                    ex.record_id,
-                    line.key,
-                    actuals[line.key],
-                    line.spec.kind,
-                    line.spec.id,
-                    line.spec.version,
-                    line.window.index,
-                    line.window.start,
-                    line.window.end,
-                    line.limit,
-                    line.spec.thresholds,
-                ).to_dict()
+                {**self._settlement_of(line), "request_key": ex.record_id, "amount": actuals[line.key]}
                 for line in lines
             ]
             await self._store.settle(record, actuals)
@@ -131,13 +122,41 @@ class BudgetGate:
         tokens_out = ex.output_allowance(self._default_output)
         lines = []
         for spec in ex.principal.meters:
-            window = self._schedule(spec).window_at(ex.received_at)
-            if window is None:
+            current = self._window_at(spec, ex.received_at)
+            if current is None:
                 continue
+            window, key = current
             amount = self._estimate(ex, spec.metric, tokens_in, tokens_out)
-            key = spec.counter_key(window)
             lines.append(HeldLine(spec, window, key, amount, self._limits.get(key, spec.limit)))
         return lines
+
+    def _window_at(self, spec: MeterSpec, instant: datetime) -> tuple[Window, str] | None:
+        """The window of ``spec`` holding ``instant`` and its counter key (the current one is remembered)."""
+        known = self._current.get((spec.id, spec.version))
+        if known is not None and known[0].start <= instant < known[0].end:
+            return known
+        window = self._schedule(spec).window_at(instant)
+        if window is None:
+            return None
+        if len(self._current) > 10_000:
+            self._current.clear()
+        current = self._current[(spec.id, spec.version)] = (window, spec.counter_key(window))
+        return current
+
+    def _settlement_of(self, line: HeldLine) -> dict[str, Any]:
+        """The settlement record of ``line`` without its request key and amount (built once per window)."""
+        known = self._settlements.get(line.key)
+        if known is not None and known[0] == line.limit and known[1] is line.spec:
+            return known[2]
+        spec, window = line.spec, line.window
+        template = Settlement(
+            "", line.key, 0, spec.kind, spec.id, spec.version, window.index, window.start, window.end,
+            line.limit, spec.thresholds,
+        ).to_dict()  # fmt: skip
+        if len(self._settlements) > 10_000:
+            self._settlements.clear()
+        self._settlements[line.key] = (line.limit, spec, template)
+        return template
 
     def _estimate(self, ex: Exchange, metric: str, tokens_in: int, tokens_out: int) -> int:
         if metric == "COST":

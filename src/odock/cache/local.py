@@ -59,3 +59,39 @@ class TtlCache(Generic[K, V]):
 
     def __iter__(self) -> Iterator[K]:
         return iter(list(self._data))
+
+
+class IdentityMemo(Generic[V]):
+    """Values derived from objects, remembered by the objects' identity (bounded, oldest dropped first).
+
+    For derivations from immutable snapshots that a cache hands out again and again (a principal,
+    a resolved model): the memo keeps each source alive alongside its value, so an ``id()`` is
+    never reused while its entry exists, and a reloaded snapshot (a new object) is derived anew.
+    """
+
+    def __init__(self, max_entries: int = 4096) -> None:
+        if max_entries < 1:
+            raise ValueError("max_entries must be at least 1")
+        self._max = max_entries
+        self._data: dict[tuple[int, ...], tuple[tuple[object, ...], V]] = {}
+
+    def get(self, *sources: object) -> V | None:
+        """The value remembered for exactly these source objects, or None."""
+        entry = self._data.get(tuple(map(id, sources)))
+        if entry is None:
+            return None
+        return entry[1]
+
+    def put(self, value: V, *sources: object) -> V:
+        """Remember ``value`` for these source objects; return it."""
+        if len(self._data) >= self._max:
+            del self._data[next(iter(self._data))]
+        self._data[tuple(map(id, sources))] = (sources, value)
+        return value
+
+    def clear(self) -> None:
+        """Forget everything."""
+        self._data.clear()
+
+    def __len__(self) -> int:
+        return len(self._data)

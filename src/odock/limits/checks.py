@@ -17,6 +17,8 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from odock.limits.decision import Decision, Denial, DenyCode, LimitName, decide
 from odock.limits.policy import ScopePolicy
 
+_ADMITTED = Decision()  # immutable: shared by every check that finds nothing to refuse
+
 
 def client_address(client_ip: str | None) -> IPv4Address | IPv6Address | None:
     """The parsed client address (IPv4-mapped IPv6 as IPv4), or None when absent or malformed."""
@@ -38,6 +40,8 @@ def _within(address: IPv4Address | IPv6Address, networks: Sequence[IPv4Network |
 
 def check_ip(scopes: Sequence[ScopePolicy], client_ip: str | None) -> Decision:
     """Refuse an address in any blocklist, or outside any scope's allowlist."""
+    if not any(s.policy.ip.allowlist or s.policy.ip.blocklist for s in scopes):
+        return _ADMITTED
     address = client_address(client_ip)
     denials: list[tuple[Denial, bool]] = []
     for scope in scopes:

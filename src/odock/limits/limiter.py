@@ -9,14 +9,14 @@ Flow for one request (each step one await)::
     await limiter.release(decision.receipt)                               # post-flight
 
 ``admit`` is all-or-nothing: if any enforced check refuses, nothing is taken from any scope.
-Production uses :class:`RedisRateLimiter` (one Lua script call per operation); the embedded
+Production uses :class:`RedisRateLimiter` (one Lua script call per operation, over the process's
+:class:`~odock.cache.redis_link.RedisLink` or a redis-py client); the embedded
 mode uses :class:`MemoryRateLimiter`. Both pass tests/contract/test_rate_limiter.py.
 """
 
 from __future__ import annotations
 
 import math
-import secrets
 import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
@@ -25,6 +25,7 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
+from odock.cache.redis_link import LinkScript, RedisLink
 from odock.errors import RateLimiterUnavailable
 from odock.limits import lua
 from odock.limits.decision import Decision, Receipt, lease_member
@@ -36,8 +37,13 @@ from odock.limits.plan import (
     admission,
     storage_keys,
 )
+from odock.pipeline import fresh_hex_id
 
 RECONCILED_TTL_SECONDS = 2 * WINDOW_SECONDS  # after that the reserved buckets have left the window
+# In one process a reconcile after the window finds no bucket to touch, so the marker need not
+# outlive it by more than a second; at thousands of requests per second every second of markers
+# is memory the process holds.
+MEMORY_RECONCILED_TTL_SECONDS = WINDOW_SECONDS + 1
 
 
 class RateLimiter(Protocol):
@@ -52,6 +58,9 @@ class RateLimiter(Protocol):
     async def release(self, receipt: Receipt) -> None:
         """Free the receipt's concurrency leases (idempotent)."""
 
+    async def finish(self, receipts: Sequence[Receipt], actual_tokens: int) -> None:
+        """Release every receipt's leases and reconcile its TPM reservations, as one operation."""
+
 
 class MemoryRateLimiter:
     """The in-process limiter: atomic because no await happens between checking and taking."""
@@ -60,7 +69,7 @@ class MemoryRateLimiter:
         self._clock = clock
         self._sweep_every = sweep_every  # admissions between sweeps of idle state
         self._arrivals: dict[str, float] = {}  # token bucket: theoretical arrival time
-        self._windows: dict[str, dict[int, int]] = {}  # second → count
+        self._windows: dict[str, _Window] = {}
         self._leases: dict[str, dict[str, float]] = {}  # lease member → expiry
         self._reconciled: dict[str, float] = {}  # receipt token → marker expiry
         self._admissions = 0
@@ -72,7 +81,7 @@ class MemoryRateLimiter:
         keys = storage_keys("", checks)
         now = self._clock()
         verdicts = [self._evaluate(check, key, now) for check, key in zip(checks, keys, strict=True)]
-        token = secrets.token_hex(8)
+        token = fresh_hex_id(64)
         decision = admission(request_id, token, checks, keys, verdicts, math.floor(now))
         if decision.allowed:
             member = lease_member(request_id, token)
@@ -88,17 +97,22 @@ class MemoryRateLimiter:
         now = self._clock()
         if not receipt.reservations or self._reconciled.get(receipt.token, 0.0) > now:
             return
-        self._reconciled[receipt.token] = now + RECONCILED_TTL_SECONDS
+        self._reconciled[receipt.token] = now + MEMORY_RECONCILED_TTL_SECONDS
         for reservation in receipt.reservations:
-            buckets = self._live_buckets(reservation.key, now)
-            if reservation.bucket in buckets:
-                delta = max(actual_tokens, 0) - reservation.amount
-                buckets[reservation.bucket] = max(0, buckets[reservation.bucket] + delta)
+            window = self._live_window(reservation.key, now)
+            if window is not None:
+                window.adjust(reservation.bucket, max(actual_tokens, 0) - reservation.amount)
 
     async def release(self, receipt: Receipt) -> None:
         """Free the receipt's concurrency leases (idempotent)."""
         for key in receipt.leases:
             self._leases.get(key, {}).pop(receipt.lease_member, None)
+
+    async def finish(self, receipts: Sequence[Receipt], actual_tokens: int) -> None:
+        """Release every receipt's leases and reconcile its TPM reservations, as one operation."""
+        for receipt in receipts:
+            await self.release(receipt)
+            await self.reconcile_tokens(receipt, actual_tokens)
 
     def held_counters(self) -> int:
         """How many counters (buckets, windows, lease sets) are held in memory."""
@@ -115,7 +129,7 @@ class MemoryRateLimiter:
             if len(leases) < check.limit:
                 return Verdict(True, check.limit - len(leases) - 1, 0.0)
             return Verdict(False, 0, 1.0)
-        return _window_verdict(check, self._live_buckets(key, now), now)
+        return _window_verdict(check, self._live_window(key, now), now)
 
     def _take(self, check: LimitCheck, key: str, now: float, member: str) -> None:
         if check.kind is LimitKind.RATE:
@@ -123,24 +137,61 @@ class MemoryRateLimiter:
         elif check.kind is LimitKind.LEASES:
             self._leases.setdefault(key, {})[member] = now + check.lease_ttl
         else:
-            buckets = self._windows.setdefault(key, {})
-            second = math.floor(now)
-            buckets[second] = buckets.get(second, 0) + check.amount
+            window = self._windows.get(key)
+            if window is None:
+                window = self._windows[key] = _Window()
+            window.add(math.floor(now), check.amount)
 
-    def _live_buckets(self, key: str, now: float) -> dict[int, int]:
-        buckets = self._windows.get(key, {})
-        cutoff = math.floor(now) - WINDOW_SECONDS
-        for second in [s for s in buckets if s <= cutoff]:
-            del buckets[second]
-        return buckets
+    def _live_window(self, key: str, now: float) -> _Window | None:
+        window = self._windows.get(key)
+        if window is not None:
+            window.expire(math.floor(now) - WINDOW_SECONDS)
+        return window
 
     def _sweep(self, now: float) -> None:
         # Bound memory: forget state that no longer limits anything.
         self._arrivals = {k: tat for k, tat in self._arrivals.items() if tat > now}
-        self._windows = {k: b for k in list(self._windows) if (b := self._live_buckets(k, now))}
+        self._windows = {k: w for k in list(self._windows) if (w := self._live_window(k, now)) and w.buckets}
         self._leases = {k: {m: e for m, e in v.items() if e > now} for k, v in self._leases.items()}
         self._leases = {k: v for k, v in self._leases.items() if v}
         self._reconciled = {t: e for t, e in self._reconciled.items() if e > now}
+
+
+class _Window:
+    """One sliding minute: counts per second, oldest first, and their running total."""
+
+    __slots__ = ("buckets", "total")
+
+    def __init__(self) -> None:
+        self.buckets: dict[int, int] = {}  # second → count, in insertion (= time) order
+        self.total = 0
+
+    def add(self, second: int, amount: int) -> None:
+        """Count ``amount`` at ``second``."""
+        buckets = self.buckets
+        if buckets and second not in buckets and second < next(reversed(buckets)):
+            # Only a clock that went backwards gets here; keep the buckets in time order.
+            buckets[second] = 0
+            self.buckets = buckets = dict(sorted(buckets.items()))
+        buckets[second] = buckets.get(second, 0) + amount
+        self.total += amount
+
+    def adjust(self, second: int, delta: int) -> None:
+        """Move the count at ``second`` by ``delta`` (never below zero); gone seconds are ignored."""
+        count = self.buckets.get(second)
+        if count is not None:
+            updated = max(0, count + delta)
+            self.buckets[second] = updated
+            self.total += updated - count
+
+    def expire(self, cutoff: int) -> None:
+        """Forget every second up to ``cutoff``."""
+        buckets = self.buckets
+        while buckets:
+            oldest = next(iter(buckets))
+            if oldest > cutoff:
+                return
+            self.total -= buckets.pop(oldest)
 
 
 def _bucket_verdict(check: LimitCheck, arrival: float, now: float) -> Verdict:
@@ -153,15 +204,16 @@ def _bucket_verdict(check: LimitCheck, arrival: float, now: float) -> Verdict:
     return Verdict(True, math.floor((now - allow_at) / interval + 1e-6), new_arrival - now)
 
 
-def _window_verdict(check: LimitCheck, buckets: dict[int, int], now: float) -> Verdict:
+def _window_verdict(check: LimitCheck, window: _Window | None, now: float) -> Verdict:
     """Sliding minute of one-second buckets: at most ``limit`` in the 60 buckets ending now."""
-    total = sum(buckets.values())
+    buckets = window.buckets if window is not None else {}
+    total = window.total if window is not None else 0
     if total + check.amount <= check.limit:
-        oldest = min(buckets, default=math.floor(now))
+        oldest = next(iter(buckets), math.floor(now))
         return Verdict(True, check.limit - total - check.amount, oldest + WINDOW_SECONDS - now)
     if check.amount <= check.limit:
         excess = total + check.amount - check.limit
-        for second in sorted(buckets):
+        for second in buckets:  # oldest first
             excess -= buckets[second]
             if excess <= 0:
                 return Verdict(False, 0, second + WINDOW_SECONDS - now)
@@ -171,19 +223,20 @@ def _window_verdict(check: LimitCheck, buckets: dict[int, int], now: float) -> V
 class RedisRateLimiter:
     """The shared limiter: one Lua script call per operation, clocked by Redis ``TIME``."""
 
-    def __init__(self, redis: Redis, prefix: str = "odock:") -> None:
+    def __init__(self, redis: Redis | RedisLink, prefix: str = "odock:") -> None:
         self._prefix = prefix
-        # register_script sends EVALSHA and loads the script once on NOSCRIPT.
+        # register_script sends EVALSHA and loads the script once on NOSCRIPT (both clients).
         self._admit = redis.register_script(lua.ADMIT)
         self._release = redis.register_script(lua.RELEASE)
         self._reconcile = redis.register_script(lua.RECONCILE)
+        self._finish = redis.register_script(lua.FINISH)
 
     async def admit(self, request_id: str, checks: Sequence[LimitCheck]) -> Decision:
         """Take every check's amount if all enforced checks pass, else take nothing."""
         if not checks:
             return Decision(receipt=Receipt(request_id, ""))
         keys = storage_keys(self._prefix, checks)
-        token = secrets.token_hex(8)
+        token = fresh_hex_id(64)
         args: list[str | int] = [lease_member(request_id, token)]
         for check in checks:
             ttl_ms = max(1, round(check.lease_ttl * 1000))
@@ -210,8 +263,30 @@ class RedisRateLimiter:
         if receipt.leases:
             await self._run(self._release, list(receipt.leases), [receipt.lease_member])
 
+    async def finish(self, receipts: Sequence[Receipt], actual_tokens: int) -> None:
+        """Release every receipt's leases and reconcile its TPM reservations, as one operation."""
+        lease_keys: list[str] = []
+        members: list[str | int] = []
+        group_keys: list[str] = []
+        group_args: list[str | int] = []
+        groups = 0
+        for receipt in receipts:
+            lease_keys += receipt.leases
+            members += [receipt.lease_member] * len(receipt.leases)
+            if receipt.reservations:
+                groups += 1
+                group_keys.append(f"{self._prefix}rl:receipt:{receipt.token}")
+                group_args += [RECONCILED_TTL_SECONDS * 1000, len(receipt.reservations)]
+                for reservation in receipt.reservations:
+                    group_keys.append(reservation.key)
+                    group_args += [reservation.bucket, max(actual_tokens, 0) - reservation.amount]
+        if not lease_keys and not groups:
+            return
+        args: list[str | int] = [len(lease_keys), groups, *members, *group_args]
+        await self._run(self._finish, lease_keys + group_keys, args)
+
     @staticmethod
-    async def _run(script: AsyncScript, keys: list[str], args: list[str | int]) -> list[int]:
+    async def _run(script: AsyncScript | LinkScript, keys: list[str], args: list[str | int]) -> list[int]:
         try:
             result: list[int] = await script(keys=keys, args=args)
         except (RedisError, OSError) as error:

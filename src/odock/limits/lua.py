@@ -4,7 +4,10 @@ Each operation is one script call, so it is atomic across every scope it touches
 Redis ``TIME``, so gateway replicas with skewed clocks agree. Keys (under the configured prefix):
 
 - ``rl:<scope>:<id>:rate`` string: the token bucket's theoretical arrival time (GCRA), in µs.
-- ``rl:<scope>:<id>:rpm`` / ``:tpm`` hash: one-second bucket (unix second) → count; 60 live buckets.
+- ``rl:<scope>:<id>:rpm.v2`` / ``:tpm.v2`` hash: one-second bucket (unix second) → count (60 live
+  buckets), plus ``n`` (their running total) and ``o`` (the oldest live second). The ``.v2``
+  suffix keeps this layout apart from the earlier one (buckets only), whose scripts would choke
+  on the extra fields while replicas of both versions run side by side.
 - ``rl:<scope>:<id>:conc`` sorted set: lease member → expiry (ms).
 - ``rl:receipt:<token>`` string: marks a receipt as reconciled (expires after two windows).
 """
@@ -34,26 +37,45 @@ local function rate_eval(key, capacity, rate)
   return 1, math.floor((now_us - allow_at) / interval + 1e-6), (new_tat - now_us) / 1000, new_tat
 end
 
-local function window_eval(key, limit, amount)
-  local flat = redis.call('HGETALL', key)
-  local live, stale, total, oldest = {}, {}, 0, now_s
-  for j = 1, #flat, 2 do
-    local second = tonumber(flat[j])
-    if second <= now_s - WINDOW then
-      stale[#stale + 1] = flat[j]
-    else
-      local count = tonumber(flat[j + 1])
-      total = total + count
-      live[#live + 1] = {second, count}
-      if second < oldest then oldest = second end
-    end
+-- A window hash holds one field per live second, plus 'n' (their running total) and 'o' (the
+-- oldest live second), so a check reads two fields instead of summing sixty.
+local function window_prune(key)
+  local meta = redis.call('HMGET', key, 'n', 'o')
+  local total, oldest = tonumber(meta[1]) or 0, tonumber(meta[2])
+  local cutoff = now_s - WINDOW
+  if oldest == nil or oldest > cutoff then return total, oldest end
+  -- The key expires a minute after its last write, so at most ~61 seconds are stale here.
+  local stale = {}
+  for second = oldest, cutoff do stale[#stale + 1] = second end
+  for _, count in ipairs(redis.call('HMGET', key, unpack(stale))) do
+    total = total - (tonumber(count) or 0)
   end
-  if #stale > 0 then redis.call('HDEL', key, unpack(stale)) end
+  redis.call('HDEL', key, unpack(stale))
+  oldest = nil
+  for second = cutoff + 1, now_s do
+    if redis.call('HEXISTS', key, second) == 1 then oldest = second break end
+  end
+  if oldest == nil then
+    redis.call('DEL', key)
+    return 0, nil
+  end
+  if total < 0 then total = 0 end
+  redis.call('HSET', key, 'n', total, 'o', oldest)
+  return total, oldest
+end
+
+local function window_eval(key, limit, amount)
+  local total, oldest = window_prune(key)
   if total + amount <= limit then
-    return 1, limit - total - amount, (oldest + WINDOW) * 1000 - now_ms
+    return 1, limit - total - amount, ((oldest or now_s) + WINDOW) * 1000 - now_ms
   end
   if amount <= limit then
-    -- Wait until enough of the oldest buckets have left the window.
+    -- Wait until enough of the oldest buckets have left the window (a denial: the rare path).
+    local flat, live = redis.call('HGETALL', key), {}
+    for j = 1, #flat, 2 do
+      local second = tonumber(flat[j])
+      if second then live[#live + 1] = {second, tonumber(flat[j + 1])} end
+    end
     table.sort(live, function(a, b) return a[1] < b[1] end)
     local excess = total + amount - limit
     for _, bucket in ipairs(live) do
@@ -80,6 +102,8 @@ local function apply(key, kind, amount, ttl_ms, new_tat)
     if redis.call('PTTL', key) < ttl_ms then redis.call('PEXPIRE', key, ttl_ms) end
   else
     redis.call('HINCRBY', key, now_s, amount)
+    redis.call('HINCRBY', key, 'n', amount)
+    redis.call('HSETNX', key, 'o', now_s)
     redis.call('PEXPIRE', key, (WINDOW + 1) * 1000)
   end
 end
@@ -128,10 +152,44 @@ local now_s = tonumber(redis.call('TIME')[1])
 for i = 2, #KEYS do
   local bucket, delta = ARGV[2 * i - 2], tonumber(ARGV[2 * i - 1])
   if tonumber(bucket) > now_s - 60 and redis.call('HEXISTS', KEYS[i], bucket) == 1 then
-    if redis.call('HINCRBY', KEYS[i], bucket, delta) < 0 then
+    local count = redis.call('HINCRBY', KEYS[i], bucket, delta)
+    if count < 0 then
       redis.call('HSET', KEYS[i], bucket, 0)
+      delta = delta - count
+    end
+    if redis.call('HINCRBY', KEYS[i], 'n', delta) < 0 then redis.call('HSET', KEYS[i], 'n', 0) end
+  end
+end
+return 1
+"""
+
+FINISH = """
+-- A request's whole post-flight in one call: release leases, reconcile TPM reservations.
+-- ARGV[1]: number of leases L; ARGV[2]: number of reconcile groups G.
+-- KEYS[1..L]: concurrency sets; ARGV[2 + i]: the lease member to remove from KEYS[i].
+-- Then per group: KEYS: its reconciled marker, then its n TPM windows;
+--   ARGV: marker ttl ms, n, then per window: bucket second, delta (actual - estimate).
+-- Each group's marker makes a repeated reconcile a no-op, as RECONCILE does.
+local leases, groups = tonumber(ARGV[1]), tonumber(ARGV[2])
+for i = 1, leases do redis.call('ZREM', KEYS[i], ARGV[2 + i]) end
+local k, a = leases + 1, leases + 3
+local now_s = nil
+for _ = 1, groups do
+  local marker, ttl, n = KEYS[k], ARGV[a], tonumber(ARGV[a + 1])
+  local fresh = redis.call('SET', marker, '1', 'NX', 'PX', ttl)
+  if fresh then now_s = now_s or tonumber(redis.call('TIME')[1]) end
+  for j = 1, n do
+    local key, bucket, delta = KEYS[k + j], ARGV[a + 2 * j], tonumber(ARGV[a + 2 * j + 1])
+    if fresh and tonumber(bucket) > now_s - 60 and redis.call('HEXISTS', key, bucket) == 1 then
+      local count = redis.call('HINCRBY', key, bucket, delta)
+      if count < 0 then
+        redis.call('HSET', key, bucket, 0)
+        delta = delta - count
+      end
+      if redis.call('HINCRBY', key, 'n', delta) < 0 then redis.call('HSET', key, 'n', 0) end
     end
   end
+  k, a = k + 1 + n, a + 2 + 2 * n
 end
 return 1
 """

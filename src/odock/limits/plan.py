@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 from enum import StrEnum
 
+from odock.cache.local import IdentityMemo
 from odock.limits.decision import (
     Decision,
     Denial,
@@ -45,6 +46,9 @@ _KIND: dict[LimitName, LimitKind] = {
     LimitName.MAX_CONCURRENCY: LimitKind.LEASES,
 }
 
+# Storage layouts changed since release, by kind: the suffix keeps old and new replicas apart.
+_LAYOUT_VERSION: dict[LimitKind, str] = {LimitKind.REQUESTS: ".v2", LimitKind.TOKENS: ".v2"}
+
 _CODE: dict[LimitName, DenyCode] = {
     LimitName.REQUESTS_PER_SECOND: DenyCode.RPS_EXCEEDED,
     LimitName.REQUEST_BURST: DenyCode.BURST_EXCEEDED,
@@ -66,15 +70,19 @@ class LimitCheck:
     rate: float = 0.0  # token-bucket refill per second (RATE only)
     lease_ttl: float = DEFAULT_LEASE_TTL_SECONDS  # seconds (LEASES only)
     shadow: bool = False
+    # Derived once at construction (checks are built once per scope list and reused).
+    kind: LimitKind = field(init=False, compare=False, repr=False)
+    key_suffix: str = field(init=False, compare=False, repr=False)
 
-    @property
-    def kind(self) -> LimitKind:
-        """Which algorithm enforces this check."""
-        return _KIND[self.name]
+    def __post_init__(self) -> None:
+        kind = _KIND[self.name]
+        layout = _LAYOUT_VERSION.get(kind, "")
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "key_suffix", f"rl:{self.scope}:{self.scope_id}:{kind}{layout}")
 
     def key(self, prefix: str) -> str:
         """The storage key of this scope's counter for this kind of limit."""
-        return f"{prefix}rl:{self.scope}:{self.scope_id}:{self.kind}"
+        return prefix + self.key_suffix
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +141,7 @@ def _request_checks(scope: ScopePolicy) -> list[LimitCheck]:
 
 def storage_keys(prefix: str, checks: Sequence[LimitCheck]) -> list[str]:
     """The storage key of each check; a key may appear once per admission."""
-    keys = [check.key(prefix) for check in checks]
+    keys = [prefix + check.key_suffix for check in checks]
     if len(set(keys)) != len(keys):
         raise ValueError("each scope and kind of limit may be checked once per admission")
     return keys
@@ -153,28 +161,70 @@ def admission(
     bucket: int,
 ) -> Decision:
     """The decision for an admission whose checks got ``verdicts`` (token buckets at second ``bucket``)."""
-    denials = [
-        (Denial(_CODE[c.name], c.scope, c.scope_id, c.name, retry_seconds(v.wait)), c.shadow)
-        for c, v in zip(checks, verdicts, strict=True)
-        if not v.allowed
-    ]
-    decision = decide(denials)
-    if not decision.allowed:
-        return decision
-    leases = tuple(k for c, k in zip(checks, keys, strict=True) if c.kind is LimitKind.LEASES)
-    reservations = tuple(
-        TokenReservation(k, bucket, c.amount)
-        for c, k in zip(checks, keys, strict=True)
-        if c.kind is LimitKind.TOKENS
-    )
-    receipt = Receipt(request_id, token, leases, reservations, _most_restrictive(checks, verdicts))
-    return replace(decision, receipt=receipt)
+    denials: list[tuple[Denial, bool]] = []
+    leases: list[str] = []
+    reservations: list[TokenReservation] = []
+    quota: RequestQuota | None = None
+    for check, key, verdict in zip(checks, keys, verdicts, strict=True):
+        kind = check.kind
+        if not verdict.allowed:
+            code = _CODE[check.name]
+            denial = Denial(code, check.scope, check.scope_id, check.name, retry_seconds(verdict.wait))
+            denials.append((denial, check.shadow))
+        if kind is LimitKind.LEASES:
+            leases.append(key)
+        elif kind is LimitKind.TOKENS:
+            reservations.append(TokenReservation(key, bucket, check.amount))
+        else:
+            quota = _more_restrictive(quota, check, verdict)
+    if denials:
+        decision = decide(denials)
+        if not decision.allowed:
+            return decision
+        shadow = decision.shadow_denials
+    else:
+        shadow = ()
+    receipt = Receipt(request_id, token, tuple(leases), tuple(reservations), quota)
+    return Decision(shadow_denials=shadow, receipt=receipt)
 
 
-def _most_restrictive(checks: Sequence[LimitCheck], verdicts: Sequence[Verdict]) -> RequestQuota | None:
-    quotas = [
-        RequestQuota(c.name, c.limit, max(0, v.remaining), max(0, math.ceil(v.wait - 1e-9)))
-        for c, v in zip(checks, verdicts, strict=True)
-        if c.kind in (LimitKind.RATE, LimitKind.REQUESTS)
-    ]
-    return min(quotas, key=lambda q: (q.remaining, -q.reset_seconds), default=None)
+def _more_restrictive(current: RequestQuota | None, check: LimitCheck, verdict: Verdict) -> RequestQuota:
+    """The request limit with the least remaining (then the longest reset) of ``current`` and this one."""
+    remaining = max(0, verdict.remaining)
+    reset = max(0, math.ceil(verdict.wait - 1e-9))
+    if current is not None and (current.remaining, -current.reset_seconds) <= (remaining, -reset):
+        return current
+    return RequestQuota(check.name, check.limit, remaining, reset)
+
+
+class CheckPlanner:
+    """The checks of the scope lists a :class:`PolicyResolver` hands out, built once per list.
+
+    The resolver returns the same tuple for the same principal and model, so request checks
+    are remembered by the tuple's identity; only the TPM checks, whose amount is the request's
+    own estimate, are built per request.
+    """
+
+    def __init__(self, max_entries: int = 4096) -> None:
+        self._requests: IdentityMemo[tuple[LimitCheck, ...]] = IdentityMemo(max_entries)
+        self._token_scopes: IdentityMemo[tuple[tuple[ScopePolicy, int], ...]] = IdentityMemo(max_entries)
+
+    def requests(self, scopes: tuple[ScopePolicy, ...]) -> tuple[LimitCheck, ...]:
+        """Request rate, minute and concurrency checks of ``scopes`` (as :func:`checks_for`)."""
+        known = self._requests.get(scopes)
+        if known is None:
+            known = self._requests.put(checks_for(scopes), scopes)
+        return known
+
+    def tokens(self, scopes: tuple[ScopePolicy, ...], estimate: int) -> tuple[LimitCheck, ...]:
+        """TPM reservations of ``estimate`` tokens on ``scopes`` (as ``checks_for(tokens=...)``)."""
+        limited = self._token_scopes.get(scopes)
+        if limited is None:
+            pairs = tuple(
+                (scope, per_minute)
+                for scope in scopes
+                if (per_minute := scope.policy.ratelimit.tokens.per_minute) is not None
+            )
+            limited = self._token_scopes.put(pairs, scopes)
+        amount = max(estimate, 1)
+        return tuple(_check(scope, LimitName.TOKENS_PER_MINUTE, pm, amount=amount) for scope, pm in limited)

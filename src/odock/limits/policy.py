@@ -30,6 +30,7 @@ import orjson
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic.functional_validators import PlainValidator
 
+from odock.cache.local import IdentityMemo
 from odock.errors import InvalidPolicy
 from odock.keys.principal import KeyPrincipal
 
@@ -180,12 +181,22 @@ class ScopePolicy:
 
 
 class PolicyResolver:
-    """Builds the ordered scope list for a request, parsing each distinct envelope only once."""
+    """Builds the ordered scope list for a request, parsing each distinct envelope only once.
+
+    The principal and the resolved model are immutable snapshots that their caches hand out
+    again and again, so their scope lists are built once per snapshot (remembered by identity)
+    and every request of that key reuses the same tuples: no fingerprinting, no parsing, no
+    allocation on the hot path. A reloaded snapshot is a new object and gets a fresh list.
+    """
 
     def __init__(self, global_policy: Policy = EMPTY_POLICY, cache_size: int = 4096) -> None:
         self._global = global_policy
+        self._global_scopes = _non_empty([ScopePolicy(Scope.GLOBAL, GLOBAL_SCOPE_ID, global_policy)])
         self._cache: dict[bytes, Policy] = {}
         self._cache_size = cache_size
+        self._key_scopes: IdentityMemo[tuple[ScopePolicy, ...]] = IdentityMemo(cache_size)
+        self._resources: IdentityMemo[tuple[Scope, str, tuple[ScopePolicy, ...]]] = IdentityMemo(cache_size)
+        self._applicable: IdentityMemo[tuple[ScopePolicy, ...]] = IdentityMemo(cache_size)
 
     def policy(self, raw: Mapping[str, object] | None) -> Policy:
         """The parsed policy of a stored envelope (cached by content)."""
@@ -202,16 +213,19 @@ class PolicyResolver:
 
     def global_scopes(self) -> tuple[ScopePolicy, ...]:
         """The global scope alone (the pre-auth gate), or nothing when it limits nothing."""
-        return _non_empty([ScopePolicy(Scope.GLOBAL, GLOBAL_SCOPE_ID, self._global)])
+        return self._global_scopes
 
     def key_scopes(self, principal: KeyPrincipal) -> tuple[ScopePolicy, ...]:
         """Organisation → team (team keys only) → API key; scopes without limits are left out."""
+        known = self._key_scopes.get(principal)
+        if known is not None:
+            return known
         organisation = self.policy(principal.organisation_policies)
         scopes = [ScopePolicy(Scope.ORGANISATION, principal.organisation_id, organisation)]
         if principal.team_id is not None:
             scopes.append(ScopePolicy(Scope.TEAM, principal.team_id, self.policy(principal.team_policies)))
         scopes.append(ScopePolicy(Scope.API_KEY, principal.key_id, self.policy(principal.policies)))
-        return _non_empty(scopes)
+        return self._key_scopes.put(_non_empty(scopes), principal)
 
     def resource_scope(
         self, scope: Scope, resource_id: str, raw: Mapping[str, object] | None
@@ -219,13 +233,27 @@ class PolicyResolver:
         """The model or MCP-server scope, known only after resolution (empty when it limits nothing)."""
         if scope not in (Scope.MODEL, Scope.MCP_SERVER):
             raise ValueError(f"{scope} is not a resource scope")
-        return _non_empty([ScopePolicy(scope, resource_id, self.policy(raw))])
+        known = self._resources.get(raw)
+        if known is not None and known[0] is scope and known[1] == resource_id:
+            return known[2]
+        resolved = _non_empty([ScopePolicy(scope, resource_id, self.policy(raw))])
+        if raw is not None:  # None is a shared singleton: nothing to remember
+            self._resources.put((scope, resource_id, resolved), raw)
+        return resolved
 
     def applicable(
         self, principal: KeyPrincipal, resource: tuple[ScopePolicy, ...] = ()
     ) -> tuple[ScopePolicy, ...]:
-        """Every applicable scope, broadest first: global → organisation → team → key → resource."""
-        return self.global_scopes() + self.key_scopes(principal) + resource
+        """Every applicable scope, broadest first: global → organisation → team → key → resource.
+
+        The same (principal, resource) pair yields the same tuple object, so callers may
+        remember what they derive from it by identity.
+        """
+        known = self._applicable.get(principal, resource)
+        if known is not None:
+            return known
+        everything = self.global_scopes() + self.key_scopes(principal) + resource
+        return self._applicable.put(everything, principal, resource)
 
 
 def _non_empty(scopes: list[ScopePolicy]) -> tuple[ScopePolicy, ...]:

@@ -6,10 +6,11 @@
     FinalGate     after model resolution: max_tokens, model request limits, and a tokens-per-
                   minute reservation (estimated input + requested output) on every scope
 
-Post-flight is each gate's ``after()``: release the leases and reconcile the TPM reservation to
-the tokens actually used; it runs on every exit path. When the limiter's store is unreachable,
-``fail_open`` decides: closed (the default) answers 503 ``ratelimit_unavailable``; open admits
-and marks the usage record.
+Post-flight releases the leases and reconciles the TPM reservation to the tokens actually used;
+it runs on every exit path. Once the final gate was entered, its ``after()`` does it for every
+gate in one limiter call; otherwise each earlier gate releases its own leases. When the
+limiter's store is unreachable, ``fail_open`` decides: closed (the default) answers 503
+``ratelimit_unavailable``; open admits and marks the usage record.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from odock.errors import RateLimiterUnavailable
 from odock.limits.checks import check_ip, check_max_tokens, check_payload
 from odock.limits.decision import Decision, Receipt
 from odock.limits.limiter import RateLimiter
-from odock.limits.plan import LimitCheck, checks_for
+from odock.limits.plan import CheckPlanner, LimitCheck
 from odock.limits.policy import PolicyResolver, Scope, ScopePolicy
 from odock.pipeline import Exchange
 
@@ -37,6 +38,7 @@ class _Gate:
         self._limiter = limiter
         self._resolver = resolver
         self._fail_open = fail_open
+        self._planner = CheckPlanner()
 
     def _judge(self, ex: Exchange, decision: Decision) -> None:
         for denial in decision.shadow_denials:
@@ -90,7 +92,7 @@ class PreAuthGate(_Gate):
         if not scopes:
             return
         self._judge(ex, check_ip(scopes, ex.client_ip))
-        ex.limit_receipts["pre_auth"] = await self._admit(ex, checks_for(scopes))
+        ex.limit_receipts["pre_auth"] = await self._admit(ex, self._planner.requests(scopes))
 
     async def after(self, ex: Exchange) -> None:
         """Release global concurrency leases."""
@@ -110,7 +112,7 @@ class EarlyGate(_Gate):
             return
         self._judge(ex, check_ip(scopes, ex.client_ip))
         self._judge(ex, check_payload(scopes, len(ex.body)))
-        ex.limit_receipts["early"] = await self._admit(ex, checks_for(scopes))
+        ex.limit_receipts["early"] = await self._admit(ex, self._planner.requests(scopes))
 
     async def after(self, ex: Exchange) -> None:
         """Release the key scopes' concurrency leases."""
@@ -144,22 +146,33 @@ class FinalGate(_Gate):
         self._judge(ex, check_max_tokens(everything, ex.asked_max_tokens()))
         estimate = ex.estimated_input_tokens() + ex.output_allowance(self._default_output)
         ex.governance["tpm_estimate"] = estimate
-        checks = checks_for(resource) + checks_for(everything, requests=False, tokens=estimate)
+        checks = self._planner.requests(resource) + self._planner.tokens(everything, estimate)
         ex.limit_receipts["final"] = await self._admit(ex, checks)
 
     async def after(self, ex: Exchange) -> None:
-        """Release model leases and reconcile the TPM reservation to the actual tokens."""
-        receipt = ex.limit_receipts.get("final")
-        if receipt is None:
+        """Post-flight of every gate at once: release all leases, reconcile TPM to the actual tokens.
+
+        The earlier gates' receipts are taken here (their own ``after`` then finds nothing), so a
+        request's whole rate-limit post-flight is one limiter call instead of one per gate.
+        """
+        receipts = [
+            receipt
+            for gate in ("final", "early", "pre_auth")
+            if (receipt := ex.limit_receipts.pop(gate, None)) is not None
+        ]
+        if not receipts:
             return
-        await self._release(receipt)
-        if receipt.reservations:
+        actual = 0
+        if any(receipt.reservations for receipt in receipts):
             usage = ex.measured_usage()
             actual = usage.prompt_tokens + usage.completion_tokens if usage else 0
-            try:
-                await self._limiter.reconcile_tokens(receipt, actual)
-            except RateLimiterUnavailable:
-                log.warning("could not reconcile tokens of %s", ex.request_id)
+        try:
+            await self._limiter.finish(receipts, actual)
+        except RateLimiterUnavailable:
+            log.warning(
+                "could not finish rate limits of %s; leases expire after their TTL, tokens stay reserved",
+                ex.request_id,
+            )
 
 
 def _advertise(ex: Exchange, receipt: Receipt) -> None:

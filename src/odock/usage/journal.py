@@ -51,6 +51,8 @@ _MEMORY = "memory"
 _SPAN = struct.Struct("<QQ")  # an acknowledged [start, end) byte span of a segment
 _READ_CHUNK = 256 * 1024
 _FLAGS = os.O_CLOEXEC
+# An active segment fully acknowledged is deleted once it holds at least this much.
+_RETIRE_ACTIVE_BYTES = 256 * 1024
 
 
 @dataclass(eq=False)
@@ -65,6 +67,7 @@ class _Segment:
     sealed: bool = False
     write_fd: int = -1
     read_fd: int = -1
+    ack_fd: int = -1
     in_flight: dict[int, int] = field(default_factory=dict)  # start → end of delivered lines
     acked_starts: list[int] = field(default_factory=list)  # spans acknowledged before a crash
     acked_ends: list[int] = field(default_factory=list)
@@ -95,10 +98,10 @@ class _Segment:
             self.acked_ends.append(end)
 
     def close_fds(self) -> None:
-        for fd in (self.write_fd, self.read_fd):
+        for fd in (self.write_fd, self.read_fd, self.ack_fd):
             if fd >= 0:
                 os.close(fd)
-        self.write_fd = self.read_fd = -1
+        self.write_fd = self.read_fd = self.ack_fd = -1
 
 
 class JournalQueue:
@@ -133,7 +136,8 @@ class JournalQueue:
     @property
     def settled(self) -> bool:
         """True when every segment (own or adopted) and every memory-held event is acknowledged."""
-        return not self._segments and not self._memory and not self._memory_in_flight
+        drained = all(seg.read_offset >= seg.size and not seg.in_flight for seg in self._segments.values())
+        return drained and not self._memory and not self._memory_in_flight
 
     @property
     def dropped(self) -> int:
@@ -180,7 +184,7 @@ class JournalQueue:
         if self._lock_fd < 0:
             return
         self._spill_memory()
-        self._reap()
+        self._reap(closing=True)
         own_left = False
         for seg in self._segments.values():
             seg.close_fds()
@@ -345,13 +349,17 @@ class JournalQueue:
                     seg.read_offset = seg.size
                 return
 
-    def _is_done(self, seg: _Segment) -> bool:
+    def _is_done(self, seg: _Segment, *, closing: bool = False) -> bool:
         fully_read = seg.read_offset >= seg.size and not seg.in_flight
-        # A fully acknowledged active segment is retired too, so idle files stay small.
-        return fully_read and (seg.sealed or seg.size > 0)
+        if seg.sealed or closing:
+            return fully_read and (seg.sealed or seg.size > 0)
+        # A fully acknowledged active segment is retired too, so idle files stay small; but not
+        # before it holds some lines, or a reader that keeps up (every line acknowledged right
+        # after it is written) would create and delete a file per request.
+        return fully_read and seg.size >= min(_RETIRE_ACTIVE_BYTES, self._segment_bytes)
 
-    def _reap(self) -> None:
-        for seg in [s for s in self._segments.values() if self._is_done(s)]:
+    def _reap(self, *, closing: bool = False) -> None:
+        for seg in [s for s in self._segments.values() if self._is_done(s, closing=closing)]:
             self._delete(seg)
 
     def _delete(self, seg: _Segment) -> None:
@@ -368,11 +376,9 @@ class JournalQueue:
     def _log_acks(self, seg: _Segment, spans: list[tuple[int, int]]) -> None:
         data = b"".join(_SPAN.pack(start, end) for start, end in _merge(sorted(spans)))
         try:
-            fd = os.open(seg.ack_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | _FLAGS, 0o600)
-            try:
-                os.write(fd, data)
-            finally:
-                os.close(fd)
+            if seg.ack_fd < 0:  # kept open with the segment: acknowledgements come at request rate
+                seg.ack_fd = os.open(seg.ack_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | _FLAGS, 0o600)
+            os.write(seg.ack_fd, data)
         except OSError as exc:
             # Only costs a re-delivery after a crash, which the idempotent store absorbs.
             log.warning("could not log usage acknowledgements for %s: %s", seg.path.name, exc)

@@ -42,6 +42,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
+from odock.cache.redis_link import RedisLink
 from odock.usage.journal import JournalQueue
 from odock.usage.queue import Delivery, UsageQueueError, decode_entries
 from odock.usage.record import UsageEvent
@@ -85,8 +86,10 @@ class RedisStreamQueue:
         max_length: int,
         claim_idle_seconds: float,
         batch_size: int = 500,
+        link: RedisLink | None = None,
     ) -> None:
         self._redis = redis
+        self._link = link  # pushes go over the process's pipelined link when there is one
         self._spool = spool
         self.stream = prefix + STREAM_KEY
         self.consumer = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
@@ -224,18 +227,27 @@ class RedisStreamQueue:
                     return True
                 if self._length >= self._max_length * HIGH_WATER and not await self._has_room():
                     return False
-                pipe = self._redis.pipeline(transaction=False)
-                for _, line in self._unpushed:
-                    pipe.xadd(self.stream, {FIELD: line}, maxlen=self._max_length, approximate=True)
-                pipe.xlen(self.stream)
                 with _redis_errors("XADD"):
-                    results = await pipe.execute()
+                    results = await self._push_lines([line for _, line in self._unpushed])
                 # A retry after a partial failure may add a line twice; the store is idempotent.
                 self._length = int(results[-1])
                 self._pushed_upto = max(self._pushed_upto, _entry_id(results[-2]))
                 self._spool.ack_receipts([receipt for receipt, _ in self._unpushed])
                 self.pushed += len(self._unpushed)
                 self._unpushed = []
+
+    async def _push_lines(self, lines: list[bytes]) -> list[Any]:
+        """XADD each line, then XLEN, in one round trip; the replies in order."""
+        if self._link is not None:
+            commands: list[tuple[str | int | bytes, ...]] = [
+                ("XADD", self.stream, "MAXLEN", "~", self._max_length, "*", FIELD, line) for line in lines
+            ]
+            return await self._link.pipeline([*commands, ("XLEN", self.stream)])
+        pipe = self._redis.pipeline(transaction=False)
+        for line in lines:
+            pipe.xadd(self.stream, {FIELD: line}, maxlen=self._max_length, approximate=True)
+        pipe.xlen(self.stream)
+        return list(await pipe.execute())
 
     async def _has_room(self) -> bool:
         with _redis_errors("XLEN"):

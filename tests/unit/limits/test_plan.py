@@ -63,10 +63,12 @@ def test_tokens_are_checked_only_when_an_estimate_is_given() -> None:
 
 
 def test_shadow_flag_and_storage_key_come_from_the_scope() -> None:
-    """Each check is shadowed like its scope and keyed by scope, id and algorithm."""
+    """Each check is shadowed like its scope and keyed by scope, id, algorithm and layout version."""
     check = only(checks_for([scope(shadow=True, requests={"per_minute": 5})]))
     assert check.shadow
-    assert check.key("odock:") == "odock:rl:api_key:k1:rpm"
+    assert check.key("odock:") == "odock:rl:api_key:k1:rpm.v2"
+    rate = only(checks_for([scope(requests={"per_second": 5})]))
+    assert rate.key("odock:") == "odock:rl:api_key:k1:rate"
 
 
 def test_retry_seconds_is_a_whole_second_at_least_one() -> None:

@@ -108,7 +108,9 @@ async def test_partly_acknowledged_segment_is_kept(opened: list[JournalQueue], t
     assert len(segment_files(tmp_path)) == 1
     assert len(files(tmp_path, "*.jsonl.ack")) == 1
     await journal.ack(batch[2:])
-    assert files(tmp_path) == [f"{journal.owner}.lock"]
+    assert journal.settled
+    await journal.close()
+    assert files(tmp_path) == []
 
 
 async def test_close_after_everything_is_stored_leaves_no_files(

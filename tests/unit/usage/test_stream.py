@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from odock.cache.redis_link import RedisLink
 from odock.usage.journal import JournalQueue
 from odock.usage.record import UsageEvent
 from odock.usage.stream import FIELD, GROUP, RedisStreamQueue
@@ -80,10 +81,30 @@ async def test_appends_reach_the_stream_without_a_reader(streams: StreamFactory,
         queue.append(event(n))
 
     async def pushed() -> bool:
-        return int(await redis.xlen(queue.stream)) == 3
+        # The pump drops its journal lines once XADD answered: wait for that too, not just XLEN.
+        return int(await redis.xlen(queue.stream)) == 3 and queue.pending == 0
 
     await until(pushed, "the pump to push")
     assert queue.pending == 0  # nothing left in the local journal, nothing delivered yet
+
+
+async def test_pushes_over_the_pipelined_link_reach_the_stream(streams: StreamFactory, redis: Redis) -> None:
+    """With the process's RedisLink, the pump pushes over it and reads still find every record."""
+    link = RedisLink(services.REDIS_URL, timeout=10, connect_timeout=10)
+    queue = streams(link=link)
+    await queue.open()
+    for n in range(5):
+        queue.append(event(n))
+
+    async def pushed() -> bool:
+        return int(await redis.xlen(queue.stream)) == 5 and queue.pending == 0
+
+    await until(pushed, "the pump to push over the link")
+    delivered = await queue.read(10)
+    await queue.ack(delivered)
+    await queue.close()
+    await link.close()
+    assert sorted(d.event.request_id for d in delivered) == sorted(event(n).request_id for n in range(5))
 
 
 async def test_a_replica_is_settled_once_a_peer_took_its_records(streams: StreamFactory) -> None:

@@ -3,8 +3,9 @@
 Requests and responses keep the OpenAI wire format; responses are forwarded as the bytes the
 provider sent, so the upstream is asked for an uncompressed body (``accept-encoding: identity``).
 A stream is accepted only once the provider answered with an event stream, so a provider that
-fails with a non-stream answer gets a clean 502 before any byte reaches the client. Every
-aiohttp failure is translated at this boundary (:func:`_translated`).
+fails with a non-stream answer gets a clean 502 before any byte reaches the client. Calls go
+through :class:`~odock.providers.upstream_client.UpstreamClient`; every transport failure is
+translated at this boundary (:func:`_translated`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-import aiohttp
 import orjson
 
 from odock.errors import (
@@ -28,6 +28,14 @@ from odock.errors import (
 )
 from odock.providers.adapters.base import Endpoint, StreamChunk, UnaryResult, UpstreamCall, Usage
 from odock.providers.catalog import ProviderTarget
+from odock.providers.upstream_client import (
+    ConnectFailed,
+    ConnectionDropped,
+    Response,
+    ResponseTimeout,
+    UpstreamClient,
+    UpstreamHttpError,
+)
 
 AZURE_DEFAULT_API_VERSION = "2024-10-21"
 # Where a provider type lives when its provider row names no base URL.
@@ -40,31 +48,36 @@ _PATHS = {Endpoint.CHAT: "/chat/completions", Endpoint.EMBEDDINGS: "/embeddings"
 class OpenAICompatibleAdapter:
     """Speaks the OpenAI HTTP API to any compatible upstream."""
 
-    def __init__(self, session: aiohttp.ClientSession, connect_timeout: float) -> None:
-        self._session = session
+    def __init__(self, client: UpstreamClient, connect_timeout: float) -> None:
+        self._client = client
         self._connect_timeout = connect_timeout
 
     async def complete(self, call: UpstreamCall) -> UnaryResult:
         """Send a non-streaming request; the whole answer is read within the provider timeout."""
         url, headers = _target(call)
-        timeout = aiohttp.ClientTimeout(total=call.timeout, connect=self._connect_timeout)
         data = orjson.dumps(call.payload)
         with _translated():
-            async with self._session.post(url, data=data, headers=headers, timeout=timeout) as r:
-                body = await r.read()
-                if r.status >= 400:
-                    raise _status_error(r.status, body, r.headers)
-                request_id = r.headers.get("x-request-id")
+            response = await self._client.post(
+                url, data, headers, connect_seconds=self._connect_timeout, total_seconds=call.timeout
+            )
+            body = await response.read()
+        if response.status >= 400:
+            raise _status_error(response.status, body, response.headers)
         usage = _usage_of(body)
-        return UnaryResult(body=body, usage=usage, provider_request_id=request_id)
+        return UnaryResult(body=body, usage=usage, provider_request_id=response.headers.get("x-request-id"))
 
     async def stream(self, call: UpstreamCall) -> OpenAIStream:
         """Open a stream; each read (headers, then every event) gets the provider timeout."""
         url, headers = _target(call)
-        timeout = aiohttp.ClientTimeout(total=None, connect=self._connect_timeout, sock_read=call.timeout)
+        data = orjson.dumps(call.payload)
         with _translated():
-            response = await self._session.post(
-                url, data=orjson.dumps(call.payload), headers=headers, timeout=timeout
+            response = await self._client.post(
+                url,
+                data,
+                headers,
+                connect_seconds=self._connect_timeout,
+                total_seconds=call.timeout,
+                read_seconds=call.timeout,
             )
             try:
                 if response.status >= 400:
@@ -80,7 +93,7 @@ class OpenAICompatibleAdapter:
 class OpenAIStream:
     """Server-sent events from an OpenAI-compatible upstream, parsed event by event."""
 
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
+    def __init__(self, response: Response) -> None:
         self._response = response
         self._events_iter: AsyncGenerator[StreamChunk, None] | None = None
         self.provider_request_id: str | None = response.headers.get("x-request-id")
@@ -93,7 +106,7 @@ class OpenAIStream:
         data: list[bytes] = []
         size = 0
         with _translated(streaming=True):
-            async for line in _lines(self._response.content):
+            async for line in _lines(self._response.chunks()):
                 if line.startswith(b"data:"):
                     value = line[5:]
                     data.append(value[1:] if value.startswith(b" ") else value)
@@ -119,14 +132,14 @@ class OpenAIStream:
         self._response.release()
 
 
-async def _lines(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
+async def _lines(pieces: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     """The body's lines without terminators, of any length up to MAX_EVENT_BYTES.
 
-    aiohttp's own line iterator refuses lines over twice its read buffer, which a large
-    event (an audio or image chunk) can exceed.
+    Lines are split here rather than by a transport's line reader, which may refuse long lines
+    that a large event (an audio or image chunk) can exceed.
     """
     pending = bytearray()
-    async for piece in content.iter_any():
+    async for piece in pieces:
         searched = len(pending)
         pending += piece
         start = 0
@@ -194,27 +207,27 @@ def _base_url(provider: ProviderTarget) -> str:
     return base
 
 
-def _is_event_stream(response: aiohttp.ClientResponse) -> bool:
+def _is_event_stream(response: Response) -> bool:
     # A missing content type is tolerated; a different one means the provider did not stream.
     return "content-type" not in response.headers or response.content_type == "text/event-stream"
 
 
 @contextlib.contextmanager
 def _translated(*, streaming: bool = False) -> Iterator[None]:
-    """Translate aiohttp and asyncio failures into Odock upstream errors."""
+    """Translate transport failures into Odock upstream errors."""
     try:
         yield
     except UpstreamError:
         raise
-    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+    except (ResponseTimeout, TimeoutError) as exc:
         raise UpstreamTimeout() from exc
-    except aiohttp.ClientConnectorError as exc:
-        raise UpstreamUnavailable(f"cannot connect to upstream: {exc.os_error or exc}") from exc
-    except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as exc:
+    except ConnectFailed as exc:
+        raise UpstreamUnavailable(f"cannot connect to upstream: {exc}") from exc
+    except (ConnectionDropped, OSError) as exc:
         if streaming:
             raise UpstreamStreamInterrupted() from exc
         raise UpstreamUnavailable("upstream closed the connection") from exc
-    except aiohttp.ClientError as exc:
+    except UpstreamHttpError as exc:
         if streaming:
             raise UpstreamStreamInterrupted() from exc
         raise UpstreamUnavailable(f"upstream request failed: {exc}") from exc
@@ -237,7 +250,7 @@ def _status_error(status: int, body: bytes, headers: Mapping[str, str]) -> Upstr
     return UpstreamError(message, upstream_status=status, headers=retry_headers if status == 503 else None)
 
 
-def _not_a_stream(response: aiohttp.ClientResponse, body: bytes) -> UpstreamError:
+def _not_a_stream(response: Response, body: bytes) -> UpstreamError:
     data = _json_of(body)
     detail = _message_of(data) if data is not None else None
     kind = response.headers.get("content-type", "")

@@ -1,0 +1,462 @@
+"""A lean HTTP/1.1 client for upstream model calls: pooled keep-alive connections, parsed by httptools.
+
+A general-purpose client (aiohttp) spends more CPU per request than the rest of the gateway's
+hot path together: request and response objects, header multidicts, tracing hooks, a timeout
+handle per call. An upstream call needs little of that: one POST with a JSON body, a status,
+a few headers and a body that is either read whole or relayed as it arrives. Flow::
+
+    request(url, body, headers)
+      ├─ idle keep-alive connection to the origin, or a new one (within connect_seconds)
+      ├─ one write: request line + headers + body
+      └─ Response once the status line and headers arrived
+    Response.read()       whole body, within the request's total deadline
+    Response.chunks()     body pieces as they arrive; each wait within read_seconds
+    Response.release()    complete and keep-alive: back to the pool; otherwise closed
+
+Deadlines cost one timer per request (a connection watchdog), not one per read. A stream
+whose reader falls behind pauses reading from the upstream socket (back-pressure) instead of
+buffering without bound. Errors are this module's own (:class:`ConnectFailed`,
+:class:`ResponseTimeout`, :class:`ConnectionDropped`, :class:`BadResponse`); the adapter
+translates them into Odock's upstream errors at its boundary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import cast
+from urllib.parse import urlsplit
+
+import httptools
+
+_PAUSE_ABOVE = 256 * 1024  # buffered, unread stream bytes before reading from upstream pauses
+_RESUME_BELOW = 64 * 1024
+_URL_CACHE_SIZE = 1024
+USER_AGENT = "odock"
+
+
+class UpstreamHttpError(Exception):
+    """An upstream exchange failed below HTTP semantics (connect, timeout, protocol)."""
+
+
+class ConnectFailed(UpstreamHttpError):
+    """No connection to the upstream could be opened."""
+
+
+class ResponseTimeout(UpstreamHttpError):
+    """The upstream did not answer (or the next piece of a stream) within the deadline."""
+
+
+class ConnectionDropped(UpstreamHttpError):
+    """The upstream closed the connection before the response was complete."""
+
+
+class BadResponse(UpstreamHttpError):
+    """The upstream's bytes are not a valid HTTP/1.1 response."""
+
+
+class InvalidRequest(UpstreamHttpError):
+    """The request cannot be sent as given (a header value with a line break)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """A parsed URL: the origin to connect to and what to put in the request line."""
+
+    origin: tuple[str, str, int]  # scheme, host, port
+    path: str
+    host_header: bytes
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection; carries one exchange at a time."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, origin: tuple[str, str, int]) -> None:
+        self.loop = loop
+        self.origin = origin
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.idle_since = 0.0
+        self._parser = httptools.HttpResponseParser(self)
+        self._reset()
+
+    def _reset(self) -> None:
+        self.status = 0
+        self.headers: dict[str, str] = {}
+        self.head_done = False
+        self.complete = False
+        self.failure: UpstreamHttpError | None = None
+        self._chunks: deque[bytes] = deque()
+        self._buffered = 0
+        self._paused = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._deadline = 0.0  # absolute (read_timeout == 0) or moved on by each arrival
+        self._read_timeout = 0.0
+        self._streaming = False
+        self._until_close = False
+        self._keep_alive = False
+
+    # --- asyncio.Protocol ------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not register with asyncio's ABCs: no isinstance check here.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self._read_timeout:
+            self._deadline = self.loop.time() + self._read_timeout
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(BadResponse(f"upstream sent an invalid HTTP response: {exc}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.transport = None
+        if self.head_done and self._until_close and not self.complete:
+            self.on_message_complete()  # a body delimited by the end of the connection
+            return
+        if not self.complete:
+            self._fail(ConnectionDropped(f"upstream closed the connection{f': {exc}' if exc else ''}"))
+
+    def pause_writing(self) -> None:  # the request body is written at once; nothing to pause
+        return
+
+    def resume_writing(self) -> None:
+        return
+
+    # --- httptools callbacks ---------------------------------------------------------------
+    def on_header(self, name: bytes, value: bytes) -> None:
+        # httptools hands over each header whole; a repeated header keeps its last value.
+        self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+
+    def on_headers_complete(self) -> None:
+        self.status = self._parser.get_status_code()
+        self.head_done = True
+        chunked = "chunked" in self.headers.get("transfer-encoding", "").lower()
+        self._until_close = "content-length" not in self.headers and not chunked
+        self._wake()
+
+    def on_body(self, body: bytes) -> None:
+        self._chunks.append(body)
+        self._buffered += len(body)
+        if self._streaming and self._buffered > _PAUSE_ABOVE and not self._paused and self.transport:
+            self._paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def on_message_complete(self) -> None:
+        # Asked here: the parser forgets the message's connection flags once it returns.
+        self._keep_alive = not self.closed and self._parser.should_keep_alive()
+        self.complete = True
+        self._stop_watchdog()
+        self._wake()
+
+    # --- exchange --------------------------------------------------------------------------
+    def start(self, request: bytes, *, timeout: float, read_timeout: float) -> None:
+        """Send a request; ``read_timeout`` > 0 streams: each wait gets it, and a slow reader pauses reads."""
+        assert self.transport is not None
+        self._reset()
+        self._read_timeout = read_timeout
+        self._streaming = read_timeout > 0
+        self._deadline = self.loop.time() + (read_timeout or timeout)
+        self._watchdog = self.loop.call_at(self._deadline, self._check_deadline)
+        self.transport.write(request)
+
+    async def wait_head(self) -> None:
+        """Until the status line and headers arrived."""
+        while not self.head_done:
+            await self._wait()
+
+    async def next_chunk(self) -> bytes | None:
+        """The next piece of the body, or None once it is complete."""
+        while not self._chunks:
+            if self.complete:
+                return None
+            await self._wait()
+        chunk = self._chunks.popleft()
+        self._buffered -= len(chunk)
+        if self._paused and self._buffered < _RESUME_BELOW and self.transport is not None:
+            self._paused = False
+            if self._read_timeout:
+                self._deadline = self.loop.time() + self._read_timeout
+            self.transport.resume_reading()
+        return chunk
+
+    async def read_all(self) -> bytes:
+        """The whole body."""
+        while not self.complete:
+            await self._wait()
+        body = b"".join(self._chunks)
+        self._chunks.clear()
+        self._buffered = 0
+        return body
+
+    @property
+    def reusable(self) -> bool:
+        """True when the exchange ended cleanly and the upstream keeps the connection open."""
+        return (
+            self.complete
+            and self.failure is None
+            and not self.closed
+            and not self._paused
+            and self._keep_alive
+        )
+
+    def close(self) -> None:
+        """Close the connection now."""
+        self._stop_watchdog()
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+            self.transport = None
+
+    async def _wait(self) -> None:
+        if self.failure is not None:
+            raise self.failure
+        waiter = self._waiter = self.loop.create_future()
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+        if self.failure is not None:
+            raise self.failure
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _fail(self, error: UpstreamHttpError) -> None:
+        if self.failure is None and not self.complete:
+            self.failure = error
+        self._stop_watchdog()
+        self._wake()
+        if self.transport is not None:
+            self.transport.abort()
+            self.transport = None
+        self.closed = True
+
+    def _check_deadline(self) -> None:
+        self._watchdog = None
+        if self.complete or self.failure is not None:
+            return
+        now = self.loop.time()
+        if self._paused:  # the reader is behind: the upstream is not the one being slow
+            self._deadline = now + self._read_timeout
+        if now < self._deadline:
+            self._watchdog = self.loop.call_at(self._deadline, self._check_deadline)
+            return
+        self._fail(ResponseTimeout("the upstream did not answer in time"))
+
+    def _stop_watchdog(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+
+
+class Response:
+    """An upstream response whose status and headers arrived; read or iterate the body, then release."""
+
+    def __init__(self, client: UpstreamClient, connection: _Connection) -> None:
+        self._client = client
+        self._connection: _Connection | None = connection
+        self.status = connection.status
+        self.headers = connection.headers
+
+    @property
+    def content_type(self) -> str:
+        """The media type, without parameters, lower case ("" when absent)."""
+        return self.headers.get("content-type", "").partition(";")[0].strip().lower()
+
+    async def read(self) -> bytes:
+        """The whole body (within the request's deadline); releases the connection."""
+        connection = self._connection
+        if connection is None:
+            return b""
+        try:
+            return await connection.read_all()
+        finally:
+            self.release()
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """Body pieces as they arrive; the iterator ends when the body is complete."""
+        connection = self._connection
+        if connection is None:
+            return
+        while (chunk := await connection.next_chunk()) is not None:
+            yield chunk
+
+    def release(self) -> None:
+        """Give the connection back (a complete, keep-alive exchange) or close it."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            self._client.give_back(connection)
+
+
+class UpstreamClient:
+    """Pooled HTTP/1.1 keep-alive connections to upstream origins."""
+
+    def __init__(
+        self,
+        *,
+        max_connections: int,
+        idle_seconds: float = 15.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self._max = max_connections
+        self._idle_seconds = idle_seconds
+        self._ssl = ssl_context  # created on the first https connection when not given
+        self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
+        self._open = 0
+        self._slot_freed: asyncio.Event | None = None
+        self._targets: dict[str, _Target] = {}
+        self._closed = False
+
+    async def post(
+        self,
+        url: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        *,
+        connect_seconds: float,
+        total_seconds: float,
+        read_seconds: float = 0.0,
+    ) -> Response:
+        """POST ``body``; the Response is returned once its headers arrived.
+
+        ``total_seconds`` bounds the whole exchange when ``read_seconds`` is 0; otherwise
+        ``read_seconds`` bounds each wait for the upstream (the headers, then every piece).
+        """
+        target = self._target(url)
+        request = _request_bytes(target, body, headers)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        connection = await self._acquire(target.origin, connect_seconds)
+        try:
+            # The total deadline includes the time it took to connect.
+            remaining = total_seconds - (loop.time() - started)
+            connection.start(request, timeout=max(remaining, 0.0), read_timeout=read_seconds)
+            await connection.wait_head()
+        except BaseException:
+            connection.close()
+            self._forget(connection)
+            raise
+        return Response(self, connection)
+
+    def give_back(self, connection: _Connection) -> None:
+        """Pool a reusable connection, close any other."""
+        if connection.reusable and not self._closed:
+            connection.idle_since = connection.loop.time()
+            self._idle.setdefault(connection.origin, []).append(connection)
+            self._notify()
+            return
+        connection.close()
+        self._forget(connection)
+
+    async def close(self) -> None:
+        """Close every idle connection; later calls are refused."""
+        self._closed = True
+        for connections in self._idle.values():
+            for connection in connections:
+                connection.close()
+                self._open -= 1
+        self._idle.clear()
+
+    async def _acquire(self, origin: tuple[str, str, int], connect_seconds: float) -> _Connection:
+        if self._closed:
+            raise ConnectFailed("the upstream client is closed")
+        loop = asyncio.get_running_loop()
+        idle = self._idle.get(origin)
+        now = loop.time()
+        while idle:
+            connection = idle.pop()
+            if not connection.closed and now - connection.idle_since < self._idle_seconds:
+                return connection
+            connection.close()
+            self._forget(connection)
+        await self._slot(connect_seconds)
+        self._open += 1
+        try:
+            return await asyncio.wait_for(self._connect(loop, origin), connect_seconds)
+        except BaseException as exc:
+            self._open -= 1
+            self._notify()
+            if isinstance(exc, TimeoutError):
+                raise ConnectFailed(f"connecting to {origin[1]}:{origin[2]} timed out") from exc
+            if isinstance(exc, OSError):
+                raise ConnectFailed(f"{exc.strerror or exc}") from exc
+            raise
+
+    async def _connect(self, loop: asyncio.AbstractEventLoop, origin: tuple[str, str, int]) -> _Connection:
+        scheme, host, port = origin
+        context = None
+        if scheme == "https":
+            context = self._ssl = self._ssl or ssl.create_default_context()
+        _, connection = await loop.create_connection(
+            lambda: _Connection(loop, origin), host, port, ssl=context
+        )
+        return connection
+
+    async def _slot(self, wait_seconds: float) -> None:
+        """Wait for room under ``max_connections``, closing an idle connection elsewhere if need be."""
+        deadline = time.monotonic() + wait_seconds
+        while self._open >= self._max:
+            victim = next((pool.pop(0) for pool in self._idle.values() if pool), None)
+            if victim is not None:
+                victim.close()
+                self._forget(victim)
+                continue
+            self._slot_freed = self._slot_freed or asyncio.Event()
+            remaining = deadline - time.monotonic()
+            try:
+                await asyncio.wait_for(self._slot_freed.wait(), max(remaining, 0.0))
+            except TimeoutError as exc:
+                raise ConnectFailed(f"no free upstream connection within {wait_seconds:g} s") from exc
+
+    def _forget(self, connection: _Connection) -> None:
+        self._open -= 1
+        self._notify()
+
+    def _notify(self) -> None:
+        if self._slot_freed is not None:
+            self._slot_freed.set()
+            self._slot_freed = None
+
+    def _target(self, url: str) -> _Target:
+        known = self._targets.get(url)
+        if known is not None:
+            return known
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConnectFailed(f"not an http(s) URL: {url!r}")
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        default = (parts.scheme == "https" and port == 443) or (parts.scheme == "http" and port == 80)
+        host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        target = _Target(
+            (parts.scheme, parts.hostname, port),
+            path,
+            (host if default else f"{host}:{port}").encode("idna"),
+        )
+        if len(self._targets) >= _URL_CACHE_SIZE:
+            self._targets.clear()
+        self._targets[url] = target
+        return target
+
+
+def _request_bytes(target: _Target, body: bytes, headers: Mapping[str, str]) -> bytes:
+    """The request line, headers and body, ready for one write."""
+    lines = [b"POST ", target.path.encode("latin-1"), b" HTTP/1.1\r\nhost: ", target.host_header, b"\r\n"]
+    for name, value in headers.items():
+        if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
+            raise InvalidRequest(f"header {name!r} contains a line break")
+        lines += [name.encode("latin-1"), b": ", value.encode("latin-1"), b"\r\n"]
+    if "user-agent" not in headers:
+        lines.append(b"user-agent: " + USER_AGENT.encode() + b"\r\n")
+    lines += [b"content-length: ", str(len(body)).encode(), b"\r\n\r\n", body]
+    return b"".join(lines)
