@@ -25,6 +25,7 @@ both the OpenAI SDK and Odock clients can parse the result::
     │   ├── IpNotAllowed               403 ip_not_allowed
     │   ├── ModelNotAllowed            403 model_not_allowed
     │   ├── ModelDisabled              403 model_disabled
+    │   ├── OrganisationDisabled       403 organisation_disabled
     │   ├── ProviderDisabled           403 provider_disabled
     │   ├── ProviderApiKeyRevoked      403 provider_api_key_revoked
     │   ├── CsrfFailed                 403 csrf_failed
@@ -545,3 +546,10 @@ class LoginThrottled(RateLimited):
 
     code = "login_throttled"
     default_message = "too many failed sign-ins"
+
+
+class OrganisationDisabled(Forbidden):
+    """The key's organisation is DISABLED: none of its keys may call the gateway."""
+
+    code = "organisation_disabled"
+    default_message = "the organisation of this API key is disabled"

@@ -104,4 +104,5 @@ async def load_principal(session: AsyncSession, key_hash: str) -> KeyPrincipal |
         organisation_policies=dict(org.policies or {}) if org else {},
         team_policies=dict(team.policies or {}) if team else {},
         meters=await load_meters(session, key.organisation_id, key.team_id, key.user_id, key.id),
+        organisation_active=org is None or org.status != "DISABLED",
     )

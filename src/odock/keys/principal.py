@@ -39,6 +39,7 @@ class KeyPrincipal:
     organisation_policies: dict[str, Any] = field(default_factory=dict)
     team_policies: dict[str, Any] = field(default_factory=dict)
     meters: tuple[MeterSpec, ...] = ()  # budgets and quotas along the key's chain
+    organisation_active: bool = True  # a DISABLED organisation's keys are refused
 
     def is_expired(self, now: datetime) -> bool:
         """True once the key's expiry has passed."""
@@ -74,4 +75,5 @@ class KeyPrincipal:
             organisation_policies=data["organisation_policies"],
             team_policies=data["team_policies"],
             meters=tuple(MeterSpec.from_dict(m) for m in data.get("meters", ())),
+            organisation_active=data.get("organisation_active", True),
         )

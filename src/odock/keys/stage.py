@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from odock.errors import ApiKeyExpired, ApiKeyRevoked, Unauthorized
+from odock.errors import ApiKeyExpired, ApiKeyRevoked, OrganisationDisabled, Unauthorized
 from odock.keys.directory import KeyDirectory
 from odock.keys.principal import KeyPrincipal
 from odock.keys.secrets import hash_secret
@@ -34,6 +34,8 @@ async def authenticate(directory: KeyDirectory, headers: dict[str, str]) -> KeyP
         raise ApiKeyRevoked()
     if principal.is_expired(datetime.now(UTC)):
         raise ApiKeyExpired()
+    if not principal.organisation_active:
+        raise OrganisationDisabled()
     return principal
 
 

@@ -172,3 +172,20 @@ def test_routing_switch_keeps_policies_and_reaches_the_gateway(control_plane: Co
     assert control_plane.admin.get(f"/api/organisations/{org}").json()["routing_enabled"] is False
     bad = control_plane.admin.patch(f"/api/organisations/{org}/routing", json={"enabled": "maybe"})
     assert bad.status_code == 422
+
+
+def test_disabled_organisation_keys_are_refused_at_once(control_plane: ControlPlaneUnderTest) -> None:
+    """Disabling an organisation stops its keys at the gateway immediately; re-enabling restores them."""
+    tenant = provision(control_plane.gateway)
+    chat = {"model": tenant.model, "messages": [{"role": "user", "content": "hi"}]}
+    gateway = control_plane.client(headers={"Authorization": f"Bearer {tenant.secret}"})
+    assert gateway.post("/v1/chat/completions", json=chat).status_code == 200  # cached as active
+
+    path = f"/api/organisations/{tenant.organisation_id}"
+    assert control_plane.admin.patch(path, json={"status": "DISABLED"}).status_code == 200
+    refused = gateway.post("/v1/chat/completions", json=chat)
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "organisation_disabled"
+
+    assert control_plane.admin.patch(path, json={"status": "ACTIVE"}).status_code == 200
+    assert gateway.post("/v1/chat/completions", json=chat).status_code == 200
