@@ -6,10 +6,11 @@ JSON object may hold no NUL anywhere, so such input is a 422 instead of a databa
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Query
-from pydantic import AfterValidator, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, StringConstraints
 
 PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
 ID_PATTERN = r"^[0-9A-Za-z_-]+$"
@@ -22,6 +23,32 @@ RowId = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=ID
 
 IdQuery = Annotated[str | None, Query(min_length=1, max_length=32, pattern=ID_PATTERN)]
 """An optional id filter in the query string."""
+
+Id = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=ID_PATTERN)]
+"""An id given in a body or a query (owner ids, filters)."""
+
+ModelRef = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=PRINTABLE)]
+"""A model named by its name or its id."""
+
+Timezone = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_+\-/]+$")]
+"""An IANA time zone name (checked against the zone database by the services)."""
+
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def _instant(value: datetime) -> datetime:
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError("date out of range") from exc
+    if not _EARLIEST <= utc < _LATEST:
+        raise ValueError("date must be between 1970 and 9000")
+    return utc
+
+
+Instant = Annotated[AwareDatetime, AfterValidator(_instant)]
+"""An instant with a UTC offset (ISO 8601), normalised to UTC."""
 
 
 def _without_nul(value: Any, depth: int = 0) -> None:

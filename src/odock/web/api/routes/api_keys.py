@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Query, Response
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Select, false, or_, select
 
 from odock.keys.control import KeyControl, ModelTypeRouting, parse_routing
@@ -23,42 +23,11 @@ from odock.rbac.grant import Grant, ListScope, Target
 from odock.rbac.permissions import Action, Resource
 from odock.runtime import Runtime
 from odock.web.api.deps import Permit, RuntimeDep, row_locator
+from odock.web.api.fields import Id, Instant, ModelRef, Name, Timezone
 from odock.web.api.paging import Page, PageParams, keyset, make_page, page_params
+from odock.web.api.search import SearchQuery, matches
 
 router = APIRouter(tags=["API keys"])
-
-# --- field types shared by the routes of keys, policies and budgets ------------------------
-ID_PATTERN = r"^[A-Za-z0-9_-]+$"
-Id = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=ID_PATTERN)]
-Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
-Timezone = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_+\-/]+$")]
-ModelRef = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
-Search = Annotated[
-    str | None,
-    Query(min_length=1, max_length=200, pattern=r"^[^\x00]+$", description="case-insensitive search"),
-]
-_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
-_LATEST = datetime(9000, 1, 1, tzinfo=UTC)
-
-
-def _instant(value: datetime) -> datetime:
-    try:
-        utc = value.astimezone(UTC)
-    except OverflowError as exc:
-        raise ValueError("date out of range") from exc
-    if not _EARLIEST <= utc < _LATEST:
-        raise ValueError("date must be between 1970 and 9000")
-    return utc
-
-
-Instant = Annotated[AwareDatetime, AfterValidator(_instant)]
-"""An instant with a UTC offset (ISO 8601), normalised to UTC."""
-
-
-def like(text: str) -> str:
-    """A LIKE pattern matching ``text`` anywhere (its wildcards escaped with ``\\``)."""
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
 
 
 # --- bodies and views ----------------------------------------------------------------------
@@ -232,7 +201,7 @@ def key_filters(
     team_id: Annotated[Id | None, Query()] = None,
     user_id: Annotated[Id | None, Query()] = None,
     expired: Annotated[bool | None, Query(description="expiry passed (true) or not (false)")] = None,
-    q: Search = None,
+    q: SearchQuery = None,
 ) -> KeyFilters:
     """The filter query parameters of the key lists (``q``: name, masked preview or exact id)."""
     return KeyFilters(type=type, revoked=revoked, team_id=team_id, user_id=user_id, expired=expired, q=q)
@@ -252,14 +221,7 @@ def _filtered(query: Select[Any], filters: KeyFilters, now: datetime) -> Select[
     elif filters.expired is False:
         query = query.where(or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > now))
     if filters.q:
-        pattern = like(filters.q)
-        query = query.where(
-            or_(
-                ApiKey.name.ilike(pattern, escape="\\"),
-                ApiKey.key_preview.ilike(pattern, escape="\\"),
-                ApiKey.id == filters.q,
-            )
-        )
+        query = query.where(or_(matches(filters.q, ApiKey.name, ApiKey.key_preview), ApiKey.id == filters.q))
     return query
 
 
@@ -448,7 +410,7 @@ async def list_grants(
     runtime: RuntimeDep,
     grant: Annotated[Grant, Depends(Permit(Resource.API_KEY, Action.READ, locate=locate_key))],
     params: Paging,
-    q: Search = None,
+    q: SearchQuery = None,
 ) -> Page[GrantedModelView]:
     """The models a key may call, by name (``q`` searches name, slug and type)."""
     query = (
@@ -457,15 +419,7 @@ async def list_grants(
         .where(ApiKeyModelAccess.api_key_id == api_key_id)
     )
     if q:
-        pattern = like(q)
-        query = query.where(
-            or_(
-                Model.name.ilike(pattern, escape="\\"),
-                Model.slug.ilike(pattern, escape="\\"),
-                Model.type.ilike(pattern, escape="\\"),
-                Model.id == q,
-            )
-        )
+        query = query.where(or_(matches(q, Model.name, Model.slug, Model.type), Model.id == q))
     query = keyset(query, Model.name, Model.id, params)
     async with runtime.sessions() as session:
         rows = list((await session.execute(query)).scalars())

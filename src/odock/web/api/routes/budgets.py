@@ -29,6 +29,7 @@ from odock.rbac.grant import Grant, ListScope, Target
 from odock.rbac.permissions import Action, Resource
 from odock.runtime import Runtime
 from odock.web.api.deps import Locator, Permit, RuntimeDep
+from odock.web.api.fields import Id, Instant, Name, Timezone
 from odock.web.api.paging import (
     Page,
     PageParams,
@@ -38,7 +39,7 @@ from odock.web.api.paging import (
     make_page,
     page_params,
 )
-from odock.web.api.routes.api_keys import Id, Instant, Name, Search, Timezone, like
+from odock.web.api.search import SearchQuery, matches
 
 router = APIRouter(tags=["Budgets and quotas"])
 
@@ -372,7 +373,7 @@ def meter_filters(
     owner_id: Annotated[Id | None, Query(description="team, user or API key id")] = None,
     period: Annotated[Period | None, Query()] = None,
     active: Annotated[bool | None, Query()] = None,
-    q: Search = None,
+    q: SearchQuery = None,
 ) -> MeterFilters:
     """The filter query parameters shared by budget and quota lists (``q`` searches names)."""
     return MeterFilters(owner_type=owner_type, owner_id=owner_id, period=period, active=active, q=q)
@@ -390,7 +391,7 @@ def _filtered(query: Select[Any], table: type[Budget] | type[Quota], f: MeterFil
     if f.active is not None:
         query = query.where(table.active.is_(f.active))
     if f.q:
-        query = query.where(table.name.ilike(like(f.q), escape="\\"))
+        query = query.where(matches(f.q, table.name))
     return query
 
 

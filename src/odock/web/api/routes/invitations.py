@@ -51,6 +51,7 @@ from odock.web.api.deps import (
 )
 from odock.web.api.paging import Page, PageParams, keyset, make_page, page_params
 from odock.web.api.routes.auth import UserView, set_session_cookies, user_view
+from odock.web.api.search import matches
 
 router = APIRouter(tags=["invitations"])
 public_router = APIRouter(tags=["invitations"])
@@ -169,7 +170,7 @@ async def list_invitations(
     elif status is not None:
         query = query.where(Invitation.status == status)
     if q:
-        query = query.where(Invitation.email.like(f"%{q.lower()}%"))
+        query = query.where(matches(q, Invitation.email))
     async with runtime.sessions() as session:
         rows = list(
             (await session.execute(keyset(query, Invitation.created_at, Invitation.id, params))).scalars()

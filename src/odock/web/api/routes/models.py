@@ -32,8 +32,8 @@ from odock.rbac.permissions import Action, Resource
 from odock.runtime import Runtime
 from odock.web.api.deps import Permit, RuntimeDep, row_locator
 from odock.web.api.fields import IdQuery, JsonObject, Name, RowId
-from odock.web.api.paging import Page, PageParams, make_page, page_params
-from odock.web.api.search import SearchQuery, matches, sorted_keyset
+from odock.web.api.paging import Page, PageParams, keyset, make_page, page_params
+from odock.web.api.search import SearchQuery, matches
 
 router = APIRouter(tags=["models"])
 
@@ -139,7 +139,7 @@ async def _model_page(
     query = filters.apply(query)
     column = Model.name if sort == "name" else Model.created_at
     async with runtime.sessions() as session:
-        rows = list((await session.execute(sorted_keyset(query, column, Model.id, page))).scalars())
+        rows = list((await session.execute(keyset(query, column, Model.id, page))).scalars())
     return make_page(rows, page, render, lambda m: (getattr(m, sort), m.id))
 
 
@@ -333,7 +333,7 @@ async def model_access(
     if type:
         query = query.where(ApiKey.type == type)
     async with runtime.sessions() as session:
-        statement = sorted_keyset(query, ApiKeyModelAccess.created_at, ApiKey.id, page)
+        statement = keyset(query, ApiKeyModelAccess.created_at, ApiKey.id, page)
         rows: list[tuple[ApiKey, ApiKeyModelAccess]] = [(k, a) for k, a in await session.execute(statement)]
     return make_page(rows, page, _render_access, lambda r: (r[1].created_at, r[0].id))
 

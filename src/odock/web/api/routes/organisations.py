@@ -20,8 +20,8 @@ from odock.rbac.permissions import Action, Resource
 from odock.tenancy.tables import Organisation
 from odock.web.api.deps import Permit, RuntimeDep, row_locator
 from odock.web.api.fields import PRINTABLE, Name
-from odock.web.api.paging import Page, PageParams, make_page, page_params
-from odock.web.api.search import SearchQuery, matches, sorted_keyset
+from odock.web.api.paging import Page, PageParams, keyset, make_page, page_params
+from odock.web.api.search import SearchQuery, matches
 
 router = APIRouter(tags=["organisations"])
 
@@ -98,7 +98,7 @@ async def list_organisations(
         query = query.where(Organisation.status == status)
     column = Organisation.name if sort == "name" else Organisation.created_at
     async with runtime.sessions() as session:
-        rows = list((await session.execute(sorted_keyset(query, column, Organisation.id, page))).scalars())
+        rows = list((await session.execute(keyset(query, column, Organisation.id, page))).scalars())
     return make_page(rows, page, render, lambda o: (getattr(o, sort), o.id))
 
 

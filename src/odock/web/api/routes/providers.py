@@ -28,8 +28,8 @@ from odock.rbac.permissions import Action, Resource
 from odock.runtime import Runtime
 from odock.web.api.deps import Permit, RuntimeDep, row_locator
 from odock.web.api.fields import PRINTABLE, IdQuery, JsonObject, Name
-from odock.web.api.paging import Page, PageParams, make_page, page_params
-from odock.web.api.search import SearchQuery, matches, sorted_keyset
+from odock.web.api.paging import Page, PageParams, keyset, make_page, page_params
+from odock.web.api.search import SearchQuery, matches
 
 router = APIRouter(tags=["providers"])
 
@@ -223,7 +223,7 @@ async def _provider_page(
         query = query.where(Provider.enabled == enabled)
     column = Provider.name if sort == "name" else Provider.created_at
     async with runtime.sessions() as session:
-        rows = list((await session.execute(sorted_keyset(query, column, Provider.id, page))).scalars())
+        rows = list((await session.execute(keyset(query, column, Provider.id, page))).scalars())
     return make_page(rows, page, render, lambda p: (getattr(p, sort), p.id))
 
 
@@ -391,7 +391,7 @@ async def list_provider_keys(
     if revoked is not None:
         query = query.where(ProviderApiKey.revoked == revoked)
     async with runtime.sessions() as session:
-        statement = sorted_keyset(query, ProviderApiKey.created_at, ProviderApiKey.id, page)
+        statement = keyset(query, ProviderApiKey.created_at, ProviderApiKey.id, page)
         rows = list((await session.execute(statement)).scalars())
     return make_page(rows, page, render_key, lambda k: (k.created_at, k.id))
 

@@ -20,8 +20,8 @@ from odock.runtime import Runtime
 from odock.tenancy.tables import Team, TeamMember, TeamMemberRole, User
 from odock.web.api.deps import Permit, RuntimeDep, row_locator
 from odock.web.api.fields import IdQuery, Name, RowId
-from odock.web.api.paging import Page, PageParams, make_page, page_params
-from odock.web.api.search import SearchQuery, matches, sorted_keyset
+from odock.web.api.paging import Page, PageParams, keyset, make_page, page_params
+from odock.web.api.search import SearchQuery, matches
 
 router = APIRouter(tags=["teams"])
 
@@ -129,7 +129,7 @@ async def _team_page(
         query = query.where(Team.id.in_(select(TeamMember.team_id).where(TeamMember.user_id == user_id)))
     column = Team.name if sort == "name" else Team.created_at
     async with runtime.sessions() as session:
-        rows = list((await session.execute(sorted_keyset(query, column, Team.id, page))).scalars())
+        rows = list((await session.execute(keyset(query, column, Team.id, page))).scalars())
     return make_page(rows, page, render, lambda t: (getattr(t, sort), t.id))
 
 
@@ -234,7 +234,7 @@ async def list_members(
     if role:
         query = query.where(TeamMember.role == role)
     async with runtime.sessions() as session:
-        statement = sorted_keyset(query, TeamMember.created_at, TeamMember.user_id, page)
+        statement = keyset(query, TeamMember.created_at, TeamMember.user_id, page)
         rows: list[tuple[TeamMember, User]] = [(m, u) for m, u in await session.execute(statement)]
     return make_page(rows, page, lambda r: render_member(*r), lambda r: (r[0].created_at, r[0].user_id))
 
