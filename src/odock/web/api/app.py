@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from odock import __version__
 from odock.errors import MethodNotAllowed, NotFound, OdockError, UnprocessableEntity
+from odock.identity.service import Identity
 from odock.runtime import Runtime
 from odock.web.api.guard import RequestGuard
 from odock.web.api.openapi import annotate_permissions, declare_security_schemes
@@ -38,6 +39,9 @@ def create_api(runtime: Runtime | None) -> FastAPI:
         redoc_url=None,
     )
     app.state.runtime = runtime
+    app.state.identity = (
+        Identity.open(runtime.settings, runtime.sessions, runtime.redis, runtime.shared) if runtime else None
+    )
     app.state.trusted_proxies = parse_networks(runtime.settings.trusted_proxy_cidrs) if runtime else ()
     for router in ROUTERS:
         annotate_permissions(router)
@@ -87,5 +91,4 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
         return _render(NotFound("no such route"))
     if exc.status_code == 405:
         return _render(MethodNotAllowed("method not allowed on this route"))
-    error = OdockError(str(exc.detail))
-    return JSONResponse(error.payload() | {}, status_code=exc.status_code)
+    return JSONResponse(OdockError(str(exc.detail)).payload(), status_code=exc.status_code)

@@ -52,12 +52,8 @@ _BEFORE_PASSWORD_CHANGE = frozenset(
 
 
 def identity_of(request: Request) -> Identity:
-    """The identity services of this process (made on first use, kept on the API app)."""
-    identity: Identity | None = getattr(request.app.state, "identity", None)
-    if identity is None:
-        runtime = get_runtime(request)
-        identity = Identity.open(runtime.settings, runtime.sessions, runtime.redis, runtime.shared)
-        request.app.state.identity = identity
+    """The identity services of this process (built with the API app, see ``create_api``)."""
+    identity: Identity = request.app.state.identity
     return identity
 
 
