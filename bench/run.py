@@ -8,7 +8,7 @@ Flow of a run::
         provision the tenant through a ControlPlane on the gateway's database
         start `odock serve` pinned to the gateway core (CPU 0); sample its idle RSS
         warm up both paths; then per case: direct baseline, then through the gateway
-        [--profile N: py-spy on the gateway under c=64 load]
+        [--profile N: py-spy on the gateway under load, --profile-concurrency C]
         stop the gateway; count the usage records it wrote
         [--soak: a fresh gateway, idle → warm-up → mixed load → recovery, RSS each second]
         tear the backend down
@@ -69,7 +69,6 @@ RESULTS = ROOT / "bench" / "results"
 # usage recording only (those always run). The report names what was attached.
 GOVERNANCE_HOOKS: Sequence[GovernanceHook] = GOVERNANCE
 IDLE_SETTLE_SECONDS = 1.0
-PROFILE_CONCURRENCY = 64
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -89,7 +88,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=float,
         default=0.0,
         metavar="SECONDS",
-        help="py-spy the gateway under c=64 non-streaming load for SECONDS",
+        help="py-spy the gateway under non-streaming load for SECONDS",
+    )
+    parser.add_argument(
+        "--profile-concurrency",
+        type=int,
+        default=64,
+        metavar="N",
+        help="concurrency of the load during --profile (default 64)",
     )
     parser.add_argument(
         "--wait-quiet",
@@ -300,7 +306,7 @@ def _progress(backend: str, label: str, added: dict[str, float | None]) -> None:
 async def profile_gateway(
     ctx: Context, backend: str, target: Target, process: RunningGateway, report: BackendReport
 ) -> int:
-    """py-spy the gateway while c=64 non-streaming load runs; return the requests answered."""
+    """py-spy the gateway under non-streaming load; return the requests answered."""
     binary = py_spy_binary()
     if binary is None:
         _say("py-spy not found (pip install py-spy, or --install-tools): no profile")
@@ -310,9 +316,9 @@ async def profile_gateway(
     raw.parent.mkdir(parents=True, exist_ok=True)
     async with asyncio.TaskGroup() as group:
         if ctx.use_wrk:
-            load = group.create_task(run_wrk(target, PROFILE_CONCURRENCY, seconds + 2, ctx.wrk_pin))
+            load = group.create_task(run_wrk(target, ctx.args.profile_concurrency, seconds + 2, ctx.wrk_pin))
         else:
-            load = group.create_task(run_http_load(target, PROFILE_CONCURRENCY, seconds=seconds + 2))
+            load = group.create_task(run_http_load(target, ctx.args.profile_concurrency, seconds=seconds + 2))
         group.create_task(record(binary, process.pid, seconds, raw, ctx.wrk_pin))
     report.profile = summarise(raw)
     return load.result().ok

@@ -10,7 +10,7 @@ harmless) and only newly inserted amounts are added to the window's ``used``.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -77,7 +77,7 @@ async def window_state(
         row = await session.get(MeterWindow, key)
         if row is None:
             limit = spec.limit + await _carried(session, spec, window)
-            row_values = _window_row(key, spec.kind, spec.id, spec.version, window, limit)
+            row_values = window_row(key, spec.kind, spec.id, spec.version, window, limit)
             await session.execute(
                 insert_ignoring_duplicates(session, MeterWindow, "key").values(**row_values)
             )
@@ -97,7 +97,7 @@ async def _carried(session: AsyncSession, spec: MeterSpec, window: Window) -> in
     return max(0, previous.limit - previous.used)
 
 
-def _window_row(
+def window_row(
     key: str, kind: str, meter_id: str, version: int, window: Window, limit: int
 ) -> dict[str, object]:
     """A new, empty ``meter_windows`` row."""
@@ -140,7 +140,7 @@ async def apply_settlements(
     if not settlements:
         return []
     windows = [
-        _window_row(s.window_key, s.meter_kind, s.meter_id, s.version, s.window, s.limit)
+        window_row(s.window_key, s.meter_kind, s.meter_id, s.version, s.window, s.limit)
         for s in {s.window_key: s for s in settlements}.values()
     ]
     await session.execute(insert_ignoring_duplicates(session, MeterWindow, "key"), windows)
@@ -172,7 +172,7 @@ async def _crossings(
         if window is None or window.limit <= 0:
             continue
         crossed = set(window.thresholds_crossed or [])
-        reached = [t for t in thresholds[key] if t not in crossed and window.used * 100 >= t * window.limit]
+        reached = newly_reached(thresholds[key], crossed, window.used, window.limit)
         if reached:
             window.thresholds_crossed = sorted(crossed | set(reached))
             crossings += [
@@ -180,6 +180,11 @@ async def _crossings(
                 for t in sorted(reached)
             ]
     return crossings
+
+
+def newly_reached(thresholds: Iterable[int], crossed: set[int], used: int, limit: int) -> list[int]:
+    """Threshold percentages ``used`` has reached of ``limit`` that were not reported before."""
+    return [t for t in thresholds if t not in crossed and used * 100 >= t * limit]
 
 
 async def settled_amounts(

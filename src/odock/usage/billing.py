@@ -11,7 +11,9 @@ output text; reasoning output (its own rate when set, else the output text rate)
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
+from fractions import Fraction
+from functools import lru_cache
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -19,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from odock.providers.adapters.base import Usage
 
 NANOS_PER_USD = 10**9
-_NANOS_PER_TOKEN_PER_1K_RATE = Decimal(NANOS_PER_USD) / 1000
+_NANOS_PER_TOKEN_PER_1K_RATE = Fraction(NANOS_PER_USD, 1000)
 
 
 class _Rates(BaseModel):
@@ -68,17 +70,34 @@ def _per_1k(per_million: float) -> float:
     return float(Decimal(str(per_million)) / 1000)
 
 
-def _nanos(tokens: int, rate_per_1k: Any) -> int:
+@lru_cache(maxsize=1024)
+def _nanos_per_token(rate_per_1k: Any, discount_percent: Any = 0) -> tuple[int, int]:
+    """The exact nanos per token (numerator, denominator) of a per-1K rate as written, less a discount.
+
+    Rates are read as the decimal they print as (``str``), never as their binary float value,
+    and kept as an exact fraction, so billing is integer arithmetic; the conversion is cached
+    because a deployment has few distinct rates.
+    """
+    rate = Fraction(Decimal(str(rate_per_1k))) * _NANOS_PER_TOKEN_PER_1K_RATE
+    rate = rate * (100 - Fraction(Decimal(str(discount_percent or 0)))) / 100
+    return rate.numerator, rate.denominator
+
+
+def _nanos(tokens: int, rate_per_1k: Any, discount_percent: Any = 0) -> int:
     if not tokens or not rate_per_1k:
         return 0
-    exact = Decimal(tokens) * Decimal(str(rate_per_1k)) * _NANOS_PER_TOKEN_PER_1K_RATE
-    return int(exact.to_integral_value(rounding=ROUND_HALF_UP))
+    numerator, denominator = _nanos_per_token(rate_per_1k, discount_percent)
+    # tokens * numerator / denominator, rounded half up (amounts are never negative).
+    return (2 * tokens * numerator + denominator) // (2 * denominator)
 
 
 def usd(nanos: int) -> str:
-    """Render nanos as a decimal USD string (no float rounding)."""
-    # Fixed-point notation: normalize() alone renders 2000 as "2E+3" and 1 nano as "1E-9".
-    return format((Decimal(nanos) / NANOS_PER_USD).normalize(), "f") if nanos else "0"
+    """Render nanos as a decimal USD string (exact, no trailing zeros, no exponent)."""
+    if not nanos:
+        return "0"
+    sign = "-" if nanos < 0 else ""
+    whole, fraction = divmod(abs(nanos), NANOS_PER_USD)
+    return f"{sign}{whole}.{fraction:09d}".rstrip("0") if fraction else f"{sign}{whole}"
 
 
 def bill(usage: Usage, pricing: dict[str, Any], *, embeddings: bool = False) -> dict[str, Any]:
@@ -103,10 +122,9 @@ def bill(usage: Usage, pricing: dict[str, Any], *, embeddings: bool = False) -> 
         costs["embeddings"] = _nanos(usage.prompt_tokens, embeddings_rate)
     else:
         cached = min(usage.cached_tokens, usage.prompt_tokens)
-        discount = Decimal(str(pricing.get("cached_input_discount_percent", 0) or 0))
-        cached_rate = Decimal(str(input_rate)) * (100 - discount) / 100
+        discount = pricing.get("cached_input_discount_percent", 0) or 0
         costs["input"] = _nanos(usage.prompt_tokens - cached, input_rate)
-        costs["cached_input"] = _nanos(cached, cached_rate)
+        costs["cached_input"] = _nanos(cached, input_rate, discount)
     reasoning = min(usage.reasoning_tokens, usage.completion_tokens)
     output_rate = rates_out.get("text_cost_per_1k_tokens", 0)
     reasoning_rate = rates_out.get("reasoning_cost_per_1k_tokens") or output_rate

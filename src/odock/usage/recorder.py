@@ -25,12 +25,17 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from odock.usage.queue import Delivery, UsageQueue, UsageQueueError
 from odock.usage.record import UsageEvent
+from odock.usage.sqlite_writer import StoreBusy
 from odock.usage.store import UsageStore
 
 log = logging.getLogger(__name__)
 
-_WRITE_ERRORS = (SQLAlchemyError, OSError, UsageQueueError)
+_WRITE_ERRORS = (SQLAlchemyError, OSError, UsageQueueError, StoreBusy)
 _BACKOFF_MAX = 10.0
+# The embedded store does not wait for SQLite's write lock (that would block the event loop):
+# when another connection holds it, the batch is tried again after a short pause, a few times.
+_BUSY_ATTEMPTS = 20
+_BUSY_PAUSE = 0.005
 
 
 class UsageRecorder:
@@ -60,6 +65,7 @@ class UsageRecorder:
         self._closing = False
         self.written = 0
         self.flush_errors = 0
+        self.busy_retries = 0
 
     @property
     def pending(self) -> int:
@@ -99,6 +105,7 @@ class UsageRecorder:
             log.error("usage records not written at shutdown stay queued for the next start: %r", exc)
         finally:
             await self._queue.close()
+            await self._store.close()
 
     async def flush(self) -> None:
         """Write everything queued now (raises if the database or the queue refuses)."""
@@ -142,13 +149,24 @@ class UsageRecorder:
                 self._in_flight = await self._queue.read(self._batch_size)
                 if not self._in_flight:
                     return False
-            await self._store.insert_many([d.event for d in self._in_flight])
+            await self._insert([d.event for d in self._in_flight])
             # Acknowledge only after the write: a failure here keeps the batch for a retry,
             # and a crash before it re-delivers the batch, which the idempotent insert absorbs.
             await self._queue.ack(self._in_flight)
             self.written += len(self._in_flight)
             self._in_flight = []
             return True
+
+    async def _insert(self, events: list[UsageEvent]) -> None:
+        for attempt in range(1, _BUSY_ATTEMPTS + 1):
+            try:
+                await self._store.insert_many(events)
+                return
+            except StoreBusy:
+                self.busy_retries += 1
+                if attempt == _BUSY_ATTEMPTS:
+                    raise
+                await asyncio.sleep(_BUSY_PAUSE * attempt)
 
 
 def _report_crash(task: asyncio.Task[None]) -> None:

@@ -15,27 +15,36 @@ from sqlalchemy.exc import OperationalError
 
 from odock.usage.journal import JournalQueue
 from odock.usage.record import UsageEvent
+from odock.usage.sqlite_writer import StoreBusy
 from odock.usage.recorder import UsageRecorder
 
 
 class FakeStore:
     """A UsageStore stand-in that records batches and can refuse the first ``failures`` writes."""
 
-    def __init__(self, failures: int = 0, broken: bool = False) -> None:
+    def __init__(self, failures: int = 0, broken: bool = False, busy: int = 0) -> None:
         self.batches: list[list[UsageEvent]] = []
         self.failures = failures
         self.broken = broken
+        self.busy = busy
         self.attempts = 0
+        self.closed = False
 
     async def insert_many(self, events: Sequence[UsageEvent]) -> int:
         self.attempts += 1
         if self.broken:
             raise RuntimeError("a bug in the store")
+        if self.busy:
+            self.busy -= 1
+            raise StoreBusy("database is locked")
         if self.failures:
             self.failures -= 1
             raise OperationalError("INSERT", {}, ConnectionRefusedError("database is down"))
         self.batches.append(list(events))
         return len(events)
+
+    async def close(self) -> None:
+        self.closed = True
 
     @property
     def ids(self) -> list[str]:
@@ -96,6 +105,20 @@ async def test_submit_does_not_write_on_the_request_path(recorder_factory: Recor
     assert store.ids == [e.id for e in events]
     assert recorder.pending == 0
     assert recorder.written == 3
+
+
+async def test_a_locked_database_is_retried_at_once_not_reported(recorder_factory: RecorderFactory) -> None:
+    """StoreBusy (SQLite's write lock held elsewhere) is retried within the write, not logged as a failure."""
+    store = FakeStore(busy=3)
+    recorder = recorder_factory(store)
+    events = [event() for _ in range(4)]
+    for e in events:
+        recorder.submit(e)
+    await recorder.flush()
+    assert store.ids == [e.id for e in events]
+    assert (recorder.busy_retries, recorder.flush_errors) == (3, 0)
+    await recorder.close()
+    assert store.closed
 
 
 async def test_a_full_batch_wakes_the_writer_before_the_interval(recorder_factory: RecorderFactory) -> None:

@@ -1,0 +1,97 @@
+"""The embedded usage writer: it never waits for SQLite's lock and lets the event loop run mid-batch."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import sqlite3
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from odock.db import migrate
+from odock.db.engine import create_engine
+from odock.usage.record import UsageEvent
+from odock.usage.sqlite_writer import SqliteUsageWriter, StoreBusy
+
+
+def event() -> UsageEvent:
+    return UsageEvent(
+        id=secrets.token_hex(16),
+        request_id="req",
+        timestamp=datetime.now(UTC),
+        endpoint="/v1/chat/completions",
+        status="success",
+        http_status=200,
+    )
+
+
+@pytest.fixture
+async def database(tmp_path: Path) -> Path:
+    path = tmp_path / "usage.db"
+    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+    await migrate.upgrade(engine)
+    await engine.dispose()
+    return path
+
+
+@pytest.fixture
+async def writer(database: Path) -> AsyncIterator[SqliteUsageWriter]:
+    writer = SqliteUsageWriter(database)
+    yield writer
+    await writer.close()
+
+
+def stored(database: Path) -> int:
+    with contextlib.closing(sqlite3.connect(database)) as connection:
+        return int(connection.execute("SELECT count(*) FROM usage_records").fetchone()[0])
+
+
+async def test_a_write_lock_held_elsewhere_fails_at_once_and_writes_nothing(
+    database: Path, writer: SqliteUsageWriter
+) -> None:
+    """Another connection's transaction makes the batch fail with StoreBusy; once it ends, the batch goes in."""
+    batch = [event() for _ in range(3)]
+    with contextlib.closing(sqlite3.connect(database, isolation_level=None)) as other:
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(StoreBusy):
+            await writer.insert_many(batch)
+        other.execute("ROLLBACK")
+    assert stored(database) == 0
+    assert (await writer.insert_many(batch))[0] == 3
+    assert stored(database) == 3
+
+
+async def test_a_batch_lets_the_event_loop_run_between_its_steps(writer: SqliteUsageWriter) -> None:
+    """A 64-record batch is written in steps: other tasks run before it commits."""
+    turns = 0
+    done = asyncio.Event()
+
+    async def ticker() -> None:
+        nonlocal turns
+        while not done.is_set():
+            turns += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(ticker())
+    await asyncio.sleep(0)
+    before = turns
+    inserted, _ = await writer.insert_many([event() for _ in range(64)])
+    done.set()
+    await task
+    assert inserted == 64
+    assert turns - before >= 3  # 64 records in steps of 16: at least three yields in between
+
+
+async def test_a_failed_batch_is_rolled_back_whole(database: Path, writer: SqliteUsageWriter) -> None:
+    """A bad record in a later step undoes the steps already written."""
+    good = [event() for _ in range(20)]
+    bad = event()
+    bad.timestamp = datetime(2025, 1, 1)  # naive on purpose: refused
+    with pytest.raises(Exception, match="naive datetime"):
+        await writer.insert_many([*good, bad])
+    assert stored(database) == 0
+    assert (await writer.insert_many(good))[0] == 20
