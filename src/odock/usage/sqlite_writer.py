@@ -184,14 +184,16 @@ class SqliteUsageWriter:
             connection.execute("ROLLBACK")
             raise
         self._since_checkpoint += len(events)
-        if self._since_checkpoint >= _CHECKPOINT_EVERY and (self._checkpoint is None or self._checkpoint.done()):
+        idle = self._checkpoint is None or self._checkpoint.done()
+        if self._since_checkpoint >= _CHECKPOINT_EVERY and idle:
             self._since_checkpoint = 0
             self._checkpoint = asyncio.get_running_loop().create_task(asyncio.to_thread(self._checkpoint_now))
         return inserted, crossings
 
     def _checkpoint_now(self) -> None:
         """Copy the write-ahead log into the database (on a worker thread; never blocks writers)."""
-        with contextlib.closing(sqlite3.connect(self._path, timeout=5, check_same_thread=False)) as connection:
+        connection = sqlite3.connect(self._path, timeout=5, check_same_thread=False)
+        with contextlib.closing(connection):
             connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def _connect(self) -> sqlite3.Connection:
@@ -239,7 +241,9 @@ class SqliteUsageWriter:
                 deltas[key] = deltas.get(key, 0) + amount
         stamp = self._instant(now)
         touched = [(delta, stamp, key) for key, delta in deltas.items() if delta]
-        connection.executemany('UPDATE meter_windows SET "used" = "used" + ?, "updated_at" = ? WHERE "key" = ?', touched)
+        connection.executemany(
+            'UPDATE meter_windows SET "used" = "used" + ?, "updated_at" = ? WHERE "key" = ?', touched
+        )
         thresholds = {s.window_key: s.thresholds for s in settlements if s.thresholds}
         crossings: list[ThresholdCrossing] = []
         for _, _, key in touched:

@@ -32,8 +32,9 @@ class UsageStore:
         self._sqlite: SqliteUsageWriter | None = None
         bind = sessions.kw.get("bind")
         url = make_url(str(bind.url)) if bind is not None else None
-        if url is not None and url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-            self._sqlite = SqliteUsageWriter(Path(url.database))
+        database = url.database if url is not None and url.get_backend_name() == "sqlite" else None
+        if database not in (None, "", ":memory:"):
+            self._sqlite = SqliteUsageWriter(Path(str(database)))
 
     async def close(self) -> None:
         """Release the writer's own connection, if it has one."""
@@ -52,7 +53,9 @@ class UsageStore:
             self._on_thresholds(crossings)
         return inserted
 
-    async def _insert_with_sessions(self, events: Sequence[UsageEvent]) -> tuple[int, list[ThresholdCrossing]]:
+    async def _insert_with_sessions(
+        self, events: Sequence[UsageEvent]
+    ) -> tuple[int, list[ThresholdCrossing]]:
         table = cast(Table, UsageRecord.__table__)
         # Core rows are keyed by column name ("metadata"), not the ORM attribute ("metadata_").
         rows = [{**e.to_row(), "metadata": e.metadata} for e in events]

@@ -15,8 +15,8 @@ from sqlalchemy.exc import OperationalError
 
 from odock.usage.journal import JournalQueue
 from odock.usage.record import UsageEvent
-from odock.usage.sqlite_writer import StoreBusy
 from odock.usage.recorder import UsageRecorder
+from odock.usage.sqlite_writer import StoreBusy
 
 
 class FakeStore:

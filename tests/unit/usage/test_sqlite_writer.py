@@ -53,7 +53,7 @@ def stored(database: Path) -> int:
 async def test_a_write_lock_held_elsewhere_fails_at_once_and_writes_nothing(
     database: Path, writer: SqliteUsageWriter
 ) -> None:
-    """Another connection's transaction makes the batch fail with StoreBusy; once it ends, the batch goes in."""
+    """Another connection's transaction fails the batch with StoreBusy; once it ends, the batch goes in."""
     batch = [event() for _ in range(3)]
     with contextlib.closing(sqlite3.connect(database, isolation_level=None)) as other:
         other.execute("BEGIN IMMEDIATE")
@@ -76,12 +76,12 @@ async def test_a_batch_lets_the_event_loop_run_between_its_steps(writer: SqliteU
             turns += 1
             await asyncio.sleep(0)
 
-    task = asyncio.create_task(ticker())
-    await asyncio.sleep(0)
-    before = turns
-    inserted, _ = await writer.insert_many([event() for _ in range(64)])
-    done.set()
-    await task
+    async with asyncio.TaskGroup() as group:
+        group.create_task(ticker())
+        await asyncio.sleep(0)
+        before = turns
+        inserted, _ = await writer.insert_many([event() for _ in range(64)])
+        done.set()
     assert inserted == 64
     assert turns - before >= 3  # 64 records in steps of 16: at least three yields in between
 
