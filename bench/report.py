@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import platform
+import timeit
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,7 +88,19 @@ def machine() -> dict[str, str]:
         "memory": f"{mem_kib / 1024 / 1024:.1f} GiB",
         "kernel": platform.release(),
         "python": platform.python_version(),
+        "speed": f"{python_speed_us():.1f}",
     }
+
+
+def python_speed_us() -> float:
+    """Microseconds one core takes for ``sum(range(1000))`` (best of 5): the machine's Python speed.
+
+    Virtual machines of the same model run at different speeds from day to day (a busy host);
+    this figure, printed with every report, lets runs on different days be compared.
+    """
+    loops = 2000
+    best = min(timeit.timeit("sum(range(1000))", number=loops) for _ in range(5))
+    return best / loops * 1e6
 
 
 def _ms(value: float | None) -> str:
@@ -325,7 +338,8 @@ def render(report: RunReport) -> str:
         f"Command: `{report.command}`",
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory']} RAM, "
-        f"Linux {m['kernel']}, Python {m['python']}.",
+        f"Linux {m['kernel']}, Python {m['python']}; Python speed: `sum(range(1000))` takes "
+        f"{m.get('speed', '?')} µs (lower is faster).",
         f"Cores: {report.layout}. Driver: {report.driver}. Mock upstream: {report.mock}.",
         f"Governance off: {report.governance_off}",
     ]

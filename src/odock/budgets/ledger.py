@@ -2,20 +2,21 @@
 
 ``window_state`` is the cold path: it returns a window's settled usage and effective limit
 (creating the window row, and carrying unused capacity forward when the meter rolls over) so
-a missing hot counter can be primed. ``apply_settlements`` runs inside the usage writer's
-transaction: each (request, window) settlement is inserted once (its primary key makes replays
-harmless) and only newly inserted amounts are added to the window's ``used``.
+a missing hot counter can be primed. The usage writers (:mod:`odock.usage.sqlite_writer`,
+:mod:`odock.usage.postgres_writer`) settle inside the usage batch's transaction: each (request,
+window) settlement is inserted once (its primary key makes replays harmless) and only newly
+inserted amounts are added to the window's ``used``; :func:`newly_reached` says which
+thresholds that crossed.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from odock.budgets.specs import MeterSpec
@@ -126,60 +127,6 @@ class ThresholdCrossing:
             "meter_id": self.meter_id, "window_key": self.window_key, "threshold_percent": self.threshold,
             "used": self.used, "limit": self.limit,
         }  # fmt: skip
-
-
-async def apply_settlements(
-    session: AsyncSession, settlements: Sequence[Settlement]
-) -> list[ThresholdCrossing]:
-    """Record settlements once each, add the new ones to their windows; return thresholds crossed.
-
-    Three statements per batch whatever its size: create missing window rows, insert the
-    settlements (skipping ones already recorded, which makes replays harmless), then add the
-    newly inserted amounts to each window touched.
-    """
-    if not settlements:
-        return []
-    windows = [
-        window_row(s.window_key, s.meter_kind, s.meter_id, s.version, s.window, s.limit)
-        for s in {s.window_key: s for s in settlements}.values()
-    ]
-    await session.execute(insert_ignoring_duplicates(session, MeterWindow, "key"), windows)
-    rows = [
-        {"request_key": s.request_key, "window_key": s.window_key, "amount": s.amount} for s in settlements
-    ]
-    stmt = insert_ignoring_duplicates(session, MeterSettlement, "request_key", "window_key").returning(
-        MeterSettlement.window_key, MeterSettlement.amount
-    )
-    deltas: dict[str, int] = defaultdict(int)
-    for key, amount in (await session.execute(stmt, rows)).all():
-        deltas[key] += amount
-    for key, delta in deltas.items():
-        if delta:
-            await session.execute(
-                update(MeterWindow).where(MeterWindow.key == key).values(used=MeterWindow.used + delta)
-            )
-    thresholds = {s.window_key: s.thresholds for s in settlements if s.thresholds}
-    return await _crossings(session, [k for k, d in deltas.items() if d and k in thresholds], thresholds)
-
-
-async def _crossings(
-    session: AsyncSession, keys: list[str], thresholds: dict[str, tuple[int, ...]]
-) -> list[ThresholdCrossing]:
-    """Thresholds newly reached by the touched windows, remembered so each is reported once."""
-    crossings: list[ThresholdCrossing] = []
-    for key in keys:
-        window = await session.get(MeterWindow, key, with_for_update=True, populate_existing=True)
-        if window is None or window.limit <= 0:
-            continue
-        crossed = set(window.thresholds_crossed or [])
-        reached = newly_reached(thresholds[key], crossed, window.used, window.limit)
-        if reached:
-            window.thresholds_crossed = sorted(crossed | set(reached))
-            crossings += [
-                ThresholdCrossing(window.meter_kind, window.meter_id, key, t, window.used, window.limit)
-                for t in sorted(reached)
-            ]
-    return crossings
 
 
 def newly_reached(thresholds: Iterable[int], crossed: set[int], used: int, limit: int) -> list[int]:

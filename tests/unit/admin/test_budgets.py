@@ -12,12 +12,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from odock.admin.control import ControlPlane
 from odock.budgets.control import meter_spec
-from odock.budgets.ledger import Settlement, apply_settlements, window_state
+from odock.budgets.ledger import Settlement, window_state
 from odock.budgets.tables import Budget, OwnerType, Quota, QuotaMetric
 from odock.budgets.windows import Period
 from odock.cache.bus import Invalidation
 from odock.errors import NotFound, UnprocessableEntity
 from odock.ids import new_id
+from odock.usage.record import UsageEvent
+from odock.usage.store import UsageStore
 
 
 async def spend(
@@ -32,9 +34,13 @@ async def spend(
         new_id(), spec.counter_key(window), amount, spec.kind, spec.id, spec.version,
         window.index, window.start, window.end, limit,
     )  # fmt: skip
-    async with sessions() as session:
-        await apply_settlements(session, [settlement])
-        await session.commit()
+    event = UsageEvent(
+        id=new_id(), request_id="req", timestamp=datetime.now(UTC), endpoint="/v1/chat/completions",
+        status="success", http_status=200, settlements=[settlement.to_dict()],
+    )  # fmt: skip
+    store = UsageStore(sessions)
+    await store.insert_many([event])
+    await store.close()
 
 
 async def test_untouched_window_shows_zero_used_and_its_limit(control: ControlPlane) -> None:
