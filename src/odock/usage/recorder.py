@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 _WRITE_ERRORS = (SQLAlchemyError, OSError, UsageQueueError, StoreBusy)
 _BACKOFF_MAX = 10.0
+# A writer that is behind reads up to this many batches' worth at once.
+_MAX_BATCH_GROWTH = 16
 # The embedded store does not wait for SQLite's write lock (that would block the event loop):
 # when another connection holds it, the batch is tried again after a short pause, a few times.
 _BUSY_ATTEMPTS = 20
@@ -54,6 +56,7 @@ class UsageRecorder:
         self._store = store
         self._queue = queue
         self._batch_size = batch_size
+        self._read_size = batch_size
         self._interval = interval
         self._recovery_interval = recovery_interval
         self._close_timeout = close_timeout
@@ -123,8 +126,15 @@ class UsageRecorder:
         backoff = self._interval
         while not self._closing:
             try:
-                while not self._closing and await self._write_batch():
-                    pass
+                # Write while full batches come back; a partial one means the queue is drained for
+                # now, so wait for the interval (or a full batch) instead of writing every record
+                # as it trickles in, in batches of one or two at the cost of a whole batch each.
+                while not self._closing and await self._write_batch() >= self._read_size:
+                    # Behind (the queue held a full batch): read more at once next time, so the
+                    # writer catches up under sustained load instead of falling further behind.
+                    self._read_size = min(self._read_size * 2, self._batch_size * _MAX_BATCH_GROWTH)
+                else:
+                    self._read_size = self._batch_size
                 backoff = self._interval
                 if loop.time() >= next_recovery:
                     next_recovery = loop.time() + self._recovery_interval
@@ -142,20 +152,21 @@ class UsageRecorder:
             await asyncio.wait_for(self._wake.wait(), timeout=seconds)
         self._wake.clear()
 
-    async def _write_batch(self) -> bool:
-        """Store and acknowledge one batch; False when the queue had nothing to give."""
+    async def _write_batch(self) -> int:
+        """Store and acknowledge one batch; return its size (0 when the queue had nothing to give)."""
         async with self._write_lock:
             if not self._in_flight:
-                self._in_flight = await self._queue.read(self._batch_size)
+                self._in_flight = await self._queue.read(self._read_size)
                 if not self._in_flight:
-                    return False
+                    return 0
             await self._insert([d.event for d in self._in_flight])
             # Acknowledge only after the write: a failure here keeps the batch for a retry,
             # and a crash before it re-delivers the batch, which the idempotent insert absorbs.
             await self._queue.ack(self._in_flight)
-            self.written += len(self._in_flight)
+            written = len(self._in_flight)
+            self.written += written
             self._in_flight = []
-            return True
+            return written
 
     async def _insert(self, events: list[UsageEvent]) -> None:
         for attempt in range(1, _BUSY_ATTEMPTS + 1):

@@ -121,6 +121,19 @@ async def test_a_locked_database_is_retried_at_once_not_reported(recorder_factor
     assert store.closed
 
 
+async def test_a_writer_behind_reads_bigger_batches_until_caught_up(recorder_factory: RecorderFactory) -> None:
+    """Full batches double the next read (up to 16 batches); the first partial one ends the catch-up."""
+    store = FakeStore()
+    recorder = recorder_factory(store, batch_size=4)
+    backlog = [event() for _ in range(40)]
+    for e in backlog:
+        recorder.submit(e)
+    await recorder.start()
+    await until(lambda: len(store.ids) == 40, "the backlog written")
+    assert [len(batch) for batch in store.batches] == [4, 8, 16, 12]
+    assert store.ids == [e.id for e in backlog]
+
+
 async def test_a_full_batch_wakes_the_writer_before_the_interval(recorder_factory: RecorderFactory) -> None:
     """Reaching batch_size writes at once instead of waiting for the (hour-long) interval."""
     store = FakeStore()
