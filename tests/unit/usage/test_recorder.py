@@ -121,7 +121,7 @@ async def test_a_locked_database_is_retried_at_once_not_reported(recorder_factor
     assert store.closed
 
 
-async def test_a_writer_behind_reads_bigger_batches_until_caught_up(recorder_factory: RecorderFactory) -> None:
+async def test_a_writer_behind_reads_bigger_batches(recorder_factory: RecorderFactory) -> None:
     """Full batches double the next read (up to 16 batches); the first partial one ends the catch-up."""
     store = FakeStore()
     recorder = recorder_factory(store, batch_size=4)
