@@ -1,7 +1,7 @@
 """The embedded mode's usage writer: SQLite's own driver, on the event loop's thread.
 
-The generic writer (:class:`odock.usage.store.UsageStore` over SQLAlchemy and aiosqlite) costs
-about 230 µs of CPU per record on the event loop, and aiosqlite's worker thread starves while
+The ORM writer this replaces (SQLAlchemy over aiosqlite) cost about 230 µs of CPU per record
+on the event loop, and aiosqlite's worker thread starves while
 the gateway keeps its core busy: every hand-back waits for the GIL (up to the 5 ms switch
 interval) and ``sqlite3`` gives the GIL up around every row. Measured on a saturated gateway,
 that writer stored about 50 records a second while 1,400 a second arrived; the journal grew
@@ -18,7 +18,7 @@ connection (the control plane's, on aiosqlite threads; another process on the sa
 it, and the recorder tries again shortly. While a batch holds the lock between steps, those
 other connections wait on their own threads, never on the event loop.
 
-Same contract as the generic writer (tests/contract/test_usage_store.py and
+Same contract as :mod:`odock.usage.postgres_writer` (tests/contract/test_usage_store.py and
 test_budget_ledger.py run over both): ids stored once, settlements applied once each (the
 insert's ``RETURNING`` names the ones that were new), thresholds reported once.
 """
@@ -26,10 +26,11 @@ insert's ``RETURNING`` names the ones that were new), thresholds reported once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import operator
 import sqlite3
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, cast
 
@@ -46,8 +47,11 @@ from odock.usage.tables import UsageRecord
 
 _DIALECT = sqlite.dialect()
 # Records per step: between steps the writer lets the event loop serve requests (a step of 16
-# records is about a millisecond of work), so a batch never stalls the gateway for long.
+# records is about a millisecond of work), so a batch never stalls the gateway for long. A big
+# batch (the writer is behind) takes at most 8 steps, so it catches up in fewer turns of a busy
+# event loop.
 _STEP = 16
+_MAX_STEPS = 8
 # SQLite checkpoints its write-ahead log in the connection that commits, which here is the event
 # loop's thread (10 ms and more of copying pages): the writer turns that off and checkpoints on a
 # worker thread after this many records, where the page copying runs without the GIL.
@@ -56,6 +60,16 @@ _CHECKPOINT_EVERY = 2000
 
 class StoreBusy(Exception):
     """Another connection holds the database's write lock: nothing was written, try again soon."""
+
+
+@functools.cache
+def _settlements_sql(rows: int) -> str:
+    """``rows`` settlements in one INSERT that returns the ones that were new."""
+    return (
+        'INSERT INTO meter_settlements ("request_key", "window_key", "amount", "settled_at") VALUES '
+        + ", ".join([_placeholders(4)] * rows)
+        + ' ON CONFLICT ("request_key", "window_key") DO NOTHING RETURNING "window_key", "amount"'
+    )
 
 
 def _placeholders(count: int) -> str:
@@ -69,7 +83,11 @@ class SqliteUsageWriter:
         self._path = path
         self._connection: sqlite3.Connection | None = None
         self._since_checkpoint = 0
-        self._checkpoint: asyncio.Task[None] | None = None
+        self._checkpoint: asyncio.Future[None] | None = None
+        # One thread and one connection for every checkpoint: a fresh connection (and its page
+        # cache) per checkpoint, on whichever pool thread, left the process's RSS creeping up.
+        self._checkpointer: ThreadPoolExecutor | None = None
+        self._checkpoint_connection: sqlite3.Connection | None = None
         usage = cast(Table, UsageRecord.__table__)
         self._usage = RowBinder(usage, [c.name for c in usage.columns], _DIALECT, sqlite_instant)
         # Event fields are named like the columns (the ORM attribute "metadata_" aside).
@@ -95,6 +113,12 @@ class SqliteUsageWriter:
         if self._checkpoint is not None:
             await asyncio.wait({self._checkpoint})
             self._checkpoint = None
+        if self._checkpointer is not None:
+            await asyncio.get_running_loop().run_in_executor(
+                self._checkpointer, self._close_checkpoint_connection
+            )
+            self._checkpointer.shutdown()
+            self._checkpointer = None
         if self._connection is not None:
             self._connection.close()
             self._connection = None
@@ -114,10 +138,11 @@ class SqliteUsageWriter:
             raise
         try:
             inserted = 0
-            for start in range(0, len(events), _STEP):
+            step = max(_STEP, -(-len(events) // _MAX_STEPS))
+            for start in range(0, len(events), step):
                 if start:
                     await asyncio.sleep(0)
-                rows = [self._usage.bind(self._usage_values(e)) for e in events[start : start + _STEP]]
+                rows = [self._usage.bind(self._usage_values(e)) for e in events[start : start + step]]
                 before = connection.total_changes
                 connection.executemany(self._usage_sql, rows)
                 inserted += connection.total_changes - before
@@ -130,14 +155,22 @@ class SqliteUsageWriter:
         idle = self._checkpoint is None or self._checkpoint.done()
         if self._since_checkpoint >= _CHECKPOINT_EVERY and idle:
             self._since_checkpoint = 0
-            self._checkpoint = asyncio.get_running_loop().create_task(asyncio.to_thread(self._checkpoint_now))
+            if self._checkpointer is None:
+                self._checkpointer = ThreadPoolExecutor(1, thread_name_prefix="odock-sqlite-checkpoint")
+            loop = asyncio.get_running_loop()
+            self._checkpoint = loop.run_in_executor(self._checkpointer, self._checkpoint_now)
         return inserted, crossings
 
     def _checkpoint_now(self) -> None:
-        """Copy the write-ahead log into the database (on a worker thread; never blocks writers)."""
-        connection = sqlite3.connect(self._path, timeout=5, check_same_thread=False)
-        with contextlib.closing(connection):
-            connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        """Copy the write-ahead log into the database (on the checkpoint thread; never blocks writers)."""
+        if self._checkpoint_connection is None:
+            self._checkpoint_connection = sqlite3.connect(self._path, timeout=5, check_same_thread=False)
+        self._checkpoint_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    def _close_checkpoint_connection(self) -> None:
+        if self._checkpoint_connection is not None:
+            self._checkpoint_connection.close()
+            self._checkpoint_connection = None
 
     def _connect(self) -> sqlite3.Connection:
         if self._connection is None:
@@ -169,18 +202,17 @@ class SqliteUsageWriter:
             ],
         )
         deltas: dict[str, int] = {}
+        # Statements of at most _STEP rows, so at most _STEP distinct texts reach the driver's
+        # statement cache (one per length); the loop yields every ``step`` settlements.
+        step = _STEP * max(1, -(-len(settlements) // (_STEP * _MAX_STEPS)))
         for start in range(0, len(settlements), _STEP):
-            await asyncio.sleep(0)
+            if start % step == 0:
+                await asyncio.sleep(0)
             chunk = settlements[start : start + _STEP]
-            sql = (
-                'INSERT INTO meter_settlements ("request_key", "window_key", "amount", "settled_at") VALUES '
-                + ", ".join([_placeholders(4)] * len(chunk))
-                + ' ON CONFLICT ("request_key", "window_key") DO NOTHING RETURNING "window_key", "amount"'
-            )
             params: list[Any] = []
             for s in chunk:
                 params += self._settlements.bind((s.request_key, s.window_key, s.amount, now))
-            for key, amount in connection.execute(sql, params).fetchall():
+            for key, amount in connection.execute(_settlements_sql(len(chunk)), params).fetchall():
                 deltas[key] = deltas.get(key, 0) + amount
         stamp = self._instant(now)
         touched = [(delta, stamp, key) for key, delta in deltas.items() if delta]

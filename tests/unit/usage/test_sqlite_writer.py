@@ -4,29 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
 import sqlite3
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from odock.db import migrate
 from odock.db.engine import create_engine
-from odock.usage.record import UsageEvent
 from odock.usage.sqlite_writer import SqliteUsageWriter, StoreBusy
-
-
-def event() -> UsageEvent:
-    return UsageEvent(
-        id=secrets.token_hex(16),
-        request_id="req",
-        timestamp=datetime.now(UTC),
-        endpoint="/v1/chat/completions",
-        status="success",
-        http_status=200,
-    )
+from tests.unit.usage.test_recorder import event
 
 
 @pytest.fixture
