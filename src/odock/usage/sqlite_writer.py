@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import operator
 import sqlite3
 from collections.abc import Sequence
@@ -45,6 +46,8 @@ from odock.usage.bulk import RowBinder, json_text, quoted, sqlite_instant
 from odock.usage.record import UsageEvent
 from odock.usage.tables import UsageRecord
 
+log = logging.getLogger(__name__)
+
 _DIALECT = sqlite.dialect()
 # Records per step: between steps the writer lets the event loop serve requests (a step of 16
 # records is about a millisecond of work), so a batch never stalls the gateway for long. A big
@@ -60,6 +63,12 @@ _CHECKPOINT_EVERY = 2000
 
 class StoreBusy(Exception):
     """Another connection holds the database's write lock: nothing was written, try again soon."""
+
+
+def _report_checkpoint(done: asyncio.Future[None]) -> None:
+    """Log a checkpoint that failed (the next one, 2,000 records later, tries again)."""
+    if not done.cancelled() and (exc := done.exception()) is not None:
+        log.warning("usage database checkpoint failed: %r", exc)
 
 
 @functools.cache
@@ -159,6 +168,7 @@ class SqliteUsageWriter:
                 self._checkpointer = ThreadPoolExecutor(1, thread_name_prefix="odock-sqlite-checkpoint")
             loop = asyncio.get_running_loop()
             self._checkpoint = loop.run_in_executor(self._checkpointer, self._checkpoint_now)
+            self._checkpoint.add_done_callback(_report_checkpoint)
         return inserted, crossings
 
     def _checkpoint_now(self) -> None:
