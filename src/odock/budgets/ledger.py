@@ -5,17 +5,18 @@
 a missing hot counter can be primed. The usage writers (:mod:`odock.usage.sqlite_writer`,
 :mod:`odock.usage.postgres_writer`) settle inside the usage batch's transaction: each (request,
 window) settlement is inserted once (its primary key makes replays harmless) and only newly
-inserted amounts are added to the window's ``used``; :func:`newly_reached` says which
+inserted amounts are added to the window's ``used``; :func:`threshold_crossings` says which
 thresholds that crossed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -132,6 +133,30 @@ class ThresholdCrossing:
 def newly_reached(thresholds: Iterable[int], crossed: set[int], used: int, limit: int) -> list[int]:
     """Threshold percentages ``used`` has reached of ``limit`` that were not reported before."""
     return [t for t in thresholds if t not in crossed and used * 100 >= t * limit]
+
+
+# The window columns a writer reads back after adding settlements, in the order
+# :func:`threshold_crossings` takes them.
+THRESHOLD_COLUMNS = '"meter_kind", "meter_id", "used", "limit", "thresholds_crossed"'
+
+
+def threshold_crossings(
+    window_key: str, thresholds: Iterable[int], row: Sequence[Any]
+) -> tuple[list[int] | None, list[ThresholdCrossing]]:
+    """What a window's new use crossed: its new ``thresholds_crossed`` (None: unchanged) and the crossings.
+
+    ``row`` is the window's :data:`THRESHOLD_COLUMNS` as read back after the settlements were
+    added (``thresholds_crossed`` as JSON text or already decoded).
+    """
+    kind, meter_id, used, limit, crossed_value = row
+    if isinstance(crossed_value, str | bytes):
+        crossed_value = orjson.loads(crossed_value)
+    crossed = set(crossed_value or [])
+    reached = newly_reached(thresholds, crossed, used, limit)
+    if not reached:
+        return None, []
+    crossings = [ThresholdCrossing(kind, meter_id, window_key, t, used, limit) for t in reached]
+    return sorted(crossed | set(reached)), crossings
 
 
 async def settled_amounts(

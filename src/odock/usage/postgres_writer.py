@@ -20,12 +20,17 @@ import operator
 from collections.abc import Sequence
 from typing import Any, cast
 
-import orjson
 from sqlalchemy import Table
 from sqlalchemy.dialects.postgresql import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from odock.budgets.ledger import Settlement, ThresholdCrossing, newly_reached, window_row
+from odock.budgets.ledger import (
+    THRESHOLD_COLUMNS,
+    Settlement,
+    ThresholdCrossing,
+    threshold_crossings,
+    window_row,
+)
 from odock.budgets.tables import MeterSettlement, MeterWindow
 from odock.db.base import utcnow
 from odock.usage.bulk import RowBinder, aware_instant, json_text, quoted
@@ -118,20 +123,16 @@ class PostgresUsageWriter:
             if key not in thresholds:
                 continue
             row = await raw.fetchrow(
-                'SELECT "meter_kind", "meter_id", "used", "limit", "thresholds_crossed" FROM meter_windows '
-                'WHERE "key" = $1 FOR UPDATE',
-                key,
+                f'SELECT {THRESHOLD_COLUMNS} FROM meter_windows WHERE "key" = $1 FOR UPDATE', key
             )
             if row is None:
                 continue
-            kind, meter_id, used, limit, crossed_json = row
-            crossed = set(orjson.loads(crossed_json) if isinstance(crossed_json, str) else crossed_json or [])
-            reached = newly_reached(thresholds[key], crossed, used, limit)
-            if reached:
+            crossed, reached = threshold_crossings(key, thresholds[key], tuple(row))
+            if crossed is not None:
                 await raw.execute(
                     'UPDATE meter_windows SET "thresholds_crossed" = $1 WHERE "key" = $2',
-                    json_text(sorted(crossed | set(reached))),
+                    json_text(crossed),
                     key,
                 )
-                crossings += [ThresholdCrossing(kind, meter_id, key, t, used, limit) for t in reached]
+                crossings += reached
         return crossings

@@ -35,11 +35,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, cast
 
-import orjson
 from sqlalchemy import Table
 from sqlalchemy.dialects import sqlite
 
-from odock.budgets.ledger import Settlement, ThresholdCrossing, newly_reached, window_row
+from odock.budgets.ledger import (
+    THRESHOLD_COLUMNS,
+    Settlement,
+    ThresholdCrossing,
+    threshold_crossings,
+    window_row,
+)
 from odock.budgets.tables import MeterSettlement, MeterWindow
 from odock.db.base import utcnow
 from odock.usage.bulk import RowBinder, json_text, quoted, sqlite_instant
@@ -235,19 +240,15 @@ class SqliteUsageWriter:
             if key not in thresholds:
                 continue
             row = connection.execute(
-                'SELECT "meter_kind", "meter_id", "used", "limit", "thresholds_crossed" FROM meter_windows '
-                'WHERE "key" = ?',
-                (key,),
+                f'SELECT {THRESHOLD_COLUMNS} FROM meter_windows WHERE "key" = ?', (key,)
             ).fetchone()
             if row is None:
                 continue
-            kind, meter_id, used, limit, crossed_json = row
-            crossed = set(orjson.loads(crossed_json or "[]"))
-            reached = newly_reached(thresholds[key], crossed, used, limit)
-            if reached:
+            crossed, reached = threshold_crossings(key, thresholds[key], row)
+            if crossed is not None:
                 connection.execute(
                     'UPDATE meter_windows SET "thresholds_crossed" = ? WHERE "key" = ?',
-                    (json_text(sorted(crossed | set(reached))), key),
+                    (json_text(crossed), key),
                 )
-                crossings += [ThresholdCrossing(kind, meter_id, key, t, used, limit) for t in reached]
+                crossings += reached
         return crossings
