@@ -156,6 +156,9 @@ def usage_queue(settings: Settings, redis: Redis | None, link: RedisLink | None 
         settings.data_dir / USAGE_JOURNAL_DIR,
         segment_bytes=settings.usage_journal_segment_bytes,
         max_in_memory=settings.usage_queue_max,
+        # Embedded: the writer takes the events it is handed from memory, not decoded back
+        # from the journal (the lines are still written first; a restart decodes them).
+        hand_over=0 if redis is not None else settings.usage_batch_size * 64,
     )
     if redis is None:
         return journal

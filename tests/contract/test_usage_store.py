@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +124,22 @@ async def test_json_columns_round_trip(store: UsageStore) -> None:
     assert record.provider_usage == provider_usage
     assert record.tokens == tokens
     assert record.routing == routing
+
+
+async def test_an_event_is_stored_as_its_queue_form_would_be(store: UsageStore) -> None:
+    """Values JSON cannot hold and non-string keys are stored as the queue form encodes them.
+
+    The embedded writer is handed the events themselves, the production writer decodes them from
+    the queue: both must store the same record.
+    """
+    provider_usage = {"cost": Decimal("0.0125"), 7: "seven", "nested": {2: [Decimal("1.5")]}}
+    handed = event(provider_usage=provider_usage)
+    decoded = UsageEvent.from_json(event(provider_usage=provider_usage).to_json())
+    await store.insert_many([handed, decoded])
+    as_handed = await only_record(store, handed.request_id)
+    as_decoded = await only_record(store, decoded.request_id)
+    assert as_handed.provider_usage == as_decoded.provider_usage == decoded.provider_usage
+    assert as_handed.provider_usage == {"cost": "0.0125", "7": "seven", "nested": {"2": ["1.5"]}}
 
 
 async def test_money_is_an_exact_integer_beyond_32_bits(store: UsageStore) -> None:

@@ -25,8 +25,14 @@ Processor = Callable[[Any], Any]
 
 
 def json_text(value: Any) -> str | None:
-    """JSON text of a value (None stays NULL)."""
-    return None if value is None else orjson.dumps(value).decode()
+    """JSON text of a value (None stays NULL), encoded as the usage queue encodes it.
+
+    So a record is stored the same whether the writer decoded it from the queue or was handed
+    the event itself: values JSON cannot hold become text, non-string keys are stringified.
+    """
+    return (
+        None if value is None else orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    )
 
 
 def sqlite_instant(value: datetime | None) -> str | None:

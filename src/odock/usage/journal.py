@@ -20,6 +20,10 @@ renamed once locked: a visible lock file is never unlocked while its owner lives
 holds the dead owner's lock until all of its segments are deleted; if the adopter dies too, the
 next process adopts them again. Replay is safe because the store inserts idempotently by id.
 
+Used as the queue itself (embedded), the journal also hands the reader the event objects it
+appended, up to ``hand_over`` of them, so a reader that keeps up does not decode its own lines
+again; lines beyond that, and every line after a restart, are decoded from the file.
+
 Not covered: a kernel crash or power loss can lose lines not yet written back to disk (there is
 no fsync). A torn last line (a process killed inside ``write``) is skipped on replay. If the
 journal cannot be written (disk full), events are held in memory, up to ``max_in_memory``.
@@ -108,7 +112,12 @@ class JournalQueue:
     """Usage events in an append-only local journal (the embedded :class:`UsageQueue`)."""
 
     def __init__(
-        self, directory: Path, *, segment_bytes: int = 4 * 1024 * 1024, max_in_memory: int = 100_000
+        self,
+        directory: Path,
+        *,
+        segment_bytes: int = 4 * 1024 * 1024,
+        max_in_memory: int = 100_000,
+        hand_over: int = 0,
     ) -> None:
         self.directory = directory
         self._segment_bytes = segment_bytes
@@ -122,6 +131,9 @@ class JournalQueue:
         self._memory: deque[UsageEvent] = deque()  # events the journal could not take
         self._memory_in_flight: dict[int, UsageEvent] = {}
         self._memory_seq = 0
+        # Receipt → the event appended as that line (see hand_over in the module docstring).
+        self._appended: dict[str, UsageEvent] = {}
+        self._hand_over = hand_over
         self._own_unacked = 0
         self._dropped = 0
         self.torn_lines = 0
@@ -157,15 +169,17 @@ class JournalQueue:
             return
         line = event.to_json() + b"\n"
         try:
-            self._write(line)
+            receipt = self._write(line)
         except OSError as exc:
             self._hold_in_memory(event, f"journal write failed: {exc}")
             return
         self._own_unacked += 1
+        if len(self._appended) < self._hand_over:
+            self._appended[receipt] = event
 
     async def read(self, limit: int) -> list[Delivery]:
         """Decode the next lines; undecodable ones are logged and acknowledged away."""
-        deliveries, corrupt = await decode_entries(self.read_lines(limit))
+        deliveries, corrupt = await decode_entries(self.read_lines(limit), self._appended)
         if corrupt:
             self.corrupt_lines += len(corrupt)
             self.ack_receipts(corrupt)
@@ -190,6 +204,7 @@ class JournalQueue:
             seg.close_fds()
             own_left = own_left or seg.own
         self._segments.clear()
+        self._appended.clear()
         self._active = None
         for fd in self._adopted.values():
             os.close(fd)  # their remaining segments are adopted again by the next process
@@ -260,8 +275,10 @@ class JournalQueue:
         os.rename(hidden, self.directory / (self.owner + LOCK_SUFFIX))
         self._lock_fd = fd
 
-    def _write(self, line: bytes) -> None:
+    def _write(self, line: bytes) -> str:
+        """Append one line; return its receipt."""
         seg = self._active or self._start_segment()
+        receipt = f"{seg.name}:{seg.size}"
         view = memoryview(line)
         try:
             while view:
@@ -274,6 +291,7 @@ class JournalQueue:
             raise
         if seg.size >= self._segment_bytes:
             self._seal(seg)
+        return receipt
 
     def _start_segment(self) -> _Segment:
         self._seq += 1

@@ -80,14 +80,23 @@ class UsageQueue(Protocol):
         """Release this instance; un-acknowledged entries stay durable for the next one."""
 
 
-async def decode_entries(entries: Sequence[tuple[str, bytes]]) -> tuple[list[Delivery], list[str]]:
-    """Decode (receipt, JSON) entries; return the deliveries and the receipts of corrupt ones."""
+async def decode_entries(
+    entries: Sequence[tuple[str, bytes]], known: dict[str, UsageEvent] | None = None
+) -> tuple[list[Delivery], list[str]]:
+    """Decode (receipt, JSON) entries; return the deliveries and the receipts of corrupt ones.
+
+    ``known`` maps receipts to events already in memory: those are taken from it (and removed)
+    instead of decoded.
+    """
     deliveries: list[Delivery] = []
     corrupt: list[str] = []
     for start in range(0, len(entries), _DECODE_SLICE):
         if start:
             await asyncio.sleep(0)
         for receipt, data in entries[start : start + _DECODE_SLICE]:
+            if known and (event := known.pop(receipt, None)) is not None:
+                deliveries.append(Delivery(event, receipt))
+                continue
             try:
                 deliveries.append(Delivery(UsageEvent.from_json(data), receipt))
             except UsageEventDecodeError as exc:

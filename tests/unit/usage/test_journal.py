@@ -242,3 +242,22 @@ async def test_owner_lock_is_visible_only_once_held(opened: list[JournalQueue], 
         assert not journal_module._lock_if_free(fd)
     finally:
         os.close(fd)
+
+
+async def test_handing_journal_hands_over_what_it_appended_and_decodes_the_rest(
+    opened: list[JournalQueue], tmp_path: Path
+) -> None:
+    """Up to ``hand_over`` events reach the reader as the objects appended; the rest are decoded."""
+    journal = await open_journal(opened, tmp_path, hand_over=2)
+    events = [event(n) for n in range(4)]
+    for e in events:
+        journal.append(e)
+    batch = await journal.read(100)
+    assert [d.event for d in batch] == events
+    assert [d.event is e for d, e in zip(batch, events, strict=True)] == [True, True, False, False]
+    await journal.ack(batch)
+    later = event(9)
+    journal.append(later)  # the hand-over has room again once its events were read
+    (delivery,) = await journal.read(100)
+    assert delivery.event is later
+
