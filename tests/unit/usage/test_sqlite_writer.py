@@ -83,3 +83,23 @@ async def test_a_failed_batch_is_rolled_back_whole(database: Path, writer: Sqlit
         await writer.insert_many([*good, bad])
     assert stored(database) == 0
     assert (await writer.insert_many(good))[0] == 20
+
+
+async def test_the_write_ahead_log_starts_over_instead_of_growing(database: Path) -> None:
+    """Checkpoints between back-to-back batches let the log start over: its file stays one round's size.
+
+    A checkpoint that overlaps the next batch never copies the log's last frames, so the log is
+    never started over and its file grows with everything ever written.
+    """
+    writer = SqliteUsageWriter(database, checkpoint_every=200)
+    wal = database.with_name(database.name + "-wal")
+    try:
+        sizes = []
+        for _ in range(20):
+            for _ in range(2):
+                await writer.insert_many([event() for _ in range(100)])
+            sizes.append(wal.stat().st_size)
+    finally:
+        await writer.close()
+    assert stored(database) == 4000
+    assert max(sizes[5:]) < 3 * sizes[1], sizes
