@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import time
+from random import getrandbits
 from typing import NewType
 
 OrganisationId = NewType("OrganisationId", str)
@@ -35,9 +35,22 @@ def new_id() -> str:
     return "".join(reversed(chars))
 
 
+def ordered_hex_id() -> str:
+    """A 128-bit id as 32 lowercase hex characters that sorts by creation time, to the millisecond.
+
+    The first 48 bits are the Unix time in milliseconds, the other 80 random (a UUIDv7's layout
+    without its version bits). Unique, not secret: the process's Mersenne Twister (seeded from
+    the OS) draws the random part, without a ``getrandom`` call per id on the hot path. Usage
+    record ids are primary and index keys: time-ordered, a batch of new records lands on the last
+    pages of those indexes instead of one random page per record, which was most of what writing
+    a batch cost (SQLite's write-ahead log grew ~24 KB per record with random ids).
+    """
+    return format((time.time_ns() // 1_000_000) << 80 | getrandbits(80), "032x")
+
+
 def new_request_id() -> RequestId:
-    """A fresh request id: 32 lowercase hex characters."""
-    return RequestId(secrets.token_hex(16))
+    """A fresh request id: 32 lowercase hex characters, time-ordered."""
+    return RequestId(ordered_hex_id())
 
 
 def accept_request_id(inbound: str | None) -> RequestId:

@@ -32,6 +32,7 @@ from typing import Any, Protocol
 
 from odock.db.engine import request_scope
 from odock.errors import OdockError
+from odock.ids import ordered_hex_id
 from odock.keys.principal import KeyPrincipal
 from odock.providers.adapters.base import (
     Adapter,
@@ -102,7 +103,7 @@ class Exchange:
     response_headers: dict[str, str] = field(default_factory=dict)
     # The gateway's own id for this request: usage record id and budget idempotency key
     # (unlike request_id, which a client may reuse).
-    record_id: str = field(default_factory=lambda: fresh_hex_id())
+    record_id: str = field(default_factory=ordered_hex_id)
     # Governance state, filled by the limit and budget stages.
     limit_receipts: dict[str, Any] = field(default_factory=dict)
     meter_lines: list[Any] = field(default_factory=list)

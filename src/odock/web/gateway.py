@@ -27,10 +27,10 @@ from odock.errors import (
     OdockError,
     Unauthorized,
 )
-from odock.ids import RequestId, accept_request_id
+from odock.ids import accept_request_id, new_request_id
 from odock.keys.principal import KeyPrincipal
 from odock.keys.stage import authenticate
-from odock.pipeline import Exchange, Timings, fresh_hex_id
+from odock.pipeline import Exchange, Timings
 from odock.providers.adapters.base import Endpoint
 from odock.runtime import Runtime
 from odock.web.asgi import ClientGone, Receive, Scope, Send, header_map, read_body, send_bytes, send_error
@@ -94,7 +94,7 @@ class Gateway:
     ) -> None:
         started = time.perf_counter()
         inbound = headers.get("x-request-id")
-        request_id = accept_request_id(inbound) if inbound else RequestId(fresh_hex_id())
+        request_id = accept_request_id(inbound) if inbound else new_request_id()
         try:
             body = await read_body(receive, headers, self._rt.settings.max_request_bytes)
         except ClientGone:
