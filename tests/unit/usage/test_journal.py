@@ -260,4 +260,3 @@ async def test_handing_journal_hands_over_what_it_appended_and_decodes_the_rest(
     journal.append(later)  # the hand-over has room again once its events were read
     (delivery,) = await journal.read(100)
     assert delivery.event is later
-
