@@ -150,15 +150,19 @@ def open_governance(
     )
 
 
+# Usage events kept in memory for this process's own writer, in batches (see JournalQueue).
+HAND_OVER_BATCHES = 64
+
+
 def usage_queue(settings: Settings, redis: Redis | None, link: RedisLink | None = None) -> UsageQueue:
     """The durable usage queue: the local journal (embedded) or a Redis Stream fed through it."""
     journal = JournalQueue(
         settings.data_dir / USAGE_JOURNAL_DIR,
         segment_bytes=settings.usage_journal_segment_bytes,
         max_in_memory=settings.usage_queue_max,
-        # Embedded: the writer takes the events it is handed from memory, not decoded back
-        # from the journal (the lines are still written first; a restart decodes them).
-        hand_over=0 if redis is not None else settings.usage_batch_size * 64,
+        # The writer takes the events this process appended from memory instead of decoding
+        # them back (the lines are still written and pushed first; a restart decodes them).
+        hand_over=HAND_OVER_BATCHES * settings.usage_batch_size,
     )
     if redis is None:
         return journal
@@ -170,6 +174,7 @@ def usage_queue(settings: Settings, redis: Redis | None, link: RedisLink | None 
         claim_idle_seconds=settings.usage_claim_idle_seconds,
         batch_size=settings.usage_batch_size,
         link=link,
+        hand_over=HAND_OVER_BATCHES * settings.usage_batch_size,
     )
 
 

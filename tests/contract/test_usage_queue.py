@@ -48,7 +48,8 @@ class Backing:
         """A new, unopened queue instance on this backing."""
         # "handing-journal": the embedded queue as the gateway builds it, handing the reader the
         # events it appended (a few, so lines beyond the hand-over are decoded from the file).
-        hand_over = HAND_OVER if self.kind == "handing-journal" else 0
+        # "redis" hands over as the gateway's stream queue does: its own entries are not decoded.
+        hand_over = 0 if self.kind == "journal" else HAND_OVER
         journal = JournalQueue(Path(self.directory), segment_bytes=SEGMENT_BYTES, hand_over=hand_over)
         if self.kind != "redis":
             return journal
@@ -59,6 +60,7 @@ class Backing:
             prefix=self.prefix,
             max_length=100_000,
             claim_idle_seconds=claim_idle_seconds or self.claim_idle_seconds,
+            hand_over=hand_over,
             batch_size=50,
         )
 

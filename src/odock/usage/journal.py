@@ -20,9 +20,11 @@ renamed once locked: a visible lock file is never unlocked while its owner lives
 holds the dead owner's lock until all of its segments are deleted; if the adopter dies too, the
 next process adopts them again. Replay is safe because the store inserts idempotently by id.
 
-Used as the queue itself (embedded), the journal also hands the reader the event objects it
-appended, up to ``hand_over`` of them, so a reader that keeps up does not decode its own lines
-again; lines beyond that, and every line after a restart, are decoded from the file.
+With ``hand_over`` set, the journal also keeps the event objects it appended (up to that many,
+until read), so a reader in the same process does not decode its own lines back: as the queue
+itself (embedded) :meth:`JournalQueue.read` takes them; as the spool of the Redis stream,
+:meth:`JournalQueue.take_appended` hands them to the pump. Lines beyond that, and every line
+after a restart, are decoded from the file.
 
 Not covered: a kernel crash or power loss can lose lines not yet written back to disk (there is
 no fsync). A torn last line (a process killed inside ``write``) is skipped on replay. If the
@@ -217,6 +219,10 @@ class JournalQueue:
         self._lock_fd = -1
 
     # --- raw lines (also the spool of the Redis queue) ---------------------------------------
+    def take_appended(self, receipt: str) -> UsageEvent | None:
+        """The event appended as the line ``receipt``, if still held (see ``hand_over``); forgets it."""
+        return self._appended.pop(receipt, None)
+
     def read_lines(self, limit: int) -> list[tuple[str, bytes]]:
         """Up to ``limit`` undelivered lines as (receipt, JSON bytes), oldest first."""
         out: list[tuple[str, bytes]] = []

@@ -87,6 +87,7 @@ class RedisStreamQueue:
         claim_idle_seconds: float,
         batch_size: int = 500,
         link: RedisLink | None = None,
+        hand_over: int = 0,
     ) -> None:
         self._redis = redis
         self._link = link  # pushes go over the process's pipelined link when there is one
@@ -97,6 +98,10 @@ class RedisStreamQueue:
         self._claim_idle_ms = max(1, round(claim_idle_seconds * 1000))
         self._batch_size = batch_size
         self._unpushed: list[tuple[str, bytes]] = []  # read from the spool, XADD not yet confirmed
+        # Entry id → the event this process pushed as it (from the spool's hand-over), so reading
+        # our own entries back needs no decoding; oldest forgotten first (a peer may read them).
+        self._pushed_events: dict[str, UsageEvent] = {}
+        self._hand_over = hand_over
         self._claimed: deque[Delivery] = deque()
         self._in_flight: set[str] = set()  # delivered to this consumer, not acknowledged
         self._push_lock = asyncio.Lock()
@@ -230,11 +235,24 @@ class RedisStreamQueue:
                 with _redis_errors("XADD"):
                     results = await self._push_lines([line for _, line in self._unpushed])
                 # A retry after a partial failure may add a line twice; the store is idempotent.
+                self._remember_pushed(results[:-1])
                 self._length = int(results[-1])
                 self._pushed_upto = max(self._pushed_upto, _entry_id(results[-2]))
                 self._spool.ack_receipts([receipt for receipt, _ in self._unpushed])
                 self.pushed += len(self._unpushed)
                 self._unpushed = []
+
+    def _remember_pushed(self, entry_ids: Sequence[Any]) -> None:
+        """Keep the spool's event objects of the lines just pushed, by their new entry ids."""
+        if not self._hand_over:
+            return
+        pushed = self._pushed_events
+        for (receipt, _), entry_id in zip(self._unpushed, entry_ids, strict=True):
+            event = self._spool.take_appended(receipt)
+            if event is not None:
+                pushed[_text(entry_id)] = event
+        while len(pushed) > self._hand_over:
+            del pushed[next(iter(pushed))]
 
     async def _push_lines(self, lines: list[bytes]) -> list[Any]:
         """XADD each line, then XLEN, in one round trip; the replies in order."""
@@ -292,7 +310,7 @@ class RedisStreamQueue:
 
     async def _decode(self, entries: Sequence[Any]) -> list[Delivery]:
         raw = [(_text(entry_id), (fields or {}).get(FIELD, b"")) for entry_id, fields in entries]
-        deliveries, corrupt = await decode_entries(raw)
+        deliveries, corrupt = await decode_entries(raw, self._pushed_events)
         if corrupt:
             await self._ack_ids(corrupt)
         return deliveries

@@ -187,3 +187,47 @@ async def test_claiming_never_takes_back_a_batch_being_written(streams: StreamFa
     await queue.recover()
     assert await queue.read(10) == []
     await queue.ack(batch)
+
+
+async def test_own_entries_come_back_as_the_events_appended_and_a_peer_decodes_them(
+    streams: StreamFactory, redis: Redis, tmp_path: Path
+) -> None:
+    """With a hand-over, the entries a replica pushed are read back as its own event objects.
+
+    The lines still go through the journal and the stream: a peer reading them decodes them,
+    and what a replica holds for entries a peer took is bounded by its hand-over.
+    """
+    prefix = services.unique_name("odock_test_usage_hand_over") + ":"
+    writer = RedisStreamQueue(
+        redis,
+        JournalQueue(tmp_path / "own", hand_over=3),
+        prefix=prefix,
+        max_length=1000,
+        claim_idle_seconds=60,
+        hand_over=3,
+    )
+    peer = RedisStreamQueue(
+        redis, JournalQueue(tmp_path / "peer"), prefix=prefix, max_length=1000, claim_idle_seconds=60
+    )
+    try:
+        await writer.open()
+        await peer.open()
+        mine = [event(n) for n in range(2)]
+        for e in mine:
+            writer.append(e)
+        got = await writer.read(10)
+        assert [d.event is e for d, e in zip(got, mine, strict=True)] == [True, True]
+        await writer.ack(got)
+        theirs = [event(n) for n in range(10, 16)]
+        for e in theirs:
+            writer.append(e)
+        await writer._push()  # push now, as the pump would
+        taken = await peer.read(10)
+        assert [d.event for d in taken] == theirs
+        assert not any(d.event is e for d, e in zip(taken, theirs, strict=True))
+        await peer.ack(taken)
+        assert len(writer._pushed_events) <= 3
+    finally:
+        await writer.close()
+        await peer.close()
+        await services.delete_redis_prefix(prefix)
