@@ -35,12 +35,21 @@ def new_id() -> str:
     return "".join(reversed(chars))
 
 
+def fresh_hex_id(bits: int = 128) -> str:
+    """A random id of ``bits`` bits as lowercase hex (32 characters for 128 bits).
+
+    Unique, not secret: it names a lease or a limiter receipt, so the process's Mersenne Twister
+    (seeded from the OS at start-up) is as good as ``secrets`` here, without a ``getrandom``
+    system call per id on the hot path.
+    """
+    return format(getrandbits(bits), f"0{bits // 4}x")
+
+
 def ordered_hex_id() -> str:
     """A 128-bit id as 32 lowercase hex characters that sorts by creation time, to the millisecond.
 
     The first 48 bits are the Unix time in milliseconds, the other 80 random (a UUIDv7's layout
-    without its version bits). Unique, not secret: the process's Mersenne Twister (seeded from
-    the OS) draws the random part, without a ``getrandom`` call per id on the hot path. Usage
+    without its version bits); unique, not secret, drawn like :func:`fresh_hex_id`. Usage
     record ids are primary and index keys: time-ordered, a batch of new records lands on the last
     pages of those indexes instead of one random page per record, which was most of what writing
     a batch cost (SQLite's write-ahead log grew ~24 KB per record with random ids).

@@ -27,7 +27,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from random import getrandbits
 from typing import Any, Protocol
 
 from odock.db.engine import request_scope
@@ -166,16 +165,6 @@ class Exchange:
         self.error = error
         self.http_status = error.http_status
         self.outcome = "error"
-
-
-def fresh_hex_id(bits: int = 128) -> str:
-    """A random id of ``bits`` bits as lowercase hex (32 characters for 128 bits).
-
-    Unique, not secret: it names a record, a lease or a budget reservation, so the process's
-    Mersenne Twister (seeded from the OS at start-up) is as good as ``secrets`` here, without a
-    ``getrandom`` system call per id on the hot path.
-    """
-    return format(getrandbits(bits), f"0{bits // 4}x")
 
 
 class Stage(Protocol):

@@ -27,6 +27,7 @@ from redis.exceptions import RedisError
 
 from odock.cache.redis_link import LinkScript, RedisLink
 from odock.errors import RateLimiterUnavailable
+from odock.ids import fresh_hex_id
 from odock.limits import lua
 from odock.limits.decision import Decision, Receipt, lease_member
 from odock.limits.plan import (
@@ -37,7 +38,6 @@ from odock.limits.plan import (
     admission,
     storage_keys,
 )
-from odock.pipeline import fresh_hex_id
 
 RECONCILED_TTL_SECONDS = 2 * WINDOW_SECONDS  # after that the reserved buckets have left the window
 # In one process a reconcile after the window finds no bucket to touch, so the marker need not

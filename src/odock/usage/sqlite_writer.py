@@ -130,9 +130,7 @@ class SqliteUsageWriter:
 
     async def close(self) -> None:
         """Finish a running checkpoint and close the connection (reopened on the next batch)."""
-        if self._checkpoint is not None:
-            await asyncio.wait({self._checkpoint})
-            self._checkpoint = None
+        await self._checkpoint_done()
         if self._checkpointer is not None:
             await asyncio.get_running_loop().run_in_executor(
                 self._checkpointer, self._close_checkpoint_connection
@@ -149,9 +147,7 @@ class SqliteUsageWriter:
         Returns how many records were new and the thresholds this batch crossed.
         """
         settlements = [Settlement.from_dict(s) for e in events for s in e.settlements]
-        if self._checkpoint is not None:  # no write may overlap a checkpoint (see _CHECKPOINT_EVERY)
-            await asyncio.wait({self._checkpoint})
-            self._checkpoint = None
+        await self._checkpoint_done()  # no write may overlap a checkpoint (see _CHECKPOINT_EVERY)
         connection = self._connect()
         try:
             connection.execute("BEGIN IMMEDIATE")
@@ -183,6 +179,12 @@ class SqliteUsageWriter:
             self._checkpoint = loop.run_in_executor(self._checkpointer, self._checkpoint_now)
             self._checkpoint.add_done_callback(_report_checkpoint)
         return inserted, crossings
+
+    async def _checkpoint_done(self) -> None:
+        """Wait for a running checkpoint to end (a failure was logged by _report_checkpoint)."""
+        if self._checkpoint is not None:
+            await asyncio.wait({self._checkpoint})
+            self._checkpoint = None
 
     def _checkpoint_now(self) -> None:
         """Copy the write-ahead log into the database (on the checkpoint thread; never blocks writers)."""
