@@ -153,18 +153,22 @@ class RedisStreamQueue:
 
     async def read(self, limit: int) -> list[Delivery]:
         """Claimed entries first, then new stream entries (after pushing this process's own)."""
-        await self._push()
         out: list[Delivery] = []
-        while self._claimed and len(out) < limit:
-            out.append(self._claimed.popleft())
-        if len(out) < limit:
-            with _redis_errors("XREADGROUP"):
-                fresh = await self._read_new(limit - len(out))
-            # XREADGROUP ">" delivers in id order: an empty answer means everything pushed so far
-            # has gone to some consumer.
-            newest = _entry_id(fresh[-1].receipt) if fresh else self._pushed_upto
-            self._read_upto = max(self._read_upto, newest)
-            out.extend(fresh)
+        # No push may run while the group is read: XREADGROUP goes over another connection than
+        # XADD, so it could return an entry whose push reply (and its event's hand-over) is still
+        # on the way, and that entry would be decoded back from JSON.
+        async with self._push_lock:
+            await self._push_locked()
+            while self._claimed and len(out) < limit:
+                out.append(self._claimed.popleft())
+            if len(out) < limit:
+                with _redis_errors("XREADGROUP"):
+                    fresh = await self._read_new(limit - len(out))
+                # XREADGROUP ">" delivers in id order: an empty answer means everything pushed so
+                # far has gone to some consumer.
+                newest = _entry_id(fresh[-1].receipt) if fresh else self._pushed_upto
+                self._read_upto = max(self._read_upto, newest)
+                out.extend(fresh)
         self._in_flight.update(d.receipt for d in out)
         return out
 
@@ -225,22 +229,26 @@ class RedisStreamQueue:
     async def _push(self) -> bool:
         """Push every journaled line to the stream; False when stopped by the length bound."""
         async with self._push_lock:
-            while True:
-                if not self._unpushed:
-                    self._unpushed = self._spool.read_lines(self._batch_size)
-                if not self._unpushed:
-                    return True
-                if self._length >= self._max_length * HIGH_WATER and not await self._has_room():
-                    return False
-                with _redis_errors("XADD"):
-                    results = await self._push_lines([line for _, line in self._unpushed])
-                # A retry after a partial failure may add a line twice; the store is idempotent.
-                self._remember_pushed(results[:-1])
-                self._length = int(results[-1])
-                self._pushed_upto = max(self._pushed_upto, _entry_id(results[-2]))
-                self._spool.ack_receipts([receipt for receipt, _ in self._unpushed])
-                self.pushed += len(self._unpushed)
-                self._unpushed = []
+            return await self._push_locked()
+
+    async def _push_locked(self) -> bool:
+        """:meth:`_push` for a caller that holds the push lock."""
+        while True:
+            if not self._unpushed:
+                self._unpushed = self._spool.read_lines(self._batch_size)
+            if not self._unpushed:
+                return True
+            if self._length >= self._max_length * HIGH_WATER and not await self._has_room():
+                return False
+            with _redis_errors("XADD"):
+                results = await self._push_lines([line for _, line in self._unpushed])
+            # A retry after a partial failure may add a line twice; the store is idempotent.
+            self._remember_pushed(results[:-1])
+            self._length = int(results[-1])
+            self._pushed_upto = max(self._pushed_upto, _entry_id(results[-2]))
+            self._spool.ack_receipts([receipt for receipt, _ in self._unpushed])
+            self.pushed += len(self._unpushed)
+            self._unpushed = []
 
     def _remember_pushed(self, entry_ids: Sequence[Any]) -> None:
         """Keep the spool's event objects of the lines just pushed, by their new entry ids."""

@@ -231,3 +231,57 @@ async def test_own_entries_come_back_as_the_events_appended_and_a_peer_decodes_t
         await writer.close()
         await peer.close()
         await services.delete_redis_prefix(prefix)
+
+
+async def test_no_push_runs_while_the_group_is_read(
+    streams: StreamFactory, redis: Redis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An entry pushed during a read comes back as the appended object, never decoded.
+
+    XREADGROUP and XADD travel over different connections, so a push overlapping the read could
+    land an entry the read returns before the push's reply hands its event over.
+    """
+    prefix = services.unique_name("odock_test_usage_read_lock") + ":"
+    link = RedisLink(services.REDIS_URL, timeout=5, connect_timeout=5)
+    queue = RedisStreamQueue(
+        redis,
+        JournalQueue(tmp_path / "own", hand_over=10),
+        prefix=prefix,
+        max_length=1000,
+        claim_idle_seconds=60,
+        link=link,
+        hand_over=10,
+    )
+    late = event(1)
+    pushes_during_reads: list[bool] = []
+    real_read = redis.xreadgroup
+
+    async def read_while_appending(*args: Any, **kwargs: Any) -> Any:
+        queue.append(late)  # wakes the pump
+        pushes_during_reads.append(not queue._push_lock.locked())
+        return await real_read(*args, **kwargs)
+
+    decoded: list[bytes] = []
+    real_decode = UsageEvent.from_json
+
+    def counting_decode(data: bytes) -> UsageEvent:
+        decoded.append(data)
+        return real_decode(data)
+
+    try:
+        await queue.open()
+        monkeypatch.setattr(redis, "xreadgroup", read_while_appending)
+        monkeypatch.setattr(UsageEvent, "from_json", staticmethod(counting_decode))
+        first = await queue.read(10)
+        monkeypatch.setattr(redis, "xreadgroup", real_read)
+        await queue.ack(first)
+        again = await queue.read(10)
+        assert [d.event for d in again] == [late]
+        assert again[0].event is late
+        assert pushes_during_reads == [False]
+        assert decoded == []
+        await queue.ack(again)
+    finally:
+        await queue.close()
+        await link.close()
+        await services.delete_redis_prefix(prefix)
