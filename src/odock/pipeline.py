@@ -18,13 +18,20 @@ The order is one list, built in :func:`odock.runtime.build_pipeline`::
 
 Later capabilities insert their stages into that list (rate limits before decode and after
 resolution, budget reservation before the upstream call, safety checks and plugins around it).
+
+Two neighbouring stages whose work is a round trip to the same shared store (the final
+rate-limit gate and the budget reservation, in production) may be grouped as
+:class:`Concurrently`: both ``before`` hooks start at once, so their commands travel in one
+write and their answers come back in one read, and both ``after`` hooks likewise.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -232,9 +239,64 @@ class Pipeline:
 
 async def _unwind(entered: list[Stage], ex: Exchange) -> None:
     for stage in reversed(entered):
+        await _after(stage, ex)
+
+
+async def _after(stage: Stage, ex: Exchange) -> None:
+    try:
+        await stage.after(ex)
+    except Exception:
+        # Isolation: one stage failing to clean up must not stop the others from releasing
+        # leases or settling money.
+        log.exception("stage %s failed in after() for request %s", stage.name, ex.request_id)
+
+
+class Concurrently:
+    """Stages run side by side: one round trip for all of them instead of one each.
+
+    Meant for stages that each wait on the same remote store and do not depend on each other.
+    ``before``: every stage's hook runs (so every ``after`` runs too); if several reject, the
+    error of the first in list order is raised, as if they had run in turn, and the others'
+    ``after`` hooks undo what they took (a budget reserved while a rate limit refused is released
+    at once). ``after``: every stage's hook runs, each isolated from the others' failures.
+    """
+
+    def __init__(self, *stages: Stage) -> None:
+        if len(stages) < 2:
+            raise ValueError("Concurrently groups at least two stages")
+        self.stages = stages
+        self.name = "+".join(stage.name for stage in stages)
+
+    async def before(self, ex: Exchange) -> None:
+        """Run every stage's ``before`` at once; raise the first stage's error, if any."""
+        await _side_by_side([stage.before for stage in self.stages], ex)
+
+    async def after(self, ex: Exchange) -> None:
+        """Run every stage's ``after`` at once (a failure is logged, the others still run)."""
+        await _side_by_side([functools.partial(_after, stage) for stage in self.stages], ex)
+
+
+Hook = Callable[[Exchange], Coroutine[Any, Any, None]]
+
+
+async def _side_by_side(hooks: Sequence[Hook], ex: Exchange) -> None:
+    """Run the hooks together and wait for all of them; re-raise the first one's error.
+
+    The first hook runs in this task, the others as tasks created before it starts, so every
+    hook issues its commands in the same turn of the event loop (one write to the store).
+    """
+    loop = asyncio.get_running_loop()
+    others = [loop.create_task(hook(ex)) for hook in hooks[1:]]
+    error: BaseException | None = None
+    try:
+        await hooks[0](ex)
+    except BaseException as exc:  # the others still run to the end; then the first error wins
+        error = exc
+    for task in others:
         try:
-            await stage.after(ex)
-        except Exception:
-            # Isolation: one stage failing to clean up must not stop the others from releasing
-            # leases or settling money.
-            log.exception("stage %s failed in after() for request %s", stage.name, ex.request_id)
+            # Shielded: a cancelled request still lets each hook finish what it took.
+            await asyncio.shield(task)
+        except BaseException as exc:
+            error = error or exc
+    if error is not None:
+        raise error

@@ -1,0 +1,161 @@
+"""The pipeline's unwinding and the Concurrently group of stages."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import UTC, datetime
+
+import pytest
+
+from odock.errors import BudgetExceeded, OdockError, RateLimited
+from odock.pipeline import Concurrently, Exchange, Pipeline, Stage, Timings
+from odock.providers.adapters.base import Endpoint
+
+DEADLINE = 5.0  # seconds; only bounds a test that would otherwise hang on a regression
+
+
+def exchange() -> Exchange:
+    """A bare chat exchange."""
+    return Exchange(
+        request_id="rid-1",
+        endpoint=Endpoint.CHAT,
+        route="/v1/chat/completions",
+        method="POST",
+        headers={},
+        client_ip=None,
+        body=b"{}",
+        received_at=datetime.now(UTC),
+        timings=Timings(received=time.perf_counter()),
+    )
+
+
+class Recording:
+    """A stage that logs its hooks, may wait on an event, and may fail."""
+
+    def __init__(
+        self,
+        name: str,
+        log: list[str],
+        *,
+        wait_for: asyncio.Event | None = None,
+        opens: asyncio.Event | None = None,
+        rejects: OdockError | None = None,
+        after_fails: bool = False,
+    ) -> None:
+        self.name = name
+        self._log = log
+        self._wait_for = wait_for
+        self._opens = opens
+        self._rejects = rejects
+        self._after_fails = after_fails
+
+    async def before(self, ex: Exchange) -> None:
+        self._log.append(f"{self.name}.before")
+        if self._opens is not None:
+            self._opens.set()
+        if self._wait_for is not None:
+            await self._wait_for.wait()
+        # One more turn of the loop: a stage that waits on a store answers later, not at once.
+        await asyncio.sleep(0)
+        if self._rejects is not None:
+            raise self._rejects
+        self._log.append(f"{self.name}.took")
+
+    async def after(self, ex: Exchange) -> None:
+        self._log.append(f"{self.name}.after")
+        if self._after_fails:
+            raise RuntimeError(f"{self.name} could not clean up")
+
+
+class Responder:
+    """Records what was sent."""
+
+    def __init__(self) -> None:
+        self.errors: list[OdockError] = []
+        self.answered = False
+
+    @property
+    def started(self) -> bool:
+        return self.answered
+
+    async def send_answer(self, ex: Exchange) -> None:
+        self.answered = True
+
+    async def send_error(self, ex: Exchange, error: OdockError) -> None:
+        self.errors.append(error)
+
+
+async def run(*stages: Stage) -> tuple[Responder, Exchange]:
+    pipeline = Pipeline(stages)
+    responder, ex = Responder(), exchange()
+    await asyncio.wait_for(pipeline.run(ex, responder), DEADLINE)
+    return responder, ex
+
+
+async def test_grouped_stages_wait_at_the_same_time() -> None:
+    """The first stage waits for something only the second does: in turn, this would never end."""
+    log: list[str] = []
+    second_started = asyncio.Event()
+    group = Concurrently(
+        Recording("first", log, wait_for=second_started),
+        Recording("second", log, opens=second_started),
+    )
+    responder, _ = await run(group)
+    assert responder.answered
+    assert group.name == "first+second"
+    assert log[:2] == ["first.before", "second.before"]
+    assert sorted(log[2:4]) == ["first.took", "second.took"]
+    assert sorted(log[4:]) == ["first.after", "second.after"]
+
+
+async def test_the_first_stage_s_rejection_wins_and_every_stage_cleans_up() -> None:
+    """Both refuse: the client sees the first one's error; both after hooks still run."""
+    log: list[str] = []
+    group = Concurrently(
+        Recording("limits", log, rejects=RateLimited("slow down")),
+        Recording("budgets", log, rejects=BudgetExceeded("no money")),
+    )
+    responder, ex = await run(group)
+    assert [type(e) for e in responder.errors] == [RateLimited]
+    assert ex.http_status == 429
+    assert sorted(e for e in log if e.endswith(".after")) == ["budgets.after", "limits.after"]
+
+
+async def test_a_later_stage_s_rejection_is_raised_after_the_first_stage_took_its_share() -> None:
+    """Only the second refuses: its error is the answer, and the first stage's after undoes its share."""
+    log: list[str] = []
+    group = Concurrently(Recording("limits", log), Recording("budgets", log, rejects=BudgetExceeded("no")))
+    responder, _ = await run(group)
+    assert [type(e) for e in responder.errors] == [BudgetExceeded]
+    assert "limits.took" in log
+    assert "limits.after" in log
+    assert "budgets.after" in log
+    assert not responder.answered
+
+
+async def test_a_failing_after_hook_does_not_stop_the_other(caplog: pytest.LogCaptureFixture) -> None:
+    """One stage failing to clean up is logged; the other still settles."""
+    log: list[str] = []
+    group = Concurrently(Recording("limits", log, after_fails=True), Recording("budgets", log))
+    with caplog.at_level(logging.ERROR, logger="odock.pipeline"):
+        responder, _ = await run(group)
+    assert responder.answered
+    assert sorted(e for e in log if e.endswith(".after")) == ["budgets.after", "limits.after"]
+    assert "stage limits failed in after()" in caplog.text
+
+
+async def test_grouped_stages_run_inside_the_lifecycle_in_their_place() -> None:
+    """Stages before the group finish before it starts; the group unwinds before them."""
+    log: list[str] = []
+    outer = Recording("outer", log)
+    group = Concurrently(Recording("a", log), Recording("b", log))
+    await run(outer, group)
+    assert log[:2] == ["outer.before", "outer.took"]
+    assert log[-1] == "outer.after"
+
+
+def test_a_group_needs_two_stages() -> None:
+    with pytest.raises(ValueError, match="at least two"):
+        Concurrently(Recording("alone", []))
