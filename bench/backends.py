@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -18,16 +18,25 @@ from urllib.parse import urlsplit
 
 import asyncpg
 from redis.asyncio import Redis
-from sqlalchemy import text
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bench.drivers import Percentiles, Window
 from odock.db.engine import create_engine
 from odock.providers.crypto import generate_key_pair
 from odock.settings import ENV_PREFIX, Settings, load_settings
+from odock.usage.tables import UsageRecord
 
 BackendName = Literal["embedded", "production"]
 BACKENDS: tuple[BackendName, ...] = ("embedded", "production")
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+# What the gateway measured of each request, by the name the report gives it.
+INSIDE_COLUMNS = {
+    "latency": UsageRecord.latency_ms,  # request received → response written
+    "overhead": UsageRecord.gateway_overhead_ms,  # the latency without the upstream wait
+    "upstream": UsageRecord.upstream_latency_ms,  # upstream call started → its answer read
+}
 
 
 @dataclass(frozen=True)
@@ -61,6 +70,36 @@ class Backend:
                 return int((await conn.execute(text("SELECT count(*) FROM usage_records"))).scalar_one())
         finally:
             await engine.dispose()
+
+    async def usage_latency(self, windows: Sequence[Window], endpoint: str) -> list[dict[str, Percentiles]]:
+        """Per window: the gateway's own latency, overhead and upstream time (ms) of its requests then.
+
+        Taken from the usage records of the non-streaming requests on ``endpoint`` the gateway
+        received within the window; ``latency.samples`` is how many records there were. Query it
+        once the gateway has stopped, so that every record is flushed.
+        """
+        engine = create_engine(self.settings.resolved_database_url)
+        try:
+            async with engine.connect() as conn:
+                return [await _latency_within(conn, window, endpoint) for window in windows]
+        finally:
+            await engine.dispose()
+
+
+async def _latency_within(conn: AsyncConnection, window: Window, endpoint: str) -> dict[str, Percentiles]:
+    query = select(*INSIDE_COLUMNS.values()).where(
+        UsageRecord.endpoint == endpoint,
+        UsageRecord.stream.is_(False),
+        UsageRecord.timestamp >= window.start,
+        UsageRecord.timestamp <= window.end,
+    )
+    rows = (await conn.execute(query)).all()
+    return {name: Percentiles.of(_present(row[i] for row in rows)) for i, name in enumerate(INSIDE_COLUMNS)}
+
+
+def _present(values: Iterable[float | None]) -> list[float]:
+    """The values that were recorded (a request that never reached the upstream has no upstream time)."""
+    return [value for value in values if value is not None]
 
 
 def _common(data_dir: Path) -> dict[str, Any]:

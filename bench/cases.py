@@ -12,13 +12,24 @@ from typing import Literal
 
 import orjson
 
-from bench.drivers import LoadResult, Percentiles, StreamResult, Target, run_http_load, run_streams, run_wrk
+from bench.drivers import (
+    LoadResult,
+    Percentiles,
+    StreamResult,
+    Target,
+    Window,
+    run_http_load,
+    run_streams,
+    run_wrk,
+    utc_now,
+)
 from bench.processes import PhaseMeter, metered, wait_for_quiet
 from bench.tenant import BenchTenant
 
 Path_ = Literal["direct", "gateway"]
 UPSTREAM_CHAT_SLUG = "mock-chat"
 UPSTREAM_EMBEDDING_SLUG = "mock-embedding"
+CHAT_ROUTE = "/v1/chat/completions"
 # A core busier than this before a phase means another process is running on the machine.
 QUIET_THRESHOLD_PERCENT = 10.0
 
@@ -61,6 +72,7 @@ class Plan:
     streams: tuple[StreamCase, ...]
     warmup_seconds: float
     use_wrk: bool = True
+    core_probe_seconds: float = 3.0  # the busy-spin on the gateway core before each backend's cases
 
 
 FULL = Plan(
@@ -81,6 +93,7 @@ SMOKE = Plan(
     streams=(StreamCase(1, 10, 8, 1.0), StreamCase(16, 32, 8, 5.0)),
     warmup_seconds=0.5,
     use_wrk=False,
+    core_probe_seconds=1.0,
 )
 
 
@@ -103,7 +116,7 @@ class Endpoints:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
             body["metadata"] = {"bench_chunks": str(stream.chunks), "bench_pacing_ms": str(stream.pacing_ms)}
-        return self._target(path, "/v1/chat/completions", body)
+        return self._target(path, CHAT_ROUTE, body)
 
     def embeddings(self, path: Path_) -> Target:
         """An embeddings request on ``path``."""
@@ -126,10 +139,13 @@ class Side:
     core_busy_percent: dict[int, float]
     other_load_percent: float | None
     busy_before_percent: dict[int, float]
+    window: Window | None = None  # wall-clock UTC, from just before the load started to just after it
 
     @classmethod
-    def of(cls, result: LoadResult | StreamResult, meter: PhaseMeter, before: dict[int, float]) -> Side:
-        """Combine a driver result with its meter (and how busy the cores were just before)."""
+    def of(
+        cls, result: LoadResult | StreamResult, meter: PhaseMeter, before: dict[int, float], window: Window
+    ) -> Side:
+        """Combine a driver result with its meter, how busy the cores were just before, and when it ran."""
         return cls(
             result,
             meter.cpu_percent,
@@ -137,6 +153,7 @@ class Side:
             meter.core_busy_percent,
             meter.other_load_percent,
             before,
+            window,
         )
 
 
@@ -151,6 +168,9 @@ class CaseOutcome:
     gateway: Side
     added: dict[str, float | None] = field(default_factory=dict)
     attempts: int = 1
+    # Non-streaming cases: the gateway's own view of its phase, from its usage records
+    # (``latency``, ``overhead``, ``upstream`` → percentiles; ``latency.samples`` is the record count).
+    inside: dict[str, Percentiles] | None = None
 
     @property
     def noise(self) -> float:
@@ -210,8 +230,10 @@ class Measurer:
             target = self.endpoints.chat(path)
             before = await self._settle()
             async with metered(self.gateway_pid, self.gateway_core) as meter:
+                started = utc_now()
                 result = await self._load(target, case)
-            sides[path] = Side.of(result, meter, before)
+                window = Window.since(started)
+            sides[path] = Side.of(result, meter, before, window)
             if path == "gateway":
                 self.answered += result.ok
         outcome = CaseOutcome("chat", case.label, case.concurrency, sides["direct"], sides["gateway"])
@@ -231,10 +253,12 @@ class Measurer:
             target = self.endpoints.chat(path, stream=case)
             before = await self._settle()
             async with metered(self.gateway_pid, self.gateway_core) as meter:
+                started = utc_now()
                 result = await run_streams(
                     target, case.concurrency, case.streams, case.chunks, include_usage=True
                 )
-            sides[path] = Side.of(result, meter, before)
+                window = Window.since(started)
+            sides[path] = Side.of(result, meter, before, window)
             if path == "gateway":
                 self.answered += result.complete
         outcome = CaseOutcome("stream", case.label, case.concurrency, sides["direct"], sides["gateway"])

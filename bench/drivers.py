@@ -15,6 +15,7 @@ import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
@@ -59,6 +60,24 @@ class Percentiles:
 def _nearest_rank(ordered: list[float], percentile: float) -> float:
     rank = max(1, math.ceil(percentile / 100 * len(ordered)))
     return ordered[rank - 1]
+
+
+@dataclass(frozen=True)
+class Window:
+    """A wall-clock interval in UTC: when a load ran (to find what the gateway recorded meanwhile)."""
+
+    start: datetime
+    end: datetime
+
+    @classmethod
+    def since(cls, start: datetime) -> Window:
+        """From ``start`` until now."""
+        return cls(start, utc_now())
+
+
+def utc_now() -> datetime:
+    """The current wall-clock time, timezone-aware UTC (the clock of the gateway's usage records)."""
+    return datetime.now(UTC)
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """Processes of a benchmark run: start pinned to a core, wait until ready, meter CPU and memory, stop.
 
-Also the run's scheduling priority and the installation of its external tools (wrk, py-spy).
+Also the run's scheduling priority, a probe of how much of a core other processes and the host
+take away, and the installation of its external tools (wrk, py-spy).
 
 CPU time comes from ``/proc/<pid>/stat`` (utime + stime, all threads of the process), resident
 memory from ``VmRSS`` in ``/proc/<pid>/status``, and per-core busy time from ``/proc/stat``.
@@ -22,12 +23,39 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
+import orjson
 
 from bench.drivers import wrk_available
 from bench.profile import py_spy_binary
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 MIB = 1024 * 1024
+SPIN_GAP_MS = 0.2  # a longer pause between two clock reads of the spinning probe is time taken away
+# The probe's subprocess: stdlib only (run with -I -S, so not even site-packages is on its path).
+_SPIN_SCRIPT = """
+import json, os, sys, time
+
+def spin(seconds, threshold):
+    clock = time.perf_counter
+    gaps = []
+    keep = gaps.append
+    start = last = clock()
+    end = start + seconds
+    while last < end:
+        now = clock()
+        if now - last > threshold:
+            keep(now - last)
+        last = now
+    return last - start, gaps
+
+spun, gaps = spin(float(sys.argv[1]), float(sys.argv[2]) / 1000)
+print(json.dumps({
+    "seconds": spun,
+    "gaps_ms": [gap * 1000 for gap in gaps],
+    "affinity": sorted(os.sched_getaffinity(0)),
+    "nice": os.getpriority(os.PRIO_PROCESS, 0),
+}))
+"""
 
 
 @dataclass(frozen=True)
@@ -248,6 +276,74 @@ async def metered(pid: int | None, core: int | None, interval: float = 0.5) -> A
         finally:
             meter.end()
             stop.set()
+
+
+@dataclass(frozen=True)
+class CoreAvailability:
+    """What a busy-spinning probe saw of one core: the time other processes and the host took from it.
+
+    The probe reads ``time.perf_counter()`` in a tight loop; a pause longer than ``threshold_ms``
+    between two reads is time the core ran something else, or the hypervisor did not run it.
+    Whatever pauses the probe there pauses a gateway pinned to the same core.
+    """
+
+    core: int | None  # the core it was pinned to; None: not pinned
+    affinity: list[int]  # the CPUs it was allowed on, as it saw them
+    nice: int  # its niceness (inherited from the run)
+    seconds: float  # how long it spun
+    threshold_ms: float
+    lost_ms: float  # the sum of the pauses longer than threshold_ms
+    lost_percent: float
+    gaps: int  # pauses longer than threshold_ms
+    gaps_over_1ms: int
+    gaps_over_2ms: int
+    longest_gap_ms: float | None  # None: no pause longer than threshold_ms
+
+    @classmethod
+    def of(
+        cls,
+        core: int | None,
+        seconds: float,
+        gaps_ms: Sequence[float],
+        *,
+        affinity: Sequence[int] = (),
+        nice: int = 0,
+        threshold_ms: float = SPIN_GAP_MS,
+    ) -> CoreAvailability:
+        """Summarise the pauses ``gaps_ms`` (each longer than ``threshold_ms``) of ``seconds`` of spinning."""
+        lost = sum(gaps_ms)
+        return cls(
+            core=core,
+            affinity=list(affinity),
+            nice=nice,
+            seconds=seconds,
+            threshold_ms=threshold_ms,
+            lost_ms=lost,
+            lost_percent=100 * lost / (seconds * 1000) if seconds > 0 else 0.0,
+            gaps=len(gaps_ms),
+            gaps_over_1ms=sum(1 for gap in gaps_ms if gap > 1.0),
+            gaps_over_2ms=sum(1 for gap in gaps_ms if gap > 2.0),
+            longest_gap_ms=max(gaps_ms, default=None),
+        )
+
+
+async def probe_core(layout: CoreLayout, core: int | None, seconds: float) -> CoreAvailability:
+    """Busy-spin ``seconds`` on ``core`` (unpinned when None) in a subprocess; what the core lost.
+
+    The subprocess inherits this process's niceness and scheduler autogroup (see
+    :func:`raise_priority`), so it competes for the core as the benchmark's processes do.
+    """
+    argv = [sys.executable, "-I", "-S", "-c", _SPIN_SCRIPT, str(seconds), str(SPIN_GAP_MS)]
+    process = await asyncio.create_subprocess_exec(
+        *layout.pin(core, argv), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError(f"core probe failed ({process.returncode}): {err.decode()[-2000:]}")
+    data = orjson.loads(out)
+    return CoreAvailability.of(
+        core, data["seconds"], data["gaps_ms"], affinity=data["affinity"], nice=data["nice"]
+    )
 
 
 def raise_priority(nice: int) -> Callable[[], None]:

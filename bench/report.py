@@ -16,7 +16,8 @@ from typing import Any
 import orjson
 
 from bench.cases import CaseOutcome, Side
-from bench.drivers import LoadResult, StreamResult
+from bench.drivers import LoadResult, Percentiles, StreamResult
+from bench.processes import CoreAvailability
 from bench.profile import Profile
 from bench.soak import SoakResult
 
@@ -42,6 +43,7 @@ class BackendReport:
     usage_rows: int = 0
     soak: SoakResult | None = None
     profile: Profile | None = None
+    core_probe: CoreAvailability | None = None  # the gateway core, just before the gateway started
 
 
 @dataclass
@@ -159,6 +161,54 @@ def _cpu_per_request(side: Side) -> float | None:
     if side.gateway_cpu_percent is None or not isinstance(result, LoadResult) or not result.ok:
         return None
     return side.gateway_cpu_percent / 100 * result.duration / result.ok * 1e6
+
+
+def _quad(p: Percentiles) -> str:
+    return " / ".join(_ms(v) for v in (p.p50, p.p90, p.p99, p.p999))
+
+
+def _minus(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
+
+
+def _inside_table(cases: list[CaseOutcome]) -> list[str]:
+    rows = [
+        "",
+        "Inside the gateway (from its usage records of the non-streaming requests it received during "
+        "each gateway phase): latency = request received → response written; overhead = latency "
+        "without the upstream wait; upstream = upstream call → its answer read. Client - inside = the "
+        "client's latency percentile minus the gateway's own (a difference of percentiles): time "
+        "spent around the gateway's work (client, kernel, server, host), not in it.",
+        "",
+        "| case | records · client requests | latency p50 / p90 / p99 / p99.9 ms "
+        "| overhead p50 / p90 / p99 / p99.9 ms | upstream p50 / p90 / p99 / p99.9 ms "
+        "| client - inside latency p50 / p99 ms |",
+        "|---|---|---|---|---|---|",
+    ]
+    for case in cases:
+        inside, g = case.inside, case.gateway.result
+        if inside is None:
+            continue
+        assert isinstance(g, LoadResult)
+        latency = inside["latency"]
+        outside = (_minus(g.latency.p50, latency.p50), _minus(g.latency.p99, latency.p99))
+        rows.append(
+            f"| {case.label} | {latency.samples:,} · {g.requests:,} | {_quad(latency)} "
+            f"| {_quad(inside['overhead'])} | {_quad(inside['upstream'])} "
+            f"| {_ms(outside[0])} / {_ms(outside[1])} |"
+        )
+    return rows
+
+
+def _probe_line(probe: CoreAvailability) -> str:
+    where = f"on CPU {probe.core}" if probe.core is not None else "unpinned: this machine pins nothing"
+    longest = "-" if probe.longest_gap_ms is None else f"{probe.longest_gap_ms:.2f}"
+    return (
+        f"Gateway core availability ({probe.seconds:.1f} s busy-spin {where}, nice {probe.nice}, "
+        f"before the gateway started): {probe.lost_percent:.2f}% lost in {probe.gaps:,} gaps "
+        f"> {probe.threshold_ms:g} ms ({probe.gaps_over_1ms:,} > 1 ms, {probe.gaps_over_2ms:,} > 2 ms, "
+        f"longest {longest} ms): time other processes and the host take from the gateway's core."
+    )
 
 
 def _stream_table(cases: list[CaseOutcome]) -> list[str]:
@@ -298,6 +348,8 @@ def _backend_lines(backend: BackendReport) -> list[str]:
         f"Usage records written: {backend.usage_rows:,} "
         f"for {backend.gateway_answered:,} answered gateway requests.",
     ]
+    if backend.core_probe is not None:
+        lines += ["", _probe_line(backend.core_probe)]
     if backend.usage_rows < backend.gateway_answered:
         lines += [
             "",
@@ -315,6 +367,8 @@ def _backend_lines(backend: BackendReport) -> list[str]:
     streams = [c for c in backend.cases if c.kind == "stream"]
     if chat:
         lines += ["", "Non-streaming chat completions:", "", *_chat_table(chat)]
+        if any(c.inside is not None for c in chat):
+            lines += _inside_table(chat)
     if streams:
         lines += [
             "",

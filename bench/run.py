@@ -6,10 +6,12 @@ Flow of a run::
     for each backend (embedded, production):
         set it up (fresh data dir; or fresh PostgreSQL database + Redis prefix)
         provision the tenant through a ControlPlane on the gateway's database
+        busy-spin on the gateway core: how much of it other processes and the host take
         start `odock serve` pinned to the gateway core (CPU 0); sample its idle RSS
         warm up both paths; then per case: direct baseline, then through the gateway
         [--profile N: py-spy on the gateway under load, --profile-concurrency C]
-        stop the gateway; count the usage records it wrote
+        stop the gateway; count the usage records it wrote; from them, the gateway's
+        own latency percentiles of each non-streaming case
         [--soak: a fresh gateway, idle → warm-up → mixed load → recovery, RSS each second]
         tear the backend down
     print the Markdown report; write it and a JSON file of raw numbers to bench/results/
@@ -43,8 +45,19 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.backends import BACKENDS, DEFAULT_POSTGRES_URL, DEFAULT_REDIS_URL, Backend, BackendName, prepared
-from bench.cases import FULL, QUICK, SMOKE, ChatCase, Endpoints, Measurer, Plan, StreamCase
-from bench.drivers import Target, run_http_load, run_wrk, wrk_available
+from bench.cases import (
+    CHAT_ROUTE,
+    FULL,
+    QUICK,
+    SMOKE,
+    CaseOutcome,
+    ChatCase,
+    Endpoints,
+    Measurer,
+    Plan,
+    StreamCase,
+)
+from bench.drivers import Target, Window, run_http_load, run_wrk, wrk_available
 from bench.mock_upstream import IMPLS, Impl
 from bench.processes import (
     MIB,
@@ -52,6 +65,7 @@ from bench.processes import (
     ManagedProcess,
     free_port,
     install_tools,
+    probe_core,
     raise_priority,
     rss_bytes,
     wait_for_quiet,
@@ -274,7 +288,12 @@ def _say(text: str) -> None:
 
 
 async def run_cases(ctx: Context, backend: Backend, endpoints: Endpoints, report: BackendReport) -> None:
-    """Cases (and the profile) on one gateway process; then count the usage it recorded."""
+    """Probe the gateway core; cases (and the profile) on one gateway process; then read its usage."""
+    report.core_probe = await probe_core(ctx.layout, ctx.layout.gateway, ctx.plan.core_probe_seconds)
+    _say(
+        f"[{backend.name}] gateway core: {report.core_probe.lost_percent:.2f}% lost "
+        f"in {report.core_probe.gaps} gaps over {report.core_probe.seconds:.1f} s"
+    )
     async with gateway(ctx, backend) as process:
         endpoints = Endpoints(endpoints.mock_url, process.url, endpoints.tenant)
         report.idle_rss_mib = await _idle_rss_mib(process.pid)
@@ -296,6 +315,23 @@ async def run_cases(ctx: Context, backend: Backend, endpoints: Endpoints, report
                 ctx, backend.name, endpoints.chat("gateway"), process, report
             )
     report.usage_rows = await backend.usage_rows()
+    await attach_inside(backend, report.cases)
+
+
+async def attach_inside(backend: Backend, cases: Sequence[CaseOutcome]) -> None:
+    """Give each non-streaming case the gateway's own latency percentiles of its gateway phase.
+
+    From the usage records (so call it once the gateway has stopped); with --noisy-retries, the
+    phase is the kept attempt's.
+    """
+    chat: list[CaseOutcome] = []
+    windows: list[Window] = []
+    for case in cases:
+        if case.kind == "chat" and case.gateway.window is not None:
+            chat.append(case)
+            windows.append(case.gateway.window)
+    for case, inside in zip(chat, await backend.usage_latency(windows, CHAT_ROUTE), strict=True):
+        case.inside = inside
 
 
 def _progress(backend: str, label: str, added: dict[str, float | None]) -> None:

@@ -1,0 +1,50 @@
+"""The gateway-core probe: a stdlib-only subprocess that busy-spins and reports the pauses it suffered."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from bench.processes import SPIN_GAP_MS, CoreAvailability, CoreLayout, probe_core
+
+SPIN_SECONDS = 0.3
+
+
+def test_pauses_are_summarised_by_threshold() -> None:
+    """Lost time is the sum of the pauses; each count takes only pauses strictly longer than its bound."""
+    probe = CoreAvailability.of(0, 2.0, [0.25, 1.0, 1.5, 2.0, 2.5], affinity=[0], nice=-5)
+    assert probe.lost_ms == pytest.approx(7.25)
+    assert probe.lost_percent == pytest.approx(7.25 / 2000 * 100)
+    assert (probe.gaps, probe.gaps_over_1ms, probe.gaps_over_2ms) == (5, 3, 1)
+    assert probe.longest_gap_ms == 2.5
+    assert (probe.core, probe.affinity, probe.nice, probe.threshold_ms) == (0, [0], -5, SPIN_GAP_MS)
+
+
+def test_no_pause_means_nothing_lost() -> None:
+    """Without a pause over the threshold nothing is lost and there is no longest pause."""
+    probe = CoreAvailability.of(None, 1.0, [])
+    assert (probe.lost_ms, probe.lost_percent, probe.gaps, probe.longest_gap_ms) == (0.0, 0.0, 0, None)
+
+
+@pytest.mark.parametrize("pinned", [True, False], ids=["pinned", "unpinned"])
+async def test_probe_spins_as_long_as_asked_where_asked(pinned: bool) -> None:
+    """The probe spins for the time asked, on the core asked, at this process's niceness; sane numbers."""
+    layout = CoreLayout.detect()
+    core = layout.gateway if pinned else None
+    probe = await probe_core(layout, core, SPIN_SECONDS)
+    # It stops at the first clock read past the end: at most one pause late (1e-9: float rounding).
+    late = (probe.longest_gap_ms or SPIN_GAP_MS) / 1000
+    assert SPIN_SECONDS - 1e-9 <= probe.seconds <= SPIN_SECONDS + late
+    assert probe.core == core
+    assert probe.affinity == ([core] if core is not None else sorted(os.sched_getaffinity(0)))
+    assert probe.nice == os.getpriority(os.PRIO_PROCESS, 0)
+    assert 0 <= probe.lost_ms <= probe.seconds * 1000
+    assert probe.lost_percent == pytest.approx(100 * probe.lost_ms / (probe.seconds * 1000))
+    assert probe.gaps_over_2ms <= probe.gaps_over_1ms <= probe.gaps
+    if probe.gaps:
+        assert probe.longest_gap_ms is not None
+        assert probe.longest_gap_ms > SPIN_GAP_MS
+        assert probe.gaps * SPIN_GAP_MS < probe.lost_ms
+        assert probe.longest_gap_ms <= probe.lost_ms
+    else:
+        assert (probe.lost_ms, probe.longest_gap_ms) == (0.0, None)
