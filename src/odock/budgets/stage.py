@@ -32,7 +32,8 @@ from odock.budgets.windows import Schedule, Window
 from odock.errors import BudgetExceeded, MeterStoreUnavailable, ModelPricingMissing, OdockError, QuotaExceeded
 from odock.ids import RequestId
 from odock.pipeline import Exchange
-from odock.providers.adapters.base import Usage
+from odock.providers.adapters.base import Endpoint, Usage
+from odock.usage.billing import cost_nanos
 
 log = logging.getLogger(__name__)
 
@@ -175,8 +176,8 @@ class BudgetGate:
             if self._unpriced is None:
                 raise ModelPricingMissing(f"model '{ex.model.name}' has no pricing and a budget applies")
             return self._unpriced
-        billing = ex.billing(Usage(tokens_in, tokens_out, tokens_in + tokens_out))
-        return int(billing.get("total_cost_nanos_usd") or 0)
+        usage = Usage(tokens_in, tokens_out, tokens_in + tokens_out)
+        return cost_nanos(usage, ex.model.pricing, embeddings=ex.endpoint == Endpoint.EMBEDDINGS) or 0
 
     def _actuals(self, ex: Exchange, lines: list[HeldLine]) -> dict[str, int]:
         usage = ex.measured_usage()

@@ -113,6 +113,28 @@ def bill(usage: Usage, pricing: dict[str, Any], *, embeddings: bool = False) -> 
     if not pricing:
         billing["total_cost_nanos_usd"] = None
         return billing
+    costs = cost_classes(usage, pricing, embeddings=embeddings)
+    total = sum(costs.values())
+    for name, nanos in costs.items():
+        billing[f"{name}_cost_nanos_usd"] = nanos
+        billing[f"{name}_cost_usd"] = usd(nanos)
+    billing["total_cost_nanos_usd"] = total
+    billing["total_cost_usd"] = usd(total)
+    return billing
+
+
+def cost_nanos(usage: Usage, pricing: dict[str, Any], *, embeddings: bool = False) -> int | None:
+    """The total cost of ``usage`` in nanos, as :func:`bill` computes it (None without pricing).
+
+    For estimates, which need the figure and not the billing JSON.
+    """
+    if not pricing:
+        return None
+    return sum(cost_classes(usage, pricing, embeddings=embeddings).values())
+
+
+def cost_classes(usage: Usage, pricing: dict[str, Any], *, embeddings: bool = False) -> dict[str, int]:
+    """The cost of each class of tokens in nanos, under non-empty ``pricing``."""
     rates_in = pricing.get("input") or {}
     rates_out = pricing.get("output") or {}
     input_rate = rates_in.get("text_cost_per_1k_tokens", 0)
@@ -130,10 +152,4 @@ def bill(usage: Usage, pricing: dict[str, Any], *, embeddings: bool = False) -> 
     reasoning_rate = rates_out.get("reasoning_cost_per_1k_tokens") or output_rate
     costs["output"] = _nanos(usage.completion_tokens - reasoning, output_rate)
     costs["reasoning"] = _nanos(reasoning, reasoning_rate)
-    total = sum(costs.values())
-    for name, nanos in costs.items():
-        billing[f"{name}_cost_nanos_usd"] = nanos
-        billing[f"{name}_cost_usd"] = usd(nanos)
-    billing["total_cost_nanos_usd"] = total
-    billing["total_cost_usd"] = usd(total)
-    return billing
+    return costs

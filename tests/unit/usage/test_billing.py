@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from odock.providers.adapters.base import Usage
-from odock.usage.billing import NANOS_PER_USD, Pricing, bill, usd
+from odock.usage.billing import NANOS_PER_USD, Pricing, bill, cost_nanos, usd
 
 GPT_41 = {"input": {"text_cost_per_1k_tokens": 0.002}, "output": {"text_cost_per_1k_tokens": 0.008}}
 
@@ -268,3 +268,26 @@ def test_cost_is_additive_across_classes(
     only_out = bill(Usage(completion_tokens=completion, reasoning_tokens=reasoning), rates)
     assert both["total_cost_nanos_usd"] == only_in["total_cost_nanos_usd"] + only_out["total_cost_nanos_usd"]
     assert Decimal(both["total_cost_usd"]) * NANOS_PER_USD == both["total_cost_nanos_usd"]
+
+
+@given(
+    prompt=st.integers(0, 10**7),
+    completion=st.integers(0, 10**7),
+    cached=st.integers(0, 10**7),
+    reasoning=st.integers(0, 10**7),
+    embeddings=st.booleans(),
+)
+def test_the_cost_estimate_is_the_billed_total(
+    prompt: int, completion: int, cached: int, reasoning: int, embeddings: bool
+) -> None:
+    """``cost_nanos`` (what budget estimates use) is exactly the total ``bill`` records."""
+    usage = Usage(prompt, completion, prompt + completion, cached_tokens=cached, reasoning_tokens=reasoning)
+    rates = pricing(
+        input={"text_cost_per_1k_tokens": 0.0025},
+        output={"text_cost_per_1k_tokens": 0.01, "reasoning_cost_per_1k_tokens": 0.03},
+        cached_input_discount_percent=50,
+        embeddings_cost_per_1k_tokens=0.0001,
+    )
+    billed = bill(usage, rates, embeddings=embeddings)["total_cost_nanos_usd"]
+    assert cost_nanos(usage, rates, embeddings=embeddings) == billed
+    assert cost_nanos(usage, {}, embeddings=embeddings) is None
