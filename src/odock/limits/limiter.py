@@ -31,9 +31,10 @@ from odock.ids import fresh_hex_id
 from odock.limits import lua
 from odock.limits.decision import Decision, Receipt, lease_member
 from odock.limits.plan import (
+    LEASES,
+    RATE,
     WINDOW_SECONDS,
     LimitCheck,
-    LimitKind,
     Verdict,
     admission,
     storage_keys,
@@ -119,9 +120,10 @@ class MemoryRateLimiter:
         return len(self._arrivals) + len(self._windows) + len(self._leases)
 
     def _evaluate(self, check: LimitCheck, key: str, now: float) -> Verdict:
-        if check.kind is LimitKind.RATE:
+        kind = check.kind
+        if kind is RATE:
             return _bucket_verdict(check, self._arrivals.get(key, now), now)
-        if check.kind is LimitKind.LEASES:
+        if kind is LEASES:
             leases = self._leases.get(key, {})
             if len(leases) >= check.limit:  # only a full set needs its expired leases swept
                 for member in [m for m, expiry in leases.items() if expiry <= now]:
@@ -132,9 +134,10 @@ class MemoryRateLimiter:
         return _window_verdict(check, self._live_window(key, now), now)
 
     def _take(self, check: LimitCheck, key: str, now: float, member: str) -> None:
-        if check.kind is LimitKind.RATE:
+        kind = check.kind
+        if kind is RATE:
             self._arrivals[key] = max(self._arrivals.get(key, now), now) + 1 / check.rate
-        elif check.kind is LimitKind.LEASES:
+        elif kind is LEASES:
             self._leases.setdefault(key, {})[member] = now + check.lease_ttl
         else:
             window = self._windows.get(key)
@@ -239,8 +242,7 @@ class RedisRateLimiter:
         token = fresh_hex_id(64)
         args: list[str | int] = [lease_member(request_id, token)]
         for check in checks:
-            ttl_ms = max(1, round(check.lease_ttl * 1000))
-            args += [check.kind.value, check.limit, check.amount, repr(check.rate), ttl_ms, int(check.shadow)]
+            args += check.script_args
         raw = await self._run(self._admit, keys, args)
         verdicts = [
             Verdict(bool(raw[i]), int(raw[i + 1]), int(raw[i + 2]) / 1000) for i in range(2, len(raw), 3)

@@ -49,6 +49,10 @@ _KIND: dict[LimitName, LimitKind] = {
 # Storage layouts changed since release, by kind: the suffix keeps old and new replicas apart.
 _LAYOUT_VERSION: dict[LimitKind, str] = {LimitKind.REQUESTS: ".v2", LimitKind.TOKENS: ".v2"}
 
+# The kinds as plain module names: on Python 3.11 every ``LimitKind.X`` lookup goes through the
+# enum's descriptor, a cost the limiters' per-check loops would pay on every request.
+RATE, REQUESTS, TOKENS, LEASES = LimitKind.RATE, LimitKind.REQUESTS, LimitKind.TOKENS, LimitKind.LEASES
+
 _CODE: dict[LimitName, DenyCode] = {
     LimitName.REQUESTS_PER_SECOND: DenyCode.RPS_EXCEEDED,
     LimitName.REQUEST_BURST: DenyCode.BURST_EXCEEDED,
@@ -73,12 +77,17 @@ class LimitCheck:
     # Derived once at construction (checks are built once per scope list and reused).
     kind: LimitKind = field(init=False, compare=False, repr=False)
     key_suffix: str = field(init=False, compare=False, repr=False)
+    # This check's arguments to the Redis admission script (see odock.limits.lua.ADMIT).
+    script_args: tuple[str | int, ...] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         kind = _KIND[self.name]
         layout = _LAYOUT_VERSION.get(kind, "")
+        ttl_ms = max(1, round(self.lease_ttl * 1000))
         object.__setattr__(self, "kind", kind)
         object.__setattr__(self, "key_suffix", f"rl:{self.scope}:{self.scope_id}:{kind}{layout}")
+        script_args = (kind.value, self.limit, self.amount, repr(self.rate), ttl_ms, int(self.shadow))
+        object.__setattr__(self, "script_args", script_args)
 
     def key(self, prefix: str) -> str:
         """The storage key of this scope's counter for this kind of limit."""
@@ -164,19 +173,23 @@ def admission(
     denials: list[tuple[Denial, bool]] = []
     leases: list[str] = []
     reservations: list[TokenReservation] = []
-    quota: RequestQuota | None = None
+    # The most restrictive request limit: the least remaining, then the longest reset.
+    tightest: tuple[int, int, LimitCheck] | None = None
     for check, key, verdict in zip(checks, keys, verdicts, strict=True):
         kind = check.kind
         if not verdict.allowed:
             code = _CODE[check.name]
             denial = Denial(code, check.scope, check.scope_id, check.name, retry_seconds(verdict.wait))
             denials.append((denial, check.shadow))
-        if kind is LimitKind.LEASES:
+        if kind is LEASES:
             leases.append(key)
-        elif kind is LimitKind.TOKENS:
+        elif kind is TOKENS:
             reservations.append(TokenReservation(key, bucket, check.amount))
         else:
-            quota = _more_restrictive(quota, check, verdict)
+            remaining = max(0, verdict.remaining)
+            reset = max(0, math.ceil(verdict.wait - 1e-9))
+            if tightest is None or (remaining, -reset) < (tightest[0], -tightest[1]):
+                tightest = (remaining, reset, check)
     if denials:
         decision = decide(denials)
         if not decision.allowed:
@@ -184,17 +197,12 @@ def admission(
         shadow = decision.shadow_denials
     else:
         shadow = ()
+    quota = None
+    if tightest is not None:
+        remaining, reset, check = tightest
+        quota = RequestQuota(check.name, check.limit, remaining, reset)
     receipt = Receipt(request_id, token, tuple(leases), tuple(reservations), quota)
     return Decision(shadow_denials=shadow, receipt=receipt)
-
-
-def _more_restrictive(current: RequestQuota | None, check: LimitCheck, verdict: Verdict) -> RequestQuota:
-    """The request limit with the least remaining (then the longest reset) of ``current`` and this one."""
-    remaining = max(0, verdict.remaining)
-    reset = max(0, math.ceil(verdict.wait - 1e-9))
-    if current is not None and (current.remaining, -current.reset_seconds) <= (remaining, -reset):
-        return current
-    return RequestQuota(check.name, check.limit, remaining, reset)
 
 
 class CheckPlanner:

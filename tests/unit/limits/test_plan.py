@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from odock.limits.decision import LimitName
-from odock.limits.plan import LimitCheck, LimitKind, checks_for, retry_seconds
+from odock.limits.plan import LimitCheck, LimitKind, Verdict, admission, checks_for, retry_seconds
 from odock.limits.policy import Scope, ScopePolicy, parse_policy
 
 
@@ -74,3 +74,40 @@ def test_shadow_flag_and_storage_key_come_from_the_scope() -> None:
 def test_retry_seconds_is_a_whole_second_at_least_one() -> None:
     """Waits round up to whole seconds and never below one."""
     assert [retry_seconds(w) for w in (0.0, 0.01, 1.0, 1.2, 29.999)] == [1, 1, 1, 2, 30]
+
+
+def test_the_advertised_request_limit_is_the_tightest() -> None:
+    """Fewest remaining wins; on a tie the longer reset; leases and TPM are never advertised."""
+    rps = LimitCheck(Scope.API_KEY, "k", LimitName.REQUESTS_PER_SECOND, 10, rate=10)
+    rpm = LimitCheck(Scope.API_KEY, "k", LimitName.REQUESTS_PER_MINUTE, 100)
+    org_rpm = LimitCheck(Scope.ORGANISATION, "o", LimitName.REQUESTS_PER_MINUTE, 500)
+    leases = LimitCheck(Scope.API_KEY, "k", LimitName.MAX_CONCURRENCY, 1)
+    tpm = LimitCheck(Scope.API_KEY, "k", LimitName.TOKENS_PER_MINUTE, 1000, amount=5)
+    checks = (leases, rps, rpm, org_rpm, tpm)
+    keys = [c.key("") for c in checks]
+
+    def quota(*verdicts: Verdict) -> tuple[str, int, int, int]:
+        receipt = admission("r", "t", checks, keys, verdicts, 0).receipt
+        assert receipt is not None
+        assert receipt.quota is not None
+        q = receipt.quota
+        return (q.limit_name, q.limit, q.remaining, q.reset_seconds)
+
+    free = Verdict(True, 0, 0.0)  # leases and TPM: nothing left would win if they counted
+    assert quota(free, Verdict(True, 4, 0.5), Verdict(True, 9, 30.0), Verdict(True, 2, 59.2), free) == (
+        LimitName.REQUESTS_PER_MINUTE,
+        500,
+        2,
+        60,
+    )
+    assert quota(free, Verdict(True, 2, 0.5), Verdict(True, 2, 30.0), Verdict(True, 7, 59.0), free) == (
+        LimitName.REQUESTS_PER_MINUTE,
+        100,
+        2,
+        30,
+    )
+    # A tie on both keeps the first seen.
+    assert quota(free, Verdict(True, 3, 1.0), Verdict(True, 3, 1.0), Verdict(True, 3, 1.0), free)[:2] == (
+        LimitName.REQUESTS_PER_SECOND,
+        10,
+    )
