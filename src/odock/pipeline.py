@@ -258,7 +258,7 @@ class Concurrently:
     ``before``: every stage's hook runs (so every ``after`` runs too); if several reject, the
     error of the first in list order is raised, as if they had run in turn, and the others'
     ``after`` hooks undo what they took (a budget reserved while a rate limit refused is released
-    at once). ``after``: every stage's hook runs, each isolated from the others' failures.
+    on the way out). ``after``: every stage's hook runs, each isolated from the others' failures.
     """
 
     def __init__(self, *stages: Stage) -> None:
