@@ -242,7 +242,9 @@ class RedisRateLimiter:
         token = fresh_hex_id(64)
         args: list[str | int] = [lease_member(request_id, token)]
         for check in checks:
-            args += check.script_args
+            # A kind is a str enum: it is packed as its value.
+            ttl_ms = max(1, round(check.lease_ttl * 1000))
+            args += (check.kind, check.limit, check.amount, repr(check.rate), ttl_ms, int(check.shadow))
         raw = await self._run(self._admit, keys, args)
         verdicts = [
             Verdict(bool(raw[i]), int(raw[i + 1]), int(raw[i + 2]) / 1000) for i in range(2, len(raw), 3)

@@ -77,17 +77,12 @@ class LimitCheck:
     # Derived once at construction (checks are built once per scope list and reused).
     kind: LimitKind = field(init=False, compare=False, repr=False)
     key_suffix: str = field(init=False, compare=False, repr=False)
-    # This check's arguments to the Redis admission script (see odock.limits.lua.ADMIT).
-    script_args: tuple[str | int, ...] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         kind = _KIND[self.name]
         layout = _LAYOUT_VERSION.get(kind, "")
-        ttl_ms = max(1, round(self.lease_ttl * 1000))
         object.__setattr__(self, "kind", kind)
         object.__setattr__(self, "key_suffix", f"rl:{self.scope}:{self.scope_id}:{kind}{layout}")
-        script_args = (kind.value, self.limit, self.amount, repr(self.rate), ttl_ms, int(self.shadow))
-        object.__setattr__(self, "script_args", script_args)
 
     def key(self, prefix: str) -> str:
         """The storage key of this scope's counter for this kind of limit."""
