@@ -556,3 +556,21 @@ class TestMemoryClock:
         for i in range(100):
             await limiter.admit("r", checks_for([ScopePolicy(Scope.API_KEY, f"new{i}", policy)]))
         assert limiter.held_counters() == 100
+
+    async def test_only_receipts_in_flight_are_remembered(self) -> None:
+        """A reconciled receipt is forgotten at once; one never reconciled, once its window has passed."""
+        clock = FakeClock()
+        limiter = MemoryRateLimiter(clock, sweep_every=10)
+        tpm = scope(tokens={"per_minute": 10**9})
+        for i in range(9):
+            receipt = receipt_of(await limiter.admit(f"r{i}", checks_for([tpm], requests=False, tokens=10)))
+            await limiter.finish([receipt], 5)
+        abandoned = receipt_of(await limiter.admit("abandoned", checks_for([tpm], requests=False, tokens=10)))
+        assert limiter.remembered_receipts() == 1
+
+        clock.advance(61)
+        for i in range(10):  # the tenth admission sweeps
+            await limiter.admit(f"s{i}", checks_for([scope(requests={"per_minute": 100})]))
+        assert limiter.remembered_receipts() == 0
+        await limiter.reconcile_tokens(abandoned, 0)  # too late to change anything: nothing happens
+        assert limiter.remembered_receipts() == 0

@@ -154,8 +154,6 @@ class _Counter:
 
 
 _State = Literal["reserved", "settled", "released", "rejected"]
-# A finished request is remembered for idempotency only: it drops its lines (memory per
-# remembered request is what bounds the embedded store under sustained load).
 _NO_LINES: Mapping[str, int] = MappingProxyType({})
 _RESERVED = ReserveResult(ReserveOutcome.RESERVED)  # immutable: shared by every live reservation
 
@@ -165,7 +163,18 @@ class _Request:
     state: _State
     result: ReserveResult | None  # None when settled without ever reserving here
     lines: Mapping[str, int] = field(default_factory=lambda: _NO_LINES)  # held amounts while live
-    forget_at: float | None = None  # None while the reservation is live
+    forget_at: float | None = None  # set when a finished request's memory was extended
+
+
+# A finished request is remembered for idempotency only, and under sustained load those records
+# are most of what the embedded store holds. So a request that finishes from a live reservation
+# (or unknown) points at one of these shared records, and finished requests are forgotten in
+# groups of one second (the ids in a list) instead of by an entry of their own each. The rare
+# request finished twice (released, then settled) gets its own record with its own forget time.
+_SETTLED = _Request("settled", _RESERVED)
+_SETTLED_UNRESERVED = _Request("settled", None)
+_RELEASED = _Request("released", _RESERVED)
+_GROUP_SECONDS = 1.0
 
 
 class MemoryMeterStore:
@@ -183,10 +192,13 @@ class MemoryMeterStore:
         self._counters: dict[str, _Counter] = {}
         self._requests: dict[str, _Request] = {}
         self._expiry: dict[str, float] = {}  # request id -> reservation expiry, live ones only
-        # Finished requests in the order they finished, to forget each once its time is up: a
-        # steady trickle of O(1) deletions instead of a table that doubles before each sweep
-        # (which held twice the remembered minute and left the process's memory a sawtooth).
-        self._finished: deque[tuple[float, str]] = deque()
+        # Finished requests in the order they finished, a group per second, each group forgotten
+        # once its members' time is up: a steady trickle of deletions instead of a table that
+        # doubles before each sweep (which held twice the remembered minute, a memory sawtooth).
+        self._finished: _Forgetting = deque()
+        # Rejections are remembered for the reservation's time to live instead: apart, so that
+        # neither queue holds up the other's deletions (each is in time order).
+        self._rejected: _Forgetting = deque()
         self._sweep_above = _SWEEP_FLOOR
 
     async def reserve(
@@ -196,7 +208,7 @@ class MemoryMeterStore:
         check_lines(lines, ttl_seconds)
         now = self._clock()
         self._sweep(now)
-        known = self._request(request_id, now)
+        known = self._requests.get(request_id)
         if known is not None:
             return _replay(known)
         counters = [(line, self._counter(line.key, now)) for line in lines]
@@ -209,7 +221,7 @@ class MemoryMeterStore:
                 shortfall = Shortfall(line.key, line.limit, counter.used, counter.reserved, line.amount)
                 result = ReserveResult(ReserveOutcome.REJECTED, shortfall)
                 self._requests[request_id] = _Request("rejected", result, forget_at=now + ttl_seconds)
-                self._finished.append((now + ttl_seconds, request_id))
+                _forget_later(self._rejected, request_id, now + ttl_seconds)
                 return result
         for line, counter in warm:
             counter.reserved += line.amount
@@ -224,7 +236,8 @@ class MemoryMeterStore:
         for amount in actuals.values():
             check_amount(amount, "actual")
         now = self._clock()
-        known = self._request(request_id, now)
+        self._sweep(now)
+        known = self._requests.get(request_id)
         if known is not None and known.state == "settled":
             return SettleOutcome.DUPLICATE
         outcome = SettleOutcome.UNRESERVED
@@ -235,23 +248,28 @@ class MemoryMeterStore:
             counter = self._counter(key, now)
             if counter is not None:  # a cold counter is primed from the ledger, which has it
                 counter.used += amount
-        record = known or _Request("settled", None)
-        record.state, record.forget_at, record.lines = "settled", now + self._remember, _NO_LINES
-        self._requests[request_id] = record
-        self._finished.append((record.forget_at, request_id))
+        forget_at = now + self._remember
+        if known is None:
+            self._requests[request_id] = _SETTLED_UNRESERVED
+        elif known.state == "reserved":
+            self._requests[request_id] = _SETTLED
+        else:  # released or rejected before: a repeated reserve still replays the first outcome
+            self._requests[request_id] = _Request("settled", known.result, forget_at=forget_at)
+        _forget_later(self._finished, request_id, forget_at)
         self._expiry.pop(request_id, None)
         return outcome
 
     async def release(self, request_id: RequestId) -> ReleaseOutcome:
         """Drop the request's reservation."""
         now = self._clock()
-        known = self._request(request_id, now)
+        self._sweep(now)
+        known = self._requests.get(request_id)
         self._expiry.pop(request_id, None)
         if known is None or known.state != "reserved":
             return ReleaseOutcome.NOTHING
         self._unreserve(known, now)
-        known.state, known.forget_at, known.lines = "released", now + self._remember, _NO_LINES
-        self._finished.append((known.forget_at, request_id))
+        self._requests[request_id] = _RELEASED
+        _forget_later(self._finished, request_id, now + self._remember)
         return ReleaseOutcome.RELEASED
 
     async def prime(
@@ -294,21 +312,17 @@ class MemoryMeterStore:
             return None
         return counter
 
-    def _request(self, request_id: str, now: float) -> _Request | None:
-        record = self._requests.get(request_id)
-        if record is not None and _lapsed(record.forget_at, now):
-            del self._requests[request_id]
-            return None
-        return record
-
     def _sweep(self, now: float) -> None:
         """Forget finished requests whose time is up; lapsed counters once the table has doubled."""
-        finished = self._finished
-        while finished and finished[0][0] <= now:
-            _, rid = finished.popleft()
-            record = self._requests.get(rid)
-            if record is not None and _lapsed(record.forget_at, now):
-                del self._requests[rid]
+        for queue in (self._finished, self._rejected):
+            while queue and queue[0][0] <= now:
+                _, group = queue.popleft()
+                requests = self._requests
+                for rid in group:
+                    record = requests.get(rid)
+                    # A request finished again since (released, then settled) is remembered longer.
+                    if record is not None and (record.forget_at is None or record.forget_at <= now):
+                        del requests[rid]
         if len(self._counters) <= self._sweep_above:
             return
         for key in [key for key, counter in self._counters.items() if _lapsed(counter.expires_at, now)]:
@@ -320,6 +334,17 @@ class MemoryMeterStore:
             counter = self._counter(key, now)
             if counter is not None:  # a re-primed counter may not hold this reservation
                 counter.reserved = max(0, counter.reserved - amount)
+
+
+_Forgetting = deque[tuple[float, list[str]]]  # (when to forget, request ids), in time order
+
+
+def _forget_later(queue: _Forgetting, request_id: str, forget_at: float) -> None:
+    """Forget ``request_id`` at ``forget_at``, or up to a second later: with the group it joins."""
+    if queue and forget_at <= queue[-1][0]:
+        queue[-1][1].append(request_id)
+    else:  # a group is forgotten a second after its first member's time
+        queue.append((forget_at + _GROUP_SECONDS, [request_id]))
 
 
 def _replay(record: _Request) -> ReserveResult:

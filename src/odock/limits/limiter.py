@@ -41,10 +41,6 @@ from odock.limits.plan import (
 )
 
 RECONCILED_TTL_SECONDS = 2 * WINDOW_SECONDS  # after that the reserved buckets have left the window
-# In one process a reconcile after the window finds no bucket to touch, so the marker need not
-# outlive it by more than a second; at thousands of requests per second every second of markers
-# is memory the process holds.
-MEMORY_RECONCILED_TTL_SECONDS = WINDOW_SECONDS + 1
 
 
 class RateLimiter(Protocol):
@@ -72,7 +68,12 @@ class MemoryRateLimiter:
         self._arrivals: dict[str, float] = {}  # token bucket: theoretical arrival time
         self._windows: dict[str, _Window] = {}
         self._leases: dict[str, dict[str, float]] = {}  # lease member → expiry
-        self._reconciled: dict[str, float] = {}  # receipt token → marker expiry
+        # Receipts whose TPM reservations are still to be reconciled: token → admission second.
+        # Reconciling removes the token, so a repeat finds nothing to do; the process remembers
+        # only requests in flight, not every reconciled receipt for a minute (at thousands of
+        # requests per second, markers were megabytes). A token left behind is swept once its
+        # buckets have left the window, when reconciling it could not change anything.
+        self._unreconciled: dict[str, int] = {}
         self._admissions = 0
 
     async def admit(self, request_id: str, checks: Sequence[LimitCheck]) -> Decision:
@@ -88,6 +89,8 @@ class MemoryRateLimiter:
             member = lease_member(request_id, token)
             for check, key in zip(checks, keys, strict=True):
                 self._take(check, key, now, member)
+            if decision.receipt is not None and decision.receipt.reservations:
+                self._unreconciled[token] = math.floor(now)
         self._admissions += 1
         if self._admissions % self._sweep_every == 0:
             self._sweep(now)
@@ -95,10 +98,9 @@ class MemoryRateLimiter:
 
     async def reconcile_tokens(self, receipt: Receipt, actual_tokens: int) -> None:
         """Adjust the receipt's TPM reservations to the actual usage (once; later calls do nothing)."""
-        now = self._clock()
-        if not receipt.reservations or self._reconciled.get(receipt.token, 0.0) > now:
+        if self._unreconciled.pop(receipt.token, None) is None:
             return
-        self._reconciled[receipt.token] = now + MEMORY_RECONCILED_TTL_SECONDS
+        now = self._clock()
         for reservation in receipt.reservations:
             window = self._live_window(reservation.key, now)
             if window is not None:
@@ -118,6 +120,10 @@ class MemoryRateLimiter:
     def held_counters(self) -> int:
         """How many counters (buckets, windows, lease sets) are held in memory."""
         return len(self._arrivals) + len(self._windows) + len(self._leases)
+
+    def remembered_receipts(self) -> int:
+        """How many admitted receipts still wait for their TPM reconcile."""
+        return len(self._unreconciled)
 
     def _evaluate(self, check: LimitCheck, key: str, now: float) -> Verdict:
         kind = check.kind
@@ -157,7 +163,8 @@ class MemoryRateLimiter:
         self._windows = {k: w for k in list(self._windows) if (w := self._live_window(k, now)) and w.buckets}
         self._leases = {k: {m: e for m, e in v.items() if e > now} for k, v in self._leases.items()}
         self._leases = {k: v for k, v in self._leases.items() if v}
-        self._reconciled = {t: e for t, e in self._reconciled.items() if e > now}
+        cutoff = math.floor(now) - WINDOW_SECONDS
+        self._unreconciled = {t: second for t, second in self._unreconciled.items() if second > cutoff}
 
 
 class _Window:
