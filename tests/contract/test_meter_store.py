@@ -246,6 +246,18 @@ async def test_amounts_beyond_double_precision_compare_exactly(meters: MeterHarn
     assert await reading(store, "big") == MeterReading(limit - 5, 5, limit)
 
 
+async def test_sums_near_a_limit_one_or_two_digits_longer_compare_exactly(meters: MeterHarness) -> None:
+    """Two-digit terms against 100: 99 + 1 fits and 99 + 2 does not; one-digit terms always fit 100."""
+    store = meters.store
+    await store.prime("b", used=99, reserved=0, limit=100)
+    over = await store.reserve(new_request_id(), [MeterLine("b", 2, 100)], 60)
+    assert over.outcome is ReserveOutcome.REJECTED
+    assert (await store.reserve(new_request_id(), [MeterLine("b", 1, 100)], 60)).admitted
+    await store.prime("c", used=9, reserved=9, limit=100)
+    assert (await store.reserve(new_request_id(), [MeterLine("c", 9, 100)], 60)).admitted
+    assert await store.snapshot(["b", "c"]) == {"b": MeterReading(99, 1, 100), "c": MeterReading(9, 18, 100)}
+
+
 async def test_invalid_input_is_rejected_before_touching_counters(meters: MeterHarness) -> None:
     """Negative amounts, a repeated counter or a non-positive TTL raise ValueError."""
     store = meters.store

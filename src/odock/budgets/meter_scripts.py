@@ -17,7 +17,8 @@ scripts from the prefix passed in ARGV, so on Redis Cluster the prefix must carr
 from __future__ import annotations
 
 # Lua numbers are doubles, exact only below 2^53 (about 9 million USD in nanos), so sums are
-# compared in base-1e9 limbs; every signed 64-bit amount then compares exactly.
+# compared in base-1e9 limbs; every signed 64-bit amount then compares exactly. Amounts are
+# decimal strings without leading zeros (Python's ``str(int)`` or Redis' own integers).
 _FITS = """
 local function limbs(s)
   local n = #s
@@ -25,6 +26,9 @@ local function limbs(s)
   return tonumber(string.sub(s, 1, n - 9)), tonumber(string.sub(s, n - 8))
 end
 local function fits(used, reserved, amount, limit)
+  -- Terms below 10^d and a limit of at least d + 2 digits (so at least 10^(d+1)): the sum,
+  -- below 3 * 10^d, fits without the arithmetic (the common case of a limit far above use).
+  if math.max(#used, #reserved, #amount) + 1 < #limit then return true end
   local uh, ul = limbs(used)
   local rh, rl = limbs(reserved)
   local ah, al = limbs(amount)
@@ -43,15 +47,31 @@ local function clock_ms()
 end
 """
 
-# A counter primed after a flush may not hold this reservation, hence the floor at zero.
+# A record's fields come in one HGETALL (its state among them). A counter is asked whether it
+# exists once per script, however many of the request's lines and actuals name it. A counter
+# primed after a flush may not hold this reservation, hence the floor at zero.
 _UNRESERVE = """
-local function unreserve(record, prefix)
-  local fields = redis.call('HGETALL', record)
+local function field(fields, name)
+  for i = 1, #fields, 2 do
+    if fields[i] == name then return fields[i + 1] end
+  end
+  return nil
+end
+local present = {}
+local function exists(counter)
+  local known = present[counter]
+  if known == nil then
+    known = redis.call('EXISTS', counter) == 1
+    present[counter] = known
+  end
+  return known
+end
+local function unreserve(fields, prefix)
   for i = 1, #fields, 2 do
     local name, amount = fields[i], fields[i + 1]
     if string.sub(name, 1, 1) == '=' and amount ~= '0' then
       local counter = prefix .. string.sub(name, 2)
-      if redis.call('EXISTS', counter) == 1 then
+      if exists(counter) then
         if redis.call('HINCRBY', counter, 'reserved', '-' .. amount) < 0 then
           redis.call('HSET', counter, 'reserved', '0')
         end
@@ -62,7 +82,8 @@ end
 """
 
 # KEYS: record, expiry index. ARGV: counter prefix, ttl ms, rejection memory ms, request id,
-# then (counter key, amount, limit) per line.
+# then (counter key, amount, limit) per line. Prime creates a counter with all three fields, so
+# a counter without ``used`` is missing (cold).
 RESERVE = (
     _FITS
     + _CLOCK
@@ -75,13 +96,14 @@ if redis.call('EXISTS', record) == 1 then
 end
 local lines, cold = {}, {'cold'}
 for i = 5, #ARGV, 3 do
-  local line = {ARGV[i], prefix .. ARGV[i], ARGV[i + 1], ARGV[i + 2]}
-  lines[#lines + 1] = line
-  if redis.call('EXISTS', line[2]) == 0 then cold[#cold + 1] = line[1] end
+  local counter = prefix .. ARGV[i]
+  local c = redis.call('HMGET', counter, 'used', 'reserved', 'limit')
+  lines[#lines + 1] = {ARGV[i], counter, ARGV[i + 1], ARGV[i + 2], c}
+  if not c[1] then cold[#cold + 1] = ARGV[i] end
 end
 if #cold > 1 then return cold end
 for _, line in ipairs(lines) do
-  local c = redis.call('HMGET', line[2], 'used', 'reserved')
+  local c = line[5]
   if not fits(c[1], c[2], line[3], line[4]) then
     redis.call('HSET', record, 's', 'rejected', 'o', 'rejected', 'fk', line[1], 'fl', line[4],
       'fu', c[1], 'fr', c[2], 'fq', line[3])
@@ -92,7 +114,7 @@ end
 local fields = {'s', 'reserved', 'o', 'reserved'}
 for _, line in ipairs(lines) do
   redis.call('HINCRBY', line[2], 'reserved', line[3])
-  redis.call('HSET', line[2], 'limit', line[4])
+  if line[5][3] ~= line[4] then redis.call('HSET', line[2], 'limit', line[4]) end
   fields[#fields + 1] = '=' .. line[1]
   fields[#fields + 1] = line[3]
 end
@@ -108,17 +130,18 @@ SETTLE = (
     _UNRESERVE
     + """
 local record, index, prefix = KEYS[1], KEYS[2], ARGV[1]
-local state = redis.call('HGET', record, 's')
+local fields = redis.call('HGETALL', record)
+local state = field(fields, 's')
 if state == 'settled' then return 'duplicate' end
 local outcome = 'unreserved'
 if state == 'reserved' then
-  unreserve(record, prefix)
+  unreserve(fields, prefix)
   outcome = 'settled'
 end
 for i = 4, #ARGV, 2 do
   local counter = prefix .. ARGV[i]
   -- a cold counter is primed from the ledger, which already holds this actual
-  if redis.call('EXISTS', counter) == 1 then redis.call('HINCRBY', counter, 'used', ARGV[i + 1]) end
+  if exists(counter) then redis.call('HINCRBY', counter, 'used', ARGV[i + 1]) end
 end
 redis.call('HSET', record, 's', 'settled')
 redis.call('PEXPIRE', record, ARGV[2])
@@ -133,8 +156,9 @@ RELEASE = (
     + """
 local record, index, prefix = KEYS[1], KEYS[2], ARGV[1]
 redis.call('ZREM', index, ARGV[3])
-if redis.call('HGET', record, 's') ~= 'reserved' then return 'nothing' end
-unreserve(record, prefix)
+local fields = redis.call('HGETALL', record)
+if field(fields, 's') ~= 'reserved' then return 'nothing' end
+unreserve(fields, prefix)
 redis.call('HSET', record, 's', 'released')
 redis.call('PEXPIRE', record, ARGV[2])
 return 'released'
