@@ -283,7 +283,9 @@ async def _side_by_side(hooks: Sequence[Hook], ex: Exchange) -> None:
     """Run the hooks together and wait for all of them; re-raise the first one's error.
 
     The first hook runs in this task, the others as tasks created before it starts, so every
-    hook issues its commands in the same turn of the event loop (one write to the store).
+    hook issues its commands in the same turn of the event loop (one write to the store). A
+    cancelled request still waits for every hook to finish (what a hook took is then known to
+    the ``after`` hooks that undo it), and is re-raised as cancelled afterwards.
     """
     loop = asyncio.get_running_loop()
     others = [loop.create_task(hook(ex)) for hook in hooks[1:]]
@@ -293,10 +295,12 @@ async def _side_by_side(hooks: Sequence[Hook], ex: Exchange) -> None:
     except BaseException as exc:  # the others still run to the end; then the first error wins
         error = exc
     for task in others:
-        try:
-            # Shielded: a cancelled request still lets each hook finish what it took.
-            await asyncio.shield(task)
-        except BaseException as exc:
-            error = error or exc
+        while not task.done():
+            try:
+                await asyncio.wait((task,))  # unlike awaiting the task, never cancels it
+            except asyncio.CancelledError as exc:
+                error = error or exc
+        failure = asyncio.CancelledError() if task.cancelled() else task.exception()
+        error = error or failure
     if error is not None:
         raise error

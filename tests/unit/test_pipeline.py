@@ -135,6 +135,24 @@ async def test_a_later_stage_s_rejection_is_raised_after_the_first_stage_took_it
     assert not responder.answered
 
 
+async def test_a_cancelled_request_waits_for_every_stage_before_it_unwinds() -> None:
+    """Cancelled while the second stage waits on its store: the group waits for it, then is cancelled."""
+    log: list[str] = []
+    second_started, store_answers = asyncio.Event(), asyncio.Event()
+    group = Concurrently(
+        Recording("limits", log), Recording("budgets", log, opens=second_started, wait_for=store_answers)
+    )
+    request = asyncio.get_running_loop().create_task(group.before(exchange()))  # the request's own task
+    await asyncio.wait_for(second_started.wait(), DEADLINE)
+    request.cancel()
+    await asyncio.sleep(0)  # let the cancellation arrive while the second stage still waits
+    assert not request.done()
+    store_answers.set()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(request, DEADLINE)
+    assert "budgets.took" in log  # it finished what it took before the request unwound
+
+
 async def test_a_failing_after_hook_does_not_stop_the_other(caplog: pytest.LogCaptureFixture) -> None:
     """One stage failing to clean up is logged; the other still settles."""
     log: list[str] = []
