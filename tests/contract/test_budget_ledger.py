@@ -88,4 +88,5 @@ async def test_each_threshold_crossing_is_reported_once(store: UsageStore) -> No
     await notifying.insert_many([first])  # 40%: nothing yet
     await notifying.insert_many([second])  # 60%: 50 crossed
     await notifying.insert_many([second, third])  # replay + 90%: only 80 is new
+    await notifying.close()
     assert reported == [50, 80]

@@ -32,7 +32,9 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     engine = create_engine(url)
     try:
         await migrate.upgrade(engine)
-        yield UsageStore(session_factory(engine))
+        store = UsageStore(session_factory(engine))
+        yield store
+        await store.close()
     finally:
         await engine.dispose()
         if database is not None:
@@ -140,6 +142,31 @@ async def test_an_event_is_stored_as_its_queue_form_would_be(store: UsageStore) 
     as_decoded = await only_record(store, decoded.request_id)
     assert as_handed.provider_usage == as_decoded.provider_usage == decoded.provider_usage
     assert as_handed.provider_usage == {"cost": "0.0125", "7": "seven", "nested": {"2": ["1.5"]}}
+
+
+async def test_nul_characters_are_stored_as_replacement_characters(store: UsageStore) -> None:
+    """A NUL (which PostgreSQL refuses in text and JSON) in any text or JSON value is stored as U+FFFD.
+
+    A client can send one as the model name (valid JSON: "\\u0000"); refusing it would fail the
+    whole batch on every retry and stop usage recording for everyone.
+    """
+    clean = event()
+    dirty = event(
+        model="gpt\x00x",
+        error_code="bad\x00",
+        metadata={"error_message": "model 'gpt\x00x' not found", "k\x00": ["\x00", 1], "raw": "\\u0000"},
+        provider_usage={7: "seven\x00"},
+    )
+    await store.insert_many([clean, dirty])
+    record = await only_record(store, dirty.request_id)
+    assert (record.model, record.error_code) == ("gpt\ufffdx", "bad\ufffd")
+    assert record.metadata_ == {
+        "error_message": "model 'gpt\ufffdx' not found",
+        "k\ufffd": ["\ufffd", 1],
+        "raw": "\\u0000",  # a literal backslash-u0000 is text, not a NUL: unchanged
+    }
+    assert record.provider_usage == {"7": "seven\ufffd"}
+    assert await store.count() == 2
 
 
 async def test_money_is_an_exact_integer_beyond_32_bits(store: UsageStore) -> None:

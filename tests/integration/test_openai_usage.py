@@ -93,6 +93,20 @@ def test_rejection_after_authentication_record(openai_gateway: Gateway, fake_ope
     assert record.model_id is None
 
 
+def test_a_nul_in_the_model_name_does_not_stop_usage_recording(
+    openai_gateway: Gateway, fake_openai: FakeOpenAI
+) -> None:
+    """A model name with a NUL (which PostgreSQL refuses) is recorded with U+FFFD; so is the next call."""
+    tenant = _priced_tenant(openai_gateway, fake_openai)
+    client = sdk(openai_gateway, tenant.secret)
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model="gpt\x00x", messages=MESSAGES)
+    refused = only_usage_record(openai_gateway, caught.value.response.headers["x-request-id"])
+    assert (refused.error_code, refused.model) == ("model_not_found", "gpt\ufffdx")
+    served = client.chat.completions.with_raw_response.create(model=tenant.model, messages=MESSAGES)
+    assert only_usage_record(openai_gateway, served.headers["x-request-id"]).status == "success"
+
+
 def test_stream_cut_mid_answer_record(openai_gateway: Gateway, fake_openai: FakeOpenAI) -> None:
     """A stream the upstream broke is recorded as an error with the streamed tokens estimated."""
     tenant = _priced_tenant(openai_gateway, fake_openai, slug="fake-broken-stream")

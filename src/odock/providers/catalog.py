@@ -109,6 +109,8 @@ class ModelCatalog:
 
     async def model(self, organisation_id: str, name: str) -> ResolvedModel | None:
         """The model called ``name`` in the organisation, or None."""
+        if "\x00" in name:  # no model is named so, and PostgreSQL refuses NUL in a query's text
+            return None
         return await self._lookup.get(f"{organisation_id}/{name}")
 
     def _on_invalidation(self, inv: Invalidation) -> None:

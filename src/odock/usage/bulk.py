@@ -6,6 +6,12 @@ the driver directly instead of through SQLAlchemy's statement machinery, which c
 bind processors, so they are stored exactly as the ORM stores them, except two that run on
 every row and have faster exact equivalents here: JSON (orjson instead of ``json.dumps``) and
 UTC timestamps.
+
+Text that PostgreSQL cannot store is made storable rather than refused: a NUL character (which a
+client can put in a JSON body, e.g. as the model name, and which PostgreSQL refuses in text and
+in JSONB) is stored as U+FFFD, in text and JSON columns alike and on both backends. Refusing
+would be worse: the batch holding the record would fail on every retry, and no usage record
+after it would be written.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import JSON, Table
+from sqlalchemy import JSON, String, Table
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import StatementError
 
@@ -24,15 +30,41 @@ from odock.db.base import UTCDateTime
 Processor = Callable[[Any], Any]
 
 
+NUL = "\x00"
+REPLACEMENT = "\ufffd"
+
+
+def without_nul(value: Any) -> Any:
+    """A text value with every NUL character replaced by U+FFFD (anything else unchanged)."""
+    return value.replace(NUL, REPLACEMENT) if isinstance(value, str) and NUL in value else value
+
+
+def _scrubbed(value: Any) -> Any:
+    """``value`` with NUL characters replaced in every string of it, keys included."""
+    if isinstance(value, dict):
+        return {without_nul(k): _scrubbed(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrubbed(v) for v in value]
+    return without_nul(value)
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
 def json_text(value: Any) -> str | None:
     """JSON text of a value (None stays NULL), encoded as the usage queue encodes it.
 
     So a record is stored the same whether the writer decoded it from the queue or was handed
-    the event itself: values JSON cannot hold become text, non-string keys are stringified.
+    the event itself: values JSON cannot hold become text, non-string keys are stringified, and
+    NUL characters become U+FFFD (see the module's docstring).
     """
-    return (
-        None if value is None else orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
-    )
+    if value is None:
+        return None
+    text = _dumps(value)
+    # orjson writes NUL as the escape \u0000: only then is the value walked (a literal backslash
+    # followed by "u0000" matches too, and comes out of the walk unchanged).
+    return _dumps(_scrubbed(value)) if "\\u0000" in text else text
 
 
 def sqlite_instant(value: datetime | None) -> str | None:
@@ -53,6 +85,10 @@ def aware_instant(value: datetime | None) -> datetime | None:
     return value.astimezone(UTC)
 
 
+def _then(first: Processor, second: Processor) -> Processor:
+    return lambda value: second(first(value))
+
+
 def _same(value: Any) -> Any:
     return value
 
@@ -70,7 +106,10 @@ class RowBinder:
             elif isinstance(column_type, UTCDateTime):
                 processors.append((index, instant))
             elif (process := column_type.dialect_impl(dialect).bind_processor(dialect)) is not None:
-                processors.append((index, process))
+                text = isinstance(column_type, String)
+                processors.append((index, _then(without_nul, process) if text else process))
+            elif isinstance(column_type, String):
+                processors.append((index, without_nul))
         self._processors = tuple(processors)
 
     def processor(self, column: str) -> Processor:

@@ -23,6 +23,7 @@ import logging
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from odock.usage.postgres_writer import WriteFailed
 from odock.usage.queue import Delivery, UsageQueue, UsageQueueError
 from odock.usage.record import UsageEvent
 from odock.usage.sqlite_writer import StoreBusy
@@ -30,7 +31,7 @@ from odock.usage.store import UsageStore
 
 log = logging.getLogger(__name__)
 
-_WRITE_ERRORS = (SQLAlchemyError, OSError, UsageQueueError, StoreBusy)
+_WRITE_ERRORS = (SQLAlchemyError, OSError, UsageQueueError, StoreBusy, WriteFailed)
 _BACKOFF_MAX = 10.0
 # A writer that is behind reads up to this many batches' worth at once.
 _MAX_BATCH_GROWTH = 16

@@ -1,4 +1,4 @@
-"""The production usage writer binds a batch in slices, letting the event loop run between them."""
+"""The production usage writer: binds a batch in slices between turns of the event loop; reconnects."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+import asyncpg
 import pytest
 
 from odock.db import migrate
 from odock.db.engine import create_engine
-from odock.usage.postgres_writer import BIND_STEP, PostgresUsageWriter
+from odock.usage.postgres_writer import BIND_STEP, PostgresUsageWriter, WriteFailed
 from tests.support import services
 from tests.unit.usage.test_recorder import event
 
@@ -22,7 +23,9 @@ async def writer() -> AsyncIterator[PostgresUsageWriter]:
     engine = create_engine(await services.create_database(database))
     try:
         await migrate.upgrade(engine)
-        yield PostgresUsageWriter(engine)
+        writer = PostgresUsageWriter(engine)
+        yield writer
+        await writer.close()
     finally:
         await engine.dispose()
         await services.drop_database(database)
@@ -58,3 +61,31 @@ async def test_a_big_batch_is_bound_in_slices_between_turns_of_the_event_loop(
         done.set()
     assert inserted == 10 * BIND_STEP
     assert most_between_turns == BIND_STEP
+
+
+async def test_a_connection_the_server_closed_is_replaced_before_the_next_batch(
+    writer: PostgresUsageWriter,
+) -> None:
+    """The writer's own connection, closed by the server between batches, is opened anew."""
+    assert (await writer.insert_many([event()]))[0] == 1
+    assert writer._connection is not None
+    closed = writer._connection.get_server_pid()
+    admin = await asyncpg.connect(services.POSTGRES_URL)
+    try:  # with a timeout, pg_terminate_backend waits until the backend has exited
+        assert await admin.fetchval("SELECT pg_terminate_backend($1, 5000)", closed)
+    finally:
+        await admin.close()
+    assert (await writer.insert_many([event(), event()]))[0] == 2
+    assert writer._connection.get_server_pid() != closed
+
+
+async def test_a_refused_batch_raises_write_failed_writes_nothing_and_the_writer_goes_on(
+    writer: PostgresUsageWriter,
+) -> None:
+    """A batch the database refuses is rolled back whole and raised as WriteFailed; the next is written."""
+    good, refused = event(), event()
+    refused.prompt_tokens = 2**63  # one past the largest BIGINT
+    with pytest.raises(WriteFailed):
+        await writer.insert_many([good, refused])
+    assert writer._connection is None  # dropped: it could have been left inside the transaction
+    assert (await writer.insert_many([good]))[0] == 1  # not written by the refused batch
