@@ -158,15 +158,15 @@ def open_governance(
     )
 
 
-# Usage events kept in memory for this process's own writer, in batches (see JournalQueue).
-HAND_OVER_BATCHES = 64
+# Usage events kept in memory for this process's own writer (see JournalQueue).
+HAND_OVER_EVENTS = 4096
 
 
 def usage_queue(settings: Settings, redis: Redis | None, link: RedisLink | None = None) -> UsageQueue:
     """The durable usage queue: the local journal (embedded) or a Redis Stream fed through it."""
     # The writer takes the events this process appended from memory instead of decoding them
     # back (the lines are still written and pushed first; a restart decodes them).
-    hand_over = HAND_OVER_BATCHES * settings.usage_batch_size
+    hand_over = HAND_OVER_EVENTS
     journal = JournalQueue(
         settings.data_dir / USAGE_JOURNAL_DIR,
         segment_bytes=settings.usage_journal_segment_bytes,
@@ -181,7 +181,7 @@ def usage_queue(settings: Settings, redis: Redis | None, link: RedisLink | None 
         prefix=settings.redis_prefix,
         max_length=settings.usage_stream_max_length,
         claim_idle_seconds=settings.usage_claim_idle_seconds,
-        batch_size=settings.usage_batch_size,
+        batch_size=settings.resolved_usage_batch_size,
         link=link,
         hand_over=hand_over,
     )
@@ -284,7 +284,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         recorder = UsageRecorder(
             UsageStore(sessions, on_thresholds=notifier),
             usage_queue(settings, redis, link),
-            batch_size=settings.usage_batch_size,
+            batch_size=settings.resolved_usage_batch_size,
             interval=settings.usage_flush_interval_seconds,
             recovery_interval=settings.usage_recovery_interval_seconds,
             close_timeout=settings.shutdown_grace_seconds,

@@ -77,7 +77,11 @@ class Settings(BaseSettings):
     usage_flush_interval_seconds: float = Field(
         0.05, gt=0, description="How often queued usage records are written to the database"
     )
-    usage_batch_size: int = Field(64, ge=1, description="Usage records per database insert or Redis push")
+    usage_batch_size: int | None = Field(
+        None,
+        ge=1,
+        description="Usage records per database write or Redis push (default 64 on SQLite, 16 on PostgreSQL)",
+    )
     usage_queue_max: int = Field(
         100_000, ge=100, description="Usage records held in memory while the usage journal cannot be written"
     )
@@ -249,6 +253,20 @@ class Settings(BaseSettings):
     def is_embedded(self) -> bool:
         """True when no external state service is configured."""
         return self.redis_url is None
+
+    @property
+    def resolved_usage_batch_size(self) -> int:
+        """Usage records per write: set, or the backend's default.
+
+        On PostgreSQL each batch is a transaction whose work on the database server competes for
+        a core with the Redis and upstream replies a request waits for; measured at concurrency 1,
+        batches of 16 spread that work finely enough to keep it out of the latency tail (p99 3.1-3.6
+        ms added with 64, 1.5-1.7 ms with 16) and cost nothing in throughput. SQLite writes on the
+        event loop's thread, where each commit has a cost of its own: batches of 64 do better there.
+        """
+        if self.usage_batch_size is not None:
+            return self.usage_batch_size
+        return 64 if self.is_sqlite else 16
 
     @property
     def should_migrate_on_start(self) -> bool:

@@ -37,7 +37,9 @@ from tests.support import services
 from tests.support.server import free_port
 
 ODOCK = str(Path(sys.executable).parent / "odock")
-NEVER = "3600"  # flush interval that keeps records queued for the whole test
+# Settings that keep records queued for the whole test: the writer wakes neither on its interval
+# nor on a full batch (more records than any test sends).
+HELD = {"ODOCK_USAGE_FLUSH_INTERVAL_SECONDS": "3600", "ODOCK_USAGE_BATCH_SIZE": "1000"}
 PRICING = {"input": {"text_cost_per_1k_tokens": 0.002}, "output": {"text_cost_per_1k_tokens": 0.008}}
 MESSAGES = [{"role": "user", "content": "How durable is a usage record?"}]
 
@@ -260,7 +262,7 @@ def test_sigkill_loses_no_usage_record_across_a_restart(
     """Records of a gateway SIGKILLed before any flush are all stored by its restart, once each."""
     deploy = deployment()
     data_dir = tmp_path / "gateway"
-    first = serve(deploy.env(data_dir, ODOCK_USAGE_FLUSH_INTERVAL_SECONDS=NEVER))
+    first = serve(deploy.env(data_dir, **HELD))
     request_ids = send_requests(first, deploy, 20)
     # A record is queued (journaled) as the response completes; wait until all are, then crash.
     poll(lambda: set(request_ids) <= journaled(data_dir) | streamed(deploy.settings), "records queued")
@@ -282,7 +284,7 @@ def test_another_replica_stores_a_killed_replicas_records(
         pytest.skip("needs the production backend: another host shares only Redis and PostgreSQL")
     services.require_services()
     deploy = deployment()
-    doomed = serve(deploy.env(tmp_path / "host-a", ODOCK_USAGE_FLUSH_INTERVAL_SECONDS=NEVER))
+    doomed = serve(deploy.env(tmp_path / "host-a", **HELD))
     request_ids = send_requests(doomed, deploy, 20)
     poll(lambda: set(request_ids) <= streamed(deploy.settings), "records pushed to the stream")
     assert stored(deploy.settings, request_ids) == []
@@ -298,7 +300,7 @@ def test_sigterm_mid_stream_finishes_the_stream_and_stores_every_record(
     """SIGTERM mid-stream: the stream ends with every chunk and [DONE], and every queued record is stored."""
     words = 40
     deploy = deployment(chunk_delay_ms=50, completion_tokens=words)
-    gateway = serve(deploy.env(tmp_path / "gateway", ODOCK_USAGE_FLUSH_INTERVAL_SECONDS=NEVER))
+    gateway = serve(deploy.env(tmp_path / "gateway", **HELD))
     queued = [chat(gateway, deploy, stream=False) for _ in range(5)]
     assert stored(deploy.settings, queued) == []
 
