@@ -163,18 +163,23 @@ class _Request:
     state: _State
     result: ReserveResult | None  # None when settled without ever reserving here
     lines: Mapping[str, int] = field(default_factory=lambda: _NO_LINES)  # held amounts while live
-    forget_at: float | None = None  # set when a finished request's memory was extended
+    forget_at: float | None = None  # a rejection's: when it is forgotten
 
 
 # A finished request is remembered for idempotency only, and under sustained load those records
 # are most of what the embedded store holds. So a request that finishes from a live reservation
-# (or unknown) points at one of these shared records, and finished requests are forgotten in
-# groups of one second (the ids in a list) instead of by an entry of their own each. The rare
-# request finished twice (released, then settled) gets its own record with its own forget time.
+# (or unknown) points at one of these shared records, and finished requests are kept in
+# generations: one table per GENERATION_SECONDS of finishes, dropped whole once its newest
+# member's time is up. One table of every finished request, with an entry deleted per request,
+# is rebuilt by the interpreter whenever deletions have used up its free slots, sized for three
+# times what it holds at that moment: under sustained load its memory stepped up and down by
+# tens of MiB. A request finished twice (released, then settled) is found in its newest
+# generation first.
 _SETTLED = _Request("settled", _RESERVED)
 _SETTLED_UNRESERVED = _Request("settled", None)
 _RELEASED = _Request("released", _RESERVED)
-_GROUP_SECONDS = 1.0
+GENERATION_SECONDS = 5.0
+_REJECTION_GROUP_SECONDS = 1.0
 
 
 class MemoryMeterStore:
@@ -190,14 +195,13 @@ class MemoryMeterStore:
         self._clock = clock
         self._remember = remember_seconds
         self._counters: dict[str, _Counter] = {}
-        self._requests: dict[str, _Request] = {}
+        self._requests: dict[str, _Request] = {}  # live reservations and rejections
         self._expiry: dict[str, float] = {}  # request id -> reservation expiry, live ones only
-        # Finished requests in the order they finished, a group per second, each group forgotten
-        # once its members' time is up: a steady trickle of deletions instead of a table that
-        # doubles before each sweep (which held twice the remembered minute, a memory sawtooth).
-        self._finished: _Forgetting = deque()
-        # Rejections are remembered for the reservation's time to live instead: apart, so that
-        # neither queue holds up the other's deletions (each is in time order).
+        # Finished requests (settled, released), by generation (see GENERATION_SECONDS), oldest
+        # first: (when the generation is forgotten, its records).
+        self._finished: deque[tuple[float, dict[str, _Request]]] = deque()
+        # Rejections are remembered for the reservation's time to live instead, in groups of a
+        # second (the ids in a list), each group forgotten once its members' time is up.
         self._rejected: _Forgetting = deque()
         self._sweep_above = _SWEEP_FLOOR
 
@@ -208,7 +212,7 @@ class MemoryMeterStore:
         check_lines(lines, ttl_seconds)
         now = self._clock()
         self._sweep(now)
-        known = self._requests.get(request_id)
+        known = self._known(request_id)
         if known is not None:
             return _replay(known)
         counters = [(line, self._counter(line.key, now)) for line in lines]
@@ -237,7 +241,7 @@ class MemoryMeterStore:
             check_amount(amount, "actual")
         now = self._clock()
         self._sweep(now)
-        known = self._requests.get(request_id)
+        known = self._known(request_id)
         if known is not None and known.state == "settled":
             return SettleOutcome.DUPLICATE
         outcome = SettleOutcome.UNRESERVED
@@ -248,14 +252,13 @@ class MemoryMeterStore:
             counter = self._counter(key, now)
             if counter is not None:  # a cold counter is primed from the ledger, which has it
                 counter.used += amount
-        forget_at = now + self._remember
         if known is None:
-            self._requests[request_id] = _SETTLED_UNRESERVED
+            finished = _SETTLED_UNRESERVED
         elif known.state == "reserved":
-            self._requests[request_id] = _SETTLED
+            finished = _SETTLED
         else:  # released or rejected before: a repeated reserve still replays the first outcome
-            self._requests[request_id] = _Request("settled", known.result, forget_at=forget_at)
-        _forget_later(self._finished, request_id, forget_at)
+            finished = _Request("settled", known.result)
+        self._finish(request_id, finished, now)
         self._expiry.pop(request_id, None)
         return outcome
 
@@ -263,13 +266,12 @@ class MemoryMeterStore:
         """Drop the request's reservation."""
         now = self._clock()
         self._sweep(now)
-        known = self._requests.get(request_id)
+        known = self._known(request_id)
         self._expiry.pop(request_id, None)
         if known is None or known.state != "reserved":
             return ReleaseOutcome.NOTHING
         self._unreserve(known, now)
-        self._requests[request_id] = _RELEASED
-        _forget_later(self._finished, request_id, now + self._remember)
+        self._finish(request_id, _RELEASED, now)
         return ReleaseOutcome.RELEASED
 
     async def prime(
@@ -286,8 +288,8 @@ class MemoryMeterStore:
         return True
 
     def remembered_requests(self) -> int:
-        """How many request records are held (live reservations and recently finished requests)."""
-        return len(self._requests)
+        """How many request records are held (live reservations, rejections, finished requests)."""
+        return len(self._requests) + sum(len(records) for _, records in self._finished)
 
     async def expired(self, now: datetime | None = None, limit: int = 100) -> list[RequestId]:
         """Request ids whose reservations outlived their time to live, oldest first."""
@@ -312,17 +314,35 @@ class MemoryMeterStore:
             return None
         return counter
 
+    def _known(self, request_id: str) -> _Request | None:
+        """What the store knows of a request: live or rejected, else its latest finish, else None."""
+        known = self._requests.get(request_id)
+        if known is None:
+            for _, records in reversed(self._finished):
+                known = records.get(request_id)
+                if known is not None:
+                    break
+        return known
+
+    def _finish(self, request_id: str, record: _Request, now: float) -> None:
+        """Remember a finished request for ``remember_seconds`` (up to a generation longer)."""
+        self._requests.pop(request_id, None)
+        finished = self._finished
+        if not finished or finished[-1][0] < now + self._remember:
+            finished.append((now + self._remember + GENERATION_SECONDS, {}))
+        finished[-1][1][request_id] = record
+
     def _sweep(self, now: float) -> None:
         """Forget finished requests whose time is up; lapsed counters once the table has doubled."""
-        for queue in (self._finished, self._rejected):
-            while queue and queue[0][0] <= now:
-                _, group = queue.popleft()
-                requests = self._requests
-                for rid in group:
-                    record = requests.get(rid)
-                    # A request finished again since (released, then settled) is remembered longer.
-                    if record is not None and (record.forget_at is None or record.forget_at <= now):
-                        del requests[rid]
+        finished = self._finished
+        while finished and finished[0][0] <= now:
+            finished.popleft()
+        rejected, requests = self._rejected, self._requests
+        while rejected and rejected[0][0] <= now:
+            for rid in rejected.popleft()[1]:
+                record = requests.get(rid)
+                if record is not None and record.forget_at is not None and record.forget_at <= now:
+                    del requests[rid]
         if len(self._counters) <= self._sweep_above:
             return
         for key in [key for key, counter in self._counters.items() if _lapsed(counter.expires_at, now)]:
@@ -344,7 +364,7 @@ def _forget_later(queue: _Forgetting, request_id: str, forget_at: float) -> None
     if queue and forget_at <= queue[-1][0]:
         queue[-1][1].append(request_id)
     else:  # a group is forgotten a second after its first member's time
-        queue.append((forget_at + _GROUP_SECONDS, [request_id]))
+        queue.append((forget_at + _REJECTION_GROUP_SECONDS, [request_id]))
 
 
 def _replay(record: _Request) -> ReserveResult:

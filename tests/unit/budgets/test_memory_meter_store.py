@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from odock.budgets.meters import MemoryMeterStore, MeterLine, SettleOutcome
+from odock.budgets.meters import GENERATION_SECONDS, MemoryMeterStore, MeterLine, SettleOutcome
 from odock.ids import RequestId
 
 
@@ -15,7 +15,7 @@ class Clock:
 
 
 async def test_finished_requests_are_remembered_for_the_window_then_forgotten() -> None:
-    """A settled request is a duplicate within ``remember_seconds``; after it, the record is gone."""
+    """A settled request is a duplicate within ``remember_seconds``; a generation later it is forgotten."""
     clock = Clock()
     store = MemoryMeterStore(clock, remember_seconds=60)
     await store.prime("budget:k", used=0, reserved=0, limit=10**9)
@@ -26,7 +26,7 @@ async def test_finished_requests_are_remembered_for_the_window_then_forgotten() 
     clock.now += 59
     assert await store.settle(RequestId("r0"), {"budget:k": 1}) is SettleOutcome.DUPLICATE
     assert store.remembered_requests() == 100
-    clock.now += 2
+    clock.now += 1 + GENERATION_SECONDS
     await store.reserve(RequestId("later"), [line], ttl_seconds=30)  # any operation may sweep
     assert store.remembered_requests() == 1  # only the live reservation
     assert await store.settle(RequestId("r1"), {"budget:k": 1}) is SettleOutcome.UNRESERVED
@@ -48,7 +48,7 @@ async def test_a_request_finished_twice_is_remembered_from_its_second_finish() -
     assert replay.replayed
     assert replay.admitted  # the first outcome, still
     assert (await store.snapshot(["budget:k"]))["budget:k"].used == 3
-    clock.now += 16
+    clock.now += 16 + GENERATION_SECONDS
     await store.release(RequestId("other"))  # any operation may sweep
     assert store.remembered_requests() == 0
 
@@ -63,7 +63,22 @@ async def test_a_remembered_rejection_does_not_hold_back_forgetting_the_rest() -
     for n in range(50):
         await store.reserve(RequestId(f"r{n}"), [MeterLine("budget:k", 0, 10)], ttl_seconds=600)
         await store.settle(RequestId(f"r{n}"), {"budget:k": 0})
-    clock.now += 62
+    clock.now += 60 + GENERATION_SECONDS
     await store.release(RequestId("other"))  # any operation may sweep
     assert store.remembered_requests() == 1
     assert (await store.reserve(RequestId("big"), [MeterLine("budget:k", 1, 10)], ttl_seconds=600)).replayed
+
+
+async def test_a_rejected_request_settled_later_is_then_known_as_settled() -> None:
+    """Settling a rejected request counts once; a repeated reserve still replays the rejection."""
+    store = MemoryMeterStore(Clock(), remember_seconds=60)
+    await store.prime("budget:k", used=0, reserved=0, limit=10)
+    big = [MeterLine("budget:k", 11, 10)]
+    assert not (await store.reserve(RequestId("big"), big, ttl_seconds=600)).admitted
+    assert await store.settle(RequestId("big"), {"budget:k": 2}) is SettleOutcome.UNRESERVED
+    assert await store.settle(RequestId("big"), {"budget:k": 2}) is SettleOutcome.DUPLICATE
+    replay = await store.reserve(RequestId("big"), big, ttl_seconds=600)
+    assert replay.replayed
+    assert not replay.admitted
+    assert (await store.snapshot(["budget:k"]))["budget:k"].used == 2
+    assert store.remembered_requests() == 1
