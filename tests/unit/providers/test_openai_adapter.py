@@ -16,7 +16,7 @@ from odock.errors import (
     UpstreamUnavailable,
 )
 from odock.providers.adapters import openai as adapter
-from odock.providers.adapters.base import Endpoint, UpstreamCall
+from odock.providers.adapters.base import MAX_REPORTED_TOKENS, Endpoint, UpstreamCall, Usage
 from odock.providers.catalog import ProviderTarget
 
 
@@ -231,3 +231,19 @@ async def test_lines_refuse_unbounded_lines(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(adapter, "MAX_EVENT_BYTES", 10)
     with pytest.raises(UpstreamError, match="longer than 10 bytes"):
         await _lines([b"x" * 6, b"x" * 6])
+
+
+def test_reported_token_counts_are_clamped_to_what_a_request_can_hold() -> None:
+    """A provider's absurd counts (up to 2^64, as JSON integers parse) cannot overflow 64-bit columns."""
+    usage = Usage.from_openai(
+        {
+            "prompt_tokens": 2**64 - 1,
+            "completion_tokens": 2**63,
+            "total_tokens": 7,
+            "prompt_tokens_details": {"cached_tokens": -3},
+            "completion_tokens_details": {"reasoning_tokens": 2.5e30},
+        }
+    )
+    assert (usage.prompt_tokens, usage.completion_tokens) == (MAX_REPORTED_TOKENS, MAX_REPORTED_TOKENS)
+    assert (usage.total_tokens, usage.cached_tokens, usage.reasoning_tokens) == (7, 0, 0)
+    assert usage.prompt_tokens + usage.completion_tokens < 2**32

@@ -55,8 +55,16 @@ class Usage:
         )
 
 
+# No real request reports more tokens than this (the largest context windows hold a few million).
+# A provider that does is clamped to it, so the usage record, its cost and the budget settlement
+# stay within their 64-bit columns and counters: a count past 2^63 (JSON parses integers up to
+# 2^64) made the database refuse the whole usage batch, on every retry.
+MAX_REPORTED_TOKENS = 2**31 - 1
+
+
 def _int(value: object) -> int:
-    return value if isinstance(value, int) and value >= 0 else 0
+    """A token count as reported: a non-negative integer (clamped), else 0."""
+    return min(value, MAX_REPORTED_TOKENS) if isinstance(value, int) and value >= 0 else 0
 
 
 @dataclass(frozen=True, slots=True)
