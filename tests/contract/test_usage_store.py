@@ -169,6 +169,13 @@ async def test_nul_characters_are_stored_as_replacement_characters(store: UsageS
     assert await store.count() == 2
 
 
+async def test_text_longer_than_its_column_is_cut_to_the_column_on_both_backends(store: UsageStore) -> None:
+    """A model name past the column's 200 characters is stored as its first 200 (not refused, not whole)."""
+    long = event(model="m" * 150 + "é" * 100)
+    await store.insert_many([long])
+    assert (await only_record(store, long.request_id)).model == "m" * 150 + "é" * 50
+
+
 async def test_money_is_an_exact_integer_beyond_32_bits(store: UsageStore) -> None:
     """Costs and byte counts past 2^31 (and near 2^63) are stored and read back exactly."""
     costs = [2**31, 2**40 + 7, 2**62 + 12345, None]

@@ -9,7 +9,8 @@ UTC timestamps.
 
 Text that PostgreSQL cannot store is made storable rather than refused: a NUL character (which a
 client can put in a JSON body, e.g. as the model name, and which PostgreSQL refuses in text and
-in JSONB) is stored as U+FFFD, in text and JSON columns alike and on both backends. Refusing
+in JSONB) is stored as U+FFFD, in text and JSON columns alike and on both backends, and text longer
+than its column (a model name past 200 characters) is cut to the column's length on both. Refusing
 would be worse: the batch holding the record would fail on every retry, and no usage record
 after it would be written.
 """
@@ -85,6 +86,18 @@ def aware_instant(value: datetime | None) -> datetime | None:
     return value.astimezone(UTC)
 
 
+def _text_for(column_type: String) -> Processor:
+    """Text as the column can hold it: NUL replaced, cut to the column's length if it has one.
+
+    PostgreSQL's writer casts to the column's type, which cuts over-long text silently; SQLite
+    would keep it whole. Cutting here stores the same value on both backends.
+    """
+    length = column_type.length
+    if length is None:
+        return without_nul
+    return lambda value: without_nul(value[:length] if isinstance(value, str) else value)
+
+
 def _then(first: Processor, second: Processor) -> Processor:
     return lambda value: second(first(value))
 
@@ -105,11 +118,13 @@ class RowBinder:
                 processors.append((index, json_text))
             elif isinstance(column_type, UTCDateTime):
                 processors.append((index, instant))
-            elif (process := column_type.dialect_impl(dialect).bind_processor(dialect)) is not None:
-                text = isinstance(column_type, String)
-                processors.append((index, _then(without_nul, process) if text else process))
-            elif isinstance(column_type, String):
-                processors.append((index, without_nul))
+            else:
+                process: Processor | None = column_type.dialect_impl(dialect).bind_processor(dialect)
+                if isinstance(column_type, String):
+                    text = _text_for(column_type)
+                    process = text if process is None else _then(text, process)
+                if process is not None:
+                    processors.append((index, process))
         self._processors = tuple(processors)
 
     def processor(self, column: str) -> Processor:
