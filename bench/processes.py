@@ -91,6 +91,13 @@ class CoreLayout:
             os.sched_setaffinity(0, {self.load})
 
 
+def every_core(argv: Sequence[str]) -> list[str]:
+    """``argv`` allowed on every core of the machine (not only the cores this process may use)."""
+    if not shutil.which("taskset"):
+        return list(argv)
+    return ["taskset", "-c", f"0-{(os.cpu_count() or 1) - 1}", *argv]
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket() as sock:
@@ -161,19 +168,48 @@ async def wait_until_ready(url: str, process: ManagedProcess, deadline_seconds: 
     )
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process (all threads)."""
+def _stat_fields(pid: int) -> list[str]:
+    """The fields of ``/proc/<pid>/stat`` after the command name (field 3 onwards)."""
     stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime (fields 14, 15)
+    return stat[stat.rindex(")") + 2 :].split()
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its live descendants (e.g. ``odock serve --workers N``'s worker processes)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):  # gone while read
+                children.setdefault(int(_stat_fields(int(entry.name))[1]), []).append(int(entry.name))
+    tree, i = [pid], 0
+    while i < len(tree):
+        tree += children.get(tree[i], [])
+        i += 1
+    return tree
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process (all threads) and its live descendants."""
+    total = 0
+    for member in process_tree(pid):
+        with contextlib.suppress(OSError):  # a descendant that has just exited
+            fields = _stat_fields(member)
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+    return total / CLOCK_TICKS
 
 
 def rss_bytes(pid: int) -> int:
-    """Resident set size of a process."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no VmRSS for pid {pid}")
+    """Resident set size of a process and its live descendants."""
+    total, found = 0, False
+    for member in process_tree(pid):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{member}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+                    found = True
+    if not found:
+        raise RuntimeError(f"no VmRSS for pid {pid}")
+    return total
 
 
 def core_times() -> dict[int, tuple[int, int]]:

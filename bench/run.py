@@ -63,6 +63,7 @@ from bench.processes import (
     MIB,
     CoreLayout,
     ManagedProcess,
+    every_core,
     free_port,
     install_tools,
     probe_core,
@@ -160,6 +161,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help='measure only this case (e.g. "chat c=1", "stream c=512"); repeatable',
     )
     parser.add_argument(
+        "--gateway-workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="odock serve --workers N (production only); with N > 1 the gateway is not pinned: its "
+        "workers share every core with the mock and the driver, and its CPU and RSS are summed",
+    )
+    parser.add_argument(
         "--setting",
         action="append",
         default=[],
@@ -178,6 +187,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if unknown or not names:
         parser.error(f"--backends takes {', '.join(BACKENDS)}")
     args.backend_names = names
+    if args.gateway_workers < 1:
+        parser.error("--gateway-workers takes N >= 1")
+    if args.gateway_workers > 1 and "embedded" in names:
+        parser.error("--gateway-workers > 1 needs --backends production (in-process state is per process)")
     return args
 
 
@@ -261,10 +274,16 @@ async def gateway(ctx: Context, backend: Backend) -> AsyncIterator[RunningGatewa
     """`odock serve` on the gateway core, ready to serve."""
     port = free_port()
     argv = [str(Path(sys.executable).parent / "odock"), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    workers = ctx.args.gateway_workers
+    if workers > 1:
+        argv += ["--workers", str(workers)]
     env = backend.environment(dict(os.environ))
+    # Several workers get every core (this driver process is pinned to the load core, and a child
+    # would inherit that); one is pinned to the gateway core.
+    pinned = ctx.layout.pin(ctx.layout.gateway, argv) if workers == 1 else every_core(argv)
     process = ManagedProcess.start(
         "gateway",
-        ctx.layout.pin(ctx.layout.gateway, argv),
+        pinned,
         env,
         ctx.work / f"gateway-{backend.name}-{port}.log",
     )
@@ -440,6 +459,11 @@ async def run(args: argparse.Namespace) -> RunReport:
         )
     if args.nice:
         notes.append(f"every benchmark process ran at nice {args.nice} (its autogroup too), others unchanged")
+    if args.gateway_workers > 1:
+        notes.append(
+            f"gateway: odock serve --workers {args.gateway_workers}, not pinned (its workers share every "
+            "core with the mock and the driver); gateway CPU and RSS are summed over its processes"
+        )
     try:
         return await _measure(args, layout, notes)
     finally:

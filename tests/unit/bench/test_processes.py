@@ -1,11 +1,24 @@
-"""The gateway-core probe: a stdlib-only subprocess that busy-spins and reports the pauses it suffered."""
+"""The gateway-core probe (a stdlib-only subprocess that busy-spins and reports the pauses it suffered);
+the gateway's CPU and memory counted over its processes."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 
 import pytest
-from bench.processes import SPIN_GAP_MS, CoreAvailability, CoreLayout, probe_core
+from bench.processes import (
+    SPIN_GAP_MS,
+    CoreAvailability,
+    CoreLayout,
+    cpu_seconds,
+    probe_core,
+    process_tree,
+    rss_bytes,
+)
+from bench.run import parse_args
 
 SPIN_SECONDS = 0.3
 
@@ -48,3 +61,36 @@ async def test_probe_spins_as_long_as_asked_where_asked(pinned: bool) -> None:
         assert probe.longest_gap_ms <= probe.lost_ms
     else:
         assert (probe.lost_ms, probe.longest_gap_ms) == (0.0, None)
+
+
+def test_a_process_tree_counts_the_workers_of_a_gateway() -> None:
+    """CPU and RSS of a process include its live descendants (``odock serve --workers N``'s workers)."""
+    burn = "import time\nend = time.process_time() + 0.5\nwhile time.process_time() < end: pass\ninput()\n"
+    parent = subprocess.Popen(
+        [sys.executable, "-c", f"import subprocess, sys; subprocess.run([sys.executable, '-c', {burn!r}])"],
+        stdin=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        tree: list[int] = []
+        while len(tree) < 2:  # until the child exists
+            assert time.monotonic() < deadline, "the child process never started"
+            tree = process_tree(parent.pid)
+        child = tree[1]
+        while cpu_seconds(child) < 0.25:  # until the child has burnt most of its CPU (tick accounting)
+            assert time.monotonic() < deadline, "the child never used its CPU"
+        assert cpu_seconds(parent.pid) >= cpu_seconds(child) >= 0.25
+        assert rss_bytes(parent.pid) > rss_bytes(child) > 0
+    finally:
+        assert parent.stdin is not None
+        parent.stdin.close()
+        parent.wait(timeout=10)
+
+
+def test_several_gateway_workers_need_the_production_backend() -> None:
+    """--gateway-workers N > 1 is refused with the embedded backend (its state is per process)."""
+    assert parse_args(["--backends", "production", "--gateway-workers", "2"]).gateway_workers == 2
+    with pytest.raises(SystemExit):
+        parse_args(["--gateway-workers", "2"])
+    with pytest.raises(SystemExit):
+        parse_args(["--backends", "production", "--gateway-workers", "0"])
