@@ -174,16 +174,25 @@ def _stat_fields(pid: int) -> list[str]:
     return stat[stat.rindex(")") + 2 :].split()
 
 
+def _children(pid: int) -> list[int]:
+    """The live child processes of ``pid``, from ``/proc/<pid>/task/*/children`` (none if unknown)."""
+    found: list[int] = []
+    with contextlib.suppress(OSError):  # the process has just exited
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):  # a thread that has just exited
+                found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
 def process_tree(pid: int) -> list[int]:
-    """``pid`` and its live descendants (e.g. ``odock serve --workers N``'s worker processes)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError, ValueError):  # gone while read
-                children.setdefault(int(_stat_fields(int(entry.name))[1]), []).append(int(entry.name))
+    """``pid`` and its live descendants (e.g. ``odock serve --workers N``'s worker processes).
+
+    Read from each process's own ``children`` files, not by scanning every process on the
+    machine: the resident-memory sampler calls this twice a second from the load core.
+    """
     tree, i = [pid], 0
     while i < len(tree):
-        tree += children.get(tree[i], [])
+        tree += _children(tree[i])
         i += 1
     return tree
 

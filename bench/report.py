@@ -61,6 +61,7 @@ class RunReport:
     backends: list[BackendReport] = field(default_factory=list)
     mock_compare: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    gateway_workers: int = 1  # odock serve --workers: the bars are judged only for one process
 
 
 @dataclass(frozen=True)
@@ -240,6 +241,13 @@ def _case(backend: BackendReport, label: str) -> CaseOutcome | None:
     return next((c for c in backend.cases if c.label == label), None)
 
 
+def run_bars(report: RunReport) -> list[Bar]:
+    """The issue's bars over every backend of the run (none for a run with several workers)."""
+    if report.gateway_workers > 1:
+        return []
+    return [bar for backend in report.backends for bar in bars(backend)]
+
+
 def bars(backend: BackendReport) -> list[Bar]:
     """The issue's bars that this run measured on ``backend``."""
     out: list[Bar] = []
@@ -412,7 +420,13 @@ def render(report: RunReport) -> str:
         ]
     for backend in report.backends:
         lines += _backend_lines(backend)
-    all_bars = [bar for backend in report.backends for bar in bars(backend)]
+    all_bars = run_bars(report)
+    if report.gateway_workers > 1:
+        lines += [
+            "",
+            f"Bars of the issue: not judged (they are for one gateway process on one core; "
+            f"this run had {report.gateway_workers} workers on every core).",
+        ]
     if all_bars:
         lines += ["", "## Bars of the issue", "", "| backend | bar | measured | |", "|---|---|---|---|"]
         lines += [
@@ -428,6 +442,6 @@ def write(report: RunReport, markdown_path: Path) -> tuple[str, Path]:
     markdown_path.write_text(text)
     json_path = markdown_path.with_suffix(".json")
     raw = dataclasses.asdict(report)
-    raw["bars"] = [dataclasses.asdict(b) for backend in report.backends for b in bars(backend)]
+    raw["bars"] = [dataclasses.asdict(b) for b in run_bars(report)]
     json_path.write_bytes(orjson.dumps(raw, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
     return text, json_path

@@ -492,6 +492,7 @@ async def _measure(args: argparse.Namespace, layout: CoreLayout, notes: list[str
         mock=f"{args.mock_impl} implementation, {args.upstream_latency_ms:g} ms fixed latency",
         governance_off=f"governance {args.governance} (compare a run with --governance on to one with off)",
         notes=notes,
+        gateway_workers=args.gateway_workers,
     )
     background = await wait_for_quiet(0.0, 0.0, window=0.5 if args.smoke else 2.0)
     report.notes.append(

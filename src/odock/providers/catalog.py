@@ -109,8 +109,6 @@ class ModelCatalog:
 
     async def model(self, organisation_id: str, name: str) -> ResolvedModel | None:
         """The model called ``name`` in the organisation, or None."""
-        if "\x00" in name:  # no model is named so, and PostgreSQL refuses NUL in a query's text
-            return None
         return await self._lookup.get(f"{organisation_id}/{name}")
 
     def _on_invalidation(self, inv: Invalidation) -> None:
@@ -122,6 +120,8 @@ class ModelCatalog:
 
     async def _load(self, cache_key: str) -> ResolvedModel | None:
         organisation_id, _, name = cache_key.partition("/")
+        if "\x00" in name:  # no model is named so, and PostgreSQL refuses NUL in a query's text
+            return None
         try:
             async with self._sessions() as session:
                 return await load_model(session, organisation_id, name)

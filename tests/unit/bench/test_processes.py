@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from typing import Any
 
 import pytest
 from bench.processes import (
@@ -18,6 +19,7 @@ from bench.processes import (
     process_tree,
     rss_bytes,
 )
+from bench.report import BackendReport, RunReport, render, run_bars
 from bench.run import parse_args
 
 SPIN_SECONDS = 0.3
@@ -94,3 +96,16 @@ def test_several_gateway_workers_need_the_production_backend() -> None:
         parse_args(["--gateway-workers", "2"])
     with pytest.raises(SystemExit):
         parse_args(["--backends", "production", "--gateway-workers", "0"])
+
+
+def test_a_run_with_several_workers_judges_no_bar() -> None:
+    """The bars are for one gateway process on one core: a --gateway-workers run reports why it has none."""
+    backend = BackendReport("production", [], idle_rss_mib=379.0, post_warmup_rss_mib=390.0)
+    fields: dict[str, Any] = dict.fromkeys(("command", "plan", "started_at", "layout", "driver", "mock"), "")
+    machine = dict.fromkeys(("cpu", "cores", "memory", "kernel", "python", "speed"), "?")
+    one = RunReport(**fields, machine=machine, governance_off="", backends=[backend])
+    several = RunReport(**fields, machine=machine, governance_off="", backends=[backend], gateway_workers=2)
+    assert [bar.met for bar in run_bars(one)] == [False]  # idle RSS over one process's bar
+    assert run_bars(several) == []
+    assert "not judged" in render(several)
+    assert "## Bars of the issue" not in render(several)
