@@ -50,17 +50,23 @@ class ChatCase:
 
 @dataclass(frozen=True)
 class StreamCase:
-    """``streams`` streaming chat completions, ``concurrency`` open at once."""
+    """``streams`` streaming chat completions, ``concurrency`` at a time.
+
+    ``spread_seconds`` 0: the first ``concurrency`` streams open in the same instant (a burst).
+    Otherwise their openings are spread evenly over ``spread_seconds`` (one stream's duration), so
+    that ``concurrency`` streams are held in flight with openings arriving steadily.
+    """
 
     concurrency: int
     streams: int
     chunks: int
     pacing_ms: float
+    spread_seconds: float = 0.0
 
     @property
     def label(self) -> str:
         """How the report names the case."""
-        return f"stream c={self.concurrency}"
+        return f"stream c={self.concurrency}" + (" held" if self.spread_seconds else "")
 
 
 @dataclass(frozen=True)
@@ -78,13 +84,23 @@ class Plan:
 FULL = Plan(
     "full",
     chat=(ChatCase(1, seconds=15), ChatCase(16, seconds=10), ChatCase(64, seconds=10)),
-    streams=(StreamCase(1, 400, 16, 1.0), StreamCase(64, 384, 16, 20.0), StreamCase(512, 1024, 16, 20.0)),
+    streams=(
+        StreamCase(1, 400, 16, 1.0),
+        StreamCase(64, 384, 16, 20.0),
+        StreamCase(512, 1024, 16, 20.0),
+        StreamCase(512, 2048, 32, 50.0, spread_seconds=1.6),
+    ),
     warmup_seconds=3,
 )
 QUICK = Plan(
     "quick",
     chat=(ChatCase(1, seconds=3), ChatCase(16, seconds=3), ChatCase(64, seconds=3)),
-    streams=(StreamCase(1, 100, 16, 1.0), StreamCase(64, 128, 16, 20.0), StreamCase(512, 512, 16, 20.0)),
+    streams=(
+        StreamCase(1, 100, 16, 1.0),
+        StreamCase(64, 128, 16, 20.0),
+        StreamCase(512, 512, 16, 20.0),
+        StreamCase(512, 1024, 32, 50.0, spread_seconds=1.6),
+    ),
     warmup_seconds=1,
 )
 SMOKE = Plan(
@@ -255,7 +271,12 @@ class Measurer:
             async with metered(self.gateway_pid, self.gateway_core) as meter:
                 started = utc_now()
                 result = await run_streams(
-                    target, case.concurrency, case.streams, case.chunks, include_usage=True
+                    target,
+                    case.concurrency,
+                    case.streams,
+                    case.chunks,
+                    include_usage=True,
+                    spread_seconds=case.spread_seconds,
                 )
                 window = Window.since(started)
             sides[path] = Side.of(result, meter, before, window)

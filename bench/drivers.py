@@ -269,9 +269,13 @@ async def run_streams(
     *,
     include_usage: bool,
     seconds: float | None = None,
+    spread_seconds: float = 0.0,
 ) -> StreamResult:
     """Open ``streams`` streams (or as many as fit in ``seconds``), ``concurrency`` at a time.
 
+    With ``spread_seconds`` 0 every worker opens its first stream at once (a burst of
+    ``concurrency`` openings); otherwise worker i opens its first one i/concurrency of the way
+    into ``spread_seconds``, so openings arrive evenly and ``concurrency`` streams stay in flight.
     Each stream is verified chunk by chunk.
     """
     ttfts: list[float] = []
@@ -283,7 +287,9 @@ async def run_streams(
     started = time.perf_counter()
     deadline = started + seconds if seconds is not None else math.inf
 
-    async def worker(session: aiohttp.ClientSession) -> None:
+    async def worker(session: aiohttp.ClientSession, delay: float) -> None:
+        if delay > 0:
+            await asyncio.sleep(delay)  # pacing the arrivals, not waiting for anything
         while remaining[0] > 0 and time.perf_counter() < deadline:
             remaining[0] -= 1
             outcome = await _stream_once(session, target, expected_chunks, include_usage)
@@ -297,8 +303,8 @@ async def run_streams(
         aiohttp.ClientSession(connector=connector, timeout=timeout) as session,
         asyncio.TaskGroup() as group,
     ):
-        for _ in range(concurrency):
-            group.create_task(worker(session))
+        for index in range(concurrency):
+            group.create_task(worker(session, spread_seconds * index / concurrency))
     return StreamResult(
         concurrency=concurrency,
         streams=len(fulls) + sum(errors.values()),
@@ -322,8 +328,10 @@ async def _stream_once(
                 await response.read()
                 return f"non-2xx ({response.status})"
             check = StreamCheck(expected_chunks, include_usage)
-            async for line in response.content:
-                if check.feed(line):
+            pending = b""
+            async for piece in response.content.iter_any():  # lines split here: cheaper than readline
+                *lines, pending = (pending + piece).split(b"\n")
+                if any(check.feed(line) for line in lines):
                     break
             verdict = check.verdict()
             if verdict is not None:

@@ -184,6 +184,96 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+CGROUP_V1_CPU = Path("/sys/fs/cgroup/cpu")
+CGROUP_V2 = Path("/sys/fs/cgroup")
+QUOTA_PERIOD_US = 20_000  # short periods: a capped worker is throttled in small slices, not 100 ms ones
+
+
+@dataclass
+class CpuQuota:
+    """A CPU cgroup that holds its processes to ``share`` of one core (CFS bandwidth control).
+
+    ``odock serve --workers N`` with each worker in a quota of its own, all on one core, behaves
+    like N cores of ``share`` each: how a two-core machine, whose other core runs the load, can
+    show whether throughput scales with the CPU the workers get.
+    """
+
+    path: Path
+
+    @classmethod
+    def create(cls, name: str, share: float) -> CpuQuota:
+        """A new cgroup ``name`` capped at ``share`` of a core (cgroup v1 ``cpu``, or v2 ``cpu.max``)."""
+        quota = max(1_000, round(share * QUOTA_PERIOD_US))
+        if (CGROUP_V1_CPU / "cpu.cfs_quota_us").exists():
+            path = CGROUP_V1_CPU / name
+            path.mkdir()
+            (path / "cpu.cfs_period_us").write_text(str(QUOTA_PERIOD_US))
+            (path / "cpu.cfs_quota_us").write_text(str(quota))
+            return cls(path)
+        if "cpu" in _read(CGROUP_V2 / "cgroup.subtree_control").split():
+            path = CGROUP_V2 / name
+            path.mkdir()
+            (path / "cpu.max").write_text(f"{quota} {QUOTA_PERIOD_US}")
+            return cls(path)
+        raise RuntimeError("no writable CPU cgroup controller (needs root and cgroup v1 cpu or v2 cpu)")
+
+    def add(self, pid: int) -> None:
+        """Move process ``pid`` (every thread of it) into the cgroup."""
+        (self.path / "cgroup.procs").write_text(str(pid))
+
+    def throttled_seconds(self) -> float:
+        """How long the cgroup's processes were held back by the quota so far."""
+        for line in _read(self.path / "cpu.stat").splitlines():
+            name, _, value = line.partition(" ")
+            if name == "throttled_time":  # v1, nanoseconds
+                return int(value) / 1e9
+            if name == "throttled_usec":  # v2
+                return int(value) / 1e6
+        return 0.0
+
+    def remove(self) -> None:
+        """Delete the cgroup (its processes have exited, or move back to the root first)."""
+        with contextlib.suppress(OSError):
+            for pid in _read(self.path / "cgroup.procs").split():
+                (self.path.parent / "cgroup.procs").write_text(pid)
+        with contextlib.suppress(OSError):
+            self.path.rmdir()
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+WORKERS_START_SECONDS = 30.0
+
+
+async def worker_processes(pid: int, workers: int) -> list[int]:
+    """The ``workers`` worker processes of a gateway started with ``--workers`` (``[pid]`` for one)."""
+    if workers == 1:
+        return [pid]
+    deadline = time.monotonic() + WORKERS_START_SECONDS
+    while len(found := [child for child in _children(pid) if _is_worker(child)]) < workers:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the gateway started {len(found)} of {workers} workers")
+        await asyncio.sleep(0.1)  # polling /proc for processes the supervisor spawns
+    return found
+
+
+def _is_worker(pid: int) -> bool:
+    # The supervisor's children are its workers (multiprocessing spawn) and a resource tracker.
+    return b"spawn_main" in _read_bytes(Path(f"/proc/{pid}/cmdline"))
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return b""
+
+
 def process_tree(pid: int) -> list[int]:
     """``pid`` and its live descendants (e.g. ``odock serve --workers N``'s worker processes).
 

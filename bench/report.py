@@ -62,6 +62,12 @@ class RunReport:
     mock_compare: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     gateway_workers: int = 1  # odock serve --workers: the bars are judged only for one process
+    core_share: float | None = None  # each worker capped at this share of the gateway core (--core-share)
+
+    @property
+    def judges_bars(self) -> bool:
+        """The bars are for one gateway process with one core to itself."""
+        return self.gateway_workers == 1 and self.core_share is None
 
 
 @dataclass(frozen=True)
@@ -243,7 +249,7 @@ def _case(backend: BackendReport, label: str) -> CaseOutcome | None:
 
 def run_bars(report: RunReport) -> list[Bar]:
     """The issue's bars over every backend of the run (none for a run with several workers)."""
-    if report.gateway_workers > 1:
+    if not report.judges_bars:
         return []
     return [bar for backend in report.backends for bar in bars(backend)]
 
@@ -421,11 +427,16 @@ def render(report: RunReport) -> str:
     for backend in report.backends:
         lines += _backend_lines(backend)
     all_bars = run_bars(report)
-    if report.gateway_workers > 1:
+    if not report.judges_bars:
+        where = (
+            f"each capped at {report.core_share:g} of the gateway core"
+            if report.core_share is not None
+            else "on every core"
+        )
         lines += [
             "",
-            f"Bars of the issue: not judged (they are for one gateway process on one core; "
-            f"this run had {report.gateway_workers} workers on every core).",
+            f"Bars of the issue: not judged (they are for one gateway process with one core to itself; "
+            f"this run had {report.gateway_workers} worker(s) {where}).",
         ]
     if all_bars:
         lines += ["", "## Bars of the issue", "", "| backend | bar | measured | |", "|---|---|---|---|"]

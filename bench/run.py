@@ -62,6 +62,7 @@ from bench.mock_upstream import IMPLS, Impl
 from bench.processes import (
     MIB,
     CoreLayout,
+    CpuQuota,
     ManagedProcess,
     every_core,
     free_port,
@@ -71,6 +72,7 @@ from bench.processes import (
     rss_bytes,
     wait_for_quiet,
     wait_until_ready,
+    worker_processes,
 )
 from bench.profile import py_spy_binary, record, summarise
 from bench.report import BackendReport, RunReport, machine, write
@@ -169,6 +171,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "workers share every core with the mock and the driver, and its CPU and RSS are summed",
     )
     parser.add_argument(
+        "--core-share",
+        type=float,
+        default=None,
+        metavar="F",
+        help="pin the gateway to its core and cap each worker at F of it (a cgroup CPU quota; root): "
+        "with --gateway-workers N, N workers of F each stand for N cores, so that two cores can show "
+        "whether throughput scales with the CPU the workers get",
+    )
+    parser.add_argument(
         "--setting",
         action="append",
         default=[],
@@ -191,6 +202,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--gateway-workers takes N >= 1")
     if args.gateway_workers > 1 and "embedded" in names:
         parser.error("--gateway-workers > 1 needs --backends production (in-process state is per process)")
+    if args.core_share is not None and not 0 < args.core_share * args.gateway_workers <= 1:
+        parser.error("--core-share F needs 0 < F x workers <= 1 (the workers share one core)")
     return args
 
 
@@ -278,21 +291,32 @@ async def gateway(ctx: Context, backend: Backend) -> AsyncIterator[RunningGatewa
     if workers > 1:
         argv += ["--workers", str(workers)]
     env = backend.environment(dict(os.environ))
+    share = ctx.args.core_share
     # Several workers get every core (this driver process is pinned to the load core, and a child
-    # would inherit that); one is pinned to the gateway core.
-    pinned = ctx.layout.pin(ctx.layout.gateway, argv) if workers == 1 else every_core(argv)
+    # would inherit that); one, or workers with a core share each, are pinned to the gateway core.
+    if workers == 1 or share is not None:
+        pinned = ctx.layout.pin(ctx.layout.gateway, argv)
+    else:
+        pinned = every_core(argv)
     process = ManagedProcess.start(
         "gateway",
         pinned,
         env,
         ctx.work / f"gateway-{backend.name}-{port}.log",
     )
+    quotas: list[CpuQuota] = []
     try:
         url = f"http://127.0.0.1:{port}"
         await wait_until_ready(url + "/v1/health", process)
+        if share is not None:
+            for index, pid in enumerate(await worker_processes(process.pid, workers)):
+                quotas.append(CpuQuota.create(f"odock-bench-{port}-{index}", share))
+                quotas[-1].add(pid)
         yield RunningGateway(process, url)
     finally:
         code = process.stop()
+        for quota in quotas:
+            quota.remove()
         if code not in (0, None):
             print(f"gateway exited with {code}:\n{process.log_tail()}", file=sys.stderr)
 
@@ -459,7 +483,14 @@ async def run(args: argparse.Namespace) -> RunReport:
         )
     if args.nice:
         notes.append(f"every benchmark process ran at nice {args.nice} (its autogroup too), others unchanged")
-    if args.gateway_workers > 1:
+    if args.core_share is not None:
+        notes.append(
+            f"gateway: odock serve --workers {args.gateway_workers} pinned to the gateway core, each worker "
+            f"capped at {args.core_share:g} of it by a cgroup CPU quota (standing for "
+            f"{args.gateway_workers} core(s) of {args.core_share:g}); gateway CPU and RSS summed over "
+            "its processes"
+        )
+    elif args.gateway_workers > 1:
         notes.append(
             f"gateway: odock serve --workers {args.gateway_workers}, not pinned (its workers share every "
             "core with the mock and the driver); gateway CPU and RSS are summed over its processes"
@@ -493,6 +524,7 @@ async def _measure(args: argparse.Namespace, layout: CoreLayout, notes: list[str
         governance_off=f"governance {args.governance} (compare a run with --governance on to one with off)",
         notes=notes,
         gateway_workers=args.gateway_workers,
+        core_share=args.core_share,
     )
     background = await wait_for_quiet(0.0, 0.0, window=0.5 if args.smoke else 2.0)
     report.notes.append(

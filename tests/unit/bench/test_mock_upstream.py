@@ -12,7 +12,7 @@ import aiohttp
 import openai
 import orjson
 import pytest
-from bench.drivers import StreamCheck
+from bench.drivers import StreamCheck, Target, run_streams
 from bench.mock_upstream import COMPLETION_TOKENS, IMPLS, MockConfig, start_mock
 
 CHUNKS = 5
@@ -98,6 +98,25 @@ async def test_raw_stream_ends_with_done_and_passes_the_benchmark_check(mock_url
     for line in raw.splitlines(keepends=True):
         check.feed(line)
     assert check.verdict() is None
+
+
+@pytest.mark.parametrize("spread_seconds", [0.0, 0.05])
+async def test_the_stream_driver_verifies_every_stream(mock_url: str, spread_seconds: float) -> None:
+    """The streaming driver completes and verifies every stream, opened at once or spread out."""
+    body = orjson.dumps(
+        {
+            "model": "m",
+            "messages": [{"role": "user", "content": "hi"}],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+    )
+    target = Target(mock_url + "/v1/chat/completions", body, {"content-type": "application/json"})
+    result = await run_streams(target, 4, 12, CHUNKS, include_usage=True, spread_seconds=spread_seconds)
+    assert (result.streams, result.complete, result.errors) == (12, 12, {})
+    assert result.ttft.samples == result.full.samples == 12
+    wrong = await run_streams(target, 2, 2, CHUNKS + 1, include_usage=True, spread_seconds=spread_seconds)
+    assert (wrong.complete, wrong.errors) == (0, {"chunks missing": 2})
 
 
 def test_stream_check_rejects_a_stream_without_done() -> None:

@@ -14,6 +14,7 @@ from bench.processes import (
     SPIN_GAP_MS,
     CoreAvailability,
     CoreLayout,
+    CpuQuota,
     cpu_seconds,
     probe_core,
     process_tree,
@@ -98,6 +99,38 @@ def test_several_gateway_workers_need_the_production_backend() -> None:
         parse_args(["--backends", "production", "--gateway-workers", "0"])
 
 
+def test_a_core_share_must_fit_the_workers_on_one_core() -> None:
+    """--core-share F caps each worker at F of the gateway core, so F x workers must fit in it."""
+    args = parse_args(["--backends", "production", "--gateway-workers", "2", "--core-share", "0.45"])
+    assert (args.gateway_workers, args.core_share) == (2, 0.45)
+    assert parse_args(["--core-share", "1"]).core_share == 1.0
+    for bad in (["--gateway-workers", "2", "--core-share", "0.6"], ["--core-share", "0"]):
+        with pytest.raises(SystemExit):
+            parse_args(["--backends", "production", *bad])
+
+
+def test_a_cpu_quota_holds_a_process_back() -> None:
+    """A process in a CpuQuota of a fifth of a core is throttled while it burns CPU."""
+    try:
+        quota = CpuQuota.create(f"odock-test-{os.getpid()}", 0.2)
+    except (OSError, RuntimeError) as exc:
+        pytest.skip(f"no writable CPU cgroup here: {exc}")
+    burn = "import time\nend = time.process_time() + 0.2\nwhile time.process_time() < end: pass\ninput()\n"
+    child = subprocess.Popen([sys.executable, "-c", burn], stdin=subprocess.PIPE)
+    try:
+        quota.add(child.pid)
+        deadline = time.monotonic() + 30
+        while cpu_seconds(child.pid) < 0.2:  # until the child has burnt its CPU (tick accounting)
+            assert time.monotonic() < deadline, "the child never used its CPU"
+        assert quota.throttled_seconds() > 0
+    finally:
+        assert child.stdin is not None
+        child.stdin.close()
+        child.wait(timeout=10)
+        quota.remove()
+    assert not quota.path.exists()
+
+
 def test_a_run_with_several_workers_judges_no_bar() -> None:
     """The bars are for one gateway process on one core: a --gateway-workers run reports why it has none."""
     backend = BackendReport("production", [], idle_rss_mib=379.0, post_warmup_rss_mib=390.0)
@@ -108,4 +141,7 @@ def test_a_run_with_several_workers_judges_no_bar() -> None:
     assert [bar.met for bar in run_bars(one)] == [False]  # idle RSS over one process's bar
     assert run_bars(several) == []
     assert "not judged" in render(several)
+    capped = RunReport(**fields, machine=machine, governance_off="", backends=[backend], core_share=0.5)
+    assert run_bars(capped) == []
+    assert "capped at 0.5 of the gateway core" in render(capped)
     assert "## Bars of the issue" not in render(several)
