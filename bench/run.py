@@ -76,6 +76,7 @@ from bench.processes import (
 )
 from bench.profile import py_spy_binary, record, summarise
 from bench.report import BackendReport, RunReport, machine, write
+from bench.soak import WARMUP_SECONDS as SOAK_WARMUP_SECONDS
 from bench.soak import run_soak
 from bench.tenant import GOVERNANCE, GovernanceHook, provision
 
@@ -97,6 +98,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--backends", default=",".join(BACKENDS), help="comma-separated: embedded,production")
     parser.add_argument("--soak", action="store_true", help="also run the soak (mixed load, RSS each second)")
     parser.add_argument("--soak-seconds", type=float, default=600.0, help="soak duration (default 600)")
+    parser.add_argument(
+        "--soak-warmup-seconds",
+        type=float,
+        default=SOAK_WARMUP_SECONDS,
+        help=f"the soak's warm-up of the same mixed load, before the post-warm-up level (default "
+        f"{SOAK_WARMUP_SECONDS:.0f})",
+    )
     parser.add_argument(
         "--skip-cases", action="store_true", help="run only the soak / profile / mock comparison"
     )
@@ -412,8 +420,11 @@ async def run_soak_phase(ctx: Context, backend: Backend, endpoints: Endpoints, r
         await measurer.warm_up(ctx.plan.warmup_seconds)
         warm = rss_bytes(process.pid) / MIB
         recovery = 10.0 if ctx.args.soak_seconds >= 60 else 3.0
-        _say(f"[{backend.name}] soak for {ctx.args.soak_seconds:.0f} s …")
-        report.soak = await run_soak(endpoints, process.pid, ctx.args.soak_seconds, recovery, idle, warm)
+        soak_warmup = ctx.args.soak_warmup_seconds
+        _say(f"[{backend.name}] soak: {soak_warmup:.0f} s of warm-up, then {ctx.args.soak_seconds:.0f} s …")
+        report.soak = await run_soak(
+            endpoints, process.pid, ctx.args.soak_seconds, recovery, idle, warm, soak_warmup
+        )
         if ctx.args.skip_cases and ctx.args.profile <= 0:
             report.idle_rss_mib, report.post_warmup_rss_mib = idle, warm
 
