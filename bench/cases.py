@@ -156,6 +156,7 @@ class Side:
     other_load_percent: float | None
     busy_before_percent: dict[int, float]
     window: Window | None = None  # wall-clock UTC, from just before the load started to just after it
+    stolen_percent: float | None = None  # of the gateway's core, by the hypervisor (steal time)
 
     @classmethod
     def of(
@@ -170,6 +171,7 @@ class Side:
             meter.other_load_percent,
             before,
             window,
+            meter.stolen_percent,
         )
 
 
@@ -190,8 +192,8 @@ class CaseOutcome:
 
     @property
     def noise(self) -> float:
-        """Load other processes put on the gateway's core during the gateway phase (percent)."""
-        return self.gateway.other_load_percent or 0.0
+        """Time other processes and the hypervisor took from the gateway's core in its phase (percent)."""
+        return (self.gateway.other_load_percent or 0.0) + (self.gateway.stolen_percent or 0.0)
 
 
 def _difference(gateway: Percentiles, direct: Percentiles, prefix: str = "") -> dict[str, float | None]:

@@ -311,15 +311,19 @@ def rss_bytes(pid: int) -> int:
     return total
 
 
-def core_times() -> dict[int, tuple[int, int]]:
-    """Per core: (busy ticks, total ticks) from /proc/stat."""
-    times: dict[int, tuple[int, int]] = {}
+def core_times() -> dict[int, tuple[int, int, int]]:
+    """Per core: (busy ticks, total ticks, stolen ticks) from /proc/stat.
+
+    Stolen time (the hypervisor running another guest on this vCPU) counts as busy: the core was
+    not available to this machine's processes.
+    """
+    times: dict[int, tuple[int, int, int]] = {}
     for line in Path("/proc/stat").read_text().splitlines():
         name, *values = line.split()
         if name.startswith("cpu") and name != "cpu":
             ticks = [int(v) for v in values[:8]]
             idle = ticks[3] + ticks[4]  # idle + iowait
-            times[int(name[3:])] = (sum(ticks) - idle, sum(ticks))
+            times[int(name[3:])] = (sum(ticks) - idle, sum(ticks), ticks[7])
     return times
 
 
@@ -337,12 +341,23 @@ async def wait_for_quiet(threshold_percent: float, max_wait: float, window: floa
             return busy
 
 
-def _busy_between(before: dict[int, tuple[int, int]], after: dict[int, tuple[int, int]]) -> dict[int, float]:
+CoreTimes = dict[int, tuple[int, int, int]]
+
+
+def _busy_between(before: CoreTimes, after: CoreTimes) -> dict[int, float]:
+    return _share_between(before, after, 0)
+
+
+def _stolen_between(before: CoreTimes, after: CoreTimes) -> dict[int, float]:
+    return _share_between(before, after, 2)
+
+
+def _share_between(before: CoreTimes, after: CoreTimes, index: int) -> dict[int, float]:
     out = {}
-    for core, (busy, total) in after.items():
-        busy0, total0 = before.get(core, (0, 0))
-        if total > total0:
-            out[core] = 100 * (busy - busy0) / (total - total0)
+    for core, now in after.items():
+        then = before.get(core, (0, 0, 0))
+        if now[1] > then[1]:
+            out[core] = 100 * (now[index] - then[index]) / (now[1] - then[1])
     return out
 
 
@@ -355,10 +370,11 @@ class PhaseMeter:
     interval: float = 0.5
     rss_samples: list[tuple[float, int]] = field(default_factory=list)
     _cpu_start: float = 0.0
-    _cores_start: dict[int, tuple[int, int]] = field(default_factory=dict)
+    _cores_start: CoreTimes = field(default_factory=dict)
     _started: float = 0.0
     cpu_percent: float | None = None
     core_busy_percent: dict[int, float] = field(default_factory=dict)
+    core_stolen_percent: dict[int, float] = field(default_factory=dict)
 
     async def sample_rss(self, stop: asyncio.Event) -> None:
         """Sample RSS every ``interval`` until ``stop`` is set."""
@@ -381,14 +397,24 @@ class PhaseMeter:
         wall = max(time.monotonic() - self._started, 1e-9)
         if self.pid is not None:
             self.cpu_percent = 100 * (cpu_seconds(self.pid) - self._cpu_start) / wall
-        self.core_busy_percent = _busy_between(self._cores_start, core_times())
+        now = core_times()
+        self.core_busy_percent = _busy_between(self._cores_start, now)
+        self.core_stolen_percent = _stolen_between(self._cores_start, now)
+
+    @property
+    def stolen_percent(self) -> float | None:
+        """Share of the gateway's core the hypervisor gave to other guests (steal time)."""
+        if self.core is None or self.core not in self.core_stolen_percent:
+            return None
+        return self.core_stolen_percent[self.core]
 
     @property
     def other_load_percent(self) -> float | None:
-        """Busy share of the gateway's core not spent by the gateway (other processes)."""
+        """Busy share of the gateway's core spent neither by the gateway nor stolen (other processes)."""
         if self.core is None or self.cpu_percent is None or self.core not in self.core_busy_percent:
             return None
-        return max(0.0, self.core_busy_percent[self.core] - self.cpu_percent)
+        stolen = self.stolen_percent or 0.0
+        return max(0.0, self.core_busy_percent[self.core] - self.cpu_percent - stolen)
 
     @property
     def peak_rss_mib(self) -> float | None:

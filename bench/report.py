@@ -136,7 +136,7 @@ def _num(value: float | None, digits: int = 0) -> str:
 def _load_core(side: Side) -> str:
     busy = side.core_busy_percent
     cores = " / ".join(f"{busy[c]:.0f}" for c in sorted(busy))
-    return f"{cores} · {_num(side.other_load_percent)}"
+    return f"{cores} · {_num(side.other_load_percent)} · {_num(side.stolen_percent)}"
 
 
 def _chat_table(cases: list[CaseOutcome]) -> list[str]:
@@ -144,7 +144,7 @@ def _chat_table(cases: list[CaseOutcome]) -> list[str]:
         "| case | driver | direct p50 / p90 / p99 ms | gateway p50 / p90 / p99 ms "
         "| **added** p50 / p90 / p99 ms "
         "| direct rps | gateway rps | errors direct · gateway | gateway CPU % | gateway CPU µs per request "
-        "| gateway peak RSS MiB | cores busy % · other load on gateway core % |",
+        "| gateway peak RSS MiB | cores busy % · gateway core: other load % · stolen % |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for case in cases:
@@ -223,7 +223,7 @@ def _stream_table(cases: list[CaseOutcome]) -> list[str]:
         "| case | streams x chunks | direct TTFT p50 / p99 ms | gateway TTFT p50 / p99 ms "
         "| **added TTFT** p50 / p90 / p99 ms | direct full p50 / p99 ms | gateway full p50 / p99 ms "
         "| added full p99 ms | streams/s direct · gateway | failed streams direct · gateway | gateway CPU % "
-        "| gateway peak RSS MiB | cores busy % · other load on gateway core % |",
+        "| gateway peak RSS MiB | cores busy % · gateway core: other load % · stolen % |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for case in cases:
@@ -377,12 +377,13 @@ def _backend_lines(backend: BackendReport) -> list[str]:
             f"**Usage recording incomplete**: {backend.gateway_answered - backend.usage_rows:,} answered "
             "requests have no usage record (see the gateway log).",
         ]
-    noisy = [c.label for c in backend.cases if (c.gateway.other_load_percent or 0) > NOISY_PERCENT]
+    noisy = [c.label for c in backend.cases if c.noise > NOISY_PERCENT]
     if noisy:
         lines += [
             "",
-            f"**Other processes loaded the gateway core** (> {NOISY_PERCENT:.0f}% busy not spent "
-            f"by the gateway) during: {', '.join(noisy)}; those numbers overstate the gateway's cost.",
+            f"**Other processes or the hypervisor took the gateway core** (> {NOISY_PERCENT:.0f}% of it "
+            f"busy elsewhere or stolen) during: {', '.join(noisy)}; those numbers overstate the gateway's "
+            "cost.",
         ]
     chat = [c for c in backend.cases if c.kind == "chat"]
     streams = [c for c in backend.cases if c.kind == "stream"]
