@@ -273,13 +273,15 @@ async def run_streams(
     include_usage: bool,
     seconds: float | None = None,
     spread_seconds: float = 0.0,
+    pause_collector: bool = True,
 ) -> StreamResult:
     """Open ``streams`` streams (or as many as fit in ``seconds``), ``concurrency`` at a time.
 
     With ``spread_seconds`` 0 every worker opens its first stream at once (a burst of
     ``concurrency`` openings); otherwise worker i opens its first one i/concurrency of the way
     into ``spread_seconds``, so openings arrive evenly and ``concurrency`` streams stay in flight.
-    Each stream is verified chunk by chunk.
+    Each stream is verified chunk by chunk. The driver's garbage collector is paused meanwhile
+    unless ``pause_collector`` is false (a run of minutes, which measures memory, not latency).
     """
     ttfts: list[float] = []
     fulls: list[float] = []
@@ -302,7 +304,7 @@ async def run_streams(
                 ttfts.append(outcome[0])
                 fulls.append(outcome[1])
 
-    with _collector_paused():
+    with _collector_paused() if pause_collector else contextlib.nullcontext():
         async with (
             aiohttp.ClientSession(connector=connector, timeout=timeout) as session,
             asyncio.TaskGroup() as group,

@@ -106,6 +106,7 @@ async def _mixed_load(endpoints: Endpoints, seconds: float) -> dict[str, LoadRes
                 SOAK_STREAM.chunks,
                 include_usage=True,
                 seconds=seconds,
+                pause_collector=False,
             )
         )
     return {"chat": chat.result(), "embeddings": embed.result(), "streams": streams.result()}
