@@ -34,11 +34,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 if __package__ in (None, ""):
     # Run as a script (python bench/run.py): make the repository root importable for `bench.*`.
@@ -69,6 +70,7 @@ from bench.processes import (
     install_tools,
     probe_core,
     raise_priority,
+    renice_services,
     rss_bytes,
     wait_for_quiet,
     wait_until_ready,
@@ -486,7 +488,12 @@ async def run(args: argparse.Namespace) -> RunReport:
         asyncio.get_running_loop().add_signal_handler(sig, main_task.cancel)
     layout = CoreLayout.detect()
     layout.pin_self()
-    restore_priority = raise_priority(args.nice) if args.nice else None
+    undo: list[Callable[[], None]] = []
+    if args.nice:
+        undo.append(raise_priority(args.nice))
+        if "production" in args.backend_names and _local(args.redis_url) and _local(args.postgres_url):
+            undo.append(renice_services(args.nice))
+            notes.append(f"this machine's Redis and PostgreSQL processes ran at nice {args.nice} too")
     if args.settings:
         notes.append(
             "gateway settings changed for this run: "
@@ -509,8 +516,12 @@ async def run(args: argparse.Namespace) -> RunReport:
     try:
         return await _measure(args, layout, notes)
     finally:
-        if restore_priority is not None:
-            restore_priority()
+        for restore in reversed(undo):
+            restore()
+
+
+def _local(url: str) -> bool:
+    return urlsplit(url).hostname in ("127.0.0.1", "localhost", "::1")
 
 
 async def _measure(args: argparse.Namespace, layout: CoreLayout, notes: list[str]) -> RunReport:

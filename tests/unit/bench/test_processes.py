@@ -4,9 +4,11 @@ the gateway's CPU and memory counted over its processes."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +20,7 @@ from bench.processes import (
     cpu_seconds,
     probe_core,
     process_tree,
+    renice_services,
     rss_bytes,
 )
 from bench.report import BackendReport, RunReport, render, run_bars
@@ -129,6 +132,26 @@ def test_a_cpu_quota_holds_a_process_back() -> None:
         child.wait(timeout=10)
         quota.remove()
     assert not quota.path.exists()
+
+
+def test_local_services_are_reniced_and_restored(tmp_path: Path) -> None:
+    """renice_services gives the named processes (and their own autogroups) a niceness, and undoes it."""
+    name = f"odt{os.getpid()}"[:15]
+    (tmp_path / name).symlink_to(shutil.which("sleep") or "/bin/sleep")
+    # A session of its own: its autogroup is not this test run's.
+    service = subprocess.Popen([str(tmp_path / name), "60"], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{service.pid}/comm").read_text().strip() != name:  # until it has exec'd
+            assert time.monotonic() < deadline, "the process never started"
+        restore = renice_services(5, names=(name,))
+        assert os.getpriority(os.PRIO_PROCESS, service.pid) == 5
+        restore()
+        if os.geteuid() == 0:  # only a privileged process may lower a niceness again
+            assert os.getpriority(os.PRIO_PROCESS, service.pid) == 0
+    finally:
+        service.kill()
+        service.wait(timeout=10)
 
 
 def test_a_run_with_several_workers_judges_no_bar() -> None:
