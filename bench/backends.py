@@ -35,7 +35,8 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 INSIDE_COLUMNS = {
     "latency": UsageRecord.latency_ms,  # request received → response written
     "overhead": UsageRecord.gateway_overhead_ms,  # the latency without the upstream wait
-    "upstream": UsageRecord.upstream_latency_ms,  # upstream call started → its answer read
+    "upstream": UsageRecord.upstream_latency_ms,  # upstream call started → its answer read (headers)
+    "ttft": UsageRecord.time_to_first_token_ms,  # streams: request received → first token relayed
 }
 
 
@@ -71,25 +72,29 @@ class Backend:
         finally:
             await engine.dispose()
 
-    async def usage_latency(self, windows: Sequence[Window], endpoint: str) -> list[dict[str, Percentiles]]:
-        """Per window: the gateway's own latency, overhead and upstream time (ms) of its requests then.
+    async def usage_latency(
+        self, windows: Sequence[tuple[Window, bool]], endpoint: str
+    ) -> list[dict[str, Percentiles]]:
+        """Per (window, stream): the gateway's own latency, overhead, upstream time and TTFT (ms).
 
-        Taken from the usage records of the non-streaming requests on ``endpoint`` the gateway
-        received within the window; ``latency.samples`` is how many records there were. Query it
-        once the gateway has stopped, so that every record is flushed.
+        Taken from the usage records of the requests on ``endpoint`` (streaming or not, as given)
+        the gateway received within the window; ``latency.samples`` is how many records there
+        were. Query it once the gateway has stopped, so that every record is flushed.
         """
         engine = create_engine(self.settings.resolved_database_url)
         try:
             async with engine.connect() as conn:
-                return [await _latency_within(conn, window, endpoint) for window in windows]
+                return [await _latency_within(conn, window, endpoint, stream) for window, stream in windows]
         finally:
             await engine.dispose()
 
 
-async def _latency_within(conn: AsyncConnection, window: Window, endpoint: str) -> dict[str, Percentiles]:
+async def _latency_within(
+    conn: AsyncConnection, window: Window, endpoint: str, stream: bool
+) -> dict[str, Percentiles]:
     query = select(*INSIDE_COLUMNS.values()).where(
         UsageRecord.endpoint == endpoint,
-        UsageRecord.stream.is_(False),
+        UsageRecord.stream.is_(stream),
         UsageRecord.timestamp >= window.start,
         UsageRecord.timestamp <= window.end,
     )

@@ -186,8 +186,8 @@ class CaseOutcome:
     gateway: Side
     added: dict[str, float | None] = field(default_factory=dict)
     attempts: int = 1
-    # Non-streaming cases: the gateway's own view of its phase, from its usage records
-    # (``latency``, ``overhead``, ``upstream`` → percentiles; ``latency.samples`` is the record count).
+    # The gateway's own view of its phase, from its usage records
+    # (``latency``, ``overhead``, ``upstream``, ``ttft`` → percentiles; ``latency.samples`` counts records).
     inside: dict[str, Percentiles] | None = None
 
     @property

@@ -207,6 +207,36 @@ def _inside_table(cases: list[CaseOutcome]) -> list[str]:
     return rows
 
 
+def _inside_stream_table(cases: list[CaseOutcome]) -> list[str]:
+    rows = [
+        "",
+        "Inside the gateway, streams (from its usage records of the streams it received during each "
+        "gateway phase): TTFT = request received → first content chunk relayed; overhead = the "
+        "gateway's own time before the upstream call and between the upstream's headers and its "
+        "own; upstream = upstream call → the upstream's headers. Client - inside TTFT = the "
+        "client's TTFT percentile minus the gateway's own: time around the gateway (client, kernel, "
+        "server, host).",
+        "",
+        "| case | records · client streams | TTFT p50 / p90 / p99 / p99.9 ms "
+        "| overhead p50 / p90 / p99 / p99.9 ms | upstream p50 / p90 / p99 / p99.9 ms "
+        "| client - inside TTFT p50 / p99 ms |",
+        "|---|---|---|---|---|---|",
+    ]
+    for case in cases:
+        inside, g = case.inside, case.gateway.result
+        if inside is None:
+            continue
+        assert isinstance(g, StreamResult)
+        ttft = inside["ttft"]
+        outside = (_minus(g.ttft.p50, ttft.p50), _minus(g.ttft.p99, ttft.p99))
+        rows.append(
+            f"| {case.label} | {inside['latency'].samples:,} · {g.streams:,} | {_quad(ttft)} "
+            f"| {_quad(inside['overhead'])} | {_quad(inside['upstream'])} "
+            f"| {_ms(outside[0])} / {_ms(outside[1])} |"
+        )
+    return rows
+
+
 def _probe_line(probe: CoreAvailability) -> str:
     where = f"on CPU {probe.core}" if probe.core is not None else "unpinned: this machine pins nothing"
     longest = "-" if probe.longest_gap_ms is None else f"{probe.longest_gap_ms:.2f}"
@@ -398,6 +428,8 @@ def _backend_lines(backend: BackendReport) -> list[str]:
             "",
             *_stream_table(streams),
         ]
+        if any(c.inside is not None for c in streams):
+            lines += _inside_stream_table(streams)
     if backend.soak is not None:
         lines += _soak_lines(backend.soak)
     if backend.profile is not None:

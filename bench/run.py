@@ -58,7 +58,7 @@ from bench.cases import (
     Plan,
     StreamCase,
 )
-from bench.drivers import Target, Window, run_http_load, run_wrk, wrk_available
+from bench.drivers import Target, run_http_load, run_wrk, wrk_available
 from bench.mock_upstream import IMPLS, Impl
 from bench.processes import (
     MIB,
@@ -372,18 +372,14 @@ async def run_cases(ctx: Context, backend: Backend, endpoints: Endpoints, report
 
 
 async def attach_inside(backend: Backend, cases: Sequence[CaseOutcome]) -> None:
-    """Give each non-streaming case the gateway's own latency percentiles of its gateway phase.
+    """Give each case the gateway's own latency percentiles of its gateway phase.
 
     From the usage records (so call it once the gateway has stopped); with --noisy-retries, the
     phase is the kept attempt's.
     """
-    chat: list[CaseOutcome] = []
-    windows: list[Window] = []
-    for case in cases:
-        if case.kind == "chat" and case.gateway.window is not None:
-            chat.append(case)
-            windows.append(case.gateway.window)
-    for case, inside in zip(chat, await backend.usage_latency(windows, CHAT_ROUTE), strict=True):
+    measured = [case for case in cases if case.gateway.window is not None]
+    windows = [(case.gateway.window, case.kind == "stream") for case in measured if case.gateway.window]
+    for case, inside in zip(measured, await backend.usage_latency(windows, CHAT_ROUTE), strict=True):
         case.inside = inside
 
 

@@ -32,12 +32,13 @@ def _record(n: int, at: datetime, latency: float, upstream: float | None, **extr
         "latency_ms": latency,
         "upstream_latency_ms": upstream,
         "gateway_overhead_ms": latency - (upstream or 0.0),
+        "time_to_first_token_ms": None,  # every row names every column (one executemany)
         **extra,
     }
 
 
-async def test_usage_latency_takes_the_windows_non_streaming_chat_records(tmp_path: Path) -> None:
-    """Each window gets its own chat records' percentiles; streams, other routes, other times don't count."""
+async def test_usage_latency_takes_the_windows_chat_records(tmp_path: Path) -> None:
+    """Each window gets its own chat records' percentiles, streams apart; other routes and times not."""
     ms = timedelta(milliseconds=1)
     first = Window(T0, T0 + 1000 * ms)
     second = Window(T0 + 2000 * ms, T0 + 3000 * ms)
@@ -45,7 +46,7 @@ async def test_usage_latency_takes_the_windows_non_streaming_chat_records(tmp_pa
         _record(1, first.start, 1.0, 0.5),  # the edges are inside
         _record(2, T0 + 500 * ms, 2.0, 1.5),
         _record(3, first.end, 3.0, None),  # never reached the upstream
-        _record(4, T0 + 500 * ms, 90.0, 80.0, stream=True),
+        _record(4, T0 + 500 * ms, 90.0, 80.0, stream=True, time_to_first_token_ms=85.0),
         _record(5, T0 + 500 * ms, 91.0, 81.0, endpoint="/v1/embeddings"),
         _record(6, first.start - ms, 92.0, 82.0),
         _record(7, T0 + 1500 * ms, 93.0, 83.0),  # between the windows
@@ -59,10 +60,14 @@ async def test_usage_latency_takes_the_windows_non_streaming_chat_records(tmp_pa
                 await conn.execute(insert(UsageRecord), rows)
         finally:
             await engine.dispose()
-        inside_first, inside_second = await backend.usage_latency([first, second], CHAT_ROUTE)
+        inside_first, inside_second, streams = await backend.usage_latency(
+            [(first, False), (second, False), (first, True)], CHAT_ROUTE
+        )
     assert (inside_first["latency"].samples, inside_first["latency"].max) == (3, 3.0)
     assert (inside_first["latency"].p50, inside_first["overhead"].p50) == (2.0, 0.5)
     assert inside_first["upstream"].samples == 2
     assert inside_first["upstream"].max == pytest.approx(1.5)
     assert (inside_second["latency"].samples, inside_second["latency"].p99) == (1, 10.0)
     assert (inside_second["overhead"].p50, inside_second["upstream"].p50) == (4.0, 6.0)
+    assert inside_first["ttft"].samples == 0  # non-streaming requests have no first token
+    assert (streams["latency"].samples, streams["ttft"].p50, streams["upstream"].p50) == (1, 85.0, 80.0)
