@@ -35,7 +35,7 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 INSIDE_COLUMNS = {
     "latency": UsageRecord.latency_ms,  # request received → response written
     "overhead": UsageRecord.gateway_overhead_ms,  # the latency without the upstream wait
-    "upstream": UsageRecord.upstream_latency_ms,  # upstream call started → its answer read (headers)
+    "upstream": UsageRecord.upstream_latency_ms,  # upstream call started → its answer read (streams: end)
     "ttft": UsageRecord.time_to_first_token_ms,  # streams: request received → first token relayed
 }
 

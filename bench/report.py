@@ -213,7 +213,7 @@ def _inside_stream_table(cases: list[CaseOutcome]) -> list[str]:
         "Inside the gateway, streams (from its usage records of the streams it received during each "
         "gateway phase): TTFT = request received → first content chunk relayed; overhead = the "
         "gateway's own time before the upstream call and between the upstream's headers and its "
-        "own; upstream = upstream call → the upstream's headers. Client - inside TTFT = the "
+        "own; upstream = upstream call → the stream's end. Client - inside TTFT = the "
         "client's TTFT percentile minus the gateway's own: time around the gateway (client, kernel, "
         "server, host).",
         "",
