@@ -546,13 +546,14 @@ def renice_services(nice: int, names: Sequence[str] = LOCAL_SERVICES) -> Callabl
         pid = int(entry.name)
         try:
             previous = os.getpriority(os.PRIO_PROCESS, pid)
-            group = _read(entry / "autogroup")
+        except OSError:
+            continue  # exited meanwhile
+        group = _read(entry / "autogroup")
+        before.append((pid, previous, group.split("nice")[-1].strip() if group else None))
+        with contextlib.suppress(OSError):  # exited meanwhile, or not ours to change
             os.setpriority(os.PRIO_PROCESS, pid, nice)
             if group:
                 (entry / "autogroup").write_text(str(nice))
-        except OSError:
-            continue  # exited meanwhile, or not ours to change
-        before.append((pid, previous, group.split("nice")[-1].strip() if group else None))
 
     def restore() -> None:
         for pid, previous, group_nice in before:

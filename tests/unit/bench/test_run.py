@@ -56,15 +56,17 @@ def test_smoke_run_completes_and_prints_a_table(smoke: SmokeRun) -> None:
 
 
 def test_smoke_run_reports_latency_inside_the_gateway(smoke: SmokeRun) -> None:
-    """Each chat case has the gateway's own percentiles, from one usage record per gateway request."""
+    """Each case has the gateway's own percentiles, from one usage record per gateway request."""
     chat = [case for case in _embedded(smoke)["cases"] if case["kind"] == "chat"]
     assert chat
     for case in chat:
         inside = case["inside"]
-        assert set(inside) == {"latency", "overhead", "upstream"}
+        assert set(inside) == {"latency", "overhead", "upstream", "ttft"}
+        assert inside["ttft"]["samples"] == 0  # no first token without a stream
         records = inside["latency"]["samples"]
         assert records == case["gateway"]["result"]["requests"] > 0, case["label"]
-        for name, percentiles in inside.items():
+        for name in ("latency", "overhead", "upstream"):
+            percentiles = inside[name]
             assert percentiles["samples"] == records, (case["label"], name)
             assert 0 <= percentiles["p50"] <= percentiles["p90"] <= percentiles["p99"] <= percentiles["p999"]
         assert inside["overhead"]["p50"] <= inside["latency"]["p50"]
@@ -72,8 +74,16 @@ def test_smoke_run_reports_latency_inside_the_gateway(smoke: SmokeRun) -> None:
         # The gateway's own latency is part of what the client measured.
         assert inside["latency"]["p50"] <= case["gateway"]["result"]["latency"]["p50"]
         assert f"| {case['label']} | {records:,} · {records:,} |" in smoke.stdout
-    assert all(case["inside"] is None for case in _embedded(smoke)["cases"] if case["kind"] == "stream")
+    streams = [case for case in _embedded(smoke)["cases"] if case["kind"] == "stream"]
+    assert streams
+    for case in streams:
+        inside, client = case["inside"], case["gateway"]["result"]
+        assert inside["ttft"]["samples"] == inside["latency"]["samples"] == client["complete"] > 0
+        # The gateway relays the first token before the client reads it.
+        assert inside["ttft"]["p50"] <= client["ttft"]["p50"]
+        assert inside["ttft"]["p50"] <= inside["latency"]["p50"]
     assert "Inside the gateway (from its usage records" in smoke.stdout
+    assert "Inside the gateway, streams" in smoke.stdout
 
 
 def test_smoke_run_probes_the_gateway_core(smoke: SmokeRun) -> None:
