@@ -11,7 +11,7 @@ import platform
 import timeit
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -178,59 +178,42 @@ def _minus(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else a - b
 
 
-def _inside_table(cases: list[CaseOutcome]) -> list[str]:
+_INSIDE_INTRO = {
+    "chat": "Inside the gateway (from its usage records of the non-streaming requests it received during "
+    "each gateway phase): latency = request received → response written; overhead = latency "
+    "without the upstream wait; upstream = upstream call → its answer read. Client - inside = the "
+    "client's latency percentile minus the gateway's own (a difference of percentiles): time "
+    "spent around the gateway's work (client, kernel, server, host), not in it.",
+    "stream": "Inside the gateway, streams (from its usage records of the streams it received during each "
+    "gateway phase): TTFT = request received → first content chunk relayed; overhead = the "
+    "gateway's own time before the upstream call and between the upstream's headers and its "
+    "own; upstream = upstream call → the stream's end. Client - inside TTFT = the "
+    "client's TTFT percentile minus the gateway's own: time around the gateway (client, kernel, "
+    "server, host).",
+}
+
+
+def _inside_table(cases: list[CaseOutcome], kind: Literal["chat", "stream"]) -> list[str]:
+    """The gateway's own view of each case: latency (chat) or TTFT (streams) against the client's."""
+    mine, what, unit = ("ttft", "TTFT", "streams") if kind == "stream" else ("latency", "latency", "requests")
     rows = [
         "",
-        "Inside the gateway (from its usage records of the non-streaming requests it received during "
-        "each gateway phase): latency = request received → response written; overhead = latency "
-        "without the upstream wait; upstream = upstream call → its answer read. Client - inside = the "
-        "client's latency percentile minus the gateway's own (a difference of percentiles): time "
-        "spent around the gateway's work (client, kernel, server, host), not in it.",
+        _INSIDE_INTRO[kind],
         "",
-        "| case | records · client requests | latency p50 / p90 / p99 / p99.9 ms "
+        f"| case | records · client {unit} | {what} p50 / p90 / p99 / p99.9 ms "
         "| overhead p50 / p90 / p99 / p99.9 ms | upstream p50 / p90 / p99 / p99.9 ms "
-        "| client - inside latency p50 / p99 ms |",
+        f"| client - inside {what} p50 / p99 ms |",
         "|---|---|---|---|---|---|",
     ]
     for case in cases:
         inside, g = case.inside, case.gateway.result
         if inside is None:
             continue
-        assert isinstance(g, LoadResult)
-        latency = inside["latency"]
-        outside = (_minus(g.latency.p50, latency.p50), _minus(g.latency.p99, latency.p99))
+        client, count = (g.ttft, g.streams) if isinstance(g, StreamResult) else (g.latency, g.requests)
+        own = inside[mine]
+        outside = (_minus(client.p50, own.p50), _minus(client.p99, own.p99))
         rows.append(
-            f"| {case.label} | {latency.samples:,} · {g.requests:,} | {_quad(latency)} "
-            f"| {_quad(inside['overhead'])} | {_quad(inside['upstream'])} "
-            f"| {_ms(outside[0])} / {_ms(outside[1])} |"
-        )
-    return rows
-
-
-def _inside_stream_table(cases: list[CaseOutcome]) -> list[str]:
-    rows = [
-        "",
-        "Inside the gateway, streams (from its usage records of the streams it received during each "
-        "gateway phase): TTFT = request received → first content chunk relayed; overhead = the "
-        "gateway's own time before the upstream call and between the upstream's headers and its "
-        "own; upstream = upstream call → the stream's end. Client - inside TTFT = the "
-        "client's TTFT percentile minus the gateway's own: time around the gateway (client, kernel, "
-        "server, host).",
-        "",
-        "| case | records · client streams | TTFT p50 / p90 / p99 / p99.9 ms "
-        "| overhead p50 / p90 / p99 / p99.9 ms | upstream p50 / p90 / p99 / p99.9 ms "
-        "| client - inside TTFT p50 / p99 ms |",
-        "|---|---|---|---|---|---|",
-    ]
-    for case in cases:
-        inside, g = case.inside, case.gateway.result
-        if inside is None:
-            continue
-        assert isinstance(g, StreamResult)
-        ttft = inside["ttft"]
-        outside = (_minus(g.ttft.p50, ttft.p50), _minus(g.ttft.p99, ttft.p99))
-        rows.append(
-            f"| {case.label} | {inside['latency'].samples:,} · {g.streams:,} | {_quad(ttft)} "
+            f"| {case.label} | {inside['latency'].samples:,} · {count:,} | {_quad(own)} "
             f"| {_quad(inside['overhead'])} | {_quad(inside['upstream'])} "
             f"| {_ms(outside[0])} / {_ms(outside[1])} |"
         )
@@ -420,7 +403,7 @@ def _backend_lines(backend: BackendReport) -> list[str]:
     if chat:
         lines += ["", "Non-streaming chat completions:", "", *_chat_table(chat)]
         if any(c.inside is not None for c in chat):
-            lines += _inside_table(chat)
+            lines += _inside_table(chat, "chat")
     if streams:
         lines += [
             "",
@@ -429,7 +412,7 @@ def _backend_lines(backend: BackendReport) -> list[str]:
             *_stream_table(streams),
         ]
         if any(c.inside is not None for c in streams):
-            lines += _inside_stream_table(streams)
+            lines += _inside_table(streams, "stream")
     if backend.soak is not None:
         lines += _soak_lines(backend.soak)
     if backend.profile is not None:
