@@ -3,6 +3,7 @@ the gateway's CPU and memory counted over its processes."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
@@ -22,6 +23,7 @@ from bench.processes import (
     process_tree,
     renice_services,
     rss_bytes,
+    worker_processes,
 )
 from bench.report import BackendReport, RunReport, render, run_bars
 from bench.run import parse_args
@@ -100,6 +102,39 @@ def test_several_gateway_workers_need_the_production_backend() -> None:
         parse_args(["--gateway-workers", "2"])
     with pytest.raises(SystemExit):
         parse_args(["--backends", "production", "--gateway-workers", "0"])
+
+
+_SUPERVISOR = """
+import multiprocessing, sys, time
+
+def work():
+    time.sleep(60)
+
+if __name__ == "__main__":
+    context = multiprocessing.get_context("spawn")  # as uvicorn starts its workers
+    lock = context.Lock()  # a semaphore: the resource tracker starts as a child too
+    workers = [context.Process(target=work, daemon=True) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    sys.stdin.read()
+"""
+
+
+async def test_the_workers_of_a_supervisor_are_its_spawned_children(tmp_path: Path) -> None:
+    """worker_processes finds the two spawned workers of a supervisor, not its resource tracker."""
+    script = tmp_path / "supervisor.py"
+    script.write_text(_SUPERVISOR)
+    supervisor = await asyncio.create_subprocess_exec(sys.executable, str(script), stdin=subprocess.PIPE)
+    try:
+        workers = await worker_processes(supervisor.pid, 2)
+        assert len(set(workers)) == 2
+        children = set(process_tree(supervisor.pid)) - {supervisor.pid}
+        assert set(workers) < children  # the resource tracker is a child, not a worker
+    finally:
+        assert supervisor.stdin is not None
+        supervisor.stdin.close()
+        await supervisor.wait()
+    assert await worker_processes(supervisor.pid, 1) == [supervisor.pid]
 
 
 def test_a_core_share_must_fit_the_workers_on_one_core() -> None:
