@@ -8,6 +8,7 @@ import sqlite3
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -53,25 +54,37 @@ async def test_a_write_lock_held_elsewhere_fails_at_once_and_writes_nothing(
     assert stored(database) == 3
 
 
-async def test_a_batch_lets_the_event_loop_run_between_its_steps(writer: SqliteUsageWriter) -> None:
-    """A 64-record batch is written in steps: other tasks run before it commits."""
-    turns = 0
+@pytest.mark.parametrize(("records", "most_per_step"), [(64, 16), (1024, 128)])
+async def test_a_batch_lets_the_event_loop_run_between_its_steps(
+    writer: SqliteUsageWriter, monkeypatch: pytest.MonkeyPatch, records: int, most_per_step: int
+) -> None:
+    """A batch is written 16 records per step (a big one in at most 8 steps): the loop runs between."""
+    since_turn = 0
+    most_between_turns = 0
+    bind = writer._usage.bind
+
+    def counting_bind(values: Any) -> list[Any]:
+        nonlocal since_turn, most_between_turns
+        since_turn += 1
+        most_between_turns = max(most_between_turns, since_turn)
+        return bind(values)
+
+    monkeypatch.setattr(writer._usage, "bind", counting_bind)
     done = asyncio.Event()
 
     async def ticker() -> None:
-        nonlocal turns
+        nonlocal since_turn
         while not done.is_set():
-            turns += 1
+            since_turn = 0
             await asyncio.sleep(0)
 
     async with asyncio.TaskGroup() as group:
         group.create_task(ticker())
         await asyncio.sleep(0)
-        before = turns
-        inserted, _ = await writer.insert_many([event() for _ in range(64)])
+        inserted, _ = await writer.insert_many([event() for _ in range(records)])
         done.set()
-    assert inserted == 64
-    assert turns - before >= 3  # 64 records in steps of 16: at least three yields in between
+    assert inserted == records
+    assert most_between_turns == most_per_step
 
 
 async def test_a_failed_batch_is_rolled_back_whole(database: Path, writer: SqliteUsageWriter) -> None:
