@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
 
 import asyncpg
 import pytest
@@ -14,6 +12,7 @@ from odock.db.engine import create_engine
 from odock.usage.postgres_writer import BIND_STEP, PostgresUsageWriter, WriteFailed
 from tests.support import services
 from tests.unit.usage.test_recorder import event
+from tests.unit.usage.turns import most_bound_between_turns
 
 
 @pytest.fixture
@@ -35,32 +34,11 @@ async def test_a_big_batch_is_bound_in_slices_between_turns_of_the_event_loop(
     writer: PostgresUsageWriter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """No more than BIND_STEP records are bound without the event loop getting a turn."""
-    bound_since_turn = 0
-    most_between_turns = 0
-    bind = writer._usage.bind
-
-    def counting_bind(values: Any) -> list[Any]:
-        nonlocal bound_since_turn, most_between_turns
-        bound_since_turn += 1
-        most_between_turns = max(most_between_turns, bound_since_turn)
-        return bind(values)
-
-    monkeypatch.setattr(writer._usage, "bind", counting_bind)
-    done = asyncio.Event()
-
-    async def ticker() -> None:
-        nonlocal bound_since_turn
-        while not done.is_set():
-            bound_since_turn = 0
-            await asyncio.sleep(0)
-
-    async with asyncio.TaskGroup() as group:
-        group.create_task(ticker())
-        await asyncio.sleep(0)
-        inserted, _ = await writer.insert_many([event() for _ in range(10 * BIND_STEP)])
-        done.set()
+    (inserted, _), most = await most_bound_between_turns(
+        writer._usage, monkeypatch, lambda: writer.insert_many([event() for _ in range(10 * BIND_STEP)])
+    )
     assert inserted == 10 * BIND_STEP
-    assert most_between_turns == BIND_STEP
+    assert most == BIND_STEP
 
 
 async def test_a_connection_the_server_closed_is_replaced_before_the_next_batch(

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import sqlite3
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -16,6 +14,7 @@ from odock.db import migrate
 from odock.db.engine import create_engine
 from odock.usage.sqlite_writer import SqliteUsageWriter, StoreBusy
 from tests.unit.usage.test_recorder import event
+from tests.unit.usage.turns import most_bound_between_turns
 
 
 @pytest.fixture
@@ -59,32 +58,11 @@ async def test_a_batch_lets_the_event_loop_run_between_its_steps(
     writer: SqliteUsageWriter, monkeypatch: pytest.MonkeyPatch, records: int, most_per_step: int
 ) -> None:
     """A batch is written 16 records per step (a big one in at most 8 steps): the loop runs between."""
-    since_turn = 0
-    most_between_turns = 0
-    bind = writer._usage.bind
-
-    def counting_bind(values: Any) -> list[Any]:
-        nonlocal since_turn, most_between_turns
-        since_turn += 1
-        most_between_turns = max(most_between_turns, since_turn)
-        return bind(values)
-
-    monkeypatch.setattr(writer._usage, "bind", counting_bind)
-    done = asyncio.Event()
-
-    async def ticker() -> None:
-        nonlocal since_turn
-        while not done.is_set():
-            since_turn = 0
-            await asyncio.sleep(0)
-
-    async with asyncio.TaskGroup() as group:
-        group.create_task(ticker())
-        await asyncio.sleep(0)
-        inserted, _ = await writer.insert_many([event() for _ in range(records)])
-        done.set()
+    (inserted, _), most = await most_bound_between_turns(
+        writer._usage, monkeypatch, lambda: writer.insert_many([event() for _ in range(records)])
+    )
     assert inserted == records
-    assert most_between_turns == most_per_step
+    assert most == most_per_step
 
 
 async def test_a_failed_batch_is_rolled_back_whole(database: Path, writer: SqliteUsageWriter) -> None:
