@@ -1,7 +1,7 @@
 """Processes of a benchmark run: start pinned to a core, wait until ready, meter CPU and memory, stop.
 
-Also the run's scheduling priority, a probe of how much of a core other processes and the host
-take away, and the installation of its external tools (wrk, py-spy).
+Also a probe of how much of a core other processes and the host take away, and the installation
+of its external tools (wrk, py-spy). Priorities and CPU quotas are in :mod:`bench.scheduling`.
 
 CPU time comes from ``/proc/<pid>/stat`` (utime + stime, all threads of the process), resident
 memory from ``VmRSS`` in ``/proc/<pid>/status``, and per-core busy time from ``/proc/stat``.
@@ -18,7 +18,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -184,63 +184,8 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-CGROUP_V1_CPU = Path("/sys/fs/cgroup/cpu")
-CGROUP_V2 = Path("/sys/fs/cgroup")
-QUOTA_PERIOD_US = 20_000  # short periods: a capped worker is throttled in small slices, not 100 ms ones
-
-
-@dataclass
-class CpuQuota:
-    """A CPU cgroup that holds its processes to ``share`` of one core (CFS bandwidth control).
-
-    ``odock serve --workers N`` with each worker in a quota of its own, all on one core, behaves
-    like N cores of ``share`` each: how a two-core machine, whose other core runs the load, can
-    show whether throughput scales with the CPU the workers get.
-    """
-
-    path: Path
-
-    @classmethod
-    def create(cls, name: str, share: float) -> CpuQuota:
-        """A new cgroup ``name`` capped at ``share`` of a core (cgroup v1 ``cpu``, or v2 ``cpu.max``)."""
-        quota = max(1_000, round(share * QUOTA_PERIOD_US))
-        if (CGROUP_V1_CPU / "cpu.cfs_quota_us").exists():
-            path = CGROUP_V1_CPU / name
-            path.mkdir()
-            (path / "cpu.cfs_period_us").write_text(str(QUOTA_PERIOD_US))
-            (path / "cpu.cfs_quota_us").write_text(str(quota))
-            return cls(path)
-        if "cpu" in _read(CGROUP_V2 / "cgroup.subtree_control").split():
-            path = CGROUP_V2 / name
-            path.mkdir()
-            (path / "cpu.max").write_text(f"{quota} {QUOTA_PERIOD_US}")
-            return cls(path)
-        raise RuntimeError("no writable CPU cgroup controller (needs root and cgroup v1 cpu or v2 cpu)")
-
-    def add(self, pid: int) -> None:
-        """Move process ``pid`` (every thread of it) into the cgroup."""
-        (self.path / "cgroup.procs").write_text(str(pid))
-
-    def throttled_seconds(self) -> float:
-        """How long the cgroup's processes were held back by the quota so far."""
-        for line in _read(self.path / "cpu.stat").splitlines():
-            name, _, value = line.partition(" ")
-            if name == "throttled_time":  # v1, nanoseconds
-                return int(value) / 1e9
-            if name == "throttled_usec":  # v2
-                return int(value) / 1e6
-        return 0.0
-
-    def remove(self) -> None:
-        """Delete the cgroup (its processes have exited, or move back to the root first)."""
-        with contextlib.suppress(OSError):
-            for pid in _read(self.path / "cgroup.procs").split():
-                (self.path.parent / "cgroup.procs").write_text(pid)
-        with contextlib.suppress(OSError):
-            self.path.rmdir()
-
-
-def _read(path: Path) -> str:
+def read_or_empty(path: Path) -> str:
+    """A small /proc or /sys file's text, or "" when it cannot be read (its process has exited)."""
     try:
         return path.read_text()
     except OSError:
@@ -264,14 +209,7 @@ async def worker_processes(pid: int, workers: int) -> list[int]:
 
 def _is_worker(pid: int) -> bool:
     # The supervisor's children are its workers (multiprocessing spawn) and a resource tracker.
-    return b"spawn_main" in _read_bytes(Path(f"/proc/{pid}/cmdline"))
-
-
-def _read_bytes(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError:
-        return b""
+    return "spawn_main" in read_or_empty(Path(f"/proc/{pid}/cmdline"))
 
 
 def process_tree(pid: int) -> list[int]:
@@ -492,7 +430,8 @@ async def probe_core(layout: CoreLayout, core: int | None, seconds: float) -> Co
     """Busy-spin ``seconds`` on ``core`` (unpinned when None) in a subprocess; what the core lost.
 
     The subprocess inherits this process's niceness and scheduler autogroup (see
-    :func:`raise_priority`), so it competes for the core as the benchmark's processes do.
+    :func:`bench.scheduling.raise_priority`), so it competes for the core as the benchmark's
+    processes do.
     """
     argv = [sys.executable, "-I", "-S", "-c", _SPIN_SCRIPT, str(seconds), str(SPIN_GAP_MS)]
     process = await asyncio.create_subprocess_exec(
@@ -505,64 +444,6 @@ async def probe_core(layout: CoreLayout, core: int | None, seconds: float) -> Co
     return CoreAvailability.of(
         core, data["seconds"], data["gaps_ms"], affinity=data["affinity"], nice=data["nice"]
     )
-
-
-def raise_priority(nice: int) -> Callable[[], None]:
-    """Renice this process (children inherit it) and its scheduler autogroup; return the undo.
-
-    With autogroups (the kernel default on desktops and many VMs) CPU is shared between sessions
-    before it is shared between processes, so a process's own niceness barely matters against
-    other sessions: the autogroup's niceness is what counts.
-    """
-    os.nice(nice)
-    group = Path("/proc/self/autogroup")
-    enabled = Path("/proc/sys/kernel/sched_autogroup_enabled")
-    if not (enabled.exists() and enabled.read_text().strip() == "1" and group.exists()):
-        return lambda: None
-    before = group.read_text().split("nice")[-1].strip()
-    group.write_text(str(nice))
-
-    def restore() -> None:
-        group.write_text(before)
-
-    return restore
-
-
-LOCAL_SERVICES = ("redis-server", "postgres")
-
-
-def renice_services(nice: int, names: Sequence[str] = LOCAL_SERVICES) -> Callable[[], None]:
-    """Give this machine's Redis and PostgreSQL processes (and their autogroups) niceness ``nice``.
-
-    ``--nice`` raises the benchmark's processes above others; the gateway's own Redis and
-    PostgreSQL, which share the load core with the driver and the mock, must not be left below
-    them (at nice 0 against -10 they get a tenth of a contended core, and every round trip of the
-    production backend waits for it). Returns the undo; processes that have exited are skipped.
-    """
-    before: list[tuple[int, int, str | None]] = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or _read(entry / "comm").strip() not in names:
-            continue
-        pid = int(entry.name)
-        try:
-            previous = os.getpriority(os.PRIO_PROCESS, pid)
-        except OSError:
-            continue  # exited meanwhile
-        group = _read(entry / "autogroup")
-        before.append((pid, previous, group.split("nice")[-1].strip() if group else None))
-        with contextlib.suppress(OSError):  # exited meanwhile, or not ours to change
-            os.setpriority(os.PRIO_PROCESS, pid, nice)
-            if group:
-                (entry / "autogroup").write_text(str(nice))
-
-    def restore() -> None:
-        for pid, previous, group_nice in before:
-            with contextlib.suppress(OSError):
-                os.setpriority(os.PRIO_PROCESS, pid, previous)
-                if group_nice is not None:
-                    Path(f"/proc/{pid}/autogroup").write_text(group_nice)
-
-    return restore
 
 
 def install_tools(profile: bool) -> list[str]:

@@ -63,14 +63,11 @@ from bench.mock_upstream import IMPLS, Impl
 from bench.processes import (
     MIB,
     CoreLayout,
-    CpuQuota,
     ManagedProcess,
     every_core,
     free_port,
     install_tools,
     probe_core,
-    raise_priority,
-    renice_services,
     rss_bytes,
     wait_for_quiet,
     wait_until_ready,
@@ -78,6 +75,7 @@ from bench.processes import (
 )
 from bench.profile import py_spy_binary, record, summarise
 from bench.report import BackendReport, RunReport, machine, write
+from bench.scheduling import CpuQuota, raise_priority, renice_services
 from bench.soak import WARMUP_SECONDS as SOAK_WARMUP_SECONDS
 from bench.soak import run_soak
 from bench.tenant import GOVERNANCE, GovernanceHook, provision

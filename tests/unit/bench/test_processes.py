@@ -17,16 +17,15 @@ from bench.processes import (
     SPIN_GAP_MS,
     CoreAvailability,
     CoreLayout,
-    CpuQuota,
     cpu_seconds,
     probe_core,
     process_tree,
-    renice_services,
     rss_bytes,
     worker_processes,
 )
 from bench.report import BackendReport, RunReport, render, run_bars
 from bench.run import parse_args
+from bench.scheduling import CpuQuota, renice_services
 
 SPIN_SECONDS = 0.3
 
