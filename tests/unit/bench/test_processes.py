@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bench.options import parse_args
 from bench.processes import (
     SPIN_GAP_MS,
     CoreAvailability,
@@ -24,7 +25,6 @@ from bench.processes import (
     worker_processes,
 )
 from bench.report import BackendReport, RunReport, render, run_bars
-from bench.run import parse_args
 from bench.scheduling import CpuQuota, renice_services
 
 SPIN_SECONDS = 0.3
