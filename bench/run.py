@@ -20,7 +20,8 @@ Flow of a run::
     .venv/bin/python bench/run.py [--quick | --smoke] [--soak [--soak-seconds N]]
                                   [--backends embedded,production] [--out bench/results/x.md]
 
-(every option: ``--help``, or bench/options.py). See docs/performance.md for the method and the latest results.
+(every option: ``--help``, or bench/options.py). See docs/performance.md for the method and the
+latest results.
 """
 
 from __future__ import annotations
