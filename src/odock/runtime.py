@@ -166,12 +166,11 @@ def usage_queue(settings: Settings, redis: Redis | None, link: RedisLink | None 
     """The durable usage queue: the local journal (embedded) or a Redis Stream fed through it."""
     # The writer takes the events this process appended from memory instead of decoding them
     # back (the lines are still written and pushed first; a restart decodes them).
-    hand_over = HAND_OVER_EVENTS
     journal = JournalQueue(
         settings.data_dir / USAGE_JOURNAL_DIR,
         segment_bytes=settings.usage_journal_segment_bytes,
         max_in_memory=settings.usage_queue_max,
-        hand_over=hand_over,
+        hand_over=HAND_OVER_EVENTS,
     )
     if redis is None:
         return journal
@@ -183,7 +182,7 @@ def usage_queue(settings: Settings, redis: Redis | None, link: RedisLink | None 
         claim_idle_seconds=settings.usage_claim_idle_seconds,
         batch_size=settings.resolved_usage_batch_size,
         link=link,
-        hand_over=hand_over,
+        hand_over=HAND_OVER_EVENTS,
     )
 
 
