@@ -21,17 +21,18 @@ resolution, budget reservation before the upstream call, safety checks and plugi
 
 Two neighbouring stages whose work is a round trip to the same shared store (the final
 rate-limit gate and the budget reservation, in production) may be grouped as
-:class:`Concurrently`: both ``before`` hooks start at once, so their commands travel in one
-write and their answers come back in one read, and both ``after`` hooks likewise.
+:class:`Concurrently`: both ``before`` hooks send their commands before either waits, so the
+commands travel in one write and their answers come back in one read, and both ``after`` hooks
+likewise.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -251,17 +252,29 @@ async def _after(stage: Stage, ex: Exchange) -> None:
         log.exception("stage %s failed in after() for request %s", stage.name, ex.request_id)
 
 
+class SplitStage(Stage, Protocol):
+    """A stage whose hooks can send their store call now and finish when awaited."""
+
+    def start_before(self, ex: Exchange) -> Awaitable[None]:
+        """``before``, up to its wait on the store, done now; awaiting the result finishes it."""
+
+    def start_after(self, ex: Exchange) -> Awaitable[None]:
+        """``after``, started the same way."""
+
+
 class Concurrently:
     """Stages run side by side: one round trip for all of them instead of one each.
 
     Meant for stages that each wait on the same remote store and do not depend on each other.
+    Every stage's hook is started (its command sent) before any is awaited, so the commands
+    leave in one write and their replies come back in one read; no task is created.
     ``before``: every stage's hook runs (so every ``after`` runs too); if several reject, the
     error of the first in list order is raised, as if they had run in turn, and the others'
     ``after`` hooks undo what they took (a budget reserved while a rate limit refused is released
     on the way out). ``after``: every stage's hook runs, each isolated from the others' failures.
     """
 
-    def __init__(self, *stages: Stage) -> None:
+    def __init__(self, *stages: SplitStage) -> None:
         if len(stages) < 2:
             raise ValueError("Concurrently groups at least two stages")
         self.stages = stages
@@ -269,38 +282,59 @@ class Concurrently:
 
     async def before(self, ex: Exchange) -> None:
         """Run every stage's ``before`` at once; raise the first stage's error, if any."""
-        await _side_by_side([stage.before for stage in self.stages], ex)
+        outcomes = await _together([stage.start_before for stage in self.stages], ex)
+        error = next((outcome for outcome in outcomes if outcome is not None), None)
+        if error is not None:
+            raise error
 
     async def after(self, ex: Exchange) -> None:
         """Run every stage's ``after`` at once (a failure is logged, the others still run)."""
-        await _side_by_side([functools.partial(_after, stage) for stage in self.stages], ex)
+        outcomes = await _together([stage.start_after for stage in self.stages], ex)
+        cancelled: BaseException | None = None
+        for stage, outcome in zip(self.stages, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                log.error(
+                    "stage %s failed in after() for request %s", stage.name, ex.request_id, exc_info=outcome
+                )
+            elif outcome is not None:
+                cancelled = cancelled or outcome
+        if cancelled is not None:
+            raise cancelled
 
 
-Hook = Callable[[Exchange], Coroutine[Any, Any, None]]
+async def _together(
+    starts: Sequence[Callable[[Exchange], Awaitable[None]]], ex: Exchange
+) -> list[BaseException | None]:
+    """Start every hook, then await each in turn: each hook's error, or None.
 
-
-async def _side_by_side(hooks: Sequence[Hook], ex: Exchange) -> None:
-    """Run the hooks together and wait for all of them; re-raise the first one's error.
-
-    The first hook runs in this task, the others as tasks created before it starts, so every
-    hook issues its commands in the same turn of the event loop (one write to the store). A
-    cancelled request still waits for every hook to finish (what a hook took is then known to
-    the ``after`` hooks that undo it), and is re-raised as cancelled afterwards.
+    A hook that fails while starting has sent nothing. A request cancelled while it waits still
+    waits for the hooks not yet finished (what they took is then known to the ``after`` hooks
+    that undo it); the cancellation is the outcome of the hook it interrupted.
     """
-    loop = asyncio.get_running_loop()
-    others = [loop.create_task(hook(ex)) for hook in hooks[1:]]
-    error: BaseException | None = None
-    try:
-        await hooks[0](ex)
-    except BaseException as exc:  # the others still run to the end; then the first error wins
-        error = exc
-    for task in others:
-        while not task.done():
-            try:
-                await asyncio.wait((task,))  # unlike awaiting the task, never cancels it
-            except asyncio.CancelledError as exc:
-                error = error or exc
-        failure = asyncio.CancelledError() if task.cancelled() else task.exception()
-        error = error or failure
-    if error is not None:
-        raise error
+    outcomes: list[BaseException | None] = [None] * len(starts)
+    started: list[tuple[int, Awaitable[None]]] = []
+    for i, start in enumerate(starts):
+        try:
+            started.append((i, start(ex)))
+        except Exception as exc:
+            outcomes[i] = exc
+    cancelled = False
+    for i, pending in started:
+        if cancelled:
+            outcomes[i] = await _uncancellable(pending)
+            continue
+        try:
+            await pending
+        except BaseException as exc:  # the others still finish; the caller picks the error
+            outcomes[i] = exc
+            cancelled = isinstance(exc, asyncio.CancelledError)
+    return outcomes
+
+
+async def _uncancellable(pending: Awaitable[None]) -> BaseException | None:
+    """Wait for ``pending`` to finish, however often this request is cancelled meanwhile."""
+    task = asyncio.ensure_future(pending)
+    while not task.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait((task,))  # unlike awaiting the task, never cancels it
+    return asyncio.CancelledError() if task.cancelled() else task.exception()

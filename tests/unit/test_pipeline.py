@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 
 import pytest
@@ -32,7 +33,11 @@ def exchange() -> Exchange:
 
 
 class Recording:
-    """A stage that logs its hooks, may wait on an event, and may fail."""
+    """A stage that logs its hooks, may wait on an event, and may fail.
+
+    Like a stage over a remote store, its hooks send their command when started (logged as
+    ``<name>.before``/``<name>.after``) and finish when awaited.
+    """
 
     def __init__(
         self,
@@ -42,6 +47,7 @@ class Recording:
         wait_for: asyncio.Event | None = None,
         opens: asyncio.Event | None = None,
         rejects: OdockError | None = None,
+        refuses_to_start: OdockError | None = None,
         after_fails: bool = False,
     ) -> None:
         self.name = name
@@ -49,12 +55,21 @@ class Recording:
         self._wait_for = wait_for
         self._opens = opens
         self._rejects = rejects
+        self._refuses_to_start = refuses_to_start
         self._after_fails = after_fails
 
     async def before(self, ex: Exchange) -> None:
+        await self.start_before(ex)
+
+    def start_before(self, ex: Exchange) -> Awaitable[None]:
+        if self._refuses_to_start is not None:
+            raise self._refuses_to_start
         self._log.append(f"{self.name}.before")
         if self._opens is not None:
             self._opens.set()
+        return self._took()
+
+    async def _took(self) -> None:
         if self._wait_for is not None:
             await self._wait_for.wait()
         # One more turn of the loop: a stage that waits on a store answers later, not at once.
@@ -64,9 +79,13 @@ class Recording:
         self._log.append(f"{self.name}.took")
 
     async def after(self, ex: Exchange) -> None:
+        await self.start_after(ex)
+
+    def start_after(self, ex: Exchange) -> Awaitable[None]:
         self._log.append(f"{self.name}.after")
         if self._after_fails:
             raise RuntimeError(f"{self.name} could not clean up")
+        return asyncio.sleep(0)
 
 
 class Responder:
@@ -136,21 +155,46 @@ async def test_a_later_stage_s_rejection_is_raised_after_the_first_stage_took_it
 
 
 async def test_a_cancelled_request_waits_for_every_stage_before_it_unwinds() -> None:
-    """Cancelled while the second stage waits on its store: the group waits for it, then is cancelled."""
+    """Cancelled while the first stage waits: the group still waits for the second, then is cancelled."""
     log: list[str] = []
-    second_started, store_answers = asyncio.Event(), asyncio.Event()
+    first_waits, second_answers = asyncio.Event(), asyncio.Event()
     group = Concurrently(
-        Recording("limits", log), Recording("budgets", log, opens=second_started, wait_for=store_answers)
+        Recording("limits", log, opens=first_waits, wait_for=asyncio.Event()),
+        Recording("budgets", log, wait_for=second_answers),
     )
     request = asyncio.get_running_loop().create_task(group.before(exchange()))  # the request's own task
-    await asyncio.wait_for(second_started.wait(), DEADLINE)
+    await asyncio.wait_for(first_waits.wait(), DEADLINE)  # both started; the first one waits
     request.cancel()
     await asyncio.sleep(0)  # let the cancellation arrive while the second stage still waits
     assert not request.done()
-    store_answers.set()
+    second_answers.set()
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(request, DEADLINE)
     assert "budgets.took" in log  # it finished what it took before the request unwound
+    assert "limits.took" not in log
+
+
+async def test_a_stage_that_refuses_before_sending_still_lets_the_others_finish() -> None:
+    """The second refuses at once, the first took its share: the second's error; both unwind."""
+    log: list[str] = []
+    group = Concurrently(
+        Recording("limits", log), Recording("budgets", log, refuses_to_start=BudgetExceeded("no"))
+    )
+    responder, _ = await run(group)
+    assert [type(e) for e in responder.errors] == [BudgetExceeded]
+    assert "limits.took" in log
+    assert "limits.after" in log
+
+
+async def test_the_first_stage_s_error_wins_however_each_stage_failed() -> None:
+    """The first refuses only once its store answers, the second at once: the first's error."""
+    log: list[str] = []
+    group = Concurrently(
+        Recording("limits", log, rejects=RateLimited("slow down")),
+        Recording("budgets", log, refuses_to_start=BudgetExceeded("no")),
+    )
+    responder, _ = await run(group)
+    assert [type(e) for e in responder.errors] == [RateLimited]
 
 
 async def test_a_failing_after_hook_does_not_stop_the_other(caplog: pytest.LogCaptureFixture) -> None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -102,17 +102,21 @@ class ReleaseOutcome(StrEnum):
 
 
 class MeterStore(Protocol):
-    """Budget and quota window counters with atomic, idempotent reservations."""
+    """Budget and quota window counters with atomic, idempotent reservations.
 
-    async def reserve(
+    ``reserve``, ``settle`` and ``release`` return an awaitable of the outcome; the Redis store
+    sends its command when they are called (see :mod:`odock.limits.limiter` for why).
+    """
+
+    def reserve(
         self, request_id: RequestId, lines: Sequence[MeterLine], ttl_seconds: float
-    ) -> ReserveResult:
+    ) -> Awaitable[ReserveResult]:
         """Hold every line's amount, or nothing; a repeat returns the first outcome."""
 
-    async def settle(self, request_id: RequestId, actuals: Mapping[str, int]) -> SettleOutcome:
+    def settle(self, request_id: RequestId, actuals: Mapping[str, int]) -> Awaitable[SettleOutcome]:
         """Replace the request's reservation by its actual amounts."""
 
-    async def release(self, request_id: RequestId) -> ReleaseOutcome:
+    def release(self, request_id: RequestId) -> Awaitable[ReleaseOutcome]:
         """Drop the request's reservation."""
 
     async def prime(

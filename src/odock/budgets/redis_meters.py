@@ -8,10 +8,10 @@ so replicas with skewed clocks agree. Any failure to talk to Redis becomes
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -33,6 +33,8 @@ from odock.cache.redis_link import RedisLink
 from odock.errors import MeterStoreUnavailable
 from odock.ids import RequestId
 
+_Outcome = TypeVar("_Outcome", SettleOutcome, ReleaseOutcome)
+
 
 class RedisMeterStore:
     """Window counters in Redis; every key lives under ``<prefix>meter:``."""
@@ -51,35 +53,43 @@ class RedisMeterStore:
         self._expired = redis.register_script(meter_scripts.EXPIRED)
         self._snapshot = redis.register_script(meter_scripts.SNAPSHOT)
 
-    async def reserve(
+    def reserve(
         self, request_id: RequestId, lines: Sequence[MeterLine], ttl_seconds: float
-    ) -> ReserveResult:
-        """Hold every line's amount, or nothing; a repeat returns the first outcome."""
+    ) -> Awaitable[ReserveResult]:
+        """Hold every line's amount, or nothing; a repeat returns the first outcome (sent now)."""
         check_lines(lines, ttl_seconds)
         ttl = _ms(ttl_seconds)
         args: list[str | int] = [self._counter_prefix, ttl, ttl, request_id]
         for line in lines:
             args.extend((line.key, line.amount, line.limit))
-        async with _translated():
-            reply = await self._reserve(keys=[self._record(request_id), self._index], args=args)
-        return _reserve_result([_text(part) for part in reply])
+        return self._reserved(self._reserve(keys=[self._record(request_id), self._index], args=args))
 
-    async def settle(self, request_id: RequestId, actuals: Mapping[str, int]) -> SettleOutcome:
-        """Replace the request's reservation by its actual amounts."""
+    def settle(self, request_id: RequestId, actuals: Mapping[str, int]) -> Awaitable[SettleOutcome]:
+        """Replace the request's reservation by its actual amounts (sent now)."""
         args: list[str | int] = [self._counter_prefix, self._remember_ms, request_id]
         for key, amount in actuals.items():
             check_amount(amount, "actual")
             args.extend((key, amount))
-        async with _translated():
-            reply = await self._settle(keys=[self._record(request_id), self._index], args=args)
-        return SettleOutcome(_text(reply))
+        sent = self._settle(keys=[self._record(request_id), self._index], args=args)
+        return self._outcome(sent, SettleOutcome)
 
-    async def release(self, request_id: RequestId) -> ReleaseOutcome:
-        """Drop the request's reservation."""
+    def release(self, request_id: RequestId) -> Awaitable[ReleaseOutcome]:
+        """Drop the request's reservation (sent now)."""
         args: list[str | int] = [self._counter_prefix, self._remember_ms, request_id]
+        sent = self._release(keys=[self._record(request_id), self._index], args=args)
+        return self._outcome(sent, ReleaseOutcome)
+
+    @staticmethod
+    async def _reserved(sent: Awaitable[Any]) -> ReserveResult:
         async with _translated():
-            reply = await self._release(keys=[self._record(request_id), self._index], args=args)
-        return ReleaseOutcome(_text(reply))
+            reply = await sent
+        return _reserve_result([_text(part) for part in reply])
+
+    @staticmethod
+    async def _outcome(sent: Awaitable[Any], outcome: Callable[[str], _Outcome]) -> _Outcome:
+        async with _translated():
+            reply = await sent
+        return outcome(_text(reply))
 
     async def prime(
         self, key: str, used: int, reserved: int, limit: int, *, ttl_seconds: float | None = None

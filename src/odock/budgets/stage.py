@@ -19,12 +19,14 @@ TOKENS/TOKENS_IN/TOKENS_OUT from the same token estimate; ERRORS reserves one er
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from odock.aio import ready
 from odock.budgets.ledger import Settlement, window_state
 from odock.budgets.meters import MeterLine, MeterStore, ReserveOutcome, ReserveResult
 from odock.budgets.specs import BUDGET, MeterSpec
@@ -77,15 +79,34 @@ class BudgetGate:
 
     async def before(self, ex: Exchange) -> None:
         """Reserve the request's estimate on every applicable window, all or nothing."""
+        await self.start_before(ex)
+
+    def start_before(self, ex: Exchange) -> Awaitable[None]:
+        """:meth:`before`, its reservation sent now; awaiting the result finishes it.
+
+        Only a window whose effective limit must first be read from the ledger (a rollover
+        meter, once per window and process) waits for that read before its reservation leaves.
+        """
         assert ex.principal is not None
         if not ex.principal.meters:
-            return
+            return ready(None)
         lines = self._lines(ex)
         if not lines:
-            return
+            return ready(None)
+        if any(line.spec.rollover and line.key not in self._limits for line in lines):
+            return self._reserve_after_learning(ex, lines)
+        return self._held(ex, lines, self._send_reserve(ex, lines))
+
+    async def _reserve_after_learning(self, ex: Exchange, lines: list[HeldLine]) -> None:
         await self._learn_rolled_over_limits(lines)
+        await self._held(ex, lines, self._send_reserve(ex, lines))
+
+    async def _held(self, ex: Exchange, lines: list[HeldLine], sent: Awaitable[ReserveResult]) -> None:
+        """Judge the reservation ``sent`` (priming cold windows first); keep the lines if it holds."""
         try:
-            result = await self._reserve(ex, lines)
+            result = await sent
+            if result.outcome is ReserveOutcome.COLD:
+                result = await self._prime_and_reserve(ex, lines, result.cold_keys)
         except MeterStoreUnavailable:
             if not self._fail_open:
                 raise
@@ -98,20 +119,27 @@ class BudgetGate:
 
     async def after(self, ex: Exchange) -> None:
         """Settle actual usage when the upstream was called; otherwise release the reservation."""
+        await self.start_after(ex)
+
+    def start_after(self, ex: Exchange) -> Awaitable[None]:
+        """:meth:`after`, its settlement (or release) sent now; awaiting the result finishes it."""
         lines: list[HeldLine] = ex.meter_lines
         if not lines:
-            return
+            return ready(None)
         record = RequestId(ex.record_id)
+        if ex.timings.upstream_started is None:
+            return self._finished(ex, self._store.release(record))
+        actuals = self._actuals(ex, lines)
+        ex.settlements = [
+            {**self._settlement_of(line), "request_key": ex.record_id, "amount": actuals[line.key]}
+            for line in lines
+        ]
+        return self._finished(ex, self._store.settle(record, actuals))
+
+    @staticmethod
+    async def _finished(ex: Exchange, sent: Awaitable[object]) -> None:
         try:
-            if ex.timings.upstream_started is None:
-                await self._store.release(record)
-                return
-            actuals = self._actuals(ex, lines)
-            ex.settlements = [
-                {**self._settlement_of(line), "request_key": ex.record_id, "amount": actuals[line.key]}
-                for line in lines
-            ]
-            await self._store.settle(record, actuals)
+            await sent
         except MeterStoreUnavailable:
             # The reconciliation worker settles or releases it once the store is back.
             log.warning("could not settle budgets of %s now; the reconciler will", ex.request_id)
@@ -211,14 +239,16 @@ class BudgetGate:
                 lines[i] = replace(line, limit=limit)
 
     # --- store ---------------------------------------------------------------------------
-    async def _reserve(self, ex: Exchange, lines: list[HeldLine]) -> ReserveResult:
-        record = RequestId(ex.record_id)
+    def _send_reserve(self, ex: Exchange, lines: list[HeldLine]) -> Awaitable[ReserveResult]:
         meter_lines = [MeterLine(line.key, line.amount, line.limit) for line in lines]
-        result = await self._store.reserve(record, meter_lines, self._ttl)
-        if result.outcome is not ReserveOutcome.COLD:
-            return result
+        return self._store.reserve(RequestId(ex.record_id), meter_lines, self._ttl)
+
+    async def _prime_and_reserve(
+        self, ex: Exchange, lines: list[HeldLine], cold_keys: Sequence[str]
+    ) -> ReserveResult:
+        """Create the cold counters from the ledger, then reserve again (the lines take their limits)."""
         by_key = {line.key: line for line in lines}
-        for key in result.cold_keys:
+        for key in cold_keys:
             line = by_key[key]
             used, limit = await window_state(self._sessions, line.spec, line.window)
             self._limits[key] = limit
@@ -228,8 +258,7 @@ class BudgetGate:
             HeldLine(ln.spec, ln.window, ln.key, ln.amount, self._limits.get(ln.key, ln.limit))
             for ln in lines
         ]
-        meter_lines = [MeterLine(line.key, line.amount, line.limit) for line in lines]
-        return await self._store.reserve(record, meter_lines, self._ttl)
+        return await self._send_reserve(ex, lines)
 
     def _schedule(self, spec: MeterSpec) -> Schedule:
         cached = self._schedules.get((spec.id, spec.version))

@@ -12,6 +12,9 @@ keeps one connection per process and multiplexes every caller over it:
                                            Redis answers in order ──► hiredis Reader
     caller ◄── future resolved ◄── FIFO of waiters ◄────────────────────┘
 
+A command joins the write buffer when it is submitted (``submit``; calling a script does the
+same), not when its reply is awaited, so a caller can send to two stores before waiting on either.
+
 Redis answers the commands of one connection in the order it received them, so a FIFO of
 futures pairs replies with callers: commands from concurrent requests are pipelined for free
 and a cancelled caller's reply is still consumed in turn. A watchdog fails every waiter (and
@@ -28,7 +31,7 @@ import asyncio
 import hashlib
 import ssl
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any, cast
 
 import hiredis
@@ -147,11 +150,23 @@ class RedisLink:
         """A callable running ``source`` with EVALSHA (the same shape as redis-py's ``register_script``)."""
         return LinkScript(self, source)
 
+    def submit(self, *args: Arg) -> Awaitable[Any]:
+        """Send one command now (or once connected); the awaitable gives its reply.
+
+        Commands submitted in the same turn of the event loop leave in one write, so a caller
+        can submit several and await them afterwards: one round trip for all of them.
+        """
+        protocol = self._protocol
+        if protocol is not None and protocol.usable:
+            return protocol.send(_pack(args))
+        return self._send_when_connected(args)
+
     async def execute(self, *args: Arg) -> Any:
         """Run one command and return its reply (raises redis-py's exception types)."""
-        protocol = self._protocol
-        if protocol is None or not protocol.usable:
-            protocol = await self._connect()
+        return await self.submit(*args)
+
+    async def _send_when_connected(self, args: tuple[Arg, ...]) -> Any:
+        protocol = await self._connect()
         return await protocol.send(_pack(args))
 
     async def pipeline(self, commands: Sequence[tuple[Arg, ...]]) -> list[Any]:
@@ -221,10 +236,13 @@ class LinkScript:
         self._source = source
         self.sha = hashlib.sha1(source.encode()).hexdigest()
 
-    async def __call__(self, keys: Sequence[Arg] = (), args: Sequence[Arg] = ()) -> Any:
-        """Run the script with ``keys`` and ``args``; return its reply."""
+    def __call__(self, keys: Sequence[Arg] = (), args: Sequence[Arg] = ()) -> Awaitable[Any]:
+        """Send the script with ``keys`` and ``args`` now (as :meth:`RedisLink.submit`); await its reply."""
+        return self._reply(self._link.submit("EVALSHA", self.sha, len(keys), *keys, *args), keys, args)
+
+    async def _reply(self, sent: Awaitable[Any], keys: Sequence[Arg], args: Sequence[Arg]) -> Any:
         try:
-            return await self._link.execute("EVALSHA", self.sha, len(keys), *keys, *args)
+            return await sent
         except ResponseError as error:
             if not str(error).startswith("NOSCRIPT"):
                 raise

@@ -12,20 +12,25 @@ Flow for one request (each step one await)::
 Production uses :class:`RedisRateLimiter` (one Lua script call per operation, over the process's
 :class:`~odock.cache.redis_link.RedisLink` or a redis-py client); the embedded
 mode uses :class:`MemoryRateLimiter`. Both pass tests/contract/test_rate_limiter.py.
+
+``admit`` and ``finish`` return an awaitable of the outcome. Over a link the Redis limiter sends
+its command when they are called, so a caller can start another store's command before awaiting
+either and both share one round trip (:class:`odock.pipeline.Concurrently`); through a redis-py
+client, and in process, the work happens when awaited.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
 
 from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
-from odock.cache.redis_link import LinkScript, RedisLink
+from odock.aio import ready
+from odock.cache.redis_link import RedisLink
 from odock.errors import RateLimiterUnavailable
 from odock.ids import fresh_hex_id
 from odock.limits import lua
@@ -46,7 +51,7 @@ RECONCILED_TTL_SECONDS = 2 * WINDOW_SECONDS  # after that the reserved buckets h
 class RateLimiter(Protocol):
     """Request and token limits shared by every process that uses the same store."""
 
-    async def admit(self, request_id: str, checks: Sequence[LimitCheck]) -> Decision:
+    def admit(self, request_id: str, checks: Sequence[LimitCheck]) -> Awaitable[Decision]:
         """Take every check's amount if all enforced checks pass, else take nothing."""
 
     async def reconcile_tokens(self, receipt: Receipt, actual_tokens: int) -> None:
@@ -55,7 +60,7 @@ class RateLimiter(Protocol):
     async def release(self, receipt: Receipt) -> None:
         """Free the receipt's concurrency leases (idempotent)."""
 
-    async def finish(self, receipts: Sequence[Receipt], actual_tokens: int) -> None:
+    def finish(self, receipts: Sequence[Receipt], actual_tokens: int) -> Awaitable[None]:
         """Release every receipt's leases and reconcile its TPM reservations, as one operation."""
 
 
@@ -241,10 +246,10 @@ class RedisRateLimiter:
         self._reconcile = redis.register_script(lua.RECONCILE)
         self._finish = redis.register_script(lua.FINISH)
 
-    async def admit(self, request_id: str, checks: Sequence[LimitCheck]) -> Decision:
-        """Take every check's amount if all enforced checks pass, else take nothing."""
+    def admit(self, request_id: str, checks: Sequence[LimitCheck]) -> Awaitable[Decision]:
+        """Take every check's amount if all enforced checks pass, else take nothing (sent now)."""
         if not checks:
-            return Decision(receipt=Receipt(request_id, ""))
+            return ready(Decision(receipt=Receipt(request_id, "")))
         keys = storage_keys(self._prefix, checks)
         token = fresh_hex_id(64)
         args: list[str | int] = [lease_member(request_id, token)]
@@ -252,7 +257,13 @@ class RedisRateLimiter:
             # A kind is a str enum: it is packed as its value.
             ttl_ms = max(1, round(check.lease_ttl * 1000))
             args += (check.kind, check.limit, check.amount, repr(check.rate), ttl_ms, int(check.shadow))
-        raw = await self._run(self._admit, keys, args)
+        return self._decision(self._admit(keys=keys, args=args), request_id, token, checks, keys)
+
+    @staticmethod
+    async def _decision(
+        sent: Awaitable[list[int]], request_id: str, token: str, checks: Sequence[LimitCheck], keys: list[str]
+    ) -> Decision:
+        raw = await _reply(sent)
         verdicts = [
             Verdict(bool(raw[i]), int(raw[i + 1]), int(raw[i + 2]) / 1000) for i in range(2, len(raw), 3)
         ]
@@ -267,15 +278,15 @@ class RedisRateLimiter:
         for reservation in receipt.reservations:
             keys.append(reservation.key)
             args += [reservation.bucket, max(actual_tokens, 0) - reservation.amount]
-        await self._run(self._reconcile, keys, args)
+        await _reply(self._reconcile(keys=keys, args=args))
 
     async def release(self, receipt: Receipt) -> None:
         """Free the receipt's concurrency leases (idempotent)."""
         if receipt.leases:
-            await self._run(self._release, list(receipt.leases), [receipt.lease_member])
+            await _reply(self._release(keys=list(receipt.leases), args=[receipt.lease_member]))
 
-    async def finish(self, receipts: Sequence[Receipt], actual_tokens: int) -> None:
-        """Release every receipt's leases and reconcile its TPM reservations, as one operation."""
+    def finish(self, receipts: Sequence[Receipt], actual_tokens: int) -> Awaitable[None]:
+        """Release every receipt's leases and reconcile its TPM reservations, as one operation (sent now)."""
         lease_keys: list[str] = []
         members: list[str | int] = []
         group_keys: list[str] = []
@@ -292,14 +303,14 @@ class RedisRateLimiter:
                     group_keys.append(reservation.key)
                     group_args += [reservation.bucket, max(actual_tokens, 0) - reservation.amount]
         if not lease_keys and not groups:
-            return
+            return ready(None)
         args: list[str | int] = [len(lease_keys), groups, *members, *group_args]
-        await self._run(self._finish, lease_keys + group_keys, args)
+        return _reply(self._finish(keys=lease_keys + group_keys, args=args))
 
-    @staticmethod
-    async def _run(script: AsyncScript | LinkScript, keys: list[str], args: list[str | int]) -> list[int]:
-        try:
-            result: list[int] = await script(keys=keys, args=args)
-        except (RedisError, OSError) as error:
-            raise RateLimiterUnavailable(f"rate-limit store failed: {type(error).__name__}") from error
-        return result
+
+async def _reply(sent: Awaitable[Any]) -> Any:
+    """A script's reply; a store that cannot answer is ``RateLimiterUnavailable``."""
+    try:
+        return await sent
+    except (RedisError, OSError) as error:
+        raise RateLimiterUnavailable(f"rate-limit store failed: {type(error).__name__}") from error

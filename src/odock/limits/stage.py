@@ -16,8 +16,9 @@ limiter's store is unreachable, ``fail_open`` decides: closed (the default) answ
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 
+from odock.aio import ready
 from odock.errors import RateLimiterUnavailable
 from odock.limits.checks import check_ip, check_max_tokens, check_payload
 from odock.limits.decision import Decision, Receipt
@@ -55,22 +56,26 @@ class _Gate:
             )
         decision.raise_if_denied()
 
-    async def _admit(self, ex: Exchange, checks: Sequence[LimitCheck]) -> Receipt | None:
+    def _admit(self, ex: Exchange, checks: Sequence[LimitCheck], slot: str) -> Awaitable[None]:
+        """Send the admission now; awaiting it judges the decision and keeps the receipt in ``slot``."""
         if not checks:
-            return None
+            return ready(None)
+        return self._admitted(ex, self._limiter.admit(ex.request_id, checks), slot)
+
+    async def _admitted(self, ex: Exchange, sent: Awaitable[Decision], slot: str) -> None:
         try:
-            decision = await self._limiter.admit(ex.request_id, checks)
+            decision = await sent
         except RateLimiterUnavailable:
             if not self._fail_open:
                 raise
             ex.governance["ratelimit_unavailable"] = True
             log.warning("rate limiter unavailable; admitting request %s (fail-open)", ex.request_id)
-            return None
+            return
         self._judge(ex, decision)
         receipt = decision.receipt
         if receipt is not None and receipt.quota is not None:
             _advertise(ex, receipt)
-        return receipt
+        ex.limit_receipts[slot] = receipt
 
     async def _release(self, receipt: Receipt | None) -> None:
         if receipt is None or not receipt.leases:
@@ -92,7 +97,7 @@ class PreAuthGate(_Gate):
         if not scopes:
             return
         self._judge(ex, check_ip(scopes, ex.client_ip))
-        ex.limit_receipts["pre_auth"] = await self._admit(ex, self._planner.requests(scopes))
+        await self._admit(ex, self._planner.requests(scopes), "pre_auth")
 
     async def after(self, ex: Exchange) -> None:
         """Release global concurrency leases."""
@@ -112,7 +117,7 @@ class EarlyGate(_Gate):
             return
         self._judge(ex, check_ip(scopes, ex.client_ip))
         self._judge(ex, check_payload(scopes, len(ex.body)))
-        ex.limit_receipts["early"] = await self._admit(ex, self._planner.requests(scopes))
+        await self._admit(ex, self._planner.requests(scopes), "early")
 
     async def after(self, ex: Exchange) -> None:
         """Release the key scopes' concurrency leases."""
@@ -137,17 +142,21 @@ class FinalGate(_Gate):
 
     async def before(self, ex: Exchange) -> None:
         """Check max_tokens, admit model request limits and reserve estimated tokens."""
+        await self.start_before(ex)
+
+    def start_before(self, ex: Exchange) -> Awaitable[None]:
+        """:meth:`before`, its admission sent now; awaiting the result finishes it."""
         assert ex.principal is not None
         assert ex.model is not None
         resource = self._resolver.resource_scope(Scope.MODEL, ex.model.id, ex.model.policies)
         everything: tuple[ScopePolicy, ...] = self._resolver.applicable(ex.principal, resource)
         if not everything:
-            return
+            return ready(None)
         self._judge(ex, check_max_tokens(everything, ex.asked_max_tokens()))
         estimate = ex.estimated_input_tokens() + ex.output_allowance(self._default_output)
         ex.governance["tpm_estimate"] = estimate
         checks = self._planner.requests(resource) + self._planner.tokens(everything, estimate)
-        ex.limit_receipts["final"] = await self._admit(ex, checks)
+        return self._admit(ex, checks, "final")
 
     async def after(self, ex: Exchange) -> None:
         """Post-flight of every gate at once: release all leases, reconcile TPM to the actual tokens.
@@ -155,19 +164,27 @@ class FinalGate(_Gate):
         The earlier gates' receipts are taken here (their own ``after`` then finds nothing), so a
         request's whole rate-limit post-flight is one limiter call instead of one per gate.
         """
+        await self.start_after(ex)
+
+    def start_after(self, ex: Exchange) -> Awaitable[None]:
+        """:meth:`after`, its limiter call sent now; awaiting the result finishes it."""
         receipts = [
             receipt
             for gate in ("final", "early", "pre_auth")
             if (receipt := ex.limit_receipts.pop(gate, None)) is not None
         ]
         if not receipts:
-            return
+            return ready(None)
         actual = 0
         if any(receipt.reservations for receipt in receipts):
             usage = ex.measured_usage()
             actual = usage.prompt_tokens + usage.completion_tokens if usage else 0
+        return self._finished(ex, self._limiter.finish(receipts, actual))
+
+    @staticmethod
+    async def _finished(ex: Exchange, sent: Awaitable[None]) -> None:
         try:
-            await self._limiter.finish(receipts, actual)
+            await sent
         except RateLimiterUnavailable:
             log.warning(
                 "could not finish rate limits of %s; leases expire after their TTL, tokens stay reserved",

@@ -159,6 +159,39 @@ async def test_a_script_missing_from_the_cache_is_sent_whole_once() -> None:
     assert seen[1][1:] == [b"return 7", b"1", b"k", b"1"]
 
 
+async def test_a_submitted_command_leaves_before_its_reply_is_awaited() -> None:
+    """A command and a script call, neither awaited yet, both reach the server: one round trip."""
+    both_seen = asyncio.Event()
+
+    def echo_and_count(command: list[bytes]) -> bytes:
+        if len(seen) == 3:  # PING, then the two sent without waiting
+            both_seen.set()
+        return echo(command)
+
+    async with fake_redis(echo_and_count) as (url, seen):
+        link = RedisLink(url, timeout=5, connect_timeout=5)
+        await link.execute("PING", "connected")
+        script = link.register_script("return ARGV[1]")
+        command_reply = link.submit("ECHO", "first")
+        script_reply = script(keys=["k"], args=["second"])
+        await asyncio.wait_for(both_seen.wait(), 5)
+        assert await command_reply == b"first"
+        assert await script_reply == b"second"
+        await link.close()
+    assert [command[0] for command in seen] == [b"PING", b"ECHO", b"EVALSHA"]
+
+
+async def test_a_command_submitted_before_the_link_connects_is_sent_once_it_has() -> None:
+    """The first submit connects when awaited, then sends."""
+    async with fake_redis(echo) as (url, seen):
+        link = RedisLink(url, timeout=5, connect_timeout=5)
+        reply = link.submit("ECHO", "late")
+        assert seen == []
+        assert await reply == b"late"
+        await link.close()
+    assert seen == [[b"ECHO", b"late"]]
+
+
 async def test_the_url_password_and_database_are_sent_on_connect() -> None:
     """AUTH and SELECT from the URL precede the first command."""
     async with fake_redis(lambda command: b"+OK\r\n") as (url, seen):
