@@ -40,7 +40,7 @@ from odock.usage.billing import cost_nanos
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # per request and meter, never changed: not frozen (see odock.limits.decision)
 class HeldLine:
     """One reserved counter line of a request."""
 

@@ -1,4 +1,10 @@
-"""What a gate answers: a decision that admits (with a receipt) or denies (with a reason)."""
+"""What a gate answers: a decision that admits (with a receipt) or denies (with a reason).
+
+The quota, reservation, receipt and decision are built for every admission (several per
+request) and never changed once built, but they are not frozen dataclasses: a frozen
+dataclass's ``__init__`` sets each field through ``object.__setattr__``, which made each of
+them cost 0.6-1 µs to build instead of ~0.25 µs.
+"""
 
 from __future__ import annotations
 
@@ -86,7 +92,7 @@ class Denial:
         return cls(param=param, headers=headers, extra=extra)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # built per admission: not frozen (see the module docstring)
 class RequestQuota:
     """The most restrictive request limit after admission, for response headers."""
 
@@ -96,7 +102,7 @@ class RequestQuota:
     reset_seconds: int  # until the limit is fully available again
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # built per admission: not frozen (see the module docstring)
 class TokenReservation:
     """Tokens reserved in one TPM window bucket (storage key, bucket second, amount)."""
 
@@ -105,7 +111,7 @@ class TokenReservation:
     amount: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # built per admission: not frozen (see the module docstring)
 class Receipt:
     """What an admission took, so post-flight can release and reconcile exactly that."""
 
@@ -126,7 +132,7 @@ def lease_member(request_id: str, token: str) -> str:
     return f"{request_id}:{token}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # built per admission: not frozen (see the module docstring)
 class Decision:
     """A gate's answer: ``denial`` is None when admitted; shadow denials are reported, not enforced."""
 

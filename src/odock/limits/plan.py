@@ -62,9 +62,13 @@ _CODE: dict[LimitName, DenyCode] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # TPM checks are built per request: not frozen, see odock.limits.decision
 class LimitCheck:
-    """One limit to enforce at one scope: ``amount`` of it is taken if every check passes."""
+    """One limit to enforce at one scope: ``amount`` of it is taken if every check passes.
+
+    Request checks are built once per scope list and shared by every request that uses it:
+    never change one.
+    """
 
     scope: Scope
     scope_id: str
@@ -79,17 +83,15 @@ class LimitCheck:
     key_suffix: str = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        kind = _KIND[self.name]
-        layout = _LAYOUT_VERSION.get(kind, "")
-        object.__setattr__(self, "kind", kind)
-        object.__setattr__(self, "key_suffix", f"rl:{self.scope}:{self.scope_id}:{kind}{layout}")
+        kind = self.kind = _KIND[self.name]
+        self.key_suffix = f"rl:{self.scope}:{self.scope_id}:{kind}{_LAYOUT_VERSION.get(kind, '')}"
 
     def key(self, prefix: str) -> str:
         """The storage key of this scope's counter for this kind of limit."""
         return prefix + self.key_suffix
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # one per check and admission: not frozen, see odock.limits.decision
 class Verdict:
     """A limiter's answer for one check at one instant."""
 

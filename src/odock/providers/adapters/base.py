@@ -67,7 +67,7 @@ def _int(value: object) -> int:
     return min(value, MAX_REPORTED_TOKENS) if isinstance(value, int) and value >= 0 else 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # one per request, never changed: not frozen (see odock.limits.decision)
 class UpstreamCall:
     """One request to send upstream."""
 
