@@ -253,13 +253,25 @@ async def _after(stage: Stage, ex: Exchange) -> None:
 
 
 class SplitStage(Stage, Protocol):
-    """A stage whose hooks can send their store call now and finish when awaited."""
+    """A stage whose hooks can send their store call now and finish when awaited.
+
+    A stage that subclasses it writes ``start_before`` and ``start_after``; its ``before`` and
+    ``after`` are those, started and awaited at once.
+    """
 
     def start_before(self, ex: Exchange) -> Awaitable[None]:
         """``before``, up to its wait on the store, done now; awaiting the result finishes it."""
 
     def start_after(self, ex: Exchange) -> Awaitable[None]:
         """``after``, started the same way."""
+
+    async def before(self, ex: Exchange) -> None:
+        """Start ``before`` and wait for it to finish."""
+        await self.start_before(ex)
+
+    async def after(self, ex: Exchange) -> None:
+        """Start ``after`` and wait for it to finish."""
+        await self.start_after(ex)
 
 
 class Concurrently:

@@ -33,7 +33,7 @@ from odock.cache.redis_link import RedisLink
 from odock.errors import MeterStoreUnavailable
 from odock.ids import RequestId
 
-_Outcome = TypeVar("_Outcome", SettleOutcome, ReleaseOutcome)
+T = TypeVar("T")
 
 
 class RedisMeterStore:
@@ -62,7 +62,8 @@ class RedisMeterStore:
         args: list[str | int] = [self._counter_prefix, ttl, ttl, request_id]
         for line in lines:
             args.extend((line.key, line.amount, line.limit))
-        return self._reserved(self._reserve(keys=[self._record(request_id), self._index], args=args))
+        sent = self._reserve(keys=[self._record(request_id), self._index], args=args)
+        return _answer(sent, lambda reply: _reserve_result([_text(part) for part in reply]))
 
     def settle(self, request_id: RequestId, actuals: Mapping[str, int]) -> Awaitable[SettleOutcome]:
         """Replace the request's reservation by its actual amounts (sent now)."""
@@ -71,25 +72,13 @@ class RedisMeterStore:
             check_amount(amount, "actual")
             args.extend((key, amount))
         sent = self._settle(keys=[self._record(request_id), self._index], args=args)
-        return self._outcome(sent, SettleOutcome)
+        return _answer(sent, lambda reply: SettleOutcome(_text(reply)))
 
     def release(self, request_id: RequestId) -> Awaitable[ReleaseOutcome]:
         """Drop the request's reservation (sent now)."""
         args: list[str | int] = [self._counter_prefix, self._remember_ms, request_id]
         sent = self._release(keys=[self._record(request_id), self._index], args=args)
-        return self._outcome(sent, ReleaseOutcome)
-
-    @staticmethod
-    async def _reserved(sent: Awaitable[Any]) -> ReserveResult:
-        async with _translated():
-            reply = await sent
-        return _reserve_result([_text(part) for part in reply])
-
-    @staticmethod
-    async def _outcome(sent: Awaitable[Any], outcome: Callable[[str], _Outcome]) -> _Outcome:
-        async with _translated():
-            reply = await sent
-        return outcome(_text(reply))
+        return _answer(sent, lambda reply: ReleaseOutcome(_text(reply)))
 
     async def prime(
         self, key: str, used: int, reserved: int, limit: int, *, ttl_seconds: float | None = None
@@ -155,6 +144,13 @@ def _text(value: Any) -> str:
 
 def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
+
+
+async def _answer(sent: Awaitable[Any], decode: Callable[[Any], T]) -> T:
+    """A script's reply, decoded; a failure to reach Redis is ``MeterStoreUnavailable``."""
+    async with _translated():
+        reply = await sent
+    return decode(reply)
 
 
 @asynccontextmanager

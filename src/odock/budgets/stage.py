@@ -33,7 +33,7 @@ from odock.budgets.specs import BUDGET, MeterSpec
 from odock.budgets.windows import Schedule, Window
 from odock.errors import BudgetExceeded, MeterStoreUnavailable, ModelPricingMissing, OdockError, QuotaExceeded
 from odock.ids import RequestId
-from odock.pipeline import Exchange
+from odock.pipeline import Exchange, SplitStage
 from odock.providers.adapters.base import Endpoint, Usage
 from odock.usage.billing import cost_nanos
 
@@ -51,7 +51,7 @@ class HeldLine:
     limit: int
 
 
-class BudgetGate:
+class BudgetGate(SplitStage):
     """Reserves against every matching budget and quota window; settles or releases after."""
 
     name = "budgets"
@@ -77,12 +77,8 @@ class BudgetGate:
         self._current: dict[tuple[str, int], tuple[Window, str]] = {}  # (meter, version) → window, key
         self._settlements: dict[str, tuple[int, MeterSpec, dict[str, Any]]] = {}  # key → limit, spec, row
 
-    async def before(self, ex: Exchange) -> None:
-        """Reserve the request's estimate on every applicable window, all or nothing."""
-        await self.start_before(ex)
-
     def start_before(self, ex: Exchange) -> Awaitable[None]:
-        """:meth:`before`, its reservation sent now; awaiting the result finishes it.
+        """Reserve the request's estimate on every applicable window, all or nothing (sent now).
 
         Only a window whose effective limit must first be read from the ledger (a rollover
         meter, once per window and process) waits for that read before its reservation leaves.
@@ -117,12 +113,8 @@ class BudgetGate:
             raise _rejection(result, lines)
         ex.meter_lines = lines
 
-    async def after(self, ex: Exchange) -> None:
-        """Settle actual usage when the upstream was called; otherwise release the reservation."""
-        await self.start_after(ex)
-
     def start_after(self, ex: Exchange) -> Awaitable[None]:
-        """:meth:`after`, its settlement (or release) sent now; awaiting the result finishes it."""
+        """Settle actual usage when the upstream was called, else release the reservation (sent now)."""
         lines: list[HeldLine] = ex.meter_lines
         if not lines:
             return ready(None)

@@ -25,7 +25,7 @@ from odock.limits.decision import Decision, Receipt
 from odock.limits.limiter import RateLimiter
 from odock.limits.plan import CheckPlanner, LimitCheck
 from odock.limits.policy import PolicyResolver, Scope, ScopePolicy
-from odock.pipeline import Exchange
+from odock.pipeline import Exchange, SplitStage
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ class EarlyGate(_Gate):
         await self._release(ex.limit_receipts.get("early"))
 
 
-class FinalGate(_Gate):
+class FinalGate(_Gate, SplitStage):
     """Model request limits and a TPM reservation on every scope, once the model is known."""
 
     name = "ratelimit_final"
@@ -140,12 +140,8 @@ class FinalGate(_Gate):
         super().__init__(limiter, resolver, fail_open=fail_open)
         self._default_output = default_max_output_tokens
 
-    async def before(self, ex: Exchange) -> None:
-        """Check max_tokens, admit model request limits and reserve estimated tokens."""
-        await self.start_before(ex)
-
     def start_before(self, ex: Exchange) -> Awaitable[None]:
-        """:meth:`before`, its admission sent now; awaiting the result finishes it."""
+        """Check max_tokens, admit model request limits and reserve estimated tokens (sent now)."""
         assert ex.principal is not None
         assert ex.model is not None
         resource = self._resolver.resource_scope(Scope.MODEL, ex.model.id, ex.model.policies)
@@ -158,16 +154,13 @@ class FinalGate(_Gate):
         checks = self._planner.requests(resource) + self._planner.tokens(everything, estimate)
         return self._admit(ex, checks, "final")
 
-    async def after(self, ex: Exchange) -> None:
+    def start_after(self, ex: Exchange) -> Awaitable[None]:
         """Post-flight of every gate at once: release all leases, reconcile TPM to the actual tokens.
 
         The earlier gates' receipts are taken here (their own ``after`` then finds nothing), so a
-        request's whole rate-limit post-flight is one limiter call instead of one per gate.
+        request's whole rate-limit post-flight is one limiter call instead of one per gate, sent
+        when this is called.
         """
-        await self.start_after(ex)
-
-    def start_after(self, ex: Exchange) -> Awaitable[None]:
-        """:meth:`after`, its limiter call sent now; awaiting the result finishes it."""
         receipts = [
             receipt
             for gate in ("final", "early", "pre_auth")
