@@ -180,7 +180,6 @@ def usage_queue(settings: Settings, redis: Redis | None, link: RedisLink | None 
         prefix=settings.redis_prefix,
         max_length=settings.usage_stream_max_length,
         claim_idle_seconds=settings.usage_claim_idle_seconds,
-        batch_size=settings.resolved_usage_batch_size,
         link=link,
         hand_over=HAND_OVER_EVENTS,
     )

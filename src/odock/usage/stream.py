@@ -53,6 +53,12 @@ STREAM_KEY = "usage:stream"
 GROUP = "odock-usage-writers"
 FIELD = b"event"
 HIGH_WATER = 0.9
+# Lines per push (one pipelined round trip of XADDs) and entries per claim. Not the database
+# writer's batch size: under load each round trip waits a turn of a busy event loop (milliseconds),
+# and pushes of 16 lines (the PostgreSQL batch) fell behind 3,000 records a second, leaving the
+# backlog in the local journal. Bounded so one push (about 2 KB a line) does not hold up the
+# rate-limit scripts queued behind it on the shared link for long.
+PUSH_LINES = 256
 _BACKOFF_MAX = 5.0
 
 
@@ -85,7 +91,7 @@ class RedisStreamQueue:
         prefix: str,
         max_length: int,
         claim_idle_seconds: float,
-        batch_size: int = 500,
+        batch_size: int = PUSH_LINES,
         link: RedisLink | None = None,
         hand_over: int = 0,
     ) -> None:
@@ -156,9 +162,10 @@ class RedisStreamQueue:
         out: list[Delivery] = []
         # No push may run while the group is read: XREADGROUP goes over another connection than
         # XADD, so it could return an entry whose push reply (and its event's hand-over) is still
-        # on the way, and that entry would be decoded back from JSON.
+        # on the way, and that entry would be decoded back from JSON. One batch of this process's
+        # own lines is pushed first; the pump pushes the rest.
         async with self._push_lock:
-            await self._push_locked()
+            await self._push_batch()
             while self._claimed and len(out) < limit:
                 out.append(self._claimed.popleft())
             if len(out) < limit:
@@ -227,28 +234,46 @@ class RedisStreamQueue:
             self._wake.set()
 
     async def _push(self) -> bool:
-        """Push every journaled line to the stream; False when stopped by the length bound."""
-        async with self._push_lock:
-            return await self._push_locked()
+        """Push every journaled line to the stream; False when stopped by the length bound.
 
-    async def _push_locked(self) -> bool:
-        """:meth:`_push` for a caller that holds the push lock."""
+        The push lock is taken per batch, not for the whole backlog: under sustained load lines
+        are journaled as fast as they are pushed, so a push holding the lock until the journal
+        ran dry held it for as long as the load lasted, and the reader, which takes the lock
+        too, stored nothing until the load stopped (measured: no usage record written during a
+        30-second run at concurrency 64, then the backlog). A waiting reader gets the lock
+        between two batches (asyncio's lock serves waiters first come, first served).
+        """
         while True:
-            if not self._unpushed:
-                self._unpushed = self._spool.read_lines(self._batch_size)
-            if not self._unpushed:
-                return True
-            if self._length >= self._max_length * HIGH_WATER and not await self._has_room():
+            async with self._push_lock:
+                pushed = await self._push_batch()
+            if pushed is None:
                 return False
-            with _redis_errors("XADD"):
-                results = await self._push_lines([line for _, line in self._unpushed])
-            # A retry after a partial failure may add a line twice; the store is idempotent.
-            self._remember_pushed(results[:-1])
-            self._length = int(results[-1])
-            self._pushed_upto = max(self._pushed_upto, _entry_id(results[-2]))
-            self._spool.ack_receipts([receipt for receipt, _ in self._unpushed])
-            self.pushed += len(self._unpushed)
-            self._unpushed = []
+            if not pushed:
+                return True
+
+    async def _push_batch(self) -> int | None:
+        """Push the next batch of journaled lines (the caller holds the push lock).
+
+        Returns how many lines were pushed (0: none was waiting), or None when the stream is
+        past its length bound.
+        """
+        if not self._unpushed:
+            self._unpushed = self._spool.read_lines(self._batch_size)
+        if not self._unpushed:
+            return 0
+        if self._length >= self._max_length * HIGH_WATER and not await self._has_room():
+            return None
+        with _redis_errors("XADD"):
+            results = await self._push_lines([line for _, line in self._unpushed])
+        # A retry after a partial failure may add a line twice; the store is idempotent.
+        self._remember_pushed(results[:-1])
+        self._length = int(results[-1])
+        self._pushed_upto = max(self._pushed_upto, _entry_id(results[-2]))
+        self._spool.ack_receipts([receipt for receipt, _ in self._unpushed])
+        pushed = len(self._unpushed)
+        self.pushed += pushed
+        self._unpushed = []
+        return pushed
 
     def _remember_pushed(self, entry_ids: Sequence[Any]) -> None:
         """Keep the spool's event objects of the lines just pushed, by their new entry ids."""

@@ -285,3 +285,37 @@ async def test_no_push_runs_while_the_group_is_read(
         await queue.close()
         await link.close()
         await services.delete_redis_prefix(prefix)
+
+
+async def test_a_reader_gets_a_turn_while_appends_never_stop(streams: StreamFactory) -> None:
+    """Under sustained load the pump pushes batch after batch, and a read still gets in between.
+
+    The pump used to hold the push lock until the journal ran dry; with requests journaling
+    lines while each push waited for Redis, that was as long as the load lasted, and no usage
+    record was stored until it stopped. Here a task appends an event on every turn of the
+    event loop (the journal never runs dry while the pump pushes), and the read must return
+    before that task gives up.
+    """
+    queue = streams(batch_size=8)
+    await queue.open()
+    appended = 0
+    read_done = asyncio.Event()
+
+    async def load() -> None:
+        nonlocal appended
+        while not read_done.is_set() and appended < 20_000:
+            queue.append(event(appended))
+            appended += 1
+            await asyncio.sleep(0)  # one event per turn of the loop, like a steady request rate
+
+    async with asyncio.TaskGroup() as group:
+        group.create_task(load())
+        await asyncio.sleep(0)  # the load is running before the read starts
+        try:
+            got = await queue.read(100)
+            appended_by_then = appended
+        finally:
+            read_done.set()
+    assert got, "the read returned nothing"
+    assert appended_by_then < 20_000, "the read waited for the load to stop"
+    await queue.ack(got)
