@@ -80,7 +80,7 @@ class Settings(BaseSettings):
     usage_batch_size: int | None = Field(
         None,
         ge=1,
-        description="Usage records per database write or Redis push (default 64 on SQLite, 16 on PostgreSQL)",
+        description="Usage records per database write (default 64 on SQLite, 16 on PostgreSQL)",
     )
     usage_queue_max: int = Field(
         100_000, ge=100, description="Usage records held in memory while the usage journal cannot be written"

@@ -135,6 +135,37 @@ def newly_reached(thresholds: Iterable[int], crossed: set[int], used: int, limit
     return [t for t in thresholds if t not in crossed and used * 100 >= t * limit]
 
 
+@dataclass(slots=True)
+class BatchSettlements:
+    """A usage batch's settlements as the writers apply them.
+
+    ``rows`` holds (request key, window key, amount) per settlement; ``windows`` one
+    :class:`Settlement` per window (the batch's last for that window, sorted by key), which is
+    what creating a missing window row needs; ``thresholds`` the thresholds to check per window.
+    Only the windows are decoded into :class:`Settlement` objects: a batch of hundreds of
+    settlements usually names a handful of windows.
+    """
+
+    rows: list[tuple[str, str, int]]
+    windows: list[Settlement]
+    thresholds: dict[str, tuple[int, ...]]
+
+    @classmethod
+    def of(cls, settlements: Iterable[dict[str, Any]]) -> BatchSettlements:
+        """Gather the settlements a batch's usage events carry (in :meth:`Settlement.to_dict` form)."""
+        rows: list[tuple[str, str, int]] = []
+        last: dict[str, dict[str, Any]] = {}
+        thresholds: dict[str, tuple[int, ...]] = {}
+        for data in settlements:
+            key = data["window_key"]
+            rows.append((data["request_key"], key, data["amount"]))
+            last[key] = data
+            if data.get("thresholds"):
+                thresholds[key] = tuple(data["thresholds"])
+        windows = [Settlement.from_dict(last[key]) for key in sorted(last)]
+        return cls(rows, windows, thresholds)
+
+
 # The window columns a writer reads back after adding settlements, in the order
 # :func:`threshold_crossings` takes them.
 THRESHOLD_COLUMNS = '"meter_kind", "meter_id", "used", "limit", "thresholds_crossed"'

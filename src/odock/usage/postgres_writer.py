@@ -23,7 +23,6 @@ error drops the connection (the next batch opens a new one) and is raised as
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import operator
 from collections.abc import Sequence
@@ -34,9 +33,10 @@ from sqlalchemy import Table
 from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from odock.aio import WorkSlices
 from odock.budgets.ledger import (
     THRESHOLD_COLUMNS,
-    Settlement,
+    BatchSettlements,
     ThresholdCrossing,
     threshold_crossings,
     window_row,
@@ -48,10 +48,12 @@ from odock.usage.record import UsageEvent
 from odock.usage.tables import UsageRecord
 
 _DIALECT = asyncpg_dialect.dialect()  # type: ignore[no-untyped-call]
-# Records bound per slice: binding costs tens of microseconds a record on the event loop, so a
-# batch is bound in slices with a yield between them; a 64-record batch (or a catch-up batch of
-# a thousand) in one go was a stall of milliseconds (tens of them) for the requests on the loop.
-BIND_STEP = 16
+# Binding costs microseconds a record on the event loop, so a batch is bound in slices (see
+# odock.aio.WorkSlices) with a turn of the loop between them: at least this much time each, and
+# a batch in at most BIND_TURNS turns; a catch-up batch of a thousand records in one go would
+# stall the requests on the loop for milliseconds.
+BIND_SLICE_SECONDS = 0.001
+BIND_TURNS = 4
 # What a broken or refused write raises from the driver (OSError: the server cannot be reached).
 _DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 # Options of SQLAlchemy's asyncpg adapter that asyncpg.connect does not take.
@@ -115,18 +117,19 @@ class PostgresUsageWriter:
         :class:`WriteFailed` when nothing was written.
         """
         rows: list[list[Any]] = []
-        settlements: list[Settlement] = []
-        for start in range(0, len(events), BIND_STEP):
-            if start:
-                await asyncio.sleep(0)  # let requests run between slices (see BIND_STEP)
-            for e in events[start : start + BIND_STEP]:
-                rows.append(self._usage.bind(self._usage_values(e)))
-                settlements += map(Settlement.from_dict, e.settlements)
+        carried: list[dict[str, Any]] = []
+        slices = WorkSlices(BIND_SLICE_SECONDS, len(events), BIND_TURNS)
+        for e in events:
+            rows.append(self._usage.bind(self._usage_values(e)))
+            carried += e.settlements
+            if slices.due():
+                await slices.pause()
+        settlements = BatchSettlements.of(carried)
         try:
             connection = await self._connected()
             async with connection.transaction():
                 inserted = await connection.fetch(self._usage_sql, *_columns(rows, len(self._usage.columns)))
-                crossings = await self._settle(connection, settlements) if settlements else []
+                crossings = await self._settle(connection, settlements) if settlements.rows else []
         except _DRIVER_ERRORS as exc:
             self._discard()
             raise WriteFailed(f"usage batch not written: {exc!r}") from exc
@@ -144,10 +147,9 @@ class PostgresUsageWriter:
         if connection is not None:
             connection.terminate()
 
-    async def _settle(self, raw: Any, settlements: list[Settlement]) -> list[ThresholdCrossing]:
+    async def _settle(self, raw: Any, settlements: BatchSettlements) -> list[ThresholdCrossing]:
         """Create missing windows, record new settlements, add them to their windows, check thresholds."""
         now = utcnow()
-        windows = sorted({s.window_key: s for s in settlements}.values(), key=lambda s: s.window_key)
         window_rows = [
             self._windows.bind_mapping(
                 {
@@ -155,10 +157,10 @@ class PostgresUsageWriter:
                     "updated_at": now,
                 }
             )
-            for s in windows
+            for s in settlements.windows
         ]
         await raw.fetch(self._windows_sql, *_columns(window_rows, len(self._windows.columns)))
-        rows = [self._settlements.bind((s.request_key, s.window_key, s.amount, now)) for s in settlements]
+        rows = [self._settlements.bind((*row, now)) for row in settlements.rows]
         deltas: dict[str, int] = {}
         for key, amount in await raw.fetch(self._settlements_sql, *_columns(rows, 4)):
             deltas[key] = deltas.get(key, 0) + amount
@@ -167,7 +169,7 @@ class PostgresUsageWriter:
             'UPDATE meter_windows SET "used" = "used" + $1, "updated_at" = $2 WHERE "key" = $3',
             [(deltas[key], now, key) for key in touched],
         )
-        thresholds = {s.window_key: s.thresholds for s in settlements if s.thresholds}
+        thresholds = settlements.thresholds
         crossings: list[ThresholdCrossing] = []
         for key in touched:
             if key not in thresholds:

@@ -33,8 +33,10 @@ log = logging.getLogger(__name__)
 
 _WRITE_ERRORS = (SQLAlchemyError, OSError, UsageQueueError, StoreBusy, WriteFailed)
 _BACKOFF_MAX = 10.0
-# A writer that is behind reads up to this many batches' worth at once.
-_MAX_BATCH_GROWTH = 16
+# A writer that is behind reads up to this many records at once (its batch size doubling while
+# it reads full batches): each batch costs a few round trips, which take milliseconds each on a
+# busy event loop, so big batches are what lets the writer keep up with a sustained load.
+_MAX_READ = 1024
 # The embedded store does not wait for SQLite's write lock (that would block the event loop):
 # when another connection holds it, the batch is tried again after a short pause, a few times.
 _BUSY_ATTEMPTS = 20
@@ -133,9 +135,14 @@ class UsageRecorder:
                 while not self._closing and await self._write_batch() >= self._read_size:
                     # Behind (the queue held a full batch): read more at once next time, so the
                     # writer catches up under sustained load instead of falling further behind.
-                    self._read_size = min(self._read_size * 2, self._batch_size * _MAX_BATCH_GROWTH)
+                    self._read_size = min(self._read_size * 2, max(self._batch_size, _MAX_READ))
                 else:
-                    self._read_size = self._batch_size
+                    # Drained for now. The size comes down one step at a time: under sustained
+                    # load the next read finds an interval's worth of records plus what arrived
+                    # while this batch was written, and starting again from one batch paid a
+                    # batch's round trips (tens of milliseconds on a busy loop) on each step
+                    # back up, which kept the writer behind the load for as long as it lasted.
+                    self._read_size = max(self._batch_size, self._read_size // 2)
                 backoff = self._interval
                 if loop.time() >= next_recovery:
                     next_recovery = loop.time() + self._recovery_interval

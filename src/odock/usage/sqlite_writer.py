@@ -7,10 +7,10 @@ interval) and ``sqlite3`` gives the GIL up around every row. Measured on a satur
 that writer stored about 50 records a second while 1,400 a second arrived; the journal grew
 until the load stopped. SQLite itself is fast: this writer binds each row once through the
 columns' own SQLAlchemy processors (so values are stored exactly as the ORM stores them) and
-runs a few ``executemany`` calls per batch (about 70-100 µs of CPU per record on the benchmark
+runs a few ``executemany`` calls per batch (about 50-100 µs of CPU per record on the benchmark
 machine, most of it SQLite maintaining the usage table's indexes). A batch is one transaction
-written in steps of 16 records; between steps the event loop serves requests, so a batch never
-stalls the gateway for more than about a millisecond.
+written in statements of 16 records; after each millisecond of that work the event loop serves
+requests, so a batch never stalls the gateway for much more than a millisecond.
 
 The writer does not wait for SQLite's write lock (waiting would block the event loop):
 ``BEGIN IMMEDIATE`` with a zero busy timeout fails at once, as :class:`StoreBusy`, when another
@@ -38,9 +38,10 @@ from typing import Any, cast
 from sqlalchemy import Table
 from sqlalchemy.dialects import sqlite
 
+from odock.aio import WorkSlices
 from odock.budgets.ledger import (
     THRESHOLD_COLUMNS,
-    Settlement,
+    BatchSettlements,
     ThresholdCrossing,
     threshold_crossings,
     window_row,
@@ -54,12 +55,14 @@ from odock.usage.tables import UsageRecord
 log = logging.getLogger(__name__)
 
 _DIALECT = sqlite.dialect()
-# Records per step: between steps the writer lets the event loop serve requests (a step of 16
-# records is about a millisecond of work), so a batch never stalls the gateway for long. A big
-# batch (the writer is behind) takes at most 8 steps, so it catches up in fewer turns of a busy
-# event loop.
+# Records per statement (one executemany, or one multi-row INSERT of settlements), and the time
+# the writer works before it lets the event loop serve requests: a batch never stalls the gateway
+# for much more than a millisecond. Slices are measured in time (see odock.aio.WorkSlices): under
+# load a turn of the loop takes milliseconds, and a writer that wrote a fixed number of records
+# per turn fell behind the records arriving.
 _STEP = 16
-_MAX_STEPS = 8
+_SLICE_SECONDS = 0.001
+_TURNS = 8  # a batch is written in at most this many turns of the loop (plus its settlements')
 # SQLite checkpoints its write-ahead log in the connection that commits, which here is the event
 # loop's thread (10 ms and more of copying pages): the writer turns that off and checkpoints on a
 # worker thread after this many records, where the page copying runs without the GIL. The writer
@@ -146,7 +149,7 @@ class SqliteUsageWriter:
 
         Returns how many records were new and the thresholds this batch crossed.
         """
-        settlements = [Settlement.from_dict(s) for e in events for s in e.settlements]
+        settlements = BatchSettlements.of(s for e in events for s in e.settlements)
         await self._checkpoint_done()  # no write may overlap a checkpoint (see _CHECKPOINT_EVERY)
         connection = self._connect()
         try:
@@ -157,15 +160,15 @@ class SqliteUsageWriter:
             raise
         try:
             inserted = 0
-            step = max(_STEP, -(-len(events) // _MAX_STEPS))
-            for start in range(0, len(events), step):
-                if start:
-                    await asyncio.sleep(0)
-                rows = [self._usage.bind(self._usage_values(e)) for e in events[start : start + step]]
+            slices = WorkSlices(_SLICE_SECONDS, len(events), _TURNS)
+            for start in range(0, len(events), _STEP):
+                rows = [self._usage.bind(self._usage_values(e)) for e in events[start : start + _STEP]]
                 before = connection.total_changes
                 connection.executemany(self._usage_sql, rows)
                 inserted += connection.total_changes - before
-            crossings = await self._settle(connection, settlements) if settlements else []
+                if slices.due(len(rows)):
+                    await slices.pause()
+            crossings = await self._settle(connection, settlements) if settlements.rows else []
             connection.execute("COMMIT")
         except BaseException:
             connection.execute("ROLLBACK")
@@ -212,11 +215,10 @@ class SqliteUsageWriter:
         return self._connection
 
     async def _settle(
-        self, connection: sqlite3.Connection, settlements: list[Settlement]
+        self, connection: sqlite3.Connection, settlements: BatchSettlements
     ) -> list[ThresholdCrossing]:
         """Create missing windows, record new settlements, add them to their windows, check thresholds."""
         now = utcnow()
-        windows = {s.window_key: s for s in settlements}.values()
         connection.executemany(
             self._windows_sql,
             [
@@ -226,20 +228,21 @@ class SqliteUsageWriter:
                         "updated_at": now,
                     }
                 )
-                for s in windows
+                for s in settlements.windows
             ],
         )
         deltas: dict[str, int] = {}
         # Statements of at most _STEP rows, so at most _STEP distinct texts reach the driver's
-        # statement cache (one per length); the loop yields every ``step`` settlements.
-        step = _STEP * max(1, -(-len(settlements) // (_STEP * _MAX_STEPS)))
-        for start in range(0, len(settlements), _STEP):
-            if start % step == 0:
-                await asyncio.sleep(0)
-            chunk = settlements[start : start + _STEP]
+        # statement cache (one per length).
+        rows = settlements.rows
+        slices = WorkSlices(_SLICE_SECONDS, len(rows), _TURNS)
+        for start in range(0, len(rows), _STEP):
+            if start and slices.due(_STEP):
+                await slices.pause()
+            chunk = rows[start : start + _STEP]
             params: list[Any] = []
-            for s in chunk:
-                params += self._settlements.bind((s.request_key, s.window_key, s.amount, now))
+            for request_key, window_key, amount in chunk:
+                params += self._settlements.bind((request_key, window_key, amount, now))
             for key, amount in connection.execute(_settlements_sql(len(chunk)), params).fetchall():
                 deltas[key] = deltas.get(key, 0) + amount
         stamp = self._instant(now)
@@ -247,7 +250,7 @@ class SqliteUsageWriter:
         connection.executemany(
             'UPDATE meter_windows SET "used" = "used" + ?, "updated_at" = ? WHERE "key" = ?', touched
         )
-        thresholds = {s.window_key: s.thresholds for s in settlements if s.thresholds}
+        thresholds = settlements.thresholds
         crossings: list[ThresholdCrossing] = []
         for _, _, key in touched:
             if key not in thresholds:

@@ -38,7 +38,7 @@ def _record(n: int, at: datetime, latency: float, upstream: float | None, **extr
 
 
 async def test_usage_latency_takes_the_windows_chat_records(tmp_path: Path) -> None:
-    """Each window gets its own chat records' percentiles, streams apart; other routes and times not."""
+    """Each window gets its chat records' percentiles and count, streams apart; not other routes or times."""
     ms = timedelta(milliseconds=1)
     first = Window(T0, T0 + 1000 * ms)
     second = Window(T0 + 2000 * ms, T0 + 3000 * ms)
@@ -63,6 +63,11 @@ async def test_usage_latency_takes_the_windows_chat_records(tmp_path: Path) -> N
         inside_first, inside_second, streams = await backend.usage_latency(
             [(first, False), (second, False), (first, True)], CHAT_ROUTE
         )
+        stored = [
+            await backend.usage_stored_within(window, stream, CHAT_ROUTE)
+            for window, stream in ((first, False), (second, False), (first, True))
+        ]
+    assert stored == [3, 1, 1]  # what the bench counts as stored when a phase's load stops
     assert (inside_first["latency"].samples, inside_first["latency"].max) == (3, 3.0)
     assert (inside_first["latency"].p50, inside_first["overhead"].p50) == (2.0, 0.5)
     assert inside_first["upstream"].samples == 2

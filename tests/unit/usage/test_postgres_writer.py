@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -9,7 +10,7 @@ import pytest
 
 from odock.db import migrate
 from odock.db.engine import create_engine
-from odock.usage.postgres_writer import BIND_STEP, PostgresUsageWriter, WriteFailed
+from odock.usage.postgres_writer import BIND_SLICE_SECONDS, BIND_TURNS, PostgresUsageWriter, WriteFailed
 from tests.support import services
 from tests.unit.usage.test_recorder import event
 from tests.unit.usage.turns import most_bound_between_turns
@@ -30,15 +31,26 @@ async def writer() -> AsyncIterator[PostgresUsageWriter]:
         await services.drop_database(database)
 
 
-async def test_a_big_batch_is_bound_in_slices_between_turns_of_the_event_loop(
-    writer: PostgresUsageWriter, monkeypatch: pytest.MonkeyPatch
+# A bind costs 2**-13 s (about 0.12 ms) on the test's clock: 9 of them fill a slice of 1 ms.
+PER_BIND = 2**-13
+
+
+@pytest.mark.parametrize(
+    ("records", "most_per_turn"),
+    [
+        (20, math.ceil(BIND_SLICE_SECONDS / PER_BIND)),  # a slice is a millisecond of binding
+        (400, 400 // BIND_TURNS),  # a big batch takes at most BIND_TURNS turns: longer slices
+    ],
+)
+async def test_a_batch_is_bound_in_slices_between_turns_of_the_event_loop(
+    writer: PostgresUsageWriter, monkeypatch: pytest.MonkeyPatch, records: int, most_per_turn: int
 ) -> None:
-    """No more than BIND_STEP records are bound without the event loop getting a turn."""
+    """Binding yields to the loop after a slice: a millisecond, or a BIND_TURNS-th of a big batch."""
     (inserted, _), most = await most_bound_between_turns(
-        writer._usage, monkeypatch, lambda: writer.insert_many([event() for _ in range(10 * BIND_STEP)])
+        writer._usage, monkeypatch, lambda: writer.insert_many([event() for _ in range(records)]), PER_BIND
     )
-    assert inserted == 10 * BIND_STEP
-    assert most == BIND_STEP
+    assert inserted == records
+    assert most == most_per_turn
 
 
 async def test_a_connection_the_server_closed_is_replaced_before_the_next_batch(

@@ -122,7 +122,7 @@ async def test_a_locked_database_is_retried_at_once_not_reported(recorder_factor
 
 
 async def test_a_writer_behind_reads_bigger_batches(recorder_factory: RecorderFactory) -> None:
-    """Full batches double the next read (up to 16 batches); the first partial one ends the catch-up."""
+    """Full batches double the next read (up to 1,024 records); the first partial one ends the catch-up."""
     store = FakeStore()
     recorder = recorder_factory(store, batch_size=4)
     backlog = [event() for _ in range(40)]
@@ -132,6 +132,27 @@ async def test_a_writer_behind_reads_bigger_batches(recorder_factory: RecorderFa
     await until(lambda: len(store.ids) == 40, "the backlog written")
     assert [len(batch) for batch in store.batches] == [4, 8, 16, 12]
     assert store.ids == [e.id for e in backlog]
+
+
+async def test_after_a_catch_up_the_read_size_comes_down_a_step_at_a_time(
+    recorder_factory: RecorderFactory,
+) -> None:
+    """A partial batch halves the next read instead of going back to one batch.
+
+    Under sustained load the next backlog follows at once; starting it again from one batch paid
+    a batch's round trips for every doubling back up, and the writer stayed behind the load.
+    """
+    store = FakeStore()
+    recorder = recorder_factory(store, batch_size=4)
+    for e in [event() for _ in range(40)]:
+        recorder.submit(e)
+    await recorder.start()
+    await until(lambda: len(store.ids) == 40, "the first backlog written")
+    assert [len(batch) for batch in store.batches] == [4, 8, 16, 12]  # read size now 16 // 2
+    for e in [event() for _ in range(20)]:
+        recorder.submit(e)
+    await until(lambda: len(store.ids) == 60, "the second backlog written")
+    assert [len(batch) for batch in store.batches[4:]] == [8, 12]
 
 
 async def test_a_full_batch_wakes_the_writer_before_the_interval(recorder_factory: RecorderFactory) -> None:
