@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 from redis.asyncio import Redis
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bench.drivers import Percentiles, Window
@@ -69,6 +69,26 @@ class Backend:
         try:
             async with engine.connect() as conn:
                 return int((await conn.execute(text("SELECT count(*) FROM usage_records"))).scalar_one())
+        finally:
+            await engine.dispose()
+
+    async def usage_stored_within(self, window: Window, stream: bool, endpoint: str) -> int:
+        """How many usage records of requests on ``endpoint`` (streaming or not, as given) received
+        within ``window`` are stored now.
+
+        Asked as a load stops, it shows whether the gateway's usage writer keeps up with the load
+        or only catches up once the load is over (a backlog the throughput does not pay for).
+        """
+        engine = create_engine(self.settings.resolved_database_url)
+        try:
+            async with engine.connect() as conn:
+                query = select(func.count()).where(
+                    UsageRecord.endpoint == endpoint,
+                    UsageRecord.stream.is_(stream),
+                    UsageRecord.timestamp >= window.start,
+                    UsageRecord.timestamp <= window.end,
+                )
+                return int((await conn.execute(query)).scalar_one())
         finally:
             await engine.dispose()
 

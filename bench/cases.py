@@ -157,6 +157,8 @@ class Side:
     busy_before_percent: dict[int, float]
     window: Window | None = None  # wall-clock UTC, from just before the load started to just after it
     stolen_percent: float | None = None  # of the gateway's core, by the hypervisor (steal time)
+    # Usage records of the phase's requests already stored when its load stopped (gateway phases).
+    stored_at_end: int | None = None
 
     @classmethod
     def of(
@@ -216,6 +218,8 @@ class Measurer:
     quiet_wait_seconds: float = 0.0
     noisy_retries: int = 0
     answered: int = 0  # gateway requests answered, over every attempt (the usage records to expect)
+    # Counts the usage records of a gateway phase stored so far (asked as its load stops).
+    stored_within: Callable[[Window, bool], Awaitable[int]] | None = None
 
     async def _settle(self) -> dict[int, float]:
         """Before a phase: wait (bounded) for other processes to leave the cores quiet."""
@@ -254,11 +258,15 @@ class Measurer:
             sides[path] = Side.of(result, meter, before, window)
             if path == "gateway":
                 self.answered += result.ok
+                sides[path].stored_at_end = await self._stored(window, stream=False)
         outcome = CaseOutcome("chat", case.label, case.concurrency, sides["direct"], sides["gateway"])
         assert isinstance(outcome.gateway.result, LoadResult)
         assert isinstance(outcome.direct.result, LoadResult)
         outcome.added = _difference(outcome.gateway.result.latency, outcome.direct.result.latency)
         return outcome
+
+    async def _stored(self, window: Window, *, stream: bool) -> int | None:
+        return None if self.stored_within is None else await self.stored_within(window, stream)
 
     async def _load(self, target: Target, case: ChatCase) -> LoadResult:
         if self.use_wrk and case.seconds is not None:
@@ -284,6 +292,7 @@ class Measurer:
             sides[path] = Side.of(result, meter, before, window)
             if path == "gateway":
                 self.answered += result.complete
+                sides[path].stored_at_end = await self._stored(window, stream=True)
         outcome = CaseOutcome("stream", case.label, case.concurrency, sides["direct"], sides["gateway"])
         gateway, direct = outcome.gateway.result, outcome.direct.result
         assert isinstance(gateway, StreamResult)

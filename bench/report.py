@@ -25,6 +25,9 @@ from bench.soak import SoakResult
 LATENCY_BARS = {"embedded": (0.5, 2.0), "production": (1.0, 3.0)}
 RPS_BAR = 3000.0
 TTFT_P99_BAR = 5.0
+# A usage writer that keeps up stores all but its last moments of records by the time a load stops;
+# under 90% means the records wait for the load to end (their cost is not in the throughput).
+STORED_BAR = 0.9
 IDLE_RSS_BAR_MIB = 150.0
 SOAK_GROWTH_BAR_PERCENT = 5.0
 NOISY_PERCENT = 10.0
@@ -183,13 +186,16 @@ _INSIDE_INTRO = {
     "each gateway phase): latency = request received → response written; overhead = latency "
     "without the upstream wait; upstream = upstream call → its answer read. Client - inside = the "
     "client's latency percentile minus the gateway's own (a difference of percentiles): time "
-    "spent around the gateway's work (client, kernel, server, host), not in it.",
+    "spent around the gateway's work (client, kernel, server, host), not in it. Stored by the "
+    "load's end = the phase's records already in the database when its load stopped: a usage "
+    "writer that keeps up stores all but the last batch (records are written every 50 ms); one "
+    "that only catches up after the load has a backlog the throughput did not pay for.",
     "stream": "Inside the gateway, streams (from its usage records of the streams it received during each "
     "gateway phase): TTFT = request received → first content chunk relayed; overhead = the "
     "gateway's own time before the upstream call and between the upstream's headers and its "
     "own; upstream = upstream call → the stream's end. Client - inside TTFT = the "
     "client's TTFT percentile minus the gateway's own: time around the gateway (client, kernel, "
-    "server, host).",
+    "server, host). Stored by the load's end: as for non-streaming requests.",
 }
 
 
@@ -202,8 +208,8 @@ def _inside_table(cases: list[CaseOutcome], kind: Literal["chat", "stream"]) -> 
         "",
         f"| case | records · client {unit} | {what} p50 / p90 / p99 / p99.9 ms "
         "| overhead p50 / p90 / p99 / p99.9 ms | upstream p50 / p90 / p99 / p99.9 ms "
-        f"| client - inside {what} p50 / p99 ms |",
-        "|---|---|---|---|---|---|",
+        f"| client - inside {what} p50 / p99 ms | stored by the load's end |",
+        "|---|---|---|---|---|---|---|",
     ]
     for case in cases:
         inside, g = case.inside, case.gateway.result
@@ -215,9 +221,22 @@ def _inside_table(cases: list[CaseOutcome], kind: Literal["chat", "stream"]) -> 
         rows.append(
             f"| {case.label} | {inside['latency'].samples:,} · {count:,} | {_quad(own)} "
             f"| {_quad(inside['overhead'])} | {_quad(inside['upstream'])} "
-            f"| {_ms(outside[0])} / {_ms(outside[1])} |"
+            f"| {_ms(outside[0])} / {_ms(outside[1])} | {_stored_share(case)} |"
         )
     return rows
+
+
+def stored_fraction(case: CaseOutcome) -> float | None:
+    """The share of a gateway phase's usage records stored by the time its load stopped."""
+    stored, inside = case.gateway.stored_at_end, case.inside
+    if stored is None or inside is None or not inside["latency"].samples:
+        return None
+    return stored / inside["latency"].samples
+
+
+def _stored_share(case: CaseOutcome) -> str:
+    fraction = stored_fraction(case)
+    return "-" if fraction is None else f"{case.gateway.stored_at_end:,} ({fraction:.1%})"
 
 
 def _probe_line(probe: CoreAvailability) -> str:
@@ -286,12 +305,16 @@ def bars(backend: BackendReport) -> list[Bar]:
     if c64 is not None:
         g = c64.gateway.result
         assert isinstance(g, LoadResult)
+        stored = stored_fraction(c64)
+        kept_up = stored is None or stored >= STORED_BAR
         out.append(
             Bar(
                 backend.name,
-                f"≥ {RPS_BAR:,.0f} rps on one core at c=64, no errors",
-                f"{g.rps:,.0f} rps, {g.error_count} errors",
-                g.rps >= RPS_BAR and g.error_count == 0,
+                f"≥ {RPS_BAR:,.0f} rps on one core at c=64, no errors, usage stored as it comes "
+                f"(≥ {STORED_BAR:.0%} of the records by the load's end)",
+                f"{g.rps:,.0f} rps, {g.error_count} errors"
+                + ("" if stored is None else f", {stored:.1%} of the usage records stored by the load's end"),
+                g.rps >= RPS_BAR and g.error_count == 0 and kept_up,
             )
         )
     for label, how in (("stream c=512", "opened at once"), ("stream c=512 held", "held in flight")):

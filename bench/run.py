@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import os
 import shlex
 import signal
@@ -108,8 +109,8 @@ class Context:
         wanted = set(self.args.case)
         return [c for c in cases if not wanted or c.label in wanted]
 
-    def measurer(self, endpoints: Endpoints, gateway_pid: int) -> Measurer:
-        """A measurer for the gateway process ``gateway_pid``."""
+    def measurer(self, endpoints: Endpoints, gateway_pid: int, backend: Backend | None = None) -> Measurer:
+        """A measurer for the gateway process ``gateway_pid`` (counting ``backend``'s stored usage)."""
         return Measurer(
             endpoints,
             gateway_pid,
@@ -118,6 +119,9 @@ class Context:
             self.use_wrk,
             quiet_wait_seconds=self.args.wait_quiet,
             noisy_retries=self.args.noisy_retries,
+            stored_within=None
+            if backend is None
+            else functools.partial(backend.usage_stored_within, endpoint=CHAT_ROUTE),
         )
 
     @property
@@ -224,7 +228,7 @@ async def run_cases(ctx: Context, backend: Backend, endpoints: Endpoints, report
     async with gateway(ctx, backend) as process:
         endpoints = Endpoints(endpoints.mock_url, process.url, endpoints.tenant)
         report.idle_rss_mib = await _idle_rss_mib(process.pid)
-        measurer = ctx.measurer(endpoints, process.pid)
+        measurer = ctx.measurer(endpoints, process.pid, backend)
         report.gateway_answered += await measurer.warm_up(ctx.plan.warmup_seconds)
         report.post_warmup_rss_mib = rss_bytes(process.pid) / MIB
         if not ctx.args.skip_cases:
