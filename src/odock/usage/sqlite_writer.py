@@ -9,8 +9,9 @@ until the load stopped. SQLite itself is fast: this writer binds each row once t
 columns' own SQLAlchemy processors (so values are stored exactly as the ORM stores them) and
 runs a few ``executemany`` calls per batch (about 50-100 µs of CPU per record on the benchmark
 machine, most of it SQLite maintaining the usage table's indexes). A batch is one transaction
-written in statements of 16 records; after each millisecond of that work the event loop serves
-requests, so a batch never stalls the gateway for much more than a millisecond.
+written in statements of 16 records, each about a millisecond of work, with a turn of the event
+loop after each (or after an eighth of a big batch), so a small batch never stalls the gateway for
+more than about a millisecond.
 
 The writer does not wait for SQLite's write lock (waiting would block the event loop):
 ``BEGIN IMMEDIATE`` with a zero busy timeout fails at once, as :class:`StoreBusy`, when another
@@ -55,14 +56,14 @@ from odock.usage.tables import UsageRecord
 log = logging.getLogger(__name__)
 
 _DIALECT = sqlite.dialect()
-# Records per statement (one executemany, or one multi-row INSERT of settlements), and the time
-# the writer works before it lets the event loop serve requests: a batch never stalls the gateway
-# for much more than a millisecond. Slices are measured in time (see odock.aio.WorkSlices): under
-# load a turn of the loop takes milliseconds, and a writer that wrote a fixed number of records
-# per turn fell behind the records arriving.
+# Records per statement (one executemany, or one multi-row INSERT of settlements). A statement
+# of usage records is about a millisecond of work, so it is the smallest slice: after each one the
+# event loop serves requests, unless the batch is big (a writer that is behind reads bigger ones),
+# which is written in at most _TURNS turns of the loop (see odock.aio.WorkSlices): a writer doing
+# one statement per turn whatever its backlog fell further behind a sustained load.
 _STEP = 16
-_SLICE_SECONDS = 0.001
-_TURNS = 8  # a batch is written in at most this many turns of the loop (plus its settlements')
+_SLICE_SECONDS = 0.0
+_TURNS = 8
 # SQLite checkpoints its write-ahead log in the connection that commits, which here is the event
 # loop's thread (10 ms and more of copying pages): the writer turns that off and checkpoints on a
 # worker thread after this many records, where the page copying runs without the GIL. The writer
