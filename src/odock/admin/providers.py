@@ -20,6 +20,7 @@ from odock.admin.rules import valid_name
 from odock.cache.bus import Invalidation, InvalidationBus
 from odock.errors import Conflict, UnprocessableEntity
 from odock.ids import new_id
+from odock.providers.config import merged_config
 from odock.providers.provider_types import describe
 from odock.providers.tables import Model, Provider, ProviderApiKey, ProviderType
 from odock.tenancy.tables import Organisation
@@ -92,7 +93,7 @@ class ProviderAdmin:
             if changes.name is not None:
                 provider.name = valid_name(changes.name)
             if changes.config is not None:
-                provider.config = changes.config
+                provider.config = merged_config(changes.config, provider.config)
             if changes.enabled is not None:
                 provider.enabled = changes.enabled
             if changes.set_base_url:

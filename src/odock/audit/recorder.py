@@ -35,6 +35,7 @@ from odock.audit.context import AuditActor, current_actor
 from odock.audit.tables import AuditEvent
 from odock.db.base import utcnow
 from odock.ids import new_id
+from odock.providers.config import shown_config
 
 CONFIGURATION_TABLES = frozenset(
     {
@@ -104,6 +105,8 @@ def json_value(table: str, column: str, value: Any) -> Any:
         return None
     if is_secret(table, column):
         return MASK
+    if (table, column) == ("providers", "config"):
+        value = shown_config(value)  # extra header values are write-only (odock.providers.config)
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, datetime | date):

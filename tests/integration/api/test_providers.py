@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from odock.providers import crypto
-from odock.providers.tables import ProviderApiKey
+from odock.providers.tables import Provider, ProviderApiKey
 from odock.tenancy.tables import Role, TeamMemberRole
 from tests.conftest import provision
 from tests.support.api import Caller, ControlPlaneUnderTest
@@ -133,7 +133,7 @@ def test_provider_read_update_delete(control_plane: ControlPlaneUnderTest) -> No
     assert (changed["name"], changed["base_url"], changed["config"]) == (
         "in-house",
         "https://llm.internal/v1",
-        {"headers": {"x-a": "1"}},
+        {"headers": {"x-a": "***"}},  # extra header values are write-only
     )
     assert changed["timeout_ms"] == 1000
     cleared = admin.patch(path, json={"timeout_ms": None, "enabled": False}).json()
@@ -368,3 +368,43 @@ def test_providers_are_isolated_between_organisations(control_plane: ControlPlan
         admin_a.post(f"{under_a}/keys", json={"name": "x", "secret": secrets.token_hex(8)}).status_code == 404
     )
     assert admin_a.get("/api/admin/providers").status_code == 403
+
+
+def test_extra_header_values_are_write_only(control_plane: ControlPlaneUnderTest) -> None:
+    """Header values in a provider's config never come back (API or audit log); sent back hidden,
+    the stored value is kept; a hidden value with nothing stored is refused."""
+    org = control_plane.organisation()
+    admin = control_plane.caller(Role.ORG_ADMIN, org)
+    secret = f"proxy-{secrets.token_hex(8)}"
+    created = admin.post(
+        f"/api/organisations/{org}/providers",
+        json={
+            "type": "CUSTOM",
+            "base_url": "https://llm.internal/v1",
+            "config": {"headers": {"x-proxy-key": secret}},
+        },
+    )
+    assert created.status_code == 201, created.text
+    provider = created.json()
+    assert provider["config"] == {"headers": {"x-proxy-key": "***"}}
+    path = f"/api/organisations/{org}/providers/{provider['id']}"
+    # A client writes back what it read, with one header added: the hidden value keeps the secret.
+    sent_back = {"headers": {**provider["config"]["headers"], "x-org": "o1"}, "api_version": "v1"}
+    changed = admin.patch(path, json={"config": sent_back})
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["config"] == {
+        "headers": {"x-proxy-key": "***", "x-org": "***"},
+        "api_version": "v1",
+    }
+
+    async def stored() -> dict[str, Any]:
+        async with control_plane.gateway.runtime.sessions() as session:
+            row = await session.get(Provider, provider["id"])
+            return dict(row.config)
+
+    assert control_plane.gateway.run(stored())["headers"] == {"x-proxy-key": secret, "x-org": "o1"}
+    refused = admin.patch(path, json={"config": {"headers": {"x-other": "***"}}})
+    assert (refused.status_code, refused.json()["error"]["code"]) == (422, "validation_error")
+    everything = admin.get(path).content + admin.get(f"/api/organisations/{org}/providers").content
+    everything += admin.get(f"/api/organisations/{org}/audit", params={"limit": 200}).content
+    assert secret.encode() not in everything

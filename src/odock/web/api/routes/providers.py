@@ -20,6 +20,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from sqlalchemy import Select, select
 
 from odock.admin.providers import ProviderChanges
+from odock.providers.config import shown_config
 from odock.providers.crypto import ALGORITHM, is_envelope
 from odock.providers.provider_types import CATALOGUE, describe
 from odock.providers.tables import Provider, ProviderApiKey, ProviderType
@@ -182,7 +183,7 @@ def render(provider: Provider) -> ProviderOut:
         name=provider.name,
         base_url=provider.base_url,
         timeout_ms=provider.timeout_ms,
-        config=dict(provider.config or {}),
+        config=shown_config(provider.config),
         enabled=provider.enabled,
         supported=describe(provider.type).supported,
         created_at=provider.created_at,
