@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 import pytest
 
 from odock.db import migrate
 from odock.db.engine import create_engine
-from odock.usage.postgres_writer import BIND_SLICE_SECONDS, BIND_TURNS, PostgresUsageWriter, WriteFailed
+from odock.usage import postgres_writer
+from odock.usage.postgres_writer import (
+    BIND_SLICE_SECONDS,
+    BIND_TURNS,
+    INSERT_ROWS,
+    PostgresUsageWriter,
+    WriteFailed,
+)
 from tests.support import services
 from tests.unit.usage.test_recorder import event
 from tests.unit.usage.turns import most_bound_between_turns
@@ -51,6 +59,26 @@ async def test_a_batch_is_bound_in_slices_between_turns_of_the_event_loop(
     )
     assert inserted == records
     assert most == most_per_turn
+
+
+async def test_a_big_batch_is_inserted_in_statements_of_insert_rows(
+    writer: PostgresUsageWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """asyncpg encodes a statement's rows in one go: a big batch goes in as several INSERTs, one
+    transaction, every record stored once."""
+    statements: list[int] = []
+    columns = postgres_writer._columns
+    usage_width = len(writer._usage.columns)
+
+    def counting_columns(rows: list[list[Any]], width: int) -> Any:
+        if width == usage_width:  # the usage INSERT's arguments (windows and settlements are narrower)
+            statements.append(len(rows))
+        return columns(rows, width)
+
+    monkeypatch.setattr(postgres_writer, "_columns", counting_columns)
+    records = 3 * INSERT_ROWS + 1
+    assert (await writer.insert_many([event() for _ in range(records)]))[0] == records
+    assert statements == [INSERT_ROWS, INSERT_ROWS, INSERT_ROWS, 1]
 
 
 async def test_a_connection_the_server_closed_is_replaced_before_the_next_batch(
