@@ -79,7 +79,7 @@ from bench.processes import (
 )
 from bench.profile import py_spy_binary, record, summarise
 from bench.report import BackendReport, RunReport, machine, write
-from bench.scheduling import CpuQuota, raise_priority, renice_services
+from bench.scheduling import CpuQuota, pin_services, raise_priority, renice_services
 from bench.soak import run_soak
 from bench.tenant import GOVERNANCE, GovernanceHook, provision
 
@@ -363,11 +363,15 @@ async def run(args: argparse.Namespace) -> RunReport:
     layout = CoreLayout.detect()
     layout.pin_self()
     undo: list[Callable[[], None]] = []
+    services_here = _local(args.redis_url) and _local(args.postgres_url)
     if args.nice:
         undo.append(raise_priority(args.nice))
-        if "production" in args.backend_names and _local(args.redis_url) and _local(args.postgres_url):
+        if "production" in args.backend_names and services_here:
             undo.append(renice_services(args.nice))
             notes.append(f"this machine's Redis and PostgreSQL processes ran at nice {args.nice} too")
+    if "production" in args.backend_names and services_here and layout.load is not None:
+        undo.append(pin_services(layout.load))
+        notes.append(f"this machine's Redis and PostgreSQL ran on CPU {layout.load}, the load core")
     if args.settings:
         notes.append(
             "gateway settings changed for this run: "

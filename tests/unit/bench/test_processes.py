@@ -25,7 +25,7 @@ from bench.processes import (
     worker_processes,
 )
 from bench.report import BackendReport, RunReport, render, run_bars
-from bench.scheduling import CpuQuota, renice_services
+from bench.scheduling import CpuQuota, pin_services, renice_services
 
 SPIN_SECONDS = 0.3
 
@@ -202,3 +202,24 @@ def test_a_run_with_several_workers_judges_no_bar() -> None:
     assert run_bars(capped) == []
     assert "capped at 0.5 of the gateway core" in render(capped)
     assert "## Bars of the issue" not in render(several)
+
+
+def test_pin_services_keeps_every_thread_of_the_named_processes_on_one_core_until_undone(
+    tmp_path: Path,
+) -> None:
+    """Redis and PostgreSQL are kept off the gateway's core for a run, and set free after it."""
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        pytest.skip("needs two cores")
+    program = tmp_path / "odock-pin-test"  # a process name nothing else on the machine has
+    shutil.copy("/bin/sleep", program)
+    process = subprocess.Popen([str(program), "30"])
+    try:
+        before = os.sched_getaffinity(process.pid)
+        undo = pin_services(cores[-1], names=("odock-pin-test",))
+        assert os.sched_getaffinity(process.pid) == {cores[-1]}
+        undo()
+        assert os.sched_getaffinity(process.pid) == before
+    finally:
+        process.kill()
+        process.wait()
