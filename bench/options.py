@@ -59,6 +59,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="repeat a case up to N times while other processes load the gateway core; keep the quietest",
     )
     parser.add_argument(
+        "--pin-services",
+        action="store_true",
+        help="keep this machine's Redis and PostgreSQL on the load core during a production run "
+        "(off the gateway's core, but sharing the driver's and the mock's)",
+    )
+    parser.add_argument(
         "--nice",
         type=int,
         default=0,

@@ -369,7 +369,7 @@ async def run(args: argparse.Namespace) -> RunReport:
         if "production" in args.backend_names and services_here:
             undo.append(renice_services(args.nice))
             notes.append(f"this machine's Redis and PostgreSQL processes ran at nice {args.nice} too")
-    if "production" in args.backend_names and services_here and layout.load is not None:
+    if args.pin_services and "production" in args.backend_names and services_here and layout.load is not None:
         undo.append(pin_services(layout.load))
         notes.append(f"this machine's Redis and PostgreSQL ran on CPU {layout.load}, the load core")
     if args.settings:

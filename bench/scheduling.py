@@ -1,8 +1,8 @@
 """Who gets the CPU during a benchmark run: niceness (with scheduler autogroups) and CPU quotas.
 
 ``--nice`` raises the benchmark's processes, and the machine's own Redis and PostgreSQL with
-them, above other processes; Redis and PostgreSQL are kept on the load core, off the gateway's;
-``--core-share`` caps each gateway worker at a share of its core.
+them, above other processes; ``--pin-services`` keeps Redis and PostgreSQL on the load core, off
+the gateway's; ``--core-share`` caps each gateway worker at a share of its core.
 Every change here is undone when the run ends.
 """
 
@@ -57,7 +57,8 @@ def pin_services(core: int, names: Sequence[str] = LOCAL_SERVICES) -> Callable[[
 
     The bars are for a gateway with one core to itself. The production backend's Redis and
     PostgreSQL run on this machine too: left free to run anywhere, PostgreSQL storing the usage
-    records while a load runs took 5-10% of the gateway's core. PostgreSQL's new connections
+    records while a load runs took 2-10% of the gateway's core (``--pin-services``; not the
+    default, since on the load core they slow the replies the gateway waits for). PostgreSQL's new connections
     fork from its postmaster and inherit its affinity. Processes or threads that have exited,
     or are not ours to change, are left alone.
     """
