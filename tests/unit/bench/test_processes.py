@@ -215,6 +215,12 @@ def test_pin_services_keeps_every_thread_of_the_named_processes_on_one_core_unti
     shutil.copy("/bin/sleep", program)
     process = subprocess.Popen([str(program), "30"])
     try:
+        # The kernel names the process after its program during exec; wait (bounded) until it shows.
+        comm = Path(f"/proc/{process.pid}/comm")
+        deadline = time.monotonic() + 10
+        while comm.read_text().strip() != "odock-pin-test":
+            assert time.monotonic() < deadline, "the test process never took its name"
+            time.sleep(0.01)  # poll interval; the deadline bounds the wait
         before = os.sched_getaffinity(process.pid)
         undo = pin_services(cores[-1], names=("odock-pin-test",))
         assert os.sched_getaffinity(process.pid) == {cores[-1]}
