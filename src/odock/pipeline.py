@@ -246,10 +246,14 @@ async def _unwind(entered: list[Stage], ex: Exchange) -> None:
 async def _after(stage: Stage, ex: Exchange) -> None:
     try:
         await stage.after(ex)
-    except Exception:
+    except Exception as exc:
         # Isolation: one stage failing to clean up must not stop the others from releasing
         # leases or settling money.
-        log.exception("stage %s failed in after() for request %s", stage.name, ex.request_id)
+        _report_after_failure(stage, ex, exc)
+
+
+def _report_after_failure(stage: Stage, ex: Exchange, error: Exception) -> None:
+    log.error("stage %s failed in after() for request %s", stage.name, ex.request_id, exc_info=error)
 
 
 class SplitStage(Stage, Protocol):
@@ -305,9 +309,7 @@ class Concurrently:
         cancelled: BaseException | None = None
         for stage, outcome in zip(self.stages, outcomes, strict=True):
             if isinstance(outcome, Exception):
-                log.error(
-                    "stage %s failed in after() for request %s", stage.name, ex.request_id, exc_info=outcome
-                )
+                _report_after_failure(stage, ex, outcome)
             elif outcome is not None:
                 cancelled = cancelled or outcome
         if cancelled is not None:

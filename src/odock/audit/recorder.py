@@ -9,8 +9,9 @@ so nothing that changes configuration escapes the log::
              ─► do_orm_execute: the rows are read before (and after) the statement ─► the same events
 
 Values are stored as JSON: datetimes in ISO 8601, secrets (hashes, encrypted provider keys)
-replaced by ``"***"``. An update records only the columns that changed (plus the id); a change
-of only bookkeeping columns (``updated_at``, ``last_seen_at``, ``last_login_at``) is not an event.
+replaced by ``"***"``, and so are the header values in a provider's config. An update records
+only the columns that changed (plus the id); a change of only bookkeeping columns
+(``updated_at``, ``last_seen_at``, ``last_login_at``) is not an event.
 Sign-ins are events too: a new ``auth_sessions`` row is a ``login``, its revocation a ``logout``.
 
 Textual SQL and statements run on a bare connection are not seen: configuration code changes
@@ -20,7 +21,7 @@ rows through the ORM or ``session.execute``.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -63,6 +64,8 @@ _SECRET_COLUMNS = frozenset(
     {"key_hash", "token_hash", "csrf_token_hash", "password_hash", "secret", "ciphertext", "envelope"}
 )
 _TABLE_SECRETS: Mapping[str, frozenset[str]] = {"provider_api_keys": frozenset({"key"})}
+# Columns holding a secret in part: the log stores the view the API shows of them.
+_PARTLY_SECRET: Mapping[tuple[str, str], Callable[[Any], Any]] = {("providers", "config"): shown_config}
 _BOOKKEEPING = frozenset({"updated_at", "last_seen_at", "last_login_at"})
 
 # Rows that carry no organisation_id find it through their parent: (column, parent table).
@@ -105,8 +108,9 @@ def json_value(table: str, column: str, value: Any) -> Any:
         return None
     if is_secret(table, column):
         return MASK
-    if (table, column) == ("providers", "config"):
-        value = shown_config(value)  # extra header values are write-only (odock.providers.config)
+    shown = _PARTLY_SECRET.get((table, column))
+    if shown is not None:
+        value = shown(value)
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, datetime | date):
