@@ -83,6 +83,9 @@ class OdockApp:
 
             self._api = create_api(self.runtime)
         try:
+            # Rows written before header values were encrypted are encrypted now (spec: provider
+            # secrets are encrypted at rest); replicas starting together do not conflict.
+            await self.runtime.control.providers.encrypt_plaintext_headers()
             await self._apply_declarations(self.runtime)
             await ensure_bootstrap_admin(self.settings, self.runtime.sessions)
         except BaseException:

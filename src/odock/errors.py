@@ -46,6 +46,7 @@ both the OpenAI SDK and Odock clients can parse the result::
     │   └── LoginThrottled             429 login_throttled
     ├── QuotaExceeded                  429 quota_exceeded
     ├── ProviderApiKeyUnreadable       502 provider_api_key_unreadable
+    ├── ProviderHeaderUnreadable       502 provider_header_unreadable
     ├── UpstreamError                  502 upstream_error
     │   ├── UpstreamRejected           4xx upstream_rejected (provider's status and message kept)
     │   ├── UpstreamRateLimited        429 upstream_rate_limited (Retry-After kept)
@@ -275,6 +276,15 @@ class ProviderApiKeyUnreadable(OdockError):
     code = "provider_api_key_unreadable"
     type = "server_error"
     default_message = "the provider API key cannot be decrypted by this gateway"
+
+
+class ProviderHeaderUnreadable(OdockError):
+    """A stored value of a provider's ``config.headers`` cannot be decrypted with the configured key."""
+
+    status = 502
+    code = "provider_header_unreadable"
+    type = "server_error"
+    default_message = "a header value of the provider cannot be decrypted by this gateway"
 
 
 class UpstreamError(OdockError):

@@ -41,6 +41,7 @@ from odock.errors import NotFound, UnprocessableEntity
 from odock.ids import new_id
 from odock.keys.secrets import generate_secret, hash_secret, preview
 from odock.keys.tables import ApiKey, ApiKeyModelAccess, ApiKeyRotation, ApiKeyType
+from odock.providers.config import config_holds, stored_config
 from odock.providers.crypto import EnvelopeDecrypter, EnvelopeError, is_envelope
 from odock.providers.tables import Model, Provider, ProviderApiKey, ProviderType
 from odock.tenancy.tables import Organisation, Role, Team, User
@@ -75,7 +76,7 @@ class ControlPlane:
         self.budgets = BudgetControl(sessions, bus)
         self.organisations = OrganisationAdmin(sessions, bus)
         self.teams = TeamAdmin(sessions, bus)
-        self.providers = ProviderAdmin(sessions, bus)
+        self.providers = ProviderAdmin(sessions, bus, decrypter)
         self.models = ModelAdmin(sessions, bus)
 
     # --- organisations, teams, users ---------------------------------------------------
@@ -209,7 +210,7 @@ class ControlPlane:
             type=type,
             base_url=base_url,
             timeout_ms=timeout_ms,
-            config=config or {},
+            config=stored_config(config or {}, None, self._decrypter),
             enabled=enabled,
         )
         await self._insert(provider, f"provider '{name}' already exists")
@@ -221,12 +222,14 @@ class ControlPlane:
         return await self.update_provider(provider_id, enabled=enabled)
 
     async def update_provider(self, provider_id: str, **changes: Any) -> Provider:
-        """Change a provider's type, base URL, timeout, config or switch."""
+        """Change a provider's type, base URL, timeout, config (header values encrypted) or switch."""
         only_fields(changes, {"type", "base_url", "timeout_ms", "config", "enabled"}, "provider")
         if changes.get("timeout_ms") is not None and changes["timeout_ms"] <= 0:
             raise UnprocessableEntity("timeout_ms must be positive", param="timeout_ms")
         async with self._sessions() as session:
             provider = await _get(session, Provider, provider_id)
+            if "config" in changes:
+                changes["config"] = stored_config(changes["config"] or {}, provider.config, self._decrypter)
             for field, value in changes.items():
                 setattr(provider, field, value)
             await session.commit()
@@ -256,6 +259,10 @@ class ControlPlane:
             ProviderApiKey.provider_id == provider_id, ProviderApiKey.name == name
         )
         return await self._one(query, f"provider key '{name}' does not exist")
+
+    def provider_config_holds(self, provider: Provider, config: dict[str, Any]) -> bool:
+        """True when the provider stores ``config`` (its header values opening to the given ones)."""
+        return config_holds(provider.config, config, self._decrypter)
 
     def provider_key_holds(self, key: ProviderApiKey, secret: str) -> bool:
         """True when the stored key opens to ``secret`` (False when this gateway cannot open it)."""

@@ -3,27 +3,35 @@
 Activation creates an organisation's one provider of a type (spec §3.5: unique per organisation
 and type), filling the base URL and name from :mod:`odock.providers.provider_types`. Deleting a
 provider or a provider key is refused (409) while models still use it, so no model silently
-loses its upstream; a provider's keys are deleted with it.
+loses its upstream; a provider's keys are deleted with it. The values of a provider's
+``config.headers`` are stored encrypted (:mod:`odock.providers.config`); at startup,
+:meth:`ProviderAdmin.encrypt_plaintext_headers` encrypts values that older versions stored in
+plaintext.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import InstrumentedAttribute
 
 from odock.admin.rows import commit_or_conflict, get_row
 from odock.admin.rules import valid_name
 from odock.cache.bus import Invalidation, InvalidationBus
+from odock.db.base import utcnow
 from odock.errors import Conflict, UnprocessableEntity
 from odock.ids import new_id
-from odock.providers.config import merged_config
+from odock.providers.config import holds_plaintext, sealed_config, stored_config
+from odock.providers.crypto import EnvelopeDecrypter
 from odock.providers.provider_types import describe
 from odock.providers.tables import Model, Provider, ProviderApiKey, ProviderType
 from odock.tenancy.tables import Organisation
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -42,9 +50,15 @@ class ProviderChanges:
 class ProviderAdmin:
     """Provider activation and deletion."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], bus: InvalidationBus) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        bus: InvalidationBus,
+        encrypter: EnvelopeDecrypter | None,
+    ) -> None:
         self._sessions = sessions
         self._bus = bus
+        self._encrypter = encrypter
 
     async def activate(
         self,
@@ -78,7 +92,7 @@ class ProviderAdmin:
                 name=valid_name(name if name is not None else info.label),
                 base_url=base_url if base_url is not None else info.default_base_url,
                 timeout_ms=timeout_ms,
-                config=config or {},
+                config=stored_config(config or {}, None, self._encrypter),
                 enabled=enabled,
             )
             session.add(provider)
@@ -93,7 +107,7 @@ class ProviderAdmin:
             if changes.name is not None:
                 provider.name = valid_name(changes.name)
             if changes.config is not None:
-                provider.config = merged_config(changes.config, provider.config)
+                provider.config = stored_config(changes.config, provider.config, self._encrypter)
             if changes.enabled is not None:
                 provider.enabled = changes.enabled
             if changes.set_base_url:
@@ -127,6 +141,38 @@ class ProviderAdmin:
             await session.delete(key)
             await session.commit()
         await self._changed(key.organisation_id)
+
+    async def encrypt_plaintext_headers(self) -> int:
+        """Encrypt header values older versions stored in plaintext; return how many providers changed.
+
+        Safe with several replicas starting at once and with concurrent edits: a row is written
+        only if it has not changed since it was read (same ``updated_at``); otherwise whoever
+        changed it has stored it encrypted already. Without an encryption pair nothing can be done
+        (the values keep working, logged as plaintext on first use).
+        """
+        if self._encrypter is None:
+            return 0
+        query = select(Provider.id, Provider.organisation_id, Provider.config, Provider.updated_at)
+        async with self._sessions() as session:
+            rows = [row for row in (await session.execute(query)).all() if holds_plaintext(row.config)]
+        encrypted = 0
+        organisations: set[str] = set()
+        for provider_id, organisation_id, config, updated_at in rows:
+            async with self._sessions() as session:
+                done = await session.execute(
+                    update(Provider)
+                    .where(Provider.id == provider_id, Provider.updated_at == updated_at)
+                    .values(config=sealed_config(config, self._encrypter), updated_at=utcnow())
+                    .execution_options(synchronize_session=False)
+                )
+                await session.commit()
+            if done.rowcount:  # type: ignore[attr-defined]
+                encrypted += 1
+                organisations.add(organisation_id)
+                log.info("provider %s: its header values stored in plaintext are now encrypted", provider_id)
+        for organisation_id in organisations:
+            await self._changed(organisation_id)
+        return encrypted
 
     async def _changed(self, organisation_id: str) -> None:
         await self._bus.publish(Invalidation("organisation", organisation_id=organisation_id))

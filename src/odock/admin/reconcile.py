@@ -281,7 +281,10 @@ class _Applier:
             self._record("provider", label, "created")
         else:
             provider_id = provider.id
-            changes = _differences(spec, provider, ("type", "base_url", "timeout_ms", "config", "enabled"))
+            changes = _differences(spec, provider, ("type", "base_url", "timeout_ms", "enabled"))
+            # Stored header values are envelopes: compare what they open to, not the stored form.
+            if spec.declares("config") and not self._control.provider_config_holds(provider, spec.config):
+                changes["config"] = spec.config
             if changes and not self._dry:
                 await self._control.update_provider(provider.id, **changes)
             self._record("provider", label, "updated" if changes else "unchanged")

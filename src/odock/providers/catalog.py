@@ -1,7 +1,8 @@
 """The model catalog: (organisation, model name) → :class:`ResolvedModel`, from the cache tiers.
 
-A resolved model carries its provider and provider-key reference (still encrypted), so the
-pipeline can check and route a request without touching the database.
+A resolved model carries its provider (header values still encrypted) and provider-key reference
+(still encrypted), so the pipeline can check and route a request without touching the database;
+the vault decrypts them (and the shared cache, Redis, never holds their plaintext).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from odock.providers.tables import Model, Provider, ProviderApiKey
 
 @dataclass(frozen=True, slots=True)
 class ProviderTarget:
-    """Where and how to reach a provider."""
+    """Where and how to reach a provider (its header values still encrypted, as stored)."""
 
     id: str
     type: str
@@ -32,6 +33,7 @@ class ProviderTarget:
     base_url: str | None
     timeout_ms: int | None
     enabled: bool
+    version: str  # changes whenever the row changes; part of the header decrypt-cache key
     config: dict[str, Any] = field(default_factory=dict)
 
 
@@ -158,6 +160,7 @@ async def load_model(session: AsyncSession, organisation_id: str, name: str) -> 
             base_url=provider.base_url,
             timeout_ms=provider.timeout_ms,
             enabled=provider.enabled,
+            version=provider.updated_at.isoformat(),
             config=dict(provider.config or {}),
         )
         if provider

@@ -1,10 +1,17 @@
-"""A provider's ``config`` as the API shows it: the values of its extra headers are write-only.
+"""A provider's ``config`` as stored and as shown: the values of its extra headers are secrets.
 
 ``config.headers`` holds headers the gateway adds to every upstream call of the provider (an
-organisation id, a proxy's credential, a custom gateway's key): values that can be secrets.
-Responses and the audit log show each header's name with the value :data:`HIDDEN`; an update
-that sends :data:`HIDDEN` back as a header's value (a client that read the config, changed
-another field and wrote it back) keeps the value stored for that header.
+organisation id, a proxy's credential, a custom gateway's key): values that can be secrets, so
+they are treated like provider keys::
+
+    write  given value ──► text? ──► encrypt (spec §3.6 envelope, stored as a JSON object)
+           "***"       ──► keep the stored value (an envelope; legacy plaintext is encrypted now)
+    read   API / audit log ──► every value shown as :data:`HIDDEN`
+           upstream call   ──► opened once per provider version by the vault (never per request)
+
+A stored header value that is a JSON object is an envelope; a string is legacy plaintext (a row
+written before values were encrypted), still sent as is until the provider is saved again or the
+gateway starts with an encryption pair (:func:`holds_plaintext` finds those rows).
 """
 
 from __future__ import annotations
@@ -12,7 +19,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 from odock.errors import UnprocessableEntity
+from odock.providers.crypto import EnvelopeDecrypter, EnvelopeError
 
 HEADERS = "headers"
 HIDDEN = "***"
@@ -50,3 +60,96 @@ def merged_config(given: Mapping[str, Any], stored: Mapping[str, Any] | None) ->
         kept[name] = value
     merged[HEADERS] = kept
     return merged
+
+
+def stored_config(
+    given: Mapping[str, Any], stored: Mapping[str, Any] | None, encrypter: EnvelopeDecrypter | None
+) -> dict[str, Any]:
+    """The config to store for a create (``stored`` None) or an update: header values encrypted.
+
+    Raises 422 when a header value is not text (or a number), when :data:`HIDDEN` has nothing to
+    keep, or when a value must be encrypted and this gateway has no encryption pair.
+    """
+    headers = given.get(HEADERS)
+    if headers is not None:
+        if not isinstance(headers, Mapping):
+            raise UnprocessableEntity(
+                "config.headers must be an object of header names to values", param="config"
+            )
+        for name, value in headers.items():
+            if not _is_text(value):
+                raise UnprocessableEntity(f"config.headers.{name} must be a string", param="config")
+    return sealed_config(merged_config(given, stored), encrypter)
+
+
+def sealed_config(config: Mapping[str, Any], encrypter: EnvelopeDecrypter | None) -> dict[str, Any]:
+    """``config`` with every header value that is not yet an envelope encrypted (envelopes kept)."""
+    sealed = dict(config)
+    headers = sealed.get(HEADERS)
+    if not isinstance(headers, Mapping) or not holds_plaintext(sealed):
+        return sealed
+    if encrypter is None:
+        raise UnprocessableEntity(
+            "no provider-key encryption pair is configured; "
+            "provider header values are never stored in plaintext",
+            param="config",
+        )
+    sealed[HEADERS] = {
+        name: value if is_sealed(value) else orjson.loads(encrypter.encrypt(str(value)))
+        for name, value in headers.items()
+    }
+    return sealed
+
+
+def holds_plaintext(config: Mapping[str, Any] | None) -> bool:
+    """True when some header value of ``config`` is stored in plaintext (not an envelope)."""
+    headers = (config or {}).get(HEADERS)
+    return isinstance(headers, Mapping) and not all(is_sealed(v) for v in headers.values())
+
+
+def is_sealed(value: object) -> bool:
+    """True when a stored header value is an envelope (a JSON object), not legacy plaintext."""
+    return isinstance(value, Mapping)
+
+
+def open_header(value: object, decrypter: EnvelopeDecrypter) -> str:
+    """The plaintext of a stored header value that is an envelope; :class:`EnvelopeError` if it fails."""
+    try:
+        return decrypter.decrypt(orjson.dumps(value).decode())
+    except (TypeError, UnicodeDecodeError) as exc:  # not JSON-able; bytes that are not text
+        raise EnvelopeError(f"envelope cannot be opened: {exc}") from exc
+
+
+def config_holds(
+    stored: Mapping[str, Any] | None, wanted: Mapping[str, Any], decrypter: EnvelopeDecrypter | None
+) -> bool:
+    """True when ``stored`` is ``wanted``, its header values being envelopes of the wanted values.
+
+    Legacy plaintext values, and envelopes this gateway cannot open, do not hold (so saving the
+    wanted config again encrypts them afresh).
+    """
+    stored = stored or {}
+    rest = {k: v for k, v in stored.items() if k != HEADERS}
+    if rest != {k: v for k, v in wanted.items() if k != HEADERS}:
+        return False
+    mine, theirs = stored.get(HEADERS), wanted.get(HEADERS)
+    if not isinstance(mine, Mapping) or not isinstance(theirs, Mapping):
+        return mine == theirs
+    if set(mine) != set(theirs):
+        return False
+    if not mine:
+        return True
+    if decrypter is None:
+        return False
+    try:
+        return all(
+            is_sealed(mine[name]) and _is_text(value) and open_header(mine[name], decrypter) == str(value)
+            for name, value in theirs.items()
+        )
+    except EnvelopeError:
+        return False
+
+
+def _is_text(value: object) -> bool:
+    # Numbers are accepted as their text (YAML reads `x-version: 2` as an integer); not booleans.
+    return isinstance(value, str | int | float) and not isinstance(value, bool)

@@ -1,9 +1,9 @@
-"""Where the gateway's provider-key encryption pair comes from.
+"""Where the gateway's encryption pair for provider secrets (keys, header values) comes from.
 
 A configured pair (``ODOCK_PROVIDER_KEY_ENCRYPTION_KEY_ID`` + ``…_PRIVATE_KEY``) always wins.
 Otherwise the embedded default keeps a pair in its data directory, created on first start
 (``provider-key.pem``, mode 0600, and ``provider-key.id``). Production mode without a pair can
-still serve legacy plaintext keys but cannot store new ones.
+still serve legacy plaintext keys (and header values) but cannot store new ones.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Stages that turn a model name into an upstream call, and make the call.
 
 ResolveModel: find the model in the key's organisation and check the key's grant.
-ResolveProvider: check the provider and its key, the endpoint family, and build the call.
+ResolveProvider: check the provider and its key, the endpoint family, and build the call (with the
+provider key and header values decrypted by the vault, once per row version).
 CallUpstream: send it through the provider's adapter.
 """
 
@@ -97,6 +98,7 @@ class ResolveProvider:
             api_key = self._vault.reveal(model.provider_key)
         elif provider.type not in KEYLESS_TYPES:
             raise ProviderApiKeyNotConfigured(f"model '{model.name}' has no provider API key")
+        headers = self._vault.reveal_headers(provider)
         payload = dict(ex.payload)
         payload["model"] = model.slug
         if ex.stream:
@@ -112,6 +114,7 @@ class ResolveProvider:
             timeout=timeout,
             request_id=ex.request_id,
             model_config=model.config,
+            headers=headers,
         )
 
     async def after(self, ex: Exchange) -> None:

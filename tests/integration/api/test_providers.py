@@ -11,9 +11,10 @@ import orjson
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import text
 
 from odock.providers import crypto
-from odock.providers.tables import Provider, ProviderApiKey
+from odock.providers.tables import ProviderApiKey
 from odock.tenancy.tables import Role, TeamMemberRole
 from tests.conftest import provision
 from tests.support.api import Caller, ControlPlaneUnderTest
@@ -371,8 +372,8 @@ def test_providers_are_isolated_between_organisations(control_plane: ControlPlan
 
 
 def test_extra_header_values_are_write_only(control_plane: ControlPlaneUnderTest) -> None:
-    """Header values in a provider's config never come back (API or audit log); sent back hidden,
-    the stored value is kept; a hidden value with nothing stored is refused."""
+    """Header values in a provider's config never come back (API or audit log), nor do their envelopes;
+    sent back hidden, the stored value is kept; a hidden value with nothing stored is refused."""
     org = control_plane.organisation()
     admin = control_plane.caller(Role.ORG_ADMIN, org)
     secret = f"proxy-{secrets.token_hex(8)}"
@@ -397,14 +398,55 @@ def test_extra_header_values_are_write_only(control_plane: ControlPlaneUnderTest
         "api_version": "v1",
     }
 
-    async def stored() -> dict[str, Any]:
-        async with control_plane.gateway.runtime.sessions() as session:
-            row = await session.get(Provider, provider["id"])
-            return dict(row.config)
-
-    assert control_plane.gateway.run(stored())["headers"] == {"x-proxy-key": secret, "x-org": "o1"}
+    assert _opened_headers(control_plane, provider["id"]) == {"x-proxy-key": secret, "x-org": "o1"}
     refused = admin.patch(path, json={"config": {"headers": {"x-other": "***"}}})
     assert (refused.status_code, refused.json()["error"]["code"]) == (422, "validation_error")
     everything = admin.get(path).content + admin.get(f"/api/organisations/{org}/providers").content
     everything += admin.get(f"/api/organisations/{org}/audit", params={"limit": 200}).content
     assert secret.encode() not in everything
+    assert b"ciphertext" not in everything  # nor the stored envelope
+
+
+def _stored_config_text(control_plane: ControlPlaneUnderTest, provider_id: str) -> str:
+    """The provider row's config column as the database holds it (JSON text)."""
+
+    async def load() -> str:
+        async with control_plane.gateway.runtime.sessions() as session:
+            query = text("SELECT CAST(config AS TEXT) FROM providers WHERE id = :id")
+            return str((await session.execute(query, {"id": provider_id})).scalar_one())
+
+    return control_plane.gateway.run(load())  # type: ignore[no-any-return]
+
+
+def _opened_headers(control_plane: ControlPlaneUnderTest, provider_id: str) -> dict[str, str]:
+    """The stored header values, each checked to be an envelope and opened with the gateway's key."""
+    headers = orjson.loads(_stored_config_text(control_plane, provider_id))["headers"]
+    decrypter = control_plane.gateway.runtime.vault.decrypter
+    assert all(set(value) >= {"wrappedKey", "iv", "ciphertext"} for value in headers.values()), headers
+    return {name: decrypter.decrypt(orjson.dumps(value).decode()) for name, value in headers.items()}
+
+
+def test_header_values_are_stored_encrypted(control_plane: ControlPlaneUnderTest) -> None:
+    """A header value given on activation or update is stored as an envelope, never as its plaintext;
+    sent back hidden, the stored envelope is kept as it was."""
+    org = control_plane.organisation()
+    admin = control_plane.caller(Role.ORG_ADMIN, org)
+    first, second = f"proxy-{secrets.token_hex(8)}", f"token-{secrets.token_hex(8)}"
+    provider = _activate(
+        admin, org, type="CUSTOM", base_url="https://llm.internal/v1", config={"headers": {"x-a": first}}
+    )
+    stored = _stored_config_text(control_plane, provider["id"])
+    assert first not in stored
+    assert _opened_headers(control_plane, provider["id"]) == {"x-a": first}
+    path = f"/api/organisations/{org}/providers/{provider['id']}"
+    changed = admin.patch(path, json={"config": {"headers": {"x-a": "***", "x-b": second}}})
+    assert changed.status_code == 200, changed.text
+    after = _stored_config_text(control_plane, provider["id"])
+    assert first not in after
+    assert second not in after
+    assert orjson.loads(after)["headers"]["x-a"] == orjson.loads(stored)["headers"]["x-a"]  # kept as is
+    assert _opened_headers(control_plane, provider["id"]) == {"x-a": first, "x-b": second}
+    for bad in ({"x-c": {"v": 1}}, {"x-c": None}, "x-c: 1"):
+        refused = admin.patch(path, json={"config": {"headers": bad}})
+        assert (refused.status_code, refused.json()["error"]["param"]) == (422, "config"), bad
+    assert _opened_headers(control_plane, provider["id"]) == {"x-a": first, "x-b": second}

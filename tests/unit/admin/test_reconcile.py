@@ -165,6 +165,28 @@ async def test_provider_key_follows_its_environment_variable(control: ControlPla
     assert updated.updated_at > key.updated_at
 
 
+async def test_declared_header_values_are_stored_encrypted_and_compared_opened(
+    control: ControlPlane, published: list[Invalidation]
+) -> None:
+    """Declared header values are stored as envelopes; the same file is unchanged, a new value updates."""
+    providers = copy.deepcopy(BASE["providers"])
+    providers[1]["config"] = {"headers": {"x-proxy-key": "proxy-secret-1"}}
+    await apply(control, declared(providers=providers))
+    org = await control.organisation_by_name("acme")
+    stored = await control.provider_by_name(org.id, "openai")
+    assert "proxy-secret-1" not in str(stored.config)
+    assert control.provider_config_holds(stored, {"headers": {"x-proxy-key": "proxy-secret-1"}})
+    published.clear()
+    assert (await apply(control, declared(providers=providers))).counts() == {"unchanged": 10}
+    assert published == []
+
+    providers[1]["config"] = {"headers": {"x-proxy-key": "proxy-secret-2"}}
+    report = await apply(control, declared(providers=providers))
+    assert actions(report)["provider acme/openai"] == "updated"
+    updated = await control.provider_by_name(org.id, "openai")
+    assert control.provider_config_holds(updated, {"headers": {"x-proxy-key": "proxy-secret-2"}})
+
+
 async def test_pinned_secret_is_hashed_and_rotated_when_changed(control: ControlPlane) -> None:
     """secret_from_env stores only the hash; a new value rotates the key in place, keeping history."""
     await apply(control, declared())

@@ -1,11 +1,21 @@
-"""A provider's extra header values are write-only: shown hidden, kept when sent back hidden."""
+"""A provider's extra header values are secrets: stored encrypted, shown hidden, kept if sent back hidden."""
 
 from __future__ import annotations
 
 import pytest
 
 from odock.errors import UnprocessableEntity
-from odock.providers.config import HIDDEN, merged_config, shown_config
+from odock.providers.config import (
+    HIDDEN,
+    config_holds,
+    holds_plaintext,
+    merged_config,
+    open_header,
+    sealed_config,
+    shown_config,
+    stored_config,
+)
+from odock.providers.crypto import EnvelopeDecrypter
 
 
 def test_header_values_are_shown_hidden_and_the_rest_as_stored() -> None:
@@ -35,3 +45,71 @@ def test_a_hidden_value_for_a_header_never_stored_is_refused() -> None:
         merged_config({"headers": {"x-new": HIDDEN}}, {"headers": {"x-org": "o1"}})
     with pytest.raises(UnprocessableEntity):
         merged_config({"headers": {"x-new": HIDDEN}}, None)
+
+
+def test_header_values_are_stored_as_envelopes(decrypter: EnvelopeDecrypter) -> None:
+    """Every given header value is stored as an envelope that opens to it; other fields are kept as given."""
+    given = {"headers": {"x-proxy-key": "s3cret", "x-version": 2}, "api_version": "v1"}
+    stored = stored_config(given, None, decrypter)
+    assert stored["api_version"] == "v1"
+    assert "s3cret" not in str(stored)
+    assert {n: open_header(v, decrypter) for n, v in stored["headers"].items()} == {
+        "x-proxy-key": "s3cret",
+        "x-version": "2",
+    }
+    assert not holds_plaintext(stored)
+    assert shown_config(stored) == {
+        "headers": {"x-proxy-key": HIDDEN, "x-version": HIDDEN},
+        "api_version": "v1",
+    }
+
+
+def test_a_hidden_value_keeps_the_stored_envelope_and_encrypts_legacy_plaintext(
+    decrypter: EnvelopeDecrypter,
+) -> None:
+    """Sent back hidden, an envelope is kept as it is and a legacy plaintext value is encrypted now."""
+    first = stored_config({"headers": {"x-a": "one"}}, None, decrypter)
+    legacy = {"headers": {**first["headers"], "x-b": "two"}}
+    assert holds_plaintext(legacy)
+    again = stored_config({"headers": {"x-a": HIDDEN, "x-b": HIDDEN}}, legacy, decrypter)
+    assert again["headers"]["x-a"] == first["headers"]["x-a"]
+    assert open_header(again["headers"]["x-b"], decrypter) == "two"
+    assert not holds_plaintext(again)
+
+
+def test_header_values_are_not_stored_without_an_encryption_pair() -> None:
+    """With no encryption pair, a config with header values is refused; one without them is stored."""
+    with pytest.raises(UnprocessableEntity, match="never stored in plaintext"):
+        stored_config({"headers": {"x-a": "one"}}, None, None)
+    assert stored_config({"completion_tokens": 3, "headers": {}}, None, None) == {
+        "completion_tokens": 3,
+        "headers": {},
+    }
+
+
+@pytest.mark.parametrize("headers", [{"x-a": {"v": 1}}, {"x-a": None}, {"x-a": True}, ["x-a"], "x-a: 1"])
+def test_header_values_must_be_text(decrypter: EnvelopeDecrypter, headers: object) -> None:
+    """Headers are an object of text values: anything else (an envelope-like object too) is refused."""
+    with pytest.raises(UnprocessableEntity):
+        stored_config({"headers": headers}, None, decrypter)
+
+
+def test_sealing_keeps_envelopes_and_encrypts_the_rest(decrypter: EnvelopeDecrypter) -> None:
+    """Sealing a legacy config encrypts its plaintext values only; a sealed config is left as it is."""
+    sealed = sealed_config({"headers": {"x-a": "one"}, "timeout": 1}, decrypter)
+    assert sealed["timeout"] == 1
+    assert open_header(sealed["headers"]["x-a"], decrypter) == "one"
+    assert sealed_config(sealed, None) == sealed  # nothing to encrypt: no pair needed
+
+
+def test_config_holds_compares_what_envelopes_open_to(decrypter: EnvelopeDecrypter) -> None:
+    """A stored config holds the wanted one when its envelopes open to the wanted values."""
+    wanted = {"headers": {"x-a": "one"}, "api_version": "v1"}
+    stored = stored_config(wanted, None, decrypter)
+    assert config_holds(stored, wanted, decrypter)
+    assert not config_holds(stored, {"headers": {"x-a": "two"}, "api_version": "v1"}, decrypter)
+    assert not config_holds(stored, {"headers": {"x-a": "one"}, "api_version": "v2"}, decrypter)
+    assert not config_holds(stored, {"headers": {"x-a": "one", "x-b": "b"}, "api_version": "v1"}, decrypter)
+    assert not config_holds(stored, wanted, None)  # cannot tell: saved again
+    assert not config_holds(wanted, wanted, decrypter)  # legacy plaintext: saved again, encrypted
+    assert config_holds({"timeout": 1}, {"timeout": 1}, None)

@@ -28,8 +28,9 @@ def _call(
     model_config: dict[str, Any] | None = None,
     endpoint: Endpoint = Endpoint.CHAT,
     api_key: str | None = "sk-up",
+    headers: dict[str, str] | None = None,
 ) -> UpstreamCall:
-    provider = ProviderTarget("p1", provider_type, "upstream", base_url, None, True, config or {})
+    provider = ProviderTarget("p1", provider_type, "upstream", base_url, None, True, "v1", config or {})
     return UpstreamCall(
         endpoint=endpoint,
         payload={"model": "slug-1", "messages": []},
@@ -38,6 +39,7 @@ def _call(
         timeout=5,
         request_id="rid-1",
         model_config=model_config or {},
+        headers=headers or {},
     )
 
 
@@ -105,8 +107,10 @@ def test_vllm_root_gets_v1(base_url: str, url: str) -> None:
 
 
 def test_configured_headers_are_added() -> None:
-    """Provider config headers are sent with lower-case names."""
-    _, headers = adapter._target(_call("CUSTOM", "http://x/v1", config={"headers": {"X-Org": "o1"}}))
+    """The call's (decrypted) provider headers are sent with lower-case names, not the stored config's."""
+    stored = {"headers": {"X-Org": {"v": 1, "ciphertext": "…"}}}
+    call = _call("CUSTOM", "http://x/v1", config=stored, headers={"X-Org": "o1"})
+    _, headers = adapter._target(call)
     assert headers["x-org"] == "o1"
 
 

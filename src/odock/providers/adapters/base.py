@@ -8,7 +8,7 @@ and translates every foreign failure into an :class:`odock.errors.UpstreamError`
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -78,6 +78,7 @@ class UpstreamCall:
     timeout: float
     request_id: str
     model_config: dict[str, Any] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)  # the provider's, decrypted
 
 
 @dataclass(slots=True)

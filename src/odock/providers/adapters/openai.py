@@ -195,8 +195,8 @@ def _target(call: UpstreamCall) -> tuple[str, dict[str, str]]:
         base += "/v1"  # vLLM's default base URL is the server root
     if call.api_key:
         headers["authorization"] = f"Bearer {call.api_key}"
-    for name, value in (provider.config.get("headers") or {}).items():
-        headers[str(name).lower()] = str(value)
+    for name, value in call.headers.items():
+        headers[name.lower()] = value
     return base + _PATHS[call.endpoint], headers
 
 
