@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy.exc import StatementError
 
 from odock.db import migrate
 from odock.db.engine import create_engine, session_factory
+from odock.usage.bulk import RecordsRefused
 from odock.usage.record import UsageEvent
 from odock.usage.store import UsageStore
 from tests.support import services
@@ -101,7 +101,7 @@ async def test_timestamps_come_back_timezone_aware_utc(store: UsageStore) -> Non
 
 async def test_naive_timestamps_are_refused(store: UsageStore) -> None:
     """A naive timestamp is an error, never silently taken as local time."""
-    with pytest.raises(StatementError, match="naive datetime"):
+    with pytest.raises(RecordsRefused, match="naive datetime"):
         await store.insert_many([event(timestamp=datetime(2025, 1, 1))])  # naive on purpose
 
 

@@ -13,10 +13,16 @@ in JSONB) is stored as U+FFFD, in text and JSON columns alike and on both backen
 than its column (a model name past 200 characters) is cut to the column's length on both. Refusing
 would be worse: the batch holding the record would fail on every retry, and no usage record
 after it would be written.
+
+A value that still cannot be bound (a naive timestamp, an integer past 64 bits, a type the
+driver does not take) raises :class:`RecordsRefused`, as the writers do for a batch the database
+refuses: the recorder then isolates the record and stores it as a dead letter
+(:mod:`odock.usage.recorder`).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -24,11 +30,20 @@ from typing import Any
 import orjson
 from sqlalchemy import JSON, String, Table
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import StatementError
 
+from odock.budgets.ledger import BatchSettlements
 from odock.db.base import UTCDateTime
+from odock.usage.record import UsageEvent
 
 Processor = Callable[[Any], Any]
+
+
+class RecordsRefused(Exception):
+    """The database (or the binding of a value) refused a record of the batch: nothing was written.
+
+    Retrying the same batch fails the same way; the message is the database's (or the binding's)
+    and names no payload beyond the offending value.
+    """
 
 
 NUL = "\x00"
@@ -159,8 +174,8 @@ class RowBinder:
         try:
             for index, process in self._processors:
                 row[index] = process(row[index])
-        except (ValueError, TypeError) as exc:
-            raise StatementError(str(exc), None, None, exc) from exc
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise RecordsRefused(f"{type(exc).__name__}: {exc}") from exc
         return row
 
     def bind_mapping(self, values: dict[str, Any]) -> list[Any]:
@@ -171,3 +186,28 @@ class RowBinder:
 def quoted(names: Iterable[str]) -> str:
     """Column names quoted for SQL (``limit``, ``end`` and ``start`` are keywords)."""
     return ", ".join(f'"{n}"' for n in names)
+
+
+def batch_settlements(events: Sequence[UsageEvent]) -> BatchSettlements:
+    """The settlements the events carry, gathered; :class:`RecordsRefused` when one is unreadable."""
+    try:
+        return BatchSettlements.of(s for e in events for s in e.settlements)
+    except (KeyError, TypeError, ValueError) as exc:  # e.g. a queue entry of another version
+        raise RecordsRefused(f"unreadable settlement: {type(exc).__name__}: {exc}") from exc
+
+
+# The columns of usage_dead_letters, in the order dead_letter_row gives them.
+DEAD_LETTER_COLUMNS = ("id", "organisation_id", "request_id", "error", "event", "created_at")
+
+
+def dead_letter_row(event: UsageEvent, error: str, now: datetime) -> list[Any]:
+    """The usage_dead_letters values of a refused event (in :data:`DEAD_LETTER_COLUMNS` order).
+
+    The event is kept in its queue form. Its id is the key, so a redelivered event is kept once;
+    an event without a usable id (itself a reason to be refused) is keyed by its queue form's hash.
+    """
+    payload = event.to_json()
+    key = event.id if isinstance(event.id, str) and event.id else hashlib.sha256(payload).hexdigest()[:32]
+    organisation = event.organisation_id if isinstance(event.organisation_id, str) else None
+    request = event.request_id if isinstance(event.request_id, str) else None
+    return [key, organisation, request, error, payload.decode(), now]

@@ -16,9 +16,14 @@ windows cannot deadlock.
 The writer keeps one asyncpg connection of its own (opened on the first batch, with the
 engine's connection arguments) instead of checking one out of the engine's pool per batch: a
 checkout went through SQLAlchemy's greenlet adaptation and a pre-ping round trip, and was the
-longest stretch of event-loop time a batch took (the production gateway's c=1 tail). Any driver
-error drops the connection (the next batch opens a new one) and is raised as
-:class:`WriteFailed`, which the recorder retries like any other write error.
+longest stretch of event-loop time a batch took (the production gateway's c=1 tail).
+
+A batch the database refuses (SQLSTATE class 22, data exception, or 23, integrity constraint
+violation; or a value asyncpg cannot encode) is rolled back and raised as
+:class:`~odock.usage.bulk.RecordsRefused`, keeping the connection: the recorder isolates the
+record and writes it with :meth:`PostgresUsageWriter.insert_dead_letter`. Any other driver error
+drops the connection (the next batch opens a new one) and is raised as :class:`WriteFailed`,
+which the recorder retries like any other write error.
 """
 
 from __future__ import annotations
@@ -43,9 +48,18 @@ from odock.budgets.ledger import (
 )
 from odock.budgets.tables import MeterSettlement, MeterWindow
 from odock.db.base import utcnow
-from odock.usage.bulk import RowBinder, aware_instant, json_text, quoted
+from odock.usage.bulk import (
+    DEAD_LETTER_COLUMNS,
+    RecordsRefused,
+    RowBinder,
+    aware_instant,
+    batch_settlements,
+    dead_letter_row,
+    json_text,
+    quoted,
+)
 from odock.usage.record import UsageEvent
-from odock.usage.tables import UsageRecord
+from odock.usage.tables import UsageDeadLetter, UsageRecord
 
 _DIALECT = asyncpg_dialect.dialect()  # type: ignore[no-untyped-call]
 # Binding costs microseconds a record on the event loop, so a batch is bound in slices (see
@@ -64,8 +78,26 @@ _DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, Timeou
 _ADAPTER_OPTIONS = ("prepared_statement_cache_size", "prepared_statement_name_func", "async_creator_fn")
 
 
+# SQLSTATE classes of a refusal that the same batch meets again on every retry: 22 data exception
+# (a value too long, out of range, invalid JSON), 23 integrity constraint violation. Others (08
+# connection, 40 serialization failure or deadlock, 53 insufficient resources, 57 operator
+# intervention) pass with time.
+_REFUSED_CLASSES = ("22", "23")
+
+
 class WriteFailed(Exception):
-    """The database refused the batch or could not be reached: nothing was written, try again."""
+    """The database could not be reached or failed the batch for now: nothing was written, try again."""
+
+
+def _refusal(exc: BaseException) -> RecordsRefused | None:
+    """The driver error as :class:`RecordsRefused` when the same rows would be refused again."""
+    if isinstance(exc, asyncpg.PostgresError):
+        sqlstate = str(getattr(exc, "sqlstate", "") or "")
+        if sqlstate[:2] in _REFUSED_CLASSES:
+            return RecordsRefused(f"{sqlstate} {type(exc).__name__}: {exc}")
+    elif isinstance(exc, asyncpg.DataError):  # asyncpg could not encode an argument
+        return RecordsRefused(f"{type(exc).__name__}: {exc}")
+    return None
 
 
 def _unnest_insert(table: Table, columns: Sequence[str], conflict: str, returning: str) -> str:
@@ -106,6 +138,13 @@ class PostgresUsageWriter:
         self._settlements_sql = _unnest_insert(
             settlements, columns, '"request_key", "window_key"', '"window_key", "amount"'
         )
+        letters = cast(Table, UsageDeadLetter.__table__)
+        self._letters = RowBinder(letters, DEAD_LETTER_COLUMNS, _DIALECT, aware_instant)
+        placeholders = ", ".join(f"${i}" for i in range(1, len(DEAD_LETTER_COLUMNS) + 1))
+        self._letters_sql = (
+            f"INSERT INTO usage_dead_letters ({quoted(DEAD_LETTER_COLUMNS)}) "
+            f"VALUES ({placeholders}) ON CONFLICT (id) DO NOTHING"
+        )
 
     async def close(self) -> None:
         """Close the writer's connection."""
@@ -118,17 +157,15 @@ class PostgresUsageWriter:
         """Store the events and apply their settlements in one transaction.
 
         Returns how many records were new and the thresholds this batch crossed; raises
-        :class:`WriteFailed` when nothing was written.
+        :class:`WriteFailed` (try again) or :class:`RecordsRefused` when nothing was written.
         """
         rows: list[list[Any]] = []
-        carried: list[dict[str, Any]] = []
+        settlements = batch_settlements(events)
         slices = WorkSlices(BIND_SLICE_SECONDS, len(events), BIND_TURNS)
         for e in events:
             rows.append(self._usage.bind(self._usage_values(e)))
-            carried += e.settlements
             if slices.due():
                 await slices.pause()
-        settlements = BatchSettlements.of(carried)
         try:
             connection = await self._connected()
             async with connection.transaction():
@@ -140,9 +177,23 @@ class PostgresUsageWriter:
                     )
                 crossings = await self._settle(connection, settlements) if settlements.rows else []
         except _DRIVER_ERRORS as exc:
+            if (refused := _refusal(exc)) is not None:
+                raise refused from exc  # rolled back by the transaction block: the connection is fine
             self._discard()
             raise WriteFailed(f"usage batch not written: {exc!r}") from exc
         return inserted, crossings
+
+    async def insert_dead_letter(self, event: UsageEvent, error: str) -> None:
+        """Keep a refused event in usage_dead_letters (once per id); :class:`WriteFailed` if not stored."""
+        row = self._letters.bind(dead_letter_row(event, error, utcnow()))
+        try:
+            connection = await self._connected()
+            await connection.execute(self._letters_sql, *row)
+        except _DRIVER_ERRORS as exc:
+            if (refused := _refusal(exc)) is not None:
+                raise refused from exc
+            self._discard()
+            raise WriteFailed(f"usage dead letter not written: {exc!r}") from exc
 
     async def _connected(self) -> asyncpg.Connection:
         """The writer's connection, opened when there is none (or it was closed under it)."""

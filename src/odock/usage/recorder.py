@@ -3,16 +3,25 @@
 Submitting appends the event to a durable :class:`~odock.usage.queue.UsageQueue` (a local
 journal, or a Redis Stream fed through one): it never blocks on the network and never fails the
 client's request. The writer wakes when a batch is full or the flush interval passes, reads a
-batch from the queue, inserts it idempotently and only then acknowledges it; on an error it keeps
-the batch and retries with backoff. Every ``recovery_interval`` it asks the queue to take over
+batch from the queue, inserts it idempotently and only then acknowledges it; on an error that
+passes with time (the database or the queue unreachable, a lock, a timeout) it keeps the batch and
+retries with backoff. When the database refuses the batch itself (:class:`RecordsRefused`: a
+constraint, a value it cannot store), retrying would fail the same way forever and hold back
+every record after it: the writer splits the batch in halves and writes each, down to the single
+records still refused, which go to the ``usage_dead_letters`` table with the database's reason;
+then the batch is acknowledged. Every ``recovery_interval`` it asks the queue to take over
 what dead processes left. On shutdown the lifespan calls :meth:`close`, which writes until the
 queue is settled (everything this process queued is stored, or in production read by a live
-peer) or the grace period ends; whatever the database refuses then stays queued for the next
+peer) or the grace period ends; whatever is not written by then stays queued for the next
 start.
 
 Flow::
 
     pipeline ──submit()──► UsageQueue.append ··· read(batch) ──► UsageStore.insert_many ──► ack
+                                                                   │ RecordsRefused
+                                                                   ▼
+                                       halves, each written the same way; a single record still
+                                       refused ──► UsageStore.dead_letter
 """
 
 from __future__ import annotations
@@ -20,9 +29,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
+from collections.abc import Awaitable, Callable
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from odock.usage.bulk import RecordsRefused
 from odock.usage.postgres_writer import WriteFailed
 from odock.usage.queue import Delivery, UsageQueue, UsageQueueError
 from odock.usage.record import UsageEvent
@@ -31,7 +43,18 @@ from odock.usage.store import UsageStore
 
 log = logging.getLogger(__name__)
 
-_WRITE_ERRORS = (SQLAlchemyError, OSError, UsageQueueError, StoreBusy, WriteFailed)
+# Errors that keep the batch for a retry with backoff. sqlite3.OperationalError: SQLite cannot
+# open or write the file for now (a missing directory, a full disk). RecordsRefused only gets here
+# when a dead letter itself is refused, which nothing the recorder writes should make happen.
+_WRITE_ERRORS = (
+    SQLAlchemyError,
+    OSError,
+    sqlite3.OperationalError,
+    UsageQueueError,
+    StoreBusy,
+    WriteFailed,
+    RecordsRefused,
+)
 _BACKOFF_MAX = 10.0
 # A writer that is behind reads up to this many records at once (its batch size doubling while
 # it reads full batches): each batch costs a few round trips, which take milliseconds each on a
@@ -72,6 +95,7 @@ class UsageRecorder:
         self.written = 0
         self.flush_errors = 0
         self.busy_retries = 0
+        self.dead_lettered = 0
 
     @property
     def pending(self) -> int:
@@ -167,19 +191,39 @@ class UsageRecorder:
                 self._in_flight = await self._queue.read(self._read_size)
                 if not self._in_flight:
                     return 0
-            await self._insert([d.event for d in self._in_flight])
+            dead_lettered = await self._insert([d.event for d in self._in_flight])
             # Acknowledge only after the write: a failure here keeps the batch for a retry,
-            # and a crash before it re-delivers the batch, which the idempotent insert absorbs.
+            # and a crash before it re-delivers the batch, which the idempotent inserts (of records
+            # and of dead letters) absorb.
             await self._queue.ack(self._in_flight)
-            written = len(self._in_flight)
-            self.written += written
+            read = len(self._in_flight)
+            self.written += read - dead_lettered
             self._in_flight = []
-            return written
+            return read
 
-    async def _insert(self, events: list[UsageEvent]) -> None:
+    async def _insert(self, events: list[UsageEvent]) -> int:
+        """Store the events, dead-lettering the ones the database refuses; return how many were."""
+        try:
+            await self._unless_busy(lambda: self._store.insert_many(events))
+            return 0
+        except RecordsRefused as exc:
+            reason = str(exc)
+        if len(events) > 1:
+            # Halving finds k refused records among n in about 2·k·log2(n) writes, storing the
+            # good ones on the way; a good half is never written twice.
+            half = len(events) // 2
+            return await self._insert(events[:half]) + await self._insert(events[half:])
+        refused = events[0]
+        await self._unless_busy(lambda: self._store.dead_letter(refused, reason))
+        self.dead_lettered += 1
+        log.error("usage record %s refused by the database, kept as a dead letter: %s", refused.id, reason)
+        return 1
+
+    async def _unless_busy(self, write: Callable[[], Awaitable[object]]) -> None:
+        """Run a write, trying again shortly while SQLite's write lock is held elsewhere."""
         for attempt in range(1, _BUSY_ATTEMPTS + 1):
             try:
-                await self._store.insert_many(events)
+                await write()
                 return
             except StoreBusy:
                 self.busy_retries += 1

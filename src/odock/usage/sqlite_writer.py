@@ -19,6 +19,10 @@ connection (the control plane's, on aiosqlite threads; another process on the sa
 it, and the recorder tries again shortly. While a batch holds the lock between steps, those
 other connections wait on their own threads, never on the event loop.
 
+A batch SQLite refuses (a constraint; a value it cannot bind, such as an integer past 64 bits)
+is rolled back and raised as :class:`~odock.usage.bulk.RecordsRefused`, which the recorder
+answers by isolating the record and writing it with :meth:`SqliteUsageWriter.insert_dead_letter`.
+
 Same contract as :mod:`odock.usage.postgres_writer` (tests/contract/test_usage_store.py and
 test_budget_ledger.py run over both): ids stored once, settlements applied once each (the
 insert's ``RETURNING`` names the ones that were new), thresholds reported once.
@@ -49,9 +53,18 @@ from odock.budgets.ledger import (
 )
 from odock.budgets.tables import MeterSettlement, MeterWindow
 from odock.db.base import utcnow
-from odock.usage.bulk import RowBinder, json_text, quoted, sqlite_instant
+from odock.usage.bulk import (
+    DEAD_LETTER_COLUMNS,
+    RecordsRefused,
+    RowBinder,
+    batch_settlements,
+    dead_letter_row,
+    json_text,
+    quoted,
+    sqlite_instant,
+)
 from odock.usage.record import UsageEvent
-from odock.usage.tables import UsageRecord
+from odock.usage.tables import UsageDeadLetter, UsageRecord
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +86,24 @@ _TURNS = 8
 _CHECKPOINT_EVERY = 2000
 # Once a checkpoint lets the log start over, its file is cut back to this size.
 _WAL_SIZE_LIMIT = 16 * 1024 * 1024
+# What SQLite raises for a batch it refuses (a constraint; a value it cannot bind: OverflowError
+# for an integer past 64 bits): the same batch fails the same way every time.
+_REFUSALS = (
+    sqlite3.IntegrityError,
+    sqlite3.DataError,
+    sqlite3.InterfaceError,
+    sqlite3.ProgrammingError,
+    OverflowError,
+)
 
 
 class StoreBusy(Exception):
     """Another connection holds the database's write lock: nothing was written, try again soon."""
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    """Whether the error means another connection holds the write lock."""
+    return "locked" in str(exc) or "busy" in str(exc)
 
 
 def _report_checkpoint(done: asyncio.Future[None]) -> None:
@@ -131,6 +158,12 @@ class SqliteUsageWriter:
             settlements, ["request_key", "window_key", "amount", "settled_at"], _DIALECT, sqlite_instant
         )
         self._instant = self._windows.processor("updated_at")
+        letters = cast(Table, UsageDeadLetter.__table__)
+        self._letters = RowBinder(letters, DEAD_LETTER_COLUMNS, _DIALECT, sqlite_instant)
+        self._letters_sql = (
+            f"INSERT INTO usage_dead_letters ({quoted(DEAD_LETTER_COLUMNS)}) "
+            f"VALUES {_placeholders(len(DEAD_LETTER_COLUMNS))} ON CONFLICT (id) DO NOTHING"
+        )
 
     async def close(self) -> None:
         """Finish a running checkpoint and close the connection (reopened on the next batch)."""
@@ -148,15 +181,16 @@ class SqliteUsageWriter:
     async def insert_many(self, events: Sequence[UsageEvent]) -> tuple[int, list[ThresholdCrossing]]:
         """Store the events and apply their settlements in one transaction.
 
-        Returns how many records were new and the thresholds this batch crossed.
+        Returns how many records were new and the thresholds this batch crossed; raises
+        :class:`StoreBusy` (try again soon) or :class:`RecordsRefused` when nothing was written.
         """
-        settlements = BatchSettlements.of(s for e in events for s in e.settlements)
+        settlements = batch_settlements(events)
         await self._checkpoint_done()  # no write may overlap a checkpoint (see _CHECKPOINT_EVERY)
         connection = self._connect()
         try:
             connection.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
-            if "locked" in str(exc) or "busy" in str(exc):
+            if _is_busy(exc):
                 raise StoreBusy(str(exc)) from exc
             raise
         try:
@@ -171,8 +205,10 @@ class SqliteUsageWriter:
                     await slices.pause()
             crossings = await self._settle(connection, settlements) if settlements.rows else []
             connection.execute("COMMIT")
-        except BaseException:
+        except BaseException as exc:
             connection.execute("ROLLBACK")
+            if isinstance(exc, _REFUSALS):
+                raise RecordsRefused(f"{type(exc).__name__}: {exc}") from exc
             raise
         self._since_checkpoint += len(events)
         if self._since_checkpoint >= self._checkpoint_every:
@@ -183,6 +219,19 @@ class SqliteUsageWriter:
             self._checkpoint = loop.run_in_executor(self._checkpointer, self._checkpoint_now)
             self._checkpoint.add_done_callback(_report_checkpoint)
         return inserted, crossings
+
+    async def insert_dead_letter(self, event: UsageEvent, error: str) -> None:
+        """Keep a refused event in usage_dead_letters (once per id); :class:`StoreBusy` when locked."""
+        row = self._letters.bind(dead_letter_row(event, error, utcnow()))
+        await self._checkpoint_done()
+        try:
+            self._connect().execute(self._letters_sql, row)  # autocommit: its own transaction
+        except sqlite3.OperationalError as exc:
+            if _is_busy(exc):
+                raise StoreBusy(str(exc)) from exc
+            raise
+        except _REFUSALS as exc:
+            raise RecordsRefused(f"{type(exc).__name__}: {exc}") from exc
 
     async def _checkpoint_done(self) -> None:
         """Wait for a running checkpoint to end (a failure was logged by _report_checkpoint)."""

@@ -1,4 +1,8 @@
-"""Persistence of usage records: idempotent batch inserts (a re-flush inserts nothing twice)."""
+"""Persistence of usage records: idempotent batch inserts (a re-flush inserts nothing twice).
+
+A record the database refuses on its own is kept as a dead letter (:meth:`UsageStore.dead_letter`)
+instead; the recorder decides when (:mod:`odock.usage.recorder`).
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from odock.budgets.ledger import ThresholdCrossing
 from odock.usage.postgres_writer import PostgresUsageWriter
 from odock.usage.record import UsageEvent
 from odock.usage.sqlite_writer import SqliteUsageWriter
-from odock.usage.tables import UsageRecord
+from odock.usage.tables import UsageDeadLetter, UsageRecord
 
 
 class UsageStore:
@@ -50,6 +54,16 @@ class UsageStore:
         if crossings and self._on_thresholds is not None:
             self._on_thresholds(crossings)
         return inserted
+
+    async def dead_letter(self, event: UsageEvent, error: str) -> None:
+        """Keep an event the database refused, with its reason (stored once per event id)."""
+        await self._writer.insert_dead_letter(event, error)
+
+    async def dead_letters(self) -> list[UsageDeadLetter]:
+        """Every dead letter, oldest first."""
+        async with self._sessions() as session:
+            query = select(UsageDeadLetter).order_by(UsageDeadLetter.created_at, UsageDeadLetter.id)
+            return list((await session.execute(query)).scalars())
 
     async def count(self) -> int:
         """How many usage records exist."""

@@ -3,6 +3,10 @@
 ``id`` is the gateway's own 32-hex id and the idempotency key of the write (a re-flush after a
 crash inserts nothing twice). ``request_id`` is the correlation id returned to the client in
 ``X-Request-Id``; a client may reuse one, so it is indexed, not unique.
+
+``usage_dead_letters`` holds the records the database refused on their own (see
+:mod:`odock.usage.recorder`), in their queue form, so no record is lost and none holds back the
+ones after it.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Index, Integer, String
+from sqlalchemy import BigInteger, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from odock.db.base import Base, JsonType, Money
@@ -68,3 +72,22 @@ class UsageRecord(Base):
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JsonType, default=dict)
     bytes_in: Mapped[int] = mapped_column(BigInteger, default=0)
     bytes_out: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class UsageDeadLetter(Base):
+    """A usage record the database refused on its own, kept whole with the database's reason.
+
+    The organisation and request ids may be empty and nothing refers to another table (the
+    record's organisation may be gone), so the dead letter itself is not refused. ``event``
+    is the queue form (:meth:`UsageEvent.to_json`) as text, not JSON: PostgreSQL's JSONB refuses
+    some of what the queue form holds (an escaped NUL), and the text is what replays the record.
+    """
+
+    __tablename__ = "usage_dead_letters"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # the usage record's id
+    organisation_id: Mapped[str | None] = mapped_column(String(32))
+    request_id: Mapped[str | None] = mapped_column(String(128))
+    error: Mapped[str] = mapped_column(String(2000))  # the database's message, cut to fit
+    event: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column()

@@ -12,6 +12,7 @@ import pytest
 from odock.db import migrate
 from odock.db.engine import create_engine
 from odock.usage import postgres_writer
+from odock.usage.bulk import RecordsRefused
 from odock.usage.postgres_writer import (
     BIND_SLICE_SECONDS,
     BIND_TURNS,
@@ -97,13 +98,31 @@ async def test_a_connection_the_server_closed_is_replaced_before_the_next_batch(
     assert writer._connection.get_server_pid() != closed
 
 
-async def test_a_refused_batch_raises_write_failed_writes_nothing_and_the_writer_goes_on(
+async def test_a_refused_batch_raises_records_refused_writes_nothing_and_keeps_the_connection(
     writer: PostgresUsageWriter,
 ) -> None:
-    """A batch the database refuses is rolled back whole and raised as WriteFailed; the next is written."""
+    """A batch the database refuses is rolled back whole and raised as RecordsRefused; the next is written."""
     good, refused = event(), event()
     refused.prompt_tokens = 2**63  # one past the largest BIGINT
-    with pytest.raises(WriteFailed):
+    assert (await writer.insert_many([event()]))[0] == 1
+    connection = writer._connection
+    with pytest.raises(RecordsRefused, match="DataError"):
         await writer.insert_many([good, refused])
-    assert writer._connection is None  # dropped: it could have been left inside the transaction
+    assert writer._connection is connection  # the transaction was rolled back: nothing to drop
     assert (await writer.insert_many([good]))[0] == 1  # not written by the refused batch
+
+
+async def test_a_server_error_outside_classes_22_and_23_raises_write_failed_to_retry(
+    writer: PostgresUsageWriter,
+) -> None:
+    """An error that is not the rows' fault (here 42P01, the table missing until a migration runs)
+    is WriteFailed, retried rather than dead-lettered; the connection is dropped."""
+    assert (await writer.insert_many([event()]))[0] == 1
+    assert writer._connection is not None
+    await writer._connection.execute("ALTER TABLE usage_records RENAME TO usage_records_away")
+    with pytest.raises(WriteFailed, match="UndefinedTableError"):
+        await writer.insert_many([event()])
+    assert writer._connection is None  # dropped: it could have been left inside the transaction
+    restore = await writer._connected()
+    await restore.execute("ALTER TABLE usage_records_away RENAME TO usage_records")
+    assert (await writer.insert_many([event()]))[0] == 1

@@ -13,20 +13,38 @@ from typing import Any
 import pytest
 from sqlalchemy.exc import OperationalError
 
+from odock.usage.bulk import RecordsRefused
 from odock.usage.journal import JournalQueue
+from odock.usage.postgres_writer import WriteFailed
 from odock.usage.record import UsageEvent
 from odock.usage.recorder import UsageRecorder
 from odock.usage.sqlite_writer import StoreBusy
 
 
 class FakeStore:
-    """A UsageStore stand-in that records batches and can refuse the first ``failures`` writes."""
+    """A UsageStore stand-in that records batches and can refuse the first ``failures`` writes.
 
-    def __init__(self, failures: int = 0, broken: bool = False, busy: int = 0) -> None:
+    A batch holding one of the ``refused`` ids is refused (RecordsRefused) every time; dead
+    letters are kept in ``letters`` once per id, after ``letter_failures`` transient failures.
+    """
+
+    def __init__(
+        self,
+        failures: int = 0,
+        broken: bool = False,
+        busy: int = 0,
+        refused: frozenset[str] = frozenset(),
+        letter_failures: int = 0,
+        letter_busy: int = 0,
+    ) -> None:
         self.batches: list[list[UsageEvent]] = []
         self.failures = failures
         self.broken = broken
         self.busy = busy
+        self.refused = refused
+        self.letters: dict[str, str] = {}
+        self.letter_failures = letter_failures
+        self.letter_busy = letter_busy
         self.attempts = 0
         self.closed = False
 
@@ -40,8 +58,19 @@ class FakeStore:
         if self.failures:
             self.failures -= 1
             raise OperationalError("INSERT", {}, ConnectionRefusedError("database is down"))
+        if any(e.id in self.refused for e in events):
+            raise RecordsRefused("23514 CheckViolationError: refused")
         self.batches.append(list(events))
         return len(events)
+
+    async def dead_letter(self, event: UsageEvent, error: str) -> None:
+        if self.letter_busy:
+            self.letter_busy -= 1
+            raise StoreBusy("database is locked")
+        if self.letter_failures:
+            self.letter_failures -= 1
+            raise WriteFailed("connection lost")
+        self.letters.setdefault(event.id, error)
 
     async def close(self) -> None:
         self.closed = True
@@ -242,3 +271,66 @@ async def test_a_crashed_writer_is_reported_and_its_records_survive(
     successor = recorder_factory(fixed, interval=0.01)
     await successor.start()
     await until(lambda: fixed.ids == [lost_if_not_durable.id], "the successor to store the record")
+
+
+async def test_refused_records_are_isolated_by_halves_and_dead_lettered(
+    recorder_factory: RecorderFactory,
+) -> None:
+    """The good records of a refused batch are stored, the refused ones dead-lettered, the batch acked."""
+    events = [event() for _ in range(8)]
+    refused = {events[2].id, events[3].id}
+    store = FakeStore(refused=frozenset(refused))
+    recorder = recorder_factory(store)
+    await recorder.start()
+    for e in events:
+        recorder.submit(e)
+    await recorder.flush()
+    assert sorted(store.ids) == sorted(e.id for e in events if e.id not in refused)
+    assert store.letters == dict.fromkeys(refused, "23514 CheckViolationError: refused")
+    # 8 refused → first 4 refused → 2 stored, 2 refused → 1 refused + 1 refused; last 4 stored
+    assert [len(b) for b in store.batches] == [2, 4]
+    assert store.attempts == 7
+    assert (recorder.pending, recorder.written, recorder.dead_lettered, recorder.flush_errors) == (0, 6, 2, 0)
+
+
+async def test_a_dead_letter_that_cannot_be_written_keeps_the_batch_for_a_retry(
+    recorder_factory: RecorderFactory,
+) -> None:
+    """A transient failure writing the dead letter keeps the whole batch queued; the retry completes it."""
+    events = [event() for _ in range(4)]
+    store = FakeStore(refused=frozenset({events[1].id}), letter_failures=1)
+    recorder = recorder_factory(store, interval=0.01)
+    await recorder.start()
+    for e in events:
+        recorder.submit(e)
+    await until(lambda: recorder.pending == 0, "the retry to dead-letter the record")
+    assert recorder.flush_errors == 1
+    assert set(store.ids) == {events[0].id, events[2].id, events[3].id}  # re-written: idempotent
+    assert list(store.letters) == [events[1].id]
+    assert recorder.dead_lettered == 1
+
+
+async def test_a_locked_database_while_dead_lettering_is_retried_at_once(
+    recorder_factory: RecorderFactory,
+) -> None:
+    """StoreBusy on the dead letter's write is retried within the write, like a batch's."""
+    refused = event()
+    store = FakeStore(refused=frozenset({refused.id}), letter_busy=2)
+    recorder = recorder_factory(store)
+    recorder.submit(refused)
+    await recorder.flush()
+    assert list(store.letters) == [refused.id]
+    assert (recorder.busy_retries, recorder.flush_errors, recorder.pending) == (2, 0, 0)
+
+
+async def test_transient_errors_are_retried_never_dead_lettered(recorder_factory: RecorderFactory) -> None:
+    """A database down (or locked past the quick retries) keeps the batch; nothing is dead-lettered."""
+    store = FakeStore(failures=3, busy=20)
+    recorder = recorder_factory(store, interval=0.01)
+    await recorder.start()
+    events = [event() for _ in range(3)]
+    for e in events:
+        recorder.submit(e)
+    await until(lambda: len(store.ids) == 3, "the retries to succeed")
+    assert store.letters == {}
+    assert (recorder.dead_lettered, recorder.flush_errors) == (0, 4)
