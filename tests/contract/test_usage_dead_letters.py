@@ -18,7 +18,6 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from odock.db import migrate
 from odock.db.engine import create_engine, session_factory
 from odock.usage.journal import JournalQueue
 from odock.usage.record import UsageEvent
@@ -65,23 +64,10 @@ class Backend:
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
     """A migrated, empty database of the parametrized kind."""
-    database: str | None = None
-    if request.param == "postgresql":
-        services.require_services()
-        database = services.unique_name("odock_test_dead_letters")
-        url = await services.create_database(database)
-    else:
-        url = f"sqlite+aiosqlite:///{tmp_path / 'usage.db'}"
-    engine = create_engine(url)
-    try:
-        await migrate.upgrade(engine)
+    async with services.migrated_engine(request.param, "odock_test_dead_letters", tmp_path) as engine:
         store = UsageStore(session_factory(engine))
         yield Backend(request.param, engine, store, tmp_path / "journal")
         await store.close()
-    finally:
-        await engine.dispose()
-        if database is not None:
-            await services.drop_database(database)
 
 
 # How a record gets refused: a value no column of either database holds, a value the writers

@@ -11,8 +11,7 @@ from typing import Any
 
 import pytest
 
-from odock.db import migrate
-from odock.db.engine import create_engine, session_factory
+from odock.db.engine import session_factory
 from odock.usage.bulk import RecordsRefused
 from odock.usage.record import UsageEvent
 from odock.usage.store import UsageStore
@@ -22,23 +21,10 @@ from tests.support import services
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[UsageStore]:
     """A migrated, empty database of the parametrized kind behind a UsageStore."""
-    database: str | None = None
-    if request.param == "postgresql":
-        services.require_services()
-        database = services.unique_name("odock_test_usage_store")
-        url = await services.create_database(database)
-    else:
-        url = f"sqlite+aiosqlite:///{tmp_path / 'usage.db'}"
-    engine = create_engine(url)
-    try:
-        await migrate.upgrade(engine)
+    async with services.migrated_engine(request.param, "odock_test_usage_store", tmp_path) as engine:
         store = UsageStore(session_factory(engine))
         yield store
         await store.close()
-    finally:
-        await engine.dispose()
-        if database is not None:
-            await services.drop_database(database)
 
 
 def event(**fields: Any) -> UsageEvent:

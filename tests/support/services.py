@@ -8,15 +8,19 @@ ones). When they are unreachable, production-backend tests skip with a visible n
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import socket
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
 from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 POSTGRES_URL = os.environ.get("ODOCK_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("ODOCK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -92,6 +96,30 @@ async def delete_redis_prefix(prefix: str) -> None:
             await redis.delete(key)
     finally:
         await redis.aclose()
+
+
+@contextlib.asynccontextmanager
+async def migrated_engine(kind: str, stem: str, sqlite_dir: Path) -> AsyncIterator[AsyncEngine]:
+    """An engine on a fresh, migrated database: ``kind`` "postgresql" (a uniquely named database
+    starting with ``stem``, dropped after) or "sqlite" (a file in ``sqlite_dir``)."""
+    from odock.db import migrate
+    from odock.db.engine import create_engine
+
+    database: str | None = None
+    if kind == "postgresql":
+        require_services()
+        database = unique_name(stem)
+        url = await create_database(database)
+    else:
+        url = f"sqlite+aiosqlite:///{sqlite_dir / f'{stem}.db'}"
+    engine = create_engine(url)
+    try:
+        await migrate.upgrade(engine)
+        yield engine
+    finally:
+        await engine.dispose()
+        if database is not None:
+            await drop_database(database)
 
 
 def unique_name(stem: str) -> str:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
 
-from odock.db import migrate
-from odock.db.engine import create_engine
 from odock.usage import postgres_writer
 from odock.usage.bulk import RecordsRefused
 from odock.usage.postgres_writer import (
@@ -26,18 +25,11 @@ from tests.unit.usage.turns import most_bound_between_turns
 
 
 @pytest.fixture
-async def writer() -> AsyncIterator[PostgresUsageWriter]:
-    services.require_services()
-    database = services.unique_name("odock_test_pg_writer")
-    engine = create_engine(await services.create_database(database))
-    try:
-        await migrate.upgrade(engine)
+async def writer(tmp_path: Path) -> AsyncIterator[PostgresUsageWriter]:
+    async with services.migrated_engine("postgresql", "odock_test_pg_writer", tmp_path) as engine:
         writer = PostgresUsageWriter(engine)
         yield writer
         await writer.close()
-    finally:
-        await engine.dispose()
-        await services.drop_database(database)
 
 
 # A bind costs 2**-13 s (about 0.12 ms) on the test's clock: 9 of them fill a slice of 1 ms.
