@@ -3,7 +3,8 @@
 The file that holds the ``settings:`` section may also declare, next to it::
 
     organisations: [{name, contact, policies, teams: [{name, policies}], users: [{email, name, role}]}]
-    providers:     [{org, name, type, base_url, timeout_ms, config, enabled, keys: [{name, from_env}]}]
+    providers:     [{org, name, type, base_url, timeout_ms, config, headers_from_env: {header: var},
+                     enabled, keys: [{name, from_env}]}]
     models:        [{org, name, slug, provider, provider_key, type, capabilities,
                      pricing | pricing_per_million: {input, output}, config, policies, enabled}]
     api_keys:      [{org, name, type, team, user, expires_at, timezone, models, policies,
@@ -18,8 +19,9 @@ This module parses and checks declarations (errors name the path, e.g.
 ``organisations[0].policies.ratelimit.requests.per_minute``); :mod:`odock.admin.reconcile`
 applies them. Policy envelopes are validated and normalised here exactly as the control plane
 stores them, so a re-apply compares like with like.
-Secrets never appear in the file: provider keys and pinned API key secrets name the
-environment variable that holds them, read at apply time.
+Secrets never appear in the file: provider keys, pinned API key secrets and secret header values
+(``headers_from_env``, added to ``config.headers``) name the environment variable that holds
+them, read at apply time.
 """
 
 from __future__ import annotations
@@ -151,10 +153,34 @@ class ProviderSpec(_Spec):
     base_url: str | None = None
     timeout_ms: PositiveInt | None = None
     config: Json = Field(default_factory=dict)
+    # Extra upstream headers whose values are secrets: header name -> environment variable. They
+    # join config.headers at apply time, so declaring them declares the provider's config.
+    headers_from_env: dict[Name, EnvName] = Field(default_factory=dict)
     enabled: bool = True
     keys: list[ProviderKeySpec] = Field(default_factory=list)
 
     _type = field_validator("type", mode="before")(_upper)
+
+    @model_validator(mode="after")
+    def _headers_once(self) -> ProviderSpec:
+        headers = self.config.get("headers")
+        given = {str(n).lower() for n in headers} if isinstance(headers, dict) else set()
+        twice = sorted(n for n in self.headers_from_env if n.lower() in given)
+        if twice:
+            raise ValueError(f"header {twice[0]!r} is in both config.headers and headers_from_env")
+        return self
+
+    def declares_config(self) -> bool:
+        """True when the file sets the provider's config (directly or through headers_from_env)."""
+        return self.declares("config") or bool(self.headers_from_env)
+
+    def full_config(self, secrets_by_var: Mapping[str, str]) -> Json:
+        """``config`` with the ``headers_from_env`` values read from ``secrets_by_var`` added."""
+        if not self.headers_from_env:
+            return self.config
+        headers = dict(self.config.get("headers") or {})
+        headers.update({name: secrets_by_var[var] for name, var in self.headers_from_env.items()})
+        return {**self.config, "headers": headers}
 
 
 class PerMillion(_Spec):
@@ -386,6 +412,11 @@ class Declarations(_Spec):
             (f"providers[{i}].keys[{j}].from_env", key.from_env)
             for i, provider in enumerate(self.providers)
             for j, key in enumerate(provider.keys)
+        ]
+        needed += [
+            (f"providers[{i}].headers_from_env.{header}", var)
+            for i, provider in enumerate(self.providers)
+            for header, var in provider.headers_from_env.items()
         ]
         needed += [
             (f"api_keys[{i}].secret_from_env", key.secret_from_env)

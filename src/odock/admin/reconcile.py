@@ -274,7 +274,7 @@ class _Applier:
                         spec.type,
                         base_url=spec.base_url,
                         timeout_ms=spec.timeout_ms,
-                        config=spec.config,
+                        config=spec.full_config(self._secrets),
                         enabled=spec.enabled,
                     )
                 ).id
@@ -283,8 +283,9 @@ class _Applier:
             provider_id = provider.id
             changes = _differences(spec, provider, ("type", "base_url", "timeout_ms", "enabled"))
             # Stored header values are envelopes: compare what they open to, not the stored form.
-            if spec.declares("config") and not self._control.provider_config_holds(provider, spec.config):
-                changes["config"] = spec.config
+            config = spec.full_config(self._secrets)
+            if spec.declares_config() and not self._control.provider_config_holds(provider, config):
+                changes["config"] = config
             if changes and not self._dry:
                 await self._control.update_provider(provider.id, **changes)
             self._record("provider", label, "updated" if changes else "unchanged")

@@ -187,6 +187,41 @@ async def test_declared_header_values_are_stored_encrypted_and_compared_opened(
     assert control.provider_config_holds(updated, {"headers": {"x-proxy-key": "proxy-secret-2"}})
 
 
+async def test_header_values_from_the_environment_join_the_config(control: ControlPlane) -> None:
+    """headers_from_env values are read at apply time, stored encrypted, and follow their variable."""
+    providers = copy.deepcopy(BASE["providers"])
+    providers[1]["config"] = {"api_version": "v1", "headers": {"x-team": "platform"}}
+    providers[1]["headers_from_env"] = {"x-proxy-key": "PROXY_KEY"}
+    env = {**ENV, "PROXY_KEY": "proxy-secret-1"}
+    await apply(control, declared(providers=providers), env=env)
+    org = await control.organisation_by_name("acme")
+    stored = await control.provider_by_name(org.id, "openai")
+    assert "proxy-secret-1" not in str(stored.config)
+    expected = {"api_version": "v1", "headers": {"x-team": "platform", "x-proxy-key": "proxy-secret-1"}}
+    assert control.provider_config_holds(stored, expected)
+    assert actions(await apply(control, declared(providers=providers), env=env))["provider acme/openai"] == (
+        "unchanged"
+    )
+
+    report = await apply(control, declared(providers=providers), env={**env, "PROXY_KEY": "proxy-secret-2"})
+    assert actions(report)["provider acme/openai"] == "updated"
+    updated = await control.provider_by_name(org.id, "openai")
+    assert control.provider_config_holds(
+        updated, {**expected, "headers": {"x-team": "platform", "x-proxy-key": "proxy-secret-2"}}
+    )
+
+
+async def test_header_values_from_the_environment_are_set_and_declared_once(control: ControlPlane) -> None:
+    """A missing variable names its path; a header in both config.headers and headers_from_env is refused."""
+    providers = copy.deepcopy(BASE["providers"])
+    providers[1]["headers_from_env"] = {"x-proxy-key": "PROXY_KEY"}
+    with pytest.raises(DeclarationError, match=r"providers\[1\]\.headers_from_env\.x-proxy-key"):
+        await apply(control, declared(providers=providers))
+    providers[1]["config"] = {"headers": {"X-Proxy-Key": "plain"}}
+    with pytest.raises(DeclarationError, match=r"both config\.headers and headers_from_env"):
+        parse_declarations(declared(providers=providers))
+
+
 async def test_pinned_secret_is_hashed_and_rotated_when_changed(control: ControlPlane) -> None:
     """secret_from_env stores only the hash; a new value rotates the key in place, keeping history."""
     await apply(control, declared())
