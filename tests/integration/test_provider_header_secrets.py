@@ -71,14 +71,14 @@ def test_upstream_receives_the_plaintext_of_an_encrypted_header(
     assert secret not in stored
     assert set(orjson.loads(stored)["headers"]["X-Proxy-Key"]) >= {"wrappedKey", "iv", "ciphertext"}
 
-    opened: list[str] = []
-    decrypt = EnvelopeDecrypter.decrypt
+    opened: list[object] = []
+    open_envelope = EnvelopeDecrypter.open  # every decryption, from JSON text or a stored mapping
 
-    def counting(self: EnvelopeDecrypter, envelope_json: str) -> str:
-        opened.append(envelope_json)
-        return decrypt(self, envelope_json)
+    def counting(self: EnvelopeDecrypter, envelope: object) -> str:
+        opened.append(envelope)
+        return open_envelope(self, envelope)
 
-    monkeypatch.setattr(EnvelopeDecrypter, "decrypt", counting)
+    monkeypatch.setattr(EnvelopeDecrypter, "open", counting)
     _chat(openai_gateway, tenant)
     assert fake_openai.last_request().headers["x-proxy-key"] == secret
     assert len(opened) == 2  # the provider key and the header value, once each

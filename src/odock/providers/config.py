@@ -19,8 +19,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
-
 from odock.errors import UnprocessableEntity
 from odock.providers.crypto import EnvelopeDecrypter, EnvelopeError
 
@@ -95,8 +93,7 @@ def sealed_config(config: Mapping[str, Any], encrypter: EnvelopeDecrypter | None
             param="config",
         )
     sealed[HEADERS] = {
-        name: value if is_sealed(value) else orjson.loads(encrypter.encrypt(str(value)))
-        for name, value in headers.items()
+        name: value if is_sealed(value) else encrypter.seal(str(value)) for name, value in headers.items()
     }
     return sealed
 
@@ -115,8 +112,8 @@ def is_sealed(value: object) -> bool:
 def open_header(value: object, decrypter: EnvelopeDecrypter) -> str:
     """The plaintext of a stored header value that is an envelope; :class:`EnvelopeError` if it fails."""
     try:
-        return decrypter.decrypt(orjson.dumps(value).decode())
-    except (TypeError, UnicodeDecodeError) as exc:  # not JSON-able; bytes that are not text
+        return decrypter.open(value)
+    except UnicodeDecodeError as exc:  # bytes that are not text
         raise EnvelopeError(f"envelope cannot be opened: {exc}") from exc
 
 

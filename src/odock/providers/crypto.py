@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from cryptography.exceptions import InvalidTag
@@ -59,13 +60,18 @@ def is_envelope(stored: str) -> bool:
 
 def encrypt(secret: str, *, public_pem: str, key_id: str) -> str:
     """Encrypt ``secret`` into an envelope JSON string using the public key."""
+    return orjson.dumps(seal(secret, public_pem=public_pem, key_id=key_id)).decode()
+
+
+def seal(secret: str, *, public_pem: str, key_id: str) -> dict[str, Any]:
+    """Encrypt ``secret`` into an envelope, as the mapping (for a JSON column that holds it)."""
     public = serialization.load_pem_public_key(public_pem.encode())
     if not isinstance(public, rsa.RSAPublicKey):
         raise EnvelopeError("the public key is not an RSA key")
     data_key = AESGCM.generate_key(bit_length=256)
     iv = os.urandom(12)
     ciphertext = AESGCM(data_key).encrypt(iv, secret.encode(), None)
-    envelope = {
+    return {
         "v": 1,
         "alg": ALGORITHM,
         "keyId": key_id,
@@ -73,7 +79,6 @@ def encrypt(secret: str, *, public_pem: str, key_id: str) -> str:
         "iv": _b64(iv),
         "ciphertext": _b64(ciphertext),
     }
-    return orjson.dumps(envelope).decode()
 
 
 class EnvelopeDecrypter:
@@ -102,12 +107,20 @@ class EnvelopeDecrypter:
         """Encrypt with this pair's public key."""
         return encrypt(secret, public_pem=self.public_pem, key_id=self.key_id)
 
+    def seal(self, secret: str) -> dict[str, Any]:
+        """Encrypt with this pair's public key, into the envelope's mapping."""
+        return seal(secret, public_pem=self.public_pem, key_id=self.key_id)
+
     def decrypt(self, envelope_json: str) -> str:
         """Open an envelope; raise :class:`EnvelopeError` on any problem."""
         try:
             envelope = orjson.loads(envelope_json)
         except orjson.JSONDecodeError as exc:
             raise EnvelopeError("envelope is not JSON") from exc
+        return self.open(envelope)
+
+    def open(self, envelope: object) -> str:
+        """Open an envelope already parsed (a mapping); raise :class:`EnvelopeError` on any problem."""
         if not isinstance(envelope, dict) or envelope.get("v") != 1 or envelope.get("alg") != ALGORITHM:
             raise EnvelopeError("unsupported envelope version or algorithm")
         if envelope.get("keyId") != self.key_id:

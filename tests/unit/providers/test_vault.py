@@ -19,10 +19,10 @@ class CountingDecrypter(EnvelopeDecrypter):
 
     opened = 0
 
-    def decrypt(self, envelope_json: str) -> str:
-        """Open and count."""
+    def open(self, envelope: object) -> str:
+        """Open and count (every decryption, from JSON text or a stored mapping, comes here)."""
         self.opened += 1
-        return super().decrypt(envelope_json)
+        return super().open(envelope)
 
 
 @pytest.fixture
