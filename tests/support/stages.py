@@ -7,14 +7,19 @@ and what it reads from the database is inserted as rows into a migrated SQLite f
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from odock.budgets.specs import MeterSpec
+from odock.db.engine import create_engine, session_factory
 from odock.errors import OdockError
 from odock.ids import ApiKeyId, ModelId, OrganisationId, TeamId, new_id
 from odock.keys.principal import GrantedModel, KeyPrincipal
@@ -31,6 +36,18 @@ PRICING = {"input": {"text_cost_per_1k_tokens": 1.0}, "output": {"text_cost_per_
 INPUT_TOKEN_NANOS = 1_000_000
 OUTPUT_TOKEN_NANOS = 2_000_000
 CHAT_BODY = b'{"model":"m","messages":[{"role":"user","content":"hello"}]}'
+
+
+@contextlib.asynccontextmanager
+async def copied_database(template: Path, directory: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Sessions on a copy of the migrated SQLite file ``template``, placed in ``directory``."""
+    path = directory / "odock.db"
+    shutil.copyfile(template, path)
+    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+    try:
+        yield session_factory(engine)
+    finally:
+        await engine.dispose()
 
 
 def exchange(

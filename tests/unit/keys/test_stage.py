@@ -21,8 +21,7 @@ from odock.errors import (
 )
 from odock.keys.directory import KeyDirectory
 from odock.keys.stage import Authenticate, presented_secret
-from tests.support import services
-from tests.support.stages import Rows, exchange, refusal
+from tests.support.stages import Rows, copied_database, exchange, refusal
 
 
 def directory(sessions: async_sessionmaker[AsyncSession]) -> KeyDirectory:
@@ -33,10 +32,10 @@ def directory(sessions: async_sessionmaker[AsyncSession]) -> KeyDirectory:
 
 
 @pytest.fixture
-async def sessions(tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+async def sessions(migrated_sqlite: Path, tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
     """Sessions on a migrated SQLite file of the test's own."""
-    async with services.migrated_engine("sqlite", "keys", tmp_path) as engine:
-        yield session_factory(engine)
+    async with copied_database(migrated_sqlite, tmp_path) as made:
+        yield made
 
 
 @pytest.fixture

@@ -36,9 +36,9 @@ from odock.providers.adapters.mock import MockAdapter
 from odock.providers.catalog import ModelCatalog
 from odock.providers.stage import CallUpstream, ResolveModel, ResolveProvider
 from odock.providers.vault import ProviderKeyVault
-from tests.support import services
 from tests.support.stages import (
     Rows,
+    copied_database,
     exchange,
     plain_key,
     principal,
@@ -58,10 +58,10 @@ def catalog(sessions: async_sessionmaker[AsyncSession]) -> ModelCatalog:
 
 
 @pytest.fixture
-async def sessions(tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+async def sessions(migrated_sqlite: Path, tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
     """Sessions on a migrated SQLite file of the test's own."""
-    async with services.migrated_engine("sqlite", "models", tmp_path) as engine:
-        yield session_factory(engine)
+    async with copied_database(migrated_sqlite, tmp_path) as made:
+        yield made
 
 
 @pytest.fixture
