@@ -1,4 +1,5 @@
-"""The gateway's dispatch: routes and methods, the request-body limit and the request id.
+"""The gateway's dispatch: routes and methods, the request-body limit, the request id, and the
+routes it answers itself (health, readiness, models, cache invalidation).
 
 A real embedded runtime serves the gateway, which is called as the ASGI server calls it.
 """
@@ -20,9 +21,11 @@ from odock.runtime import Runtime, open_runtime
 from odock.settings import load_settings
 from odock.web.asgi import Message
 from odock.web.gateway import Gateway
+from tests.support.stages import Rows
 
 DEADLINE = 10.0  # seconds; only bounds a call that would otherwise hang on a regression
 BODY_LIMIT = 64
+INVALIDATION_SECRET = "invalidate-me"
 
 
 @pytest.fixture
@@ -34,6 +37,7 @@ async def runtime(migrated_sqlite: Path, encryption_pair: KeyPair, tmp_path: Pat
         demo=False,
         log_level="warning",
         max_request_bytes=BODY_LIMIT,
+        cache_invalidation_secret=INVALIDATION_SECRET,
         provider_key_encryption_key_id=encryption_pair.key_id,
         provider_key_encryption_private_key=encryption_pair.private_pem,
     )
@@ -186,3 +190,59 @@ async def test_each_request_without_an_id_gets_its_own(gateway: Gateway) -> None
     first = (await call(gateway, "/v1/chat/completions")).answer().headers["x-request-id"]
     second = (await call(gateway, "/v1/chat/completions")).answer().headers["x-request-id"]
     assert first != second
+
+
+async def test_health_answers_without_a_key(gateway: Gateway) -> None:
+    """The liveness route answers 200 to anyone."""
+    answer = (await call(gateway, "/v1/health", method="GET")).answer()
+    assert (answer.status, orjson.loads(answer.body)) == (200, {"status": "ok"})
+
+
+async def test_readiness_checks_the_database(gateway: Gateway) -> None:
+    """The readiness route answers 200 once the database answers (no Redis in the embedded mode)."""
+    answer = (await call(gateway, "/v1/healthz", method="GET")).answer()
+    assert answer.status == 200
+    assert orjson.loads(answer.body) == {"status": "ready", "checks": {"database": "ok"}}
+
+
+async def test_models_lists_what_the_key_may_call(gateway: Gateway, runtime: Runtime) -> None:
+    """``GET /v1/models`` lists the presenting key's granted models, and refuses a missing key."""
+    rows = Rows(runtime.sessions)
+    org = await rows.organisation()
+    granted = await rows.model(org, "granted")
+    await rows.model(org, "other")
+    issued = await rows.key(org, grants=(granted,))
+    headers = {"authorization": f"Bearer {issued.secret}"}
+    answer = (await call(gateway, "/v1/models", method="GET", headers=headers)).answer()
+    assert answer.status == 200
+    assert [m["id"] for m in orjson.loads(answer.body)["data"]] == ["granted"]
+    refused = (await call(gateway, "/v1/models", method="GET")).answer()
+    assert (refused.status, refused.error()["code"]) == (401, "unauthorized")
+
+
+@pytest.mark.parametrize("presented", [None, "wrong"])
+async def test_invalidation_needs_the_shared_secret(gateway: Gateway, presented: str | None) -> None:
+    """The cache-invalidation route refuses a caller without the configured secret (401)."""
+    headers = {} if presented is None else {"x-odock-invalidation-secret": presented}
+    client = Client(chunks=[b'{"scope":"all"}'])
+    answer = (await call(gateway, "/v1/internal/cache/invalidate", headers=headers, client=client)).answer()
+    assert (answer.status, answer.error()["code"]) == (401, "unauthorized")
+
+
+async def test_invalidation_with_the_secret_is_published(gateway: Gateway, runtime: Runtime) -> None:
+    """With the secret, a well-formed invalidation is published (202, the bus's new generation)."""
+    headers = {"x-odock-invalidation-secret": INVALIDATION_SECRET}
+    before = runtime.bus.generation
+    client = Client(chunks=[b'{"scope":"all"}'])
+    answer = (await call(gateway, "/v1/internal/cache/invalidate", headers=headers, client=client)).answer()
+    assert answer.status == 202
+    assert orjson.loads(answer.body) == {"accepted": True, "generation": runtime.bus.generation}
+    assert runtime.bus.generation != before
+
+
+async def test_a_malformed_invalidation_is_a_400(gateway: Gateway) -> None:
+    """An invalidation that names nothing to evict is refused with 400 invalid_request_body."""
+    headers = {"x-odock-invalidation-secret": INVALIDATION_SECRET}
+    client = Client(chunks=[b'{"scope":"api_key"}'])
+    answer = (await call(gateway, "/v1/internal/cache/invalidate", headers=headers, client=client)).answer()
+    assert (answer.status, answer.error()["code"]) == (400, "invalid_request_body")
