@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -345,3 +345,21 @@ async def test_settling_on_a_lost_store_is_left_to_the_reconciler(
     await gate(store, sessions).before(ex)
     await gate(unreachable, sessions).after(answered(ex, Usage(1, 1, 2)))
     assert len(ex.settlements) == 1
+
+
+async def test_a_rollover_budget_carries_the_previous_windows_rest(
+    store: MemoryMeterStore, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """A rollover budget's window holds its amount plus what the previous window left unused."""
+    budget = meter(limit=ESTIMATE_NANOS - 1, rollover=True)
+    ex = request(budget)
+    window = budget.schedule().window_at(ex.received_at)
+    assert window is not None
+    previous = budget.schedule().window_at(window.start - timedelta(seconds=1))
+    assert previous is not None
+    row = window_row(budget.counter_key(previous), "budget", budget.id, budget.version, previous, 10)
+    async with sessions() as session:
+        session.add(MeterWindow(**{**row, "used": 9}))  # one nano left over
+        await session.commit()
+    await gate(store, sessions).before(ex)
+    assert await reading(store, budget, ex) == MeterReading(0, ESTIMATE_NANOS, ESTIMATE_NANOS)
