@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from odock.budgets.specs import MeterSpec
 from odock.db.engine import create_engine, session_factory
 from odock.errors import OdockError
-from odock.ids import ApiKeyId, ModelId, OrganisationId, TeamId, new_id
+from odock.ids import ApiKeyId, ModelId, OrganisationId, new_id
 from odock.keys.principal import GrantedModel, KeyPrincipal
 from odock.keys.secrets import generate_secret, hash_secret, preview
 from odock.keys.tables import ApiKey, ApiKeyModelAccess, ApiKeyType
@@ -29,7 +29,7 @@ from odock.pipeline import Exchange, Stage, Timings
 from odock.providers.adapters.base import Endpoint
 from odock.providers.catalog import ProviderKeyRef, ProviderTarget, ResolvedModel
 from odock.providers.tables import Model, Provider, ProviderType
-from odock.tenancy.tables import Organisation, Team
+from odock.tenancy.tables import Organisation
 
 # $1 per 1K input tokens and $2 per 1K output tokens: one input token costs 1,000,000 nanos.
 PRICING = {"input": {"text_cost_per_1k_tokens": 1.0}, "output": {"text_cost_per_1k_tokens": 2.0}}
@@ -95,11 +95,6 @@ def principal(**overrides: Any) -> KeyPrincipal:
         granted=(GrantedModel(ModelId("m1"), "m"),),
     )
     return replace(base, **overrides)
-
-
-def team_principal(**overrides: Any) -> KeyPrincipal:
-    """A team key's principal (team ``team1``)."""
-    return principal(team_id=TeamId("team1"), type="TEAM", **overrides)
 
 
 def provider_target(**overrides: Any) -> ProviderTarget:
@@ -181,12 +176,6 @@ class Rows:
         await self.add(Organisation(id=org_id, name="org-" + org_id, status=status, policies=policies or {}))
         return org_id
 
-    async def team(self, organisation_id: str) -> str:
-        """A new team's id."""
-        team_id = new_id()
-        await self.add(Team(id=team_id, organisation_id=organisation_id, name="team-" + team_id))
-        return team_id
-
     async def model(
         self,
         organisation_id: str,
@@ -217,15 +206,13 @@ class Rows:
         grants: tuple[str, ...] = (),
         expires_at: datetime | None = None,
         revoked: bool = False,
-        team_id: str | None = None,
     ) -> Issued:
         """A new API key granted ``grants`` (model ids)."""
         secret, key_id = generate_secret(), new_id()
         key = ApiKey(
             id=key_id,
             organisation_id=organisation_id,
-            team_id=team_id,
-            type=ApiKeyType.TEAM if team_id else ApiKeyType.ORGANISATION,
+            type=ApiKeyType.ORGANISATION,
             name="key",
             key_hash=hash_secret(secret),
             key_preview=preview(secret),
