@@ -1,4 +1,4 @@
-"""Login throttling on the in-process counters (the Redis twin is covered by the API tests)."""
+"""Login throttling on the in-process counters with an exact clock (both: tests/contract)."""
 
 from __future__ import annotations
 
