@@ -40,6 +40,7 @@ from odock.providers.adapters.mock import MockAdapter
 from odock.providers.adapters.openai import OpenAICompatibleAdapter
 from odock.providers.catalog import ModelCatalog
 from odock.providers.keyring import load_decrypter
+from odock.providers.proxy import ProxyRoutes
 from odock.providers.stage import CallUpstream, ResolveModel, ResolveProvider
 from odock.providers.upstream_client import UpstreamClient
 from odock.providers.vault import ProviderKeyVault
@@ -155,6 +156,16 @@ def open_governance(
     )
 
 
+def proxies(settings: Settings) -> ProxyRoutes:
+    """The outbound proxies upstream calls go through (HTTPS_PROXY, HTTP_PROXY, NO_PROXY)."""
+    https, http = settings.https_proxy, settings.http_proxy
+    return ProxyRoutes(
+        https=https.get_secret_value() if https else None,
+        http=http.get_secret_value() if http else None,
+        no_proxy=settings.no_proxy,
+    )
+
+
 # Usage events kept in memory for this process's own writer (see JournalQueue).
 HAND_OVER_EVENTS = 4096
 
@@ -239,7 +250,9 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             auto_decompress=False,
         )
         stack.push_async_callback(http.close)
-        upstream = UpstreamClient(max_connections=settings.upstream_max_connections)
+        upstream = UpstreamClient(
+            max_connections=settings.upstream_max_connections, proxies=proxies(settings)
+        )
         stack.push_async_callback(upstream.close)
         openai = OpenAICompatibleAdapter(upstream, settings.upstream_connect_timeout_seconds)
         adapters: dict[str, Adapter] = {
