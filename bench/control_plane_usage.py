@@ -46,9 +46,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from bench.backends import BACKENDS, Backend, BackendName, prepared
 from bench.processes import ManagedProcess, free_port, wait_until_ready
 from odock.admin.control import ControlPlane
+from odock.audit.recorder import audited_session_factory
 from odock.cache.bus import LocalInvalidationBus
 from odock.db import migrate
-from odock.db.engine import create_engine, session_factory
+from odock.db.engine import create_engine
 from odock.identity.actors import issue_admin_token
 from odock.keys.tables import ApiKeyType
 from odock.tenancy.tables import Role
@@ -416,7 +417,7 @@ class Measured:
 
 async def explain(engine: AsyncEngine, world: World) -> list[str]:
     """The query plans of the first page, the model filter and the request id search."""
-    sessions = session_factory(engine)
+    sessions = audited_session_factory(engine)
     dialect = engine.dialect.name
     from odock.usage.queries import page_query, usage_conditions
 
@@ -452,7 +453,7 @@ async def measure(name: BackendName, rows: int, runs: int, work_dir: Path) -> Me
         engine = create_engine(settings.resolved_database_url)
         try:
             await migrate.upgrade(engine)
-            sessions = session_factory(engine)
+            sessions = audited_session_factory(engine)
             world = await provision(sessions)
             print(f"[{name}] loading {rows:,} rows…", file=sys.stderr)
             rate = await load(engine, world, rows)

@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from odock import estimate
+from odock.billing import bill
 from odock.db.engine import request_scope
 from odock.errors import OdockError
 from odock.ids import ordered_hex_id
@@ -50,8 +52,6 @@ from odock.providers.adapters.base import (
     Usage,
 )
 from odock.providers.catalog import ResolvedModel
-from odock.usage import estimate
-from odock.usage.billing import bill
 
 log = logging.getLogger(__name__)
 

@@ -17,6 +17,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from odock.admin.control import ControlPlane
+from odock.audit.recorder import audited_session_factory
 from odock.budgets.control import BudgetControl
 from odock.budgets.meters import MemoryMeterStore, MeterStore
 from odock.budgets.reconciler import BudgetReconciler
@@ -26,8 +27,8 @@ from odock.budgets.thresholds import ThresholdNotifier
 from odock.cache.bus import InvalidationBus, LocalInvalidationBus, RedisInvalidationBus
 from odock.cache.redis_link import RedisLink
 from odock.cache.shared import MemorySharedCache, RedisSharedCache, SharedCache
-from odock.db import migrate
-from odock.db.engine import create_engine, session_factory
+from odock.db.engine import create_engine
+from odock.db.migrate import prepare_schema
 from odock.keys.directory import KeyDirectory
 from odock.keys.stage import Authenticate
 from odock.limits.limiter import MemoryRateLimiter, RateLimiter, RedisRateLimiter
@@ -39,6 +40,7 @@ from odock.providers.adapters.mock import MockAdapter
 from odock.providers.adapters.openai import OpenAICompatibleAdapter
 from odock.providers.catalog import ModelCatalog
 from odock.providers.keyring import load_decrypter
+from odock.providers.proxy import ProxyRoutes
 from odock.providers.stage import CallUpstream, ResolveModel, ResolveProvider
 from odock.providers.upstream_client import UpstreamClient
 from odock.providers.vault import ProviderKeyVault
@@ -54,10 +56,6 @@ from odock.web.decode import DecodeRequest
 log = logging.getLogger(__name__)
 
 USAGE_JOURNAL_DIR = "usage-journal"
-
-
-class SchemaBehind(RuntimeError):
-    """The database schema is older than this code and migrating on start is off."""
 
 
 @dataclass
@@ -158,6 +156,16 @@ def open_governance(
     )
 
 
+def proxies(settings: Settings) -> ProxyRoutes:
+    """The outbound proxies upstream calls go through (HTTPS_PROXY, HTTP_PROXY, NO_PROXY)."""
+    https, http = settings.https_proxy, settings.http_proxy
+    return ProxyRoutes(
+        https=https.get_secret_value() if https else None,
+        http=http.get_secret_value() if http else None,
+        no_proxy=settings.no_proxy,
+    )
+
+
 # Usage events kept in memory for this process's own writer (see JournalQueue).
 HAND_OVER_EVENTS = 4096
 
@@ -185,19 +193,6 @@ def usage_queue(settings: Settings, redis: Redis | None, link: RedisLink | None 
     )
 
 
-async def prepare_schema(engine: AsyncEngine, settings: Settings) -> None:
-    """Migrate on start, or refuse to serve on a schema that is behind."""
-    if settings.should_migrate_on_start:
-        await migrate.upgrade(engine)
-        return
-    state = await migrate.status(engine)
-    if not state.is_current:
-        raise SchemaBehind(
-            f"database schema is at {state.current or 'empty'}, code needs {state.head}: "
-            "run 'odock migrate upgrade' or set ODOCK_MIGRATE_ON_START=true"
-        )
-
-
 @contextlib.asynccontextmanager
 async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     """Open every resource; close them all, in reverse order, on exit."""
@@ -205,7 +200,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         engine = create_engine(settings.resolved_database_url, pool_size=settings.database_pool_size)
         stack.push_async_callback(engine.dispose)
         await prepare_schema(engine, settings)
-        sessions = session_factory(engine)
+        sessions = audited_session_factory(engine)
 
         redis: Redis | None = None
         shared: SharedCache
@@ -255,7 +250,9 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             auto_decompress=False,
         )
         stack.push_async_callback(http.close)
-        upstream = UpstreamClient(max_connections=settings.upstream_max_connections)
+        upstream = UpstreamClient(
+            max_connections=settings.upstream_max_connections, proxies=proxies(settings)
+        )
         stack.push_async_callback(upstream.close)
         openai = OpenAICompatibleAdapter(upstream, settings.upstream_connect_timeout_seconds)
         adapters: dict[str, Adapter] = {

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -72,6 +72,22 @@ class Settings(BaseSettings):
     upstream_connect_timeout_seconds: float = Field(10.0, gt=0)
     upstream_default_timeout_seconds: float = Field(600.0, gt=0)
     upstream_max_connections: int = Field(1000, ge=1)
+    # The proxy variables every HTTP client honours, read under their usual names too (ODOCK_ first).
+    https_proxy: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("odock_https_proxy", "https_proxy"),
+        description="HTTP proxy for HTTPS upstreams (CONNECT tunnel); also read from HTTPS_PROXY",
+    )
+    http_proxy: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("odock_http_proxy", "http_proxy"),
+        description="HTTP proxy for plain-HTTP upstreams; also read from HTTP_PROXY",
+    )
+    no_proxy: str | None = Field(
+        None,
+        validation_alias=AliasChoices("odock_no_proxy", "no_proxy"),
+        description="Upstream hosts, domains, IP blocks reached directly; also read from NO_PROXY",
+    )
 
     # --- usage --------------------------------------------------------------------------
     usage_flush_interval_seconds: float = Field(
@@ -207,6 +223,29 @@ class Settings(BaseSettings):
             parse_policy(value)
         except InvalidPolicy as exc:
             raise ValueError(exc.message) from exc
+        return value
+
+    @field_validator("https_proxy", "http_proxy", "no_proxy", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value: Any) -> Any:
+        # HTTPS_PROXY= (exported empty) means no proxy, as for every other client.
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("https_proxy", "http_proxy")
+    @classmethod
+    def _check_proxy(cls, value: SecretStr | None) -> SecretStr | None:
+        from odock.providers.proxy import Proxy
+
+        if value is not None:
+            Proxy.parse(value.get_secret_value())  # its messages never repeat the URL (credentials)
+        return value
+
+    @field_validator("no_proxy")
+    @classmethod
+    def _check_no_proxy(cls, value: str | None) -> str | None:
+        from odock.providers.proxy import ProxyRoutes
+
+        ProxyRoutes(no_proxy=value)
         return value
 
     @field_validator("trusted_proxy_cidrs")
@@ -367,7 +406,8 @@ def _config_path_from_env(overrides: Mapping[str, Any]) -> Path | None:
 def _describe(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "settings"
+        # A setting also read under a standard name (HTTPS_PROXY…) is reported under its ODOCK_ name.
+        loc = ".".join(str(p) for p in err["loc"]).removeprefix("odock_") or "settings"
         env = f" ({ENV_PREFIX}{loc.upper()})" if err["loc"] else ""
         lines.append(f"invalid setting '{loc}'{env}: {err['msg']}")
     return "\n".join(lines)

@@ -20,7 +20,7 @@ from sqlalchemy import text
 
 from odock.db import migrate
 from odock.db.engine import create_engine
-from odock.runtime import SchemaBehind, prepare_schema
+from odock.db.migrate import SchemaBehind, prepare_schema
 from odock.settings import load_settings
 from tests.support import services
 

@@ -35,6 +35,7 @@ import contextlib
 import hashlib
 import json
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -151,8 +152,11 @@ class _Call:
 class FakeOpenAI:
     """The fake server; configure the public attributes before or between requests."""
 
-    def __init__(self, *, api_key: str | None = "sk-fake-upstream") -> None:
+    def __init__(
+        self, *, api_key: str | None = "sk-fake-upstream", tls: ssl.SSLContext | None = None
+    ) -> None:
         self.api_key = api_key  # None accepts any (or no) key
+        self.tls = tls  # serve HTTPS with this server context
         self.delay_seconds = 5.0
         self.chunk_delay_seconds = 0.05
         self.drip_chunks = 400
@@ -170,8 +174,8 @@ class FakeOpenAI:
     # --- lifecycle ------------------------------------------------------------------------
     @property
     def base_url(self) -> str:
-        """``http://127.0.0.1:<port>`` (the server root; OpenAI clients add ``/v1``)."""
-        return f"http://127.0.0.1:{self.port}"
+        """``http(s)://127.0.0.1:<port>`` (the server root; OpenAI clients add ``/v1``)."""
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def start(self) -> FakeOpenAI:
         """Serve on a free local port in a background thread; return once it accepts connections."""
@@ -222,7 +226,7 @@ class FakeOpenAI:
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         self.port = int(sock.getsockname()[1])
-        await web.SockSite(self._runner, sock).start()
+        await web.SockSite(self._runner, sock, ssl_context=self.tls).start()
 
     # --- what tests read --------------------------------------------------------------------
     @property
@@ -560,9 +564,11 @@ def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = No
 
 
 @contextlib.contextmanager
-def running_fake_openai(*, api_key: str | None = "sk-fake-upstream") -> Iterator[FakeOpenAI]:
-    """A started :class:`FakeOpenAI`, stopped on exit."""
-    server = FakeOpenAI(api_key=api_key).start()
+def running_fake_openai(
+    *, api_key: str | None = "sk-fake-upstream", tls: ssl.SSLContext | None = None
+) -> Iterator[FakeOpenAI]:
+    """A started :class:`FakeOpenAI` (HTTPS when given a server context), stopped on exit."""
+    server = FakeOpenAI(api_key=api_key, tls=tls).start()
     try:
         yield server
     finally:

@@ -32,9 +32,10 @@ from sqlalchemy import event, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from odock.admin.control import ControlPlane
+from odock.audit.recorder import audited_session_factory
 from odock.cache.bus import RedisInvalidationBus
 from odock.db import migrate
-from odock.db.engine import create_engine, request_scope, session_factory
+from odock.db.engine import create_engine, request_scope
 from odock.keys.secrets import hash_secret
 from odock.keys.tables import ApiKey
 from odock.pipeline import Exchange
@@ -422,7 +423,7 @@ async def operator(settings: Settings) -> AsyncIterator[Operator]:
     redis = Redis.from_url(settings.redis_url)
     try:
         await migrate.upgrade(engine)
-        sessions = session_factory(engine)
+        sessions = audited_session_factory(engine)
         bus = RedisInvalidationBus(redis, settings.redis_prefix, settings.cache_invalidation_channel)
         yield Operator(ControlPlane(sessions, bus, None), sessions)
     finally:

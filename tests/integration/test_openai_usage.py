@@ -6,7 +6,7 @@ import httpx
 import openai
 import pytest
 
-from odock.usage import estimate
+from odock import estimate
 from tests.conftest import Gateway, Tenant
 from tests.fakes.openai_server import DRIP_TEXT, FakeOpenAI
 from tests.integration.conftest import MESSAGES, only_usage_record, openai_tenant, sdk, usage_records

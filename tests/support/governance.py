@@ -33,11 +33,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from odock.admin.control import ControlPlane
+from odock.audit.recorder import audited_session_factory
 from odock.budgets.control import BudgetControl
 from odock.budgets.tables import MeterSettlement, MeterWindow
 from odock.cache.bus import InvalidationBus, LocalInvalidationBus, RedisInvalidationBus
 from odock.db import migrate
-from odock.db.engine import create_engine, session_factory
+from odock.db.engine import create_engine
 from odock.providers.tables import ProviderType
 from odock.settings import Settings
 from odock.usage.tables import UsageRecord
@@ -262,7 +263,7 @@ async def operator(settings: Settings) -> AsyncIterator[Operator]:
     redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
     try:
         await migrate.upgrade(engine)
-        sessions = session_factory(engine)
+        sessions = audited_session_factory(engine)
         bus: InvalidationBus = (
             RedisInvalidationBus(redis, settings.redis_prefix, settings.cache_invalidation_channel)
             if redis is not None

@@ -27,23 +27,23 @@ import aiohttp
 from redis.asyncio import Redis
 
 from odock.admin.control import ControlPlane
+from odock.audit.recorder import audited_session_factory
 from odock.budgets.control import BudgetControl
 from odock.cache.bus import (
+    INVALIDATION_PATH,
+    INVALIDATION_SECRET_HEADER,
     Invalidation,
     InvalidationBus,
     Listener,
     LocalInvalidationBus,
     RedisInvalidationBus,
 )
-from odock.db.engine import create_engine, session_factory
+from odock.db.engine import create_engine
+from odock.db.migrate import prepare_schema
 from odock.providers.keyring import load_decrypter
-from odock.runtime import prepare_schema
 from odock.settings import Settings
-from odock.web.gateway import INVALIDATION_SECRET_HEADER
 
 log = logging.getLogger(__name__)
-
-INVALIDATION_PATH = "/v1/internal/cache/invalidate"
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ async def open_admin(settings: Settings) -> AsyncIterator[AdminContext]:
         else:
             bus = LocalInvalidationBus()
 
-        control = ControlPlane(session_factory(engine), bus, load_decrypter(settings))
+        control = ControlPlane(audited_session_factory(engine), bus, load_decrypter(settings))
         yield AdminContext(settings=settings, control=control, budgets=control.budgets, redis=redis)
 
 

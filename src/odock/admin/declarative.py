@@ -48,6 +48,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from odock.admin.rules import check_ownership, check_timezone, usd_to_nanos, validate_policies
+from odock.billing import Pricing
 from odock.budgets.control import MeterSchedule
 from odock.budgets.tables import OwnerType, QuotaMetric
 from odock.budgets.windows import Period
@@ -56,7 +57,6 @@ from odock.keys.tables import ApiKeyType
 from odock.providers.tables import ProviderType
 from odock.settings import SettingsError, read_config_file
 from odock.tenancy.tables import Role
-from odock.usage.billing import Pricing
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]

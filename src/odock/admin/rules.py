@@ -15,10 +15,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import ValidationError
 
+from odock.billing import Pricing
 from odock.errors import UnprocessableEntity
 from odock.keys.tables import ApiKeyType
 from odock.limits.policy import parse_policy
-from odock.usage.billing import Pricing
 
 MIN_PINNED_SECRET_LENGTH = 32
 NANOS_PER_USD = 1_000_000_000

@@ -1,6 +1,6 @@
 """Recording configuration changes: one audit event per changed row, in the same transaction.
 
-Every session the process opens is an :class:`AuditedSession` (``odock.db.engine.session_factory``),
+Every session the process opens is an :class:`AuditedSession` (:func:`audited_session_factory`),
 so nothing that changes configuration escapes the log::
 
     flush ─► after_flush: for each inserted / updated / deleted row of a configuration table
@@ -28,6 +28,7 @@ from typing import Any
 
 from sqlalchemy import Table, and_, event, insert, inspect, or_, select
 from sqlalchemy.engine import Connection, Result
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import InstanceState, ORMExecuteState, Session, UOWTransaction
 from sqlalchemy.orm.base import NO_VALUE
 from sqlalchemy.sql.dml import Delete, Insert, Update
@@ -35,6 +36,7 @@ from sqlalchemy.sql.dml import Delete, Insert, Update
 from odock.audit.context import AuditActor, current_actor
 from odock.audit.tables import AuditEvent
 from odock.db.base import utcnow
+from odock.db.engine import session_factory
 from odock.ids import new_id
 from odock.providers.config import shown_config
 
@@ -95,6 +97,11 @@ class Change:
 
 class AuditedSession(Session):
     """A session that records its configuration changes in the audit log."""
+
+
+def audited_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """The process's sessions: every configuration change they flush is audited."""
+    return session_factory(engine, AuditedSession)
 
 
 def is_secret(table: str, column: str) -> bool:

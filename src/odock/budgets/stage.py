@@ -27,6 +27,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from odock.aio import ready
+from odock.billing import cost_nanos
 from odock.budgets.ledger import Settlement, window_state
 from odock.budgets.meters import MeterLine, MeterStore, ReserveOutcome, ReserveResult
 from odock.budgets.specs import BUDGET, MeterSpec
@@ -35,7 +36,6 @@ from odock.errors import BudgetExceeded, MeterStoreUnavailable, ModelPricingMiss
 from odock.ids import RequestId
 from odock.pipeline import Exchange, SplitStage
 from odock.providers.adapters.base import Endpoint, Usage
-from odock.usage.billing import cost_nanos
 
 log = logging.getLogger(__name__)
 

@@ -30,6 +30,11 @@ log = logging.getLogger(__name__)
 
 Scope = Literal["api_key", "organisation", "all"]
 
+# The embedded gateway's internal endpoint that one-shot admin commands post invalidations to,
+# and the header carrying the shared secret that authorises them.
+INVALIDATION_PATH = "/v1/internal/cache/invalidate"
+INVALIDATION_SECRET_HEADER = "x-odock-invalidation-secret"
+
 
 @dataclass(frozen=True, slots=True)
 class Invalidation:

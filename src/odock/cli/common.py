@@ -52,9 +52,9 @@ def run_admin(ctx: click.Context, action: Callable[[AdminContext], Awaitable[T]]
     from odock.admin.context import open_admin
     from odock.admin.declarative import DeclarationError
     from odock.audit.context import AuditActor, acting_as
+    from odock.db.migrate import SchemaBehind
     from odock.errors import OdockError
     from odock.providers.crypto import EnvelopeError
-    from odock.runtime import SchemaBehind
     from odock.telemetry.logging import configure_logging
 
     settings = settings_from(ctx)

@@ -9,8 +9,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-
-from odock.audit.recorder import AuditedSession
+from sqlalchemy.orm import Session
 
 # Set by the request pipeline while a request is being handled, so that statements issued on
 # behalf of a request can be told apart from background work (used by the hot-path SQL audit).
@@ -44,6 +43,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    """Sessions that keep loaded objects usable after commit and audit configuration changes."""
-    return async_sessionmaker(engine, expire_on_commit=False, sync_session_class=AuditedSession)
+def session_factory(
+    engine: AsyncEngine, session_class: type[Session] = Session
+) -> async_sessionmaker[AsyncSession]:
+    """Sessions that keep loaded objects usable after commit, built on ``session_class``.
+
+    The process's own sessions audit configuration changes: they come from
+    ``odock.audit.recorder.audited_session_factory``, which passes its session class here (the
+    database layer does not know about the audit log).
+    """
+    return async_sessionmaker(engine, expire_on_commit=False, sync_session_class=session_class)

@@ -19,8 +19,13 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from odock.db.schema import metadata
+from odock.settings import Settings
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+class SchemaBehind(RuntimeError):
+    """The database schema is older than this code and migrating on start is off."""
 
 
 @dataclass(frozen=True)
@@ -100,3 +105,16 @@ async def drift(engine: AsyncEngine) -> list[Any]:
 
     async with engine.connect() as conn:
         return await conn.run_sync(_compare)
+
+
+async def prepare_schema(engine: AsyncEngine, settings: Settings) -> None:
+    """Migrate on start, or refuse to serve on a schema that is behind."""
+    if settings.should_migrate_on_start:
+        await upgrade(engine)
+        return
+    state = await status(engine)
+    if not state.is_current:
+        raise SchemaBehind(
+            f"database schema is at {state.current or 'empty'}, code needs {state.head}: "
+            "run 'odock migrate upgrade' or set ODOCK_MIGRATE_ON_START=true"
+        )

@@ -10,15 +10,38 @@ from __future__ import annotations
 
 import os
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+from pydantic import SecretStr
 
 from odock.providers.crypto import EnvelopeDecrypter, generate_key_pair
-from odock.settings import Settings
 
 PRIVATE_KEY_FILE = "provider-key.pem"
 KEY_ID_FILE = "provider-key.id"
 
 
-def load_decrypter(settings: Settings) -> EnvelopeDecrypter | None:
+class KeyringSettings(Protocol):
+    """The settings the keyring reads (``odock.settings.Settings`` has them)."""
+
+    @property
+    def provider_key_encryption_key_id(self) -> str | None:
+        """The configured pair's key id."""
+
+    @property
+    def provider_key_encryption_private_key(self) -> SecretStr | None:
+        """The configured pair's private key (PEM)."""
+
+    @property
+    def is_embedded(self) -> bool:
+        """Whether the gateway runs in the embedded mode (SQLite, in-process state)."""
+
+    @property
+    def data_dir(self) -> Path:
+        """Where the embedded mode keeps its files."""
+
+
+def load_decrypter(settings: KeyringSettings) -> EnvelopeDecrypter | None:
     """The decrypter for this gateway, creating the embedded pair when needed."""
     if settings.provider_key_encryption_key_id and settings.provider_key_encryption_private_key:
         return EnvelopeDecrypter(

@@ -11,8 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from odock.providers.stage import KEYLESS_TYPES, OPENAI_FAMILY
 from odock.providers.tables import ProviderType
+
+# Provider types whose API speaks the OpenAI wire format (the OpenAI-compatible endpoints).
+OPENAI_FAMILY = frozenset({"OPENAI", "AZURE_OPENAI", "VLLM", "CUSTOM", "MISTRAL", "MOCK"})
+# Types that may run without a provider key (local servers and the mock).
+KEYLESS_TYPES = frozenset({"VLLM", "CUSTOM", "MOCK"})
 
 
 @dataclass(frozen=True)

@@ -26,12 +26,9 @@ from odock.errors import (
 from odock.pipeline import Exchange
 from odock.providers.adapters.base import Adapter, UpstreamCall
 from odock.providers.catalog import ModelCatalog
+from odock.providers.provider_types import KEYLESS_TYPES, OPENAI_FAMILY
 from odock.providers.vault import ProviderKeyVault
 
-# Provider types whose API speaks the OpenAI wire format (the OpenAI-compatible endpoints).
-OPENAI_FAMILY = frozenset({"OPENAI", "AZURE_OPENAI", "VLLM", "CUSTOM", "MISTRAL", "MOCK"})
-# Types that may run without a provider key (local servers and the mock).
-KEYLESS_TYPES = frozenset({"VLLM", "CUSTOM", "MOCK"})
 # Provider types whose servers accept vendor-specific request fields by default.
 PERMISSIVE_TYPES = frozenset({"VLLM", "CUSTOM", "MOCK"})
 

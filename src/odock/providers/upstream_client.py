@@ -13,8 +13,12 @@ a few headers and a body that is either read whole or relayed as it arrives. Flo
     Response.chunks()     body pieces as they arrive; each wait within read_seconds
     Response.release()    complete and keep-alive: back to the pool; otherwise closed
 
-Deadlines cost one timer per request (a connection watchdog), not one per read. A stream
-whose reader falls behind pauses reading from the upstream socket (back-pressure) instead of
+With proxies configured (:mod:`odock.providers.proxy`), a plain-HTTP origin is reached through
+the proxy with absolute-form request lines, an HTTPS origin through a CONNECT tunnel; the pool
+still keys connections by origin.
+
+Deadlines cost one timer per request (a connection watchdog), not one per read. A stream whose
+reader falls behind pauses reading from the upstream socket (back-pressure) instead of
 buffering without bound. Errors are this module's own (:class:`ConnectFailed`,
 :class:`ResponseTimeout`, :class:`ConnectionDropped`, :class:`BadResponse`); the adapter
 translates them into Odock's upstream errors at its boundary.
@@ -32,6 +36,8 @@ from typing import cast
 from urllib.parse import urlsplit
 
 import httptools
+
+from odock.providers.proxy import Proxy, ProxyRoutes, open_tunnel
 
 _PAUSE_ABOVE = 256 * 1024  # buffered, unread stream bytes before reading from upstream pauses
 _RESUME_BELOW = 64 * 1024
@@ -68,8 +74,10 @@ class _Target:
     """A parsed URL: the origin to connect to and what to put in the request line."""
 
     origin: tuple[str, str, int]  # scheme, host, port
-    path: str
+    path: str  # absolute form (http://host:port/path) when sent to an HTTP proxy
     host_header: bytes
+    proxy: Proxy | None = None  # the proxy the origin is reached through
+    proxy_header: bytes = b""  # a Proxy-Authorization line, for requests sent to an HTTP proxy
 
 
 class _Connection(asyncio.Protocol):
@@ -307,8 +315,10 @@ class UpstreamClient:
         max_connections: int,
         idle_seconds: float = 15.0,
         ssl_context: ssl.SSLContext | None = None,
+        proxies: ProxyRoutes | None = None,
     ) -> None:
         self._max = max_connections
+        self._proxies = proxies if proxies is not None and proxies.active else None
         self._idle_seconds = idle_seconds
         self._ssl = ssl_context  # created on the first https connection when not given
         self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
@@ -336,7 +346,7 @@ class UpstreamClient:
         request = _request_bytes(target, body, headers)
         loop = asyncio.get_running_loop()
         started = loop.time()
-        connection = await self._acquire(target.origin, connect_seconds)
+        connection = await self._acquire(target, connect_seconds)
         try:
             # The total deadline includes the time it took to connect.
             remaining = total_seconds - (loop.time() - started)
@@ -367,7 +377,8 @@ class UpstreamClient:
                 self._open -= 1
         self._idle.clear()
 
-    async def _acquire(self, origin: tuple[str, str, int], connect_seconds: float) -> _Connection:
+    async def _acquire(self, target: _Target, connect_seconds: float) -> _Connection:
+        origin = target.origin
         if self._closed:
             raise ConnectFailed("the upstream client is closed")
         loop = asyncio.get_running_loop()
@@ -382,7 +393,7 @@ class UpstreamClient:
         await self._slot(connect_seconds)
         self._open += 1
         try:
-            return await asyncio.wait_for(self._connect(loop, origin), connect_seconds)
+            return await asyncio.wait_for(self._connect(loop, target), connect_seconds)
         except BaseException as exc:
             self._open -= 1
             self._notify()
@@ -392,14 +403,30 @@ class UpstreamClient:
                 raise ConnectFailed(f"{exc.strerror or exc}") from exc
             raise
 
-    async def _connect(self, loop: asyncio.AbstractEventLoop, origin: tuple[str, str, int]) -> _Connection:
+    async def _connect(self, loop: asyncio.AbstractEventLoop, target: _Target) -> _Connection:
+        origin = target.origin
         scheme, host, port = origin
         context = None
         if scheme == "https":
             context = self._ssl = self._ssl or ssl.create_default_context()
-        _, connection = await loop.create_connection(
-            lambda: _Connection(loop, origin), host, port, ssl=context
-        )
+        proxy = target.proxy
+        if proxy is None:
+            _, connection = await loop.create_connection(
+                lambda: _Connection(loop, origin), host, port, ssl=context
+            )
+        elif context is None:  # plain HTTP: the proxy forwards each absolute-form request
+            _, connection = await loop.create_connection(
+                lambda: _Connection(loop, origin), proxy.host, proxy.port
+            )
+        else:  # HTTPS: TLS with the upstream itself, inside a tunnel through the proxy
+            sock = await open_tunnel(proxy, host, port)
+            try:
+                _, connection = await loop.create_connection(
+                    lambda: _Connection(loop, origin), sock=sock, ssl=context, server_hostname=host
+                )
+            except BaseException:
+                sock.close()
+                raise
         return connection
 
     async def _slot(self, wait_seconds: float) -> None:
@@ -438,11 +465,14 @@ class UpstreamClient:
         default = (parts.scheme == "https" and port == 443) or (parts.scheme == "http" and port == 80)
         host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        target = _Target(
-            (parts.scheme, parts.hostname, port),
-            path,
-            (host if default else f"{host}:{port}").encode("idna"),
-        )
+        authority = (host if default else f"{host}:{port}").encode("idna")
+        proxy = self._proxies.proxy_for(parts.scheme, parts.hostname, port) if self._proxies else None
+        if proxy is not None and parts.scheme == "http":
+            path = f"http://{authority.decode()}{path}"
+            line = b"proxy-authorization: " + proxy.authorization + b"\r\n" if proxy.authorization else b""
+            target = _Target((parts.scheme, parts.hostname, port), path, authority, proxy, line)
+        else:
+            target = _Target((parts.scheme, parts.hostname, port), path, authority, proxy)
         if len(self._targets) >= _URL_CACHE_SIZE:
             self._targets.clear()
         self._targets[url] = target
@@ -452,6 +482,8 @@ class UpstreamClient:
 def _request_bytes(target: _Target, body: bytes, headers: Mapping[str, str]) -> bytes:
     """The request line, headers and body, ready for one write."""
     lines = [b"POST ", target.path.encode("latin-1"), b" HTTP/1.1\r\nhost: ", target.host_header, b"\r\n"]
+    if target.proxy_header:
+        lines.append(target.proxy_header)
     for name, value in headers.items():
         if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
             raise InvalidRequest(f"header {name!r} contains a line break")

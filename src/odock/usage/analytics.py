@@ -35,8 +35,8 @@ from sqlalchemy import ColumnElement, DateTime, Float, Integer, String, case, ca
 from sqlalchemy.dialects.postgresql import ARRAY, array
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from odock.billing import usd
 from odock.errors import UnprocessableEntity
-from odock.usage.billing import usd
 from odock.usage.queries import (
     COLUMNS,
     Owner,

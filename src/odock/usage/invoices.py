@@ -27,8 +27,8 @@ from pydantic import BaseModel
 from sqlalchemy import BigInteger, ColumnElement, Row, Select, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from odock.billing import NANOS_PER_USD
 from odock.db.base import utcnow
-from odock.usage.billing import NANOS_PER_USD
 from odock.usage.queries import (
     COLUMNS,
     SUMMARY_COLUMNS,
@@ -42,7 +42,7 @@ from odock.usage.queries import (
 )
 
 MCP_PROVIDER = "mcp"
-CATEGORIES = ("input", "cached_input", "output", "reasoning", "embeddings")  # odock.usage.billing classes
+CATEGORIES = ("input", "cached_input", "output", "reasoning", "embeddings")  # odock.billing classes
 
 
 def usd9(nanos: int) -> str:

@@ -24,11 +24,11 @@ from pydantic import BaseModel
 from sqlalchemy import ColumnElement, Row, Select, and_, false, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from odock.billing import usd
 from odock.keys.tables import ApiKey
 from odock.rbac.grant import Grant
 from odock.rbac.permissions import Reach
 from odock.tenancy.tables import Team, User
-from odock.usage.billing import usd
 from odock.usage.tables import UsageRecord
 
 COLUMNS = UsageRecord.__table__.c

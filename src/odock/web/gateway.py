@@ -16,8 +16,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from odock.budgets.standing import key_standing
-from odock.cache.bus import Invalidation
+from odock.cache.bus import INVALIDATION_SECRET_HEADER, Invalidation
 from odock.db.engine import request_scope
 from odock.errors import (
     DependencyUnavailable,
@@ -30,6 +29,7 @@ from odock.errors import (
 from odock.ids import accept_request_id, new_request_id
 from odock.keys.principal import KeyPrincipal
 from odock.keys.stage import authenticate
+from odock.keys.standing import key_standing
 from odock.pipeline import Exchange, Timings
 from odock.providers.adapters.base import Endpoint
 from odock.runtime import Runtime
@@ -41,7 +41,6 @@ from odock.web.responder import AsgiResponder
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Scope, Receive, Send, dict[str, str]], Awaitable[None]]
-INVALIDATION_SECRET_HEADER = "x-odock-invalidation-secret"
 
 
 class Gateway:

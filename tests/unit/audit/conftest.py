@@ -10,10 +10,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from odock.admin.control import ControlPlane
+from odock.audit.recorder import audited_session_factory
 from odock.audit.tables import AuditEvent
 from odock.cache.bus import LocalInvalidationBus
 from odock.db import migrate
-from odock.db.engine import create_engine, session_factory
+from odock.db.engine import create_engine
 from odock.providers.crypto import EnvelopeDecrypter, KeyPair, generate_key_pair
 
 Events = Callable[..., Awaitable[list[AuditEvent]]]
@@ -31,7 +32,7 @@ async def sessions(tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSess
     engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'odock.db'}")
     await migrate.upgrade(engine)
     try:
-        yield session_factory(engine)
+        yield audited_session_factory(engine)
     finally:
         await engine.dispose()
 

@@ -13,7 +13,7 @@ from bench.drivers import Window
 from sqlalchemy import insert
 
 from odock.db.engine import create_engine
-from odock.runtime import prepare_schema
+from odock.db.migrate import prepare_schema
 from odock.usage.tables import UsageRecord
 
 T0 = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)

@@ -17,8 +17,8 @@ from typing import Any
 
 import orjson
 
+from odock import estimate
 from odock.providers.adapters.base import StreamChunk, UnaryResult, UpstreamCall, Usage
-from odock.usage import estimate
 
 DEFAULT_TEXT = "This is a mock answer from the Odock gateway."
 

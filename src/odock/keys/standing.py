@@ -7,18 +7,30 @@ Counters come from the hot store; a window not yet touched reads from the ledger
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from odock.budgets.ledger import window_state
+from odock.budgets.meters import MeterStore
 from odock.budgets.specs import BUDGET
 from odock.budgets.tables import MeterWindow
 from odock.keys.principal import KeyPrincipal
 
-if TYPE_CHECKING:
-    from odock.runtime import Governance
+
+class Counters(Protocol):
+    """Where the counters are read: the hot store, and the ledger behind it (the runtime's governance)."""
+
+    @property
+    def meters(self) -> MeterStore:
+        """The hot store of the current windows."""
+
+    @property
+    def sessions(self) -> async_sessionmaker[AsyncSession]:
+        """Sessions on the database that holds the ledger."""
 
 
-async def key_standing(principal: KeyPrincipal, governance: Governance, now: datetime) -> dict[str, Any]:
+async def key_standing(principal: KeyPrincipal, governance: Counters, now: datetime) -> dict[str, Any]:
     """The body of ``GET /v1/keys/self``."""
     windows = [(spec, spec.schedule().window_at(now)) for spec in principal.meters]
     keys = [spec.counter_key(w) for spec, w in windows if w is not None]
@@ -72,7 +84,7 @@ async def key_standing(principal: KeyPrincipal, governance: Governance, now: dat
     }
 
 
-async def _ledger_reading(governance: Governance, key: str, default_limit: int) -> tuple[int, int, int]:
+async def _ledger_reading(governance: Counters, key: str, default_limit: int) -> tuple[int, int, int]:
     async with governance.sessions() as session:
         row = await session.get(MeterWindow, key)
     if row is None:

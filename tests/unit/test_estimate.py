@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from odock.usage import estimate
+from odock import estimate
 
 
 @pytest.mark.parametrize(
