@@ -43,13 +43,13 @@ from odock.providers.stage import CallUpstream, ResolveModel, ResolveProvider
 from odock.providers.upstream_client import UpstreamClient
 from odock.providers.vault import ProviderKeyVault
 from odock.settings import Settings
+from odock.surfaces.openai_chat import DecodeRequest
 from odock.usage.journal import JournalQueue
 from odock.usage.queue import UsageQueue
 from odock.usage.recorder import UsageRecorder
 from odock.usage.stage import RecordUsage
 from odock.usage.store import UsageStore
 from odock.usage.stream import RedisStreamQueue
-from odock.web.decode import DecodeRequest
 
 log = logging.getLogger(__name__)
 
