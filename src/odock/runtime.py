@@ -44,6 +44,7 @@ from odock.providers.upstream_client import UpstreamClient
 from odock.providers.vault import ProviderKeyVault
 from odock.settings import Settings
 from odock.surfaces.openai_chat import DecodeRequest
+from odock.telemetry.prompts import LogPrompts
 from odock.usage.journal import JournalQueue
 from odock.usage.queue import UsageQueue
 from odock.usage.recorder import UsageRecorder
@@ -118,6 +119,7 @@ def build_pipeline(
             Authenticate(keys),
             EarlyGate(governance.limiter, governance.resolver, **limits),
             DecodeRequest(),
+            *([LogPrompts()] if settings.log_prompts else []),
             ResolveModel(models),
             ResolveProvider(adapters, vault, settings.upstream_default_timeout_seconds),
             *last_gates,
