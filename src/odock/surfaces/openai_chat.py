@@ -90,6 +90,16 @@ INTEGER_RANGES: dict[str, tuple[int, int]] = {
 }
 LOGIT_BIAS_RANGE = (-100, 100)
 
+_TYPE_NAMES = {
+    bool: "a boolean",
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    list: "an array",
+    dict: "an object",
+}
+
+
 _REQUIRED = {Endpoint.CHAT: ("model", "messages"), Endpoint.EMBEDDINGS: ("model", "input")}
 _FIELDS = {Endpoint.CHAT: CHAT_FIELDS, Endpoint.EMBEDDINGS: EMBEDDING_FIELDS}
 
@@ -100,8 +110,9 @@ def decode(ex: Exchange) -> None:
     for name in _REQUIRED[ex.endpoint]:
         if data.get(name) is None:
             raise InvalidRequestBody(f"missing required field '{name}'", param=name)
-    extra = check_fields(data, _FIELDS[ex.endpoint])
-    check_integers(data)
+    fields = _FIELDS[ex.endpoint]
+    extra = check_fields(data, fields)
+    check_integers(data, fields)
     if not data["model"].strip():
         raise InvalidRequestBody("field 'model' must not be empty", param="model")
     if ex.endpoint == Endpoint.CHAT:
@@ -130,22 +141,13 @@ def check_fields(
     return tuple(extra)
 
 
-def check_integers(data: Mapping[str, Any]) -> None:
-    """Refuse an integer field outside its range (400 naming the field and the range)."""
+def check_integers(data: Mapping[str, Any], fields: Mapping[str, tuple[type, ...]]) -> None:
+    """Refuse an integer field of ``fields`` outside its range (400 naming the field and the range)."""
     for name, (low, high) in INTEGER_RANGES.items():
         value = data.get(name)
-        if value is not None and not low <= value <= high:
+        # Only known fields were type-checked; an unknown one of the same name is not ours to judge.
+        if value is not None and name in fields and not low <= value <= high:
             raise InvalidRequestBody(f"field '{name}' must be between {low} and {high}", param=name)
-
-
-_TYPE_NAMES = {
-    bool: "a boolean",
-    int: "an integer",
-    float: "a number",
-    str: "a string",
-    list: "an array",
-    dict: "an object",
-}
 
 
 def _type_ok(value: Any, types: tuple[type, ...]) -> bool:

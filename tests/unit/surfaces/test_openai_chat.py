@@ -170,3 +170,11 @@ def test_a_missing_or_ill_typed_chat_field_is_named(body: dict[str, Any], param:
 def test_a_body_that_is_not_a_json_object_is_refused(raw: bytes) -> None:
     """Anything but a JSON object is a 400 without a field."""
     assert refusal(raw).param is None
+
+
+@pytest.mark.parametrize("value", ["many", 2**64 - 1, [1]])
+def test_a_chat_field_sent_to_embeddings_is_set_aside_not_range_checked(value: Any) -> None:
+    """``n`` is not an embeddings field: whatever its value, it is an unknown field, not a 500."""
+    ex = exchange({"model": "m", "input": "x", "n": value}, Endpoint.EMBEDDINGS)
+    decode(ex)
+    assert ex.extra_fields == ("n",)
