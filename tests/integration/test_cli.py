@@ -318,6 +318,13 @@ def test_a_key_expiry_without_an_offset_is_read_in_the_keys_zone(live: Gateway) 
     assert datetime.fromisoformat(rotated["expires_at"]) == datetime(2031, 7, 1, 10, tzinfo=UTC)
 
 
+def test_a_model_type_must_be_one_the_gateway_knows() -> None:
+    """models create refuses a type no endpoint serves by that name (e.g. "embedding"), before connecting."""
+    done = Cli(dict(os.environ)).run("models", "create", "--org", "o", "--type", "embedding", "m")
+    assert done.returncode == 2
+    assert "'embedding' is not one of" in done.stderr
+
+
 def test_encryption_pair_output_round_trips(make_settings: SettingsFactory) -> None:
     """The printed env lines load as settings, and what the public key encrypts the private key opens."""
     out = Cli(dict(os.environ)).ok("keys", "encryption-pair", "--key-id", "pair-test")
