@@ -119,12 +119,15 @@ async def provision(
             org.id, "mock-upstream", ProviderType.OPENAI, base_url=upstream_v1_url
         )
         provider_key = await control.add_provider_key(provider.id, "bench", secret=UPSTREAM_SECRET)
-        for name, kind in ((CHAT_MODEL, "chat"), (EMBEDDING_MODEL, "embedding")):
+        for name, kind, model_type in (
+            (CHAT_MODEL, "chat", "chat"),
+            (EMBEDDING_MODEL, "embedding", "embeddings"),
+        ):
             await control.create_model(
                 org.id,
                 name,
                 slug=f"mock-{kind}",
-                type=kind,
+                type=model_type,
                 provider_id=provider.id,
                 provider_key_id=provider_key.id,
                 pricing=PRICING,

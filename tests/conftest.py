@@ -199,6 +199,7 @@ def provision(
     slug: str | None = None,
     pricing: dict[str, Any] | None = None,
     model_config: dict[str, Any] | None = None,
+    model_type: str = "chat",
     grant: bool = True,
 ) -> Tenant:
     """Create a fresh tenant through the gateway's own control plane."""
@@ -220,6 +221,7 @@ def provision(
             provider_key_id=key_id,
             pricing=pricing,
             config=model_config or {},
+            type=model_type,
         )
         issued = await control.create_api_key(org.id, "test key", models=[model] if grant else [])
         return Tenant(org.id, provider.id, model, created.id, issued.key.id, issued.secret)

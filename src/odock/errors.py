@@ -10,6 +10,7 @@ both the OpenAI SDK and Odock clients can parse the result::
     │   ├── MaxTokensExceeded          400 max_tokens_exceeded
     │   ├── ModelPricingMissing        400 model_pricing_missing
     │   ├── ModelNotFound              400 model_not_found
+    │   ├── ModelTypeMismatch          400 model_type_mismatch
     │   ├── ProviderNotConfigured      400 provider_not_configured
     │   ├── ProviderApiKeyNotConfigured 400 provider_api_key_not_configured
     │   ├── ProviderTypeUnsupported    400 provider_type_unsupported
@@ -134,6 +135,13 @@ class ModelNotFound(InvalidRequest):
 
     code = "model_not_found"
     default_message = "model not found"
+
+
+class ModelTypeMismatch(InvalidRequest):
+    """The model's type is not served by the endpoint it was called on (a chat model on embeddings)."""
+
+    code = "model_type_mismatch"
+    default_message = "the model's type is not served by this endpoint"
 
 
 class ProviderNotConfigured(InvalidRequest):

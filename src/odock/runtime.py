@@ -45,13 +45,14 @@ from odock.providers.stage import CallUpstream, ResolveModel, ResolveProvider
 from odock.providers.upstream_client import UpstreamClient
 from odock.providers.vault import ProviderKeyVault
 from odock.settings import Settings
+from odock.surfaces.openai_chat import DecodeRequest
+from odock.telemetry.prompts import LogPrompts
 from odock.usage.journal import JournalQueue
 from odock.usage.queue import UsageQueue
 from odock.usage.recorder import UsageRecorder
 from odock.usage.stage import RecordUsage
 from odock.usage.store import UsageStore
 from odock.usage.stream import RedisStreamQueue
-from odock.web.decode import DecodeRequest
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,7 @@ def build_pipeline(
             Authenticate(keys),
             EarlyGate(governance.limiter, governance.resolver, **limits),
             DecodeRequest(),
+            *([LogPrompts()] if settings.log_prompts else []),
             ResolveModel(models),
             ResolveProvider(adapters, vault, settings.upstream_default_timeout_seconds),
             *last_gates,

@@ -44,7 +44,9 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(8 * 1024 * 1024, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
-    log_prompts: bool = Field(False, description="Log request and response bodies (never keys)")
+    log_prompts: bool = Field(
+        False, description="Log prompts and unary answers at INFO (privacy risk; never keys)"
+    )
 
     # --- storage ------------------------------------------------------------------------
     database_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite in data_dir")

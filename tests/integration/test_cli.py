@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -298,10 +299,30 @@ def test_errors_are_one_line_without_traceback(live: Gateway) -> None:
         done = cli.run(*args)
         assert done.returncode == 1, args
         assert done.stderr.strip() == message
-    naive = cli.run("keys", "create", "--org", org, "--expires", "2030-01-01T00:00:00", "k")
-    assert naive.returncode == 2
-    assert "has no UTC offset" in naive.stderr
-    assert "Traceback" not in naive.stderr
+    malformed = cli.run("keys", "create", "--org", org, "--expires", "new year's eve", "k")
+    assert malformed.returncode == 2
+    assert "is not an ISO 8601 timestamp" in malformed.stderr
+    assert "Traceback" not in malformed.stderr
+
+
+def test_a_key_expiry_without_an_offset_is_read_in_the_keys_zone(live: Gateway) -> None:
+    """keys create and keys rotate read an expiry without an offset in the key's --timezone (spec §3.3)."""
+    cli = cli_for(live)
+    org = org_name(live, provision(live))
+    expiry = ("--expires", "2030-01-01T00:00:00", "--timezone", "Europe/Paris")
+    created = orjson.loads(cli.ok("keys", "create", "--org", org, *expiry, "--json", "k"))
+    assert datetime.fromisoformat(created["expires_at"]) == datetime(2029, 12, 31, 23, tzinfo=UTC)
+    rotated = orjson.loads(
+        cli.ok("keys", "rotate", "--expires", "2031-07-01T12:00:00", "--json", created["id"])
+    )
+    assert datetime.fromisoformat(rotated["expires_at"]) == datetime(2031, 7, 1, 10, tzinfo=UTC)
+
+
+def test_a_model_type_must_be_one_the_gateway_knows() -> None:
+    """models create refuses a type no endpoint serves by that name (e.g. "embedding"), before connecting."""
+    done = Cli(dict(os.environ)).run("models", "create", "--org", "o", "--type", "embedding", "m")
+    assert done.returncode == 2
+    assert "'embedding' is not one of" in done.stderr
 
 
 def test_encryption_pair_output_round_trips(make_settings: SettingsFactory) -> None:

@@ -187,7 +187,7 @@ ROUTES = list(CALLS)
 @pytest.mark.parametrize("route", ROUTES)
 def test_warm_request_runs_no_sql(audited: Audited, route: str) -> None:
     """A cold request reads the database (positive control); the same request warmed runs zero statements."""
-    tenant = provision(audited.gateway)
+    tenant = provision(audited.gateway, model_type="embeddings" if route == "embeddings" else "chat")
     call = CALLS[route]
     cold = audited.statements.during(lambda: call(audited, tenant))
     assert len(cold) > 0, "the cold request ran no request-scoped SQL: the audit is not seeing the request"

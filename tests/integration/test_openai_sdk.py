@@ -95,8 +95,9 @@ def test_stream_without_include_usage_hides_usage_but_meters_it(
     assert (record.prompt_tokens, record.completion_tokens) == (21, 9)
 
 
-def test_embeddings_default_base64(openai_gateway: Gateway, tenant: Tenant, fake_openai: FakeOpenAI) -> None:
+def test_embeddings_default_base64(openai_gateway: Gateway, fake_openai: FakeOpenAI) -> None:
     """Embeddings requested the SDK's default way (base64) decode to the upstream's vectors."""
+    tenant = openai_tenant(openai_gateway, fake_openai, slug=SLUG, model_type="embeddings")
     result = sdk(openai_gateway, tenant.secret).embeddings.create(model=tenant.model, input=["alpha", "beta"])
     assert [d.embedding for d in result.data] == [embedding_of("alpha", 8), embedding_of("beta", 8)]
     assert result.usage.prompt_tokens == 10
@@ -106,10 +107,9 @@ def test_embeddings_default_base64(openai_gateway: Gateway, tenant: Tenant, fake
     assert sent.body["encoding_format"] == "base64"
 
 
-def test_embeddings_float_with_dimensions(
-    openai_gateway: Gateway, tenant: Tenant, fake_openai: FakeOpenAI
-) -> None:
+def test_embeddings_float_with_dimensions(openai_gateway: Gateway, fake_openai: FakeOpenAI) -> None:
     """Float embeddings with a dimensions parameter pass through unchanged."""
+    tenant = openai_tenant(openai_gateway, fake_openai, slug=SLUG, model_type="embeddings")
     result = sdk(openai_gateway, tenant.secret).embeddings.create(
         model=tenant.model, input="gamma", encoding_format="float", dimensions=4
     )
@@ -211,6 +211,7 @@ def test_azure_embeddings(openai_gateway: Gateway, fake_openai: FakeOpenAI) -> N
         provider_type=ProviderType.AZURE_OPENAI,
         base_url=fake_openai.base_url,
         slug="embed-small",
+        model_type="embeddings",
     )
     result = sdk(openai_gateway, tenant.secret).embeddings.create(model=tenant.model, input="delta")
     assert result.data[0].embedding == embedding_of("delta", 8)

@@ -22,8 +22,10 @@ PRICING = {
 CHAT_COST_NANOS = 114_000
 
 
-def _priced_tenant(gateway: Gateway, fake: FakeOpenAI, slug: str = "gpt-4o") -> Tenant:
-    return openai_tenant(gateway, fake, slug=slug, pricing=PRICING)
+def _priced_tenant(
+    gateway: Gateway, fake: FakeOpenAI, slug: str = "gpt-4o", model_type: str = "chat"
+) -> Tenant:
+    return openai_tenant(gateway, fake, slug=slug, pricing=PRICING, model_type=model_type)
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -55,7 +57,9 @@ def test_success_record(openai_gateway: Gateway, fake_openai: FakeOpenAI, stream
 
 def test_embeddings_record(openai_gateway: Gateway, fake_openai: FakeOpenAI) -> None:
     """Embeddings are recorded with their input tokens at the embeddings rate."""
-    tenant = _priced_tenant(openai_gateway, fake_openai, slug="text-embedding-3-small")
+    tenant = _priced_tenant(
+        openai_gateway, fake_openai, slug="text-embedding-3-small", model_type="embeddings"
+    )
     raw = sdk(openai_gateway, tenant.secret).embeddings.with_raw_response.create(
         model=tenant.model, input=["a", "b", "c"]
     )

@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from odock.aio import ready
 from odock.billing import cost_nanos
 from odock.budgets.ledger import Settlement, window_state
-from odock.budgets.meters import MeterLine, MeterStore, ReserveOutcome, ReserveResult
+from odock.budgets.meters import MAX_AMOUNT, MeterLine, MeterStore, ReserveOutcome, ReserveResult
 from odock.budgets.specs import BUDGET, MeterSpec
 from odock.budgets.windows import Schedule, Window
 from odock.errors import BudgetExceeded, MeterStoreUnavailable, ModelPricingMissing, OdockError, QuotaExceeded
@@ -181,14 +181,18 @@ class BudgetGate(SplitStage):
 
     def _estimate(self, ex: Exchange, metric: str, tokens_in: int, tokens_out: int) -> int:
         if metric == "COST":
-            return self._cost_estimate(ex, tokens_in, tokens_out)
-        return {
-            "REQUESTS": 1,
-            "ERRORS": 1,
-            "TOKENS": tokens_in + tokens_out,
-            "TOKENS_IN": tokens_in,
-            "TOKENS_OUT": tokens_out,
-        }[metric]
+            amount = self._cost_estimate(ex, tokens_in, tokens_out)
+        else:
+            amount = {
+                "REQUESTS": 1,
+                "ERRORS": 1,
+                "TOKENS": tokens_in + tokens_out,
+                "TOKENS_IN": tokens_in,
+                "TOKENS_OUT": tokens_out,
+            }[metric]
+        # A counter holds a signed 64-bit integer: an estimate past it (a huge allowance at a high
+        # price) is held as the largest amount, which only an untouched window of that size fits.
+        return min(amount, MAX_AMOUNT)
 
     def _cost_estimate(self, ex: Exchange, tokens_in: int, tokens_out: int) -> int:
         assert ex.model is not None
@@ -214,7 +218,7 @@ class BudgetGate(SplitStage):
             "TOKENS_IN": tokens_in,
             "TOKENS_OUT": tokens_out,
         }
-        return {line.key: values[line.spec.metric] for line in lines}
+        return {line.key: min(values[line.spec.metric], MAX_AMOUNT) for line in lines}
 
     async def _learn_rolled_over_limits(self, lines: list[HeldLine]) -> None:
         """Give rollover lines their window's effective limit (amount + carry) from the ledger.

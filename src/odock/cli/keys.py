@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 import click
 import orjson
 
-from odock.cli.common import aware_datetime, cell, emit, fail, json_option, run_admin
+from odock.cli.common import cell, emit, fail, json_option, run_admin
+from odock.keys.expiry import expiry_instant
 from odock.keys.tables import ApiKeyType
 from odock.providers.crypto import KeyPair, generate_key_pair
 from odock.providers.keyring import KEY_ID_FILE, PRIVATE_KEY_FILE
@@ -47,8 +48,8 @@ def keys() -> None:
 @click.option(
     "--expires",
     metavar="ISO8601",
-    callback=aware_datetime,
-    help="Expiry, ISO 8601 with offset, e.g. 2026-12-31T23:59:59Z.",
+    callback=lambda ctx, param, value: _expiry(value),
+    help="Expiry, ISO 8601, e.g. 2026-12-31T23:59:59Z; without an offset, local time in --timezone.",
 )
 @click.option("--timezone", default="UTC", show_default=True, help="IANA zone for expiry and time views.")
 @click.option("--model", "models", multiple=True, help="Grant this model (repeatable).")
@@ -83,12 +84,22 @@ def keys_create(
             type=kind or ApiKeyType.ORGANISATION,
             team_id=team_id,
             user_id=user_id,
-            expires_at=expires,
+            expires_at=expiry_instant(expires, timezone),
             timezone=timezone,
             models=models,
         )
 
     _show_secret(run_admin(ctx, action), as_json, "created")
+
+
+def _expiry(value: str | None) -> datetime | None:
+    """An ISO 8601 expiry, with or without a UTC offset (the key's timezone reads one without)."""
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"'{value}' is not an ISO 8601 timestamp") from exc
 
 
 @keys.command("list")
@@ -171,8 +182,8 @@ keys.add_command(_revocation(False))
 @click.option(
     "--expires",
     metavar="ISO8601",
-    callback=aware_datetime,
-    help="New expiry, ISO 8601 with offset (default: unchanged).",
+    callback=lambda ctx, param, value: _expiry(value),
+    help="New expiry, ISO 8601; without an offset, local time in the key's timezone (default: unchanged).",
 )
 @json_option()
 @click.argument("key_id")
@@ -181,7 +192,9 @@ def keys_rotate(ctx: click.Context, expires: datetime | None, as_json: bool, key
     """Give a key a new secret (printed once); the old secret stops working at once."""
 
     async def action(admin: AdminContext) -> IssuedKey:
-        return await admin.control.rotate_api_key(key_id, expires_at=expires, rotated_by=_operator())
+        zone = (await admin.control.api_key(key_id)).timezone
+        expires_at = expiry_instant(expires, zone)
+        return await admin.control.rotate_api_key(key_id, expires_at=expires_at, rotated_by=_operator())
 
     _show_secret(run_admin(ctx, action), as_json, "rotated")
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from odock.admin.models import ModelType
 from odock.cli.common import emit, fail, json_option, parse_json_object, run_admin
 from odock.providers.tables import ProviderType
 
@@ -172,7 +173,14 @@ def models() -> None:
 @click.option("--provider", required=True, help="Provider name.")
 @click.option("--provider-key", help="Provider key name (when the provider needs one).")
 @click.option("--slug", help="Upstream model id (default: the name).")
-@click.option("--type", "type_", default="chat", show_default=True, help="Model type.")
+@click.option(
+    "--type",
+    "type_",
+    type=click.Choice([t.value for t in ModelType]),
+    default=ModelType.CHAT.value,
+    show_default=True,
+    help="Model type (decides the endpoint that serves it: chat and reasoning, or embeddings).",
+)
 @click.option("--capability", "capabilities", multiple=True, help="vision, reasoning, tool_use (repeatable).")
 @click.option("--pricing", "pricing_json", metavar="JSON", help="Pricing in the stored per-1K shape.")
 @click.option("--input-per-million", type=click.FloatRange(min=0), help="USD per 1M input tokens.")

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from odock.admin.control import ControlPlane, IssuedKey
 from odock.cache.bus import Invalidation, InvalidationBus
 from odock.errors import Conflict, NotFound, UnprocessableEntity
+from odock.keys.expiry import expiry_instant
 from odock.keys.tables import ApiKey, ApiKeyModelAccess, ApiKeyType
 from odock.providers.tables import Model
 
@@ -133,6 +134,7 @@ class KeyControl:
         models: Sequence[str],
     ) -> IssuedKey:
         """Issue a key granted ``models`` (names or ids); the secret is returned only here."""
+        expires_at = expiry_instant(expires_at, timezone)
         check_future(expires_at)
         names = [m.name for m in await self.models(organisation_id, models)]
         return await self._control.create_api_key(
@@ -148,14 +150,19 @@ class KeyControl:
 
     async def update(self, key_id: str, changes: Mapping[str, Any]) -> ApiKey:
         """Rename a key or change its expiry or timezone (a new expiry must be in the future)."""
-        if changes.get("expires_at") is not None:
+        expires_at: datetime | None = changes.get("expires_at")
+        if expires_at is not None:
+            if expires_at.tzinfo is None:  # wall-clock time: the key's (new or current) zone reads it
+                zone = changes.get("timezone") or (await self._control.api_key(key_id)).timezone
+                changes = {**changes, "expires_at": expiry_instant(expires_at, zone)}
             check_future(changes["expires_at"])
         return await self._control.update_api_key(key_id, **changes)
 
     async def rotate(self, key_id: str, *, expires_at: datetime | None, rotated_by: str) -> IssuedKey:
         """Give a live key a new secret (409 when revoked; the old secret stops at once)."""
-        check_future(expires_at)
         key = await self._control.api_key(key_id)
+        expires_at = expiry_instant(expires_at, key.timezone)
+        check_future(expires_at)
         if key.revoked:
             raise Conflict("a revoked key cannot be rotated; unrevoke it first")
         return await self._control.rotate_api_key(key_id, expires_at=expires_at, rotated_by=rotated_by)

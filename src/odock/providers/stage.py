@@ -1,6 +1,7 @@
 """Stages that turn a model name into an upstream call, and make the call.
 
-ResolveModel: find the model in the key's organisation and check the key's grant.
+ResolveModel: find the model in the key's organisation, check the key's grant and that the
+endpoint serves the model's type.
 ResolveProvider: check the provider and its key, the endpoint family, and build the call (with the
 provider key and header values decrypted by the vault, once per row version).
 CallUpstream: send it through the provider's adapter.
@@ -16,6 +17,7 @@ from odock.errors import (
     ModelDisabled,
     ModelNotAllowed,
     ModelNotFound,
+    ModelTypeMismatch,
     ProviderApiKeyNotConfigured,
     ProviderApiKeyRevoked,
     ProviderDisabled,
@@ -24,13 +26,18 @@ from odock.errors import (
     ProviderTypeUnsupported,
 )
 from odock.pipeline import Exchange
-from odock.providers.adapters.base import Adapter, UpstreamCall
+from odock.providers.adapters.base import Adapter, Endpoint, UpstreamCall
 from odock.providers.catalog import ModelCatalog
 from odock.providers.provider_types import KEYLESS_TYPES, OPENAI_FAMILY
 from odock.providers.vault import ProviderKeyVault
 
 # Provider types whose servers accept vendor-specific request fields by default.
 PERMISSIVE_TYPES = frozenset({"VLLM", "CUSTOM", "MOCK"})
+# The model types each endpoint serves; any other is refused before anything is reserved or sent.
+ENDPOINT_MODEL_TYPES = {
+    Endpoint.CHAT: frozenset({"chat", "reasoning"}),
+    Endpoint.EMBEDDINGS: frozenset({"embeddings"}),
+}
 
 
 class ResolveModel:
@@ -52,6 +59,10 @@ class ResolveModel:
             raise ModelNotAllowed(f"this API key may not call model '{name}'", param="model")
         if not model.enabled:
             raise ModelDisabled(f"model '{name}' is disabled", param="model")
+        if model.type not in ENDPOINT_MODEL_TYPES[ex.endpoint]:
+            raise ModelTypeMismatch(
+                f"model '{name}' is a {model.type} model, which {ex.route} does not serve", param="model"
+            )
         ex.model = model
 
     async def after(self, ex: Exchange) -> None:

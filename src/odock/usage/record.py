@@ -72,7 +72,12 @@ class UsageEvent:
 
     def to_json(self) -> bytes:
         """The queue form: one JSON object, no trailing newline."""
-        return orjson.dumps(self, default=str, option=_JSON_OPTIONS)
+        try:
+            return orjson.dumps(self, default=str, option=_JSON_OPTIONS)
+        except orjson.JSONEncodeError:
+            # Only an integer orjson cannot encode (past 64 bits, e.g. in a provider's usage) gets
+            # here: it is kept as text, like other values orjson cannot encode, so the record lives.
+            return orjson.dumps(_with_wide_integers_as_text(self), default=str, option=_JSON_OPTIONS)
 
     @classmethod
     def from_json(cls, data: bytes) -> UsageEvent:
@@ -89,5 +94,23 @@ class UsageEvent:
             raise UsageEventDecodeError(f"not a usage event: {exc}") from exc
 
 
+def _with_wide_integers_as_text(event: UsageEvent) -> dict[str, Any]:
+    """The event's fields, with every integer outside orjson's 64-bit range as its decimal text."""
+    return {f.name: _narrowed(getattr(event, f.name)) for f in fields(UsageEvent)}
+
+
+def _narrowed(value: Any) -> Any:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value if _INT64_MIN <= value <= _UINT64_MAX else str(value)
+    if isinstance(value, dict):
+        return {key: _narrowed(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_narrowed(item) for item in value]
+    return value
+
+
+_INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1
 _FIELD_NAMES = frozenset(f.name for f in fields(UsageEvent))
 _ROW_FIELDS = tuple(f.name for f in fields(UsageEvent) if f.name != "settlements")

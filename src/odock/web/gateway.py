@@ -33,9 +33,9 @@ from odock.keys.standing import key_standing
 from odock.pipeline import Exchange, Timings
 from odock.providers.adapters.base import Endpoint
 from odock.runtime import Runtime
+from odock.surfaces.json_body import parse_json_object
 from odock.web.asgi import ClientGone, Receive, Scope, Send, header_map, read_body, send_bytes, send_error
 from odock.web.client_ip import client_ip, parse_networks
-from odock.web.decode import parse_json_object
 from odock.web.responder import AsgiResponder
 
 log = logging.getLogger(__name__)

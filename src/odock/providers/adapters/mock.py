@@ -3,8 +3,10 @@
 Behaviour is set on the provider's ``config`` (overridable per model ``config``):
 ``latency_ms`` (delay before answering), ``chunk_delay_ms`` (delay between stream chunks),
 ``completion_tokens`` (answer length; one word per token), ``text`` (the words to cycle) and
-``dimensions`` (embedding size). Usage is exact: prompt tokens use the estimator, completion
-tokens are the words produced.
+``dimensions`` (embedding size). A request's ``max_completion_tokens`` (else ``max_tokens``)
+cuts the answer to that many words, with ``finish_reason: "length"``, as a real model would.
+Usage is exact: prompt tokens use the estimator, completion tokens are the words produced.
+See docs/providers.md.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ class MockAdapter:
         await _sleep_ms(options.get("latency_ms", 0))
         if call.endpoint == "embeddings":
             return _embeddings(call, options)
-        words = _words(options)
+        words, finish = _answer(call, options)
         usage = _usage(call, len(words))
         body = {
             "id": "chatcmpl-mock-" + call.request_id,
@@ -42,7 +44,7 @@ class MockAdapter:
                 {
                     "index": 0,
                     "message": {"role": "assistant", "content": " ".join(words)},
-                    "finish_reason": "stop",
+                    "finish_reason": finish,
                     "logprobs": None,
                 }
             ],
@@ -68,7 +70,7 @@ class MockStream:
         return self._chunks()
 
     async def _chunks(self) -> AsyncIterator[StreamChunk]:
-        words = _words(self._options)
+        words, finish = _answer(self._call, self._options)
         base = {
             "id": "chatcmpl-mock-" + self._call.request_id,
             "object": "chat.completion.chunk",
@@ -83,7 +85,7 @@ class MockStream:
             text = word if i == 0 else " " + word
             choice = {"index": 0, "delta": {"content": text}, "finish_reason": None}
             yield StreamChunk(orjson.dumps({**base, "choices": [choice]}), text_chars=len(text))
-        done = {"index": 0, "delta": {}, "finish_reason": "stop"}
+        done = {"index": 0, "delta": {}, "finish_reason": finish}
         yield StreamChunk(orjson.dumps({**base, "choices": [done]}))
         usage = _usage(self._call, len(words))
         final = orjson.dumps({**base, "choices": [], "usage": usage.raw})
@@ -97,10 +99,23 @@ def _options(call: UpstreamCall) -> dict[str, Any]:
     return {**call.provider.config, **call.model_config}
 
 
-def _words(options: dict[str, Any]) -> list[str]:
+def _answer(call: UpstreamCall, options: dict[str, Any]) -> tuple[list[str], str]:
+    """The words of the answer and its finish reason (``length`` when the request's limit cut it)."""
     source = str(options.get("text") or DEFAULT_TEXT).split() or ["ok"]
-    count = int(options.get("completion_tokens", 16))
-    return [source[i % len(source)] for i in range(max(count, 1))]
+    count = max(int(options.get("completion_tokens", 16)), 1)
+    limit = _asked_limit(call.payload)
+    finish = "stop"
+    if limit is not None and limit < count:
+        count, finish = limit, "length"
+    return [source[i % len(source)] for i in range(count)], finish
+
+
+def _asked_limit(payload: dict[str, Any]) -> int | None:
+    for name in ("max_completion_tokens", "max_tokens"):
+        value = payload.get(name)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
 
 
 def _usage(call: UpstreamCall, completion_tokens: int) -> Usage:

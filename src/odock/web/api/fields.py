@@ -51,6 +51,19 @@ Instant = Annotated[AwareDatetime, AfterValidator(_instant)]
 """An instant with a UTC offset (ISO 8601), normalised to UTC."""
 
 
+def _expiry(value: datetime) -> datetime:
+    if value.tzinfo is not None:
+        return _instant(value)
+    if not _EARLIEST.replace(tzinfo=None) <= value < _LATEST.replace(tzinfo=None):
+        raise ValueError("date must be between 1970 and 9000")
+    return value
+
+
+Expiry = Annotated[datetime, AfterValidator(_expiry)]
+"""An expiry: an instant with a UTC offset (normalised to UTC), or a wall-clock time without one
+that the key's time zone interprets (:func:`odock.keys.expiry.expiry_instant`)."""
+
+
 def _without_nul(value: Any, depth: int = 0) -> None:
     if depth > 32:
         raise ValueError("JSON nested deeper than 32 levels")

@@ -23,7 +23,7 @@ from odock.rbac.grant import Grant, ListScope, Target
 from odock.rbac.permissions import Action, Resource
 from odock.runtime import Runtime
 from odock.web.api.deps import Permit, RuntimeDep, row_locator
-from odock.web.api.fields import Id, Instant, ModelRef, Name, Timezone
+from odock.web.api.fields import Expiry, Id, ModelRef, Name, Timezone
 from odock.web.api.paging import Page, PageParams, keyset, make_page, page_params
 from odock.web.api.search import SearchQuery, matches
 
@@ -88,8 +88,12 @@ class ApiKeyCreate(BaseModel):
     name: Name
     team_id: Id | None = Field(default=None, description="TEAM keys: the owning team")
     user_id: Id | None = Field(default=None, description="USER keys: the owning user")
-    expires_at: Instant | None = Field(default=None, description="future instant with a UTC offset")
-    timezone: Timezone = Field(default="UTC", description="IANA timezone the expiry is shown in")
+    expires_at: Expiry | None = Field(
+        default=None, description="future instant; without a UTC offset, local time in `timezone`"
+    )
+    timezone: Timezone = Field(
+        default="UTC", description="IANA timezone that interprets and shows the expiry"
+    )
     models: list[ModelRef] = Field(default_factory=list, max_length=500, description="model names or ids")
 
 
@@ -99,7 +103,7 @@ class ApiKeyUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: Name | None = None
-    expires_at: Instant | None = None
+    expires_at: Expiry | None = None
     timezone: Timezone | None = None
 
 
@@ -108,7 +112,7 @@ class RotateBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    expires_at: Instant | None = None
+    expires_at: Expiry | None = None
 
 
 class RotationView(BaseModel):

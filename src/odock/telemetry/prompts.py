@@ -1,0 +1,54 @@
+"""Prompt logging (``ODOCK_LOG_PROMPTS``): the one place a prompt or an answer may reach a log.
+
+Off by default, and then this stage is not in the pipeline at all, so nothing of a prompt is
+ever logged. On, it logs at INFO under the ``odock.telemetry.prompts`` logger, with the request
+id: each decoded request's messages (chat) or input (embeddings), and the answer text of a unary
+chat completion once it was sent. Streamed answers are not logged (they would have to be kept
+whole in memory); API keys never are, since they travel in headers, not in the body.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+
+from odock.pipeline import Exchange
+from odock.providers.adapters.base import Endpoint
+
+log = logging.getLogger(__name__)
+
+
+class LogPrompts:
+    """Logs the request's prompt on the way in and a unary answer's text on the way out."""
+
+    name = "log_prompts"
+
+    async def before(self, ex: Exchange) -> None:
+        """Log the decoded prompt."""
+        field = "input" if ex.endpoint == Endpoint.EMBEDDINGS else "messages"
+        prompt = orjson.dumps(ex.payload.get(field), default=str).decode()
+        log.info("request %s %s: %s", ex.request_id, field, prompt)
+
+    async def after(self, ex: Exchange) -> None:
+        """Log the answer text of a successful unary chat completion."""
+        if ex.unary is None or ex.endpoint != Endpoint.CHAT or ex.error is not None:
+            return
+        log.info("request %s answer: %s", ex.request_id, answer_text(ex.unary.body))
+
+
+def answer_text(body: bytes) -> str:
+    """The text of every choice of a chat completion body (one line per choice)."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return "(not JSON)"
+    choices = data.get("choices") if isinstance(data, dict) else None
+    return "\n".join(_content(choice) for choice in choices or [] if isinstance(choice, dict))
+
+
+def _content(choice: dict[str, Any]) -> str:
+    message = choice.get("message")
+    content = message.get("content") if isinstance(message, dict) else None
+    return content if isinstance(content, str) else orjson.dumps(content).decode()
