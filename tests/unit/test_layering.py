@@ -43,7 +43,6 @@ ORDER = ("entry", "runtime", "admin", "services", "stages", "schema", "core")
 # entry is (importer, imported, reason); the lead removes an entry when its fix is merged.
 # Nothing else may be added here: fix the import instead.
 KNOWN_REVERSALS: tuple[tuple[str, str, str], ...] = (
-    ("odock.runtime", "odock.web.decode", "being fixed in #17 by request-defects (decode moves out of web/)"),
     ("odock.keys.control", "odock.admin.control", "being fixed in #17 by control-services"),
     ("odock.budgets.control", "odock.admin.rules", "being fixed in #17 by control-services"),
 )
