@@ -6,10 +6,12 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from odock.identity.invitations import Invitations
+from odock.identity.tokens import AdminTokens
 from odock.tenancy.queries import TenancyQueries
 from odock.tenancy.service import TenancyService
 from odock.tenancy.users import UserService
-from odock.web.api.deps import get_runtime
+from odock.web.api.deps import get_runtime, identity_of
 
 
 def tenancy_service(request: Request) -> TenancyService:
@@ -27,6 +29,18 @@ def tenancy_queries(request: Request) -> TenancyQueries:
     return TenancyQueries(get_runtime(request).sessions)
 
 
+def admin_tokens(request: Request) -> AdminTokens:
+    """Personal admin tokens (issue, list, revoke)."""
+    return identity_of(request).tokens
+
+
+def invitations(request: Request) -> Invitations:
+    """Invitations (list, issue, resend, revoke, links, acceptance)."""
+    return identity_of(request).invitations
+
+
 TenancyDep = Annotated[TenancyService, Depends(tenancy_service)]
 UsersDep = Annotated[UserService, Depends(user_service)]
 TenancyQueriesDep = Annotated[TenancyQueries, Depends(tenancy_queries)]
+AdminTokensDep = Annotated[AdminTokens, Depends(admin_tokens)]
+InvitationsDep = Annotated[Invitations, Depends(invitations)]
