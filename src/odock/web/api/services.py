@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from odock.audit.queries import AuditLog
 from odock.identity.invitations import Invitations
 from odock.identity.tokens import AdminTokens
 from odock.tenancy.queries import TenancyQueries
@@ -39,8 +40,14 @@ def invitations(request: Request) -> Invitations:
     return identity_of(request).invitations
 
 
+def audit_log(request: Request) -> AuditLog:
+    """The audit log's read side."""
+    return AuditLog(get_runtime(request).sessions)
+
+
 TenancyDep = Annotated[TenancyService, Depends(tenancy_service)]
 UsersDep = Annotated[UserService, Depends(user_service)]
 TenancyQueriesDep = Annotated[TenancyQueries, Depends(tenancy_queries)]
 AdminTokensDep = Annotated[AdminTokens, Depends(admin_tokens)]
 InvitationsDep = Annotated[Invitations, Depends(invitations)]
+AuditLogDep = Annotated[AuditLog, Depends(audit_log)]
