@@ -113,13 +113,13 @@ class UserService:
         self,
         user_id: str,
         *,
-        name: str | None = None,
+        name: str | Keep | None = KEEP,
         role: Role | None = None,
         status: UserStatus | None = None,
         organisation_id: str | Keep | None = KEEP,
         by_super_admin: bool = True,
     ) -> User:
-        """Change a user's name, role, status or organisation (``None`` fields stay as they are)."""
+        """Change a user's name, role, status or organisation (a ``None`` name or organisation clears it)."""
         async with self._sessions() as session:
             user = await _user(session, user_id)
             if user.role is Role.SUPER_ADMIN and not by_super_admin:
@@ -128,7 +128,9 @@ class UserService:
                 if organisation_id is not None:
                     await _organisation_exists(session, organisation_id)
                 user.organisation_id = organisation_id
-            await change_user(session, user, name=name, role=role, status=status)
+            if name is not KEEP:
+                user.name = name
+            await change_user(session, user, role=role, status=status)
             await session.commit()
         return user
 

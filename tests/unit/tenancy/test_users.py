@@ -104,3 +104,10 @@ async def test_password_users_belong_to_an_existing_organisation(
         CHEAP, role=Role.USER, organisation_id=org.id, email=email, password=password
     )
     assert (ann.status, ann.password_hash is not None) == (UserStatus.ACTIVE, True)
+
+
+async def test_a_declared_null_name_clears_it(users: UserService) -> None:
+    """The declarative apply's ``name: null`` empties a user's name; leaving it out keeps it."""
+    ann = await users.create_user("ann@example.test", name="Ann")
+    assert (await users.update_user(ann.id, role=Role.MANAGER)).name == "Ann"
+    assert (await users.update_user(ann.id, name=None)).name is None

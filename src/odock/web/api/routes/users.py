@@ -115,7 +115,7 @@ async def _patch(
     moves = isinstance(body, AdminUserPatch) and "organisation_id" in changes
     await users.update_user(
         user_id,
-        name=body.name,
+        name=body.name or KEEP,  # an explicit null name is ignored, as the field is optional
         role=body.role,
         status=UserStatus(body.status) if body.status else None,
         organisation_id=changes["organisation_id"] if moves else KEEP,
