@@ -28,7 +28,15 @@ from odock.rbac.grant import Grant
 from odock.rbac.permissions import Action, Resource
 from odock.tenancy.queries import TenancyQueries
 from odock.tenancy.tables import Role, TeamMemberRole, User, UserStatus
-from odock.web.api.deps import CSRF_COOKIE, SESSION_COOKIE, CredentialDep, IdentityDep, Permit, request_ip
+from odock.web.api.deps import (
+    CSRF_COOKIE,
+    SESSION_COOKIE,
+    CredentialDep,
+    IdentityDep,
+    Permit,
+    identity_of,
+    request_ip,
+)
 from odock.web.api.paging import Page, PageParams, keyset, make_page, page_params
 from odock.web.api.services import TenancyQueriesDep
 
@@ -149,7 +157,7 @@ def set_session_cookies(request: Request, response: Response, issued: IssuedSess
 
 
 def _secure(request: Request) -> bool:
-    configured = request.app.state.runtime.settings.session_cookie_secure
+    configured = identity_of(request).settings.session_cookie_secure
     return bool(configured) if configured is not None else request.url.scheme == "https"
 
 
