@@ -19,7 +19,6 @@ from sqlalchemy import Select, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from odock.admin.models import ModelAdmin
-from odock.admin.organisations import OrganisationAdmin
 from odock.admin.providers import ProviderAdmin
 from odock.admin.rows import commit_or_conflict as _commit
 from odock.admin.rows import get_row as _get
@@ -34,7 +33,6 @@ from odock.admin.rules import (
     validate_policies,
     validate_pricing,
 )
-from odock.admin.teams import TeamAdmin
 from odock.budgets.control import BudgetControl
 from odock.cache.bus import Invalidation, InvalidationBus
 from odock.errors import NotFound, UnprocessableEntity
@@ -44,7 +42,9 @@ from odock.keys.tables import ApiKey, ApiKeyModelAccess, ApiKeyRotation, ApiKeyT
 from odock.providers.config import config_holds, stored_config
 from odock.providers.crypto import EnvelopeDecrypter, EnvelopeError, is_envelope
 from odock.providers.tables import Model, Provider, ProviderApiKey, ProviderType
+from odock.tenancy.service import TenancyService
 from odock.tenancy.tables import Organisation, Role, Team, User
+from odock.tenancy.users import UserService
 
 _Row = TypeVar("_Row")
 
@@ -60,8 +60,9 @@ class IssuedKey:
 class ControlPlane:
     """Mutations and lookups of configuration.
 
-    ``budgets`` manages budgets and quotas; ``organisations``, ``teams``, ``providers`` and
-    ``models`` hold the changes the control-plane API adds (rename, delete, members, activation).
+    ``budgets`` manages budgets and quotas; ``tenancy`` organisations, teams and members;
+    ``users`` users; ``providers`` and ``models`` hold the changes the control-plane API adds
+    (rename, delete, activation).
     """
 
     def __init__(
@@ -74,79 +75,51 @@ class ControlPlane:
         self._bus = bus
         self._decrypter = decrypter
         self.budgets = BudgetControl(sessions, bus)
-        self.organisations = OrganisationAdmin(sessions, bus)
-        self.teams = TeamAdmin(sessions, bus)
+        self.tenancy = TenancyService(sessions, bus)
+        self.users = UserService(sessions)
         self.providers = ProviderAdmin(sessions, bus, decrypter)
         self.models = ModelAdmin(sessions, bus)
 
-    # --- organisations, teams, users ---------------------------------------------------
+    # --- organisations, teams, users: delegated to the tenancy services ---------------------
     async def create_organisation(
         self, name: str, *, contact: str | None = None, policies: dict[str, Any] | None = None
     ) -> Organisation:
-        """Create an organisation."""
-        org = Organisation(
-            id=new_id(), name=valid_name(name), contact=contact, policies=validate_policies(policies)
-        )
-        await self._insert(org, f"organisation '{name}' already exists")
-        return org
+        """Create an organisation (:meth:`TenancyService.create_organisation`)."""
+        return await self.tenancy.create_organisation(name, contact=contact, policies=policies)
 
     async def organisation_by_name(self, name: str) -> Organisation:
-        """Find an organisation by name (404 when absent)."""
-        query = select(Organisation).where(Organisation.name == name)
-        return await self._one(query, f"organisation '{name}' does not exist")
+        """Find an organisation by name (:meth:`TenancyService.organisation_by_name`)."""
+        return await self.tenancy.organisation_by_name(name)
 
     async def organisation_by_id(self, organisation_id: str) -> Organisation:
-        """One organisation by id (404 when absent)."""
-        async with self._sessions() as session:
-            return await _get(session, Organisation, organisation_id)
+        """One organisation by id (:meth:`TenancyService.organisation`)."""
+        return await self.tenancy.organisation(organisation_id)
 
     async def list_organisations(self) -> list[Organisation]:
-        """Every organisation, by name."""
-        async with self._sessions() as session:
-            return list((await session.execute(select(Organisation).order_by(Organisation.name))).scalars())
+        """Every organisation, by name (:meth:`TenancyService.list_organisations`)."""
+        return await self.tenancy.list_organisations()
 
     async def update_organisation(self, organisation_id: str, **changes: Any) -> Organisation:
-        """Change an organisation's contact or policies."""
-        only_fields(changes, {"contact", "policies"}, "organisation")
-        if "policies" in changes:
-            changes["policies"] = validate_policies(changes["policies"])
-        async with self._sessions() as session:
-            org = await _get(session, Organisation, organisation_id)
-            for field, value in changes.items():
-                setattr(org, field, value)
-            await session.commit()
-        await self._bus.publish(Invalidation("organisation", organisation_id=organisation_id))
-        return org
+        """Change an organisation (:meth:`TenancyService.update_organisation`)."""
+        return await self.tenancy.update_organisation(organisation_id, **changes)
 
     async def create_team(
         self, organisation_id: str, name: str, *, policies: dict[str, Any] | None = None
     ) -> Team:
-        """Create a team in an organisation."""
-        stored = validate_policies(policies)
-        await self._require(Organisation, organisation_id)
-        team = Team(id=new_id(), organisation_id=organisation_id, name=valid_name(name), policies=stored)
-        await self._insert(team, f"team '{name}' already exists")
-        return team
+        """Create a team (:meth:`TenancyService.create_team`)."""
+        return await self.tenancy.create_team(organisation_id, name, policies=policies)
 
     async def team_by_name(self, organisation_id: str, name: str) -> Team:
-        """Find a team of an organisation by name (404 when absent)."""
-        query = select(Team).where(Team.organisation_id == organisation_id, Team.name == name)
-        return await self._one(query, f"team '{name}' does not exist")
+        """Find a team by name (:meth:`TenancyService.team_by_name`)."""
+        return await self.tenancy.team_by_name(organisation_id, name)
 
     async def list_teams(self, organisation_id: str) -> list[Team]:
-        """The teams of an organisation, by name."""
-        query = select(Team).where(Team.organisation_id == organisation_id).order_by(Team.name)
-        return await self._all(query)
+        """The teams of an organisation, by name (:meth:`TenancyService.list_teams`)."""
+        return await self.tenancy.list_teams(organisation_id)
 
     async def update_team(self, team_id: str, *, policies: dict[str, Any]) -> Team:
-        """Replace a team's policies (keys of the team see the change at once)."""
-        stored = validate_policies(policies)
-        async with self._sessions() as session:
-            team = await _get(session, Team, team_id)
-            team.policies = stored
-            await session.commit()
-        await self._bus.publish(Invalidation("organisation", organisation_id=team.organisation_id))
-        return team
+        """Replace a team's policies (:meth:`TenancyService.update_team`)."""
+        return await self.tenancy.update_team(team_id, policies=policies)
 
     async def create_user(
         self,
@@ -156,36 +129,21 @@ class ControlPlane:
         role: Role = Role.USER,
         name: str | None = None,
     ) -> User:
-        """Create a user."""
-        if organisation_id:
-            await self._require(Organisation, organisation_id)
-        user = User(
-            id=new_id(), email=email.strip().lower(), name=name, role=role, organisation_id=organisation_id
-        )
-        await self._insert(user, f"user '{email}' already exists")
-        return user
+        """Create a user (:meth:`UserService.create_user`)."""
+        return await self.users.create_user(email, organisation_id=organisation_id, role=role, name=name)
 
     async def user_by_email(self, email: str) -> User:
-        """Find a user by e-mail address (404 when absent)."""
-        address = email.strip().lower()
-        return await self._one(select(User).where(User.email == address), f"user '{address}' does not exist")
+        """Find a user by e-mail address (:meth:`UserService.user_by_email`)."""
+        return await self.users.user_by_email(email)
 
     async def list_users(self, organisation_id: str | None = None) -> list[User]:
-        """Users, by e-mail (optionally of one organisation)."""
-        query = select(User).order_by(User.email)
-        if organisation_id:
-            query = query.where(User.organisation_id == organisation_id)
-        return await self._all(query)
+        """Users, by e-mail (:meth:`UserService.list_users`)."""
+        return await self.users.list_users(organisation_id)
 
     async def update_user(self, user_id: str, **changes: Any) -> User:
-        """Change a user's name or role."""
+        """Change a user's name or role (:meth:`UserService.update_user`)."""
         only_fields(changes, {"name", "role"}, "user")
-        async with self._sessions() as session:
-            user = await _get(session, User, user_id)
-            for field, value in changes.items():
-                setattr(user, field, value)
-            await session.commit()
-        return user
+        return await self.users.update_user(user_id, **changes)
 
     # --- providers and models ----------------------------------------------------------
     async def create_provider(

@@ -23,9 +23,9 @@ DEMO_PRICING = {
 
 async def seed_demo(control: ControlPlane) -> IssuedKey | None:
     """Create the demo setup when no organisation exists; return the issued key (else None)."""
-    if await control.list_organisations():
+    if await control.tenancy.list_organisations():
         return None
-    org = await control.create_organisation(DEMO_ORGANISATION)
+    org = await control.tenancy.create_organisation(DEMO_ORGANISATION)
     provider = await control.create_provider(
         org.id, "mock", ProviderType.MOCK, config={"completion_tokens": 12}
     )

@@ -212,7 +212,7 @@ class _Applier:
             org_id = PLANNED
             if not self._dry:
                 org_id = (
-                    await self._control.create_organisation(
+                    await self._control.tenancy.create_organisation(
                         spec.name, contact=spec.contact, policies=spec.policies
                     )
                 ).id
@@ -221,7 +221,7 @@ class _Applier:
             org_id = org.id
             changes = _differences(spec, org, ("contact", "policies"))
             if changes and not self._dry:
-                await self._control.update_organisation(org.id, **changes)
+                await self._control.tenancy.update_organisation(org.id, **changes)
             self._record("organisation", spec.name, "updated" if changes else "unchanged")
         for team in spec.teams:
             await self._team(org_id, spec.name, team)
@@ -230,22 +230,23 @@ class _Applier:
 
     async def _team(self, org_id: str, org: str, spec: TeamSpec) -> None:
         label = f"{org}/{spec.name}"
-        team = None if org_id == PLANNED else await _optional(self._control.team_by_name(org_id, spec.name))
+        tenancy = self._control.tenancy
+        team = None if org_id == PLANNED else await _optional(tenancy.team_by_name(org_id, spec.name))
         if team is None:
             if not self._dry:
-                await self._control.create_team(org_id, spec.name, policies=spec.policies)
+                await self._control.tenancy.create_team(org_id, spec.name, policies=spec.policies)
             self._record("team", label, "created")
             return
         changed = spec.declares("policies") and team.policies != spec.policies
         if changed and not self._dry:
-            await self._control.update_team(team.id, policies=spec.policies)
+            await self._control.tenancy.update_team(team.id, policies=spec.policies)
         self._record("team", label, "updated" if changed else "unchanged")
 
     async def _user(self, org_id: str, spec: UserSpec) -> None:
-        user = await _optional(self._control.user_by_email(spec.email))
+        user = await _optional(self._control.users.user_by_email(spec.email))
         if user is None:
             if not self._dry:
-                await self._control.create_user(
+                await self._control.users.create_user(
                     spec.email, organisation_id=org_id, role=spec.role, name=spec.name
                 )
             self._record("user", spec.email, "created")
@@ -254,7 +255,7 @@ class _Applier:
             raise DeclarationError(f"user '{spec.email}' belongs to another organisation")
         changes = _differences(spec, user, ("name", "role"))
         if changes and not self._dry:
-            await self._control.update_user(user.id, **changes)
+            await self._control.users.update_user(user.id, **changes)
         self._record("user", spec.email, "updated" if changes else "unchanged")
 
     # --- providers ---------------------------------------------------------------------

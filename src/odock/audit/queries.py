@@ -1,4 +1,4 @@
-"""Reading the audit log: the filters every audit list accepts, as one query."""
+"""Reading the audit log: the filters every audit list accepts, as one query; pages and one event."""
 
 from __future__ import annotations
 
@@ -6,8 +6,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Select, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from odock.audit.tables import AuditEvent
+from odock.db.seek import Seek
+from odock.errors import NotFound
 
 
 @dataclass(frozen=True)
@@ -41,3 +44,25 @@ def audit_query(wanted: AuditFilter) -> Select[AuditEvent]:
     if wanted.until is not None:
         query = query.where(AuditEvent.at < wanted.until)
     return query
+
+
+class AuditLog:
+    """The audit log as the control plane reads it: pages of events and one event."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def page(self, wanted: AuditFilter, seek: Seek) -> list[AuditEvent]:
+        """One page of the events matching ``wanted``, paged on ``(at, id)``."""
+        async with self._sessions() as session:
+            return list(
+                (await session.execute(seek(audit_query(wanted), AuditEvent.at, AuditEvent.id))).scalars()
+            )
+
+    async def event(self, event_id: str) -> AuditEvent:
+        """One event (404 when absent)."""
+        async with self._sessions() as session:
+            event = await session.get(AuditEvent, event_id)
+        if event is None:
+            raise NotFound("audit event not found")
+        return event

@@ -26,7 +26,7 @@ def orgs_create(ctx: click.Context, name: str, contact: str | None) -> None:
     """Create an organisation."""
 
     async def action(admin: AdminContext) -> str:
-        return (await admin.control.create_organisation(name, contact=contact)).id
+        return (await admin.control.tenancy.create_organisation(name, contact=contact)).id
 
     org_id = run_admin(ctx, action)
     click.echo(f"created organisation {name} ({org_id})")
@@ -41,7 +41,7 @@ def orgs_list(ctx: click.Context, as_json: bool) -> None:
     async def action(admin: AdminContext) -> list[dict[str, object]]:
         return [
             {"id": o.id, "name": o.name, "contact": o.contact, "status": o.status, "created_at": o.created_at}
-            for o in await admin.control.list_organisations()
+            for o in await admin.control.tenancy.list_organisations()
         ]
 
     emit(run_admin(ctx, action), ["name", "id", "contact", "status", "created_at"], as_json)
@@ -60,8 +60,8 @@ def teams_create(ctx: click.Context, org: str, name: str) -> None:
     """Create a team."""
 
     async def action(admin: AdminContext) -> str:
-        organisation = await admin.control.organisation_by_name(org)
-        return (await admin.control.create_team(organisation.id, name)).id
+        organisation = await admin.control.tenancy.organisation_by_name(org)
+        return (await admin.control.tenancy.create_team(organisation.id, name)).id
 
     click.echo(f"created team {name} in {org} ({run_admin(ctx, action)})")
 
@@ -74,8 +74,8 @@ def teams_list(ctx: click.Context, org: str, as_json: bool) -> None:
     """List the teams of an organisation."""
 
     async def action(admin: AdminContext) -> list[dict[str, object]]:
-        organisation = await admin.control.organisation_by_name(org)
-        return [{"id": t.id, "name": t.name} for t in await admin.control.list_teams(organisation.id)]
+        organisation = await admin.control.tenancy.organisation_by_name(org)
+        return [{"id": t.id, "name": t.name} for t in await admin.control.tenancy.list_teams(organisation.id)]
 
     emit(run_admin(ctx, action), ["name", "id"], as_json)
 
@@ -100,8 +100,8 @@ def users_create(ctx: click.Context, org: str, role: str, name: str | None, emai
     """Create a user."""
 
     async def action(admin: AdminContext) -> str:
-        organisation = await admin.control.organisation_by_name(org)
-        user = await admin.control.create_user(
+        organisation = await admin.control.tenancy.organisation_by_name(org)
+        user = await admin.control.users.create_user(
             email, organisation_id=organisation.id, role=Role(role.upper()), name=name
         )
         return user.id
@@ -117,10 +117,10 @@ def users_list(ctx: click.Context, org: str | None, as_json: bool) -> None:
     """List users."""
 
     async def action(admin: AdminContext) -> list[dict[str, object]]:
-        org_id = (await admin.control.organisation_by_name(org)).id if org else None
+        org_id = (await admin.control.tenancy.organisation_by_name(org)).id if org else None
         return [
             {"id": u.id, "email": u.email, "name": u.name, "role": u.role.value, "status": u.status.value}
-            for u in await admin.control.list_users(org_id)
+            for u in await admin.control.users.list_users(org_id)
         ]
 
     emit(run_admin(ctx, action), ["email", "id", "name", "role", "status"], as_json)

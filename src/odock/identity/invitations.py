@@ -18,16 +18,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from odock.audit.context import AuditActor, set_actor
 from odock.db.base import utcnow
-from odock.errors import Conflict, InvitationClosed, InvitationEmailMismatch, InvitationInvalid, NotFound
+from odock.db.seek import Seek
+from odock.errors import (
+    Conflict,
+    InvitationClosed,
+    InvitationEmailMismatch,
+    InvitationInvalid,
+    NotFound,
+    UnprocessableEntity,
+)
 from odock.identity.accounts import normalise_email
+from odock.identity.passwords import Passwords, check_password_rules
 from odock.identity.secrets import new_secret, secret_hash
 from odock.identity.tables import Invitation, InvitationStatus
 from odock.ids import new_id
-from odock.tenancy.tables import Role, User, UserStatus
+from odock.tenancy.tables import Organisation, Role, User, UserStatus
+from odock.web.api.search import matches
 
 INVITABLE_ROLES = frozenset({Role.ORG_ADMIN, Role.MANAGER, Role.USER})
 
@@ -151,6 +163,113 @@ def accept_into(invitation: Invitation, user: User, *, name: str | None = None) 
         user.name = name
     invitation.status = InvitationStatus.ACCEPTED
     invitation.accepted_by_id = user.id
+
+
+class Invitations:
+    """The invitations of organisations as admins and invitees see them (the API's one entry point)."""
+
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], passwords: Passwords, *, ttl_seconds: float
+    ) -> None:
+        self._sessions = sessions
+        self._passwords = passwords
+        self._ttl = ttl_seconds
+
+    async def page(
+        self, organisation_id: str | None, seek: Seek, *, status: InvitationStatus | None, q: str | None
+    ) -> list[Invitation]:
+        """One page of an organisation's invitations, by effective status, searched by e-mail."""
+        query = select(Invitation).where(Invitation.organisation_id == organisation_id)
+        if status is not None:
+            query = query.where(_with_status(status, utcnow()))
+        if q:
+            query = query.where(matches(q, Invitation.email))
+        async with self._sessions() as session:
+            return list((await session.execute(seek(query, Invitation.created_at, Invitation.id))).scalars())
+
+    async def invite(
+        self, organisation_id: str, email: str, role: Role, invited_by_id: str | None
+    ) -> IssuedInvitation:
+        """Invite ``email`` to an existing organisation (422 when there is none)."""
+        async with self._sessions() as session:
+            if await session.get(Organisation, organisation_id) is None:
+                raise UnprocessableEntity("no such organisation", param="organisation_id")
+        return await create_invitation(
+            self._sessions,
+            organisation_id=organisation_id,
+            email=email,
+            role=role,
+            invited_by_id=invited_by_id,
+            ttl_seconds=self._ttl,
+        )
+
+    async def get(self, invitation_id: str) -> Invitation:
+        """One invitation (404 when absent)."""
+        async with self._sessions() as session:
+            return await _get(session, invitation_id)
+
+    async def resend(self, invitation_id: str) -> IssuedInvitation:
+        """A new link and expiry (:func:`resend_invitation`)."""
+        return await resend_invitation(self._sessions, invitation_id, ttl_seconds=self._ttl)
+
+    async def revoke(self, invitation_id: str) -> Invitation:
+        """Close the invitation (:func:`revoke_invitation`)."""
+        return await revoke_invitation(self._sessions, invitation_id)
+
+    async def link(self, token: str) -> tuple[Invitation, Organisation | None]:
+        """The invitation a link names (any status) and the organisation it is to."""
+        async with self._sessions() as session:
+            row = await invitation_by_token(session, token)
+            org = await session.get(Organisation, row.organisation_id) if row.organisation_id else None
+        return row, org
+
+    async def accept_as(self, token: str, user_id: str, *, name: str | None) -> User:
+        """Accept as the signed-in account ``user_id``, which must hold the invited e-mail address."""
+        async with self._sessions() as session:
+            invitation = await open_invitation(session, token)
+            user = await session.get(User, user_id)
+            assert user is not None  # the caller's credential was just resolved
+            accept_into(invitation, user, name=name)
+            await session.commit()
+        return user
+
+    async def accept_new(self, token: str, *, name: str | None, password: str, ip: str | None) -> User:
+        """Accept as a new password account of the invited e-mail address (409 when it exists)."""
+        check_password_rules(password)
+        async with self._sessions() as session:
+            invitation = await open_invitation(session, token)
+            # Nobody is signed in yet: the new account is the invitee's own doing.
+            set_actor(AuditActor(kind="invitation", label=invitation.email, ip=ip))
+            user = User(
+                id=new_id(),
+                email=normalise_email(invitation.email),
+                name=name,
+                role=Role.USER,
+                status=UserStatus.PENDING,
+                password_hash=await self._passwords.hash(password),
+                password_changed_at=utcnow(),
+            )
+            session.add(user)
+            try:
+                await session.flush()  # the user row first: the invitation references it
+                accept_into(invitation, user, name=name)
+                await session.commit()
+            except IntegrityError as exc:
+                raise Conflict(
+                    "an account with this e-mail exists: sign in and accept without a password"
+                ) from exc
+        return user
+
+
+def _with_status(status: InvitationStatus, now: datetime) -> ColumnElement[bool]:
+    # PENDING past its expiry reads as EXPIRED (see effective_status).
+    if status is InvitationStatus.EXPIRED:
+        return (Invitation.status == InvitationStatus.EXPIRED) | (
+            (Invitation.status == InvitationStatus.PENDING) & (Invitation.expires_at <= now)
+        )
+    if status is InvitationStatus.PENDING:
+        return (Invitation.status == InvitationStatus.PENDING) & (Invitation.expires_at > now)
+    return Invitation.status == status
 
 
 async def _get(session: AsyncSession, invitation_id: str) -> Invitation:

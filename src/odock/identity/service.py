@@ -16,16 +16,19 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from odock.cache.shared import SharedCache
 from odock.db.base import utcnow
-from odock.errors import AccountNotActive, InvalidCredentials, NotFound, UnprocessableEntity
+from odock.errors import AccountNotActive, InvalidCredentials, NotFound, SignInFailed, UnprocessableEntity
 from odock.identity.accounts import normalise_email, passwords_for
-from odock.identity.oauth import SignInFlows, configured_providers
+from odock.identity.invitations import Invitations
+from odock.identity.oauth import ExternalAccount, SignInFlows, configured_providers, resolve_account
 from odock.identity.passwords import Passwords, check_password_rules
 from odock.identity.sessions import IssuedSession, SessionStore, revoke_user_sessions
 from odock.identity.throttle import LoginThrottle, MemoryFailureCounters, RedisFailureCounters
+from odock.identity.tokens import AdminTokens
 from odock.settings import Settings
 from odock.tenancy.tables import User, UserStatus
 
@@ -34,7 +37,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Identity:
-    """The identity services of one process: passwords, sessions, the login throttle, external sign-in."""
+    """The identity services of one process: sign-in, sessions, throttle, admin tokens, invitations."""
 
     settings: Settings
     sessions: async_sessionmaker[AsyncSession]
@@ -42,6 +45,8 @@ class Identity:
     store: SessionStore
     throttle: LoginThrottle
     flows: SignInFlows
+    tokens: AdminTokens
+    invitations: Invitations
 
     @classmethod
     def open(
@@ -55,10 +60,11 @@ class Identity:
         counters = (
             MemoryFailureCounters() if redis is None else RedisFailureCounters(redis, settings.redis_prefix)
         )
+        passwords = passwords_for(settings)
         return cls(
             settings=settings,
             sessions=sessions,
-            passwords=passwords_for(settings),
+            passwords=passwords,
             store=SessionStore(
                 sessions,
                 ttl_seconds=settings.session_ttl_seconds,
@@ -70,6 +76,8 @@ class Identity:
                 window_seconds=settings.login_failure_window_seconds,
             ),
             flows=SignInFlows(configured_providers(settings), shared),
+            tokens=AdminTokens(sessions),
+            invitations=Invitations(sessions, passwords, ttl_seconds=settings.invitation_ttl_seconds),
         )
 
     async def sign_in(
@@ -95,6 +103,16 @@ class Identity:
         issued = await self.store.start(user.id, ip=ip, user_agent=user_agent)
         log.info("user %s signed in (session %s)", user.id, issued.id)
         return user, issued
+
+    async def sign_in_external(self, account: ExternalAccount, invite: str | None) -> User:
+        """The user an external account signs in as, created or joined to an invitation as needed."""
+        async with self.sessions() as session:
+            user = await resolve_account(session, account, invite)
+            try:
+                await session.commit()
+            except IntegrityError as exc:  # the same account signing in twice at once
+                raise SignInFailed("the sign-in raced with another one: try again") from exc
+        return user
 
     async def change_password(self, user_id: str, current: str, new: str, *, ip: str | None) -> None:
         """Replace the password after checking the current one; every session of the user is revoked.

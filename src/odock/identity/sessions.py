@@ -18,7 +18,8 @@ from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from odock.db.base import utcnow
-from odock.errors import Unauthorized
+from odock.db.seek import Seek
+from odock.errors import NotFound, Unauthorized
 from odock.identity.secrets import new_secret, secret_hash
 from odock.identity.tables import AdminToken, AuthSession
 from odock.ids import new_id
@@ -124,6 +125,20 @@ class SessionStore:
             AuthSession.expires_at > now,
             AuthSession.last_seen_at > now - self._idle,
         )
+
+    async def live_page(self, user_id: str, seek: Seek) -> list[AuthSession]:
+        """One page of the user's sessions that have not ended."""
+        async with self._sessions() as session:
+            query = seek(self.live(user_id), AuthSession.created_at, AuthSession.id)
+            return list((await session.execute(query)).scalars())
+
+    async def revoke_own(self, session_id: str, user_id: str) -> None:
+        """End one of ``user_id``'s own sessions (404 for anyone else's)."""
+        async with self._sessions() as session:
+            row = await session.get(AuthSession, session_id)
+        if row is None or row.user_id != user_id:
+            raise NotFound("session not found")
+        await self.revoke(session_id)
 
 
 async def revoke_user_sessions(session: AsyncSession, user_id: str, *, keep: str | None = None) -> int:

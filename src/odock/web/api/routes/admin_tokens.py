@@ -8,21 +8,20 @@ The secret is in the create response only; the database keeps its SHA-256 hash.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import select
 
 from odock.db.base import utcnow
-from odock.errors import NotFound
-from odock.identity.actors import issue_admin_token
 from odock.identity.tables import AdminToken
 from odock.rbac.grant import Grant, Target
 from odock.rbac.permissions import Action, Resource
 from odock.tenancy.tables import User
-from odock.web.api.deps import Permit, RuntimeDep, row_locator
+from odock.web.api.deps import Permit, row_locator
 from odock.web.api.paging import Page, PageParams, keyset, make_page, page_params
+from odock.web.api.services import AdminTokensDep
 
 router = APIRouter(tags=["admin tokens"])
 
@@ -84,33 +83,15 @@ def _render(row: AdminToken) -> TokenView:
 
 
 async def _list(
-    runtime: RuntimeDep, user_id: str, params: PageParams, active: bool | None
+    tokens: AdminTokensDep, user_id: str, params: PageParams, active: bool | None
 ) -> Page[TokenView]:
-    query = select(AdminToken).where(AdminToken.user_id == user_id)
-    if active is True:
-        query = query.where(AdminToken.revoked_at.is_(None))
-    elif active is False:
-        query = query.where(AdminToken.revoked_at.is_not(None))
-    async with runtime.sessions() as session:
-        rows = list(
-            (await session.execute(keyset(query, AdminToken.created_at, AdminToken.id, params))).scalars()
-        )
+    rows = await tokens.page(user_id, partial(keyset, params=params), active=active)
     return make_page(rows, params, _render, lambda r: (r.created_at, r.id))
-
-
-async def _revoke(runtime: RuntimeDep, token_id: str, user_id: str | None) -> None:
-    async with runtime.sessions() as session:
-        row = await session.get(AdminToken, token_id)
-        if row is None or (user_id is not None and row.user_id != user_id):
-            raise NotFound("admin token not found")
-        if row.revoked_at is None:
-            row.revoked_at = utcnow()
-            await session.commit()
 
 
 @router.get("/auth/tokens", response_model=Page[TokenView])
 async def list_tokens(
-    runtime: RuntimeDep,
+    tokens: AdminTokensDep,
     grant: Annotated[Grant, Depends(Permit(Resource.ADMIN_TOKEN, Action.READ, personal=True))],
     params: Annotated[PageParams, Depends(page_params)],
     active: Annotated[
@@ -118,31 +99,28 @@ async def list_tokens(
     ] = None,
 ) -> Page[TokenView]:
     """The caller's own admin tokens (never their secrets)."""
-    return await _list(runtime, grant.actor.user_id, params, active)
+    return await _list(tokens, grant.actor.user_id, params, active)
 
 
 @router.post("/auth/tokens", response_model=IssuedToken, status_code=201)
 async def create_token(
     body: TokenCreate,
-    runtime: RuntimeDep,
+    tokens: AdminTokensDep,
     grant: Annotated[Grant, Depends(Permit(Resource.ADMIN_TOKEN, Action.CREATE, personal=True))],
 ) -> IssuedToken:
     """Issue a personal admin token; the secret is in this response only."""
-    issued = await issue_admin_token(runtime.sessions, grant.actor.user_id, body.name, body.expires_at)
-    async with runtime.sessions() as session:
-        row = await session.get(AdminToken, issued.id)
-    assert row is not None
-    return IssuedToken(**_render(row).model_dump(), token=issued.token)
+    row, secret = await tokens.issue(grant.actor.user_id, body.name, body.expires_at)
+    return IssuedToken(**_render(row).model_dump(), token=secret)
 
 
 @router.delete("/auth/tokens/{token_id}", status_code=204)
 async def revoke_token(
     token_id: TokenId,
-    runtime: RuntimeDep,
+    tokens: AdminTokensDep,
     grant: Annotated[Grant, Depends(Permit(Resource.ADMIN_TOKEN, Action.DELETE, personal=True))],
 ) -> Response:
     """Revoke one of one's own tokens (404 for anyone else's); it stops working at once."""
-    await _revoke(runtime, token_id, grant.actor.user_id)
+    await tokens.revoke(token_id, owner_id=grant.actor.user_id)
     return Response(status_code=204)
 
 
@@ -153,7 +131,7 @@ def _owner(user: User) -> Target:
 @router.get("/admin/users/{user_id}/tokens", response_model=Page[TokenView])
 async def list_user_tokens(
     user_id: Annotated[str, Path(max_length=64)],
-    runtime: RuntimeDep,
+    tokens: AdminTokensDep,
     _grant: Annotated[
         Grant, Depends(Permit(Resource.ADMIN_TOKEN, Action.READ, locate=row_locator(User, "user_id", _owner)))
     ],
@@ -163,19 +141,19 @@ async def list_user_tokens(
     ] = None,
 ) -> Page[TokenView]:
     """Super admin: any user's admin tokens."""
-    return await _list(runtime, user_id, params, active)
+    return await _list(tokens, user_id, params, active)
 
 
 @router.delete("/admin/users/{user_id}/tokens/{token_id}", status_code=204)
 async def revoke_user_token(
     user_id: Annotated[str, Path(max_length=64)],
     token_id: TokenId,
-    runtime: RuntimeDep,
+    tokens: AdminTokensDep,
     _grant: Annotated[
         Grant,
         Depends(Permit(Resource.ADMIN_TOKEN, Action.DELETE, locate=row_locator(User, "user_id", _owner))),
     ],
 ) -> Response:
     """Super admin: revoke any user's admin token."""
-    await _revoke(runtime, token_id, user_id)
+    await tokens.revoke(token_id, owner_id=user_id)
     return Response(status_code=204)

@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import datetime
+from functools import partial
 from typing import Annotated, Any, Literal, get_args
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import AwareDatetime, BaseModel
 
-from odock.audit.queries import AuditFilter, audit_query
+from odock.audit.queries import AuditFilter
 from odock.audit.tables import AuditEvent
 from odock.rbac.grant import Grant, Target
 from odock.rbac.permissions import Action, Resource
-from odock.web.api.deps import Permit, RuntimeDep, row_locator
+from odock.web.api.deps import Permit, row_locator
 from odock.web.api.paging import Page, PageParams, keyset, make_page, page_params
+from odock.web.api.services import AuditLogDep
 
 router = APIRouter(tags=["audit"])
 
@@ -115,47 +117,38 @@ def render(event: AuditEvent) -> AuditEventOut:
     )
 
 
-async def _page(runtime: RuntimeDep, wanted: AuditFilter, paging: PageParams) -> Page[AuditEventOut]:
-    query = keyset(audit_query(wanted), AuditEvent.at, AuditEvent.id, paging)
-    async with runtime.sessions() as session:
-        rows = list((await session.execute(query)).scalars())
+async def _page(log: AuditLogDep, wanted: AuditFilter, paging: PageParams) -> Page[AuditEventOut]:
+    rows = await log.page(wanted, partial(keyset, params=paging))
     return make_page(rows, paging, render, lambda e: (e.at, e.id))
-
-
-async def _one(runtime: RuntimeDep, event_id: str) -> AuditEventOut:
-    async with runtime.sessions() as session:
-        event = await session.get(AuditEvent, event_id)
-    assert event is not None  # the Permit's locator found it
-    return render(event)
 
 
 @router.get("/organisations/{organisation_id}/audit", summary="List the organisation's audit events")
 async def list_organisation_events(
     organisation_id: str,
-    runtime: RuntimeDep,
+    log: AuditLogDep,
     grant: Annotated[Grant, Depends(Permit(Resource.AUDIT, Action.READ))],
     wanted: Filters,
     paging: Paging,
 ) -> Page[AuditEventOut]:
     """Changes made in one organisation, newest first (filter by actor, resource, action, time)."""
     scoped = dataclasses.replace(wanted, organisation_id=grant.scope().organisation_id)
-    return await _page(runtime, scoped, paging)
+    return await _page(log, scoped, paging)
 
 
 @router.get("/organisations/{organisation_id}/audit/{event_id}", summary="Get an audit event")
 async def get_organisation_event(
     organisation_id: str,
     event_id: str,
-    runtime: RuntimeDep,
+    log: AuditLogDep,
     grant: Annotated[Grant, Depends(Permit(Resource.AUDIT, Action.READ, locate=_locate))],
 ) -> AuditEventOut:
     """One change of the organisation, with its before and after."""
-    return await _one(runtime, event_id)
+    return render(await log.event(event_id))
 
 
 @router.get("/admin/audit", summary="List audit events of every organisation")
 async def list_events(
-    runtime: RuntimeDep,
+    log: AuditLogDep,
     grant: Annotated[Grant, Depends(Permit(Resource.AUDIT, Action.READ))],
     wanted: Filters,
     paging: Paging,
@@ -163,14 +156,14 @@ async def list_events(
 ) -> Page[AuditEventOut]:
     """Every recorded change (optionally of one organisation), newest first."""
     scoped = dataclasses.replace(wanted, organisation_id=organisation_id)
-    return await _page(runtime, scoped, paging)
+    return await _page(log, scoped, paging)
 
 
 @router.get("/admin/audit/{event_id}", summary="Get any audit event")
 async def get_event(
     event_id: str,
-    runtime: RuntimeDep,
+    log: AuditLogDep,
     grant: Annotated[Grant, Depends(Permit(Resource.AUDIT, Action.READ, locate=_locate))],
 ) -> AuditEventOut:
     """One change, of any organisation or of none (sign-ins of the super admin, system changes)."""
-    return await _one(runtime, event_id)
+    return render(await log.event(event_id))

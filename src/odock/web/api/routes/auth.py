@@ -11,22 +11,22 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from functools import partial
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.exc import IntegrityError
 
 from odock.audit.context import AuditActor, set_actor
-from odock.errors import NotFound, SignInFailed
-from odock.identity.directory import Membership, memberships
-from odock.identity.oauth import STATE_TTL_SECONDS, resolve_account
+from odock.errors import SignInFailed
+from odock.identity.directory import Membership
+from odock.identity.oauth import STATE_TTL_SECONDS
 from odock.identity.passwords import MAX_PASSWORD_LENGTH
 from odock.identity.sessions import IssuedSession
-from odock.identity.tables import AuthSession
 from odock.rbac.grant import Grant
 from odock.rbac.permissions import Action, Resource
+from odock.tenancy.queries import TenancyQueries
 from odock.tenancy.tables import Role, TeamMemberRole, User, UserStatus
 from odock.web.api.deps import (
     CSRF_COOKIE,
@@ -34,10 +34,11 @@ from odock.web.api.deps import (
     CredentialDep,
     IdentityDep,
     Permit,
-    RuntimeDep,
+    identity_of,
     request_ip,
 )
 from odock.web.api.paging import Page, PageParams, keyset, make_page, page_params
+from odock.web.api.services import TenancyQueriesDep
 
 router = APIRouter(tags=["auth"])
 log = logging.getLogger(__name__)
@@ -156,7 +157,7 @@ def set_session_cookies(request: Request, response: Response, issued: IssuedSess
 
 
 def _secure(request: Request) -> bool:
-    configured = request.app.state.runtime.settings.session_cookie_secure
+    configured = identity_of(request).settings.session_cookie_secure
     return bool(configured) if configured is not None else request.url.scheme == "https"
 
 
@@ -166,24 +167,27 @@ def clear_session_cookies(response: Response) -> None:
     response.delete_cookie(CSRF_COOKIE, path="/")
 
 
-async def user_view(runtime: RuntimeDep, user: User) -> UserView:
+async def user_view(queries: TenancyQueries, user: User) -> UserView:
     """``user`` rendered with its team memberships."""
-    async with runtime.sessions() as session:
-        teams = await memberships(session, [user.id])
-    return render_user(user, teams[user.id])
+    found = await queries.teams_of(user)
+    return render_user(found.user, found.teams)
 
 
 @router.post("/auth/login", response_model=SignedIn)
 async def login(
-    body: LoginRequest, request: Request, response: Response, runtime: RuntimeDep, identity: IdentityDep
+    body: LoginRequest,
+    request: Request,
+    response: Response,
+    identity: IdentityDep,
+    queries: TenancyQueriesDep,
 ) -> SignedIn:
     """Sign in with e-mail and password: sets the session cookies, returns the CSRF token."""
     user, issued = await identity.sign_in(
         body.email, body.password, ip=request_ip(request), user_agent=request.headers.get("user-agent")
     )
-    set_session_cookies(request, response, issued, runtime.settings.session_ttl_seconds)
+    set_session_cookies(request, response, issued, identity.settings.session_ttl_seconds)
     return SignedIn(
-        user=await user_view(runtime, user), csrf_token=issued.csrf_token, expires_at=issued.expires_at
+        user=await user_view(queries, user), csrf_token=issued.csrf_token, expires_at=issued.expires_at
     )
 
 
@@ -198,11 +202,11 @@ async def logout(credential: CredentialDep, response: Response, identity: Identi
 
 
 @router.get("/auth/session", response_model=SessionView)
-async def current_session(credential: CredentialDep, runtime: RuntimeDep) -> SessionView:
+async def current_session(credential: CredentialDep, queries: TenancyQueriesDep) -> SessionView:
     """The signed-in account (any status: the console routes pending and revoked users with it)."""
     session = credential.session
     return SessionView(
-        user=await user_view(runtime, credential.user),
+        user=await user_view(queries, credential.user),
         via="session" if session is not None else "token",
         session_id=session.id if session is not None else None,
         expires_at=session.expires_at if session is not None else None,
@@ -214,7 +218,6 @@ async def change_password(
     body: PasswordChange,
     request: Request,
     response: Response,
-    runtime: RuntimeDep,
     identity: IdentityDep,
     credential: CredentialDep,
     grant: Annotated[Grant, Depends(Permit(Resource.USER, Action.UPDATE, personal=True))],
@@ -227,24 +230,19 @@ async def change_password(
     issued = await identity.store.start(
         grant.actor.user_id, ip=ip, user_agent=request.headers.get("user-agent")
     )
-    set_session_cookies(request, response, issued, runtime.settings.session_ttl_seconds)
+    set_session_cookies(request, response, issued, identity.settings.session_ttl_seconds)
     return PasswordChanged(csrf_token=issued.csrf_token, expires_at=issued.expires_at)
 
 
 @router.get("/auth/sessions", response_model=Page[SessionRow])
 async def list_sessions(
-    runtime: RuntimeDep,
     identity: IdentityDep,
     credential: CredentialDep,
     grant: Annotated[Grant, Depends(Permit(Resource.USER, Action.READ, personal=True))],
     params: Annotated[PageParams, Depends(page_params)],
 ) -> Page[SessionRow]:
     """The caller's live sessions (newest first by default)."""
-    query = identity.store.live(grant.actor.user_id)
-    async with runtime.sessions() as session:
-        rows = list(
-            (await session.execute(keyset(query, AuthSession.created_at, AuthSession.id, params))).scalars()
-        )
+    rows = await identity.store.live_page(grant.actor.user_id, partial(keyset, params=params))
     current = credential.session.id if credential.session else None
     return make_page(
         rows,
@@ -265,16 +263,11 @@ async def list_sessions(
 @router.delete("/auth/sessions/{session_id}", status_code=204)
 async def revoke_session(
     session_id: Annotated[str, Path(max_length=64)],
-    runtime: RuntimeDep,
     identity: IdentityDep,
     grant: Annotated[Grant, Depends(Permit(Resource.USER, Action.UPDATE, personal=True))],
 ) -> Response:
     """End one of one's own sessions (404 for anyone else's)."""
-    async with runtime.sessions() as session:
-        row = await session.get(AuthSession, session_id)
-    if row is None or row.user_id != grant.actor.user_id:
-        raise NotFound("session not found")
-    await identity.store.revoke(session_id)
+    await identity.store.revoke_own(session_id, grant.actor.user_id)
     return Response(status_code=204)
 
 
@@ -302,8 +295,8 @@ async def sign_in_providers(identity: IdentityDep) -> list[SignInProviderView]:
     ]
 
 
-def _callback_url(request: Request, runtime: RuntimeDep, provider: str) -> str:
-    base = (runtime.settings.public_url or str(request.base_url)).rstrip("/")
+def _callback_url(request: Request, identity: IdentityDep, provider: str) -> str:
+    base = (identity.settings.public_url or str(request.base_url)).rstrip("/")
     return f"{base}/api/auth/oauth/{provider}/callback"
 
 
@@ -311,12 +304,11 @@ def _callback_url(request: Request, runtime: RuntimeDep, provider: str) -> str:
 async def oauth_login(
     provider: ProviderName,
     request: Request,
-    runtime: RuntimeDep,
     identity: IdentityDep,
     invite: Annotated[str | None, Query(max_length=200, description="an invitation token to accept")] = None,
 ) -> RedirectResponse:
     """Public: start signing in with ``provider`` (``oidc`` or ``github``): 302 to the provider."""
-    state, url = await identity.flows.start(provider, _callback_url(request, runtime, provider), invite)
+    state, url = await identity.flows.start(provider, _callback_url(request, identity, provider), invite)
     response = RedirectResponse(url, status_code=302)
     response.set_cookie(
         OAUTH_STATE_COOKIE,
@@ -334,8 +326,8 @@ async def oauth_login(
 async def oauth_callback(
     provider: ProviderName,
     request: Request,
-    runtime: RuntimeDep,
     identity: IdentityDep,
+    queries: TenancyQueriesDep,
     code: Annotated[str | None, Query(max_length=2000)] = None,
     state: Annotated[str | None, Query(max_length=200)] = None,
     error: Annotated[str | None, Query(max_length=200)] = None,
@@ -352,12 +344,7 @@ async def oauth_callback(
     )
     # Nobody is signed in yet: an account created or joined here is the signer-in's own doing.
     set_actor(AuditActor(kind=f"oauth:{provider}", label=account.email, ip=request_ip(request)))
-    async with runtime.sessions() as session:
-        user = await resolve_account(session, account, invite)
-        try:
-            await session.commit()
-        except IntegrityError as exc:  # the same account signing in twice at once
-            raise SignInFailed("the sign-in raced with another one: try again") from exc
+    user = await identity.sign_in_external(account, invite)
     log.info("user %s signed in through %s", user.id, provider)
     issued = await identity.store.start(
         user.id, ip=request_ip(request), user_agent=request.headers.get("user-agent")
@@ -365,11 +352,11 @@ async def oauth_callback(
     response: Response
     if "application/json" in request.headers.get("accept", ""):
         body = SignedIn(
-            user=await user_view(runtime, user), csrf_token=issued.csrf_token, expires_at=issued.expires_at
+            user=await user_view(queries, user), csrf_token=issued.csrf_token, expires_at=issued.expires_at
         )
         response = Response(body.model_dump_json(), media_type="application/json")
     else:
         response = RedirectResponse("/", status_code=302)
-    set_session_cookies(request, response, issued, runtime.settings.session_ttl_seconds)
+    set_session_cookies(request, response, issued, identity.settings.session_ttl_seconds)
     response.delete_cookie(OAUTH_STATE_COOKIE, path=OAUTH_COOKIE_PATH)
     return response

@@ -11,47 +11,31 @@ the signed-in account whose e-mail is the invited one (e.g. after GitHub / OpenI
 from __future__ import annotations
 
 from datetime import datetime
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
-from odock.audit.context import AuditActor, set_actor
-from odock.db.base import utcnow
-from odock.errors import Conflict, UnprocessableEntity
-from odock.identity.accounts import normalise_email
-from odock.identity.invitations import (
-    INVITABLE_ROLES,
-    IssuedInvitation,
-    accept_into,
-    create_invitation,
-    effective_status,
-    invitation_by_token,
-    open_invitation,
-    resend_invitation,
-    revoke_invitation,
-)
-from odock.identity.passwords import MAX_PASSWORD_LENGTH, check_password_rules
+from odock.errors import UnprocessableEntity
+from odock.identity.invitations import INVITABLE_ROLES, IssuedInvitation, effective_status
+from odock.identity.passwords import MAX_PASSWORD_LENGTH
 from odock.identity.secrets import ADMIN_TOKEN_PREFIX
 from odock.identity.tables import Invitation, InvitationStatus, InvitationType
-from odock.ids import new_id
 from odock.rbac.grant import Grant, Target
 from odock.rbac.permissions import Action, Resource
-from odock.tenancy.tables import Organisation, Role, User, UserStatus
+from odock.tenancy.tables import Role
 from odock.web.api.deps import (
     SESSION_COOKIE,
     IdentityDep,
     Permit,
-    RuntimeDep,
     current_credential,
     request_ip,
     row_locator,
 )
 from odock.web.api.paging import Page, PageParams, keyset, make_page, page_params
 from odock.web.api.routes.auth import UserView, set_session_cookies, user_view
-from odock.web.api.search import matches
+from odock.web.api.services import InvitationsDep, TenancyQueriesDep
 
 router = APIRouter(tags=["invitations"])
 public_router = APIRouter(tags=["invitations"])
@@ -140,8 +124,8 @@ def _render(row: Invitation) -> InvitationView:
     )
 
 
-def _issued(request: Request, runtime: RuntimeDep, issued: IssuedInvitation) -> IssuedInvitationView:
-    base = (runtime.settings.public_url or str(request.base_url)).rstrip("/")
+def _issued(request: Request, identity: IdentityDep, issued: IssuedInvitation) -> IssuedInvitationView:
+    base = (identity.settings.public_url or str(request.base_url)).rstrip("/")
     return IssuedInvitationView(
         **_render(issued.invitation).model_dump(),
         token=issued.token,
@@ -151,30 +135,15 @@ def _issued(request: Request, runtime: RuntimeDep, issued: IssuedInvitation) -> 
 
 @router.get(OrgInvitations, response_model=Page[InvitationView])
 async def list_invitations(
-    runtime: RuntimeDep,
+    invitations: InvitationsDep,
     grant: Annotated[Grant, Depends(Permit(Resource.INVITATION, Action.READ))],
     params: Annotated[PageParams, Depends(page_params)],
     status: Annotated[InvitationStatus | None, Query()] = None,
     q: Annotated[str | None, Query(max_length=200, description="search in e-mail")] = None,
 ) -> Page[InvitationView]:
     """The organisation's invitations, newest first; filter by (effective) status, search e-mail."""
-    now = utcnow()
-    query = select(Invitation).where(Invitation.organisation_id == grant.scope().organisation_id)
-    if status is InvitationStatus.EXPIRED:
-        query = query.where(
-            (Invitation.status == InvitationStatus.EXPIRED)
-            | ((Invitation.status == InvitationStatus.PENDING) & (Invitation.expires_at <= now))
-        )
-    elif status is InvitationStatus.PENDING:
-        query = query.where(Invitation.status == InvitationStatus.PENDING, Invitation.expires_at > now)
-    elif status is not None:
-        query = query.where(Invitation.status == status)
-    if q:
-        query = query.where(matches(q, Invitation.email))
-    async with runtime.sessions() as session:
-        rows = list(
-            (await session.execute(keyset(query, Invitation.created_at, Invitation.id, params))).scalars()
-        )
+    seek = partial(keyset, params=params)
+    rows = await invitations.page(grant.scope().organisation_id, seek, status=status, q=q)
     return make_page(rows, params, _render, lambda r: (r.created_at, r.id))
 
 
@@ -183,61 +152,48 @@ async def invite(
     organisation_id: str,
     body: InvitationCreate,
     request: Request,
-    runtime: RuntimeDep,
+    identity: IdentityDep,
+    invitations: InvitationsDep,
     grant: Annotated[Grant, Depends(Permit(Resource.INVITATION, Action.CREATE))],
 ) -> IssuedInvitationView:
     """Invite an e-mail address as ORG_ADMIN, MANAGER or USER; the answer holds the link (once)."""
     if body.role not in INVITABLE_ROLES:
         raise UnprocessableEntity("role must be ORG_ADMIN, MANAGER or USER", param="role")
     grant.check(Target(organisation_id))
-    async with runtime.sessions() as session:
-        if await session.get(Organisation, organisation_id) is None:
-            raise UnprocessableEntity("no such organisation", param="organisation_id")
-    issued = await create_invitation(
-        runtime.sessions,
-        organisation_id=organisation_id,
-        email=body.email,
-        role=body.role,
-        invited_by_id=grant.actor.user_id,
-        ttl_seconds=runtime.settings.invitation_ttl_seconds,
-    )
-    return _issued(request, runtime, issued)
+    issued = await invitations.invite(organisation_id, body.email, body.role, grant.actor.user_id)
+    return _issued(request, identity, issued)
 
 
 @router.get(OrgInvitations + "/{invitation_id}", response_model=InvitationView)
 async def get_invitation(
     invitation_id: str,
-    runtime: RuntimeDep,
+    invitations: InvitationsDep,
     _grant: Annotated[Grant, Depends(Permit(Resource.INVITATION, Action.READ, locate=_LOCATE))],
 ) -> InvitationView:
     """One invitation."""
-    async with runtime.sessions() as session:
-        row = await session.get(Invitation, invitation_id)
-    assert row is not None  # located by Permit
-    return _render(row)
+    return _render(await invitations.get(invitation_id))
 
 
 @router.post(OrgInvitations + "/{invitation_id}/resend", response_model=IssuedInvitationView)
 async def resend(
-    invitation_id: str, request: Request, runtime: RuntimeDep, _grant: ManageInvitation
+    invitation_id: str,
+    request: Request,
+    identity: IdentityDep,
+    invitations: InvitationsDep,
+    _grant: ManageInvitation,
 ) -> IssuedInvitationView:
     """A new link and expiry; the old link stops working."""
-    issued = await resend_invitation(
-        runtime.sessions, invitation_id, ttl_seconds=runtime.settings.invitation_ttl_seconds
-    )
-    return _issued(request, runtime, issued)
+    return _issued(request, identity, await invitations.resend(invitation_id))
 
 
 @router.post(OrgInvitations + "/{invitation_id}/revoke", response_model=InvitationView)
-async def revoke(invitation_id: str, runtime: RuntimeDep, _grant: ManageInvitation) -> InvitationView:
+async def revoke(invitation_id: str, invitations: InvitationsDep, _grant: ManageInvitation) -> InvitationView:
     """Close the invitation; its link stops working."""
-    return _render(await revoke_invitation(runtime.sessions, invitation_id))
+    return _render(await invitations.revoke(invitation_id))
 
 
-async def _details(runtime: RuntimeDep, token: str) -> InvitationDetails:
-    async with runtime.sessions() as session:
-        row = await invitation_by_token(session, token)
-        org = await session.get(Organisation, row.organisation_id) if row.organisation_id else None
+async def _details(invitations: InvitationsDep, token: str) -> InvitationDetails:
+    row, org = await invitations.link(token)
     return InvitationDetails(
         type=row.type,
         email=row.email,
@@ -250,15 +206,15 @@ async def _details(runtime: RuntimeDep, token: str) -> InvitationDetails:
 
 
 @public_router.get("/invite/{token}", response_model=InvitationDetails)
-async def invitation_link(token: Token, runtime: RuntimeDep) -> InvitationDetails:
+async def invitation_link(token: Token, invitations: InvitationsDep) -> InvitationDetails:
     """Public: what the invitation link offers (type, e-mail, role, organisation, status, expiry)."""
-    return await _details(runtime, token)
+    return await _details(invitations, token)
 
 
 @router.get("/invitations/{token}", response_model=InvitationDetails)
-async def invitation_details(token: Token, runtime: RuntimeDep) -> InvitationDetails:
+async def invitation_details(token: Token, invitations: InvitationsDep) -> InvitationDetails:
     """Public: the same as ``GET /invite/{token}``, under ``/api``."""
-    return await _details(runtime, token)
+    return await _details(invitations, token)
 
 
 def _signed_in(request: Request) -> bool:
@@ -272,8 +228,9 @@ async def accept(
     body: InvitationAccept,
     request: Request,
     response: Response,
-    runtime: RuntimeDep,
     identity: IdentityDep,
+    invitations: InvitationsDep,
+    queries: TenancyQueriesDep,
 ) -> Accepted:
     """Public: accept with a name and password (new account, signed in), or as the signed-in invitee."""
     if body.password is None:
@@ -282,40 +239,12 @@ async def accept(
                 "give a password, or sign in with the invited account first", param="password"
             )
         credential = await current_credential(request)
-        async with runtime.sessions() as session:
-            invitation = await open_invitation(session, token)
-            user = await session.get(User, credential.user.id)
-            assert user is not None
-            accept_into(invitation, user, name=body.name)
-            await session.commit()
-        return Accepted(user=await user_view(runtime, user))
-    check_password_rules(body.password)
-    async with runtime.sessions() as session:
-        invitation = await open_invitation(session, token)
-        # Nobody is signed in yet: the new account is the invitee's own doing.
-        set_actor(AuditActor(kind="invitation", label=invitation.email, ip=request_ip(request)))
-        user = User(
-            id=new_id(),
-            email=normalise_email(invitation.email),
-            name=body.name,
-            role=Role.USER,
-            status=UserStatus.PENDING,
-            password_hash=await identity.passwords.hash(body.password),
-            password_changed_at=utcnow(),
-        )
-        session.add(user)
-        try:
-            await session.flush()  # the user row first: the invitation references it
-            accept_into(invitation, user, name=body.name)
-            await session.commit()
-        except IntegrityError as exc:
-            raise Conflict(
-                "an account with this e-mail exists: sign in and accept without a password"
-            ) from exc
-    issued = await identity.store.start(
-        user.id, ip=request_ip(request), user_agent=request.headers.get("user-agent")
-    )
-    set_session_cookies(request, response, issued, runtime.settings.session_ttl_seconds)
+        user = await invitations.accept_as(token, credential.user.id, name=body.name)
+        return Accepted(user=await user_view(queries, user))
+    ip = request_ip(request)
+    user = await invitations.accept_new(token, name=body.name, password=body.password, ip=ip)
+    issued = await identity.store.start(user.id, ip=ip, user_agent=request.headers.get("user-agent"))
+    set_session_cookies(request, response, issued, identity.settings.session_ttl_seconds)
     return Accepted(
-        user=await user_view(runtime, user), csrf_token=issued.csrf_token, expires_at=issued.expires_at
+        user=await user_view(queries, user), csrf_token=issued.csrf_token, expires_at=issued.expires_at
     )

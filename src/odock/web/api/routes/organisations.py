@@ -7,21 +7,23 @@ everything the organisation owns. Only a super admin changes ``status``.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from functools import partial
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, ConfigDict, StringConstraints
-from sqlalchemy import select
 
-from odock.admin.organisations import OrganisationStatus, routing_enabled
 from odock.errors import Forbidden
 from odock.rbac.grant import Grant, Target
 from odock.rbac.permissions import Action, Resource
+from odock.tenancy.queries import SortBy
+from odock.tenancy.service import OrganisationStatus, routing_enabled
 from odock.tenancy.tables import Organisation
-from odock.web.api.deps import Permit, RuntimeDep, row_locator
+from odock.web.api.deps import Permit, row_locator
 from odock.web.api.fields import PRINTABLE, Name
 from odock.web.api.paging import Page, PageParams, keyset, make_page, page_params
-from odock.web.api.search import SearchQuery, matches
+from odock.web.api.search import SearchQuery
+from odock.web.api.services import TenancyDep, TenancyQueriesDep
 
 router = APIRouter(tags=["organisations"])
 
@@ -83,93 +85,82 @@ def render(org: Organisation) -> OrganisationOut:
 
 @router.get("/admin/organisations", response_model=Page[OrganisationOut])
 async def list_organisations(
-    runtime: RuntimeDep,
+    queries: TenancyQueriesDep,
     grant: Annotated[Grant, Depends(Permit(Resource.ORGANISATION, Action.READ))],
     page: Annotated[PageParams, Depends(page_params)],
     q: SearchQuery = None,
     status: Annotated[OrganisationStatus | None, Query()] = None,
-    sort: Annotated[Literal["created_at", "name"], Query()] = "created_at",
+    sort: Annotated[SortBy, Query()] = "created_at",
 ) -> Page[OrganisationOut]:
     """Every organisation (super admin), searchable by name and contact, filterable by status."""
-    query = select(Organisation)
-    if q:
-        query = query.where(matches(q, Organisation.name, Organisation.contact))
-    if status:
-        query = query.where(Organisation.status == status)
-    column = Organisation.name if sort == "name" else Organisation.created_at
-    async with runtime.sessions() as session:
-        rows = list((await session.execute(keyset(query, column, Organisation.id, page))).scalars())
+    rows = await queries.organisations(partial(keyset, params=page), q=q, status=status, sort=sort)
     return make_page(rows, page, render, lambda o: (getattr(o, sort), o.id))
 
 
 @router.post("/admin/organisations", status_code=201, response_model=OrganisationOut)
 async def create_organisation(
     body: OrganisationCreate,
-    runtime: RuntimeDep,
+    tenancy: TenancyDep,
     grant: Annotated[Grant, Depends(Permit(Resource.ORGANISATION, Action.CREATE))],
 ) -> OrganisationOut:
     """Create an organisation (super admin)."""
-    return render(await runtime.control.create_organisation(body.name, contact=body.contact))
+    return render(await tenancy.create_organisation(body.name, contact=body.contact))
 
 
 @router.delete("/admin/organisations/{organisation_id}", status_code=204, response_class=Response)
 async def delete_organisation(
     organisation_id: str,
-    runtime: RuntimeDep,
+    tenancy: TenancyDep,
     grant: Annotated[Grant, Depends(Permit(Resource.ORGANISATION, Action.DELETE, locate=_locate))],
 ) -> Response:
     """Delete a DISABLED organisation and everything it owns (409 while ACTIVE)."""
-    await runtime.control.organisations.delete(organisation_id)
+    await tenancy.delete_organisation(organisation_id)
     return Response(status_code=204)
 
 
 @router.get("/organisations/{organisation_id}", response_model=OrganisationOut)
 async def get_organisation(
     organisation_id: str,
-    runtime: RuntimeDep,
+    tenancy: TenancyDep,
     grant: Annotated[Grant, Depends(Permit(Resource.ORGANISATION, Action.READ, locate=_locate))],
 ) -> OrganisationOut:
     """An organisation's settings."""
-    return render(await runtime.control.organisation_by_id(organisation_id))
+    return render(await tenancy.organisation(organisation_id))
 
 
 @router.patch("/organisations/{organisation_id}", response_model=OrganisationOut)
 async def update_organisation(
     organisation_id: str,
     body: OrganisationUpdate,
-    runtime: RuntimeDep,
+    tenancy: TenancyDep,
     grant: Annotated[Grant, Depends(Permit(Resource.ORGANISATION, Action.UPDATE, locate=_locate))],
 ) -> OrganisationOut:
     """Rename, change the contact, or (super admin) the status."""
     if body.status is not None and not grant.actor.is_super_admin:
         raise Forbidden("only a super admin changes an organisation's status")
-    org = await runtime.control.organisations.update(
-        organisation_id,
-        name=body.name,
-        contact=body.contact,
-        clear_contact="contact" in body.model_fields_set and body.contact is None,
-        status=body.status,
-    )
-    return render(org)
+    changes = body.model_dump(include={"name", "status"}, exclude_none=True)
+    if "contact" in body.model_fields_set:  # null clears it
+        changes["contact"] = body.contact
+    return render(await tenancy.update_organisation(organisation_id, **changes))
 
 
 @router.get("/organisations/{organisation_id}/routing", response_model=RoutingSwitch)
 async def get_routing(
     organisation_id: str,
-    runtime: RuntimeDep,
+    tenancy: TenancyDep,
     grant: Annotated[Grant, Depends(Permit(Resource.ORGANISATION, Action.READ, locate=_locate))],
 ) -> RoutingSwitch:
     """The organisation routing switch."""
-    return RoutingSwitch(enabled=routing_enabled(await runtime.control.organisation_by_id(organisation_id)))
+    return RoutingSwitch(enabled=routing_enabled(await tenancy.organisation(organisation_id)))
 
 
 @router.patch("/organisations/{organisation_id}/routing", response_model=RoutingSwitch)
 async def set_routing(
     organisation_id: str,
     body: RoutingSwitch,
-    runtime: RuntimeDep,
+    tenancy: TenancyDep,
     grant: Annotated[Grant, Depends(Permit(Resource.ORGANISATION, Action.UPDATE, locate=_locate))],
 ) -> RoutingSwitch:
     """Switch routing on or off for the whole organisation (the gateway sees it at once)."""
-    org = await runtime.control.organisations.set_routing(organisation_id, body.enabled)
+    org = await tenancy.set_routing(organisation_id, body.enabled)
     return RoutingSwitch(enabled=routing_enabled(org))
