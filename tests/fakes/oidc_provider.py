@@ -7,7 +7,9 @@ client secret and the PKCE verifier; issues an RS256 ID token carrying the nonce
 ``POST /login/oauth/access_token``, ``GET /api/user``, ``GET /api/user/emails``.
 
 ``tamper`` makes the next ID tokens wrong in one way (``nonce``, ``audience``, ``issuer``,
-``expired``, ``signature``) so tests can prove the gateway rejects them.
+``expired``, ``signature``, ``unknown_kid``) so tests can prove the gateway rejects them.
+:meth:`FakeIdentityProvider.rotate_key` replaces the signing key (a new ``kid``, the only one
+published), and ``jwks_fetches`` counts the requests for ``/jwks``.
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ class FakeIdentityProvider:
     )
     tamper: str | None = None
     base_url: str = ""
+    jwks_fetches: int = 0
     _key: RSAKey = field(default_factory=lambda: RSAKey.generate_key(2048, parameters={"kid": "fake-1"}))
     _codes: dict[str, _Grant] = field(default_factory=dict)
     _access: dict[str, FakeUser] = field(default_factory=dict)
@@ -178,10 +181,18 @@ class FakeIdentityProvider:
         elif self.tamper == "expired":
             claims["iat"], claims["exp"] = now - 3600, now - 1800
         elif self.tamper == "signature":
-            key = RSAKey.generate_key(2048, parameters={"kid": "fake-1"})
-        return jwt.encode({"alg": "RS256", "kid": "fake-1"}, claims, key)
+            key = RSAKey.generate_key(2048, parameters={"kid": key.kid})
+        elif self.tamper == "unknown_kid":
+            key = RSAKey.generate_key(2048, parameters={"kid": f"rogue-{secrets.token_hex(4)}"})
+        return jwt.encode({"alg": "RS256", "kid": key.kid}, claims, key)
+
+    def rotate_key(self) -> str:
+        """Sign with a new key under a new ``kid`` (the old one is no longer published); the new kid."""
+        self._key = RSAKey.generate_key(2048, parameters={"kid": f"fake-{secrets.token_hex(4)}"})
+        return str(self._key.kid)
 
     async def jwks(self, _request: Request) -> Response:
+        self.jwks_fetches += 1
         return JSONResponse({"keys": [self._key.as_dict(private=False)]})
 
     def _bearer_user(self, request: Request) -> FakeUser | None:

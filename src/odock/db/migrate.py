@@ -18,7 +18,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from odock.db.schema import metadata
+from odock.db.schema import POSTGRESQL_ONLY_INDEXES, metadata
 from odock.settings import Settings
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -96,11 +96,17 @@ def _lock_for_migration(conn: Connection) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _compared(name: str | None, kind: str, _parents: object) -> bool:
+    """Whether drift compares this object (not the PostgreSQL-only indexes migrations add)."""
+    return not (kind == "index" and name in POSTGRESQL_ONLY_INDEXES)
+
+
 async def drift(engine: AsyncEngine) -> list[Any]:
     """Differences between the live schema and the code's tables (empty = no drift)."""
 
     def _compare(conn: Connection) -> list[Any]:
-        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        opts = {"compare_type": True, "include_name": _compared}
+        context = MigrationContext.configure(conn, opts=opts)
         return list(compare_metadata(context, metadata))
 
     async with engine.connect() as conn:

@@ -12,3 +12,9 @@ from odock.tenancy import tables as _tenancy  # noqa: F401
 from odock.usage import tables as _usage  # noqa: F401
 
 metadata = Base.metadata
+
+POSTGRESQL_ONLY_INDEXES = frozenset({"ix_api_keys_name_trgm", "ix_api_keys_key_preview_trgm"})
+"""Indexes migrations create on PostgreSQL alone (GIN trigram indexes for the key search, 0006).
+
+The table definitions cannot declare an index for one dialect only, so drift checks skip these.
+"""

@@ -9,7 +9,8 @@ Flow::
     GET /api/auth/oauth/{provider}/callback?code&state
         state must match the cookie and the cache entry (then the entry is deleted)
         code → tokens at the token endpoint (with the PKCE verifier)
-        OIDC: the ID token's signature (JWKS), issuer, audience, expiry and nonce are checked
+        OIDC: the ID token's signature (JWKS, cached: see odock.identity.jwks), issuer,
+              audience, expiry and nonce are checked
         GitHub: /user, and the verified primary address from /user/emails
         → the account (see :func:`resolve_account`) → a session
 
@@ -53,6 +54,7 @@ from odock.errors import (
 )
 from odock.identity.accounts import normalise_email
 from odock.identity.invitations import accept_into, open_invitation
+from odock.identity.jwks import JwksCache
 from odock.identity.tables import ExternalIdentity
 from odock.ids import new_id
 from odock.settings import Settings
@@ -126,6 +128,7 @@ class OidcProvider:
     scopes: str
     display_name: str
     id: str = "oidc"
+    jwks: JwksCache = field(default_factory=JwksCache, repr=False)
     _metadata: dict[str, Any] | None = field(default=None, init=False, repr=False)
     _fetched_at: float = field(default=0.0, init=False, repr=False)
 
@@ -170,13 +173,17 @@ class OidcProvider:
         async with aiohttp.ClientSession(timeout=HTTP_TIMEOUT) as http:
             async with http.post(metadata["token_endpoint"], data=form, headers=headers) as r:
                 tokens = await _json(r, "token")
-            async with http.get(metadata["jwks_uri"]) as r:
-                jwks = await _json(r, "JWKS")
-        id_token = tokens.get("id_token") if isinstance(tokens, dict) else None
-        if not isinstance(id_token, str):
-            raise SignInFailed("the provider returned no ID token")
+            id_token = tokens.get("id_token") if isinstance(tokens, dict) else None
+            if not isinstance(id_token, str):
+                raise SignInFailed("the provider returned no ID token")
+
+            async def fetch_jwks(uri: str) -> Any:
+                async with http.get(uri) as r:
+                    return await _json(r, "JWKS")
+
+            keys = await self.jwks.keys_for(id_token, metadata["jwks_uri"], fetch_jwks)
         claims = _verified_claims(
-            id_token, jwks, issuer=metadata["issuer"], audience=self.client_id, nonce=pending.nonce
+            id_token, keys, issuer=metadata["issuer"], audience=self.client_id, nonce=pending.nonce
         )
         email = claims.get("email")
         if not isinstance(email, str) or claims.get("email_verified") is False:
@@ -195,9 +202,10 @@ def _client_auth(client_id: str, secret: SecretStr | None) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(pair.encode()).decode()}
 
 
-def _verified_claims(id_token: str, jwks: Any, *, issuer: str, audience: str, nonce: str) -> dict[str, Any]:
+def _verified_claims(
+    id_token: str, keys: KeySet, *, issuer: str, audience: str, nonce: str
+) -> dict[str, Any]:
     try:
-        keys = KeySet.import_key_set(jwks)
         token = jwt.decode(id_token, keys, algorithms=ID_TOKEN_ALGORITHMS)
         jwt.JWTClaimsRegistry(
             iss={"essential": True, "value": issuer},

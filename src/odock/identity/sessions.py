@@ -5,6 +5,10 @@ session's CSRF token (double-submit: the browser sends it back in ``X-CSRF-Token
 session ends at ``expires_at`` (``session_ttl_seconds`` after sign-in), after
 ``session_idle_timeout_seconds`` without use, or when revoked (logout, password change, the user
 being disabled or deleted).
+
+Ended sessions are deleted when a new one starts (up to :data:`PURGE_BATCH` per sign-in). Rows
+are only ever added by a sign-in, so the table stays at the live sessions plus those ended since
+the last sign-in, with no background task, and a sign-in (an argon2 hash already) pays for it.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Select, select
+from sqlalchemy import ColumnElement, Select, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from odock.db.base import utcnow
@@ -27,6 +31,9 @@ from odock.tenancy.tables import User
 
 SESSION_PREFIX = "odk_sess_"
 TOUCH_INTERVAL = timedelta(seconds=60)  # last_seen_at is written at most once a minute per session
+# Each sign-in adds one row and deletes up to this many ended ones: a backlog (an install from
+# before sessions were purged) drains over a few sign-ins without one of them deleting it all.
+PURGE_BATCH = 500
 
 
 @dataclass(frozen=True)
@@ -86,8 +93,24 @@ class SessionStore:
         )
         async with self._sessions() as session:
             session.add(row)
+            await self._purge_ended(session, now)
             await session.commit()
         return IssuedSession(row.id, raw, csrf, row.expires_at)
+
+    async def _purge_ended(self, session: AsyncSession, now: datetime) -> int:
+        """Delete up to :data:`PURGE_BATCH` ended sessions (deleting one is not an audit event)."""
+        ended = select(AuthSession.id).where(self._ended(now)).limit(PURGE_BATCH)
+        ids = list((await session.execute(ended)).scalars())
+        if ids:
+            await session.execute(delete(AuthSession).where(AuthSession.id.in_(ids)))
+        return len(ids)
+
+    def _ended(self, now: datetime) -> ColumnElement[bool]:
+        return or_(
+            AuthSession.revoked_at.is_not(None),
+            AuthSession.expires_at <= now,
+            AuthSession.last_seen_at <= now - self._idle,
+        )
 
     async def resolve(self, raw: str) -> ResolvedSession:
         """The live session for the cookie value ``raw``, or :class:`Unauthorized`."""

@@ -138,7 +138,37 @@ def test_no_linking_to_a_password_account_by_email(
     assert browser.get("/api/auth/session").status_code == 401
 
 
-@pytest.mark.parametrize("tamper", ["nonce", "audience", "issuer", "expired", "signature"])
+def test_jwks_is_fetched_once_for_many_sign_ins(cp: ControlPlaneUnderTest, idp: FakeIdentityProvider) -> None:
+    """The provider's JWKS is cached: three sign-ins fetch it once."""
+    for _ in range(3):
+        _, done = dance(cp, "oidc")
+        assert done.status_code == 302
+    assert idp.jwks_fetches == 1
+
+
+def test_a_rotated_signing_key_is_picked_up(cp: ControlPlaneUnderTest, idp: FakeIdentityProvider) -> None:
+    """After the provider rotates its key, a token under the new kid refetches the JWKS once and signs in."""
+    assert dance(cp, "oidc")[1].status_code == 302
+    idp.rotate_key()
+    browser, done = dance(cp, "oidc")
+    assert done.status_code == 302, done.text
+    assert browser.get("/api/auth/session").status_code == 200
+    assert dance(cp, "oidc")[1].status_code == 302
+    assert idp.jwks_fetches == 2
+
+
+def test_unknown_kids_refetch_at_most_once(cp: ControlPlaneUnderTest, idp: FakeIdentityProvider) -> None:
+    """Tokens under made-up kids are refused, and cannot make every sign-in refetch the JWKS."""
+    assert dance(cp, "oidc")[1].status_code == 302
+    idp.tamper = "unknown_kid"
+    for _ in range(3):
+        _, done = dance(cp, "oidc")
+        assert done.status_code == 401
+        assert done.json()["error"]["code"] == "sign_in_failed"
+    assert idp.jwks_fetches == 2  # the first sign-in's, and one refetch for all the unknown kids
+
+
+@pytest.mark.parametrize("tamper", ["nonce", "audience", "issuer", "expired", "signature", "unknown_kid"])
 def test_bad_id_tokens_are_rejected(
     cp: ControlPlaneUnderTest, idp: FakeIdentityProvider, tamper: str
 ) -> None:

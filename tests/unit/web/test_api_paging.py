@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime
 
+import orjson
 import pytest
 from sqlalchemy import select
 
@@ -42,3 +44,47 @@ def test_cursor_of_the_right_type_narrows_the_query() -> None:
     sql = str(query)
     assert "api_keys.created_at <" in sql
     assert query._limit_clause is not None
+
+
+def _forged(document: object) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(document)).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        [{"t": "2026-01-01T00:00:00"}, "x"],  # naive: the database layer would raise ValueError
+        [{"t": "0001-01-01T00:00:00+05:00"}, "x"],  # before year 1 once in UTC
+        [{"t": "2026-01-01T00:00:00+00:00"}, "a\u0000b"],
+        [{"t": "2026-01-01T00:00:00+00:00"}, "x" * 65],
+        ["acme\u0000", "x"],
+        [18446744073709551615, "x"],
+        [None, "x"],
+        [[1], "x"],
+        [{"t": "2026-01-01T00:00:00+00:00"}, "x", "y"],
+    ],
+)
+def test_forged_cursor_is_refused_at_decode(document: object) -> None:
+    """A cursor the database could not bind (naive time, NUL, overflow, wrong shape) is a 422 naming it."""
+    with pytest.raises(UnprocessableEntity) as refused:
+        decode_cursor(_forged(document))
+    assert refused.value.param == "cursor"
+
+
+def test_cursor_time_in_another_offset_is_the_same_instant_in_utc() -> None:
+    """A cursor timestamp with an offset decodes to that instant, in UTC."""
+    value, _ = decode_cursor(_forged([{"t": "2026-01-01T05:30:00+05:30"}, "x"]))
+    assert value == datetime(2026, 1, 1, tzinfo=UTC)
+    assert isinstance(value, datetime)
+    assert value.tzinfo is UTC
+
+
+@pytest.mark.parametrize(("value", "ok"), [(2**31 - 1, True), (2**31, False), (-(2**31) - 1, False)])
+def test_integer_cursor_must_fit_the_sort_column(value: int, ok: bool) -> None:
+    """An integer cursor past a 32-bit column's range is refused before the driver overflows."""
+    params = PageParams(cursor=encode_cursor(value, "id"))
+    if ok:
+        keyset(select(ApiKey), ApiKey.rotation_count, ApiKey.id, params)
+    else:
+        with pytest.raises(UnprocessableEntity):
+            keyset(select(ApiKey), ApiKey.rotation_count, ApiKey.id, params)

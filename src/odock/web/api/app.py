@@ -1,8 +1,10 @@
 """The control-plane API application: routers, error rendering, the OpenAPI document.
 
 Errors keep the one shape of :mod:`odock.errors` (``{"error": {"code", "message", …}}``):
-validation failures are 422 ``validation_error`` with a ``fields`` list naming each bad field;
-unknown routes 404 ``not_found``; wrong methods 405 ``method_not_allowed``.
+validation failures are 422 ``validation_error`` with a ``fields`` list naming each bad field
+(a body that is not JSON at all is the field ``body``); unknown routes 404 ``not_found``; wrong
+methods 405 ``method_not_allowed`` with ``Allow``; a bug 500 ``internal_error``. Every answer
+carries ``X-Request-Id`` (:mod:`odock.web.api.request_ids`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from odock import __version__
@@ -20,6 +23,7 @@ from odock.identity.service import Identity
 from odock.runtime import Runtime
 from odock.web.api.guard import RequestGuard
 from odock.web.api.openapi import annotate_permissions, declare_security_schemes
+from odock.web.api.request_ids import RequestIds
 from odock.web.api.routes import ROUTERS
 from odock.web.api.routes.invitations import public_router as invitation_links
 from odock.web.client_ip import parse_networks
@@ -50,6 +54,7 @@ def create_api(runtime: Runtime | None) -> FastAPI:
     declare_security_schemes(app)
     max_body = runtime.settings.max_request_bytes if runtime else 8 * 1024 * 1024
     app.add_middleware(RequestGuard, max_body_bytes=max_body)
+    app.add_middleware(RequestIds)  # added last: outermost, so the guard's refusals carry the id too
     app.add_exception_handler(OdockError, _odock_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
@@ -73,22 +78,52 @@ def _field(location: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(parts) or "body"
 
 
-async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    fields = [
-        {"field": _field(e.get("loc", ())), "message": str(e.get("msg", "invalid"))} for e in exc.errors()
-    ]
+def _problem(error: dict[str, Any]) -> dict[str, str]:
+    """One entry of ``fields``: the field and what is wrong with it."""
+    if error.get("type") == "json_invalid":
+        # Its location is ("body", character offset): the body as a whole is what is wrong.
+        reason = (error.get("ctx") or {}).get("error", "malformed")
+        offset = error.get("loc", ("body", "?"))[-1]
+        return {"field": "body", "message": f"the body is not valid JSON ({reason} at character {offset})"}
+    return {"field": _field(error.get("loc", ())), "message": str(error.get("msg", "invalid"))}
+
+
+_NOT_UTF8 = "the body is not valid JSON (it could not be decoded as UTF-8)"
+
+
+def _invalid(fields: list[dict[str, str]]) -> UnprocessableEntity:
     first = fields[0] if fields else {"field": "body", "message": "invalid"}
-    error = UnprocessableEntity(
+    return UnprocessableEntity(
         f"{first['field']}: {first['message']}", param=first["field"], extra={"fields": fields}
     )
-    return _render(error)
 
 
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return _render(_invalid([_problem(e) for e in exc.errors()]))
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code == 404:
         return _render(NotFound("no such route"))
     if exc.status_code == 405:
-        return _render(MethodNotAllowed("method not allowed on this route"))
-    return JSONResponse(OdockError(str(exc.detail)).payload(), status_code=exc.status_code)
+        allow = _allowed_methods(request)
+        return _render(MethodNotAllowed(f"use {allow}", headers={"Allow": allow}))
+    if exc.status_code == 400:
+        # FastAPI's answer to a JSON body it cannot decode (invalid UTF-8): a bad body, like bad JSON.
+        return _render(_invalid([{"field": "body", "message": _NOT_UTF8}]))
+    return JSONResponse(
+        OdockError(str(exc.detail)).payload(), status_code=exc.status_code, headers=exc.headers
+    )
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves on this path (Starlette names only the first route's)."""
+    path = request.scope["path"]
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.routes):
+        pattern = getattr(route, "path_regex", None)
+        if pattern is not None and pattern.match(path):
+            methods.update(route.methods or ())
+    return ", ".join(sorted(methods))

@@ -106,9 +106,15 @@ def _attribute(request: Request, user: User, kind: str) -> None:
             label=user.email,
             user_id=user.id,
             ip=request_ip(request),
-            request_id=accept_request_id(request.headers.get("x-request-id")),
+            request_id=_request_id(request),
         )
     )
+
+
+def _request_id(request: Request) -> str:
+    """The id the answer carries (:mod:`odock.web.api.request_ids`), so the audit event matches it."""
+    answered = getattr(request.state, "request_id", None)
+    return answered if isinstance(answered, str) else accept_request_id(request.headers.get("x-request-id"))
 
 
 ActorDep = Annotated[Actor, Depends(current_actor)]

@@ -8,14 +8,15 @@ deep it is, so listing 100,000 keys or a million usage records stays fast. The c
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import orjson
 from fastapi import Query
 from pydantic import BaseModel
-from sqlalchemy import Select, or_
+from sqlalchemy import BigInteger, Integer, Select, SmallInteger, or_
 from sqlalchemy.orm import InstrumentedAttribute
 
 from odock.errors import UnprocessableEntity
@@ -59,18 +60,59 @@ def encode_cursor(value: object, row_id: str) -> str:
     return base64.urlsafe_b64encode(orjson.dumps([value, row_id])).decode().rstrip("=")
 
 
+# Our ids (26-character ULIDs, 32-hex record ids, window indexes) and nothing a database would choke on.
+_CURSOR_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
+# A bound column of another width overflows in the driver (asyncpg: int4 vs int8), a 500.
+_INTEGER_BOUNDS: dict[type, int] = {SmallInteger: 2**15, Integer: 2**31, BigInteger: 2**63}
+
+
 def decode_cursor(cursor: str) -> tuple[object, str]:
-    """The sort value and id a cursor points after; 422 when it is not one of ours."""
+    """The sort value and id a cursor points after; 422 when it is not one of ours.
+
+    The value comes back as one of the types a sort column holds (an aware UTC datetime, a string
+    without NUL, a 64-bit integer or a finite float) and the id in the shape of our ids, so a
+    forged cursor is refused here rather than by the database (a 500).
+    """
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        value, row_id = orjson.loads(base64.urlsafe_b64decode(padded))
-        if isinstance(value, dict) and set(value) == {"t"}:
-            value = datetime.fromisoformat(value["t"])
-        if not isinstance(row_id, str):
-            raise ValueError("bad id")
-    except (ValueError, TypeError, orjson.JSONDecodeError) as exc:
-        raise UnprocessableEntity("cursor is not valid", param="cursor") from exc
-    return value, row_id
+        document = orjson.loads(base64.urlsafe_b64decode(padded))
+    except (ValueError, orjson.JSONDecodeError) as exc:  # binascii.Error is a ValueError
+        raise _invalid_cursor() from exc
+    if not isinstance(document, list) or len(document) != 2:
+        raise _invalid_cursor()
+    value, row_id = document
+    if not isinstance(row_id, str) or not _CURSOR_ID.fullmatch(row_id):
+        raise _invalid_cursor()
+    return _sort_value(value), row_id
+
+
+def _sort_value(value: object) -> object:
+    if isinstance(value, dict):
+        return _instant(value)
+    if isinstance(value, str) and "\x00" not in value:
+        return value  # PostgreSQL refuses NUL in text: a database error, not a miss
+    if isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63:
+        return value
+    if isinstance(value, float):
+        return value  # orjson never yields NaN or infinity
+    raise _invalid_cursor()
+
+
+def _instant(value: dict[object, object]) -> datetime:
+    text = value.get("t")
+    if set(value) != {"t"} or not isinstance(text, str):
+        raise _invalid_cursor()
+    try:
+        instant = datetime.fromisoformat(text)
+        if instant.tzinfo is None:
+            raise ValueError("no UTC offset")  # every timestamp column is UTC: a naive one is forged
+        return instant.astimezone(UTC)
+    except (ValueError, OverflowError) as exc:  # OverflowError: past year 1 or 9999 in UTC
+        raise _invalid_cursor() from exc
+
+
+def _invalid_cursor() -> UnprocessableEntity:
+    return UnprocessableEntity("cursor is not valid: pass the next_cursor of a previous page", param="cursor")
 
 
 def keyset(
@@ -107,7 +149,8 @@ def _check_cursor_type(value: object, sort: InstrumentedAttribute[Any]) -> None:
     if expected is float:
         ok = isinstance(value, int | float) and not isinstance(value, bool)
     elif expected is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
+        bound = _INTEGER_BOUNDS.get(type(column_type), 2**31)
+        ok = isinstance(value, int) and not isinstance(value, bool) and -bound <= value < bound
     else:
         ok = isinstance(value, expected)
     if not ok:
