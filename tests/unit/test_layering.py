@@ -7,7 +7,8 @@ top to bottom (a module may import its own layer and the ones below it, never on
     entry     odock.cli, odock.web, odock.app      (thin adapters: HTTP, the command line)
     runtime   odock.runtime                         (wires one process's resources together)
     admin     odock.admin                           (the control-plane facade and one-shot admin work)
-    services  odock.<feature>.control / .service    (per-feature services the facade and routes call)
+    services  odock.<feature>.control / .service / .<name>_service / .queries, usage analytics
+              and invoices            (per-feature services the facade and routes call; read sides)
     stages    odock.<feature>.stage                 (the request path's steps; odock.pipeline runs them)
     schema    odock.db.schema, odock.db.migrate     (the whole schema: imports every feature's tables)
     core      everything else                       (tables, stores, caches, the pipeline, settings…)
@@ -27,12 +28,16 @@ from pathlib import Path
 SOURCE = Path(__file__).resolve().parents[2] / "src"
 
 # A module belongs to the first layer one of whose patterns matches its dotted name: ``*`` stands
-# for one name, a trailing ``.**`` for the package and everything in it.
+# for one name or the rest of one, a trailing ``.**`` for the package and everything in it.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("entry", ("odock.cli.**", "odock.web.**", "odock.app")),
     ("runtime", ("odock.runtime",)),
     ("admin", ("odock.admin.**",)),
-    ("services", ("odock.*.control", "odock.*.service")),
+    (
+        "services",
+        ("odock.*.control", "odock.*.service", "odock.*.*_service", "odock.*.queries")
+        + ("odock.usage.analytics", "odock.usage.invoices"),
+    ),
     ("stages", ("odock.*.stage",)),
     ("schema", ("odock.db.schema", "odock.db.migrate", "odock.db.migrations.**")),
 )
@@ -105,7 +110,7 @@ def all_imports(root: Path) -> list[Import]:
 
 
 def _pattern(text: str) -> re.Pattern[str]:
-    parts = [r"[^.]+" if part == "*" else re.escape(part) for part in text.removesuffix(".**").split(".")]
+    parts = [re.escape(part).replace(r"\*", r"[^.]+") for part in text.removesuffix(".**").split(".")]
     return re.compile(r"\.".join(parts) + (r"(\..+)?" if text.endswith(".**") else ""))
 
 

@@ -44,7 +44,7 @@ from odock.providers.crypto import EnvelopeDecrypter, EnvelopeError, is_envelope
 from odock.providers.tables import Model, Provider, ProviderApiKey, ProviderType
 from odock.tenancy.service import TenancyService
 from odock.tenancy.tables import Organisation, Role, Team, User
-from odock.tenancy.users import UserService
+from odock.tenancy.user_service import UserService
 
 _Row = TypeVar("_Row")
 

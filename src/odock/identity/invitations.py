@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from odock.audit.context import AuditActor, set_actor
 from odock.db.base import utcnow
+from odock.db.search import matches
 from odock.db.seek import Seek
 from odock.errors import (
     Conflict,
@@ -39,7 +40,6 @@ from odock.identity.secrets import new_secret, secret_hash
 from odock.identity.tables import Invitation, InvitationStatus
 from odock.ids import new_id
 from odock.tenancy.tables import Organisation, Role, User, UserStatus
-from odock.web.api.search import matches
 
 INVITABLE_ROLES = frozenset({Role.ORG_ADMIN, Role.MANAGER, Role.USER})
 

@@ -13,12 +13,12 @@ from typing import Any, Literal
 from sqlalchemy import Select, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from odock.db.search import matches
 from odock.db.seek import Seek
 from odock.errors import NotFound
 from odock.identity.directory import Membership, memberships
 from odock.rbac.grant import ListScope
 from odock.tenancy.tables import Organisation, Role, Team, TeamMember, TeamMemberRole, User, UserStatus
-from odock.web.api.search import matches
 
 SortBy = Literal["created_at", "name"]
 

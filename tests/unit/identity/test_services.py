@@ -17,7 +17,7 @@ from odock.identity.tables import InvitationStatus
 from odock.identity.tokens import AdminTokens
 from odock.tenancy.service import TenancyService
 from odock.tenancy.tables import Role, UserStatus
-from odock.tenancy.users import UserService
+from odock.tenancy.user_service import UserService
 from odock.web.api.paging import PageParams, keyset
 
 CHEAP = Passwords(time_cost=1, memory_kib=1024)

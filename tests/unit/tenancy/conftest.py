@@ -12,7 +12,7 @@ from odock.cache.bus import Invalidation, LocalInvalidationBus
 from odock.db import migrate
 from odock.db.engine import create_engine, session_factory
 from odock.tenancy.service import TenancyService
-from odock.tenancy.users import UserService
+from odock.tenancy.user_service import UserService
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from odock.errors import Conflict, InvalidPolicy, NotFound, UnprocessableEntity
 from odock.keys.tables import ApiKey, ApiKeyType
 from odock.tenancy.service import TenancyService, routing_enabled
 from odock.tenancy.tables import TeamMemberRole
-from odock.tenancy.users import UserService
+from odock.tenancy.user_service import UserService
 
 BAD_POLICY = {"ratelimit": {"requests": {"per_minutes": 5}}}
 

@@ -10,10 +10,10 @@ from sqlalchemy import Select, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from odock.db.engine import session_factory
+from odock.db.search import matches
 from odock.ids import new_id
 from odock.keys.tables import ApiKey
 from odock.tenancy.tables import Organisation
-from odock.web.api.search import matches
 from tests.support import services
 
 pytestmark = pytest.mark.production

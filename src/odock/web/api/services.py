@@ -11,7 +11,7 @@ from odock.identity.invitations import Invitations
 from odock.identity.tokens import AdminTokens
 from odock.tenancy.queries import TenancyQueries
 from odock.tenancy.service import TenancyService
-from odock.tenancy.users import UserService
+from odock.tenancy.user_service import UserService
 from odock.web.api.deps import get_runtime, identity_of
 
 

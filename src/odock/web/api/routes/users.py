@@ -21,7 +21,7 @@ from odock.rbac.grant import Grant, ListScope, Target
 from odock.rbac.permissions import Action, Reach, Resource
 from odock.tenancy.queries import UserFilter, UserWithTeams
 from odock.tenancy.tables import Role, User, UserStatus
-from odock.tenancy.users import KEEP
+from odock.tenancy.user_service import KEEP
 from odock.web.api.deps import IdentityDep, Permit, row_locator
 from odock.web.api.paging import Page, PageParams, keyset, make_page, page_params
 from odock.web.api.routes.auth import UserView, render_user

@@ -14,7 +14,7 @@ from odock.identity.passwords import Passwords
 from odock.identity.tables import AdminToken
 from odock.tenancy.service import TenancyService
 from odock.tenancy.tables import Role, UserStatus
-from odock.tenancy.users import UserService
+from odock.tenancy.user_service import UserService
 
 CHEAP = Passwords(time_cost=1, memory_kib=1024)
 
