@@ -35,8 +35,14 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("admin", ("odock.admin.**",)),
     (
         "services",
-        ("odock.*.control", "odock.*.service", "odock.*.*_service", "odock.*.queries")
-        + ("odock.usage.analytics", "odock.usage.invoices"),
+        (
+            "odock.*.control",
+            "odock.*.service",
+            "odock.*.*_service",
+            "odock.*.queries",
+            "odock.usage.analytics",
+            "odock.usage.invoices",
+        ),
     ),
     ("stages", ("odock.*.stage",)),
     ("schema", ("odock.db.schema", "odock.db.migrate", "odock.db.migrations.**")),
