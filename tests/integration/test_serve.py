@@ -1,0 +1,67 @@
+"""``odock serve`` as an operator starts it: its options, against a real process on the active backend."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from odock.settings import Settings
+from odock.tenancy.tables import Organisation
+from tests.conftest import SettingsFactory
+from tests.support.governance import ODOCK, Served, eventually, operator, serve_env, stop_served
+from tests.support.server import free_port
+
+
+async def serve_with(args: list[str], env: dict[str, str], base_url: str, log: Path) -> Served:
+    """Start ``odock serve ARGS`` and wait until ``base_url`` answers its health probe."""
+    with log.open("wb") as out:
+        process = await asyncio.create_subprocess_exec(
+            ODOCK, "serve", *args, env=env, stdout=out, stderr=asyncio.subprocess.STDOUT
+        )
+    served = Served("gateway", process, base_url, log)
+    async with httpx.AsyncClient(timeout=2) as client:
+
+        async def healthy() -> bool:
+            assert process.returncode is None, f"odock serve exited: {served.output()}"
+            with contextlib.suppress(httpx.TransportError):
+                return (await client.get(base_url + "/v1/health")).status_code == 200
+            return False
+
+        await eventually(healthy, "odock serve to become healthy", deadline=60)
+    return served
+
+
+@pytest.fixture
+def settings(make_settings: SettingsFactory) -> Settings:
+    """Fresh settings on the active backend (made before the test's event loop runs)."""
+    return make_settings()
+
+
+async def test_serve_config_option_reads_its_file_and_wins_over_odock_config(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """`odock serve --config FILE` takes settings and declared resources from FILE, not ODOCK_CONFIG."""
+    port = free_port()
+    organisation = "from-option-" + secrets.token_hex(3)
+    chosen = tmp_path / "chosen.yaml"
+    chosen.write_text(f"settings:\n  port: {port}\norganisations:\n  - name: {organisation}\n")
+    ignored = tmp_path / "ignored.yaml"
+    ignored.write_text("settings:\n  port: 70000\n")  # invalid: a server reading it would exit 2
+    env = serve_env(settings, tmp_path / "data", port, {"ODOCK_CONFIG": str(ignored)})
+    del env["ODOCK_PORT"]  # the port comes from the chosen file only
+    async with operator(settings) as admin:
+        served = await serve_with(
+            ["--config", str(chosen)], env, f"http://127.0.0.1:{port}", tmp_path / "serve.log"
+        )
+        try:
+            async with admin.sessions() as session:
+                query = select(Organisation.name).where(Organisation.name == organisation)
+                assert await session.scalar(query) == organisation, served.output()
+        finally:
+            await stop_served([served])
