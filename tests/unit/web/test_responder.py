@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import orjson
+import pytest
 
 from odock.errors import UpstreamRateLimited, UpstreamStreamInterrupted
-from odock.pipeline import Exchange, Timings
+from odock.pipeline import ClientDisconnected, Exchange, Timings
 from odock.providers.adapters.base import Endpoint, StreamChunk, Usage
 from odock.web.asgi import Message
 from odock.web.responder import DONE, AsgiResponder, sse_frame
@@ -170,3 +171,58 @@ async def test_error_before_start_carries_headers() -> None:
     assert headers[b"x-request-id"] == b"rid-1"
     assert float(headers[b"x-odock-overhead-ms"]) >= 0
     assert orjson.loads(client.body)["error"]["code"] == "upstream_rate_limited"
+
+
+async def test_client_leaving_while_waiting_upstream_cancels_the_call() -> None:
+    """A client that leaves while the upstream call runs cancels that call and raises ClientDisconnected."""
+    client = _Client()
+    responder = AsgiResponder(client.send, client.receive)
+    started, cancelled = asyncio.Event(), asyncio.Event()
+
+    async def upstream() -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()  # a provider that never answers
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    waiting = asyncio.ensure_future(responder.while_connected(upstream()))
+    await asyncio.wait_for(started.wait(), timeout=5)
+    client.gone.set()
+    with pytest.raises(ClientDisconnected):
+        await asyncio.wait_for(waiting, timeout=5)
+    assert cancelled.is_set()
+    assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+
+
+async def test_answer_before_disconnect_is_kept_and_a_later_disconnect_cancels_nothing() -> None:
+    """An upstream call that answers is not cancelled by a disconnect that comes after it."""
+    client = _Client()
+    responder = AsgiResponder(client.send, client.receive)
+    await asyncio.wait_for(responder.while_connected(asyncio.sleep(0)), timeout=5)
+    client.gone.set()
+    for _ in range(3):
+        await asyncio.sleep(0)  # let a (wrongly) surviving watch run; nothing may be cancelled
+    assert not client.messages
+
+
+async def test_server_cancellation_propagates_and_stops_the_relay() -> None:
+    """A request cancelled mid-stream (shutdown past grace) stops its relay before the stream is closed."""
+    client = _Client()
+    hold = asyncio.Event()
+    stream = _Stream([CONTENT], hold=hold)
+    ex = _exchange(stream)
+    request = asyncio.ensure_future(AsgiResponder(client.send, client.receive).send_answer(ex))
+    for _ in range(100):  # a bounded number of loop turns for the first chunk to be relayed
+        if ex.streamed_chunks:
+            break
+        await asyncio.sleep(0)
+    assert ex.streamed_chunks == 1
+    relays = [t for t in asyncio.all_tasks() if t is not request and t is not asyncio.current_task()]
+    request.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(request, timeout=5)
+    assert relays
+    assert all(t.done() for t in relays), "the relay kept running after its request was cancelled"
+    assert DONE not in client.body
