@@ -15,6 +15,7 @@ from odock.settings import Settings
 from odock.tenancy.tables import Organisation
 from tests.conftest import SettingsFactory
 from tests.support.governance import ODOCK, Served, eventually, operator, serve_env, stop_served
+from tests.support.raw_http import send_raw
 from tests.support.server import free_port
 
 
@@ -65,3 +66,18 @@ async def test_serve_config_option_reads_its_file_and_wins_over_odock_config(
                 assert await session.scalar(query) == organisation, served.output()
         finally:
             await stop_served([served])
+
+
+async def test_serve_answers_malformed_requests_in_json(settings: Settings, tmp_path: Path) -> None:
+    """`odock serve` runs Odock's HTTP protocol: a request with a bad Content-Length gets a JSON 400."""
+    port = free_port()
+    env = serve_env(settings, tmp_path / "data", port, {})
+    served = await serve_with([], env, f"http://127.0.0.1:{port}", tmp_path / "serve.log")
+    try:
+        request = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n"
+        reply = await asyncio.to_thread(send_raw, port, request)
+    finally:
+        await stop_served([served])
+    assert (reply.status, reply.headers["content-type"]) == (400, "application/json")
+    assert reply.json()["error"]["code"] == "malformed_http_request"
+    assert reply.headers["x-request-id"]

@@ -50,6 +50,7 @@ def serve(
 
     from odock.app import create_app
     from odock.telemetry.logging import configure_logging
+    from odock.web.http_protocol import protocol_factory
 
     settings = settings_from(ctx, config_file=config_file, host=host, port=port, workers=workers)
     configure_logging(settings.log_level, settings.log_format)
@@ -57,7 +58,10 @@ def serve(
         "host": settings.host,
         "port": settings.port,
         "loop": "uvloop",
-        "http": "httptools",
+        # httptools, with bounded request heads and times and JSON answers to malformed requests.
+        "http": protocol_factory(settings),
+        # No route speaks WebSocket: an Upgrade request is an ordinary request, answered in JSON.
+        "ws": "none",
         "lifespan": "on",
         "access_log": False,
         "log_config": None,

@@ -1,0 +1,156 @@
+"""What the HTTP server answers by itself, seen through raw sockets: bounds, timeouts, malformed requests.
+
+Every answer is the JSON error shape with an ``X-Request-Id``, and the connection closes after it.
+The gateway runs in-thread with the same protocol as ``odock serve`` and short timeouts.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.conftest import Gateway, GatewayFactory, SettingsFactory
+from tests.support.raw_http import RawResponse, connect, parse, read_to_close, send_raw
+
+TIMEOUT = 0.5  # the gateway's header and body timeouts in these tests
+ERROR_FIELDS = {"code", "message", "type", "param"}
+
+
+@pytest.fixture
+def served(gateway_factory: GatewayFactory, make_settings: SettingsFactory) -> Gateway:
+    """A gateway with half-second header and body timeouts and the default size limits."""
+    return gateway_factory(
+        make_settings(request_header_timeout_seconds=TIMEOUT, request_body_timeout_seconds=TIMEOUT)
+    )
+
+
+def assert_json_error(reply: RawResponse, status: int, code: str) -> None:
+    """The reply is Odock's JSON error ``code`` with ``status``, a request id, and a closed connection."""
+    assert reply.status == status, reply
+    assert reply.headers["content-type"] == "application/json"
+    assert reply.headers["x-request-id"]
+    assert reply.headers["connection"] == "close"
+    error = reply.json()["error"]
+    assert set(error) == ERROR_FIELDS
+    assert error["code"] == code
+    assert error["message"]
+
+
+def head(*lines: str, end: bytes = b"\r\n\r\n") -> bytes:
+    """A request head from its lines (CRLF line ends unless the test says otherwise)."""
+    return "\r\n".join(lines).encode("latin-1") + end
+
+
+CHAT = "POST /v1/chat/completions HTTP/1.1"
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        pytest.param(head(CHAT, "Host: x", "Content-Length: abc"), id="bad-content-length"),
+        pytest.param(
+            head(CHAT, "Host: x", "Content-Length: 5", "Transfer-Encoding: chunked") + b"0\r\n\r\n",
+            id="content-length-and-transfer-encoding",
+        ),
+        pytest.param(b"GET /v1/health HTTP/1.1\nHost: x\n\n", id="bare-lf"),
+        pytest.param(head("GET /v1/health HTTP/1.1", "Host: x", "Bad Header: y"), id="space-in-header-name"),
+    ],
+)
+def test_malformed_request_gets_a_json_400(served: Gateway, request_bytes: bytes) -> None:
+    """A request the parser refuses is answered 400 malformed_http_request in JSON with a request id."""
+    assert_json_error(send_raw(served.server.port, request_bytes), 400, "malformed_http_request")
+
+
+def test_oversized_header_gets_a_json_431(served: Gateway) -> None:
+    """An unauthenticated request with 128 KiB of headers is refused 431 before it reaches the app."""
+    big = "X-Padding: " + "a" * (128 * 1024)
+    reply = send_raw(served.server.port, head(CHAT, "Host: x", big, "Content-Length: 2") + b"{}")
+    assert_json_error(reply, 431, "request_headers_too_large")
+
+
+def test_too_many_header_fields_get_a_json_431(served: Gateway) -> None:
+    """101 header fields (the default allows 100) are refused 431."""
+    fields = [f"X-Field-{n}: v" for n in range(100)]
+    reply = send_raw(served.server.port, head("GET /v1/health HTTP/1.1", "Host: x", *fields))
+    assert_json_error(reply, 431, "request_headers_too_large")
+
+
+def test_a_header_that_never_ends_is_refused_while_it_grows(served: Gateway) -> None:
+    """A head still growing past the limit is refused at once, without waiting for its end."""
+    with connect(served.server.port) as sock:
+        sock.sendall(head(CHAT, "Host: x", end=b"\r\nX-Endless: "))
+        refused = b""
+        for _ in range(64):  # up to 4 MiB of one header value, 64 KiB at a time
+            try:
+                sock.sendall(b"a" * 65536)
+            except (BrokenPipeError, ConnectionResetError):
+                break  # the server refused and closed; its answer is already in our receive buffer
+        refused = read_to_close(sock)
+    assert_json_error(parse(refused), 431, "request_headers_too_large")
+
+
+def test_normal_requests_pass_the_bounds(served: Gateway) -> None:
+    """Positive control: 90 header fields, and a 1 MiB body read together with its head, reach the app."""
+    fields = [f"X-Field-{n}: v" for n in range(90)]
+    health = send_raw(
+        served.server.port, head("GET /v1/health HTTP/1.1", "Host: x", "Connection: close", *fields)
+    )
+    assert health.status == 200
+    assert b'{"status":"ok"}' in health.body  # (chunked: the raw body frames it)
+    body = b'{"model": "m", "messages": [], "pad": "' + b"p" * (1024 * 1024) + b'"}'
+    lines = (
+        CHAT,
+        "Host: x",
+        "Connection: close",
+        "Content-Type: application/json",
+        f"Content-Length: {len(body)}",
+    )
+    unauthorised = send_raw(served.server.port, head(*lines) + body)
+    assert unauthorised.status == 401  # the app answered: no key
+
+
+def test_half_sent_head_gets_a_json_408(served: Gateway) -> None:
+    """A client that stops halfway through its headers gets 408 request_timeout after the header timeout."""
+    started = time.monotonic()
+    with connect(served.server.port) as sock:
+        sock.sendall(head(CHAT, "Host: x", end=b"\r\nX-Incomplete: "))
+        reply = parse(read_to_close(sock))
+    assert_json_error(reply, 408, "request_timeout")
+    assert time.monotonic() - started >= TIMEOUT
+
+
+def test_half_sent_body_gets_a_json_408(served: Gateway) -> None:
+    """A client that stops halfway through its body gets 408 request_timeout once the body timeout passes."""
+    with connect(served.server.port) as sock:
+        sock.sendall(head(CHAT, "Host: x", "Content-Length: 100") + b'{"model": ')
+        reply = parse(read_to_close(sock))
+    assert_json_error(reply, 408, "request_timeout")
+
+
+def test_a_connection_that_sends_nothing_is_closed(served: Gateway) -> None:
+    """A connection that never sends a byte is closed after the header timeout, with nothing to answer."""
+    with connect(served.server.port) as sock:
+        assert read_to_close(sock) == b""
+
+
+def test_websocket_upgrade_is_an_ordinary_request(served: Gateway) -> None:
+    """An Upgrade: websocket request is served as plain HTTP (here a JSON 401), not a plain-text 500."""
+    lines = (
+        "GET /v1/models HTTP/1.1",
+        "Host: x",
+        "Connection: Upgrade",
+        "Upgrade: websocket",
+        "Sec-WebSocket-Version: 13",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+    )
+    with connect(served.server.port) as sock:
+        sock.sendall(head(*lines))
+        raw = b""
+        while b"\r\n0\r\n\r\n" not in raw and b"}" not in raw.partition(b"\r\n\r\n")[2]:
+            piece = sock.recv(65536)
+            assert piece, f"closed after {raw!r}"
+            raw += piece
+    reply = parse(raw)
+    assert reply.status == 401
+    assert reply.headers["content-type"] == "application/json"
