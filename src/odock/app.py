@@ -24,7 +24,7 @@ from odock.identity.accounts import ensure_bootstrap_admin
 from odock.ids import accept_request_id
 from odock.runtime import Runtime, open_runtime
 from odock.settings import Settings
-from odock.web.asgi import JSON_HEADERS, Message, Receive, Scope, Send, header_map, send_error
+from odock.web.asgi import Message, Receive, Scope, Send, header_map, send_error
 from odock.web.gateway import Gateway
 
 if TYPE_CHECKING:
@@ -80,7 +80,7 @@ class OdockApp:
             if self._api is not None and _is_control_plane(path):
                 await self._api(scope, receive, tracking_send)
             elif self.settings.components == "control-plane" and path not in _ALWAYS_SERVED:
-                await _not_served(tracking_send)
+                await _not_served(tracking_send, _request_id(scope))
             else:
                 await gateway(scope, receive, tracking_send)
         except asyncio.CancelledError:
@@ -181,10 +181,9 @@ class OdockApp:
 _ALWAYS_SERVED = frozenset({"/v1/health", "/v1/healthz"})
 
 
-async def _not_served(send: Send) -> None:
-    body = NotFound("this process serves the control plane only (ODOCK_COMPONENTS=control-plane)").body()
-    await send({"type": "http.response.start", "status": 404, "headers": JSON_HEADERS})
-    await send({"type": "http.response.body", "body": body})
+async def _not_served(send: Send, request_id: str) -> None:
+    error = NotFound("this process serves the control plane only (ODOCK_COMPONENTS=control-plane)")
+    await send_error(send, error, {"x-request-id": request_id})
 
 
 def _request_id(scope: Scope) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 
+import httpx
 import pytest
 
 from tests.conftest import Gateway, GatewayFactory, SettingsFactory
@@ -154,3 +155,23 @@ def test_websocket_upgrade_is_an_ordinary_request(served: Gateway) -> None:
     reply = parse(raw)
     assert reply.status == 401
     assert reply.headers["content-type"] == "application/json"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/v1/health", 200),
+        ("GET", "/v1/healthz", 200),
+        ("GET", "/v1/models", 401),
+        ("GET", "/v1/keys/self", 401),
+        ("POST", "/v1/keys/validate", 401),
+        ("POST", "/v1/internal/cache/invalidate", 401),
+    ],
+)
+def test_every_gateway_route_answers_with_the_request_id(
+    served: Gateway, method: str, path: str, status: int
+) -> None:
+    """Answers of the routes outside the pipeline carry X-Request-Id: the client's valid one."""
+    reply = httpx.request(method, served.base_url + path, headers={"x-request-id": "trace-42"}, timeout=10)
+    assert reply.status_code == status
+    assert reply.headers["x-request-id"] == "trace-42"

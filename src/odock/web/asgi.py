@@ -63,3 +63,15 @@ async def send_error(send: Send, error: OdockError, extra_headers: dict[str, str
     """Send an Odock error as a JSON response."""
     headers = JSON_HEADERS + encode_headers({**error.headers, **(extra_headers or {})})
     await send_bytes(send, error.http_status, error.body(), headers)
+
+
+def stamped(send: Send, request_id: str) -> Send:
+    """``send`` that adds ``x-request-id`` to the response it starts (for answers built without it)."""
+    header = (b"x-request-id", request_id.encode("latin-1"))
+
+    async def stamped_send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", ()), header]
+        await send(message)
+
+    return stamped_send

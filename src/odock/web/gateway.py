@@ -33,7 +33,17 @@ from odock.keys.stage import authenticate
 from odock.pipeline import Exchange, Timings
 from odock.providers.adapters.base import Endpoint
 from odock.runtime import Runtime
-from odock.web.asgi import ClientGone, Receive, Scope, Send, header_map, read_body, send_bytes, send_error
+from odock.web.asgi import (
+    ClientGone,
+    Receive,
+    Scope,
+    Send,
+    header_map,
+    read_body,
+    send_bytes,
+    send_error,
+    stamped,
+)
 from odock.web.client_ip import client_ip, parse_networks
 from odock.web.decode import parse_json_object
 from odock.web.responder import AsgiResponder
@@ -42,6 +52,7 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[Scope, Receive, Send, dict[str, str]], Awaitable[None]]
 INVALIDATION_SECRET_HEADER = "x-odock-invalidation-secret"
+MODEL_CALL_PATHS = frozenset({"/v1/chat/completions", "/v1/embeddings"})
 
 
 class Gateway:
@@ -80,7 +91,11 @@ class Gateway:
                 send, MethodNotAllowed(f"use {allow}"), {"allow": allow, "x-request-id": request_id}
             )
             return
-        await handler(scope, receive, send, headers)
+        if scope["path"] in MODEL_CALL_PATHS:
+            await handler(scope, receive, send, headers)  # the pipeline stamps its own request id
+            return
+        request_id = accept_request_id(headers.get("x-request-id"))
+        await handler(scope, receive, stamped(send, request_id), headers)
 
     # --- model calls ---------------------------------------------------------------------
     async def _chat(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]) -> None:
