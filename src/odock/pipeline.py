@@ -228,6 +228,17 @@ class Pipeline:
     def __init__(self, stages: Sequence[Stage]) -> None:
         self.stages = tuple(stages)
 
+    @property
+    def stages(self) -> tuple[Stage, ...]:
+        """The lifecycle's stages, in order; the last one calls the upstream."""
+        return self._stages
+
+    @stages.setter
+    def stages(self, stages: Sequence[Stage]) -> None:
+        self._stages = tuple(stages)
+        *gates, self._upstream = self._stages
+        self._gates = tuple(gates)
+
     def stage_names(self) -> list[str]:
         """The lifecycle, in order."""
         return [s.name for s in self.stages]
@@ -236,10 +247,10 @@ class Pipeline:
         """Handle one request from the first stage to the last ``after`` hook."""
         token = request_scope.set(ex.request_id)
         entered: list[Stage] = []
-        *gates, upstream = self.stages
+        upstream = self._upstream
         try:
             try:
-                for stage in gates:
+                for stage in self._gates:
                     entered.append(stage)
                     await stage.before(ex)
                 entered.append(upstream)
