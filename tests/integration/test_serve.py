@@ -81,3 +81,18 @@ async def test_serve_answers_malformed_requests_in_json(settings: Settings, tmp_
     assert (reply.status, reply.headers["content-type"]) == (400, "application/json")
     assert reply.json()["error"]["code"] == "malformed_http_request"
     assert reply.headers["x-request-id"]
+
+
+async def test_serve_workers_run_odocks_http_protocol(settings: Settings, tmp_path: Path) -> None:
+    """Production: `odock serve --workers 2` hands the protocol to its workers (JSON 400 from each)."""
+    if not settings.redis_url:
+        pytest.skip("several workers need the production backend (Redis)")
+    port = free_port()
+    env = serve_env(settings, tmp_path / "data", port, {})
+    served = await serve_with(["--workers", "2"], env, f"http://127.0.0.1:{port}", tmp_path / "serve.log")
+    try:
+        request = b"GET /v1/health HTTP/1.1\nHost: x\n\n"
+        replies = [await asyncio.to_thread(send_raw, port, request) for _ in range(4)]
+    finally:
+        await stop_served([served])
+    assert {(r.status, r.headers["content-type"]) for r in replies} == {(400, "application/json")}
