@@ -34,6 +34,7 @@ from odock.pipeline import Exchange, Timings
 from odock.providers.adapters.base import Endpoint
 from odock.runtime import Runtime
 from odock.web.asgi import (
+    CLIENT_CONNECTION,
     ClientGone,
     Receive,
     Scope,
@@ -129,7 +130,7 @@ class Gateway:
             received_at=datetime.now(UTC),
             timings=Timings(received=started),
         )
-        await self._rt.pipeline.run(ex, AsgiResponder(send, receive))
+        await self._rt.pipeline.run(ex, AsgiResponder(send, receive, scope.get(CLIENT_CONNECTION)))
 
     # --- key-authenticated routes ---------------------------------------------------------
     async def _authenticated(self, headers: dict[str, str], send: Send) -> KeyPrincipal | None:

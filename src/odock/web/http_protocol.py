@@ -18,6 +18,10 @@ attribute updates per parser callback and no timer: a deadline is armed only whe
 request incomplete, and the exact head size is summed only when a read is larger than the limit.
 A head in progress is checked after every read, so at most one read (≤ 256 KiB) is buffered past
 the limit before the refusal.
+
+The protocol also offers itself to the app as the request's :class:`~odock.web.asgi.ClientConnection`
+(scope key ``odock.client_connection``): the app learns of a lost connection from a callback instead
+of keeping a task in ``receive()``.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import http
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +38,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from odock.errors import MalformedHttpRequest, OdockError, RequestHeadersTooLarge, RequestTimeout
 from odock.ids import new_request_id
 from odock.settings import Settings
+from odock.web.asgi import CLIENT_CONNECTION
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +84,7 @@ class OdockHttpProtocol(HttpToolsProtocol):
         self._head_later = 0  # size of the reads since then (all of them head bytes while it is open)
         self._deadline: asyncio.TimerHandle | None = None
         self._refusal: OdockError | None = None
+        self._on_lost: Callable[[], None] | None = None
 
     # --- connection -----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -86,9 +93,19 @@ class OdockHttpProtocol(HttpToolsProtocol):
         self._arm(self._limits.header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        """Forget the connection's deadline."""
+        """Forget the connection's deadline; tell a watching app that its client is gone."""
         self._disarm()
         super().connection_lost(exc)
+        on_lost, self._on_lost = self._on_lost, None
+        if on_lost is not None:
+            on_lost()
+
+    def watch_client(self, on_lost: Callable[[], None] | None) -> None:
+        """Call ``on_lost`` once if the connection is (or gets) lost; None stops watching."""
+        if on_lost is not None and self.transport.is_closing():
+            on_lost()
+            return
+        self._on_lost = on_lost
 
     def data_received(self, data: bytes) -> None:
         """Parse a read; refuse a head grown past the limit; arm a deadline for an unfinished request."""
@@ -108,6 +125,7 @@ class OdockHttpProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         """A request begins: its head is measured from this read on."""
         super().on_message_begin()
+        self.scope[CLIENT_CONNECTION] = self  # type: ignore[literal-required]
         self._head_open = True
         self._head_first = self._piece
         self._head_later = 0

@@ -5,8 +5,9 @@ the final usage-only chunk is forwarded only when the client asked for it
 (``stream_options.include_usage``). While relaying, the client connection is watched: a
 disconnect cancels the relay at once, so leases and reservations are released without waiting
 for the next upstream chunk. The same watch runs while the pipeline waits for the upstream's
-answer (:meth:`AsgiResponder.while_connected`): one ``receive()`` waiter, which cancels the
-request's own task when the client leaves, so no second task carries the upstream call. A relay
+answer (:meth:`AsgiResponder.while_connected`): a lost connection cancels the request's own task,
+so no second task carries the upstream call. The server's connection reports the loss by a
+callback when it offers one (Odock's HTTP protocol does), else one ``receive()`` waiter does. A relay
 whose request is cancelled (a shutdown past its grace) is cancelled and awaited before the stages
 unwind and close the upstream stream.
 
@@ -22,7 +23,7 @@ from collections.abc import Awaitable
 
 from odock.errors import OdockError
 from odock.pipeline import ClientDisconnected, Exchange
-from odock.web.asgi import JSON_HEADERS, Receive, Send, encode_headers
+from odock.web.asgi import JSON_HEADERS, ClientConnection, Receive, Send, encode_headers
 
 SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -35,9 +36,10 @@ DONE = b"data: [DONE]\n\n"
 class AsgiResponder:
     """The web side of :class:`odock.pipeline.Responder`."""
 
-    def __init__(self, send: Send, receive: Receive) -> None:
+    def __init__(self, send: Send, receive: Receive, connection: ClientConnection | None = None) -> None:
         self._send = send
         self._receive = receive
+        self._connection = connection
         self._started = False
         self._finished = False  # the last body frame went out
         self._waiting: asyncio.Task[object] | None = None  # the request, while it waits upstream
@@ -76,7 +78,12 @@ class AsgiResponder:
         task = asyncio.current_task()
         assert task is not None
         self._waiting = task
-        watch = asyncio.get_running_loop().create_task(self._cancel_when_gone())
+        connection = self._connection
+        watch = None
+        if connection is not None:
+            connection.watch_client(self._client_gone)
+        else:
+            watch = asyncio.get_running_loop().create_task(self._cancel_when_gone())
         try:
             await upstream
         except asyncio.CancelledError:
@@ -85,12 +92,18 @@ class AsgiResponder:
             task.uncancel()
             raise ClientDisconnected() from None
         finally:
-            # Cleared before the watch can run again: a disconnect seen from now on cancels nothing.
+            # Cleared before the watch can fire again: a disconnect seen from now on cancels nothing.
             self._waiting = None
-            watch.cancel()
+            if watch is not None:
+                watch.cancel()
+            elif connection is not None:
+                connection.watch_client(None)
 
     async def _cancel_when_gone(self) -> None:
         await self._wait_for_disconnect()
+        self._client_gone()
+
+    def _client_gone(self) -> None:
         if self._waiting is not None:
             self._client_left = True
             self._waiting.cancel()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
 import orjson
@@ -226,3 +226,55 @@ async def test_server_cancellation_propagates_and_stops_the_relay() -> None:
     assert relays
     assert all(t.done() for t in relays), "the relay kept running after its request was cancelled"
     assert DONE not in client.body
+
+
+class _Connection:
+    """A server connection that reports its loss by callback (as Odock's HTTP protocol does)."""
+
+    def __init__(self, *, lost: bool = False) -> None:
+        self.lost = lost
+        self.on_lost: Callable[[], None] | None = None
+
+    def watch_client(self, on_lost: Callable[[], None] | None) -> None:
+        if on_lost is not None and self.lost:
+            on_lost()
+            return
+        self.on_lost = on_lost
+
+    def lose(self) -> None:
+        self.lost = True
+        if self.on_lost is not None:
+            self.on_lost()
+
+
+async def test_connection_loss_reported_by_the_server_cancels_the_upstream_call() -> None:
+    """With a server connection that reports its loss, no receive() task is needed to cancel the call."""
+    client, connection = _Client(), _Connection()
+    responder = AsgiResponder(client.send, client.receive, connection)
+    started = asyncio.Event()
+
+    async def upstream() -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    waiting = asyncio.ensure_future(responder.while_connected(upstream()))
+    await asyncio.wait_for(started.wait(), timeout=5)
+    connection.lose()
+    with pytest.raises(ClientDisconnected):
+        await asyncio.wait_for(waiting, timeout=5)
+    assert connection.on_lost is None  # the watch was withdrawn
+
+
+async def test_a_client_already_gone_never_starts_the_upstream_call() -> None:
+    """A connection lost before the upstream wait begins cancels the call at its first step."""
+    client = _Client()
+    responder = AsgiResponder(client.send, client.receive, _Connection(lost=True))
+    reached = []
+
+    async def upstream() -> None:
+        await asyncio.sleep(0)
+        reached.append(True)
+
+    with pytest.raises(ClientDisconnected):
+        await asyncio.wait_for(responder.while_connected(upstream()), timeout=5)
+    assert reached == []
