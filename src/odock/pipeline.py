@@ -212,6 +212,10 @@ class Responder(Protocol):
     def started(self) -> bool:
         """True once response headers went out."""
 
+    @property
+    def finished(self) -> bool:
+        """True once the whole answer went out."""
+
     async def send_answer(self, ex: Exchange) -> None:
         """Write the upstream answer (unary body or the whole stream)."""
 
@@ -262,12 +266,13 @@ class Pipeline:
             except ClientDisconnected:
                 ex.disconnected()
             except asyncio.CancelledError:
-                # The server gave up on the request (a shutdown past its grace period). Say so to
-                # the client if it can still hear it, record it honestly, unwind, then go on
-                # with the cancellation.
-                interrupted = ServerShuttingDown()
-                ex.fail(interrupted, "interrupted")
-                await responder.send_error(ex, interrupted)
+                # The server gave up on the request (a shutdown past its grace period). Unless the
+                # whole answer had just gone out, say so to the client if it can still hear it and
+                # record it honestly; unwind, then go on with the cancellation.
+                if not responder.finished:
+                    interrupted = ServerShuttingDown()
+                    ex.fail(interrupted, "interrupted")
+                    await responder.send_error(ex, interrupted)
                 raise
             except Exception:
                 # The pipeline is the outermost handler of a model call: a bug must still yield a

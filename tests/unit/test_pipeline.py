@@ -91,17 +91,25 @@ class Recording:
 class Responder:
     """Records what was sent."""
 
-    def __init__(self, *, client_leaves: bool = False) -> None:
+    def __init__(self, *, client_leaves: bool = False, linger: asyncio.Event | None = None) -> None:
         self.errors: list[OdockError] = []
         self.answered = False
         self._client_leaves = client_leaves
+        self._linger = linger  # set once answered; then send_answer waits (for a cancellation)
 
     @property
     def started(self) -> bool:
         return self.answered
 
+    @property
+    def finished(self) -> bool:
+        return self.answered
+
     async def send_answer(self, ex: Exchange) -> None:
         self.answered = True
+        if self._linger is not None:
+            self._linger.set()
+            await asyncio.Event().wait()
 
     async def send_error(self, ex: Exchange, error: OdockError) -> None:
         self.errors.append(error)
@@ -260,4 +268,19 @@ async def test_a_client_that_leaves_while_waiting_upstream_is_recorded_as_499_an
     assert (ex.outcome, ex.http_status, ex.error) == ("client_disconnected", 499, None)
     assert responder.errors == []
     assert not responder.answered
+    assert log[-2:] == ["upstream.after", "gate.after"]
+
+
+async def test_a_request_cancelled_once_its_answer_went_out_stays_a_success() -> None:
+    """Cancelled after the whole answer went out but before send_answer returned: still a success."""
+    log: list[str] = []
+    answered = asyncio.Event()
+    responder, ex = Responder(linger=answered), exchange()
+    stages = [Recording("gate", log), Recording("upstream", log)]
+    request = asyncio.get_running_loop().create_task(Pipeline(stages).run(ex, responder))
+    await asyncio.wait_for(answered.wait(), DEADLINE)
+    request.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(request, DEADLINE)
+    assert (ex.outcome, ex.http_status, responder.errors) == ("success", 200, [])
     assert log[-2:] == ["upstream.after", "gate.after"]

@@ -49,6 +49,10 @@ class AsgiResponder:
     def started(self) -> bool:
         return self._started
 
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
     def _headers(
         self, ex: Exchange, base: list[tuple[bytes, bytes]], extra: dict[str, str] | None = None
     ) -> list[tuple[bytes, bytes]]:
@@ -69,6 +73,7 @@ class AsgiResponder:
             self._started = True
             await self._send({"type": "http.response.start", "status": 200, "headers": headers})
             await self._send({"type": "http.response.body", "body": body})
+            self._finished = True
             ex.bytes_out = len(body)
             return
         await self._relay_stream(ex)
