@@ -6,12 +6,13 @@ The gateway runs in-thread with the same protocol as ``odock serve`` and short t
 
 from __future__ import annotations
 
+import socket
 import time
 
 import httpx
 import pytest
 
-from tests.conftest import Gateway, GatewayFactory, SettingsFactory
+from tests.conftest import Gateway, GatewayFactory, SettingsFactory, provision
 from tests.support.raw_http import RawResponse, connect, parse, read_to_close, send_raw
 
 TIMEOUT = 0.5  # the gateway's header and body timeouts in these tests
@@ -175,3 +176,33 @@ def test_every_gateway_route_answers_with_the_request_id(
     reply = httpx.request(method, served.base_url + path, headers={"x-request-id": "trace-42"}, timeout=10)
     assert reply.status_code == status
     assert reply.headers["x-request-id"] == "trace-42"
+
+
+def read_response(sock: socket.socket, deadline: float = 10.0) -> RawResponse:
+    """One response (its status and head; a chunked body read to its end) off a kept-alive connection."""
+    give_up = time.monotonic() + deadline
+    raw = b""
+    while True:
+        head_end = raw.find(b"\r\n\r\n")
+        if head_end >= 0 and raw.endswith(b"\r\n0\r\n\r\n"):
+            return parse(raw)
+        assert time.monotonic() < give_up, f"no complete response in {raw!r}"
+        piece = sock.recv(65536)
+        assert piece, f"the server closed the connection after {raw!r}"
+        raw += piece
+
+
+def test_a_pipelined_request_waiting_its_turn_is_not_timed_out(served: Gateway) -> None:
+    """A request queued behind a slow one (reading paused) gets its body time only once it runs."""
+    tenant = provision(served, provider_config={"latency_ms": int(TIMEOUT * 3000)})
+    body = b'{"model": "%s", "messages": [{"role": "user", "content": "hi"}]}' % tenant.model.encode()
+    slow = head(CHAT, "Host: x", f"Authorization: Bearer {tenant.secret}", f"Content-Length: {len(body)}")
+    queued = head(CHAT, "Host: x", "Connection: close", "Content-Length: 2")  # answered once its body is read
+    with connect(served.server.port) as sock:
+        sock.sendall(slow + body + queued)  # the second request's body follows only later
+        first = read_response(sock)
+        sock.sendall(b"{}")
+        second = parse(read_to_close(sock))
+    assert first.status == 200, first
+    assert second.status == 401, second
+    assert b'"code":"unauthorized"' in second.body

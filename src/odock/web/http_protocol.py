@@ -118,7 +118,9 @@ class OdockHttpProtocol(HttpToolsProtocol):
             return
         if self._head_open and self._head_later > self._limits.max_header_bytes:
             self._answer(RequestHeadersTooLarge(self._too_large()))
-        elif self._deadline is None and (self._head_open or self._body_open):
+        elif self._deadline is None and (self._head_open or (self._body_open and not self.pipeline)):
+            # (A pipelined request queued behind a running one cannot send its body while reading
+            # is paused for it: its time starts when it runs, not while it waits.)
             self._arm(self._limits.header_timeout if self._head_open else self._limits.body_timeout)
 
     # --- parser callbacks -----------------------------------------------------------------
