@@ -2,11 +2,16 @@
 
 Importing this module does no I/O and reads no environment. The lifespan opens the
 :class:`odock.runtime.Runtime` on startup and closes it on shutdown, after the server has let
-in-flight requests and streams finish (uvicorn's graceful shutdown on SIGTERM).
+in-flight requests and streams finish (uvicorn's graceful shutdown on SIGTERM). Requests still
+running when the grace period ends are cancelled by the server, which then starts the lifespan
+shutdown at once: the runtime is closed only once those requests have unwound (leases released,
+budgets settled, usage records submitted to the recorder that the close then flushes), for at most
+``UNWIND_SECONDS``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -14,11 +19,12 @@ from typing import TYPE_CHECKING
 
 from odock.admin.demo import demo_banner, seed_demo
 from odock.admin.reconcile import apply_config_file
-from odock.errors import NotFound, OdockError
+from odock.errors import NotFound, OdockError, ServerShuttingDown
 from odock.identity.accounts import ensure_bootstrap_admin
+from odock.ids import accept_request_id
 from odock.runtime import Runtime, open_runtime
 from odock.settings import Settings
-from odock.web.asgi import JSON_HEADERS, Message, Receive, Scope, Send
+from odock.web.asgi import Message, Receive, Scope, Send, header_map, send_error
 from odock.web.gateway import Gateway
 
 if TYPE_CHECKING:
@@ -26,6 +32,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 demo_log = logging.getLogger("odock.demo")
+
+# How long the shutdown waits for cancelled requests to unwind: their after() hooks are a store
+# round trip or two each, so this bounds only a store that stopped answering.
+UNWIND_SECONDS = 10.0
 
 
 class OdockApp:
@@ -37,11 +47,19 @@ class OdockApp:
         self._gateway: Gateway | None = None
         self._api: FastAPI | None = None
         self._stack: contextlib.AsyncExitStack | None = None
+        self._in_flight = 0  # HTTP requests being handled
+        self._unwound: asyncio.Event | None = None  # set once none is left, while shutting down
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            await self._http(scope, receive, send)
+            self._in_flight += 1
+            try:
+                await self._http(scope, receive, send)
+            finally:
+                self._in_flight -= 1
+                if not self._in_flight and self._unwound is not None:
+                    self._unwound.set()
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 
@@ -62,16 +80,20 @@ class OdockApp:
             if self._api is not None and _is_control_plane(path):
                 await self._api(scope, receive, tracking_send)
             elif self.settings.components == "control-plane" and path not in _ALWAYS_SERVED:
-                await _not_served(tracking_send)
+                await _not_served(tracking_send, _request_id(scope))
             else:
                 await gateway(scope, receive, tracking_send)
+        except asyncio.CancelledError:
+            # The server cancelled the request (shutdown past its grace period). This is the
+            # request's outermost frame: answer in JSON if nothing was sent yet (the server would
+            # send a plain-text 500) and end the request here, the way the server meant.
+            if not started:
+                await send_error(send, ServerShuttingDown(), {"x-request-id": _request_id(scope)})
         except Exception:
             # The outermost handler: a bug must still produce a JSON 500, never a hang.
             log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
             if not started:
-                body = OdockError().body()
-                await send({"type": "http.response.start", "status": 500, "headers": JSON_HEADERS})
-                await send({"type": "http.response.body", "body": body})
+                await send_error(send, OdockError(), {"x-request-id": _request_id(scope)})
 
     async def startup(self) -> None:
         """Open the runtime (also usable without an ASGI server, e.g. in tests)."""
@@ -115,12 +137,23 @@ class OdockApp:
             )
 
     async def shutdown(self) -> None:
-        """Close the runtime (flushes queued usage)."""
+        """Close the runtime (flushes queued usage) once the requests still in flight have unwound."""
+        await self._requests_unwound()
         if self._stack is not None:
             await self._stack.aclose()
             self._stack = None
             self._gateway = None
             self._api = None
+
+    async def _requests_unwound(self) -> None:
+        """Wait (at most UNWIND_SECONDS) until no request is being handled."""
+        if not self._in_flight:
+            return
+        self._unwound = asyncio.Event()
+        try:
+            await asyncio.wait_for(self._unwound.wait(), UNWIND_SECONDS)
+        except TimeoutError:
+            log.warning("closing with %d request(s) still unwinding", self._in_flight)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -148,10 +181,14 @@ class OdockApp:
 _ALWAYS_SERVED = frozenset({"/v1/health", "/v1/healthz"})
 
 
-async def _not_served(send: Send) -> None:
-    body = NotFound("this process serves the control plane only (ODOCK_COMPONENTS=control-plane)").body()
-    await send({"type": "http.response.start", "status": 404, "headers": JSON_HEADERS})
-    await send({"type": "http.response.body", "body": body})
+async def _not_served(send: Send, request_id: str) -> None:
+    error = NotFound("this process serves the control plane only (ODOCK_COMPONENTS=control-plane)")
+    await send_error(send, error, {"x-request-id": request_id})
+
+
+def _request_id(scope: Scope) -> str:
+    """The request's id for an answer the app writes itself: the client's valid one, or a new one."""
+    return accept_request_id(header_map(scope).get("x-request-id"))
 
 
 def _is_control_plane(path: str) -> bool:

@@ -6,6 +6,7 @@ both the OpenAI SDK and Odock clients can parse the result::
 
     OdockError                         500 internal_error
     ├── InvalidRequest                 400 invalid_request
+    │   ├── MalformedHttpRequest       400 malformed_http_request
     │   ├── InvalidRequestBody         400 invalid_request_body
     │   ├── MaxTokensExceeded          400 max_tokens_exceeded
     │   ├── ModelPricingMissing        400 model_pricing_missing
@@ -36,6 +37,7 @@ both the OpenAI SDK and Odock clients can parse the result::
     ├── NotFound                       404 not_found
     │   └── InvitationInvalid          404 invitation_invalid
     ├── MethodNotAllowed               405 method_not_allowed
+    ├── RequestTimeout                 408 request_timeout
     ├── Conflict                       409 conflict
     ├── InvitationClosed               410 invitation_closed
     ├── PayloadSizeUnknown             411 payload_size_unknown
@@ -46,6 +48,7 @@ both the OpenAI SDK and Odock clients can parse the result::
     │   ├── RpsExceeded / BurstExceeded / RpmExceeded / TpmExceeded / ConcurrencyExceeded
     │   └── LoginThrottled             429 login_throttled
     ├── QuotaExceeded                  429 quota_exceeded
+    ├── RequestHeadersTooLarge         431 request_headers_too_large
     ├── ProviderApiKeyUnreadable       502 provider_api_key_unreadable
     ├── ProviderHeaderUnreadable       502 provider_header_unreadable
     ├── UpstreamError                  502 upstream_error
@@ -55,10 +58,11 @@ both the OpenAI SDK and Odock clients can parse the result::
     │   ├── UpstreamUnavailable        502 upstream_unavailable
     │   ├── UpstreamStreamInterrupted  502 upstream_stream_interrupted
     │   └── UpstreamTimeout            504 upstream_timeout
-    └── DependencyUnavailable          503 dependency_unavailable
-        ├── ModelLookupUnavailable     503 model_lookup_unavailable
-        ├── RateLimiterUnavailable     503 ratelimit_unavailable
-        └── MeterStoreUnavailable      503 budget_enforcement_unavailable
+    ├── DependencyUnavailable          503 dependency_unavailable
+    │   ├── ModelLookupUnavailable     503 model_lookup_unavailable
+    │   ├── RateLimiterUnavailable     503 ratelimit_unavailable
+    │   └── MeterStoreUnavailable      503 budget_enforcement_unavailable
+    └── ServerShuttingDown             503 server_shutting_down
 
 Foreign exceptions are translated at the boundary where they occur (one context manager per
 adapter); nothing else catches broadly except the outermost error handler.
@@ -571,3 +575,37 @@ class OrganisationDisabled(Forbidden):
 
     code = "organisation_disabled"
     default_message = "the organisation of this API key is disabled"
+
+
+class MalformedHttpRequest(InvalidRequest):
+    """The bytes received are not a valid HTTP/1.1 request (answered by the server, then it closes)."""
+
+    code = "malformed_http_request"
+    default_message = "malformed HTTP request"
+
+
+class RequestTimeout(OdockError):
+    """The client took longer than allowed to send the request's headers or body."""
+
+    status = 408
+    code = "request_timeout"
+    type = "invalid_request_error"
+    default_message = "the request was not received in time"
+
+
+class RequestHeadersTooLarge(OdockError):
+    """The request line and headers exceed the configured size or count."""
+
+    status = 431
+    code = "request_headers_too_large"
+    type = "invalid_request_error"
+    default_message = "request headers too large"
+
+
+class ServerShuttingDown(OdockError):
+    """The server stopped before the request finished (its shutdown grace period ran out)."""
+
+    status = 503
+    code = "server_shutting_down"
+    type = "server_error"
+    default_message = "the server shut down before the request finished; retry it"

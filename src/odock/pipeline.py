@@ -16,6 +16,13 @@ The order is one list, built in :func:`odock.runtime.build_pipeline`::
     CallUpstream       adapter call; unary answer or open stream (502 / 504 / provider 4xx)
     ── responder writes the answer; then the after() hooks run in reverse ──
 
+The last stage is the upstream call: while its ``before`` waits on the provider, the responder
+watches the client, and a client that leaves cancels the call (recorded as 499
+``client_disconnected``), so an abandoned request holds no lease or reservation until the
+provider answers. A request the server itself cancels (a shutdown that ran out of grace) still
+unwinds every stage it entered and is recorded as ``interrupted`` (503 ``server_shutting_down``,
+sent to the client when anything can still be sent); the cancellation then goes on.
+
 Later capabilities insert their stages into that list (rate limits before decode and after
 resolution, budget reservation before the upstream call, safety checks and plugins around it).
 
@@ -40,7 +47,7 @@ from typing import Any, Protocol
 from odock import estimate
 from odock.billing import bill
 from odock.db.engine import request_scope
-from odock.errors import OdockError
+from odock.errors import OdockError, ServerShuttingDown
 from odock.ids import ordered_hex_id
 from odock.keys.principal import KeyPrincipal
 from odock.providers.adapters.base import (
@@ -54,6 +61,8 @@ from odock.providers.adapters.base import (
 from odock.providers.catalog import ResolvedModel
 
 log = logging.getLogger(__name__)
+
+CLIENT_CLOSED_REQUEST = 499  # recorded status of a request whose client left before the answer
 
 
 @dataclass(slots=True)
@@ -105,7 +114,7 @@ class Exchange:
     bytes_out: int = 0
     provider_request_id: str | None = None
     http_status: int = 200
-    outcome: str = "success"  # success | error | client_disconnected
+    outcome: str = "success"  # success | error | client_disconnected | interrupted
     error: OdockError | None = None
     response_headers: dict[str, str] = field(default_factory=dict)
     # The gateway's own id for this request: usage record id and budget idempotency key
@@ -168,11 +177,20 @@ class Exchange:
             self.final_billing = billing
         return billing
 
-    def fail(self, error: OdockError) -> None:
+    def fail(self, error: OdockError, outcome: str = "error") -> None:
         """Record that the request ended with ``error``."""
         self.error = error
         self.http_status = error.http_status
-        self.outcome = "error"
+        self.outcome = outcome
+
+    def disconnected(self) -> None:
+        """Record that the client left before the answer was complete (it was told nothing more)."""
+        self.outcome = "client_disconnected"
+        self.http_status = CLIENT_CLOSED_REQUEST
+
+
+class ClientDisconnected(Exception):
+    """The client left while the request waited on the upstream; nothing more can be sent."""
 
 
 class Stage(Protocol):
@@ -194,11 +212,18 @@ class Responder(Protocol):
     def started(self) -> bool:
         """True once response headers went out."""
 
+    @property
+    def finished(self) -> bool:
+        """True once the whole answer went out."""
+
     async def send_answer(self, ex: Exchange) -> None:
         """Write the upstream answer (unary body or the whole stream)."""
 
     async def send_error(self, ex: Exchange, error: OdockError) -> None:
         """Write an error: a JSON error response, or an error event if a stream already began."""
+
+    async def while_connected(self, upstream: Awaitable[None]) -> None:
+        """Await ``upstream``; if the client leaves meanwhile, cancel it and raise ClientDisconnected."""
 
 
 class Pipeline:
@@ -206,6 +231,17 @@ class Pipeline:
 
     def __init__(self, stages: Sequence[Stage]) -> None:
         self.stages = tuple(stages)
+
+    @property
+    def stages(self) -> tuple[Stage, ...]:
+        """The lifecycle's stages, in order; the last one calls the upstream."""
+        return self._stages
+
+    @stages.setter
+    def stages(self, stages: Sequence[Stage]) -> None:
+        self._stages = tuple(stages)
+        *gates, self._upstream = self._stages
+        self._gates = tuple(gates)
 
     def stage_names(self) -> list[str]:
         """The lifecycle, in order."""
@@ -215,15 +251,29 @@ class Pipeline:
         """Handle one request from the first stage to the last ``after`` hook."""
         token = request_scope.set(ex.request_id)
         entered: list[Stage] = []
+        upstream = self._upstream
         try:
             try:
-                for stage in self.stages:
+                for stage in self._gates:
                     entered.append(stage)
                     await stage.before(ex)
+                entered.append(upstream)
+                await responder.while_connected(upstream.before(ex))
                 await responder.send_answer(ex)
             except OdockError as error:
                 ex.fail(error)
                 await responder.send_error(ex, error)
+            except ClientDisconnected:
+                ex.disconnected()
+            except asyncio.CancelledError:
+                # The server gave up on the request (a shutdown past its grace period). Unless the
+                # whole answer had just gone out, say so to the client if it can still hear it and
+                # record it honestly; unwind, then go on with the cancellation.
+                if not responder.finished:
+                    interrupted = ServerShuttingDown()
+                    ex.fail(interrupted, "interrupted")
+                    await responder.send_error(ex, interrupted)
+                raise
             except Exception:
                 # The pipeline is the outermost handler of a model call: a bug must still yield a
                 # JSON 500 and a usage record that says so, not a success.

@@ -42,6 +42,16 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".odock")
     shutdown_grace_seconds: float = Field(30.0, gt=0)
     max_request_bytes: int = Field(8 * 1024 * 1024, gt=0)
+    max_request_header_bytes: int = Field(
+        64 * 1024, ge=1024, description="Largest request line + headers (431 beyond)"
+    )
+    max_request_headers: int = Field(100, ge=1, description="Most header fields in one request (431 beyond)")
+    request_header_timeout_seconds: float = Field(
+        30.0, gt=0, description="Time a client may take to send a request's headers (408 beyond)"
+    )
+    request_body_timeout_seconds: float = Field(
+        120.0, gt=0, description="Time a client may take to send a request's body once its headers arrived"
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
     log_prompts: bool = Field(

@@ -14,6 +14,9 @@ from typing import Any, TypeVar
 
 import uvicorn
 
+from odock.app import OdockApp
+from odock.web.http_protocol import protocol_factory
+
 T = TypeVar("T")
 
 
@@ -36,7 +39,9 @@ class ThreadedServer:
             host="127.0.0.1",
             port=self.port,
             loop="asyncio",
-            http="httptools",
+            # As `odock serve`: Odock's protocol for Odock's app, plain httptools for the fakes.
+            http=protocol_factory(app.settings) if isinstance(app, OdockApp) else "httptools",
+            ws="none",
             lifespan="on",
             access_log=False,
             log_config=None,

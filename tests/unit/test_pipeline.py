@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from datetime import UTC, datetime
 
 import pytest
 
-from odock.errors import BudgetExceeded, OdockError, RateLimited
-from odock.pipeline import Concurrently, Exchange, Pipeline, Stage, Timings
+from odock.errors import BudgetExceeded, OdockError, RateLimited, ServerShuttingDown
+from odock.pipeline import ClientDisconnected, Concurrently, Exchange, Pipeline, Stage, Timings
 from odock.providers.adapters.base import Endpoint
 
 DEADLINE = 5.0  # seconds; only bounds a test that would otherwise hang on a regression
@@ -91,24 +91,41 @@ class Recording:
 class Responder:
     """Records what was sent."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, client_leaves: bool = False, linger: asyncio.Event | None = None) -> None:
         self.errors: list[OdockError] = []
         self.answered = False
+        self._client_leaves = client_leaves
+        self._linger = linger  # set once answered; then send_answer waits (for a cancellation)
 
     @property
     def started(self) -> bool:
         return self.answered
 
+    @property
+    def finished(self) -> bool:
+        return self.answered
+
     async def send_answer(self, ex: Exchange) -> None:
         self.answered = True
+        if self._linger is not None:
+            self._linger.set()
+            await asyncio.Event().wait()
 
     async def send_error(self, ex: Exchange, error: OdockError) -> None:
         self.errors.append(error)
 
+    async def while_connected(self, upstream: Awaitable[None]) -> None:
+        if not self._client_leaves:
+            await upstream
+            return
+        if isinstance(upstream, Coroutine):
+            upstream.close()  # the call is abandoned before it ran
+        raise ClientDisconnected()
 
-async def run(*stages: Stage) -> tuple[Responder, Exchange]:
+
+async def run(*stages: Stage, responder: Responder | None = None) -> tuple[Responder, Exchange]:
     pipeline = Pipeline(stages)
-    responder, ex = Responder(), exchange()
+    responder, ex = responder or Responder(), exchange()
     await asyncio.wait_for(pipeline.run(ex, responder), DEADLINE)
     return responder, ex
 
@@ -221,3 +238,49 @@ async def test_grouped_stages_run_inside_the_lifecycle_in_their_place() -> None:
 def test_a_group_needs_two_stages() -> None:
     with pytest.raises(ValueError, match="at least two"):
         Concurrently(Recording("alone", []))
+
+
+async def test_a_request_the_server_cancels_is_recorded_as_interrupted_and_unwinds() -> None:
+    """Cancelled while waiting upstream: 503 server_shutting_down sent, outcome interrupted, all unwound."""
+    log: list[str] = []
+    upstream_waits = asyncio.Event()
+    responder, ex = Responder(), exchange()
+    upstream = Recording("upstream", log, opens=upstream_waits, wait_for=asyncio.Event())
+    stages = [Recording("gate", log), upstream]
+    request = asyncio.get_running_loop().create_task(Pipeline(stages).run(ex, responder))
+    await asyncio.wait_for(upstream_waits.wait(), DEADLINE)
+    request.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(request, DEADLINE)
+    assert (ex.outcome, ex.http_status) == ("interrupted", 503)
+    assert [type(e) for e in responder.errors] == [ServerShuttingDown]
+    assert ex.error is not None
+    assert ex.error.code == "server_shutting_down"
+    assert log[-2:] == ["upstream.after", "gate.after"]
+
+
+async def test_a_client_that_leaves_while_waiting_upstream_is_recorded_as_499_and_unwinds() -> None:
+    """The responder reports a disconnect during the upstream wait: 499 client_disconnected, nothing sent."""
+    log: list[str] = []
+    responder, ex = await run(
+        Recording("gate", log), Recording("upstream", log), responder=Responder(client_leaves=True)
+    )
+    assert (ex.outcome, ex.http_status, ex.error) == ("client_disconnected", 499, None)
+    assert responder.errors == []
+    assert not responder.answered
+    assert log[-2:] == ["upstream.after", "gate.after"]
+
+
+async def test_a_request_cancelled_once_its_answer_went_out_stays_a_success() -> None:
+    """Cancelled after the whole answer went out but before send_answer returned: still a success."""
+    log: list[str] = []
+    answered = asyncio.Event()
+    responder, ex = Responder(linger=answered), exchange()
+    stages = [Recording("gate", log), Recording("upstream", log)]
+    request = asyncio.get_running_loop().create_task(Pipeline(stages).run(ex, responder))
+    await asyncio.wait_for(answered.wait(), DEADLINE)
+    request.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(request, DEADLINE)
+    assert (ex.outcome, ex.http_status, responder.errors) == ("success", 200, [])
+    assert log[-2:] == ["upstream.after", "gate.after"]

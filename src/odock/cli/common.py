@@ -27,9 +27,17 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-def settings_from(ctx: click.Context, **overrides: Any) -> Settings:
-    """Parse settings once, or exit with a message naming the bad field."""
-    config = ctx.find_root().params.get("config")
+def settings_from(ctx: click.Context, config_file: str | None = None, **overrides: Any) -> Settings:
+    """Parse settings once, or exit with a message naming the bad field.
+
+    ``config_file`` is a command's own ``--config``: it wins over ``odock --config`` and
+    ``ODOCK_CONFIG`` (which the group's option also reads).
+    """
+    config = config_file or ctx.find_root().params.get("config")
+    if config:
+        # Also the ``config`` setting itself, which ODOCK_CONFIG would otherwise override: the file
+        # whose settings were read must be the one whose declared resources are applied.
+        overrides["config"] = Path(config)
     try:
         return load_settings(Path(config) if config else None, **overrides)
     except SettingsError as exc:

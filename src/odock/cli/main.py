@@ -35,21 +35,33 @@ for command in (orgs, teams, users, providers, models, keys, policies, budgets, 
 @click.option("--host", envvar="ODOCK_HOST", help="Bind address (default 127.0.0.1).")
 @click.option("--port", type=int, envvar="ODOCK_PORT", help="Bind port (default 8080).")
 @click.option("--workers", type=int, envvar="ODOCK_WORKERS", help="Worker processes (needs Redis when > 1).")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    help="YAML config file (as ODOCK_CONFIG; this option wins when both are given).",
+)
 @click.pass_context
-def serve(ctx: click.Context, host: str | None, port: int | None, workers: int | None) -> None:
+def serve(
+    ctx: click.Context, host: str | None, port: int | None, workers: int | None, config_file: str | None
+) -> None:
     """Start the gateway."""
     import uvicorn
 
     from odock.app import create_app
     from odock.telemetry.logging import configure_logging
+    from odock.web.http_protocol import protocol_factory
 
-    settings = settings_from(ctx, host=host, port=port, workers=workers)
+    settings = settings_from(ctx, config_file=config_file, host=host, port=port, workers=workers)
     configure_logging(settings.log_level, settings.log_format)
     common: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
         "loop": "uvloop",
-        "http": "httptools",
+        # httptools, with bounded request heads and times and JSON answers to malformed requests.
+        "http": protocol_factory(settings),
+        # No route speaks WebSocket: an Upgrade request is an ordinary request, answered in JSON.
+        "ws": "none",
         "lifespan": "on",
         "access_log": False,
         "log_config": None,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, Protocol
 
 from odock.errors import OdockError, PayloadTooLarge
 
@@ -13,6 +13,15 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
+# Scope key under which Odock's HTTP protocol offers its connection (a ClientConnection).
+CLIENT_CONNECTION = "odock.client_connection"
+
+
+class ClientConnection(Protocol):
+    """The client's connection, as the server offers it: a cheaper watch than a receive() task."""
+
+    def watch_client(self, on_lost: Callable[[], None] | None) -> None:
+        """Call ``on_lost`` once if the connection is (or gets) lost; None stops watching."""
 
 
 def header_map(scope: Scope) -> dict[str, str]:
@@ -63,3 +72,15 @@ async def send_error(send: Send, error: OdockError, extra_headers: dict[str, str
     """Send an Odock error as a JSON response."""
     headers = JSON_HEADERS + encode_headers({**error.headers, **(extra_headers or {})})
     await send_bytes(send, error.http_status, error.body(), headers)
+
+
+def stamped(send: Send, request_id: str) -> Send:
+    """``send`` that adds ``x-request-id`` to the response it starts (for answers built without it)."""
+    header = (b"x-request-id", request_id.encode("latin-1"))
+
+    async def stamped_send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", ()), header]
+        await send(message)
+
+    return stamped_send

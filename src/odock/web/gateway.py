@@ -34,13 +34,25 @@ from odock.pipeline import Exchange, Timings
 from odock.providers.adapters.base import Endpoint
 from odock.runtime import Runtime
 from odock.surfaces.json_body import parse_json_object
-from odock.web.asgi import ClientGone, Receive, Scope, Send, header_map, read_body, send_bytes, send_error
+from odock.web.asgi import (
+    CLIENT_CONNECTION,
+    ClientGone,
+    Receive,
+    Scope,
+    Send,
+    header_map,
+    read_body,
+    send_bytes,
+    send_error,
+    stamped,
+)
 from odock.web.client_ip import client_ip, parse_networks
 from odock.web.responder import AsgiResponder
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Scope, Receive, Send, dict[str, str]], Awaitable[None]]
+MODEL_CALL_PATHS = frozenset({"/v1/chat/completions", "/v1/embeddings"})
 
 
 class Gateway:
@@ -79,7 +91,11 @@ class Gateway:
                 send, MethodNotAllowed(f"use {allow}"), {"allow": allow, "x-request-id": request_id}
             )
             return
-        await handler(scope, receive, send, headers)
+        if scope["path"] in MODEL_CALL_PATHS:
+            await handler(scope, receive, send, headers)  # the pipeline stamps its own request id
+            return
+        request_id = accept_request_id(headers.get("x-request-id"))
+        await handler(scope, receive, stamped(send, request_id), headers)
 
     # --- model calls ---------------------------------------------------------------------
     async def _chat(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]) -> None:
@@ -113,7 +129,7 @@ class Gateway:
             received_at=datetime.now(UTC),
             timings=Timings(received=started),
         )
-        await self._rt.pipeline.run(ex, AsgiResponder(send, receive))
+        await self._rt.pipeline.run(ex, AsgiResponder(send, receive, scope.get(CLIENT_CONNECTION)))
 
     # --- key-authenticated routes ---------------------------------------------------------
     async def _authenticated(self, headers: dict[str, str], send: Send) -> KeyPrincipal | None:

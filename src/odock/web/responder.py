@@ -4,7 +4,12 @@ Streams are relayed as the upstream's own bytes (no re-encoding). Usage is talli
 the final usage-only chunk is forwarded only when the client asked for it
 (``stream_options.include_usage``). While relaying, the client connection is watched: a
 disconnect cancels the relay at once, so leases and reservations are released without waiting
-for the next upstream chunk.
+for the next upstream chunk. The same watch runs while the pipeline waits for the upstream's
+answer (:meth:`AsgiResponder.while_connected`): a lost connection cancels the request's own task,
+so no second task carries the upstream call. The server's connection reports the loss by a
+callback when it offers one (Odock's HTTP protocol does), else one ``receive()`` waiter does. A relay
+whose request is cancelled (a shutdown past its grace) is cancelled and awaited before the stages
+unwind and close the upstream stream.
 
 Every response, answer or error, carries ``x-request-id`` and ``x-odock-overhead-ms`` (the time
 spent in the gateway itself).
@@ -14,10 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable
 
 from odock.errors import OdockError
-from odock.pipeline import Exchange
-from odock.web.asgi import JSON_HEADERS, Receive, Send, encode_headers
+from odock.pipeline import ClientDisconnected, Exchange
+from odock.web.asgi import JSON_HEADERS, ClientConnection, Receive, Send, encode_headers
 
 SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -25,21 +31,27 @@ SSE_HEADERS = [
     (b"x-accel-buffering", b"no"),
 ]
 DONE = b"data: [DONE]\n\n"
-CLIENT_CLOSED_REQUEST = 499  # recorded status of a stream the client abandoned
 
 
 class AsgiResponder:
     """The web side of :class:`odock.pipeline.Responder`."""
 
-    def __init__(self, send: Send, receive: Receive) -> None:
+    def __init__(self, send: Send, receive: Receive, connection: ClientConnection | None = None) -> None:
         self._send = send
         self._receive = receive
+        self._connection = connection
         self._started = False
         self._finished = False  # the last body frame went out
+        self._waiting: asyncio.Task[object] | None = None  # the request, while it waits upstream
+        self._client_left = False
 
     @property
     def started(self) -> bool:
         return self._started
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
 
     def _headers(
         self, ex: Exchange, base: list[tuple[bytes, bytes]], extra: dict[str, str] | None = None
@@ -61,12 +73,48 @@ class AsgiResponder:
             self._started = True
             await self._send({"type": "http.response.start", "status": 200, "headers": headers})
             await self._send({"type": "http.response.body", "body": body})
+            self._finished = True
             ex.bytes_out = len(body)
             return
         await self._relay_stream(ex)
 
+    async def while_connected(self, upstream: Awaitable[None]) -> None:
+        """Await ``upstream``; a client that leaves meanwhile cancels it (ClientDisconnected)."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._waiting = task
+        connection = self._connection
+        watch = None
+        if connection is not None:
+            connection.watch_client(self._client_gone)
+        else:
+            watch = asyncio.get_running_loop().create_task(self._cancel_when_gone())
+        try:
+            await upstream
+        except asyncio.CancelledError:
+            if not self._client_left:
+                raise  # the server's own cancellation, not ours
+            task.uncancel()
+            raise ClientDisconnected() from None
+        finally:
+            # Cleared before the watch can fire again: a disconnect seen from now on cancels nothing.
+            self._waiting = None
+            if watch is not None:
+                watch.cancel()
+            elif connection is not None:
+                connection.watch_client(None)
+
+    async def _cancel_when_gone(self) -> None:
+        await self._wait_for_disconnect()
+        self._client_gone()
+
+    def _client_gone(self) -> None:
+        if self._waiting is not None:
+            self._client_left = True
+            self._waiting.cancel()
+
     async def send_error(self, ex: Exchange, error: OdockError) -> None:
-        if ex.outcome == "client_disconnected":
+        if ex.outcome == "client_disconnected" or self._finished:
             return
         try:
             if self._started:
@@ -79,7 +127,7 @@ class AsgiResponder:
             await self._send({"type": "http.response.start", "status": error.http_status, "headers": headers})
             await self._send({"type": "http.response.body", "body": error.body()})
         except OSError:
-            ex.outcome = "client_disconnected"
+            ex.disconnected()
 
     async def _relay_stream(self, ex: Exchange) -> None:
         loop = asyncio.get_running_loop()
@@ -87,6 +135,11 @@ class AsgiResponder:
         watch = loop.create_task(self._wait_for_disconnect())
         try:
             done, _ = await asyncio.wait({relay, watch}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            # The request was cancelled: stop the relay before the stages unwind and close the
+            # upstream stream it is still reading.
+            await _stopped(relay)
+            raise
         finally:
             watch.cancel()
         if relay not in done:
@@ -94,9 +147,8 @@ class AsgiResponder:
                 # The server reports the end of the exchange once the last frame is handed over.
                 await relay
                 return
-            relay.cancel()
-            await asyncio.gather(relay, return_exceptions=True)
-            _mark_disconnected(ex)
+            await _stopped(relay)
+            ex.disconnected()
             return
         relay.result()  # re-raises an upstream failure for the pipeline to report
 
@@ -125,7 +177,7 @@ class AsgiResponder:
             await send({"type": "http.response.body", "body": DONE, "more_body": False})
             ex.bytes_out += len(DONE)
         except OSError:  # the ASGI server reports a vanished client this way
-            _mark_disconnected(ex)
+            ex.disconnected()
 
     async def _wait_for_disconnect(self) -> None:
         while True:
@@ -139,6 +191,7 @@ def sse_frame(data: bytes) -> bytes:
     return b"data: " + data.replace(b"\n", b"\ndata: ") + b"\n\n"
 
 
-def _mark_disconnected(ex: Exchange) -> None:
-    ex.outcome = "client_disconnected"
-    ex.http_status = CLIENT_CLOSED_REQUEST
+async def _stopped(relay: asyncio.Task[None]) -> None:
+    """Cancel the relay and wait until it has stopped (whatever it was doing)."""
+    relay.cancel()
+    await asyncio.gather(relay, return_exceptions=True)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
 import orjson
+import pytest
 
 from odock.errors import UpstreamRateLimited, UpstreamStreamInterrupted
-from odock.pipeline import Exchange, Timings
+from odock.pipeline import ClientDisconnected, Exchange, Timings
 from odock.providers.adapters.base import Endpoint, StreamChunk, Usage
 from odock.web.asgi import Message
 from odock.web.responder import DONE, AsgiResponder, sse_frame
@@ -170,3 +171,110 @@ async def test_error_before_start_carries_headers() -> None:
     assert headers[b"x-request-id"] == b"rid-1"
     assert float(headers[b"x-odock-overhead-ms"]) >= 0
     assert orjson.loads(client.body)["error"]["code"] == "upstream_rate_limited"
+
+
+async def test_client_leaving_while_waiting_upstream_cancels_the_call() -> None:
+    """A client that leaves while the upstream call runs cancels that call and raises ClientDisconnected."""
+    client = _Client()
+    responder = AsgiResponder(client.send, client.receive)
+    started, cancelled = asyncio.Event(), asyncio.Event()
+
+    async def upstream() -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()  # a provider that never answers
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    waiting = asyncio.ensure_future(responder.while_connected(upstream()))
+    await asyncio.wait_for(started.wait(), timeout=5)
+    client.gone.set()
+    with pytest.raises(ClientDisconnected):
+        await asyncio.wait_for(waiting, timeout=5)
+    assert cancelled.is_set()
+    assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+
+
+async def test_answer_before_disconnect_is_kept_and_a_later_disconnect_cancels_nothing() -> None:
+    """An upstream call that answers is not cancelled by a disconnect that comes after it."""
+    client = _Client()
+    responder = AsgiResponder(client.send, client.receive)
+    await asyncio.wait_for(responder.while_connected(asyncio.sleep(0)), timeout=5)
+    client.gone.set()
+    for _ in range(3):
+        await asyncio.sleep(0)  # let a (wrongly) surviving watch run; nothing may be cancelled
+    assert not client.messages
+
+
+async def test_server_cancellation_propagates_and_stops_the_relay() -> None:
+    """A request cancelled mid-stream (shutdown past grace) stops its relay before the stream is closed."""
+    client = _Client()
+    hold = asyncio.Event()
+    stream = _Stream([CONTENT], hold=hold)
+    ex = _exchange(stream)
+    request = asyncio.ensure_future(AsgiResponder(client.send, client.receive).send_answer(ex))
+    for _ in range(100):  # a bounded number of loop turns for the first chunk to be relayed
+        if ex.streamed_chunks:
+            break
+        await asyncio.sleep(0)
+    assert ex.streamed_chunks == 1
+    relays = [t for t in asyncio.all_tasks() if t is not request and t is not asyncio.current_task()]
+    request.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(request, timeout=5)
+    assert relays
+    assert all(t.done() for t in relays), "the relay kept running after its request was cancelled"
+    assert DONE not in client.body
+
+
+class _Connection:
+    """A server connection that reports its loss by callback (as Odock's HTTP protocol does)."""
+
+    def __init__(self, *, lost: bool = False) -> None:
+        self.lost = lost
+        self.on_lost: Callable[[], None] | None = None
+
+    def watch_client(self, on_lost: Callable[[], None] | None) -> None:
+        if on_lost is not None and self.lost:
+            on_lost()
+            return
+        self.on_lost = on_lost
+
+    def lose(self) -> None:
+        self.lost = True
+        if self.on_lost is not None:
+            self.on_lost()
+
+
+async def test_connection_loss_reported_by_the_server_cancels_the_upstream_call() -> None:
+    """With a server connection that reports its loss, no receive() task is needed to cancel the call."""
+    client, connection = _Client(), _Connection()
+    responder = AsgiResponder(client.send, client.receive, connection)
+    started = asyncio.Event()
+
+    async def upstream() -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    waiting = asyncio.ensure_future(responder.while_connected(upstream()))
+    await asyncio.wait_for(started.wait(), timeout=5)
+    connection.lose()
+    with pytest.raises(ClientDisconnected):
+        await asyncio.wait_for(waiting, timeout=5)
+    assert connection.on_lost is None  # the watch was withdrawn
+
+
+async def test_a_client_already_gone_never_starts_the_upstream_call() -> None:
+    """A connection lost before the upstream wait begins cancels the call at its first step."""
+    client = _Client()
+    responder = AsgiResponder(client.send, client.receive, _Connection(lost=True))
+    reached = []
+
+    async def upstream() -> None:
+        await asyncio.sleep(0)
+        reached.append(True)
+
+    with pytest.raises(ClientDisconnected):
+        await asyncio.wait_for(responder.while_connected(upstream()), timeout=5)
+    assert reached == []
