@@ -14,6 +14,7 @@ from odock.budgets.redis_meters import RedisMeterStore
 from odock.cache.bus import LocalInvalidationBus
 from odock.cache.shared import MemorySharedCache
 from odock.db.engine import create_engine
+from odock.db.migrate import SchemaBehind, prepare_schema
 from odock.keys.directory import KeyDirectory
 from odock.limits.limiter import MemoryRateLimiter, RedisRateLimiter
 from odock.limits.policy import Scope
@@ -21,14 +22,7 @@ from odock.pipeline import Pipeline
 from odock.providers.adapters.mock import MockAdapter
 from odock.providers.catalog import ModelCatalog
 from odock.providers.vault import ProviderKeyVault
-from odock.runtime import (
-    Governance,
-    SchemaBehind,
-    build_pipeline,
-    open_governance,
-    prepare_schema,
-    usage_queue,
-)
+from odock.runtime import Governance, build_pipeline, open_governance, usage_queue
 from odock.settings import Settings, load_settings
 from odock.usage.recorder import UsageRecorder
 from odock.usage.store import UsageStore

@@ -248,11 +248,6 @@ async def test_a_malformed_invalidation_is_a_400(gateway: Gateway) -> None:
     assert (answer.status, answer.error()["code"]) == (400, "invalid_request_body")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known defect, not fixed here (web/gateway.py is the http-layer's): the gateway's own routes "
-    "answer without the X-Request-Id that docs/errors.md promises on every response",
-)
 @pytest.mark.parametrize(("path", "method"), [("/v1/health", "GET"), ("/v1/models", "GET")])
 async def test_the_gateways_own_routes_carry_the_request_id(gateway: Gateway, path: str, method: str) -> None:
     """Answers the gateway gives outside the pipeline carry the caller's request id too."""
