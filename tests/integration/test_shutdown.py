@@ -80,7 +80,7 @@ async def test_sigterm_past_the_grace_period_records_interrupted_requests(
                         headers=bearer(slow_unary.secret),
                     )
                 )
-                body = chat_body(slow_stream.model, stream=True)
+                body = chat_body(slow_stream.model, stream=True, max_tokens=STREAM_WORDS)
                 async with client.stream(
                     "POST", "/v1/chat/completions", json=body, headers=bearer(slow_stream.secret)
                 ) as reply:
