@@ -142,17 +142,17 @@ def open_governance(
 ) -> Governance:
     """Redis-backed counters in production, in-process twins in the embedded mode."""
     resolver = PolicyResolver(parse_policy(settings.ratelimit_global_policy))
+    # A finished request id is only seen again by a reconciler racing the request's own settle
+    # within one pass, so a few passes of memory suffice; an hour of ids at thousands of requests
+    # per second was the largest growth of the process (in-process) or of Redis (~150 B each).
+    remember = max(60.0, 3 * settings.budget_reconcile_interval_seconds)
     if redis is None:
-        # One process: a finished request id can only be seen again by the reconciler racing the
-        # request's own settle within one pass, so a minute of memory suffices (an hour of ids at
-        # thousands of requests per second would be the process's largest growth).
-        remember = max(60.0, 3 * settings.budget_reconcile_interval_seconds)
         meters = MemoryMeterStore(remember_seconds=remember)
         return Governance(MemoryRateLimiter(), resolver, meters, sessions)
     return Governance(
         RedisRateLimiter(redis, settings.redis_prefix),
         resolver,
-        RedisMeterStore(redis, settings.redis_prefix),
+        RedisMeterStore(redis, settings.redis_prefix, remember_seconds=remember),
         sessions,
         remote=True,
     )
