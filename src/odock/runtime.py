@@ -46,7 +46,7 @@ from odock.settings import Settings
 from odock.usage.journal import JournalQueue
 from odock.usage.queue import UsageQueue
 from odock.usage.recorder import UsageRecorder
-from odock.usage.stage import RecordUsage
+from odock.usage.stage import RecordIntent, RecordUsage
 from odock.usage.store import UsageStore
 from odock.usage.stream import RedisStreamQueue
 from odock.web.decode import DecodeRequest
@@ -121,6 +121,7 @@ def build_pipeline(
             ResolveModel(models),
             ResolveProvider(adapters, vault, settings.upstream_default_timeout_seconds),
             *last_gates,
+            RecordIntent(recorder, budget_gate.held_settlements, settings.default_max_output_tokens),
             CallUpstream(),
         ]
     )
@@ -279,6 +280,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         notifier = ThresholdNotifier(settings.budget_threshold_webhook_url, http)
         await notifier.start()
         stack.push_async_callback(notifier.stop)
+        governance = open_governance(settings, link, sessions)
         recorder = UsageRecorder(
             UsageStore(sessions, on_thresholds=notifier),
             usage_queue(settings, redis, link),
@@ -286,11 +288,11 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             interval=settings.usage_flush_interval_seconds,
             recovery_interval=settings.usage_recovery_interval_seconds,
             close_timeout=settings.shutdown_grace_seconds,
+            settle_interrupted=governance.meters.settle,
         )
         await recorder.start()
         stack.push_async_callback(recorder.close)
 
-        governance = open_governance(settings, link, sessions)
         budgets = BudgetControl(sessions, bus)
         reconciler = BudgetReconciler(governance.meters, sessions, settings.budget_reconcile_interval_seconds)
         await reconciler.start()

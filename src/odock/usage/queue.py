@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from odock.usage.intent import UsageIntent
 from odock.usage.record import UsageEvent, UsageEventDecodeError
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,13 @@ class UsageQueue(Protocol):
 
     def append(self, event: UsageEvent) -> None:
         """Add an event; cheap, never blocks on I/O beyond a local append, never raises."""
+
+    def append_intent(self, intent: UsageIntent) -> None:
+        """Keep an intent until the event with its id is acknowledged (see :mod:`odock.usage.intent`).
+
+        Never delivered itself while the process that appended it lives; once that process is
+        gone, an intent whose event never came is delivered as an ``interrupted`` event.
+        """
 
     async def read(self, limit: int) -> list[Delivery]:
         """Up to ``limit`` entries not yet delivered to this instance, oldest first."""

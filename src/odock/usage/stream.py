@@ -43,6 +43,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from odock.cache.redis_link import RedisLink
+from odock.usage.intent import UsageIntent
 from odock.usage.journal import JournalQueue
 from odock.usage.queue import Delivery, UsageQueueError, decode_entries
 from odock.usage.record import UsageEvent
@@ -156,6 +157,10 @@ class RedisStreamQueue:
         """Journal the event locally; the pump pushes it to the stream right away."""
         self._spool.append(event)
         self._wake.set()
+
+    def append_intent(self, intent: UsageIntent) -> None:
+        """Journal the intent locally only: the spool retires it with its event, or replays it."""
+        self._spool.append_intent(intent)
 
     async def read(self, limit: int) -> list[Delivery]:
         """Claimed entries first, then new stream entries (after pushing this process's own)."""
