@@ -70,7 +70,7 @@ def test_an_org_admin_pages_through_the_organisations_dead_letters(
     assert listed(first) + listed(second) == list(reversed(mine))
     assert second.json()["next_cursor"] is None
     item = first.json()["items"][0]
-    assert item["error"] == "23514 x"
+    assert item["error"] == "23514 refused"
     assert orjson.loads(item["event"])["organisation_id"] == org
 
     assert control_plane.caller(Role.MANAGER, org).get(path).status_code == 403
