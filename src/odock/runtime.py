@@ -289,6 +289,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             recovery_interval=settings.usage_recovery_interval_seconds,
             close_timeout=settings.shutdown_grace_seconds,
             settle_interrupted=governance.meters.settle,
+            backlog_max=settings.usage_backlog_max,
         )
         await recorder.start()
         stack.push_async_callback(recorder.close)

@@ -165,6 +165,11 @@ class JournalQueue:
         return self._own_unacked + len(self._memory) + len(self._memory_in_flight)
 
     @property
+    def backlog(self) -> int:
+        """Events appended by this instance and not yet stored (as :attr:`pending`)."""
+        return self.pending
+
+    @property
     def settled(self) -> bool:
         """True when every segment (own or adopted) and every memory-held event is acknowledged."""
         segments = self._segments.values()

@@ -59,6 +59,10 @@ class UsageQueue(Protocol):
         """True when nothing this instance appended or recovered still waits for a reader."""
 
     @property
+    def backlog(self) -> int:
+        """Events waiting to be stored that this instance can see (its own; production: the stream's too)."""
+
+    @property
     def dropped(self) -> int:
         """Events lost because neither the queue nor its in-memory fallback could take them."""
 

@@ -85,7 +85,9 @@ class UsageRecorder:
         recovery_interval: float = 15.0,
         close_timeout: float = 30.0,
         settle_interrupted: SettleReservation | None = None,
+        backlog_max: int = 0,
     ) -> None:
+        self._backlog_max = backlog_max
         self._store = store
         self._settle_interrupted = settle_interrupted
         self._queue = queue
@@ -109,6 +111,11 @@ class UsageRecorder:
     def pending(self) -> int:
         """Events submitted here (or taken over) and not yet written."""
         return self._queue.pending
+
+    @property
+    def backlogged(self) -> bool:
+        """True when more events wait to be stored than ``backlog_max`` (never when it is 0)."""
+        return 0 < self._backlog_max < self._queue.backlog
 
     @property
     def dropped(self) -> int:

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from odock.errors import UsageBacklog
 from odock.pipeline import Exchange
 from odock.providers.adapters.base import Endpoint
 from odock.usage.intent import UsageIntent
@@ -103,7 +104,9 @@ class RecordUsage:
         self._recorder = recorder
 
     async def before(self, ex: Exchange) -> None:
-        """Nothing to do on the way in."""
+        """Refuse new requests while the usage backlog is past its bound (503, retry in a second)."""
+        if self._recorder.backlogged:
+            raise UsageBacklog(headers={"Retry-After": "1"})
 
     async def after(self, ex: Exchange) -> None:
         """Queue the record of an authenticated request."""
