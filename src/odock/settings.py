@@ -101,7 +101,7 @@ class Settings(BaseSettings):
         description="Redis usage entries read but unacknowledged this long are taken over by another replica",
     )
     usage_backlog_max: int = Field(
-        100_000,
+        1_000_000,
         ge=0,
         description="Usage records waiting to be stored past which requests get 503 usage_backlog (0: none)",
     )
