@@ -53,8 +53,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from odock.usage.intent import INTENT_MARK, UsageIntent
+from odock.usage.orphans import OrphanIntents
 from odock.usage.queue import Delivery, decode_entries
-from odock.usage.record import UsageEvent, UsageEventDecodeError
+from odock.usage.record import UsageEvent
 
 log = logging.getLogger(__name__)
 
@@ -152,8 +153,7 @@ class JournalQueue:
         self._open_intents: dict[str, str] = {}
         self._retires: dict[str, str] = {}
         self._held_intents = 0
-        self._orphans: dict[str, dict[str, tuple[str, UsageIntent]]] = {}
-        self._retired_on_read: list[str] = []
+        self._orphans = OrphanIntents()
         self._dropped = 0
         self.torn_lines = 0
         self.corrupt_lines = 0
@@ -248,7 +248,7 @@ class JournalQueue:
         self._appended.clear()
         self._open_intents.clear()
         self._retires.clear()
-        self._orphans.clear()
+        self._orphans = OrphanIntents()
         self._held_intents = 0
         self._active = None
         for fd in self._adopted.values():
@@ -274,9 +274,9 @@ class JournalQueue:
                 break
             self._read_segment(seg, limit, out)
         if self._orphans:
-            self._deliver_orphans(limit, out)
-        if self._retired_on_read:
-            retired, self._retired_on_read = self._retired_on_read, []
+            self._orphans.deliver(self._fully_read, limit, out)
+        if self._orphans.retired_now:
+            retired, self._orphans.retired_now = self._orphans.retired_now, []
             self.ack_receipts(retired)
         while self._memory and len(out) < limit:
             event = self._memory.popleft()
@@ -459,51 +459,24 @@ class JournalQueue:
         seg.in_flight[start] = end
         if seg.own:
             self._held_intents += 1
-            return
-        receipt = f"{seg.name}:{start}"
-        try:
-            intent = UsageIntent.from_line(line)
-        except UsageEventDecodeError as exc:
-            log.error("usage journal intent %s is corrupt and dropped: %s", receipt, exc)
-            self.corrupt_lines += 1
-            self._retired_on_read.append(receipt)
-            return
-        self._orphans.setdefault(seg.owner, {})[intent.id] = (receipt, intent)
+        else:
+            self._orphans.hold(seg.owner, f"{seg.name}:{start}", line)
 
     def _replay_line(
         self, seg: _Segment, start: int, end: int, line: bytes, out: list[tuple[str, bytes]]
     ) -> None:
         """Deliver a dead owner's record line unless acknowledged before; either way it retires its intent."""
         acked = seg.was_acked(start, end)
-        pending = self._orphans.get(seg.owner)
-        if pending and (intent := pending.pop(_record_id(line), None)) is not None:
-            if acked:
-                self._retired_on_read.append(intent[0])
-            else:
-                self._retires[f"{seg.name}:{start}"] = intent[0]
+        receipt = f"{seg.name}:{start}"
+        if self._orphans and (intent := self._orphans.retire(seg.owner, line, acked=acked)) is not None:
+            self._retires[receipt] = intent
         if not acked:
             seg.in_flight[start] = end
-            out.append((f"{seg.name}:{start}", line))
+            out.append((receipt, line))
 
-    def _deliver_orphans(self, limit: int, out: list[tuple[str, bytes]]) -> None:
-        """Deliver, as ``interrupted`` records, the intents of dead owners whose segments are all read."""
-        for owner in list(self._orphans):
-            mine = [seg for seg in self._segments.values() if seg.owner == owner]
-            if any(seg.read_offset < seg.size for seg in mine):
-                continue
-            intents = self._orphans[owner]
-            count = len(intents)
-            while intents and len(out) < limit:
-                receipt, intent = intents.pop(next(iter(intents)))
-                out.append((receipt, intent.interrupted().to_json()))
-            if intents:
-                return  # ``out`` is full
-            del self._orphans[owner]
-            log.warning(
-                "usage journal of %s: %d requests were in flight when it stopped, recorded as interrupted",
-                owner,
-                count,
-            )
+    def _fully_read(self, owner: str) -> bool:
+        """True when every segment of ``owner`` has been read to its end."""
+        return all(seg.read_offset >= seg.size for seg in self._segments.values() if seg.owner == owner)
 
     def _is_done(self, seg: _Segment, *, closing: bool = False) -> bool:
         fully_read = seg.read_offset >= seg.size and not seg.in_flight
@@ -599,17 +572,6 @@ def _is_linked_as(fd: int, path: Path) -> bool:
         return os.fstat(fd).st_ino == os.stat(path).st_ino
     except FileNotFoundError:
         return False
-
-
-def _record_id(line: bytes) -> str:
-    """The id of a record line, read without decoding it ('' if the line does not open with one).
-
-    orjson writes a dataclass's fields in declaration order, so a UsageEvent's line opens with
-    its id.
-    """
-    if not line.startswith(b'{"id":"'):
-        return ""
-    return line[7 : line.find(b'"', 7)].decode(errors="replace")
 
 
 def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
