@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import secrets
 import tempfile
 import time
@@ -96,6 +97,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=20_000)
     args = parser.parse_args()
+    # The journals are closed with their lines unstored on purpose: no warning about it.
+    logging.getLogger("odock.usage.journal").setLevel(logging.ERROR)
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         without = asyncio.run(_per_request_us(base / "a", args.requests, with_intent=False))
