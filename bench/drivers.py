@@ -189,9 +189,19 @@ async def run_wrk(target: Target, concurrency: int, seconds: float, pin: list[st
 
 
 async def run_http_load(
-    target: Target, concurrency: int, *, seconds: float | None = None, requests: int | None = None
+    target: Target,
+    concurrency: int,
+    *,
+    seconds: float | None = None,
+    requests: int | None = None,
+    answered: list[int] | None = None,
 ) -> LoadResult:
-    """The aiohttp closed-loop driver: for ``seconds``, or until ``requests`` have been sent."""
+    """The aiohttp closed-loop driver: for ``seconds``, or until ``requests`` have been sent.
+
+    ``answered``, when given, is a one-cell counter of the requests answered so far (the soak
+    reads it while the load runs).
+    """
+    tally = answered if answered is not None else [0]
     latencies: list[float] = []
     errors: Counter[str] = Counter()
     remaining = [requests if requests is not None else -1]
@@ -205,6 +215,7 @@ async def run_http_load(
             remaining[0] -= 1
             sent = time.perf_counter()
             kind = await _post_once(session, target)
+            tally[0] += 1
             if kind is None:
                 latencies.append((time.perf_counter() - sent) * 1000)
             else:
@@ -274,6 +285,7 @@ async def run_streams(
     seconds: float | None = None,
     spread_seconds: float = 0.0,
     pause_collector: bool = True,
+    answered: list[int] | None = None,
 ) -> StreamResult:
     """Open ``streams`` streams (or as many as fit in ``seconds``), ``concurrency`` at a time.
 
@@ -282,7 +294,9 @@ async def run_streams(
     into ``spread_seconds``, so openings arrive evenly and ``concurrency`` streams stay in flight.
     Each stream is verified chunk by chunk. The driver's garbage collector is paused meanwhile
     unless ``pause_collector`` is false (a run of minutes, which measures memory, not latency).
+    ``answered`` counts the streams finished so far, as in :func:`run_http_load`.
     """
+    tally = answered if answered is not None else [0]
     ttfts: list[float] = []
     fulls: list[float] = []
     errors: Counter[str] = Counter()
@@ -298,6 +312,7 @@ async def run_streams(
         while remaining[0] > 0 and time.perf_counter() < deadline:
             remaining[0] -= 1
             outcome = await _stream_once(session, target, expected_chunks, include_usage)
+            tally[0] += 1
             if isinstance(outcome, str):
                 errors[outcome] += 1
             else:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from bench.backends import BACKENDS, DEFAULT_POSTGRES_URL, DEFAULT_REDIS_URL
 from bench.mock_upstream import IMPLS
+from bench.soak import CHAT_CONCURRENCY as SOAK_CHAT_CONCURRENCY
 from bench.soak import WARMUP_SECONDS as SOAK_WARMUP_SECONDS
 
 
@@ -20,6 +21,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--backends", default=",".join(BACKENDS), help="comma-separated: embedded,production")
     parser.add_argument("--soak", action="store_true", help="also run the soak (mixed load, RSS each second)")
     parser.add_argument("--soak-seconds", type=float, default=600.0, help="soak duration (default 600)")
+    parser.add_argument(
+        "--soak-chat-concurrency",
+        type=int,
+        default=SOAK_CHAT_CONCURRENCY,
+        help=f"chat connections of the soak's mix (default {SOAK_CHAT_CONCURRENCY}; 64 for the peak rate)",
+    )
     parser.add_argument(
         "--soak-warmup-seconds",
         type=float,

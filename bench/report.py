@@ -359,7 +359,8 @@ def bars(backend: BackendReport) -> list[Bar]:
 def _soak_lines(soak: SoakResult) -> list[str]:
     return [
         "",
-        f"Soak: {soak.warmup_seconds:.0f} s of warm-up, then {soak.seconds:.0f} s of mixed load (chat x8, "
+        f"Soak: {soak.warmup_seconds:.0f} s of warm-up, then {soak.seconds:.0f} s of mixed load "
+        f"(chat x{soak.chat_concurrency}, "
         "embeddings x2, streams x8); completed "
         + ", ".join(f"{k} {v:,}" for k, v in soak.completed.items())
         + f"; errors {_errors(soak.errors)}.",
@@ -373,7 +374,24 @@ def _soak_lines(soak: SoakResult) -> list[str]:
         f"| {soak.end_rss_mib:.1f} MiB | {soak.peak_rss_mib:.1f} MiB | {soak.recovered_rss_mib:.1f} MiB "
         f"| {soak.growth_percent:+.1f}% | {soak.growth_from_steady_percent:+.1f}% "
         f"| {soak.growth_mib_per_minute:+.2f} MiB/min |",
+        *_backlog_lines(soak),
     ]
+
+
+def _backlog_lines(soak: SoakResult) -> list[str]:
+    """Served versus stored usage over the soak (and its recovery pause), every ten seconds."""
+    if not soak.backlog:
+        return []
+    lines = [
+        "",
+        "Usage backlog over the soak: requests answered and usage records stored since it began "
+        f"(the load stops at {soak.seconds:.0f} s; a writer that keeps up holds the backlog flat).",
+        "",
+        "| t s | served | stored | backlog |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {b.t:.0f} | {b.served:,} | {b.stored:,} | {b.backlog:,} |" for b in soak.backlog]
+    return lines
 
 
 def _profile_lines(profile: Profile) -> list[str]:

@@ -299,7 +299,15 @@ async def run_soak_phase(ctx: Context, backend: Backend, endpoints: Endpoints, r
         soak_warmup = ctx.args.soak_warmup_seconds
         _say(f"[{backend.name}] soak: {soak_warmup:.0f} s of warm-up, then {ctx.args.soak_seconds:.0f} s …")
         report.soak = await run_soak(
-            endpoints, process.pid, ctx.args.soak_seconds, recovery, idle, warm, soak_warmup
+            endpoints,
+            process.pid,
+            ctx.args.soak_seconds,
+            recovery,
+            idle,
+            warm,
+            soak_warmup,
+            stored_count=backend.usage_rows,
+            chat_concurrency=ctx.args.soak_chat_concurrency,
         )
         if ctx.args.skip_cases and ctx.args.profile <= 0:
             report.idle_rss_mib, report.post_warmup_rss_mib = idle, warm

@@ -61,7 +61,8 @@ both the OpenAI SDK and Odock clients can parse the result::
     ├── DependencyUnavailable          503 dependency_unavailable
     │   ├── ModelLookupUnavailable     503 model_lookup_unavailable
     │   ├── RateLimiterUnavailable     503 ratelimit_unavailable
-    │   └── MeterStoreUnavailable      503 budget_enforcement_unavailable
+    │   ├── MeterStoreUnavailable      503 budget_enforcement_unavailable
+    │   └── UsageBacklog               503 usage_backlog (Retry-After)
     └── ServerShuttingDown             503 server_shutting_down
 
 Foreign exceptions are translated at the boundary where they occur (one context manager per
@@ -478,6 +479,13 @@ class MeterStoreUnavailable(DependencyUnavailable):
 
     code = "budget_enforcement_unavailable"
     default_message = "budget and quota enforcement is unavailable"
+
+
+class UsageBacklog(DependencyUnavailable):
+    """Usage records wait to be stored past the configured bound: new requests are shed until it drains."""
+
+    code = "usage_backlog"
+    default_message = "usage records are not being stored as fast as they arrive; retry shortly"
 
 
 class BudgetExceeded(OdockError):

@@ -50,7 +50,7 @@ from odock.telemetry.prompts import LogPrompts
 from odock.usage.journal import JournalQueue
 from odock.usage.queue import UsageQueue
 from odock.usage.recorder import UsageRecorder
-from odock.usage.stage import RecordUsage
+from odock.usage.stage import RecordIntent, RecordUsage
 from odock.usage.store import UsageStore
 from odock.usage.stream import RedisStreamQueue
 
@@ -121,6 +121,7 @@ def build_pipeline(
             ResolveModel(models),
             ResolveProvider(adapters, vault, settings.upstream_default_timeout_seconds),
             *last_gates,
+            RecordIntent(recorder, budget_gate.held_settlements, settings.default_max_output_tokens),
             CallUpstream(),
         ]
     )
@@ -142,17 +143,17 @@ def open_governance(
 ) -> Governance:
     """Redis-backed counters in production, in-process twins in the embedded mode."""
     resolver = PolicyResolver(parse_policy(settings.ratelimit_global_policy))
+    # A finished request id is only seen again by a reconciler racing the request's own settle
+    # within one pass, so a few passes of memory suffice; an hour of ids at thousands of requests
+    # per second was the largest growth of the process (in-process) or of Redis (~150 B each).
+    remember = max(60.0, 3 * settings.budget_reconcile_interval_seconds)
     if redis is None:
-        # One process: a finished request id can only be seen again by the reconciler racing the
-        # request's own settle within one pass, so a minute of memory suffices (an hour of ids at
-        # thousands of requests per second would be the process's largest growth).
-        remember = max(60.0, 3 * settings.budget_reconcile_interval_seconds)
         meters = MemoryMeterStore(remember_seconds=remember)
         return Governance(MemoryRateLimiter(), resolver, meters, sessions)
     return Governance(
         RedisRateLimiter(redis, settings.redis_prefix),
         resolver,
-        RedisMeterStore(redis, settings.redis_prefix),
+        RedisMeterStore(redis, settings.redis_prefix, remember_seconds=remember),
         sessions,
         remote=True,
     )
@@ -278,6 +279,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         notifier = ThresholdNotifier(settings.budget_threshold_webhook_url, http)
         await notifier.start()
         stack.push_async_callback(notifier.stop)
+        governance = open_governance(settings, link, sessions)
         recorder = UsageRecorder(
             UsageStore(sessions, on_thresholds=notifier),
             usage_queue(settings, redis, link),
@@ -285,11 +287,12 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             interval=settings.usage_flush_interval_seconds,
             recovery_interval=settings.usage_recovery_interval_seconds,
             close_timeout=settings.shutdown_grace_seconds,
+            settle_interrupted=governance.meters.settle,
+            backlog_max=settings.usage_backlog_max,
         )
         await recorder.start()
         stack.push_async_callback(recorder.close)
 
-        governance = open_governance(settings, link, sessions)
         budgets = BudgetControl(sessions, bus)
         reconciler = BudgetReconciler(governance.meters, sessions, settings.budget_reconcile_interval_seconds)
         await reconciler.start()

@@ -128,6 +128,11 @@ class Settings(BaseSettings):
         gt=0,
         description="Redis usage entries read but unacknowledged this long are taken over by another replica",
     )
+    usage_backlog_max: int = Field(
+        1_000_000,
+        ge=0,
+        description="Usage records waiting to be stored past which requests get 503 usage_backlog (0: none)",
+    )
     usage_recovery_interval_seconds: float = Field(
         15.0,
         gt=0,

@@ -21,15 +21,18 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import openai
 import orjson
 import pytest
 from redis.asyncio import Redis
 from sqlalchemy import select
 
+from odock.budgets.windows import Period
 from odock.db.engine import create_engine, session_factory
 from odock.providers.tables import ProviderType
 from odock.runtime import USAGE_JOURNAL_DIR, open_runtime
 from odock.settings import Settings
+from odock.usage.intent import INTENT_MARK, INTERRUPTED
 from odock.usage.stream import FIELD, STREAM_KEY
 from odock.usage.tables import UsageRecord
 from tests.conftest import BACKEND, SettingsFactory
@@ -147,20 +150,24 @@ def poll(condition: Callable[[], Any], what: str, deadline: float = 30.0) -> Any
 def deployment(make_settings: SettingsFactory, tmp_path: Path) -> Callable[..., Deployment]:
     """Provision a tenant on the mock provider (``provider_config`` tunes it) on fresh settings."""
 
-    def make(**provider_config: Any) -> Deployment:
+    def make(*, budget_nanos: int | None = None, **provider_config: Any) -> Deployment:
         settings = make_settings()
-        secret = asyncio.run(_provision(settings, provider_config))
+        secret = asyncio.run(_provision(settings, provider_config, budget_nanos))
         return Deployment(settings, secret, "test-model", tmp_path)
 
     return make
 
 
-async def _provision(settings: Settings, provider_config: dict[str, Any]) -> str:
+async def _provision(settings: Settings, provider_config: dict[str, Any], budget_nanos: int | None) -> str:
     async with open_runtime(settings) as runtime:
         control = runtime.control
         org = await control.create_organisation("durability-" + secrets.token_hex(4))
         provider = await control.create_provider(org.id, "mock", ProviderType.MOCK, config=provider_config)
         await control.create_model(org.id, "test-model", provider_id=provider.id, pricing=PRICING)
+        if budget_nanos is not None:
+            await runtime.budgets.create_budget(
+                org.id, "durability", amount_nanos_usd=budget_nanos, period=Period.DAILY
+            )
         issued = await control.create_api_key(org.id, "durability", models=["test-model"])
         return issued.secret
 
@@ -184,11 +191,12 @@ def stored(settings: Settings, request_ids: list[str]) -> list[UsageRecord]:
 
 
 def journaled(data_dir: Path) -> set[str]:
-    """Request ids of the usage events in a data directory's journal files."""
+    """Request ids of the usage events in a data directory's journal files (intent lines aside)."""
     found: set[str] = set()
     for path in (data_dir / USAGE_JOURNAL_DIR).glob("*.jsonl"):
         for line in path.read_bytes().splitlines():
-            found.add(orjson.loads(line)["request_id"])
+            if not line.startswith(INTENT_MARK):
+                found.add(orjson.loads(line)["request_id"])
     return found
 
 
@@ -274,6 +282,64 @@ def test_sigkill_loses_no_usage_record_across_a_restart(
     # The dead process's journal segments are deleted once their records are stored.
     leftovers = lambda: list((data_dir / USAGE_JOURNAL_DIR).glob(f"{first.process.pid}-*"))  # noqa: E731
     poll(lambda: not leftovers(), "the killed process's journal to be removed")
+
+
+def budget_standing(served: Served, deployment: Deployment) -> dict[str, Any]:
+    """The key's one budget as ``GET /v1/keys/self`` reports it (used, reserved, limit)."""
+    reply = httpx.get(
+        served.base_url + "/v1/keys/self",
+        headers={"authorization": f"Bearer {deployment.secret}"},
+        timeout=10,
+    )
+    assert reply.status_code == 200, reply.text
+    (budget,) = reply.json()["budgets"]
+    return dict(budget)
+
+
+def test_sigkill_with_streams_in_flight_records_each_as_interrupted(
+    deployment: Callable[..., Deployment], serve: ServeFactory, tmp_path: Path
+) -> None:
+    """Streams in flight at a SIGKILL become interrupted records at the estimate; reservations settle."""
+    in_flight = 8
+    # Streams of 200 words a second apart: they are all mid-stream when the process dies.
+    deploy = deployment(budget_nanos=10**12, chunk_delay_ms=1000, completion_tokens=200)
+    data_dir = tmp_path / "gateway"
+    first = serve(deploy.env(data_dir))
+    client = openai.OpenAI(base_url=first.base_url + "/v1", api_key=deploy.secret, max_retries=0)
+    streams = []
+    for _ in range(in_flight):
+        stream = client.chat.completions.create(
+            model=deploy.model,
+            messages=MESSAGES,
+            stream=True,
+            max_tokens=500,  # type: ignore[arg-type]
+        )
+        next(iter(stream))  # the upstream call is under way
+        streams.append(stream)
+    request_ids = [stream.response.headers["x-request-id"] for stream in streams]
+    assert budget_standing(first, deploy)["reserved"] > 0
+    kill(first)
+    client.close()
+
+    second = serve(deploy.env(data_dir))
+    records = poll(
+        lambda: (rows := stored(deploy.settings, request_ids)) and len(rows) == in_flight and rows,
+        f"{in_flight} interrupted usage records",
+    )
+    for record in records:
+        assert record.status == INTERRUPTED
+        assert record.stream is True
+        assert record.prompt_tokens > 0
+        assert record.completion_tokens == 500  # the output the reservation assumed (max_tokens)
+        assert record.total_cost_nanos_usd
+        assert record.metadata_["usage_estimated"] is True
+    billed = sum(record.total_cost_nanos_usd or 0 for record in records)
+    # Nothing stays reserved: each reservation was settled at the amount it held.
+    standing = poll(
+        lambda: (b := budget_standing(second, deploy))["reserved"] == 0 and b["used"] == billed and b,
+        "the interrupted requests' reservations to be settled",
+    )
+    assert standing["used"] == billed
 
 
 def test_another_replica_stores_a_killed_replicas_records(

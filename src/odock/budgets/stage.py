@@ -128,6 +128,12 @@ class BudgetGate(SplitStage):
         ]
         return self._finished(ex, self._store.settle(record, actuals))
 
+    def held_settlements(self, ex: Exchange) -> list[dict[str, Any]]:
+        """The settlements of the request's reservation at the amounts held (what an interruption bills)."""
+        lines: list[HeldLine] = ex.meter_lines
+        key = ex.record_id
+        return [{**self._settlement_of(line), "request_key": key, "amount": line.amount} for line in lines]
+
     @staticmethod
     async def _finished(ex: Exchange, sent: Awaitable[object]) -> None:
         try:

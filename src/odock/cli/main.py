@@ -17,6 +17,7 @@ from odock.cli.keys import keys
 from odock.cli.policies import policies
 from odock.cli.providers import models, providers
 from odock.cli.tenancy import orgs, teams, users
+from odock.cli.usage import usage
 from odock.settings import Settings
 
 
@@ -27,7 +28,7 @@ def main(config: str | None) -> None:
     """Odock: an open-source AI governance gateway."""
 
 
-for command in (orgs, teams, users, providers, models, keys, policies, budgets, quotas, apply):
+for command in (orgs, teams, users, providers, models, keys, policies, budgets, quotas, usage, apply):
     main.add_command(command)
 
 

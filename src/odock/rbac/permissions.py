@@ -35,6 +35,7 @@ class Resource(enum.StrEnum):
     API_KEY = "api_key"  # keys, model grants, rotation history, routing policy
     BUDGET = "budget"  # budgets and quotas, with their windows
     USAGE = "usage"  # usage records, analytics, invoices
+    USAGE_DEAD_LETTER = "usage_dead_letter"  # usage records the database refused (operators only)
     AUDIT = "audit"
     ADMIN_TOKEN = "admin_token"  # personal admin API tokens
 
@@ -87,6 +88,7 @@ PERMISSIONS: Mapping[Role, Mapping[Resource, Mapping[Action, Reach]]] = {
         Resource.API_KEY: _every(Reach.ORG),
         Resource.BUDGET: _every(Reach.ORG),
         Resource.USAGE: _read(Reach.ORG),
+        Resource.USAGE_DEAD_LETTER: _read(Reach.ORG),
         Resource.AUDIT: _read(Reach.ORG),
         Resource.ADMIN_TOKEN: _every(Reach.SELF),
     },
@@ -101,6 +103,7 @@ PERMISSIONS: Mapping[Role, Mapping[Resource, Mapping[Action, Reach]]] = {
         Resource.API_KEY: _every(Reach.TEAM),
         Resource.BUDGET: _read(Reach.TEAM),
         Resource.USAGE: _read(Reach.TEAM),
+        Resource.USAGE_DEAD_LETTER: _read(Reach.NONE),
         Resource.AUDIT: _read(Reach.NONE),
         Resource.ADMIN_TOKEN: _every(Reach.SELF),
     },
@@ -115,6 +118,7 @@ PERMISSIONS: Mapping[Role, Mapping[Resource, Mapping[Action, Reach]]] = {
         Resource.API_KEY: _every(Reach.SELF),
         Resource.BUDGET: _read(Reach.SELF),
         Resource.USAGE: _read(Reach.SELF),
+        Resource.USAGE_DEAD_LETTER: _read(Reach.NONE),
         Resource.AUDIT: _read(Reach.NONE),
         Resource.ADMIN_TOKEN: _every(Reach.SELF),
     },

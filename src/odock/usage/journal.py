@@ -26,6 +26,14 @@ itself (embedded) :meth:`JournalQueue.read` takes them; as the spool of the Redi
 :meth:`JournalQueue.take_appended` hands them to the pump. Lines beyond that, and every line
 after a restart, are decoded from the file.
 
+Intents (:mod:`odock.usage.intent`) are lines too, marked by a leading ``?``: an admitted
+request's intent is appended before its upstream call, and its record (same id) is appended when
+it finishes. The reader passes intent lines by without delivering them, and acknowledging the
+record acknowledges its intent (the intent's span is logged first, so a crash between the two
+logs never leaves a retired intent looking open). When a dead owner's segments are replayed, an
+intent whose record is among them is retired with it; once all of that owner's segments are
+read, each intent left is delivered as an ``interrupted`` record under the intent's receipt.
+
 Not covered: a kernel crash or power loss can lose lines not yet written back to disk (there is
 no fsync). A torn last line (a process killed inside ``write``) is skipped on replay. If the
 journal cannot be written (disk full), events are held in memory, up to ``max_in_memory``.
@@ -44,6 +52,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from odock.usage.intent import INTENT_MARK, UsageIntent
+from odock.usage.orphans import OrphanIntents
 from odock.usage.queue import Delivery, decode_entries
 from odock.usage.record import UsageEvent
 
@@ -137,6 +147,13 @@ class JournalQueue:
         self._appended: dict[str, UsageEvent] = {}
         self._hand_over = hand_over
         self._own_unacked = 0
+        # Intents (see the module docstring): record id → its intent's receipt, until the record
+        # is appended; a record's receipt → the intent it retires, until acknowledged; own intent
+        # lines the reader passed by; dead owners' intents not yet matched to a record.
+        self._open_intents: dict[str, str] = {}
+        self._retires: dict[str, str] = {}
+        self._held_intents = 0
+        self._orphans = OrphanIntents()
         self._dropped = 0
         self.torn_lines = 0
         self.corrupt_lines = 0
@@ -148,9 +165,17 @@ class JournalQueue:
         return self._own_unacked + len(self._memory) + len(self._memory_in_flight)
 
     @property
+    def backlog(self) -> int:
+        """Events appended by this instance and not yet stored (as :attr:`pending`)."""
+        return self.pending
+
+    @property
     def settled(self) -> bool:
         """True when every segment (own or adopted) and every memory-held event is acknowledged."""
-        drained = all(seg.read_offset >= seg.size and not seg.in_flight for seg in self._segments.values())
+        segments = self._segments.values()
+        # Own intents of requests still in flight are not this queue's to deliver.
+        delivered = sum(len(seg.in_flight) for seg in segments) == self._held_intents
+        drained = delivered and all(seg.read_offset >= seg.size for seg in segments)
         return drained and not self._memory and not self._memory_in_flight
 
     @property
@@ -178,6 +203,20 @@ class JournalQueue:
         self._own_unacked += 1
         if len(self._appended) < self._hand_over:
             self._appended[receipt] = event
+        if self._open_intents and (intent := self._open_intents.pop(event.id, None)) is not None:
+            self._retires[receipt] = intent
+
+    def append_intent(self, intent: UsageIntent) -> None:
+        """Write an intent line; it stays until the record with its id is acknowledged."""
+        if self._lock_fd < 0:
+            return
+        try:
+            receipt = self._write(intent.to_line() + b"\n")
+        except OSError:
+            # Not logged per request: the record that follows meets the same error and is held
+            # in memory, which is logged. Only a crash before it would lose this request's usage.
+            return
+        self._open_intents[intent.id] = receipt
 
     async def read(self, limit: int) -> list[Delivery]:
         """Decode the next lines; undecodable ones are logged and acknowledged away."""
@@ -207,6 +246,10 @@ class JournalQueue:
             own_left = own_left or seg.own
         self._segments.clear()
         self._appended.clear()
+        self._open_intents.clear()
+        self._retires.clear()
+        self._orphans = OrphanIntents()
+        self._held_intents = 0
         self._active = None
         for fd in self._adopted.values():
             os.close(fd)  # their remaining segments are adopted again by the next process
@@ -230,6 +273,11 @@ class JournalQueue:
             if len(out) >= limit:
                 break
             self._read_segment(seg, limit, out)
+        if self._orphans:
+            self._orphans.deliver(self._fully_read, limit, out)
+        if self._orphans.retired_now:
+            retired, self._orphans.retired_now = self._orphans.retired_now, []
+            self.ack_receipts(retired)
         while self._memory and len(out) < limit:
             event = self._memory.popleft()
             self._memory_seq += 1
@@ -239,25 +287,37 @@ class JournalQueue:
         return out
 
     def ack_receipts(self, receipts: Sequence[str]) -> None:
-        """Acknowledge lines by receipt; fully acknowledged segments are deleted."""
+        """Acknowledge lines by receipt, and the intents they retire; delete segments fully acknowledged."""
         spans: dict[str, list[tuple[int, int]]] = {}
+        if self._retires:
+            # Intents first: their spans are logged before their records' (module docstring).
+            for receipt in receipts:
+                if (intent := self._retires.pop(receipt, None)) is not None:
+                    self._take_span(intent, spans, intent=True)
         for receipt in receipts:
-            name, _, position = receipt.rpartition(":")
-            if name == _MEMORY:
-                self._memory_in_flight.pop(int(position), None)
-                continue
-            seg = self._segments.get(name)
-            end = seg.in_flight.pop(int(position), None) if seg else None
-            if seg is None or end is None:
-                continue  # already acknowledged
-            if seg.own:
-                self._own_unacked -= 1
-            spans.setdefault(name, []).append((int(position), end))
-        for name, acked in spans.items():
-            seg = self._segments[name]
-            if not self._is_done(seg):
-                self._log_acks(seg, acked)
+            self._take_span(receipt, spans, intent=False)
+        # Segments done are deleted before the others' spans are logged, for the same reason.
         self._reap()
+        for name, acked in spans.items():
+            seg = self._segments.get(name)
+            if seg is not None:
+                self._log_acks(seg, acked)
+
+    def _take_span(self, receipt: str, spans: dict[str, list[tuple[int, int]]], *, intent: bool) -> None:
+        """Stop holding the line ``receipt`` as delivered; add its span to ``spans`` to log."""
+        name, _, position = receipt.rpartition(":")
+        if name == _MEMORY:
+            self._memory_in_flight.pop(int(position), None)
+            return
+        seg = self._segments.get(name)
+        end = seg.in_flight.pop(int(position), None) if seg else None
+        if seg is None or end is None:
+            return  # already acknowledged
+        if seg.own and intent:
+            self._held_intents -= 1
+        elif seg.own:
+            self._own_unacked -= 1
+        spans.setdefault(name, []).append((int(position), end))
 
     def recover_now(self) -> int:
         """Adopt the segments of every owner whose lock is free; return how many owners."""
@@ -358,7 +418,7 @@ class JournalQueue:
         while len(out) < limit and seg.read_offset < seg.size:
             remaining = seg.size - seg.read_offset
             chunk = os.pread(seg.read_fd, min(want, remaining), seg.read_offset)
-            consumed = _take_lines(seg, chunk, limit, out)
+            consumed = self._take_lines(seg, chunk, limit, out)
             if consumed:
                 seg.read_offset += consumed
                 want = _READ_CHUNK
@@ -372,6 +432,51 @@ class JournalQueue:
                     )
                     seg.read_offset = seg.size
                 return
+
+    def _take_lines(self, seg: _Segment, chunk: bytes, limit: int, out: list[tuple[str, bytes]]) -> int:
+        """Move complete lines of ``chunk`` into ``out`` (intents are held); return the bytes consumed."""
+        pos = 0
+        while len(out) < limit:
+            newline = chunk.find(b"\n", pos)
+            if newline < 0:
+                break
+            start = seg.read_offset + pos
+            end = seg.read_offset + newline + 1
+            if chunk.startswith(INTENT_MARK, pos):
+                self._hold_intent(seg, start, end, chunk[pos:newline])
+            elif not seg.own:
+                self._replay_line(seg, start, end, chunk[pos:newline], out)
+            else:
+                seg.in_flight[start] = end
+                out.append((f"{seg.name}:{start}", chunk[pos:newline]))
+            pos = newline + 1
+        return pos
+
+    def _hold_intent(self, seg: _Segment, start: int, end: int, line: bytes) -> None:
+        """Keep an intent line undelivered until its record is acknowledged (or it is found orphaned)."""
+        if seg.was_acked(start, end):
+            return
+        seg.in_flight[start] = end
+        if seg.own:
+            self._held_intents += 1
+        else:
+            self._orphans.hold(seg.owner, f"{seg.name}:{start}", line)
+
+    def _replay_line(
+        self, seg: _Segment, start: int, end: int, line: bytes, out: list[tuple[str, bytes]]
+    ) -> None:
+        """Deliver a dead owner's record line unless acknowledged before; either way it retires its intent."""
+        acked = seg.was_acked(start, end)
+        receipt = f"{seg.name}:{start}"
+        if self._orphans and (intent := self._orphans.retire(seg.owner, line, acked=acked)) is not None:
+            self._retires[receipt] = intent
+        if not acked:
+            seg.in_flight[start] = end
+            out.append((receipt, line))
+
+    def _fully_read(self, owner: str) -> bool:
+        """True when every segment of ``owner`` has been read to its end."""
+        return all(seg.read_offset >= seg.size for seg in self._segments.values() if seg.owner == owner)
 
     def _is_done(self, seg: _Segment, *, closing: bool = False) -> bool:
         fully_read = seg.read_offset >= seg.size and not seg.in_flight
@@ -467,22 +572,6 @@ def _is_linked_as(fd: int, path: Path) -> bool:
         return os.fstat(fd).st_ino == os.stat(path).st_ino
     except FileNotFoundError:
         return False
-
-
-def _take_lines(seg: _Segment, chunk: bytes, limit: int, out: list[tuple[str, bytes]]) -> int:
-    """Move complete lines of ``chunk`` into ``out``; return the bytes consumed."""
-    pos = 0
-    while len(out) < limit:
-        newline = chunk.find(b"\n", pos)
-        if newline < 0:
-            break
-        start = seg.read_offset + pos
-        end = seg.read_offset + newline + 1
-        if not seg.was_acked(start, end):
-            seg.in_flight[start] = end
-            out.append((f"{seg.name}:{start}", chunk[pos:newline]))
-        pos = newline + 1
-    return pos
 
 
 def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -30,11 +30,14 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from odock.errors import MeterStoreUnavailable
+from odock.ids import RequestId
 from odock.usage.bulk import RecordsRefused
+from odock.usage.intent import INTERRUPTED, UsageIntent
 from odock.usage.postgres_writer import WriteFailed
 from odock.usage.queue import Delivery, UsageQueue, UsageQueueError
 from odock.usage.record import UsageEvent
@@ -65,6 +68,9 @@ _MAX_READ = 1024
 _BUSY_ATTEMPTS = 20
 _BUSY_PAUSE = 0.005
 
+# Settles a request's budget reservation at the given amounts (``MeterStore.settle``).
+SettleReservation = Callable[[RequestId, Mapping[str, int]], Awaitable[object]]
+
 
 class UsageRecorder:
     """Queues usage events durably and writes them off the request path."""
@@ -78,8 +84,12 @@ class UsageRecorder:
         interval: float,
         recovery_interval: float = 15.0,
         close_timeout: float = 30.0,
+        settle_interrupted: SettleReservation | None = None,
+        backlog_max: int = 0,
     ) -> None:
+        self._backlog_max = backlog_max
         self._store = store
+        self._settle_interrupted = settle_interrupted
         self._queue = queue
         self._batch_size = batch_size
         self._read_size = batch_size
@@ -103,6 +113,11 @@ class UsageRecorder:
         return self._queue.pending
 
     @property
+    def backlogged(self) -> bool:
+        """True when more events wait to be stored than ``backlog_max`` (never when it is 0)."""
+        return 0 < self._backlog_max < self._queue.backlog
+
+    @property
     def dropped(self) -> int:
         """Events lost because the queue and its memory fallback were both unavailable."""
         return self._queue.dropped
@@ -114,6 +129,10 @@ class UsageRecorder:
         if self._since_wake >= self._batch_size:
             self._since_wake = 0
             self._wake.set()
+
+    def intend(self, intent: UsageIntent) -> None:
+        """Journal what an admitted request is about to spend; never blocks, never raises."""
+        self._queue.append_intent(intent)
 
     async def start(self) -> None:
         """Open the queue (recovering leftovers) and start the background writer."""
@@ -191,7 +210,9 @@ class UsageRecorder:
                 self._in_flight = await self._queue.read(self._read_size)
                 if not self._in_flight:
                     return 0
-            dead_lettered = await self._insert([d.event for d in self._in_flight])
+            events = [d.event for d in self._in_flight]
+            dead_lettered = await self._insert(events)
+            await self._settle_reservations(events)
             # Acknowledge only after the write: a failure here keeps the batch for a retry,
             # and a crash before it re-delivers the batch, which the idempotent inserts (of records
             # and of dead letters) absorb.
@@ -200,6 +221,23 @@ class UsageRecorder:
             self.written += read - dead_lettered
             self._in_flight = []
             return read
+
+    async def _settle_reservations(self, events: list[UsageEvent]) -> None:
+        """Settle the budget reservations that interrupted requests (their process died) still hold.
+
+        At the amounts their records settled in the ledger. Settling is idempotent; if the store
+        is unreachable now, the reconciliation worker settles them from the ledger later.
+        """
+        if self._settle_interrupted is None:
+            return
+        for event in events:
+            if event.status != INTERRUPTED or not event.settlements:
+                continue
+            amounts = {s["window_key"]: s["amount"] for s in event.settlements}
+            try:
+                await self._settle_interrupted(RequestId(event.id), amounts)
+            except MeterStoreUnavailable as exc:
+                log.warning("reservation of interrupted request %s not settled now (%s)", event.id, exc)
 
     async def _insert(self, events: list[UsageEvent]) -> int:
         """Store the events, dead-lettering the ones the database refuses; return how many were."""

@@ -195,7 +195,9 @@ class SqliteUsageWriter:
             raise
         try:
             inserted = 0
-            slices = WorkSlices(_SLICE_SECONDS, len(events), _TURNS)
+            # One budget of turns for the records and their settlements together: a catch-up
+            # batch with two settlements a record took twice the turns of the loop otherwise.
+            slices = WorkSlices(_SLICE_SECONDS, len(events) + len(settlements.rows), _TURNS)
             for start in range(0, len(events), _STEP):
                 rows = [self._usage.bind(self._usage_values(e)) for e in events[start : start + _STEP]]
                 before = connection.total_changes
@@ -203,7 +205,7 @@ class SqliteUsageWriter:
                 inserted += connection.total_changes - before
                 if slices.due(len(rows)):
                     await slices.pause()
-            crossings = await self._settle(connection, settlements) if settlements.rows else []
+            crossings = await self._settle(connection, settlements, slices) if settlements.rows else []
             connection.execute("COMMIT")
         except BaseException as exc:
             connection.execute("ROLLBACK")
@@ -265,7 +267,7 @@ class SqliteUsageWriter:
         return self._connection
 
     async def _settle(
-        self, connection: sqlite3.Connection, settlements: BatchSettlements
+        self, connection: sqlite3.Connection, settlements: BatchSettlements, slices: WorkSlices
     ) -> list[ThresholdCrossing]:
         """Create missing windows, record new settlements, add them to their windows, check thresholds."""
         now = utcnow()
@@ -285,16 +287,15 @@ class SqliteUsageWriter:
         # Statements of at most _STEP rows, so at most _STEP distinct texts reach the driver's
         # statement cache (one per length).
         rows = settlements.rows
-        slices = WorkSlices(_SLICE_SECONDS, len(rows), _TURNS)
         for start in range(0, len(rows), _STEP):
-            if start and slices.due(_STEP):
-                await slices.pause()
             chunk = rows[start : start + _STEP]
             params: list[Any] = []
             for request_key, window_key, amount in chunk:
                 params += self._settlements.bind((request_key, window_key, amount, now))
             for key, amount in connection.execute(_settlements_sql(len(chunk)), params).fetchall():
                 deltas[key] = deltas.get(key, 0) + amount
+            if slices.due(len(chunk)):
+                await slices.pause()
         stamp = self._instant(now)
         touched = [(delta, stamp, key) for key, delta in deltas.items() if delta]
         connection.executemany(

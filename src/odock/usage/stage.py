@@ -1,14 +1,22 @@
-"""The usage stage: after every authenticated request, build its usage record and queue it.
+"""The usage stages: an intent before the upstream call, the usage record after every request.
 
-Unauthenticated rejections carry no organisation and are only counted in logs and metrics, so
-a flood of bad keys cannot turn into a flood of database writes.
+``RecordIntent`` journals what an admitted request is about to spend, so a process killed while
+it is in flight still leaves a record (see :mod:`odock.usage.intent`); ``RecordUsage`` builds the
+record of every authenticated request and queues it, which retires the intent. Unauthenticated
+rejections carry no organisation and are only counted in logs and metrics, so a flood of bad
+keys cannot turn into a flood of database writes.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Any
 
+from odock.errors import UsageBacklog
 from odock.pipeline import Exchange
+from odock.providers.adapters.base import Endpoint
+from odock.usage.intent import UsageIntent
 from odock.usage.record import UsageEvent
 from odock.usage.recorder import UsageRecorder
 
@@ -96,9 +104,73 @@ class RecordUsage:
         self._recorder = recorder
 
     async def before(self, ex: Exchange) -> None:
-        """Nothing to do on the way in."""
+        """Refuse new requests while the usage backlog is past its bound (503, retry in a second)."""
+        if self._recorder.backlogged:
+            raise UsageBacklog(headers={"Retry-After": "1"})
 
     async def after(self, ex: Exchange) -> None:
         """Queue the record of an authenticated request."""
         if ex.principal is not None:
             self._recorder.submit(usage_event(ex))
+
+
+def usage_intent(
+    ex: Exchange, settlements: list[dict[str, Any]], default_max_output_tokens: int
+) -> UsageIntent:
+    """The intent of an exchange about to call its upstream: who, what, and the reserved estimate."""
+    principal, model = ex.principal, ex.model
+    assert principal is not None
+    assert model is not None
+    provider = model.provider
+    return UsageIntent(
+        id=ex.record_id,
+        request_id=ex.request_id,
+        timestamp=ex.received_at,
+        endpoint=ex.route,
+        stream=ex.stream,
+        organisation_id=principal.organisation_id,
+        team_id=principal.team_id,
+        user_id=principal.user_id,
+        api_key_id=principal.key_id,
+        model_id=model.id,
+        model=model.name,
+        provider_id=provider.id if provider else None,
+        provider=provider.type.lower() if provider else None,
+        prompt_tokens=ex.estimated_input_tokens(),
+        completion_tokens=ex.output_allowance(default_max_output_tokens),
+        embeddings=ex.endpoint == Endpoint.EMBEDDINGS,
+        pricing=model.pricing,
+        settlements=settlements,
+        metadata={
+            "schema_version": USAGE_METADATA_SCHEMA,
+            "route": ex.route,
+            "method": ex.method,
+            "streaming": ex.stream,
+            "user_agent": ex.headers.get("user-agent"),
+            "client_ip": ex.client_ip,
+        },
+    )
+
+
+class RecordIntent:
+    """Journals the request's intent just before the upstream call; its usage record retires it."""
+
+    name = "record_intent"
+
+    def __init__(
+        self,
+        recorder: UsageRecorder,
+        held_settlements: Callable[[Exchange], list[dict[str, Any]]],
+        default_max_output_tokens: int,
+    ) -> None:
+        self._recorder = recorder
+        self._held_settlements = held_settlements
+        self._default_output = default_max_output_tokens
+
+    async def before(self, ex: Exchange) -> None:
+        """Journal the intent of a request about to be sent upstream."""
+        settlements = self._held_settlements(ex) if ex.meter_lines else []
+        self._recorder.intend(usage_intent(ex, settlements, self._default_output))
+
+    async def after(self, ex: Exchange) -> None:
+        """Nothing: the usage record (RecordUsage) retires the intent."""

@@ -43,6 +43,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from odock.cache.redis_link import RedisLink
+from odock.usage.intent import UsageIntent
 from odock.usage.journal import JournalQueue
 from odock.usage.queue import Delivery, UsageQueueError, decode_entries
 from odock.usage.record import UsageEvent
@@ -128,6 +129,11 @@ class RedisStreamQueue:
         return self._spool.pending + len(self._claimed) + len(self._in_flight)
 
     @property
+    def backlog(self) -> int:
+        """Events not yet in the stream, plus the stream's length as last seen (all replicas')."""
+        return self._spool.pending + self._length
+
+    @property
     def settled(self) -> bool:
         """True when all this process pushed was delivered to some consumer and its own reads are acked.
 
@@ -157,6 +163,10 @@ class RedisStreamQueue:
         self._spool.append(event)
         self._wake.set()
 
+    def append_intent(self, intent: UsageIntent) -> None:
+        """Journal the intent locally only: the spool retires it with its event, or replays it."""
+        self._spool.append_intent(intent)
+
     async def read(self, limit: int) -> list[Delivery]:
         """Claimed entries first, then new stream entries (after pushing this process's own)."""
         out: list[Delivery] = []
@@ -176,8 +186,19 @@ class RedisStreamQueue:
                 newest = _entry_id(fresh[-1].receipt) if fresh else self._pushed_upto
                 self._read_upto = max(self._read_upto, newest)
                 out.extend(fresh)
+                if not out and self._length:
+                    await self._refresh_length()
         self._in_flight.update(d.receipt for d in out)
         return out
+
+    async def _refresh_length(self) -> None:
+        """Read the stream's length (the shared backlog) when nothing else told it lately.
+
+        Pushes and acks keep it current; an idle reader learns from the stream how far the other
+        replicas' stores shortened it (a replica shedding its load for the backlog pushes nothing).
+        """
+        with _redis_errors("XLEN"):
+            self._length = int(await self._redis.xlen(self.stream))
 
     async def ack(self, deliveries: Sequence[Delivery]) -> None:
         """XACK and delete stored entries."""
@@ -354,8 +375,9 @@ class RedisStreamQueue:
         pipe = self._redis.pipeline(transaction=False)
         pipe.xack(self.stream, GROUP, *ids)
         pipe.xdel(self.stream, *ids)
+        pipe.xlen(self.stream)
         with _redis_errors("XACK"):
-            await pipe.execute()
+            self._length = int((await pipe.execute())[-1])
         self._in_flight.difference_update(ids)
 
     async def _claim(self) -> int:

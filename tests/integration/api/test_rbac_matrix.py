@@ -69,6 +69,9 @@ UNROUTED: dict[tuple[Resource, Action], str] = {
     (Resource.USAGE, Action.CREATE): "usage is recorded by the gateway",
     (Resource.USAGE, Action.UPDATE): "usage records are immutable",
     (Resource.USAGE, Action.DELETE): "usage records are kept for billing",
+    (Resource.USAGE_DEAD_LETTER, Action.CREATE): "the usage writer keeps them, never the API",
+    (Resource.USAGE_DEAD_LETTER, Action.UPDATE): "replayed by `odock usage replay-dead-letters` only",
+    (Resource.USAGE_DEAD_LETTER, Action.DELETE): "removed by the replay command once stored",
     (Resource.INVITATION, Action.DELETE): "invitations are revoked (an update), keeping their history",
     (Resource.API_KEY, Action.DELETE): "keys are revoked (an update): usage keeps naming them",
     (Resource.ADMIN_TOKEN, Action.UPDATE): "a token cannot change; it is revoked (delete) and reissued",
@@ -87,6 +90,7 @@ RESOURCE_PARAMS: dict[Resource, tuple[str, ...]] = {
     Resource.API_KEY: ("api_key_id",),
     Resource.BUDGET: ("budget_id", "quota_id"),
     Resource.USAGE: ("record_id",),
+    Resource.USAGE_DEAD_LETTER: ("dead_letter_id",),
     Resource.AUDIT: ("event_id",),
     Resource.ADMIN_TOKEN: ("token_id",),
 }
