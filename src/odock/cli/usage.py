@@ -36,7 +36,7 @@ def replay_dead_letters(
     # Imported here so that `odock --help` and `odock serve` do not pay for the database stack.
     from sqlalchemy.exc import SQLAlchemyError
 
-    from odock.runtime import SchemaBehind
+    from odock.db.migrate import SchemaBehind
 
     settings = settings_from(ctx)
     try:
@@ -58,7 +58,7 @@ async def _replay(
     settings: Settings, organisation_id: str | None, ids: tuple[str, ...]
 ) -> tuple[tuple[str, ...], dict[str, str]]:
     from odock.db.engine import create_engine, session_factory
-    from odock.runtime import prepare_schema
+    from odock.db.migrate import prepare_schema
     from odock.usage.dead_letters import DeadLetters
     from odock.usage.store import UsageStore
 
