@@ -101,15 +101,15 @@ async def provision(sessions: async_sessionmaker[AsyncSession]) -> World:
     keys: list[tuple[str, str | None, str | None]] = []
     for i in range(40):
         if i % 4 == 0:
-            issued = await control.create_api_key(org.id, f"key-{i}")
+            issued = await control.keys.create(org.id, f"key-{i}")
             keys.append((issued.key.id, None, None))
         elif i % 4 in (1, 2):
             team = teams[i % len(teams)]
-            issued = await control.create_api_key(org.id, f"key-{i}", type=ApiKeyType.TEAM, team_id=team)
+            issued = await control.keys.create(org.id, f"key-{i}", type=ApiKeyType.TEAM, team_id=team)
             keys.append((issued.key.id, team, None))
         else:
             user = users[i % len(users)]
-            issued = await control.create_api_key(org.id, f"key-{i}", type=ApiKeyType.USER, user_id=user)
+            issued = await control.keys.create(org.id, f"key-{i}", type=ApiKeyType.USER, user_id=user)
             keys.append((issued.key.id, None, user))
     admin = await control.create_user(f"admin-{tag}@bench.test", role=Role.SUPER_ADMIN)
     token = (await issue_admin_token(sessions, admin.id, "bench")).token

@@ -228,7 +228,7 @@ def test_provider_key_from_stdin_is_used_upstream(
     control = gateway.runtime.control
     org = gateway.run(control.create_organisation("up-" + secrets.token_hex(4)))
     provider = gateway.run(
-        control.create_provider(org.id, "openai", ProviderType.OPENAI, base_url=fake_openai.base_url + "/v1")
+        control.providers.create(org.id, "openai", ProviderType.OPENAI, base_url=fake_openai.base_url + "/v1")
     )
     stored = cli.ok(
         "providers",
@@ -241,9 +241,9 @@ def test_provider_key_from_stdin_is_used_upstream(
         input=UPSTREAM_KEY + "\n",
     )
     listing = cli.ok("providers", "list", "--org", org.name)
-    key = gateway.run(control.provider_key_by_name(provider.id, "primary"))
-    gateway.run(control.create_model(org.id, "gpt", provider_id=provider.id, provider_key_id=key.id))
-    issued = gateway.run(control.create_api_key(org.id, "app", models=["gpt"]))
+    key = gateway.run(control.provider_keys.named(provider.id, "primary"))
+    gateway.run(control.models.create(org.id, "gpt", provider_id=provider.id, provider_key_id=key.id))
+    issued = gateway.run(control.keys.create(org.id, "app", models=["gpt"]))
 
     assert UPSTREAM_KEY not in stored + listing + key.key
     assert chat(gateway, issued.secret, "gpt").status_code == 200

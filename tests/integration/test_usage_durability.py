@@ -159,9 +159,9 @@ async def _provision(settings: Settings, provider_config: dict[str, Any]) -> str
     async with open_runtime(settings) as runtime:
         control = runtime.control
         org = await control.create_organisation("durability-" + secrets.token_hex(4))
-        provider = await control.create_provider(org.id, "mock", ProviderType.MOCK, config=provider_config)
-        await control.create_model(org.id, "test-model", provider_id=provider.id, pricing=PRICING)
-        issued = await control.create_api_key(org.id, "durability", models=["test-model"])
+        provider = await control.providers.create(org.id, "mock", ProviderType.MOCK, config=provider_config)
+        await control.models.create(org.id, "test-model", provider_id=provider.id, pricing=PRICING)
+        issued = await control.keys.create(org.id, "durability", models=["test-model"])
         return issued.secret
 
 

@@ -136,15 +136,17 @@ async def build_world(runtime: Runtime, label: str) -> World:
         world.tokens[symbol] = issued.token
         world.ids[f"token:{symbol}"] = issued.id
 
-    provider = await control.create_provider(org.id, "world-provider", ProviderType.MOCK)
+    provider = await control.providers.create(org.id, "world-provider", ProviderType.MOCK)
     world.ids["provider"] = provider.id
-    world.ids["provider_key"] = (await control.add_provider_key(provider.id, "primary", secret="sk-world")).id
-    model = await control.create_model(org.id, MODEL_NAME, provider_id=provider.id)
+    world.ids["provider_key"] = (
+        await control.provider_keys.add(provider.id, "primary", secret="sk-world")
+    ).id
+    model = await control.models.create(org.id, MODEL_NAME, provider_id=provider.id)
     world.ids["model"] = model.id
     for symbol in ("key:user", "key:team", "key:org", "key:team2"):
         key_team, key_user = OWNED[symbol]
         kind = ApiKeyType.USER if key_user else ApiKeyType.TEAM if key_team else ApiKeyType.ORGANISATION
-        issued_key = await control.create_api_key(
+        issued_key = await control.keys.create(
             org.id,
             symbol,
             type=kind,

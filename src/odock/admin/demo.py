@@ -26,10 +26,10 @@ async def seed_demo(control: ControlPlane) -> IssuedKey | None:
     if await control.list_organisations():
         return None
     org = await control.create_organisation(DEMO_ORGANISATION)
-    provider = await control.create_provider(
+    provider = await control.providers.create(
         org.id, "mock", ProviderType.MOCK, config={"completion_tokens": 12}
     )
-    await control.create_model(
+    await control.models.create(
         org.id,
         DEMO_MODEL,
         slug="mock-1",
@@ -37,7 +37,7 @@ async def seed_demo(control: ControlPlane) -> IssuedKey | None:
         pricing=DEMO_PRICING,
         capabilities=["tool_use"],
     )
-    return await control.create_api_key(org.id, "demo key", models=[DEMO_MODEL])
+    return await control.keys.create(org.id, "demo key", models=[DEMO_MODEL])
 
 
 def demo_banner(issued: IssuedKey, base_url: str) -> str:

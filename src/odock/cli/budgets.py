@@ -1,7 +1,9 @@
 """``odock budgets|quotas``: money budgets and metric quotas over period windows.
 
 Money is given in USD (``--amount-usd 12.50``: exact, at most 9 decimals) or in nanos
-(``--amount-nanos``) and stored as integer nanos (1 USD = 1e9). Listings show each meter's
+(``--amount-nanos``) and stored as integer nanos (1 USD = 1e9). ``set-limit`` changes a limit
+through the same service as the admin API: the current window keeps what it used, including use
+production gateways have settled in Redis but not yet flushed to the ledger. Listings show each meter's
 current window with what the ledger has settled in it (``used``) against its effective limit;
 amounts reserved by requests in flight are not included (``GET /v1/keys/self`` shows those).
 """
@@ -16,12 +18,12 @@ from typing import TYPE_CHECKING, Any
 import click
 import orjson
 
-from odock.admin.rules import nanos_to_usd, usd_to_nanos
 from odock.budgets.control import MeterSchedule
 from odock.budgets.tables import Budget, OwnerType, Quota, QuotaMetric
 from odock.budgets.windows import Period
 from odock.cli.common import aware_datetime, emit, json_option, run_admin
 from odock.errors import UnprocessableEntity
+from odock.rules import nanos_to_usd, usd_to_nanos
 
 if TYPE_CHECKING:
     from odock.admin.context import AdminContext
@@ -143,7 +145,7 @@ async def _owner_id(admin: AdminContext, organisation_id: str, owner: Owner) -> 
     found = (
         await control.user_by_email(owner.reference)
         if owner.type == OwnerType.USER
-        else await control.api_key(owner.reference)
+        else await control.keys.get(owner.reference)
     )
     if found.organisation_id != organisation_id:
         raise UnprocessableEntity(f"{owner.reference} is not in this organisation", param="owner")
@@ -249,8 +251,8 @@ def _switch(kind: str, lookup: Lookup, enabled: bool) -> click.Command:
 
 async def _set_limit(admin: AdminContext, lookup: Lookup, meter_id: str, limit: int) -> Budget | Quota:
     meter = await lookup(admin.budgets, meter_id)
-    await admin.budgets.set_limit(meter.id, limit)
-    return await lookup(admin.budgets, meter_id)
+    # The API's path: the same update, carrying use the gateways' counters hold beyond the ledger.
+    return await admin.budgets.update(meter.id, {"limit": limit})
 
 
 async def _budget(control: BudgetControl, meter_id: str) -> Budget | Quota:

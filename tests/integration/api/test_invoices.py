@@ -30,7 +30,7 @@ def billed(control_plane: ControlPlaneUnderTest) -> dict[str, Any]:
         control = control_plane.gateway.runtime.control
         team_a = await control.create_team(org, "alpha")
         team_b = await control.create_team(org, "beta")
-        direct = await control.create_api_key(org, "direct key")
+        direct = await control.keys.create(org, "direct key")
         return {"team_a": team_a.id, "team_b": team_b.id, "direct_key": direct.key.id}
 
     org = control_plane.organisation()

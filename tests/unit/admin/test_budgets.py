@@ -103,7 +103,7 @@ async def test_set_limit_bumps_the_version_and_keeps_the_windows_spend(
     await spend(sessions, budget, 700)
     published.clear()
 
-    await control.budgets.set_limit(budget.id, 2_000)
+    await control.budgets.update(budget.id, {"limit": 2_000})
     changed = await control.budgets.budget(budget.id)
     assert (changed.version, changed.amount_nanos_usd) == (2, 2_000)
     spec = meter_spec(changed)
@@ -124,7 +124,7 @@ async def test_set_limit_keeps_what_rolled_over(
     )
     await spend(sessions, budget, 400, at=start + timedelta(hours=1))  # window 0 leaves 600
     await spend(sessions, budget, 50)  # window 1 opens with 1_600
-    await control.budgets.set_limit(budget.id, 3_000)
+    await control.budgets.update(budget.id, {"limit": 3_000})
     usage = (await control.budgets.current_windows([await control.budgets.budget(budget.id)]))[budget.id]
     assert usage is not None
     assert (usage.used, usage.limit) == (50, 3_600)
@@ -140,7 +140,7 @@ async def test_limits_and_thresholds_are_checked(control: ControlPlane) -> None:
         await budgets.create_quota(org.id, "q", metric=QuotaMetric.TOKENS, limit=1, thresholds=[0])
     quota = await budgets.create_quota(org.id, "q", metric=QuotaMetric.TOKENS, limit=1)
     with pytest.raises(UnprocessableEntity, match="limit must be ≥ 0"):
-        await budgets.set_limit(quota.id, -5)
+        await budgets.update(quota.id, {"limit": -5})
     await budgets.set_thresholds(quota.id, [90, 50, 90])
     assert (await budgets.quota(quota.id)).thresholds == [50, 90]
     with pytest.raises(NotFound, match="budget 'nope' does not exist"):

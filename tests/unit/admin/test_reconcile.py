@@ -15,6 +15,7 @@ from odock.budgets.tables import OwnerType, QuotaMetric
 from odock.budgets.windows import Period
 from odock.cache.bus import Invalidation
 from odock.keys.secrets import hash_secret
+from odock.providers.service import ProviderChanges
 
 ENV = {"OPENAI_KEY": "sk-upstream-one", "CI_SECRET": "sk_ci_" + "a" * 40}
 
@@ -95,10 +96,10 @@ async def test_first_apply_creates_everything(control: ControlPlane) -> None:
     assert report.counts() == {"created": 10}
     assert [issued.name for issued in report.issued] == ["acme/batch"]
     org = await control.organisation_by_name("acme")
-    model = await control.model_by_name(org.id, "mock-gpt")
+    model = await control.models.named(org.id, "mock-gpt")
     assert model.pricing["output"]["text_cost_per_1k_tokens"] == 0.0015
-    batch = (await control.api_keys_named(org.id, "batch"))[0]
-    assert sorted(await control.key_grants(batch.id)) == ["gpt-4.1", "mock-gpt"]
+    batch = (await control.keys.named(org.id, "batch"))[0]
+    assert sorted(await control.keys.grants(batch.id)) == ["gpt-4.1", "mock-gpt"]
 
 
 async def test_second_apply_changes_nothing(control: ControlPlane, published: list[Invalidation]) -> None:
@@ -110,7 +111,7 @@ async def test_second_apply_changes_nothing(control: ControlPlane, published: li
     assert report.issued == []
     assert len(published) == before
     org = await control.organisation_by_name("acme")
-    assert len(await control.api_keys_named(org.id, "batch")) == 1
+    assert len(await control.keys.named(org.id, "batch")) == 1
 
 
 async def test_pricing_change_is_applied_and_invalidates(
@@ -125,7 +126,7 @@ async def test_pricing_change_is_applied_and_invalidates(
     report = await apply(control, declared(models=models))
     assert actions(report)["model acme/mock-gpt"] == "updated"
     assert report.counts() == {"updated": 1, "unchanged": 9}
-    model = await control.model_by_name(org.id, "mock-gpt")
+    model = await control.models.named(org.id, "mock-gpt")
     assert model.pricing["input"]["text_cost_per_1k_tokens"] == 0.002
     assert model.pricing["output"]["text_cost_per_1k_tokens"] == 0.008
     assert Invalidation("organisation", organisation_id=org.id) in published
@@ -135,33 +136,33 @@ async def test_undeclared_fields_are_left_alone(control: ControlPlane) -> None:
     """A provider disabled outside the file stays disabled until the file declares ``enabled``."""
     await apply(control, declared())
     org = await control.organisation_by_name("acme")
-    mock = await control.provider_by_name(org.id, "mock")
-    await control.set_provider_enabled(mock.id, False)
+    mock = await control.providers.named(org.id, "mock")
+    await control.providers.update(mock.id, ProviderChanges(enabled=False))
     assert (await apply(control, declared())).counts() == {"unchanged": 10}
-    assert not (await control.provider_by_name(org.id, "mock")).enabled
+    assert not (await control.providers.named(org.id, "mock")).enabled
 
     providers = copy.deepcopy(BASE["providers"])
     providers[0]["enabled"] = True
     report = await apply(control, declared(providers=providers))
     assert actions(report)["provider acme/mock"] == "updated"
-    assert (await control.provider_by_name(org.id, "mock")).enabled
+    assert (await control.providers.named(org.id, "mock")).enabled
 
 
 async def test_provider_key_follows_its_environment_variable(control: ControlPlane) -> None:
     """A changed secret in the environment re-encrypts the stored key; the same secret is left alone."""
     await apply(control, declared())
     org = await control.organisation_by_name("acme")
-    provider = await control.provider_by_name(org.id, "openai")
-    key = await control.provider_key_by_name(provider.id, "primary")
+    provider = await control.providers.named(org.id, "openai")
+    key = await control.provider_keys.named(provider.id, "primary")
     assert key.key.startswith("{")
     assert "sk-upstream-one" not in key.key
-    assert control.provider_key_holds(key, "sk-upstream-one")
+    assert control.provider_keys.holds(key, "sk-upstream-one")
 
     report = await apply(control, declared(), env={**ENV, "OPENAI_KEY": "sk-upstream-two"})
     assert actions(report)["provider key acme/openai/primary"] == "updated"
-    updated = await control.provider_key_by_name(provider.id, "primary")
+    updated = await control.provider_keys.named(provider.id, "primary")
     assert updated.id == key.id
-    assert control.provider_key_holds(updated, "sk-upstream-two")
+    assert control.provider_keys.holds(updated, "sk-upstream-two")
     assert updated.updated_at > key.updated_at
 
 
@@ -173,9 +174,9 @@ async def test_declared_header_values_are_stored_encrypted_and_compared_opened(
     providers[1]["config"] = {"headers": {"x-proxy-key": "proxy-secret-1"}}
     await apply(control, declared(providers=providers))
     org = await control.organisation_by_name("acme")
-    stored = await control.provider_by_name(org.id, "openai")
+    stored = await control.providers.named(org.id, "openai")
     assert "proxy-secret-1" not in str(stored.config)
-    assert control.provider_config_holds(stored, {"headers": {"x-proxy-key": "proxy-secret-1"}})
+    assert control.providers.config_holds(stored, {"headers": {"x-proxy-key": "proxy-secret-1"}})
     published.clear()
     assert (await apply(control, declared(providers=providers))).counts() == {"unchanged": 10}
     assert published == []
@@ -183,8 +184,8 @@ async def test_declared_header_values_are_stored_encrypted_and_compared_opened(
     providers[1]["config"] = {"headers": {"x-proxy-key": "proxy-secret-2"}}
     report = await apply(control, declared(providers=providers))
     assert actions(report)["provider acme/openai"] == "updated"
-    updated = await control.provider_by_name(org.id, "openai")
-    assert control.provider_config_holds(updated, {"headers": {"x-proxy-key": "proxy-secret-2"}})
+    updated = await control.providers.named(org.id, "openai")
+    assert control.providers.config_holds(updated, {"headers": {"x-proxy-key": "proxy-secret-2"}})
 
 
 async def test_header_values_from_the_environment_join_the_config(control: ControlPlane) -> None:
@@ -195,18 +196,18 @@ async def test_header_values_from_the_environment_join_the_config(control: Contr
     env = {**ENV, "PROXY_KEY": "proxy-secret-1"}
     await apply(control, declared(providers=providers), env=env)
     org = await control.organisation_by_name("acme")
-    stored = await control.provider_by_name(org.id, "openai")
+    stored = await control.providers.named(org.id, "openai")
     assert "proxy-secret-1" not in str(stored.config)
     expected = {"api_version": "v1", "headers": {"x-team": "platform", "x-proxy-key": "proxy-secret-1"}}
-    assert control.provider_config_holds(stored, expected)
+    assert control.providers.config_holds(stored, expected)
     assert actions(await apply(control, declared(providers=providers), env=env))["provider acme/openai"] == (
         "unchanged"
     )
 
     report = await apply(control, declared(providers=providers), env={**env, "PROXY_KEY": "proxy-secret-2"})
     assert actions(report)["provider acme/openai"] == "updated"
-    updated = await control.provider_by_name(org.id, "openai")
-    assert control.provider_config_holds(
+    updated = await control.providers.named(org.id, "openai")
+    assert control.providers.config_holds(
         updated, {**expected, "headers": {"x-team": "platform", "x-proxy-key": "proxy-secret-2"}}
     )
 
@@ -226,16 +227,16 @@ async def test_pinned_secret_is_hashed_and_rotated_when_changed(control: Control
     """secret_from_env stores only the hash; a new value rotates the key in place, keeping history."""
     await apply(control, declared())
     org = await control.organisation_by_name("acme")
-    ci = (await control.api_keys_named(org.id, "ci"))[0]
+    ci = (await control.keys.named(org.id, "ci"))[0]
     assert ci.key_hash == hash_secret(ENV["CI_SECRET"])
 
     new_secret = "sk_ci_" + "b" * 40
     report = await apply(control, declared(), env={**ENV, "CI_SECRET": new_secret})
     assert actions(report)["API key acme/ci"] == "updated"
-    rotated = await control.api_key(ci.id)
+    rotated = await control.keys.get(ci.id)
     assert rotated.key_hash == hash_secret(new_secret)
     assert rotated.rotation_count == 1
-    assert [r.rotated_by for r in await control.key_rotations(ci.id)] == ["declarative config"]
+    assert [r.rotated_by for r in await control.keys.rotations(ci.id)] == ["declarative config"]
 
 
 async def test_weak_pinned_secret_is_refused(control: ControlPlane) -> None:
@@ -252,8 +253,8 @@ async def test_grants_expiry_and_revocation_follow_the_file(control: ControlPlan
     report = await apply(control, declared(api_keys=keys))
     assert actions(report)["API key acme/batch"] == "updated"
     org = await control.organisation_by_name("acme")
-    batch = (await control.api_keys_named(org.id, "batch"))[0]
-    assert await control.key_grants(batch.id) == ["gpt-4.1"]
+    batch = (await control.keys.named(org.id, "batch"))[0]
+    assert await control.keys.grants(batch.id) == ["gpt-4.1"]
     assert batch.expires_at is not None
     assert batch.expires_at.isoformat() == "2031-06-01T10:00:00+00:00"
     assert batch.revoked
@@ -296,7 +297,7 @@ async def test_ambiguous_key_name_is_refused_with_its_path(control: ControlPlane
     """Two existing keys with the declared name stop the apply rather than guessing which one is meant."""
     await apply(control, declared())
     org = await control.organisation_by_name("acme")
-    await control.create_api_key(org.id, "batch")
+    await control.keys.create(org.id, "batch")
     with pytest.raises(DeclarationError, match=r"api_keys\[1\]: 2 API keys are named 'batch' in 'acme'"):
         await apply(control, declared())
 
@@ -349,7 +350,7 @@ async def test_budgets_and_quotas_are_created_once(
     assert report.counts() == {"created": 14}
     org = await control.organisation_by_name("acme")
     team = await control.team_by_name(org.id, "platform")
-    ci = (await control.api_keys_named(org.id, "ci"))[0]
+    ci = (await control.keys.named(org.id, "ci"))[0]
     ann = await control.user_by_email("ann@acme.io")
     monthly, daily = await control.budgets.list_budgets(org.id)
     assert (monthly.amount_nanos_usd, monthly.owner_type, monthly.thresholds) == (

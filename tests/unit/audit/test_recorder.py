@@ -75,7 +75,7 @@ async def test_delete_records_the_row_before(
 async def test_api_key_hash_is_masked(control: ControlPlane, events: Events) -> None:
     """An API key's hash never reaches the log; its preview does."""
     org = await control.create_organisation("acme")
-    issued = await control.create_api_key(org.id, "ci")
+    issued = await control.keys.create(org.id, "ci")
     [event] = await events("api_keys")
     assert event.after is not None
     assert event.after["key_hash"] == MASK
@@ -86,8 +86,8 @@ async def test_api_key_hash_is_masked(control: ControlPlane, events: Events) -> 
 async def test_rotation_masks_old_and_new_hash(control: ControlPlane, events: Events) -> None:
     """Rotating a key records the change of hash, both sides masked."""
     org = await control.create_organisation("acme")
-    issued = await control.create_api_key(org.id, "ci")
-    await control.rotate_api_key(issued.key.id)
+    issued = await control.keys.create(org.id, "ci")
+    await control.keys.rotate(issued.key.id)
     event = (await events("api_keys"))[-1]
     assert event.action == "update"
     assert event.before is not None
@@ -99,8 +99,8 @@ async def test_rotation_masks_old_and_new_hash(control: ControlPlane, events: Ev
 async def test_provider_key_secret_is_masked(control: ControlPlane, events: Events) -> None:
     """A provider key's stored envelope is masked and its plaintext appears nowhere."""
     org = await control.create_organisation("acme")
-    provider = await control.create_provider(org.id, "mock", ProviderType.MOCK)
-    await control.add_provider_key(provider.id, "primary", secret="sk-very-secret-upstream")
+    provider = await control.providers.create(org.id, "mock", ProviderType.MOCK)
+    await control.provider_keys.add(provider.id, "primary", secret="sk-very-secret-upstream")
     [event] = await events("provider_api_keys")
     assert event.after is not None
     assert event.after["key"] == MASK
@@ -111,10 +111,10 @@ async def test_provider_key_secret_is_masked(control: ControlPlane, events: Even
 async def test_bulk_delete_of_grants_is_recorded(control: ControlPlane, events: Events) -> None:
     """Replacing a key's grants (a bulk DELETE statement) records one delete per removed grant."""
     org = await control.create_organisation("acme")
-    model = await control.create_model(org.id, "m1")
-    await control.create_model(org.id, "m2")
-    issued = await control.create_api_key(org.id, "ci", models=["m1"])
-    await control.set_key_grants(issued.key.id, ["m2"])
+    model = await control.models.create(org.id, "m1")
+    await control.models.create(org.id, "m2")
+    issued = await control.keys.create(org.id, "ci", models=["m1"])
+    await control.keys.set_grants(issued.key.id, ["m2"])
     grants = await events("api_key_model_access")
     assert [e.action for e in grants] == ["create", "delete", "create"]
     deleted = grants[1]

@@ -1,15 +1,16 @@
 """Search for list routes: the ``q`` query parameter and the case-insensitive substring match.
 
+The match itself is :func:`odock.db.search.matches` (the services build the queries).
 Paging (and the check that a cursor belongs to the sort in use) is :mod:`odock.web.api.paging`.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Query
-from sqlalchemy import ColumnElement, func, or_
-from sqlalchemy.orm import InstrumentedAttribute
+
+from odock.db.search import matches
 
 SearchQuery = Annotated[
     str | None,
@@ -18,9 +19,4 @@ SearchQuery = Annotated[
     ),
 ]
 
-
-def matches(q: str, *columns: InstrumentedAttribute[Any]) -> ColumnElement[bool]:
-    """Rows where any of ``columns`` contains ``q`` (``%`` and ``_`` in ``q`` match literally)."""
-    escaped = q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    pattern = f"%{escaped}%"
-    return or_(*(func.lower(column).like(pattern, escape="\\") for column in columns))
+__all__ = ["SearchQuery", "matches"]

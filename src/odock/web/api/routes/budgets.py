@@ -12,34 +12,28 @@ teams they manage (and their own and their keys'), a user their own.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
-from sqlalchemy import ColumnElement, Select, or_, select
 
-from odock.admin.rules import MAX_NANOS, nanos_to_usd, usd_to_nanos
-from odock.budgets.control import MAX_THRESHOLD_PERCENT, MeterChanges, WindowUsage
+from odock.budgets.control import MAX_THRESHOLD_PERCENT, BudgetControl, MeterChanges, WindowUsage
+from odock.budgets.queries import Meter, MeterFilters
 from odock.budgets.tables import Budget, OwnerType, Quota, QuotaMetric
 from odock.budgets.windows import Period
 from odock.errors import UnprocessableEntity
-from odock.keys.tables import ApiKey
-from odock.rbac.grant import Grant, ListScope, Target
+from odock.rbac.grant import Grant, Target
 from odock.rbac.permissions import Action, Resource
+from odock.rules import MAX_NANOS, nanos_to_usd, usd_to_nanos
 from odock.runtime import Runtime
-from odock.web.api.deps import Locator, Permit, RuntimeDep
+from odock.web.api.deps import Locator, Permit
 from odock.web.api.fields import Id, Instant, Name, Timezone
-from odock.web.api.paging import (
-    Page,
-    PageParams,
-    decode_cursor,
-    encode_cursor,
-    keyset,
-    make_page,
-    page_params,
-)
-from odock.web.api.search import SearchQuery, matches
+from odock.web.api.lists import ListRoute, TwinLists, add_list_routes
+from odock.web.api.paging import Page, PageParams, decode_cursor, encode_cursor, page_params
+from odock.web.api.search import SearchQuery
+from odock.web.api.services import Budgets, budgets_of
 
 router = APIRouter(tags=["Budgets and quotas"])
 
@@ -320,52 +314,17 @@ class QuotaUpdate(_MeterUpdate):
 
 
 # --- helpers -------------------------------------------------------------------------------
-def _locate(table: type[Budget] | type[Quota], param: str) -> Locator:
+def _locate(table: Meter, param: str) -> Locator:
     """A locator placing a budget or quota where its owner sits (an API key's owner for APIKEY)."""
 
     async def locate(runtime: Runtime, params: Mapping[str, str]) -> Target | None:
-        async with runtime.sessions() as session:
-            row: Budget | Quota | None = await session.get(table, params[param])
-            if row is None:
-                return None
-            if row.owner_type is OwnerType.APIKEY and row.api_key_id is not None:
-                key = await session.get(ApiKey, row.api_key_id)
-                if key is not None:
-                    return Target(row.organisation_id, team_id=key.team_id, user_id=key.user_id)
-            return Target(row.organisation_id, team_id=row.team_id, user_id=row.user_id)
+        return await runtime.control.budgets.placement(table, params[param])
 
     return locate
 
 
 locate_budget = _locate(Budget, "budget_id")
 locate_quota = _locate(Quota, "quota_id")
-
-
-def _narrowed(query: Select[Any], table: type[Budget] | type[Quota], scope: ListScope) -> Select[Any]:
-    if scope.team_ids is None and scope.user_id is None:
-        return query
-    teams = sorted(scope.team_ids or ())
-    key_owner: list[ColumnElement[bool]] = []
-    conditions: list[ColumnElement[bool]] = []
-    if teams:
-        conditions.append(table.team_id.in_(teams))
-        key_owner.append(ApiKey.team_id.in_(teams))
-    if scope.user_id is not None:
-        conditions.append(table.user_id == scope.user_id)
-        key_owner.append(ApiKey.user_id == scope.user_id)
-    keys = select(ApiKey.id).where(ApiKey.organisation_id == scope.organisation_id, or_(*key_owner))
-    conditions.append(table.api_key_id.in_(keys))
-    return query.where(or_(*conditions))
-
-
-class MeterFilters(BaseModel):
-    """Filters shared by the budget and quota lists."""
-
-    owner_type: OwnerType | None = None
-    owner_id: str | None = None
-    period: Period | None = None
-    active: bool | None = None
-    q: str | None = None
 
 
 def meter_filters(
@@ -379,40 +338,20 @@ def meter_filters(
     return MeterFilters(owner_type=owner_type, owner_id=owner_id, period=period, active=active, q=q)
 
 
-def _filtered(query: Select[Any], table: type[Budget] | type[Quota], f: MeterFilters) -> Select[Any]:
-    if f.owner_type is not None:
-        query = query.where(table.owner_type == f.owner_type)
-    if f.owner_id is not None:
-        query = query.where(
-            or_(table.team_id == f.owner_id, table.user_id == f.owner_id, table.api_key_id == f.owner_id)
-        )
-    if f.period is not None:
-        query = query.where(table.period == f.period)
-    if f.active is not None:
-        query = query.where(table.active.is_(f.active))
-    if f.q:
-        query = query.where(matches(f.q, table.name))
-    return query
-
-
-async def _rows(runtime: Runtime, query: Select[Any]) -> list[Any]:
-    async with runtime.sessions() as session:
-        return list((await session.execute(query)).scalars())
-
-
-async def _windows(runtime: Runtime, row: Budget | Quota) -> tuple[WindowUsage | None, list[WindowUsage]]:
+async def _windows(
+    budgets: BudgetControl, row: Budget | Quota
+) -> tuple[WindowUsage | None, list[WindowUsage]]:
     """The current window (None outside the schedule) and the most recent earlier ones."""
-    meters = runtime.governance.meters
-    current = (await runtime.budgets.current_windows([row], meters=meters))[row.id]
+    current = (await budgets.current_windows([row], live=True))[row.id]
     before = current.index if current is not None else None
     if before == 0:
         return current, []
-    recent, _ = await runtime.budgets.window_history(row, before=before, count=RECENT_WINDOWS, meters=meters)
+    recent, _ = await budgets.window_history(row, before=before, count=RECENT_WINDOWS, live=True)
     return current, recent
 
 
 async def _history(
-    runtime: Runtime, row: Budget | Quota, params: PageParams
+    budgets: BudgetControl, row: Budget | Quota, params: PageParams
 ) -> tuple[list[WindowUsage], str | None]:
     before = None
     if params.cursor:
@@ -420,9 +359,7 @@ async def _history(
         if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**31:
             raise UnprocessableEntity("cursor is not valid", param="cursor")
         before = value
-    windows, more = await runtime.budgets.window_history(
-        row, before=before, count=params.limit, meters=runtime.governance.meters
-    )
+    windows, more = await budgets.window_history(row, before=before, count=params.limit, live=True)
     cursor = encode_cursor(windows[-1].index, str(windows[-1].index)) if more and windows else None
     return windows, cursor
 
@@ -431,73 +368,97 @@ RECENT_WINDOWS = 6
 ORG = "/organisations/{organisation_id}"
 Paging = Annotated[PageParams, Depends(page_params)]
 Filters = Annotated[MeterFilters, Depends(meter_filters)]
+OrganisationQuery = Annotated[Id | None, Query()]
 BudgetRead = Annotated[Grant, Depends(Permit(Resource.BUDGET, Action.READ, locate=locate_budget))]
 BudgetWrite = Annotated[Grant, Depends(Permit(Resource.BUDGET, Action.UPDATE, locate=locate_budget))]
 QuotaRead = Annotated[Grant, Depends(Permit(Resource.BUDGET, Action.READ, locate=locate_quota))]
 QuotaWrite = Annotated[Grant, Depends(Permit(Resource.BUDGET, Action.UPDATE, locate=locate_quota))]
 
 
+def budget_list(
+    filters: Filters,
+    currency: Annotated[Currency | None, Query()] = None,
+    organisation_id: OrganisationQuery = None,
+) -> MeterFilters:
+    """The budget-list filters (``organisation_id``: the admin list's, see :mod:`odock.web.api.lists`)."""
+    return replace(filters, currency=currency)
+
+
+def quota_list(
+    filters: Filters,
+    metric: Annotated[QuotaMetric | None, Query()] = None,
+    organisation_id: OrganisationQuery = None,
+) -> MeterFilters:
+    """The quota-list filters (``organisation_id``: the admin list's, see :mod:`odock.web.api.lists`)."""
+    return replace(filters, metric=metric)
+
+
+def _created(row: Budget | Quota, _wanted: MeterFilters) -> tuple[object, str]:
+    return row.created_at, row.id
+
+
+add_list_routes(
+    router,
+    TwinLists(
+        resource=Resource.BUDGET,
+        service=budgets_of,
+        wanted=budget_list,
+        fetch=BudgetControl.budget_page,
+        render=BudgetView.of,
+        key=_created,
+        item=BudgetView,
+        everywhere=ListRoute(
+            "/admin/budgets", "list_all_budgets", "Every organisation's budgets, newest first (super admin)."
+        ),
+        organisation=ListRoute(
+            ORG + "/budgets",
+            "list_budgets",
+            "The organisation's budgets within the caller's reach, newest first.",
+        ),
+    ),
+)
+add_list_routes(
+    router,
+    TwinLists(
+        resource=Resource.BUDGET,
+        service=budgets_of,
+        wanted=quota_list,
+        fetch=BudgetControl.quota_page,
+        render=QuotaView.of,
+        key=_created,
+        item=QuotaView,
+        everywhere=ListRoute(
+            "/admin/quotas", "list_all_quotas", "Every organisation's quotas, newest first (super admin)."
+        ),
+        organisation=ListRoute(
+            ORG + "/quotas",
+            "list_quotas",
+            "The organisation's quotas within the caller's reach, newest first.",
+        ),
+    ),
+)
+
+
 # --- budgets -------------------------------------------------------------------------------
-def _budget_query(filters: MeterFilters, currency: str | None) -> Select[Any]:
-    query = _filtered(select(Budget), Budget, filters)
-    if currency is not None:
-        query = query.where(Budget.currency == currency)
-    return query
-
-
-@router.get("/admin/budgets", response_model=Page[BudgetView])
-async def list_all_budgets(
-    runtime: RuntimeDep,
-    grant: Annotated[Grant, Depends(Permit(Resource.BUDGET, Action.READ))],
-    params: Paging,
-    filters: Filters,
-    currency: Annotated[Currency | None, Query()] = None,
-    organisation_id: Annotated[Id | None, Query()] = None,
-) -> Page[BudgetView]:
-    """Every organisation's budgets, newest first (super admin)."""
-    query = _budget_query(filters, currency)
-    if organisation_id is not None:
-        query = query.where(Budget.organisation_id == organisation_id)
-    rows = await _rows(runtime, keyset(query, Budget.created_at, Budget.id, params))
-    return make_page(rows, params, BudgetView.of, lambda r: (r.created_at, r.id))
-
-
-@router.get(ORG + "/budgets", response_model=Page[BudgetView])
-async def list_budgets(
-    organisation_id: str,
-    runtime: RuntimeDep,
-    grant: Annotated[Grant, Depends(Permit(Resource.BUDGET, Action.READ))],
-    params: Paging,
-    filters: Filters,
-    currency: Annotated[Currency | None, Query()] = None,
-) -> Page[BudgetView]:
-    """The organisation's budgets within the caller's reach, newest first."""
-    query = _budget_query(filters, currency).where(Budget.organisation_id == organisation_id)
-    query = _narrowed(query, Budget, grant.scope())
-    rows = await _rows(runtime, keyset(query, Budget.created_at, Budget.id, params))
-    return make_page(rows, params, BudgetView.of, lambda r: (r.created_at, r.id))
-
-
 @router.post(ORG + "/budgets", status_code=201, response_model=BudgetView)
 async def create_budget(
     organisation_id: str,
     body: BudgetCreate,
-    runtime: RuntimeDep,
+    budgets: Budgets,
     grant: Annotated[Grant, Depends(Permit(Resource.BUDGET, Action.CREATE))],
 ) -> BudgetView:
     """Create a budget; the gateway enforces it from the next request on."""
-    await runtime.control.organisation_by_id(organisation_id)
-    row = await runtime.budgets.create_budget(
+    row = await budgets.create_budget(
         organisation_id, body.name, amount_nanos_usd=body.nanos(), currency=body.currency, **body.schedule()
     )
     return BudgetView.of(row)
 
 
 @router.get(ORG + "/budgets/{budget_id}", response_model=BudgetDetail)
-async def get_budget(budget_id: str, runtime: RuntimeDep, grant: BudgetRead) -> BudgetDetail:
+async def get_budget(budget_id: str, budgets: Budgets, grant: BudgetRead) -> BudgetDetail:
     """A budget with its current window and recent windows (used, reserved, remaining)."""
-    row = await runtime.budgets.budget(budget_id)
-    current, recent = await _windows(runtime, row)
+    row = await budgets.budget(budget_id)
+    current, recent = await _windows(budgets, row)
     return BudgetDetail(
         **BudgetView.of(row).model_dump(),
         current_window=BudgetWindowView.of(current) if current else None,
@@ -507,19 +468,19 @@ async def get_budget(budget_id: str, runtime: RuntimeDep, grant: BudgetRead) -> 
 
 @router.get(ORG + "/budgets/{budget_id}/windows", response_model=Page[BudgetWindowView])
 async def list_budget_windows(
-    budget_id: str, runtime: RuntimeDep, grant: BudgetRead, params: Paging
+    budget_id: str, budgets: Budgets, grant: BudgetRead, params: Paging
 ) -> Page[BudgetWindowView]:
     """A budget's windows, newest first: the current one, then every earlier one that saw use."""
-    windows, cursor = await _history(runtime, await runtime.budgets.budget(budget_id), params)
+    windows, cursor = await _history(budgets, await budgets.budget(budget_id), params)
     return Page[BudgetWindowView](items=[BudgetWindowView.of(w) for w in windows], next_cursor=cursor)
 
 
 @router.patch(ORG + "/budgets/{budget_id}", response_model=BudgetView)
 async def update_budget(
-    budget_id: str, body: BudgetUpdate, runtime: RuntimeDep, grant: BudgetWrite
+    budget_id: str, body: BudgetUpdate, budgets: Budgets, grant: BudgetWrite
 ) -> BudgetView:
     """Change a budget (name, amount, currency, thresholds, end, switch)."""
-    row = await runtime.budgets.update(budget_id, body.changes(), meters=runtime.governance.meters)
+    row = await budgets.update(budget_id, body.changes())
     assert isinstance(row, Budget)
     return BudgetView.of(row)
 
@@ -527,75 +488,34 @@ async def update_budget(
 @router.delete(ORG + "/budgets/{budget_id}", status_code=204, response_class=Response)
 async def delete_budget(
     budget_id: str,
-    runtime: RuntimeDep,
+    budgets: Budgets,
     grant: Annotated[Grant, Depends(Permit(Resource.BUDGET, Action.DELETE, locate=locate_budget))],
 ) -> Response:
     """Delete a budget."""
-    await runtime.budgets.delete(budget_id)
+    await budgets.delete(budget_id)
     return Response(status_code=204)
 
 
 # --- quotas --------------------------------------------------------------------------------
-def _quota_query(filters: MeterFilters, metric: QuotaMetric | None) -> Select[Any]:
-    query = _filtered(select(Quota), Quota, filters)
-    if metric is not None:
-        query = query.where(Quota.metric == metric)
-    return query
-
-
-@router.get("/admin/quotas", response_model=Page[QuotaView])
-async def list_all_quotas(
-    runtime: RuntimeDep,
-    grant: Annotated[Grant, Depends(Permit(Resource.BUDGET, Action.READ))],
-    params: Paging,
-    filters: Filters,
-    metric: Annotated[QuotaMetric | None, Query()] = None,
-    organisation_id: Annotated[Id | None, Query()] = None,
-) -> Page[QuotaView]:
-    """Every organisation's quotas, newest first (super admin)."""
-    query = _quota_query(filters, metric)
-    if organisation_id is not None:
-        query = query.where(Quota.organisation_id == organisation_id)
-    rows = await _rows(runtime, keyset(query, Quota.created_at, Quota.id, params))
-    return make_page(rows, params, QuotaView.of, lambda r: (r.created_at, r.id))
-
-
-@router.get(ORG + "/quotas", response_model=Page[QuotaView])
-async def list_quotas(
-    organisation_id: str,
-    runtime: RuntimeDep,
-    grant: Annotated[Grant, Depends(Permit(Resource.BUDGET, Action.READ))],
-    params: Paging,
-    filters: Filters,
-    metric: Annotated[QuotaMetric | None, Query()] = None,
-) -> Page[QuotaView]:
-    """The organisation's quotas within the caller's reach, newest first."""
-    query = _quota_query(filters, metric).where(Quota.organisation_id == organisation_id)
-    query = _narrowed(query, Quota, grant.scope())
-    rows = await _rows(runtime, keyset(query, Quota.created_at, Quota.id, params))
-    return make_page(rows, params, QuotaView.of, lambda r: (r.created_at, r.id))
-
-
 @router.post(ORG + "/quotas", status_code=201, response_model=QuotaView)
 async def create_quota(
     organisation_id: str,
     body: QuotaCreate,
-    runtime: RuntimeDep,
+    budgets: Budgets,
     grant: Annotated[Grant, Depends(Permit(Resource.BUDGET, Action.CREATE))],
 ) -> QuotaView:
     """Create a quota; the gateway enforces it from the next request on."""
-    await runtime.control.organisation_by_id(organisation_id)
-    row = await runtime.budgets.create_quota(
+    row = await budgets.create_quota(
         organisation_id, body.name, metric=body.metric, limit=body.limit, **body.schedule()
     )
     return QuotaView.of(row)
 
 
 @router.get(ORG + "/quotas/{quota_id}", response_model=QuotaDetail)
-async def get_quota(quota_id: str, runtime: RuntimeDep, grant: QuotaRead) -> QuotaDetail:
+async def get_quota(quota_id: str, budgets: Budgets, grant: QuotaRead) -> QuotaDetail:
     """A quota with its current window and recent windows (used, reserved, remaining)."""
-    row = await runtime.budgets.quota(quota_id)
-    current, recent = await _windows(runtime, row)
+    row = await budgets.quota(quota_id)
+    current, recent = await _windows(budgets, row)
     return QuotaDetail(
         **QuotaView.of(row).model_dump(),
         current_window=WindowView.of(current) if current else None,
@@ -605,17 +525,17 @@ async def get_quota(quota_id: str, runtime: RuntimeDep, grant: QuotaRead) -> Quo
 
 @router.get(ORG + "/quotas/{quota_id}/windows", response_model=Page[WindowView])
 async def list_quota_windows(
-    quota_id: str, runtime: RuntimeDep, grant: QuotaRead, params: Paging
+    quota_id: str, budgets: Budgets, grant: QuotaRead, params: Paging
 ) -> Page[WindowView]:
     """A quota's windows, newest first: the current one, then every earlier one that saw use."""
-    windows, cursor = await _history(runtime, await runtime.budgets.quota(quota_id), params)
+    windows, cursor = await _history(budgets, await budgets.quota(quota_id), params)
     return Page[WindowView](items=[WindowView.of(w) for w in windows], next_cursor=cursor)
 
 
 @router.patch(ORG + "/quotas/{quota_id}", response_model=QuotaView)
-async def update_quota(quota_id: str, body: QuotaUpdate, runtime: RuntimeDep, grant: QuotaWrite) -> QuotaView:
+async def update_quota(quota_id: str, body: QuotaUpdate, budgets: Budgets, grant: QuotaWrite) -> QuotaView:
     """Change a quota (name, limit, thresholds, end, switch)."""
-    row = await runtime.budgets.update(quota_id, body.changes(), meters=runtime.governance.meters)
+    row = await budgets.update(quota_id, body.changes())
     assert isinstance(row, Quota)
     return QuotaView.of(row)
 
@@ -623,9 +543,9 @@ async def update_quota(quota_id: str, body: QuotaUpdate, runtime: RuntimeDep, gr
 @router.delete(ORG + "/quotas/{quota_id}", status_code=204, response_class=Response)
 async def delete_quota(
     quota_id: str,
-    runtime: RuntimeDep,
+    budgets: Budgets,
     grant: Annotated[Grant, Depends(Permit(Resource.BUDGET, Action.DELETE, locate=locate_quota))],
 ) -> Response:
     """Delete a quota."""
-    await runtime.budgets.delete(quota_id)
+    await budgets.delete(quota_id)
     return Response(status_code=204)
