@@ -102,6 +102,34 @@ async def test_first_apply_creates_everything(control: ControlPlane) -> None:
     assert sorted(await control.keys.grants(batch.id)) == ["gpt-4.1", "mock-gpt"]
 
 
+async def test_several_providers_of_one_type_are_declared_by_name(control: ControlPlane) -> None:
+    """Two OpenAI accounts in one organisation are two providers, each with its own key and models."""
+    providers = [
+        *BASE["providers"],
+        {
+            "org": "acme",
+            "name": "openai-research",
+            "type": "OPENAI",
+            "base_url": "http://127.0.0.1:9/research/v1",
+            "keys": [{"name": "primary", "from_env": "OPENAI_KEY"}],
+        },
+    ]
+    models = [
+        *BASE["models"],
+        {"org": "acme", "name": "o3", "provider": "openai-research", "provider_key": "primary"},
+    ]
+    report = await apply(control, declared(providers=providers, models=models))
+    assert actions(report)["provider acme/openai-research"] == "created"
+    org = await control.organisation_by_name("acme")
+    research = await control.providers.named(org.id, "openai-research")
+    assert {p.name for p in await control.providers.listed(org.id) if p.type == research.type} == {
+        "openai",
+        "openai-research",
+    }
+    assert (await control.models.named(org.id, "o3")).provider_id == research.id
+    assert (await apply(control, declared(providers=providers, models=models))).counts() == {"unchanged": 13}
+
+
 async def test_second_apply_changes_nothing(control: ControlPlane, published: list[Invalidation]) -> None:
     """Applying the same file twice creates, updates and publishes nothing the second time."""
     await apply(control, declared())
