@@ -25,6 +25,7 @@ from odock.db.keyset import KeysetPage
 from odock.rbac.grant import Grant, ListScope
 from odock.rbac.permissions import Action, Resource
 from odock.web.api.deps import Permit
+from odock.web.api.made import add_made_route, param
 from odock.web.api.paging import Page, PageParams, decode_cursor, make_page, page_params
 
 Row = TypeVar("Row")
@@ -76,17 +77,20 @@ class TwinLists(Generic[Service, Wanted, Row, Item]):
 def add_list_routes(router: APIRouter, lists: TwinLists[Any, Any, Any, Any]) -> None:
     """Register the admin (every organisation) and the organisation list routes of ``lists``."""
     for route, in_path in ((lists.everywhere, False), (lists.organisation, True)):
-        router.add_api_route(
+        add_made_route(
+            router,
+            "GET",
             route.path,
-            _endpoint(lists, route, in_path=in_path),
-            methods=["GET"],
             name=route.name,
+            doc=route.doc,
+            call=_lister(lists, in_path=in_path),
+            parameters=_parameters(lists, in_path=in_path),
             response_model=Page[lists.item],  # type: ignore[name-defined]
         )
 
 
-def _endpoint(lists: TwinLists[Any, Any, Any, Any], route: ListRoute, *, in_path: bool) -> Callable[..., Any]:
-    async def endpoint(
+def _lister(lists: TwinLists[Any, Any, Any, Any], *, in_path: bool) -> Callable[..., Awaitable[Page[Any]]]:
+    async def list_rows(
         service: Any, grant: Grant, params: PageParams, organisation_id: str | None, **wanted: Any
     ) -> Page[Any]:
         # In the organisation's route the grant narrows to the caller's reach there; the admin
@@ -100,22 +104,18 @@ def _endpoint(lists: TwinLists[Any, Any, Any, Any], route: ListRoute, *, in_path
             lambda row: lists.key(row, filters),
         )
 
-    endpoint.__doc__ = route.doc
-    endpoint.__signature__ = _signature(lists, in_path=in_path)  # type: ignore[attr-defined]
-    return endpoint
+    return list_rows
 
 
-def _signature(lists: TwinLists[Any, Any, Any, Any], *, in_path: bool) -> inspect.Signature:
-    """The endpoint's parameters: the service, the grant, the page, then ``wanted``'s own."""
-    keyword = inspect.Parameter.KEYWORD_ONLY
-    permit = Permit(lists.resource, Action.READ)
+def _parameters(lists: TwinLists[Any, Any, Any, Any], *, in_path: bool) -> list[inspect.Parameter]:
+    """The service, the grant, the page, then ``wanted``'s own (``organisation_id``: path or filter)."""
     parameters = [
-        inspect.Parameter("service", keyword, annotation=Annotated[Any, Depends(lists.service)]),
-        inspect.Parameter("grant", keyword, annotation=Annotated[Grant, Depends(permit)]),
-        inspect.Parameter("params", keyword, annotation=Annotated[PageParams, Depends(page_params)]),
+        param("service", Annotated[Any, Depends(lists.service)]),
+        param("grant", Annotated[Grant, Depends(Permit(lists.resource, Action.READ))]),
+        param("params", Annotated[PageParams, Depends(page_params)]),
     ]
-    for parameter in inspect.signature(lists.wanted, eval_str=True).parameters.values():
-        if parameter.name == "organisation_id" and in_path:
-            parameter = parameter.replace(annotation=str, default=inspect.Parameter.empty)
-        parameters.append(parameter.replace(kind=keyword))
-    return inspect.Signature(parameters)
+    for wanted in inspect.signature(lists.wanted, eval_str=True).parameters.values():
+        if wanted.name == "organisation_id" and in_path:
+            wanted = wanted.replace(annotation=str, default=inspect.Parameter.empty)
+        parameters.append(param(wanted.name, wanted.annotation, wanted.default))
+    return parameters

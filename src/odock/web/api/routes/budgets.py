@@ -11,8 +11,9 @@ teams they manage (and their own and their keys'), a user their own.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import replace
+import inspect
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -31,6 +32,7 @@ from odock.runtime import Runtime
 from odock.web.api.deps import Locator, Permit
 from odock.web.api.fields import Id, Instant, Name, Timezone
 from odock.web.api.lists import ListRoute, TwinLists, add_list_routes
+from odock.web.api.made import add_made_route, param
 from odock.web.api.paging import Page, PageParams, decode_cursor, encode_cursor, page_params
 from odock.web.api.search import SearchQuery
 from odock.web.api.services import Budgets, budgets_of
@@ -439,113 +441,144 @@ add_list_routes(
 )
 
 
-# --- budgets -------------------------------------------------------------------------------
-@router.post(ORG + "/budgets", status_code=201, response_model=BudgetView)
-async def create_budget(
-    organisation_id: str,
-    body: BudgetCreate,
-    budgets: Budgets,
-    grant: Annotated[Grant, Depends(Permit(Resource.BUDGET, Action.CREATE))],
-) -> BudgetView:
-    """Create a budget; the gateway enforces it from the next request on."""
-    row = await budgets.create_budget(
+# --- budgets and quotas: one definition, two kinds ----------------------------------------
+@dataclass(frozen=True)
+class MeterKind:
+    """What tells the budget routes from the quota routes: names, bodies, views and the service calls."""
+
+    name: str
+    param: str
+    locate: Locator
+    create_body: type[BudgetCreate] | type[QuotaCreate]
+    update_body: type[BudgetUpdate] | type[QuotaUpdate]
+    view: type[BudgetView] | type[QuotaView]
+    detail: type[BudgetDetail] | type[QuotaDetail]
+    window: type[BudgetWindowView] | type[WindowView]
+    lookup: Callable[[BudgetControl, str], Awaitable[Budget | Quota]]
+    create: Callable[[BudgetControl, str, Any], Awaitable[Budget | Quota]]
+    docs: Mapping[str, str]
+
+    def render(self, row: Budget | Quota) -> BudgetView | QuotaView:
+        """The view of a row of this kind."""
+        return self.view.of(row)  # type: ignore[arg-type]
+
+
+async def _create_budget(budgets: BudgetControl, organisation_id: str, body: BudgetCreate) -> Budget:
+    return await budgets.create_budget(
         organisation_id, body.name, amount_nanos_usd=body.nanos(), currency=body.currency, **body.schedule()
     )
-    return BudgetView.of(row)
 
 
-@router.get(ORG + "/budgets/{budget_id}", response_model=BudgetDetail)
-async def get_budget(budget_id: str, budgets: Budgets, grant: BudgetRead) -> BudgetDetail:
-    """A budget with its current window and recent windows (used, reserved, remaining)."""
-    row = await budgets.budget(budget_id)
-    current, recent = await _windows(budgets, row)
-    return BudgetDetail(
-        **BudgetView.of(row).model_dump(),
-        current_window=BudgetWindowView.of(current) if current else None,
-        recent_windows=[BudgetWindowView.of(w) for w in recent],
-    )
-
-
-@router.get(ORG + "/budgets/{budget_id}/windows", response_model=Page[BudgetWindowView])
-async def list_budget_windows(
-    budget_id: str, budgets: Budgets, grant: BudgetRead, params: Paging
-) -> Page[BudgetWindowView]:
-    """A budget's windows, newest first: the current one, then every earlier one that saw use."""
-    windows, cursor = await _history(budgets, await budgets.budget(budget_id), params)
-    return Page[BudgetWindowView](items=[BudgetWindowView.of(w) for w in windows], next_cursor=cursor)
-
-
-@router.patch(ORG + "/budgets/{budget_id}", response_model=BudgetView)
-async def update_budget(
-    budget_id: str, body: BudgetUpdate, budgets: Budgets, grant: BudgetWrite
-) -> BudgetView:
-    """Change a budget (name, amount, currency, thresholds, end, switch)."""
-    row = await budgets.update(budget_id, body.changes())
-    assert isinstance(row, Budget)
-    return BudgetView.of(row)
-
-
-@router.delete(ORG + "/budgets/{budget_id}", status_code=204, response_class=Response)
-async def delete_budget(
-    budget_id: str,
-    budgets: Budgets,
-    grant: Annotated[Grant, Depends(Permit(Resource.BUDGET, Action.DELETE, locate=locate_budget))],
-) -> Response:
-    """Delete a budget."""
-    await budgets.delete(budget_id)
-    return Response(status_code=204)
-
-
-# --- quotas --------------------------------------------------------------------------------
-@router.post(ORG + "/quotas", status_code=201, response_model=QuotaView)
-async def create_quota(
-    organisation_id: str,
-    body: QuotaCreate,
-    budgets: Budgets,
-    grant: Annotated[Grant, Depends(Permit(Resource.BUDGET, Action.CREATE))],
-) -> QuotaView:
-    """Create a quota; the gateway enforces it from the next request on."""
-    row = await budgets.create_quota(
+async def _create_quota(budgets: BudgetControl, organisation_id: str, body: QuotaCreate) -> Quota:
+    return await budgets.create_quota(
         organisation_id, body.name, metric=body.metric, limit=body.limit, **body.schedule()
     )
-    return QuotaView.of(row)
 
 
-@router.get(ORG + "/quotas/{quota_id}", response_model=QuotaDetail)
-async def get_quota(quota_id: str, budgets: Budgets, grant: QuotaRead) -> QuotaDetail:
-    """A quota with its current window and recent windows (used, reserved, remaining)."""
-    row = await budgets.quota(quota_id)
-    current, recent = await _windows(budgets, row)
-    return QuotaDetail(
-        **QuotaView.of(row).model_dump(),
-        current_window=WindowView.of(current) if current else None,
-        recent_windows=[WindowView.of(w) for w in recent],
+Made = tuple[str, str, str, Callable[..., Awaitable[Any]], list[inspect.Parameter], dict[str, Any]]
+
+
+def add_meter_routes(kind: MeterKind) -> None:
+    """Register create, detail, windows, update and delete of one kind of meter."""
+    many, row_id, service = f"{ORG}/{kind.name}s", param(kind.param, str), param("budgets", Budgets)
+    org_id = param("organisation_id", str)
+
+    def grant(action: Action, locate: Locator | None = kind.locate) -> inspect.Parameter:
+        return param("grant", Annotated[Grant, Depends(Permit(Resource.BUDGET, action, locate=locate))])
+
+    one = f"{many}/{{{kind.param}}}"
+    routes: list[Made] = [
+        ("POST", many, f"create_{kind.name}", _creator(kind),
+         [org_id, param("body", kind.create_body), service, grant(Action.CREATE, None)],
+         {"status_code": 201, "response_model": kind.view}),
+        ("GET", one, f"get_{kind.name}", _detailer(kind), [row_id, service, grant(Action.READ)],
+         {"response_model": kind.detail}),
+        ("GET", one + "/windows", f"list_{kind.name}_windows", _windows_lister(kind),
+         [row_id, service, grant(Action.READ), param("params", Paging)],
+         {"response_model": Page[kind.window]}),  # type: ignore[name-defined]
+        ("PATCH", one, f"update_{kind.name}", _updater(kind),
+         [row_id, param("body", kind.update_body), service, grant(Action.UPDATE)],
+         {"response_model": kind.view}),
+        ("DELETE", one, f"delete_{kind.name}", _deleter(kind), [row_id, service, grant(Action.DELETE)],
+         {"status_code": 204, "response_class": Response}),
+    ]  # fmt: skip
+    for method, path, name, call, parameters, options in routes:
+        doc = kind.docs[name.split("_")[0]]
+        add_made_route(router, method, path, name=name, doc=doc, call=call, parameters=parameters, **options)
+
+
+def _creator(kind: MeterKind) -> Callable[..., Awaitable[BudgetView | QuotaView]]:
+    async def create(
+        budgets: BudgetControl, organisation_id: str, body: Any, **_: Any
+    ) -> BudgetView | QuotaView:
+        return kind.render(await kind.create(budgets, organisation_id, body))
+
+    return create
+
+
+def _detailer(kind: MeterKind) -> Callable[..., Awaitable[BudgetDetail | QuotaDetail]]:
+    async def detail(budgets: BudgetControl, **values: Any) -> BudgetDetail | QuotaDetail:
+        row = await kind.lookup(budgets, values[kind.param])
+        current, recent = await _windows(budgets, row)
+        return kind.detail(
+            **kind.render(row).model_dump(),
+            current_window=kind.window.of(current) if current else None,
+            recent_windows=[kind.window.of(w) for w in recent],
+        )
+
+    return detail
+
+
+def _windows_lister(kind: MeterKind) -> Callable[..., Awaitable[Page[Any]]]:
+    async def windows(budgets: BudgetControl, params: PageParams, **values: Any) -> Page[Any]:
+        history, cursor = await _history(budgets, await kind.lookup(budgets, values[kind.param]), params)
+        return Page[kind.window](items=[kind.window.of(w) for w in history], next_cursor=cursor)  # type: ignore[name-defined]
+
+    return windows
+
+
+def _updater(kind: MeterKind) -> Callable[..., Awaitable[BudgetView | QuotaView]]:
+    async def update(
+        budgets: BudgetControl, body: BudgetUpdate | QuotaUpdate, **values: Any
+    ) -> BudgetView | QuotaView:
+        return kind.render(await budgets.update(values[kind.param], body.changes()))
+
+    return update
+
+
+def _deleter(kind: MeterKind) -> Callable[..., Awaitable[Response]]:
+    async def delete(budgets: BudgetControl, **values: Any) -> Response:
+        await budgets.delete(values[kind.param])
+        return Response(status_code=204)
+
+    return delete
+
+
+add_meter_routes(
+    MeterKind(
+        name="budget", param="budget_id", locate=locate_budget, create_body=BudgetCreate,
+        update_body=BudgetUpdate, view=BudgetView, detail=BudgetDetail, window=BudgetWindowView,
+        lookup=BudgetControl.budget, create=_create_budget,
+        docs={
+            "create": "Create a budget; the gateway enforces it from the next request on.",
+            "get": "A budget with its current window and recent windows (used, reserved, remaining).",
+            "list": "A budget's windows, newest first: the current one, then every earlier one that saw use.",
+            "update": "Change a budget (name, amount, currency, thresholds, end, switch).",
+            "delete": "Delete a budget.",
+        },
     )
-
-
-@router.get(ORG + "/quotas/{quota_id}/windows", response_model=Page[WindowView])
-async def list_quota_windows(
-    quota_id: str, budgets: Budgets, grant: QuotaRead, params: Paging
-) -> Page[WindowView]:
-    """A quota's windows, newest first: the current one, then every earlier one that saw use."""
-    windows, cursor = await _history(budgets, await budgets.quota(quota_id), params)
-    return Page[WindowView](items=[WindowView.of(w) for w in windows], next_cursor=cursor)
-
-
-@router.patch(ORG + "/quotas/{quota_id}", response_model=QuotaView)
-async def update_quota(quota_id: str, body: QuotaUpdate, budgets: Budgets, grant: QuotaWrite) -> QuotaView:
-    """Change a quota (name, limit, thresholds, end, switch)."""
-    row = await budgets.update(quota_id, body.changes())
-    assert isinstance(row, Quota)
-    return QuotaView.of(row)
-
-
-@router.delete(ORG + "/quotas/{quota_id}", status_code=204, response_class=Response)
-async def delete_quota(
-    quota_id: str,
-    budgets: Budgets,
-    grant: Annotated[Grant, Depends(Permit(Resource.BUDGET, Action.DELETE, locate=locate_quota))],
-) -> Response:
-    """Delete a quota."""
-    await budgets.delete(quota_id)
-    return Response(status_code=204)
+)  # fmt: skip
+add_meter_routes(
+    MeterKind(
+        name="quota", param="quota_id", locate=locate_quota, create_body=QuotaCreate,
+        update_body=QuotaUpdate, view=QuotaView, detail=QuotaDetail, window=WindowView,
+        lookup=BudgetControl.quota, create=_create_quota,
+        docs={
+            "create": "Create a quota; the gateway enforces it from the next request on.",
+            "get": "A quota with its current window and recent windows (used, reserved, remaining).",
+            "list": "A quota's windows, newest first: the current one, then every earlier one that saw use.",
+            "update": "Change a quota (name, limit, thresholds, end, switch).",
+            "delete": "Delete a quota.",
+        },
+    )
+)  # fmt: skip

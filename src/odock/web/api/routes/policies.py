@@ -9,7 +9,6 @@ from settings (``ODOCK_RATELIMIT_GLOBAL_POLICY``) and is read-only here.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
@@ -24,6 +23,7 @@ from odock.rbac.grant import Grant, Target
 from odock.rbac.permissions import Action, Resource
 from odock.tenancy.tables import Team
 from odock.web.api.deps import Locator, Permit, RuntimeDep, row_locator
+from odock.web.api.made import add_made_route, param
 from odock.web.api.routes.api_keys import locate_key
 from odock.web.api.services import envelopes_of
 
@@ -126,34 +126,29 @@ def _write(routes: ScopeRoutes) -> Callable[..., Awaitable[PolicyView]]:
 
 def add_scope_routes(routes: ScopeRoutes) -> None:
     """Register the GET and PUT of one scope's envelope (one definition for the four scopes)."""
-    for action, make, method, doc in (
-        (Action.READ, _read, "GET", routes.read_doc),
-        (Action.UPDATE, _write, "PUT", routes.write_doc),
+    for action, call, method, doc in (
+        (Action.READ, _read(routes), "GET", routes.read_doc),
+        (Action.UPDATE, _write(routes), "PUT", routes.write_doc),
     ):
-        endpoint = make(routes)
-        endpoint.__doc__ = doc
-        endpoint.__signature__ = _signature(routes, action)  # type: ignore[attr-defined]
+        parameters = [param(routes.param, str)]
+        if action is Action.UPDATE:
+            parameters.append(param("body", EnvelopeBody))
+        permit = Permit(routes.resource, action, locate=routes.locate)
+        parameters += [
+            param("envelopes", Annotated[PolicyEnvelopes, Depends(envelopes_of)]),
+            param("grant", Annotated[Grant, Depends(permit)]),
+        ]
         verb = "get" if method == "GET" else "put"
-        router.add_api_route(
+        add_made_route(
+            router,
+            method,
             routes.path,
-            endpoint,
-            methods=[method],
             name=f"{verb}_{routes.name}_policy",
+            doc=doc,
+            call=call,
+            parameters=parameters,
             response_model=PolicyView,
         )
-
-
-def _signature(routes: ScopeRoutes, action: Action) -> inspect.Signature:
-    keyword = inspect.Parameter.KEYWORD_ONLY
-    permit = Permit(routes.resource, action, locate=routes.locate)
-    parameters = [inspect.Parameter(routes.param, keyword, annotation=str)]
-    if action is Action.UPDATE:
-        parameters.append(inspect.Parameter("body", keyword, annotation=EnvelopeBody))
-    parameters += [
-        inspect.Parameter("envelopes", keyword, annotation=Annotated[PolicyEnvelopes, Depends(envelopes_of)]),
-        inspect.Parameter("grant", keyword, annotation=Annotated[Grant, Depends(permit)]),
-    ]
-    return inspect.Signature(parameters)
 
 
 for _routes in (
