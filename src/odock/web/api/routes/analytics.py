@@ -7,7 +7,7 @@ import zoneinfo
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
 from odock.db.base import utcnow
 from odock.errors import UnprocessableEntity
@@ -60,34 +60,35 @@ TopQuery = Annotated[int, Query(ge=1, le=100, description="breakdown entries bef
 ZoneQuery = Annotated[str, Query(max_length=64, description="IANA time zone of the buckets")]
 
 
+def analytics_shape(
+    granularity: GranularityQuery = Granularity.DAY,
+    group_by: GroupQuery = Dimension.MODEL,
+    metric: MetricQuery = Metric.REQUESTS,
+    top: TopQuery = 10,
+    timezone: ZoneQuery = "UTC",
+) -> AnalyticsRequest:
+    """The analytics shape query parameters (use with ``Depends``)."""
+    return analytics_request(granularity, group_by, metric, top, timezone)
+
+
+Shape = Annotated[AnalyticsRequest, Depends(analytics_shape)]
+
+
 @router.get("/organisations/{organisation_id}/usage/analytics")
 async def usage_analytics(
     organisation_id: OrganisationPath,
     grant: UsageGrant,
     analytics: Analytics,
+    shape: Shape,
     wanted: UsageFilterDep,
-    granularity: GranularityQuery = Granularity.DAY,
-    group_by: GroupQuery = Dimension.MODEL,
-    metric: MetricQuery = Metric.REQUESTS,
-    top: TopQuery = 10,
-    timezone: ZoneQuery = "UTC",
 ) -> UsageAnalyticsReport:
     """Analytics of the organisation's usage in reach (default range: the last 30 days)."""
-    request = analytics_request(granularity, group_by, metric, top, timezone)
-    return await _analyse(analytics, grant, wanted, request)
+    return await _analyse(analytics, grant, wanted, shape)
 
 
 @router.get("/admin/usage/analytics")
 async def all_usage_analytics(
-    grant: UsageGrant,
-    analytics: Analytics,
-    wanted: AdminUsageFilterDep,
-    granularity: GranularityQuery = Granularity.DAY,
-    group_by: GroupQuery = Dimension.MODEL,
-    metric: MetricQuery = Metric.REQUESTS,
-    top: TopQuery = 10,
-    timezone: ZoneQuery = "UTC",
+    grant: UsageGrant, analytics: Analytics, shape: Shape, wanted: AdminUsageFilterDep
 ) -> UsageAnalyticsReport:
     """Analytics across organisations (super admin)."""
-    request = analytics_request(granularity, group_by, metric, top, timezone)
-    return await _analyse(analytics, grant, wanted, request)
+    return await _analyse(analytics, grant, wanted, shape)

@@ -9,6 +9,7 @@ history carry the masked preview.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -25,6 +26,7 @@ from odock.rbac.permissions import Action, Resource
 from odock.web.api.deps import Permit, row_locator
 from odock.web.api.fields import Id, Instant, ModelRef, Name, Timezone
 from odock.web.api.lists import ListRoute, TwinLists, add_list_routes, paged
+from odock.web.api.made import add_made_route, param
 from odock.web.api.paging import Page, PageParams, page_params
 from odock.web.api.search import SearchQuery
 from odock.web.api.services import Keys, keys_of
@@ -306,26 +308,6 @@ async def rotate_key(
     return _issued(issued.key, issued.secret)
 
 
-@router.post(KEY + "/revoke", response_model=ApiKeyView)
-async def revoke_key(
-    api_key_id: str,
-    keys: Keys,
-    grant: Annotated[Grant, Depends(Permit(Resource.API_KEY, Action.UPDATE, locate=locate_key))],
-) -> ApiKeyView:
-    """Revoke a key: the gateway refuses it (401 api_key_revoked) from the next request on."""
-    return ApiKeyView.of(await keys.set_revoked(api_key_id, True))
-
-
-@router.post(KEY + "/unrevoke", response_model=ApiKeyView)
-async def unrevoke_key(
-    api_key_id: str,
-    keys: Keys,
-    grant: Annotated[Grant, Depends(Permit(Resource.API_KEY, Action.UPDATE, locate=locate_key))],
-) -> ApiKeyView:
-    """Reinstate a revoked key."""
-    return ApiKeyView.of(await keys.set_revoked(api_key_id, False))
-
-
 @router.get(KEY + "/rotations", response_model=Page[RotationView])
 async def list_rotations(
     api_key_id: str,
@@ -351,30 +333,6 @@ async def list_grants(
     return await paged(
         lambda page: keys.grants_page(api_key_id, q, page), params, _granted, lambda m: (m.name, m.id)
     )
-
-
-@router.put(KEY + "/models", response_model=GrantList)
-async def replace_grants(
-    api_key_id: str,
-    body: GrantsBody,
-    keys: Keys,
-    grant: Annotated[Grant, Depends(Permit(Resource.API_KEY, Action.UPDATE, locate=locate_key))],
-) -> GrantList:
-    """The key may call exactly these models (names or ids) from now on."""
-    await keys.set_grants(api_key_id, body.models)
-    return await _grants(keys, api_key_id)
-
-
-@router.post(KEY + "/models", response_model=GrantList)
-async def add_grants(
-    api_key_id: str,
-    body: GrantsBody,
-    keys: Keys,
-    grant: Annotated[Grant, Depends(Permit(Resource.API_KEY, Action.UPDATE, locate=locate_key))],
-) -> GrantList:
-    """The key may also call these models (names or ids); existing grants stay."""
-    await keys.grant(api_key_id, body.models)
-    return await _grants(keys, api_key_id)
 
 
 @router.delete(KEY + "/models/{model_id}", status_code=204, response_class=Response)
@@ -411,3 +369,61 @@ async def update_routing(
     changes: dict[str, Any] = {k: None if p is None else p.model_dump(by_alias=True) for k, p in body.items()}
     routing = await keys.set_routing(api_key_id, changes)
     return RoutingView(routing=parse_routing(routing))
+
+
+# --- key changes made from one definition (revoke/unrevoke, replace/add grants) ----------------
+def _key_change(
+    method: str, path: str, name: str, doc: str, call: Callable[..., Awaitable[Any]], **options: Any
+) -> None:
+    """Register one key change: the key in the path, an optional body, the key service, UPDATE on it."""
+    body = options.pop("body", None)
+    parameters = [param("api_key_id", str)] + ([param("body", body)] if body is not None else [])
+    parameters += [
+        param("keys", Keys),
+        param("grant", Annotated[Grant, Depends(Permit(Resource.API_KEY, Action.UPDATE, locate=locate_key))]),
+    ]
+    add_made_route(
+        router, method, KEY + path, name=name, doc=doc, call=call, parameters=parameters, **options
+    )
+
+
+def _switch(revoked: bool) -> Callable[..., Awaitable[ApiKeyView]]:
+    async def switch(api_key_id: str, keys: KeyService, **_: Any) -> ApiKeyView:
+        return ApiKeyView.of(await keys.set_revoked(api_key_id, revoked))
+
+    return switch
+
+
+def _granting(replace: bool) -> Callable[..., Awaitable[GrantList]]:
+    async def granting(api_key_id: str, body: GrantsBody, keys: KeyService, **_: Any) -> GrantList:
+        await (keys.set_grants if replace else keys.grant)(api_key_id, body.models)
+        return await _grants(keys, api_key_id)
+
+    return granting
+
+
+_key_change(
+    "POST",
+    "/revoke",
+    "revoke_key",
+    "Revoke a key: the gateway refuses it (401 api_key_revoked) from the next request on.",
+    _switch(True),
+    response_model=ApiKeyView,
+)
+_key_change(
+    "POST", "/unrevoke", "unrevoke_key", "Reinstate a revoked key.", _switch(False), response_model=ApiKeyView
+)
+_key_change(
+    "PUT",
+    "/models",
+    "replace_grants",
+    "The key may call exactly these models (names or ids) from now on.",
+    _granting(True),
+    body=GrantsBody,
+    response_model=GrantList,
+)
+_key_change(
+    "POST", "/models", "add_grants",
+    "The key may also call these models (names or ids); existing grants stay.",
+    _granting(False), body=GrantsBody, response_model=GrantList,
+)  # fmt: skip

@@ -399,46 +399,32 @@ def _created(row: Budget | Quota, _wanted: MeterFilters) -> tuple[object, str]:
     return row.created_at, row.id
 
 
-add_list_routes(
-    router,
-    TwinLists(
-        resource=Resource.BUDGET,
-        service=budgets_of,
-        wanted=budget_list,
-        fetch=BudgetControl.budget_page,
-        render=BudgetView.of,
-        key=_created,
-        item=BudgetView,
-        everywhere=ListRoute(
-            "/admin/budgets", "list_all_budgets", "Every organisation's budgets, newest first (super admin)."
+for _kind, _wanted, _fetch, _view in (
+    ("budget", budget_list, BudgetControl.budget_page, BudgetView),
+    ("quota", quota_list, BudgetControl.quota_page, QuotaView),
+):
+    add_list_routes(
+        router,
+        TwinLists(
+            resource=Resource.BUDGET,
+            service=budgets_of,
+            wanted=_wanted,
+            fetch=_fetch,
+            render=_view.of,
+            key=_created,
+            item=_view,
+            everywhere=ListRoute(
+                f"/admin/{_kind}s",
+                f"list_all_{_kind}s",
+                f"Every organisation's {_kind}s, newest first (super admin).",
+            ),
+            organisation=ListRoute(
+                f"{ORG}/{_kind}s",
+                f"list_{_kind}s",
+                f"The organisation's {_kind}s within the caller's reach, newest first.",
+            ),
         ),
-        organisation=ListRoute(
-            ORG + "/budgets",
-            "list_budgets",
-            "The organisation's budgets within the caller's reach, newest first.",
-        ),
-    ),
-)
-add_list_routes(
-    router,
-    TwinLists(
-        resource=Resource.BUDGET,
-        service=budgets_of,
-        wanted=quota_list,
-        fetch=BudgetControl.quota_page,
-        render=QuotaView.of,
-        key=_created,
-        item=QuotaView,
-        everywhere=ListRoute(
-            "/admin/quotas", "list_all_quotas", "Every organisation's quotas, newest first (super admin)."
-        ),
-        organisation=ListRoute(
-            ORG + "/quotas",
-            "list_quotas",
-            "The organisation's quotas within the caller's reach, newest first.",
-        ),
-    ),
-)
+    )
 
 
 # --- budgets and quotas: one definition, two kinds ----------------------------------------
