@@ -1,4 +1,4 @@
-"""Fixtures for control-plane tests: a ControlPlane on a fresh SQLite database."""
+"""Fixtures for unit tests of the control-plane services: a ControlPlane on a fresh SQLite database."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from odock.admin.control import ControlPlane
 from odock.cache.bus import Invalidation, LocalInvalidationBus
-from odock.errors import UnprocessableEntity
+from odock.errors import Conflict, UnprocessableEntity
 from odock.providers.config import HIDDEN, open_header
 from odock.providers.crypto import EnvelopeDecrypter, KeyPair
 from odock.providers.service import ProviderChanges, ProviderService
@@ -147,3 +147,33 @@ async def test_a_legacy_value_sent_back_hidden_is_encrypted_on_save(
     saved = await control.providers.update(provider.id, ProviderChanges(config={"headers": {"x-a": HIDDEN}}))
     assert _opened(saved, keypair) == {"x-a": SECRET}
     assert SECRET not in await _raw_config(sessions, provider.id)
+
+
+async def test_several_providers_of_one_type_are_activated_by_name(control: ControlPlane) -> None:
+    """A second Azure provider needs its own name; the catalogue shows the first one activated."""
+    org = await control.create_organisation("acme")
+    east = await control.providers.activate(
+        org.id, ProviderType.AZURE_OPENAI, name="east", base_url="https://east.openai.azure.com"
+    )
+    await control.providers.activate(
+        org.id, ProviderType.AZURE_OPENAI, name="west", base_url="https://west.openai.azure.com"
+    )
+    with pytest.raises(Conflict, match="a provider named 'east' already exists"):
+        await control.providers.activate(
+            org.id, ProviderType.AZURE_OPENAI, name="east", base_url="https://x.openai.azure.com"
+        )
+    with pytest.raises(UnprocessableEntity) as template:
+        await control.providers.activate(org.id, ProviderType.AZURE_OPENAI, name="north")
+    assert template.value.param == "base_url"
+    catalogue = {item.info.type: item.provider for item in await control.providers.catalogue(org.id)}
+    assert catalogue[ProviderType.AZURE_OPENAI] is not None
+    assert catalogue[ProviderType.AZURE_OPENAI].id == east.id
+    assert catalogue[ProviderType.OPENAI] is None
+
+
+def test_changes_from_fields_set_only_what_is_given() -> None:
+    """ProviderChanges.of clears a given base URL or timeout, keeps absent ones, refuses unknown fields."""
+    cleared = ProviderChanges.of({"base_url": None})
+    assert (cleared.set_base_url, cleared.base_url, cleared.set_timeout_ms) == (True, None, False)
+    with pytest.raises(UnprocessableEntity, match="unknown provider fields: colour"):
+        ProviderChanges.of({"colour": "red"})
