@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import logging
 
-from odock.admin.control import ControlPlane, IssuedKey
+from odock.admin.control import ControlPlane
+from odock.keys.service import IssuedKey
 from odock.providers.tables import ProviderType
 
 log = logging.getLogger("odock.demo")

@@ -22,7 +22,7 @@ from odock.providers.keyring import KEY_ID_FILE, PRIVATE_KEY_FILE
 
 if TYPE_CHECKING:
     from odock.admin.context import AdminContext
-    from odock.admin.control import IssuedKey
+    from odock.keys.service import IssuedKey
     from odock.keys.tables import ApiKey
 
 PUBLIC_KEY_FILE = "provider-key.pub.pem"

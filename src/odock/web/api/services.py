@@ -6,7 +6,7 @@ app); the composition lives in :class:`odock.admin.control.ControlPlane`.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
@@ -58,6 +58,11 @@ def budgets_of(request: Request) -> BudgetControl:
     return get_runtime(request).control.budgets
 
 
+def global_policy_of(request: Request) -> dict[str, Any]:
+    """The global policy envelope (from settings: read-only through the API)."""
+    return dict(get_runtime(request).settings.ratelimit_global_policy)
+
+
 def usage_records_of(request: Request) -> UsageRecords:
     """The usage-record reads."""
     return UsageRecords(get_runtime(request).sessions)
@@ -80,6 +85,7 @@ Models = Annotated[ModelService, Depends(models_of)]
 Keys = Annotated[KeyService, Depends(keys_of)]
 Envelopes = Annotated[PolicyEnvelopes, Depends(envelopes_of)]
 Budgets = Annotated[BudgetControl, Depends(budgets_of)]
+GlobalPolicy = Annotated[dict[str, Any], Depends(global_policy_of)]
 Records = Annotated[UsageRecords, Depends(usage_records_of)]
 Analytics = Annotated[UsageAnalytics, Depends(analytics_of)]
 InvoicesDep = Annotated[Invoices, Depends(invoices_of)]

@@ -22,10 +22,10 @@ from odock.providers.tables import Model
 from odock.rbac.grant import Grant, Target
 from odock.rbac.permissions import Action, Resource
 from odock.tenancy.tables import Team
-from odock.web.api.deps import Locator, Permit, RuntimeDep, row_locator
+from odock.web.api.deps import Locator, Permit, row_locator
 from odock.web.api.made import add_made_route, param
 from odock.web.api.routes.api_keys import locate_key
-from odock.web.api.services import envelopes_of
+from odock.web.api.services import GlobalPolicy, envelopes_of
 
 router = APIRouter(tags=["Policies"])
 
@@ -87,11 +87,11 @@ locate_model = row_locator(Model, "model_id", lambda m: Target(m.organisation_id
 
 @router.get("/admin/policies/global", response_model=PolicyView)
 async def get_global_policy(
-    runtime: RuntimeDep,
+    policy: GlobalPolicy,
     grant: Annotated[Grant, Depends(Permit(Resource.ORGANISATION, Action.READ))],
 ) -> PolicyView:
     """The global policy (from settings; applies to every request before authentication)."""
-    return _view("global", "*", runtime.settings.ratelimit_global_policy)
+    return _view("global", "*", policy)
 
 
 @dataclass(frozen=True)
