@@ -25,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from odock.budgets.meters import MeterStore
-from odock.budgets.queries import MeterQueries
+from odock.budgets.queries import MeterQueries, MeterRow
 from odock.budgets.specs import MeterSpec, budget_spec, quota_spec
 from odock.budgets.tables import Budget, MeterWindow, OwnerType, Quota, QuotaMetric
 from odock.budgets.windows import Period, Schedule, Window
@@ -112,15 +112,8 @@ class BudgetControl(MeterQueries):
     ) -> Budget:
         """Create a money budget (integer nanos USD per window; ``currency`` is for display only)."""
         _check_limit(amount_nanos_usd, "amount_nanos_usd")
-        row = Budget(
-            id=new_id(),
-            organisation_id=organisation_id,
-            name=valid_name(name),
-            amount_nanos_usd=amount_nanos_usd,
-            currency=_currency(currency),
-        )
-        await self._create(row, schedule)
-        return row
+        row = Budget(amount_nanos_usd=amount_nanos_usd, currency=_currency(currency))
+        return await self._create(row, organisation_id, name, schedule)
 
     async def create_quota(
         self,
@@ -133,15 +126,9 @@ class BudgetControl(MeterQueries):
     ) -> Quota:
         """Create a quota on a metric."""
         _check_limit(limit, "limit")
-        row = Quota(
-            id=new_id(),
-            organisation_id=organisation_id,
-            name=valid_name(name),
-            metric=QuotaMetric(metric),
-            limit=limit,
+        return await self._create(
+            Quota(metric=QuotaMetric(metric), limit=limit), organisation_id, name, schedule
         )
-        await self._create(row, schedule)
-        return row
 
     # --- lookups -------------------------------------------------------------------------
     async def list(self, organisation_id: str) -> Sequence[Budget | Quota]:
@@ -222,22 +209,11 @@ class BudgetControl(MeterQueries):
     # --- changes -------------------------------------------------------------------------
     async def set_active(self, meter_id: str, active: bool) -> None:
         """Switch a budget or quota on or off."""
-        async with self._sessions() as session:
-            row = await _meter(session, meter_id)
-            row.active = active
-            await session.commit()
-            organisation_id = row.organisation_id
-        await self._bus.publish(Invalidation("organisation", organisation_id=organisation_id))
+        await self.update(meter_id, {"active": active})
 
     async def set_thresholds(self, meter_id: str, thresholds: Sequence[int]) -> None:
         """Replace the alert thresholds (percentages of the limit) of a budget or quota."""
-        wanted = _thresholds(thresholds)
-        async with self._sessions() as session:
-            row = await _meter(session, meter_id)
-            row.thresholds = wanted
-            await session.commit()
-            organisation_id = row.organisation_id
-        await self._bus.publish(Invalidation("organisation", organisation_id=organisation_id))
+        await self.update(meter_id, {"thresholds": thresholds})
 
     async def update(self, meter_id: str, changes: MeterChanges) -> Budget | Quota:
         """Change a budget or quota in one transaction (a new limit keeps what the window used).
@@ -282,7 +258,10 @@ class BudgetControl(MeterQueries):
             await session.commit()
         await self._bus.publish(Invalidation("organisation", organisation_id=organisation_id))
 
-    async def _create(self, row: Budget | Quota, schedule: MeterSchedule) -> None:
+    async def _create(
+        self, row: MeterRow, organisation_id: str, name: str, schedule: MeterSchedule
+    ) -> MeterRow:
+        row.id, row.organisation_id, row.name = new_id(), organisation_id, valid_name(name)
         _apply_schedule(row, **schedule)
         async with self._sessions() as session:
             await get_row(session, Organisation, row.organisation_id)
@@ -290,6 +269,7 @@ class BudgetControl(MeterQueries):
             session.add(row)
             await session.commit()
         await self._bus.publish(Invalidation("organisation", organisation_id=row.organisation_id))
+        return row
 
 
 def meter_spec(row: Budget | Quota) -> MeterSpec:

@@ -17,14 +17,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from odock.budgets.tables import Budget, OwnerType, Quota, QuotaMetric
 from odock.budgets.windows import Period
-from odock.db.keyset import KeysetPage, fetch_rows, keyset
+from odock.db.keyset import KeysetPage, keyset
 from odock.db.search import matches
 from odock.errors import NotFound
 from odock.keys.tables import ApiKey
 from odock.rbac.grant import ListScope, Target
 
 Meter = type[Budget] | type[Quota]
-_Meter = TypeVar("_Meter", Budget, Quota)
+MeterRow = TypeVar("MeterRow", Budget, Quota)
 
 
 @dataclass(frozen=True)
@@ -89,33 +89,19 @@ class MeterQueries:
 
     async def budget(self, budget_id: str) -> Budget:
         """One budget by id (404 when absent)."""
-        async with self._sessions() as session:
-            row = await session.get(Budget, budget_id)
-        if row is None:
-            raise NotFound(f"budget '{budget_id}' does not exist")
-        return row
+        return await self._one(Budget, budget_id)
 
     async def quota(self, quota_id: str) -> Quota:
         """One quota by id (404 when absent)."""
-        async with self._sessions() as session:
-            row = await session.get(Quota, quota_id)
-        if row is None:
-            raise NotFound(f"quota '{quota_id}' does not exist")
-        return row
+        return await self._one(Quota, quota_id)
 
     async def list_budgets(self, organisation_id: str, name: str | None = None) -> builtins.list[Budget]:
         """An organisation's budgets (optionally only those with this name), oldest first."""
-        query = select(Budget).where(Budget.organisation_id == organisation_id)
-        if name is not None:
-            query = query.where(Budget.name == name)
-        return builtins.list(await fetch_rows(self._sessions, query.order_by(Budget.created_at)))
+        return await self._named(Budget, organisation_id, name)
 
     async def list_quotas(self, organisation_id: str, name: str | None = None) -> builtins.list[Quota]:
         """An organisation's quotas (optionally only those with this name), oldest first."""
-        query = select(Quota).where(Quota.organisation_id == organisation_id)
-        if name is not None:
-            query = query.where(Quota.name == name)
-        return builtins.list(await fetch_rows(self._sessions, query.order_by(Quota.created_at)))
+        return await self._named(Quota, organisation_id, name)
 
     async def budget_page(
         self, scope: ListScope, filters: MeterFilters, page: KeysetPage
@@ -142,9 +128,25 @@ class MeterQueries:
             return Target(row.organisation_id, team_id=row.team_id, user_id=row.user_id)
 
     async def _page(
-        self, table: type[_Meter], scope: ListScope, filters: MeterFilters, page: KeysetPage
-    ) -> builtins.list[_Meter]:
+        self, table: type[MeterRow], scope: ListScope, filters: MeterFilters, page: KeysetPage
+    ) -> builtins.list[MeterRow]:
         query = in_reach(filters.apply(select(table), table), table, scope)
         statement = keyset(query, table.created_at, table.id, page)
         async with self._sessions() as session:
             return builtins.list((await session.execute(statement)).scalars())
+
+    async def _one(self, table: type[MeterRow], meter_id: str) -> MeterRow:
+        async with self._sessions() as session:
+            row = await session.get(table, meter_id)
+        if row is None:
+            raise NotFound(f"{table.__name__.lower()} '{meter_id}' does not exist")
+        return row
+
+    async def _named(
+        self, table: type[MeterRow], organisation_id: str, name: str | None
+    ) -> builtins.list[MeterRow]:
+        query = select(table).where(table.organisation_id == organisation_id)
+        if name is not None:
+            query = query.where(table.name == name)
+        async with self._sessions() as session:
+            return builtins.list((await session.execute(query.order_by(table.created_at))).scalars())
