@@ -8,8 +8,8 @@ import pytest
 
 from odock.db.keyset import KeysetPage
 from odock.errors import UnprocessableEntity
-from odock.web.api.lists import keyset_page, paged
-from odock.web.api.paging import PageParams, decode_cursor, encode_cursor
+from odock.web.api.lists import paged
+from odock.web.api.paging import PageParams, decode_cursor, encode_cursor, keyset_page
 
 
 def test_the_cursor_becomes_the_keyset_bound() -> None:

@@ -26,18 +26,12 @@ from odock.rbac.grant import Grant, ListScope
 from odock.rbac.permissions import Action, Resource
 from odock.web.api.deps import Permit
 from odock.web.api.made import add_made_route, param
-from odock.web.api.paging import Page, PageParams, decode_cursor, make_page, page_params
+from odock.web.api.paging import Page, PageParams, keyset_page, make_page, page_params
 
 Row = TypeVar("Row")
 Item = TypeVar("Item")
 Service = TypeVar("Service")
 Wanted = TypeVar("Wanted")
-
-
-def keyset_page(params: PageParams) -> KeysetPage:
-    """The keyset bound of the page the query parameters ask for (422 for a foreign cursor)."""
-    after = decode_cursor(params.cursor) if params.cursor else None
-    return KeysetPage(limit=params.limit, descending=params.order == "desc", after=after)
 
 
 async def paged(
