@@ -147,12 +147,13 @@ class ModelService:
             changes["policies"] = validate_policies(changes["policies"])
         async with self._sessions() as session:
             model = await get_row(session, Model, model_id)
+            if {"provider_id", "provider_api_key_id"} & set(changes):
+                # Checked before the row changes: a lookup would flush an unknown reference first.
+                provider_id = changes.get("provider_id", model.provider_id)
+                key_id = changes.get("provider_api_key_id", model.provider_api_key_id)
+                await _check_references(session, model.organisation_id, provider_id, key_id)
             for field, value in changes.items():
                 setattr(model, field, value)
-            if {"provider_id", "provider_api_key_id"} & set(changes):
-                await _check_references(
-                    session, model.organisation_id, model.provider_id, model.provider_api_key_id
-                )
             await commit_or_conflict(session, "model name already exists")
         await self._changed(model.organisation_id)
         return model

@@ -30,6 +30,9 @@ async def test_references_must_stay_inside_the_organisation(control: ControlPlan
     model = await control.models.create(org.id, "m", provider_id=second.id, provider_key_id=key.id)
     with pytest.raises(UnprocessableEntity, match="belongs to another provider"):
         await control.models.update(model.id, provider_id=ours.id)
+    with pytest.raises(UnprocessableEntity, match="no such provider") as unknown:
+        await control.models.update(model.id, provider_id="nope", provider_api_key_id=None)
+    assert unknown.value.param == "provider_id"
     assert (await control.models.get(model.id)).provider_id == second.id
 
 
