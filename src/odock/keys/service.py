@@ -83,7 +83,7 @@ class KeyService(KeyQueries):
         )
         async with self._sessions() as session:
             await get_row(session, Organisation, organisation_id)
-            await _check_owners(session, key)
+            await _check_owners(session, organisation_id, team_id, user_id)
             granted = await _models(session, organisation_id, models)
             session.add(key)
             # The unit of work inserts the key before its grants (foreign-key order).
@@ -112,10 +112,12 @@ class KeyService(KeyQueries):
             changes["policies"] = validate_policies(changes["policies"])
         async with self._sessions() as session:
             key = await get_row(session, ApiKey, key_id)
+            # The owner is checked before the row changes: a lookup would flush an unknown one first.
+            kind, team_id, user_id = (changes.get(f, getattr(key, f)) for f in ("type", "team_id", "user_id"))
+            check_ownership(kind, team_id, user_id)
+            await _check_owners(session, key.organisation_id, team_id, user_id)
             for field, value in changes.items():
                 setattr(key, field, value)
-            check_ownership(key.type, key.team_id, key.user_id)
-            await _check_owners(session, key)
             await session.commit()
         await self._changed(key)
         return key
@@ -246,11 +248,13 @@ class KeyService(KeyQueries):
         )
 
 
-async def _check_owners(session: AsyncSession, key: ApiKey) -> None:
-    if key.team_id:
-        same_org((await get_row(session, Team, key.team_id)).organisation_id, key.organisation_id, "team")
-    if key.user_id:
-        same_org((await get_row(session, User, key.user_id)).organisation_id, key.organisation_id, "user")
+async def _check_owners(
+    session: AsyncSession, organisation_id: str, team_id: str | None, user_id: str | None
+) -> None:
+    if team_id:
+        same_org((await get_row(session, Team, team_id)).organisation_id, organisation_id, "team")
+    if user_id:
+        same_org((await get_row(session, User, user_id)).organisation_id, organisation_id, "user")
 
 
 async def _models(session: AsyncSession, organisation_id: str, refs: Sequence[str]) -> list[Model]:

@@ -104,3 +104,12 @@ async def test_a_page_keeps_to_the_scope_of_the_caller(control: ControlPlane) ->
     assert {k.id for k in page} == {mine.id, teams.id}
     everything = await control.keys.page(ListScope(org.id), KeyFilters(q="team"), KeysetPage(limit=10))
     assert [k.id for k in everything] == [teams.id]
+
+
+async def test_moving_a_key_to_an_unknown_team_is_not_found(control: ControlPlane) -> None:
+    """An unknown team is 404 and the key stays as it was (no database error from a premature flush)."""
+    org, _ = await _org_with_model(control)
+    key = (await control.keys.create(org.id, "k")).key
+    with pytest.raises(NotFound, match="team 'nope' does not exist"):
+        await control.keys.update(key.id, type=ApiKeyType.TEAM, team_id="nope")
+    assert (await control.keys.get(key.id)).type == ApiKeyType.ORGANISATION
