@@ -10,7 +10,7 @@ amounts reserved by requests in flight are not included (``GET /v1/keys/self`` s
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -176,7 +176,7 @@ def _amount_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 # --- listing ----------------------------------------------------------------------------
 async def _rows(
-    admin: AdminContext, organisation_id: str, meters: list[Budget] | list[Quota]
+    admin: AdminContext, organisation_id: str, meters: Sequence[Budget | Quota]
 ) -> list[dict[str, Any]]:
     """Table rows of budgets or quotas with their current window, used and limit."""
     control = admin.control
@@ -249,6 +249,45 @@ def _switch(kind: str, lookup: Lookup, enabled: bool) -> click.Command:
     return switch
 
 
+Make = Callable[["BudgetControl", str, MeterSchedule], Awaitable[Budget | Quota]]
+Listed = Callable[["BudgetControl", str], Awaitable[Sequence[Budget | Quota]]]
+
+
+def _create(
+    ctx: click.Context,
+    org: str,
+    schedule: ScheduleOptions,
+    as_json: bool,
+    make: Make,
+    summary: Callable[[dict[str, Any]], str],
+) -> None:
+    """Create a budget or quota for the organisation and owner given, and show it (a line or JSON)."""
+
+    async def action(admin: AdminContext) -> list[dict[str, Any]]:
+        organisation = await admin.control.organisation_by_name(org)
+        owner_id = await _owner_id(admin, organisation.id, schedule.owner)
+        meter = await make(admin.budgets, organisation.id, schedule.schedule(owner_id))
+        return await _rows(admin, organisation.id, [meter])
+
+    row = run_admin(ctx, action)[0]
+    click.echo(orjson.dumps(row, option=orjson.OPT_INDENT_2).decode() if as_json else summary(row))
+
+
+def _lister(help: str, listed: Listed, columns: list[str]) -> click.Command:
+    @click.command("list", help=help)
+    @click.option("--org", required=True, help="Organisation name.")
+    @json_option()
+    @click.pass_context
+    def list_meters(ctx: click.Context, org: str, as_json: bool) -> None:
+        async def action(admin: AdminContext) -> list[dict[str, Any]]:
+            organisation = await admin.control.organisation_by_name(org)
+            return await _rows(admin, organisation.id, list(await listed(admin.budgets, organisation.id)))
+
+        emit(run_admin(ctx, action), columns, as_json)
+
+    return list_meters
+
+
 async def _set_limit(admin: AdminContext, lookup: Lookup, meter_id: str, limit: int) -> Budget | Quota:
     meter = await lookup(admin.budgets, meter_id)
     # The API's path: the same update, carrying use the gateways' counters hold beyond the ledger.
@@ -289,52 +328,26 @@ def budgets_create(
     """Create a budget: an amount of USD per window for the organisation or one of its owners."""
     nanos = _amount(amount_usd, amount_nanos)
     schedule = _schedule(options)
-
-    async def action(admin: AdminContext) -> list[dict[str, Any]]:
-        organisation = await admin.control.organisation_by_name(org)
-        budget = await admin.budgets.create_budget(
-            organisation.id,
-            name,
-            amount_nanos_usd=nanos,
-            **schedule.schedule(await _owner_id(admin, organisation.id, schedule.owner)),
-        )
-        return await _rows(admin, organisation.id, [budget])
-
-    row = run_admin(ctx, action)[0]
-    if as_json:
-        click.echo(orjson.dumps(row, option=orjson.OPT_INDENT_2).decode())
-        return
-    click.echo(
-        f"created budget {name} in {org} ({row['id']}): {row['limit_usd']} USD per "
-        f"{schedule.period.value.lower()} window, owner {row['owner']}"
+    _create(
+        ctx,
+        org,
+        schedule,
+        as_json,
+        lambda budgets, org_id, when: budgets.create_budget(org_id, name, amount_nanos_usd=nanos, **when),
+        lambda row: (
+            f"created budget {name} in {org} ({row['id']}): {row['limit_usd']} USD per "
+            f"{schedule.period.value.lower()} window, owner {row['owner']}"
+        ),
     )
 
 
-@budgets.command("list")
-@click.option("--org", required=True, help="Organisation name.")
-@json_option()
-@click.pass_context
-def budgets_list(ctx: click.Context, org: str, as_json: bool) -> None:
-    """List budgets with their current window and what it has spent (USD, settled)."""
-
-    async def action(admin: AdminContext) -> list[dict[str, Any]]:
-        organisation = await admin.control.organisation_by_name(org)
-        return await _rows(admin, organisation.id, await admin.budgets.list_budgets(organisation.id))
-
-    columns = [
-        "name",
-        "owner",
-        "period",
-        "window_start",
-        "window_end",
-        "used_usd",
-        "limit_usd",
-        "active",
-        "id",
-    ]
-    emit(run_admin(ctx, action), columns, as_json)
-
-
+budgets.add_command(
+    _lister(
+        "List budgets with their current window and what it has spent (USD, settled).",
+        lambda budgets, org_id: budgets.list_budgets(org_id),
+        ["name", "owner", "period", "window_start", "window_end", "used_usd", "limit_usd", "active", "id"],
+    )
+)
 budgets.add_command(_switch("budget", _budget, True))
 budgets.add_command(_switch("budget", _budget, False))
 
@@ -380,54 +393,28 @@ def quotas_create(
 ) -> None:
     """Create a quota: a number of requests, tokens, errors or cost units per window."""
     schedule = _schedule(options)
-
-    async def action(admin: AdminContext) -> list[dict[str, Any]]:
-        organisation = await admin.control.organisation_by_name(org)
-        quota = await admin.budgets.create_quota(
-            organisation.id,
-            name,
-            metric=QuotaMetric(metric.upper()),
-            limit=limit,
-            **schedule.schedule(await _owner_id(admin, organisation.id, schedule.owner)),
-        )
-        return await _rows(admin, organisation.id, [quota])
-
-    row = run_admin(ctx, action)[0]
-    if as_json:
-        click.echo(orjson.dumps(row, option=orjson.OPT_INDENT_2).decode())
-        return
-    click.echo(
-        f"created quota {name} in {org} ({row['id']}): {limit} {row['metric']} per "
-        f"{schedule.period.value.lower()} window, owner {row['owner']}"
+    _create(
+        ctx,
+        org,
+        schedule,
+        as_json,
+        lambda budgets, org_id, when: budgets.create_quota(
+            org_id, name, metric=QuotaMetric(metric.upper()), limit=limit, **when
+        ),
+        lambda row: (
+            f"created quota {name} in {org} ({row['id']}): {limit} {row['metric']} per "
+            f"{schedule.period.value.lower()} window, owner {row['owner']}"
+        ),
     )
 
 
-@quotas.command("list")
-@click.option("--org", required=True, help="Organisation name.")
-@json_option()
-@click.pass_context
-def quotas_list(ctx: click.Context, org: str, as_json: bool) -> None:
-    """List quotas with their current window and how much of it is used (settled)."""
-
-    async def action(admin: AdminContext) -> list[dict[str, Any]]:
-        organisation = await admin.control.organisation_by_name(org)
-        return await _rows(admin, organisation.id, await admin.budgets.list_quotas(organisation.id))
-
-    columns = [
-        "name",
-        "metric",
-        "owner",
-        "period",
-        "window_start",
-        "window_end",
-        "used",
-        "limit",
-        "active",
-        "id",
-    ]
-    emit(run_admin(ctx, action), columns, as_json)
-
-
+quotas.add_command(
+    _lister(
+        "List quotas with their current window and how much of it is used (settled).",
+        lambda budgets, org_id: budgets.list_quotas(org_id),
+        ["name", "metric", "owner", "period", "window_start", "window_end", "used", "limit", "active", "id"],
+    )
+)
 quotas.add_command(_switch("quota", _quota, True))
 quotas.add_command(_switch("quota", _quota, False))
 
