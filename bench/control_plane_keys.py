@@ -53,10 +53,10 @@ BATCH = 10_000
 async def seed(runtime: Runtime, count: int) -> tuple[str, str]:
     """An organisation with ``count`` keys, and a super admin token; returns (organisation id, token)."""
     control = runtime.control
-    org = await control.create_organisation("bench-" + secrets.token_hex(4))
-    team = await control.create_team(org.id, "team")
-    user = await control.create_user(f"u-{secrets.token_hex(4)}@bench.test", organisation_id=org.id)
-    admin = await control.create_user(f"a-{secrets.token_hex(4)}@bench.test", role=Role.SUPER_ADMIN)
+    org = await control.tenancy.create_organisation("bench-" + secrets.token_hex(4))
+    team = await control.tenancy.create_team(org.id, "team")
+    user = await control.users.create_user(f"u-{secrets.token_hex(4)}@bench.test", organisation_id=org.id)
+    admin = await control.users.create_user(f"a-{secrets.token_hex(4)}@bench.test", role=Role.SUPER_ADMIN)
     token = (await issue_admin_token(runtime.sessions, admin.id, "bench")).token
     start = datetime.now(UTC) - timedelta(days=365)
     async with runtime.sessions() as session:

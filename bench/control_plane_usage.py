@@ -93,26 +93,27 @@ async def provision(sessions: async_sessionmaker[AsyncSession]) -> World:
     """An organisation with 8 teams, 20 users and 40 keys, a second organisation, a super admin."""
     control = ControlPlane(sessions, LocalInvalidationBus(), None)
     tag = secrets.token_hex(3)
-    org = await control.create_organisation(f"bench-{tag}")
-    other = await control.create_organisation(f"bench-other-{tag}")
-    teams = [(await control.create_team(org.id, f"team-{i}")).id for i in range(8)]
+    org = await control.tenancy.create_organisation(f"bench-{tag}")
+    other = await control.tenancy.create_organisation(f"bench-other-{tag}")
+    teams = [(await control.tenancy.create_team(org.id, f"team-{i}")).id for i in range(8)]
     users = [
-        (await control.create_user(f"user{i}-{tag}@bench.test", organisation_id=org.id)).id for i in range(20)
+        (await control.users.create_user(f"user{i}-{tag}@bench.test", organisation_id=org.id)).id
+        for i in range(20)
     ]
     keys: list[tuple[str, str | None, str | None]] = []
     for i in range(40):
         if i % 4 == 0:
-            issued = await control.create_api_key(org.id, f"key-{i}")
+            issued = await control.keys.create(org.id, f"key-{i}")
             keys.append((issued.key.id, None, None))
         elif i % 4 in (1, 2):
             team = teams[i % len(teams)]
-            issued = await control.create_api_key(org.id, f"key-{i}", type=ApiKeyType.TEAM, team_id=team)
+            issued = await control.keys.create(org.id, f"key-{i}", type=ApiKeyType.TEAM, team_id=team)
             keys.append((issued.key.id, team, None))
         else:
             user = users[i % len(users)]
-            issued = await control.create_api_key(org.id, f"key-{i}", type=ApiKeyType.USER, user_id=user)
+            issued = await control.keys.create(org.id, f"key-{i}", type=ApiKeyType.USER, user_id=user)
             keys.append((issued.key.id, None, user))
-    admin = await control.create_user(f"admin-{tag}@bench.test", role=Role.SUPER_ADMIN)
+    admin = await control.users.create_user(f"admin-{tag}@bench.test", role=Role.SUPER_ADMIN)
     token = (await issue_admin_token(sessions, admin.id, "bench")).token
     world = World(org.id, other.id, teams, users, keys, {m[0]: secrets.token_hex(13) for m in MODELS})
     world.admin_token = token

@@ -72,10 +72,10 @@ class RateLimitPolicies:
     async def attach(self, runtime: Runtime, tenant: BenchTenant) -> str:
         """Attach the policy to three scopes."""
         control = runtime.control
-        await control.update_organisation(tenant.organisation_id, policies=NEVER_DENYING_POLICY)
-        await control.update_api_key(tenant.key_id, policies=NEVER_DENYING_POLICY)
-        model = await control.model_by_name(tenant.organisation_id, CHAT_MODEL)
-        await control.update_model(model.id, policies=NEVER_DENYING_POLICY)
+        await control.tenancy.update_organisation(tenant.organisation_id, policies=NEVER_DENYING_POLICY)
+        await control.keys.update(tenant.key_id, policies=NEVER_DENYING_POLICY)
+        model = await control.models.named(tenant.organisation_id, CHAT_MODEL)
+        await control.models.update(model.id, policies=NEVER_DENYING_POLICY)
         return "rate limits on organisation, key and model (burst, RPS, RPM, TPM, concurrency leases)"
 
 
@@ -114,16 +114,16 @@ async def provision(
     """Create the tenant in the gateway's database (migrating it first, as the gateway would)."""
     async with open_runtime(settings) as runtime:
         control = runtime.control
-        org = await control.create_organisation("bench")
-        provider = await control.create_provider(
+        org = await control.tenancy.create_organisation("bench")
+        provider = await control.providers.create(
             org.id, "mock-upstream", ProviderType.OPENAI, base_url=upstream_v1_url
         )
-        provider_key = await control.add_provider_key(provider.id, "bench", secret=UPSTREAM_SECRET)
+        provider_key = await control.provider_keys.add(provider.id, "bench", secret=UPSTREAM_SECRET)
         for name, kind, model_type in (
             (CHAT_MODEL, "chat", "chat"),
             (EMBEDDING_MODEL, "embedding", "embeddings"),
         ):
-            await control.create_model(
+            await control.models.create(
                 org.id,
                 name,
                 slug=f"mock-{kind}",
@@ -132,7 +132,7 @@ async def provision(
                 provider_key_id=provider_key.id,
                 pricing=PRICING,
             )
-        issued = await control.create_api_key(org.id, "bench key", models=[CHAT_MODEL, EMBEDDING_MODEL])
+        issued = await control.keys.create(org.id, "bench key", models=[CHAT_MODEL, EMBEDDING_MODEL])
         tenant = BenchTenant(org.id, provider.id, issued.key.id, issued.secret)
         features = [*BASELINE_FEATURES]
         for hook in hooks:

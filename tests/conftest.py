@@ -206,14 +206,14 @@ def provision(
 
     async def build() -> Tenant:
         control = gateway.runtime.control
-        org = await control.create_organisation("org-" + secrets.token_hex(4))
-        provider = await control.create_provider(
+        org = await control.tenancy.create_organisation("org-" + secrets.token_hex(4))
+        provider = await control.providers.create(
             org.id, "provider", provider_type, base_url=base_url, config=provider_config or {}
         )
         key_id = None
         if provider_secret is not None:
-            key_id = (await control.add_provider_key(provider.id, "primary", secret=provider_secret)).id
-        created = await control.create_model(
+            key_id = (await control.provider_keys.add(provider.id, "primary", secret=provider_secret)).id
+        created = await control.models.create(
             org.id,
             model,
             slug=slug,
@@ -223,7 +223,7 @@ def provision(
             config=model_config or {},
             type=model_type,
         )
-        issued = await control.create_api_key(org.id, "test key", models=[model] if grant else [])
+        issued = await control.keys.create(org.id, "test key", models=[model] if grant else [])
         return Tenant(org.id, provider.id, model, created.id, issued.key.id, issued.secret)
 
     return gateway.run(build())  # type: ignore[no-any-return]

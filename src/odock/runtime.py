@@ -264,7 +264,6 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         adapters["MOCK"] = MockAdapter()
         decrypter = load_decrypter(settings)
         vault = ProviderKeyVault(decrypter, settings.provider_key_decrypt_cache_ttl_seconds)
-        control = ControlPlane(sessions, bus, decrypter)
 
         link: RedisLink | None = None
         if settings.redis_url:
@@ -293,7 +292,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         await recorder.start()
         stack.push_async_callback(recorder.close)
 
-        budgets = BudgetControl(sessions, bus)
+        control = ControlPlane(sessions, bus, decrypter, governance.meters)
         reconciler = BudgetReconciler(governance.meters, sessions, settings.budget_reconcile_interval_seconds)
         await reconciler.start()
         stack.push_async_callback(reconciler.stop)
@@ -309,7 +308,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             models=models,
             vault=vault,
             control=control,
-            budgets=budgets,
+            budgets=control.budgets,
             governance=governance,
             reconciler=reconciler,
             recorder=recorder,

@@ -160,7 +160,7 @@ def test_cli_built_tenant_serves_a_chat_call(live: Gateway) -> None:
 
 def org_name(gateway: Gateway, tenant: Tenant) -> str:
     """The name of a provisioned tenant's organisation (the CLI refers to it by name)."""
-    org = gateway.run(gateway.runtime.control.organisation_by_id(tenant.organisation_id))
+    org = gateway.run(gateway.runtime.control.tenancy.organisation(tenant.organisation_id))
     return str(org.name)
 
 
@@ -227,9 +227,9 @@ def test_provider_key_from_stdin_is_used_upstream(
     gateway = gateway_factory(keyed_settings(cache_invalidation_secret=INVALIDATION_SECRET))
     cli = cli_for(gateway)
     control = gateway.runtime.control
-    org = gateway.run(control.create_organisation("up-" + secrets.token_hex(4)))
+    org = gateway.run(control.tenancy.create_organisation("up-" + secrets.token_hex(4)))
     provider = gateway.run(
-        control.create_provider(org.id, "openai", ProviderType.OPENAI, base_url=fake_openai.base_url + "/v1")
+        control.providers.create(org.id, "openai", ProviderType.OPENAI, base_url=fake_openai.base_url + "/v1")
     )
     stored = cli.ok(
         "providers",
@@ -242,9 +242,9 @@ def test_provider_key_from_stdin_is_used_upstream(
         input=UPSTREAM_KEY + "\n",
     )
     listing = cli.ok("providers", "list", "--org", org.name)
-    key = gateway.run(control.provider_key_by_name(provider.id, "primary"))
-    gateway.run(control.create_model(org.id, "gpt", provider_id=provider.id, provider_key_id=key.id))
-    issued = gateway.run(control.create_api_key(org.id, "app", models=["gpt"]))
+    key = gateway.run(control.provider_keys.named(provider.id, "primary"))
+    gateway.run(control.models.create(org.id, "gpt", provider_id=provider.id, provider_key_id=key.id))
+    issued = gateway.run(control.keys.create(org.id, "app", models=["gpt"]))
 
     assert UPSTREAM_KEY not in stored + listing + key.key
     assert chat(gateway, issued.secret, "gpt").status_code == 200
@@ -430,7 +430,7 @@ def applies(kind: str, meter_id: str, **expected: object) -> Callable[[httpx.Res
 def ledger_used(gateway: Gateway, org: str, meter_id: str, expected: int) -> int:
     """The ledger's settled use of a meter's current window, once it reaches ``expected`` (10 s deadline)."""
     budgets = gateway.runtime.budgets
-    organisation = gateway.run(gateway.runtime.control.organisation_by_name(org))
+    organisation = gateway.run(gateway.runtime.control.tenancy.organisation_by_name(org))
     deadline = time.monotonic() + 10
     while True:
         gateway.flush_usage()

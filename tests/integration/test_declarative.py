@@ -63,7 +63,7 @@ def test_gateway_startup_applies_declarations(
     gateway = gateway_factory(make_settings(config=config, demo=True))
 
     assert chat(gateway, pinned, "declared-model").status_code == 200
-    names = [o.name for o in gateway.run(gateway.runtime.control.list_organisations())]
+    names = [o.name for o in gateway.run(gateway.runtime.control.tenancy.list_organisations())]
     assert org in names
     assert "demo" not in names
 

@@ -161,7 +161,7 @@ async def test_every_scope_must_pass_and_narrower_scopes_add_limits(
     )
     other = await on_gateway(
         gateway,
-        gateway.runtime.control.create_api_key(tenant.organisation_id, "other", models=[tenant.model]),
+        gateway.runtime.control.keys.create(tenant.organisation_id, "other", models=[tenant.model]),
     )
 
     async def call(secret: str) -> httpx.Response:
@@ -223,7 +223,7 @@ async def test_client_disconnect_mid_stream_releases_the_lease_and_settles_parti
     full = 400
     tenant = priced_tenant(gateway, completion_tokens=full, chunk_delay_ms=10)
     policy = {"ratelimit": {"concurrency": {"max": 1, "lease_ttl_seconds": 120}}}
-    await on_gateway(gateway, gateway.runtime.control.update_api_key(tenant.key_id, policies=policy))
+    await on_gateway(gateway, gateway.runtime.control.keys.update(tenant.key_id, policies=policy))
     budget = await add_budget(gateway, tenant, 10 * full * NANOS_PER_TOKEN)
     body = chat_body(tenant.model, stream=True, max_tokens=full)
     received = 0

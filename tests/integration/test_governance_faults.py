@@ -133,10 +133,10 @@ async def slow_tenant(admin: Operator) -> tuple[Tenant, str]:
     """A tenant with a fast and a slow (60 s) model, and the id of a budget fitting exactly one request."""
     tenant = await admin.tenant()
     slow = {"latency_ms": 60_000}
-    await admin.control.create_model(
+    await admin.control.models.create(
         tenant.organisation_id, "slow-model", provider_id=tenant.provider_id, pricing=PRICING, config=slow
     )
-    await admin.control.grant_models(tenant.key_id, ["slow-model"])
+    await admin.control.keys.grant(tenant.key_id, ["slow-model"])
     budget = await admin.budgets.create_budget(
         tenant.organisation_id, "one", amount_nanos_usd=REQUEST_COST, period=Period.DAILY
     )
@@ -224,7 +224,7 @@ async def test_unreachable_redis_follows_the_fail_mode(
         names = ("rpm", "budget", "free")
         tenants = {name: provision(gateway, provider_config=MOCK_CONFIG, pricing=PRICING) for name in names}
         runtime = gateway.runtime
-        await on_gateway(gateway, runtime.control.update_api_key(tenants["rpm"].key_id, policies=RPM_POLICY))
+        await on_gateway(gateway, runtime.control.keys.update(tenants["rpm"].key_id, policies=RPM_POLICY))
         budget_org = tenants["budget"].organisation_id
         await on_gateway(
             gateway,

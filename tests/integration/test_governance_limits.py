@@ -55,9 +55,9 @@ async def limited_tenant(
     tenant = provision(gateway, provider_config=MOCK_CONFIG, pricing=PRICING)
     control = gateway.runtime.control
     if key is not None:
-        await on_gateway(gateway, control.update_api_key(tenant.key_id, policies=key))
+        await on_gateway(gateway, control.keys.update(tenant.key_id, policies=key))
     if org is not None:
-        await on_gateway(gateway, control.update_organisation(tenant.organisation_id, policies=org))
+        await on_gateway(gateway, control.tenancy.update_organisation(tenant.organisation_id, policies=org))
     return tenant
 
 
@@ -125,7 +125,7 @@ async def test_every_rate_scope_must_pass(
     assert (error_of(third)["code"], error_of(third)["scope"]) == ("rpm_exceeded", scope)
     other = await on_gateway(
         gateway,
-        gateway.runtime.control.create_api_key(tenant.organisation_id, "other", models=[tenant.model]),
+        gateway.runtime.control.keys.create(tenant.organisation_id, "other", models=[tenant.model]),
     )
     # Another key of the organisation is bound by the organisation's limit, not by the first key's.
     expected = 429 if scope == "organisation" else 200
@@ -150,7 +150,7 @@ async def test_shadow_mode_records_denials_but_denies_nothing(
         "limit": "requests_per_minute",
     }
     assert [d.get("shadow_denials") for d in denials[1:]] == [[expected], [expected]]
-    await on_gateway(gateway, gateway.runtime.control.update_api_key(tenant.key_id, policies=per_minute(1)))
+    await on_gateway(gateway, gateway.runtime.control.keys.update(tenant.key_id, policies=per_minute(1)))
     enforced = await call(client, gateway, tenant.secret, tenant.model)
     assert (enforced.status_code, error_of(enforced)["code"]) == (429, "rpm_exceeded")
 

@@ -39,6 +39,7 @@ from odock.db.engine import create_engine, request_scope
 from odock.keys.secrets import hash_secret
 from odock.keys.tables import ApiKey
 from odock.pipeline import Exchange
+from odock.providers.service import ProviderChanges
 from odock.providers.tables import ProviderType
 from odock.settings import Settings
 from tests.conftest import Gateway, SettingsFactory, Tenant, provision
@@ -277,7 +278,7 @@ def test_revoked_key_is_refused_by_the_next_request(gateway: Gateway, tenant: Te
     """Right after ControlPlane.revoke_api_key returns, the warmed key gets 401 api_key_revoked."""
     for _ in range(2):
         assert post_chat(gateway.base_url, tenant).status_code == 200
-    gateway.run(gateway.runtime.control.revoke_api_key(tenant.key_id))
+    gateway.run(gateway.runtime.control.keys.revoke(tenant.key_id))
     reply = post_chat(gateway.base_url, tenant)
     assert reply.status_code == 401
     assert error_code(reply) == "api_key_revoked"
@@ -287,7 +288,7 @@ def test_disabled_provider_is_refused_by_the_next_request(gateway: Gateway, tena
     """Right after a provider is disabled, a warmed model call gets 403 provider_disabled."""
     for _ in range(2):
         assert post_chat(gateway.base_url, tenant).status_code == 200
-    gateway.run(gateway.runtime.control.set_provider_enabled(tenant.provider_id, False))
+    gateway.run(gateway.runtime.control.providers.update(tenant.provider_id, ProviderChanges(enabled=False)))
     reply = post_chat(gateway.base_url, tenant)
     assert reply.status_code == 403
     assert error_code(reply) == "provider_disabled"
@@ -433,10 +434,10 @@ async def operator(settings: Settings) -> AsyncIterator[Operator]:
 
 async def provision_in(control: ControlPlane) -> Tenant:
     """A tenant (mock provider, one model, one key) created through ``control``."""
-    org = await control.create_organisation("org-" + secrets.token_hex(4))
-    provider = await control.create_provider(org.id, "provider", ProviderType.MOCK)
-    model = await control.create_model(org.id, "test-model", provider_id=provider.id)
-    issued = await control.create_api_key(org.id, "replicated key", models=["test-model"])
+    org = await control.tenancy.create_organisation("org-" + secrets.token_hex(4))
+    provider = await control.providers.create(org.id, "provider", ProviderType.MOCK)
+    model = await control.models.create(org.id, "test-model", provider_id=provider.id)
+    issued = await control.keys.create(org.id, "replicated key", models=["test-model"])
     return Tenant(org.id, provider.id, "test-model", model.id, issued.key.id, issued.secret)
 
 
@@ -466,7 +467,7 @@ async def test_revocation_reaches_another_replica_within_a_second(
     ):
         tenant = await provision_in(admin.control)
         await warm(client, replicas, tenant)
-        await admin.control.revoke_api_key(tenant.key_id)
+        await admin.control.keys.revoke(tenant.key_id)
         latency_b = await seconds_until_revoked(client, replicas["b"], tenant)
         latency_a = await seconds_until_revoked(client, replicas["a"], tenant)
         record_property("revocation_latency_ms", {"b": latency_b * 1000, "a": latency_a * 1000})

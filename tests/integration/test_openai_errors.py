@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import openai
 import pytest
 
+from odock.providers.service import ProviderChanges
 from odock.providers.tables import ProviderType
 from tests.conftest import Gateway, SettingsFactory, Tenant, provision
 from tests.fakes.openai_server import DRIP_TEXT, FakeOpenAI
@@ -22,14 +23,14 @@ def _wrong_key(gateway: Gateway, tenant: Tenant) -> str:
 
 
 def _revoked_key(gateway: Gateway, tenant: Tenant) -> str:
-    gateway.run(gateway.runtime.control.revoke_api_key(tenant.key_id))
+    gateway.run(gateway.runtime.control.keys.revoke(tenant.key_id))
     return tenant.secret
 
 
 def _expired_key(gateway: Gateway, tenant: Tenant) -> str:
     yesterday = datetime.now(UTC) - timedelta(days=1)
     issued = gateway.run(
-        gateway.runtime.control.create_api_key(
+        gateway.runtime.control.keys.create(
             tenant.organisation_id, "expired", expires_at=yesterday, models=[tenant.model]
         )
     )
@@ -37,14 +38,14 @@ def _expired_key(gateway: Gateway, tenant: Tenant) -> str:
 
 
 def _disabled_provider(gateway: Gateway, tenant: Tenant) -> str:
-    gateway.run(gateway.runtime.control.set_provider_enabled(tenant.provider_id, False))
+    gateway.run(gateway.runtime.control.providers.update(tenant.provider_id, ProviderChanges(enabled=False)))
     return tenant.secret
 
 
 def _revoked_provider_key(gateway: Gateway, tenant: Tenant) -> str:
     control = gateway.runtime.control
-    model = gateway.run(control.model_by_name(tenant.organisation_id, tenant.model))
-    gateway.run(control.revoke_provider_key(model.provider_api_key_id))
+    model = gateway.run(control.models.named(tenant.organisation_id, tenant.model))
+    gateway.run(control.provider_keys.revoke(model.provider_api_key_id))
     return tenant.secret
 
 

@@ -121,7 +121,7 @@ def test_models_lists_only_granted_models(openai_gateway: Gateway, tenant: Tenan
     """GET /v1/models lists the models the key may call and nothing else of its organisation."""
     control = openai_gateway.runtime.control
     openai_gateway.run(
-        control.create_model(tenant.organisation_id, "not-granted", provider_id=tenant.provider_id)
+        control.models.create(tenant.organisation_id, "not-granted", provider_id=tenant.provider_id)
     )
     models = sdk(openai_gateway, tenant.secret).models.list()
     assert [m.id for m in models.data] == [tenant.model]

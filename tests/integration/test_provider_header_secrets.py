@@ -16,10 +16,10 @@ import orjson
 import pytest
 from sqlalchemy import text
 
-from odock.admin.providers import ProviderChanges
 from odock.cache.bus import Invalidation
 from odock.providers.config import HIDDEN, sealed_config
 from odock.providers.crypto import EnvelopeDecrypter, generate_key_pair
+from odock.providers.service import ProviderChanges
 from odock.providers.tables import Provider
 from tests.conftest import Gateway, GatewayFactory, SettingsFactory, Tenant
 from tests.fakes.openai_server import FakeOpenAI

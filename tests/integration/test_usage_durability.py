@@ -161,14 +161,14 @@ def deployment(make_settings: SettingsFactory, tmp_path: Path) -> Callable[..., 
 async def _provision(settings: Settings, provider_config: dict[str, Any], budget_nanos: int | None) -> str:
     async with open_runtime(settings) as runtime:
         control = runtime.control
-        org = await control.create_organisation("durability-" + secrets.token_hex(4))
-        provider = await control.create_provider(org.id, "mock", ProviderType.MOCK, config=provider_config)
-        await control.create_model(org.id, "test-model", provider_id=provider.id, pricing=PRICING)
+        org = await control.tenancy.create_organisation("durability-" + secrets.token_hex(4))
+        provider = await control.providers.create(org.id, "mock", ProviderType.MOCK, config=provider_config)
+        await control.models.create(org.id, "test-model", provider_id=provider.id, pricing=PRICING)
         if budget_nanos is not None:
             await runtime.budgets.create_budget(
                 org.id, "durability", amount_nanos_usd=budget_nanos, period=Period.DAILY
             )
-        issued = await control.create_api_key(org.id, "durability", models=["test-model"])
+        issued = await control.keys.create(org.id, "durability", models=["test-model"])
         return issued.secret
 
 

@@ -86,7 +86,9 @@ class ControlPlaneUnderTest:
 
         async def create() -> tuple[str, str]:
             runtime = self.gateway.runtime
-            user = await runtime.control.create_user(address, organisation_id=organisation_id, role=role)
+            user = await runtime.control.users.create_user(
+                address, organisation_id=organisation_id, role=role
+            )
             async with runtime.sessions() as session:
                 for team_id, member_role in (teams or {}).items():
                     session.add(TeamMember(team_id=team_id, user_id=user.id, role=member_role))
@@ -102,7 +104,7 @@ class ControlPlaneUnderTest:
         """A new organisation (created directly through the service layer); its id."""
 
         async def create() -> str:
-            org = await self.gateway.runtime.control.create_organisation(
+            org = await self.gateway.runtime.control.tenancy.create_organisation(
                 name or f"org-{secrets.token_hex(4)}"
             )
             return str(org.id)

@@ -248,11 +248,11 @@ class Operator:
     async def tenant(self, provider_config: dict[str, Any] | None = None, **key: Any) -> Tenant:
         """A fresh organisation with a priced mock model and a key that may call it."""
         control = self.control
-        org = await control.create_organisation("gov-" + secrets.token_hex(4))
+        org = await control.tenancy.create_organisation("gov-" + secrets.token_hex(4))
         config = provider_config if provider_config is not None else MOCK_CONFIG
-        provider = await control.create_provider(org.id, "mock", ProviderType.MOCK, config=config)
-        model = await control.create_model(org.id, "test-model", provider_id=provider.id, pricing=PRICING)
-        issued = await control.create_api_key(org.id, "governed", models=["test-model"], **key)
+        provider = await control.providers.create(org.id, "mock", ProviderType.MOCK, config=config)
+        model = await control.models.create(org.id, "test-model", provider_id=provider.id, pricing=PRICING)
+        issued = await control.keys.create(org.id, "governed", models=["test-model"], **key)
         return Tenant(org.id, provider.id, "test-model", model.id, issued.key.id, issued.secret)
 
 

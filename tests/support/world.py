@@ -122,29 +122,31 @@ async def build_world(runtime: Runtime, label: str) -> World:
     """Create a world in a new organisation named after ``label``."""
     control = runtime.control
     suffix = secrets.token_hex(4)
-    org = await control.create_organisation(f"world-{label}-{suffix}")
+    org = await control.tenancy.create_organisation(f"world-{label}-{suffix}")
     world = World(org.id)
     for symbol, role in USERS.items():
-        user = await control.create_user(
+        user = await control.users.create_user(
             f"{symbol.lower()}-{label}-{suffix}@world.test", organisation_id=org.id, role=role
         )
         world.ids[f"user:{symbol}"] = user.id
     for team in TEAMS:
-        world.ids[f"team:{team}"] = (await control.create_team(org.id, f"team-{team}")).id
+        world.ids[f"team:{team}"] = (await control.tenancy.create_team(org.id, f"team-{team}")).id
     for symbol in USERS:
         issued = await issue_admin_token(runtime.sessions, world.id(f"user:{symbol}"), "world")
         world.tokens[symbol] = issued.token
         world.ids[f"token:{symbol}"] = issued.id
 
-    provider = await control.create_provider(org.id, "world-provider", ProviderType.MOCK)
+    provider = await control.providers.create(org.id, "world-provider", ProviderType.MOCK)
     world.ids["provider"] = provider.id
-    world.ids["provider_key"] = (await control.add_provider_key(provider.id, "primary", secret="sk-world")).id
-    model = await control.create_model(org.id, MODEL_NAME, provider_id=provider.id)
+    world.ids["provider_key"] = (
+        await control.provider_keys.add(provider.id, "primary", secret="sk-world")
+    ).id
+    model = await control.models.create(org.id, MODEL_NAME, provider_id=provider.id)
     world.ids["model"] = model.id
     for symbol in ("key:user", "key:team", "key:org", "key:team2"):
         key_team, key_user = OWNED[symbol]
         kind = ApiKeyType.USER if key_user else ApiKeyType.TEAM if key_team else ApiKeyType.ORGANISATION
-        issued_key = await control.create_api_key(
+        issued_key = await control.keys.create(
             org.id,
             symbol,
             type=kind,

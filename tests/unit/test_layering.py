@@ -53,10 +53,7 @@ ORDER = ("entry", "runtime", "admin", "services", "stages", "schema", "core")
 # KNOWN EXCEPTIONS: reversals other engineers are removing in parallel under issue #17. Each
 # entry is (importer, imported, reason); the lead removes an entry when its fix is merged.
 # Nothing else may be added here: fix the import instead.
-KNOWN_REVERSALS: tuple[tuple[str, str, str], ...] = (
-    ("odock.keys.control", "odock.admin.control", "being fixed in #17 by control-services"),
-    ("odock.budgets.control", "odock.admin.rules", "being fixed in #17 by control-services"),
-)
+KNOWN_REVERSALS: tuple[tuple[str, str, str], ...] = ()
 # Import cycles between core feature packages that remain (each listed as the sorted package set).
 KNOWN_CYCLES: tuple[tuple[frozenset[str], str], ...] = ()
 # ----------------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from redis.asyncio import Redis
 from odock.admin.control import ControlPlane
 from odock.audit.recorder import audited_session_factory
 from odock.budgets.control import BudgetControl
+from odock.budgets.redis_meters import RedisMeterStore
 from odock.cache.bus import (
     INVALIDATION_PATH,
     INVALIDATION_SECRET_HEADER,
@@ -79,7 +80,10 @@ async def open_admin(settings: Settings) -> AsyncIterator[AdminContext]:
         else:
             bus = LocalInvalidationBus()
 
-        control = ControlPlane(audited_session_factory(engine), bus, load_decrypter(settings))
+        # Beside production gateways their counters are in Redis: a limit change carries what they
+        # settled beyond the ledger. An embedded gateway's counters live in its own process.
+        meters = RedisMeterStore(redis, settings.redis_prefix) if redis is not None else None
+        control = ControlPlane(audited_session_factory(engine), bus, load_decrypter(settings), meters)
         yield AdminContext(settings=settings, control=control, budgets=control.budgets, redis=redis)
 
 

@@ -47,14 +47,15 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
-from odock.admin.rules import check_ownership, check_timezone, usd_to_nanos, validate_policies
 from odock.billing import Pricing
 from odock.budgets.control import MeterSchedule
 from odock.budgets.tables import OwnerType, QuotaMetric
 from odock.budgets.windows import Period
 from odock.errors import InvalidPolicy, UnprocessableEntity
+from odock.keys.rules import check_ownership
 from odock.keys.tables import ApiKeyType
 from odock.providers.tables import ProviderType
+from odock.rules import check_timezone, usd_to_nanos, validate_policies
 from odock.settings import SettingsError, read_config_file
 from odock.tenancy.tables import Role
 

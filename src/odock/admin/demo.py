@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import logging
 
-from odock.admin.control import ControlPlane, IssuedKey
+from odock.admin.control import ControlPlane
+from odock.keys.service import IssuedKey
 from odock.providers.tables import ProviderType
 
 log = logging.getLogger("odock.demo")
@@ -26,10 +27,10 @@ async def seed_demo(control: ControlPlane) -> IssuedKey | None:
     if await control.tenancy.list_organisations():
         return None
     org = await control.tenancy.create_organisation(DEMO_ORGANISATION)
-    provider = await control.create_provider(
+    provider = await control.providers.create(
         org.id, "mock", ProviderType.MOCK, config={"completion_tokens": 12}
     )
-    await control.create_model(
+    await control.models.create(
         org.id,
         DEMO_MODEL,
         slug="mock-1",
@@ -37,7 +38,7 @@ async def seed_demo(control: ControlPlane) -> IssuedKey | None:
         pricing=DEMO_PRICING,
         capabilities=["tool_use"],
     )
-    return await control.create_api_key(org.id, "demo key", models=[DEMO_MODEL])
+    return await control.keys.create(org.id, "demo key", models=[DEMO_MODEL])
 
 
 def demo_banner(issued: IssuedKey, base_url: str) -> str:

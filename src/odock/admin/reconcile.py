@@ -44,10 +44,12 @@ from odock.admin.declarative import (
     read_declarations,
 )
 from odock.audit.context import AuditActor, acting_as, current_actor
+from odock.budgets.control import MeterChanges
 from odock.budgets.tables import Budget, OwnerType, Quota
 from odock.errors import NotFound, OdockError
 from odock.keys.secrets import hash_secret
 from odock.keys.tables import ApiKey
+from odock.providers.service import ProviderChanges
 from odock.settings import Settings
 from odock.tenancy.tables import Organisation
 
@@ -263,13 +265,13 @@ class _Applier:
         label = f"{spec.org}/{spec.name}"
         org_id = await self._org_id(spec.org)
         provider = (
-            None if org_id == PLANNED else await _optional(self._control.provider_by_name(org_id, spec.name))
+            None if org_id == PLANNED else await _optional(self._control.providers.named(org_id, spec.name))
         )
         if provider is None:
             provider_id = PLANNED
             if not self._dry:
                 provider_id = (
-                    await self._control.create_provider(
+                    await self._control.providers.create(
                         org_id,
                         spec.name,
                         spec.type,
@@ -285,10 +287,10 @@ class _Applier:
             changes = _differences(spec, provider, ("type", "base_url", "timeout_ms", "enabled"))
             # Stored header values are envelopes: compare what they open to, not the stored form.
             config = spec.full_config(self._secrets)
-            if spec.declares_config() and not self._control.provider_config_holds(provider, config):
+            if spec.declares_config() and not self._control.providers.config_holds(provider, config):
                 changes["config"] = config
             if changes and not self._dry:
-                await self._control.update_provider(provider.id, **changes)
+                await self._control.providers.update(provider.id, ProviderChanges.of(changes))
             self._record("provider", label, "updated" if changes else "unchanged")
         for key in spec.keys:
             await self._provider_key(
@@ -298,15 +300,15 @@ class _Applier:
     async def _provider_key(self, provider_id: str, label: str, name: str, secret: str) -> None:
         existing = None
         if provider_id != PLANNED:
-            existing = await _optional(self._control.provider_key_by_name(provider_id, name))
+            existing = await _optional(self._control.provider_keys.named(provider_id, name))
         if existing is None:
             if not self._dry:
-                await self._control.add_provider_key(provider_id, name, secret=secret)
+                await self._control.provider_keys.add(provider_id, name, secret=secret)
             self._record("provider key", label, "created")
             return
-        changed = not self._control.provider_key_holds(existing, secret)
+        changed = not self._control.provider_keys.holds(existing, secret)
         if changed and not self._dry:
-            await self._control.replace_provider_key_secret(existing.id, secret)
+            await self._control.provider_keys.replace_secret(existing.id, secret)
         self._record("provider key", label, "updated" if changed else "unchanged")
 
     # --- models ------------------------------------------------------------------------
@@ -325,10 +327,10 @@ class _Applier:
             "provider_api_key_id": key_id,
             "pricing": spec.stored_pricing(),
         }
-        model = None if org_id == PLANNED else await _optional(self._control.model_by_name(org_id, spec.name))
+        model = None if org_id == PLANNED else await _optional(self._control.models.named(org_id, spec.name))
         if model is None:
             if not self._dry:
-                await self._control.create_model(
+                await self._control.models.create(
                     org_id,
                     spec.name,
                     slug=wanted["slug"],
@@ -352,7 +354,7 @@ class _Applier:
             if column in managed and getattr(model, column) != value
         }
         if changes and not self._dry:
-            await self._control.update_model(model.id, **changes)
+            await self._control.models.update(model.id, **changes)
         self._record("model", label, "updated" if changes else "unchanged")
 
     async def _model_provider(self, org_id: str, spec: ModelSpec) -> tuple[str | None, str | None]:
@@ -360,14 +362,14 @@ class _Applier:
             return None, None
         if org_id == PLANNED:
             return PLANNED, PLANNED if spec.provider_key else None
-        provider = await _optional(self._control.provider_by_name(org_id, spec.provider))
+        provider = await _optional(self._control.providers.named(org_id, spec.provider))
         if provider is None:
             return self._planned_or_missing(
                 "provider", spec.org, spec.provider
             ), PLANNED if spec.provider_key else None
         if spec.provider_key is None:
             return provider.id, None
-        key = await _optional(self._control.provider_key_by_name(provider.id, spec.provider_key))
+        key = await _optional(self._control.provider_keys.named(provider.id, spec.provider_key))
         if key is None:
             declared = any(
                 p.org == spec.org
@@ -388,7 +390,7 @@ class _Applier:
         org_id = await self._org_id(spec.org)
         team_id, user_id = await self._owners(org_id, spec)
         pinned = self._secrets[spec.secret_from_env] if spec.secret_from_env else None
-        existing = [] if org_id == PLANNED else await self._control.api_keys_named(org_id, spec.name)
+        existing = [] if org_id == PLANNED else await self._control.keys.named(org_id, spec.name)
         if len(existing) > 1:
             raise DeclarationError(
                 f"{len(existing)} API keys are named '{spec.name}' in '{spec.org}': rename all but one"
@@ -412,7 +414,7 @@ class _Applier:
         self._record("API key", label, "created")
         if self._dry:
             return
-        issued = await self._control.create_api_key(
+        issued = await self._control.keys.create(
             org_id,
             spec.name,
             type=spec.owner_type,
@@ -425,7 +427,7 @@ class _Applier:
             secret=pinned,
         )
         if spec.revoked:
-            await self._control.revoke_api_key(issued.key.id)
+            await self._control.keys.revoke(issued.key.id)
         if pinned is None:
             self.report.issued.append(IssuedSecret(label, issued.key.id, issued.secret))
 
@@ -447,31 +449,33 @@ class _Applier:
             if (owner_declared if name in ("type", "team_id", "user_id") else spec.declares(name))
             and getattr(key, name) != value
         }
-        grants_differ = spec.declares("models") and set(await self._control.key_grants(key.id)) != set(
+        grants_differ = spec.declares("models") and set(await self._control.keys.grants(key.id)) != set(
             spec.models
         )
         new_secret = pinned is not None and hash_secret(pinned) != key.key_hash
         revoke = spec.revoked is not None and spec.revoked != key.revoked
         if not self._dry:
             if changes:
-                await self._control.update_api_key(key.id, **changes)
+                await self._control.keys.update(key.id, **changes)
             if grants_differ:
-                await self._control.set_key_grants(key.id, spec.models)
+                await self._control.keys.set_grants(key.id, spec.models)
             if new_secret:
-                await self._control.rotate_api_key(key.id, secret=pinned, rotated_by="declarative config")
+                await self._control.keys.rotate(key.id, secret=pinned, rotated_by="declarative config")
             if revoke:
-                await self._control.revoke_api_key(key.id, revoked=bool(spec.revoked))
+                await self._control.keys.revoke(key.id, revoked=bool(spec.revoked))
         return bool(changes) or grants_differ or new_secret or revoke
 
     async def _owners(self, org_id: str, spec: ApiKeySpec) -> tuple[str | None, str | None]:
         team_id = user_id = None
         if spec.team:
             team = (
-                None if org_id == PLANNED else await _optional(self._control.team_by_name(org_id, spec.team))
+                None
+                if org_id == PLANNED
+                else await _optional(self._control.tenancy.team_by_name(org_id, spec.team))
             )
             team_id = team.id if team else self._planned_or_missing("team", spec.org, spec.team)
         if spec.user:
-            user = await _optional(self._control.user_by_email(spec.user))
+            user = await _optional(self._control.users.user_by_email(spec.user))
             user_id = user.id if user else self._planned_or_missing("user", spec.org, spec.user)
         return team_id, user_id
 
@@ -544,15 +548,17 @@ class _Applier:
         new_limit = stored_limit != limit
         switch = spec.declares("active") and row.active != spec.active
         new_thresholds = spec.declares("thresholds") and list(row.thresholds or ()) != thresholds
-        budgets = self._control.budgets
-        if not self._dry:
-            if new_limit:
-                await budgets.set_limit(row.id, limit)
-            if switch:
-                await budgets.set_active(row.id, spec.active)
-            if new_thresholds:
-                await budgets.set_thresholds(row.id, thresholds)
-        changed = new_limit or switch or new_thresholds
+        changes: MeterChanges = {}
+        if new_limit:
+            changes["limit"] = limit
+        if switch:
+            changes["active"] = spec.active
+        if new_thresholds:
+            changes["thresholds"] = thresholds
+        if changes and not self._dry:
+            # One transaction, like the API's: a new limit carries the live use the ledger lacks.
+            await self._control.budgets.update(row.id, changes)
+        changed = bool(changes)
         self._record(kind, f"{spec.org}/{spec.name}", "updated" if changed else "unchanged")
 
     async def _meter_owner(self, org_id: str, spec: BudgetSpec | QuotaSpec) -> str | None:
@@ -561,16 +567,20 @@ class _Applier:
         if owner == OwnerType.ORG or name is None:
             return None
         if owner == OwnerType.TEAM:
-            team = None if org_id == PLANNED else await _optional(self._control.team_by_name(org_id, name))
+            team = (
+                None
+                if org_id == PLANNED
+                else await _optional(self._control.tenancy.team_by_name(org_id, name))
+            )
             return team.id if team else self._planned_or_missing("team", spec.org, name)
         if owner == OwnerType.USER:
-            user = await _optional(self._control.user_by_email(name))
+            user = await _optional(self._control.users.user_by_email(name))
             if user is None:
                 return self._planned_or_missing("user", spec.org, name)
             if org_id != PLANNED and user.organisation_id != org_id:
                 raise DeclarationError(f"user '{name}' belongs to another organisation")
             return user.id
-        keys = [] if org_id == PLANNED else await self._control.api_keys_named(org_id, name)
+        keys = [] if org_id == PLANNED else await self._control.keys.named(org_id, name)
         if len(keys) > 1:
             raise DeclarationError(
                 f"{len(keys)} API keys are named '{name}' in '{spec.org}': rename all but one"
@@ -579,7 +589,7 @@ class _Applier:
 
     # --- lookups -----------------------------------------------------------------------
     async def _find_org(self, name: str) -> Organisation | None:
-        return await _optional(self._control.organisation_by_name(name))
+        return await _optional(self._control.tenancy.organisation_by_name(name))
 
     async def _org_id(self, name: str) -> str:
         org = await self._find_org(name)

@@ -1,14 +1,16 @@
-"""Control-plane operations on budgets and quotas (used by the CLI, declarative config and tests).
+"""Budgets and quotas: the one service the admin API, the CLI and declarative config all call.
 
 Each mutation commits, then invalidates the organisation's cached principals so every replica
-picks the new limits up on its next request.
+picks the new limits up on its next request (this service publishes its own invalidations).
 
 Changing a limit bumps the meter's version, so the hot path opens new counters (the old ones may
 hold a limit that no longer applies). The ledger rows of the current window (and, for a meter
 that rolls over, of the previous one) are copied to the new version in the same transaction, so
-the new counters start from what was already spent instead of from zero. Amounts settled into
-the old version after that commit (requests in flight, at most a usage flush interval) are not
-carried over.
+the new counters start from what was already spent instead of from zero. With the hot path's
+counters (``meters``: the gateway's own, or Redis for a command run beside production gateways),
+use settled there but not yet flushed to the ledger is carried as well; an embedded gateway's
+counters live in its process, so a command run beside it carries what the ledger holds. Amounts
+settled into the old version after that commit (requests in flight) are not carried over.
 """
 
 from __future__ import annotations
@@ -22,16 +24,18 @@ from typing import Any, TypedDict, Unpack
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from odock.admin.rules import check_timezone, valid_name
 from odock.budgets.meters import MeterStore
+from odock.budgets.queries import MeterQueries, MeterRow
 from odock.budgets.specs import MeterSpec, budget_spec, quota_spec
 from odock.budgets.tables import Budget, MeterWindow, OwnerType, Quota, QuotaMetric
 from odock.budgets.windows import Period, Schedule, Window
 from odock.cache.bus import Invalidation, InvalidationBus
+from odock.db.rows import get_row
 from odock.errors import NotFound, UnprocessableEntity
 from odock.ids import new_id
 from odock.keys.tables import ApiKey
-from odock.tenancy.tables import Team, User
+from odock.rules import check_timezone, valid_name
+from odock.tenancy.tables import Organisation, Team, User
 
 MAX_THRESHOLD_PERCENT = 1000
 CURRENCIES = ("USD", "EUR", "LBS")  # display only: enforcement is always in nanos USD (spec §5.5)
@@ -79,12 +83,22 @@ class WindowUsage:
         return max(0, self.limit - self.used - self.reserved)
 
 
-class BudgetControl:
-    """Create, find and change budgets and quotas."""
+class BudgetControl(MeterQueries):
+    """Create, change and delete budgets and quotas; read their windows (lists: :class:`MeterQueries`).
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], bus: InvalidationBus) -> None:
-        self._sessions = sessions
+    ``meters`` are the hot path's counters: live use is read from them, and a changed limit
+    carries what they hold beyond the ledger.
+    """
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        bus: InvalidationBus,
+        meters: MeterStore | None = None,
+    ) -> None:
+        super().__init__(sessions)
         self._bus = bus
+        self._meters = meters
 
     # --- creation ------------------------------------------------------------------------
     async def create_budget(
@@ -98,15 +112,8 @@ class BudgetControl:
     ) -> Budget:
         """Create a money budget (integer nanos USD per window; ``currency`` is for display only)."""
         _check_limit(amount_nanos_usd, "amount_nanos_usd")
-        row = Budget(
-            id=new_id(),
-            organisation_id=organisation_id,
-            name=valid_name(name),
-            amount_nanos_usd=amount_nanos_usd,
-            currency=_currency(currency),
-        )
-        await self._create(row, schedule)
-        return row
+        row = Budget(amount_nanos_usd=amount_nanos_usd, currency=_currency(currency))
+        return await self._create(row, organisation_id, name, schedule)
 
     async def create_quota(
         self,
@@ -119,61 +126,23 @@ class BudgetControl:
     ) -> Quota:
         """Create a quota on a metric."""
         _check_limit(limit, "limit")
-        row = Quota(
-            id=new_id(),
-            organisation_id=organisation_id,
-            name=valid_name(name),
-            metric=QuotaMetric(metric),
-            limit=limit,
+        return await self._create(
+            Quota(metric=QuotaMetric(metric), limit=limit), organisation_id, name, schedule
         )
-        await self._create(row, schedule)
-        return row
 
     # --- lookups -------------------------------------------------------------------------
-    async def budget(self, budget_id: str) -> Budget:
-        """One budget by id (404 when absent)."""
-        async with self._sessions() as session:
-            row = await session.get(Budget, budget_id)
-        if row is None:
-            raise NotFound(f"budget '{budget_id}' does not exist")
-        return row
-
-    async def quota(self, quota_id: str) -> Quota:
-        """One quota by id (404 when absent)."""
-        async with self._sessions() as session:
-            row = await session.get(Quota, quota_id)
-        if row is None:
-            raise NotFound(f"quota '{quota_id}' does not exist")
-        return row
-
-    async def list_budgets(self, organisation_id: str, name: str | None = None) -> builtins.list[Budget]:
-        """An organisation's budgets (optionally only those with this name), oldest first."""
-        query = select(Budget).where(Budget.organisation_id == organisation_id)
-        if name is not None:
-            query = query.where(Budget.name == name)
-        async with self._sessions() as session:
-            return builtins.list((await session.execute(query.order_by(Budget.created_at))).scalars())
-
-    async def list_quotas(self, organisation_id: str, name: str | None = None) -> builtins.list[Quota]:
-        """An organisation's quotas (optionally only those with this name), oldest first."""
-        query = select(Quota).where(Quota.organisation_id == organisation_id)
-        if name is not None:
-            query = query.where(Quota.name == name)
-        async with self._sessions() as session:
-            return builtins.list((await session.execute(query.order_by(Quota.created_at))).scalars())
-
     async def list(self, organisation_id: str) -> Sequence[Budget | Quota]:
         """Budgets then quotas of an organisation."""
         return [*await self.list_budgets(organisation_id), *await self.list_quotas(organisation_id)]
 
     async def current_windows(
-        self, rows: Sequence[Budget | Quota], at: datetime | None = None, *, meters: MeterStore | None = None
+        self, rows: Sequence[Budget | Quota], at: datetime | None = None, *, live: bool = False
     ) -> dict[str, WindowUsage | None]:
         """Each meter's window at ``at`` (default now) with its settled use; None outside its schedule.
 
         Read-only: a window nobody has used yet shows 0 used and the limit it will open with. With
-        ``meters`` (the hot-path counters), a live counter's used and reserved amounts win over
-        the ledger's (which lags by up to a usage flush).
+        ``live``, a hot-path counter's used and reserved amounts win over the ledger's (which lags
+        by up to a usage flush).
         """
         instant = at or datetime.now(UTC)
         windows: dict[str, WindowUsage | None] = {}
@@ -182,8 +151,8 @@ class BudgetControl:
                 spec = meter_spec(row)
                 window = spec.schedule().window_at(instant)
                 windows[row.id] = None if window is None else await _usage(session, spec, window)
-        if meters is not None:
-            windows = await _live(meters, rows, windows)
+        if live and self._meters is not None:
+            windows = await _live(self._meters, rows, windows)
         return windows
 
     async def window_history(
@@ -192,7 +161,7 @@ class BudgetControl:
         *,
         before: int | None = None,
         count: int = 20,
-        meters: MeterStore | None = None,
+        live: bool = False,
         at: datetime | None = None,
     ) -> tuple[builtins.list[WindowUsage], bool]:
         """Windows of a meter, newest first, and whether older ones remain.
@@ -203,7 +172,7 @@ class BudgetControl:
         """
         windows: builtins.list[WindowUsage] = []
         if before is None:
-            current = (await self.current_windows([row], at, meters=meters))[row.id]
+            current = (await self.current_windows([row], at, live=live))[row.id]
             if current is not None:
                 windows.append(current)
                 before = current.index
@@ -240,46 +209,16 @@ class BudgetControl:
     # --- changes -------------------------------------------------------------------------
     async def set_active(self, meter_id: str, active: bool) -> None:
         """Switch a budget or quota on or off."""
-        async with self._sessions() as session:
-            row = await _meter(session, meter_id)
-            row.active = active
-            await session.commit()
-            organisation_id = row.organisation_id
-        await self._bus.publish(Invalidation("organisation", organisation_id=organisation_id))
+        await self.update(meter_id, {"active": active})
 
     async def set_thresholds(self, meter_id: str, thresholds: Sequence[int]) -> None:
         """Replace the alert thresholds (percentages of the limit) of a budget or quota."""
-        wanted = _thresholds(thresholds)
-        async with self._sessions() as session:
-            row = await _meter(session, meter_id)
-            row.thresholds = wanted
-            await session.commit()
-            organisation_id = row.organisation_id
-        await self._bus.publish(Invalidation("organisation", organisation_id=organisation_id))
+        await self.update(meter_id, {"thresholds": thresholds})
 
-    async def set_limit(self, meter_id: str, limit: int) -> None:
-        """Change a budget's amount or a quota's limit; what the current window used is kept."""
-        _check_limit(limit, "limit")
-        async with self._sessions() as session:
-            # Locked so that two concurrent changes cannot both move to the same next version.
-            row = await _meter(session, meter_id, lock=True)
-            before = meter_spec(row)
-            if isinstance(row, Budget):
-                row.amount_nanos_usd = limit
-            else:
-                row.limit = limit
-            row.version += 1
-            await _carry_windows(session, before, meter_spec(row), datetime.now(UTC))
-            await session.commit()
-            organisation_id = row.organisation_id
-        await self._bus.publish(Invalidation("organisation", organisation_id=organisation_id))
-
-    async def update(
-        self, meter_id: str, changes: MeterChanges, *, meters: MeterStore | None = None
-    ) -> Budget | Quota:
+    async def update(self, meter_id: str, changes: MeterChanges) -> Budget | Quota:
         """Change a budget or quota in one transaction (a new limit keeps what the window used).
 
-        Pass the hot-path ``meters`` so that use not yet flushed to the ledger is kept as well.
+        Use the hot-path counters hold but the ledger does not yet is kept as well.
         """
         if "limit" in changes:
             _check_limit(changes["limit"], "limit")
@@ -305,7 +244,7 @@ class BudgetControl:
                 else:
                     row.limit = changes["limit"]
                 row.version += 1
-                await _carry_windows(session, before, meter_spec(row), datetime.now(UTC), meters)
+                await _carry_windows(session, before, meter_spec(row), datetime.now(UTC), self._meters)
             await session.commit()
         await self._bus.publish(Invalidation("organisation", organisation_id=row.organisation_id))
         return row
@@ -319,13 +258,18 @@ class BudgetControl:
             await session.commit()
         await self._bus.publish(Invalidation("organisation", organisation_id=organisation_id))
 
-    async def _create(self, row: Budget | Quota, schedule: MeterSchedule) -> None:
+    async def _create(
+        self, row: MeterRow, organisation_id: str, name: str, schedule: MeterSchedule
+    ) -> MeterRow:
+        row.id, row.organisation_id, row.name = new_id(), organisation_id, valid_name(name)
         _apply_schedule(row, **schedule)
         async with self._sessions() as session:
+            await get_row(session, Organisation, row.organisation_id)
             await _check_owner(session, row)
             session.add(row)
             await session.commit()
         await self._bus.publish(Invalidation("organisation", organisation_id=row.organisation_id))
+        return row
 
 
 def meter_spec(row: Budget | Quota) -> MeterSpec:

@@ -1,14 +1,16 @@
 """``odock budgets|quotas``: money budgets and metric quotas over period windows.
 
 Money is given in USD (``--amount-usd 12.50``: exact, at most 9 decimals) or in nanos
-(``--amount-nanos``) and stored as integer nanos (1 USD = 1e9). Listings show each meter's
+(``--amount-nanos``) and stored as integer nanos (1 USD = 1e9). ``set-limit`` changes a limit
+through the same service as the admin API: the current window keeps what it used, including use
+production gateways have settled in Redis but not yet flushed to the ledger. Listings show each meter's
 current window with what the ledger has settled in it (``used``) against its effective limit;
 amounts reserved by requests in flight are not included (``GET /v1/keys/self`` shows those).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -16,12 +18,12 @@ from typing import TYPE_CHECKING, Any
 import click
 import orjson
 
-from odock.admin.rules import nanos_to_usd, usd_to_nanos
 from odock.budgets.control import MeterSchedule
 from odock.budgets.tables import Budget, OwnerType, Quota, QuotaMetric
 from odock.budgets.windows import Period
 from odock.cli.common import aware_datetime, emit, json_option, run_admin
 from odock.errors import UnprocessableEntity
+from odock.rules import nanos_to_usd, usd_to_nanos
 
 if TYPE_CHECKING:
     from odock.admin.context import AdminContext
@@ -139,11 +141,11 @@ async def _owner_id(admin: AdminContext, organisation_id: str, owner: Owner) -> 
     if owner.type == OwnerType.ORG or owner.reference is None:
         return None
     if owner.type == OwnerType.TEAM:
-        return (await control.team_by_name(organisation_id, owner.reference)).id
+        return (await control.tenancy.team_by_name(organisation_id, owner.reference)).id
     found = (
-        await control.user_by_email(owner.reference)
+        await control.users.user_by_email(owner.reference)
         if owner.type == OwnerType.USER
-        else await control.api_key(owner.reference)
+        else await control.keys.get(owner.reference)
     )
     if found.organisation_id != organisation_id:
         raise UnprocessableEntity(f"{owner.reference} is not in this organisation", param="owner")
@@ -174,12 +176,12 @@ def _amount_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 # --- listing ----------------------------------------------------------------------------
 async def _rows(
-    admin: AdminContext, organisation_id: str, meters: list[Budget] | list[Quota]
+    admin: AdminContext, organisation_id: str, meters: Sequence[Budget | Quota]
 ) -> list[dict[str, Any]]:
     """Table rows of budgets or quotas with their current window, used and limit."""
     control = admin.control
-    teams = {t.id: t.name for t in await control.list_teams(organisation_id)}
-    users = {u.id: u.email for u in await control.list_users(organisation_id)}
+    teams = {t.id: t.name for t in await control.tenancy.list_teams(organisation_id)}
+    users = {u.id: u.email for u in await control.users.list_users(organisation_id)}
     windows = await admin.budgets.current_windows(meters)
     rows = []
     for meter in meters:
@@ -247,10 +249,49 @@ def _switch(kind: str, lookup: Lookup, enabled: bool) -> click.Command:
     return switch
 
 
+Make = Callable[["BudgetControl", str, MeterSchedule], Awaitable[Budget | Quota]]
+Listed = Callable[["BudgetControl", str], Awaitable[Sequence[Budget | Quota]]]
+
+
+def _create(
+    ctx: click.Context,
+    org: str,
+    schedule: ScheduleOptions,
+    as_json: bool,
+    make: Make,
+    summary: Callable[[dict[str, Any]], str],
+) -> None:
+    """Create a budget or quota for the organisation and owner given, and show it (a line or JSON)."""
+
+    async def action(admin: AdminContext) -> list[dict[str, Any]]:
+        organisation = await admin.control.tenancy.organisation_by_name(org)
+        owner_id = await _owner_id(admin, organisation.id, schedule.owner)
+        meter = await make(admin.budgets, organisation.id, schedule.schedule(owner_id))
+        return await _rows(admin, organisation.id, [meter])
+
+    row = run_admin(ctx, action)[0]
+    click.echo(orjson.dumps(row, option=orjson.OPT_INDENT_2).decode() if as_json else summary(row))
+
+
+def _lister(help: str, listed: Listed, columns: list[str]) -> click.Command:
+    @click.command("list", help=help)
+    @click.option("--org", required=True, help="Organisation name.")
+    @json_option()
+    @click.pass_context
+    def list_meters(ctx: click.Context, org: str, as_json: bool) -> None:
+        async def action(admin: AdminContext) -> list[dict[str, Any]]:
+            organisation = await admin.control.tenancy.organisation_by_name(org)
+            return await _rows(admin, organisation.id, list(await listed(admin.budgets, organisation.id)))
+
+        emit(run_admin(ctx, action), columns, as_json)
+
+    return list_meters
+
+
 async def _set_limit(admin: AdminContext, lookup: Lookup, meter_id: str, limit: int) -> Budget | Quota:
     meter = await lookup(admin.budgets, meter_id)
-    await admin.budgets.set_limit(meter.id, limit)
-    return await lookup(admin.budgets, meter_id)
+    # The API's path: the same update, carrying use the gateways' counters hold beyond the ledger.
+    return await admin.budgets.update(meter.id, {"limit": limit})
 
 
 async def _budget(control: BudgetControl, meter_id: str) -> Budget | Quota:
@@ -287,52 +328,26 @@ def budgets_create(
     """Create a budget: an amount of USD per window for the organisation or one of its owners."""
     nanos = _amount(amount_usd, amount_nanos)
     schedule = _schedule(options)
-
-    async def action(admin: AdminContext) -> list[dict[str, Any]]:
-        organisation = await admin.control.organisation_by_name(org)
-        budget = await admin.budgets.create_budget(
-            organisation.id,
-            name,
-            amount_nanos_usd=nanos,
-            **schedule.schedule(await _owner_id(admin, organisation.id, schedule.owner)),
-        )
-        return await _rows(admin, organisation.id, [budget])
-
-    row = run_admin(ctx, action)[0]
-    if as_json:
-        click.echo(orjson.dumps(row, option=orjson.OPT_INDENT_2).decode())
-        return
-    click.echo(
-        f"created budget {name} in {org} ({row['id']}): {row['limit_usd']} USD per "
-        f"{schedule.period.value.lower()} window, owner {row['owner']}"
+    _create(
+        ctx,
+        org,
+        schedule,
+        as_json,
+        lambda budgets, org_id, when: budgets.create_budget(org_id, name, amount_nanos_usd=nanos, **when),
+        lambda row: (
+            f"created budget {name} in {org} ({row['id']}): {row['limit_usd']} USD per "
+            f"{schedule.period.value.lower()} window, owner {row['owner']}"
+        ),
     )
 
 
-@budgets.command("list")
-@click.option("--org", required=True, help="Organisation name.")
-@json_option()
-@click.pass_context
-def budgets_list(ctx: click.Context, org: str, as_json: bool) -> None:
-    """List budgets with their current window and what it has spent (USD, settled)."""
-
-    async def action(admin: AdminContext) -> list[dict[str, Any]]:
-        organisation = await admin.control.organisation_by_name(org)
-        return await _rows(admin, organisation.id, await admin.budgets.list_budgets(organisation.id))
-
-    columns = [
-        "name",
-        "owner",
-        "period",
-        "window_start",
-        "window_end",
-        "used_usd",
-        "limit_usd",
-        "active",
-        "id",
-    ]
-    emit(run_admin(ctx, action), columns, as_json)
-
-
+budgets.add_command(
+    _lister(
+        "List budgets with their current window and what it has spent (USD, settled).",
+        lambda budgets, org_id: budgets.list_budgets(org_id),
+        ["name", "owner", "period", "window_start", "window_end", "used_usd", "limit_usd", "active", "id"],
+    )
+)
 budgets.add_command(_switch("budget", _budget, True))
 budgets.add_command(_switch("budget", _budget, False))
 
@@ -378,54 +393,28 @@ def quotas_create(
 ) -> None:
     """Create a quota: a number of requests, tokens, errors or cost units per window."""
     schedule = _schedule(options)
-
-    async def action(admin: AdminContext) -> list[dict[str, Any]]:
-        organisation = await admin.control.organisation_by_name(org)
-        quota = await admin.budgets.create_quota(
-            organisation.id,
-            name,
-            metric=QuotaMetric(metric.upper()),
-            limit=limit,
-            **schedule.schedule(await _owner_id(admin, organisation.id, schedule.owner)),
-        )
-        return await _rows(admin, organisation.id, [quota])
-
-    row = run_admin(ctx, action)[0]
-    if as_json:
-        click.echo(orjson.dumps(row, option=orjson.OPT_INDENT_2).decode())
-        return
-    click.echo(
-        f"created quota {name} in {org} ({row['id']}): {limit} {row['metric']} per "
-        f"{schedule.period.value.lower()} window, owner {row['owner']}"
+    _create(
+        ctx,
+        org,
+        schedule,
+        as_json,
+        lambda budgets, org_id, when: budgets.create_quota(
+            org_id, name, metric=QuotaMetric(metric.upper()), limit=limit, **when
+        ),
+        lambda row: (
+            f"created quota {name} in {org} ({row['id']}): {limit} {row['metric']} per "
+            f"{schedule.period.value.lower()} window, owner {row['owner']}"
+        ),
     )
 
 
-@quotas.command("list")
-@click.option("--org", required=True, help="Organisation name.")
-@json_option()
-@click.pass_context
-def quotas_list(ctx: click.Context, org: str, as_json: bool) -> None:
-    """List quotas with their current window and how much of it is used (settled)."""
-
-    async def action(admin: AdminContext) -> list[dict[str, Any]]:
-        organisation = await admin.control.organisation_by_name(org)
-        return await _rows(admin, organisation.id, await admin.budgets.list_quotas(organisation.id))
-
-    columns = [
-        "name",
-        "metric",
-        "owner",
-        "period",
-        "window_start",
-        "window_end",
-        "used",
-        "limit",
-        "active",
-        "id",
-    ]
-    emit(run_admin(ctx, action), columns, as_json)
-
-
+quotas.add_command(
+    _lister(
+        "List quotas with their current window and how much of it is used (settled).",
+        lambda budgets, org_id: budgets.list_quotas(org_id),
+        ["name", "metric", "owner", "period", "window_start", "window_end", "used", "limit", "active", "id"],
+    )
+)
 quotas.add_command(_switch("quota", _quota, True))
 quotas.add_command(_switch("quota", _quota, False))
 

@@ -16,14 +16,13 @@ import click
 import orjson
 
 from odock.cli.common import cell, emit, fail, json_option, run_admin
-from odock.keys.expiry import expiry_instant
 from odock.keys.tables import ApiKeyType
 from odock.providers.crypto import KeyPair, generate_key_pair
 from odock.providers.keyring import KEY_ID_FILE, PRIVATE_KEY_FILE
 
 if TYPE_CHECKING:
     from odock.admin.context import AdminContext
-    from odock.admin.control import IssuedKey
+    from odock.keys.service import IssuedKey
     from odock.keys.tables import ApiKey
 
 PUBLIC_KEY_FILE = "provider-key.pub.pem"
@@ -75,16 +74,16 @@ def keys_create(
 
     async def action(admin: AdminContext) -> IssuedKey:
         control = admin.control
-        organisation = await control.organisation_by_name(org)
-        team_id = (await control.team_by_name(organisation.id, team)).id if team else None
-        user_id = (await control.user_by_email(user)).id if user else None
-        return await control.create_api_key(
+        organisation = await control.tenancy.organisation_by_name(org)
+        team_id = (await control.tenancy.team_by_name(organisation.id, team)).id if team else None
+        user_id = (await control.users.user_by_email(user)).id if user else None
+        return await control.keys.create(
             organisation.id,
             name,
             type=kind or ApiKeyType.ORGANISATION,
             team_id=team_id,
             user_id=user_id,
-            expires_at=expiry_instant(expires, timezone),
+            expires_at=expires,
             timezone=timezone,
             models=models,
         )
@@ -110,9 +109,9 @@ def keys_list(ctx: click.Context, org: str | None, as_json: bool) -> None:
     """List keys, newest first (masked previews, never secrets)."""
 
     async def action(admin: AdminContext) -> list[dict[str, Any]]:
-        names = {o.id: o.name for o in await admin.control.list_organisations()}
-        org_id = (await admin.control.organisation_by_name(org)).id if org else None
-        return [_key_row(k, names.get(k.organisation_id)) for k in await admin.control.list_api_keys(org_id)]
+        names = {o.id: o.name for o in await admin.control.tenancy.list_organisations()}
+        org_id = (await admin.control.tenancy.organisation_by_name(org)).id if org else None
+        return [_key_row(k, names.get(k.organisation_id)) for k in await admin.control.keys.listed(org_id)]
 
     columns = ["id", "org", "name", "type", "preview", "expires_at", "revoked", "rotations"]
     emit(run_admin(ctx, action), columns, as_json)
@@ -126,10 +125,10 @@ def keys_show(ctx: click.Context, as_json: bool, key_id: str) -> None:
     """Show one key with its model grants and rotation history."""
 
     async def action(admin: AdminContext) -> dict[str, Any]:
-        key = await admin.control.api_key(key_id)
-        org = await admin.control.organisation_by_id(key.organisation_id)
+        key = await admin.control.keys.get(key_id)
+        org = await admin.control.tenancy.organisation(key.organisation_id)
         row = _key_row(key, org.name)
-        row["models"] = await admin.control.key_grants(key.id)
+        row["models"] = await admin.control.keys.grants(key.id)
         row["rotation_history"] = [
             {
                 "rotated_at": r.rotated_at,
@@ -138,7 +137,7 @@ def keys_show(ctx: click.Context, as_json: bool, key_id: str) -> None:
                 "new_expires_at": r.new_expires_at,
                 "rotated_by": r.rotated_by,
             }
-            for r in await admin.control.key_rotations(key.id)
+            for r in await admin.control.keys.rotations(key.id)
         ]
         return row
 
@@ -163,7 +162,7 @@ def _revocation(revoked: bool) -> click.Command:
     @click.pass_context
     def command(ctx: click.Context, key_id: str) -> None:
         async def action(admin: AdminContext) -> ApiKey:
-            return await admin.control.revoke_api_key(key_id, revoked=revoked)
+            return await admin.control.keys.revoke(key_id, revoked=revoked)
 
         key = run_admin(ctx, action)
         click.echo(f"key {key.id} ({key.key_preview}) {'revoked' if revoked else 'reinstated'}")
@@ -192,9 +191,7 @@ def keys_rotate(ctx: click.Context, expires: datetime | None, as_json: bool, key
     """Give a key a new secret (printed once); the old secret stops working at once."""
 
     async def action(admin: AdminContext) -> IssuedKey:
-        zone = (await admin.control.api_key(key_id)).timezone
-        expires_at = expiry_instant(expires, zone)
-        return await admin.control.rotate_api_key(key_id, expires_at=expires_at, rotated_by=_operator())
+        return await admin.control.keys.rotate(key_id, expires_at=expires, rotated_by=_operator())
 
     _show_secret(run_admin(ctx, action), as_json, "rotated")
 
@@ -207,8 +204,8 @@ def keys_grant(ctx: click.Context, models: tuple[str, ...], key_id: str) -> None
     """Allow a key to call more models (existing grants are kept)."""
 
     async def action(admin: AdminContext) -> list[str]:
-        await admin.control.grant_models(key_id, models)
-        return await admin.control.key_grants(key_id)
+        await admin.control.keys.grant(key_id, models)
+        return await admin.control.keys.grants(key_id)
 
     click.echo(f"key {key_id} may call: {', '.join(run_admin(ctx, action))}")
 

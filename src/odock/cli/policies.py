@@ -15,6 +15,7 @@ import orjson
 
 from odock.cli.common import parse_json_object, run_admin
 from odock.errors import NotFound
+from odock.limits.service import PolicyScope
 
 if TYPE_CHECKING:
     from odock.admin.context import AdminContext
@@ -43,27 +44,22 @@ async def _policies(
 ) -> tuple[str, dict[str, Any]]:
     """(what, stored envelope) of the target, after replacing it when ``replacement`` is given."""
     control = admin.control
-    organisation = await control.organisation_by_name(org)
+    organisation = await control.tenancy.organisation_by_name(org)
+    what, scope, row_id = f"organisation {org}", PolicyScope.ORGANISATION, organisation.id
     if team is not None:
-        found_team = await control.team_by_name(organisation.id, team)
-        if replacement is not None:
-            found_team = await control.update_team(found_team.id, policies=replacement)
-        return f"team {team} of {org}", found_team.policies
-    if key_id is not None:
-        key = await control.api_key(key_id)
+        found_team = await control.tenancy.team_by_name(organisation.id, team)
+        what, scope, row_id = f"team {team} of {org}", PolicyScope.TEAM, found_team.id
+    elif key_id is not None:
+        key = await control.keys.get(key_id)
         if key.organisation_id != organisation.id:
             raise NotFound(f"API key '{key_id}' does not exist in '{org}'")
-        if replacement is not None:
-            key = await control.update_api_key(key.id, policies=replacement)
-        return f"API key {key_id} of {org}", key.policies
-    if model is not None:
-        found_model = await control.model_by_name(organisation.id, model)
-        if replacement is not None:
-            found_model = await control.update_model(found_model.id, policies=replacement)
-        return f"model {model} of {org}", found_model.policies
+        what, scope, row_id = f"API key {key_id} of {org}", PolicyScope.API_KEY, key.id
+    elif model is not None:
+        found_model = await control.models.named(organisation.id, model)
+        what, scope, row_id = f"model {model} of {org}", PolicyScope.MODEL, found_model.id
     if replacement is not None:
-        organisation = await control.update_organisation(organisation.id, policies=replacement)
-    return f"organisation {org}", organisation.policies
+        return what, await control.policies.replace_document(scope, row_id, replacement)
+    return what, await control.policies.stored(scope, row_id)
 
 
 def _one_target(team: str | None, key_id: str | None, model: str | None) -> None:

@@ -16,6 +16,7 @@ import click
 
 from odock.admin.models import ModelType
 from odock.cli.common import emit, fail, json_option, parse_json_object, run_admin
+from odock.providers.service import ProviderChanges
 from odock.providers.tables import ProviderType
 
 if TYPE_CHECKING:
@@ -53,8 +54,8 @@ def providers_create(
     config = parse_json_object(config_json, "--config")
 
     async def action(admin: AdminContext) -> str:
-        organisation = await admin.control.organisation_by_name(org)
-        provider = await admin.control.create_provider(
+        organisation = await admin.control.tenancy.organisation_by_name(org)
+        provider = await admin.control.providers.create(
             organisation.id,
             name,
             ProviderType(type_.upper()),
@@ -77,13 +78,13 @@ def providers_list(ctx: click.Context, org: str | None, as_json: bool) -> None:
 
     async def action(admin: AdminContext) -> list[dict[str, object]]:
         control = admin.control
-        names = {o.id: o.name for o in await control.list_organisations()}
-        org_id = (await control.organisation_by_name(org)).id if org else None
+        names = {o.id: o.name for o in await control.tenancy.list_organisations()}
+        org_id = (await control.tenancy.organisation_by_name(org)).id if org else None
         rows: list[dict[str, object]] = []
-        for p in await control.list_providers(org_id):
+        for p in await control.providers.listed(org_id):
             keys = [
                 f"{k.name}={k.key_preview}{' (revoked)' if k.revoked else ''}"
-                for k in await control.provider_keys(p.id)
+                for k in await control.provider_keys.listed(p.id)
             ]
             rows.append(
                 {
@@ -109,10 +110,10 @@ def _switch(enabled: bool) -> click.Command:
     @click.pass_context
     def switch(ctx: click.Context, org: str, name: str) -> None:
         async def action(admin: AdminContext) -> None:
-            provider = await admin.control.provider_by_name(
-                (await admin.control.organisation_by_name(org)).id, name
+            provider = await admin.control.providers.named(
+                (await admin.control.tenancy.organisation_by_name(org)).id, name
             )
-            await admin.control.set_provider_enabled(provider.id, enabled)
+            await admin.control.providers.update(provider.id, ProviderChanges(enabled=enabled))
 
         run_admin(ctx, action)
         click.echo(f"provider {name} {'enabled' if enabled else 'disabled'}")
@@ -138,9 +139,9 @@ def providers_add_key(
     secret = _read_secret(from_env)
 
     async def action(admin: AdminContext) -> tuple[str, str]:
-        organisation = await admin.control.organisation_by_name(org)
-        target = await admin.control.provider_by_name(organisation.id, provider)
-        key = await admin.control.add_provider_key(target.id, key_name, secret=secret)
+        organisation = await admin.control.tenancy.organisation_by_name(org)
+        target = await admin.control.providers.named(organisation.id, provider)
+        key = await admin.control.provider_keys.add(target.id, key_name, secret=secret)
         return key.id, key.key_preview
 
     key_id, masked = run_admin(ctx, action)
@@ -207,10 +208,10 @@ def models_create(
 
     async def action(admin: AdminContext) -> str:
         control = admin.control
-        organisation = await control.organisation_by_name(org)
-        target = await control.provider_by_name(organisation.id, provider)
-        key_id = (await control.provider_key_by_name(target.id, provider_key)).id if provider_key else None
-        model = await control.create_model(
+        organisation = await control.tenancy.organisation_by_name(org)
+        target = await control.providers.named(organisation.id, provider)
+        key_id = (await control.provider_keys.named(target.id, provider_key)).id if provider_key else None
+        model = await control.models.create(
             organisation.id,
             name,
             slug=slug,
@@ -248,10 +249,10 @@ def models_list(ctx: click.Context, org: str | None, as_json: bool) -> None:
 
     async def action(admin: AdminContext) -> list[dict[str, object]]:
         control = admin.control
-        names = {o.id: o.name for o in await control.list_organisations()}
-        providers_by_id = {p.id: p.name for p in await control.list_providers()}
-        org_id = (await control.organisation_by_name(org)).id if org else None
-        return [_model_row(m, names, providers_by_id) for m in await control.list_models(org_id)]
+        names = {o.id: o.name for o in await control.tenancy.list_organisations()}
+        providers_by_id = {p.id: p.name for p in await control.providers.listed()}
+        org_id = (await control.tenancy.organisation_by_name(org)).id if org else None
+        return [_model_row(m, names, providers_by_id) for m in await control.models.listed(org_id)]
 
     emit(
         run_admin(ctx, action),

@@ -22,13 +22,13 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import InstrumentedAttribute
 
-from odock.admin.rows import commit_or_conflict, get_row
-from odock.admin.rules import only_fields, valid_name, validate_policies
 from odock.budgets.tables import Budget, Quota
 from odock.cache.bus import Invalidation, InvalidationBus
+from odock.db.rows import commit_or_conflict, get_row
 from odock.errors import Conflict, NotFound, UnprocessableEntity
 from odock.ids import new_id
 from odock.keys.tables import ApiKey
+from odock.rules import only_fields, valid_name, validate_policies
 from odock.tenancy.tables import Organisation, Team, TeamMember, TeamMemberRole, User
 
 OrganisationStatus = Literal["ACTIVE", "DISABLED"]

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from odock.admin.rows import commit_or_conflict, get_row
+from odock.db.rows import commit_or_conflict, get_row
 from odock.errors import Conflict, Forbidden, NotFound, UnprocessableEntity
 from odock.identity.accounts import active_super_admins, create_password_user, normalise_email
 from odock.identity.directory import change_user

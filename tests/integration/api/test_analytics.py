@@ -176,7 +176,9 @@ def test_team_breakdown_is_labelled_and_reach_applies(control_plane: ControlPlan
 
     async def teams(org: str) -> tuple[str, str]:
         control = control_plane.gateway.runtime.control
-        return (await control.create_team(org, "alpha")).id, (await control.create_team(org, "beta")).id
+        return (await control.tenancy.create_team(org, "alpha")).id, (
+            await control.tenancy.create_team(org, "beta")
+        ).id
 
     org = control_plane.organisation()
     alpha, beta = control_plane.gateway.run(teams(org))

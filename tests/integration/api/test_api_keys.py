@@ -39,13 +39,15 @@ def catalogue(
 
     async def build() -> Catalogue:
         control = cp.gateway.runtime.control
-        org = await control.create_organisation("org-" + secrets.token_hex(4))
-        red = await control.create_team(org.id, "red")
-        blue = await control.create_team(org.id, "blue")
-        mock = await control.create_provider(org.id, "mock", ProviderType.MOCK, config=provider)
+        org = await control.tenancy.create_organisation("org-" + secrets.token_hex(4))
+        red = await control.tenancy.create_team(org.id, "red")
+        blue = await control.tenancy.create_team(org.id, "blue")
+        mock = await control.providers.create(org.id, "mock", ProviderType.MOCK, config=provider)
         models = {}
         for name in ("m1", "m2"):
-            models[name] = (await control.create_model(org.id, name, provider_id=mock.id, pricing=pricing)).id
+            models[name] = (
+                await control.models.create(org.id, name, provider_id=mock.id, pricing=pricing)
+            ).id
         return Catalogue(org.id, red.id, blue.id, models)
 
     result: Catalogue = cp.gateway.run(build())

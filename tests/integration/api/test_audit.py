@@ -22,7 +22,9 @@ def events_of(caller: Caller, path: str, **filters: str) -> list[dict[str, Any]]
 
 def new_team(control_plane: ControlPlaneUnderTest, organisation_id: str, name: str) -> str:
     """A team created through the service layer; its id."""
-    team = control_plane.gateway.run(control_plane.gateway.runtime.control.create_team(organisation_id, name))
+    team = control_plane.gateway.run(
+        control_plane.gateway.runtime.control.tenancy.create_team(organisation_id, name)
+    )
     return str(team.id)
 
 

@@ -70,7 +70,7 @@ class Target:
 
 async def _fuzzer_token(runtime: Runtime) -> str:
     """A super admin outside the world (so no fuzzed change to a world user can lock the fuzzer out)."""
-    user = await runtime.control.create_user(
+    user = await runtime.control.users.create_user(
         f"fuzzer-{secrets.token_hex(4)}@fuzz.test", role=Role.SUPER_ADMIN
     )
     return (await issue_admin_token(runtime.sessions, user.id, "fuzzer")).token

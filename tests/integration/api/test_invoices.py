@@ -28,9 +28,9 @@ def billed(control_plane: ControlPlaneUnderTest) -> dict[str, Any]:
 
     async def build(org: str) -> dict[str, str]:
         control = control_plane.gateway.runtime.control
-        team_a = await control.create_team(org, "alpha")
-        team_b = await control.create_team(org, "beta")
-        direct = await control.create_api_key(org, "direct key")
+        team_a = await control.tenancy.create_team(org, "alpha")
+        team_b = await control.tenancy.create_team(org, "beta")
+        direct = await control.keys.create(org, "direct key")
         return {"team_a": team_a.id, "team_b": team_b.id, "direct_key": direct.key.id}
 
     org = control_plane.organisation()

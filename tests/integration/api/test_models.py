@@ -233,12 +233,12 @@ def test_access_lists_granted_keys_within_reach(control_plane: ControlPlaneUnder
     user = control_plane.caller(Role.USER, org, teams={team["id"]: TeamMemberRole.MEMBER})
     loner = control_plane.caller(Role.USER, org)
     own = gateway.run(
-        control.create_api_key(org, "mine", type=ApiKeyType.USER, user_id=user.user_id, models=[tenant.model])
+        control.keys.create(org, "mine", type=ApiKeyType.USER, user_id=user.user_id, models=[tenant.model])
     )
     team_key = gateway.run(
-        control.create_api_key(org, "team", type=ApiKeyType.TEAM, team_id=team["id"], models=[tenant.model])
+        control.keys.create(org, "team", type=ApiKeyType.TEAM, team_id=team["id"], models=[tenant.model])
     )
-    gateway.run(control.create_api_key(org, "ungranted"))
+    gateway.run(control.keys.create(org, "ungranted"))
     path = f"/api/organisations/{org}/models/{tenant.model_id}/access"
     everything = {a["api_key_id"] for a in walk(control_plane.admin, path, limit=2)[0]}
     assert everything == {tenant.key_id, own.key.id, team_key.key.id}

@@ -152,7 +152,7 @@ def test_routing_switch_keeps_policies_and_reaches_the_gateway(control_plane: Co
     tenant = provision(gateway)
     org = tenant.organisation_id
     envelope = {"policies": {"ip": {"allowlist": ["10.0.0.0/8"]}}}
-    gateway.run(gateway.runtime.control.update_organisation(org, policies=envelope))
+    gateway.run(gateway.runtime.control.tenancy.update_organisation(org, policies=envelope))
     key_hash = hash_secret(tenant.secret)
     before = gateway.run(gateway.runtime.keys.principal(key_hash))
     assert "routing" not in before.organisation_policies

@@ -21,7 +21,9 @@ def test_organisation_policy_round_trip_keeps_the_routing_switch(
     cat = catalogue(control_plane)
     runtime = control_plane.gateway.runtime
     control_plane.gateway.run(
-        runtime.control.update_organisation(cat.organisation_id, policies={"routing": {"enabled": True}})
+        runtime.control.tenancy.update_organisation(
+            cat.organisation_id, policies={"routing": {"enabled": True}}
+        )
     )
     path = f"/api/organisations/{cat.organisation_id}/policies"
     empty = control_plane.admin.get(path).json()
@@ -35,11 +37,11 @@ def test_organisation_policy_round_trip_keeps_the_routing_switch(
     assert view["ip"]["allowlist"] == ["10.0.0.0/8", "127.0.0.1/32"]
     assert view["ratelimit"]["requests"] == {"per_second": None, "per_minute": 100, "burst": None}
     assert view["ratelimit"]["payload"]["max_tokens"] == 4096
-    stored = control_plane.gateway.run(runtime.control.organisation_by_id(cat.organisation_id)).policies
+    stored = control_plane.gateway.run(runtime.control.tenancy.organisation(cat.organisation_id)).policies
     assert stored["routing"] == {"enabled": True}
 
     assert control_plane.admin.put(path, json={}).status_code == 200
-    stored = control_plane.gateway.run(runtime.control.organisation_by_id(cat.organisation_id)).policies
+    stored = control_plane.gateway.run(runtime.control.tenancy.organisation(cat.organisation_id)).policies
     assert stored == {"routing": {"enabled": True}}
 
 

@@ -74,8 +74,8 @@ def test_catalogue_lists_every_type_with_defaults(control_plane: ControlPlaneUnd
     assert after["OPENAI"]["enabled"] is True
 
 
-def test_activation_fills_defaults_and_is_unique_per_type(control_plane: ControlPlaneUnderTest) -> None:
-    """Activating OpenAI uses the catalogue's name and URL; a second OpenAI provider is 409."""
+def test_activation_fills_defaults_and_is_unique_by_name(control_plane: ControlPlaneUnderTest) -> None:
+    """Activating OpenAI uses the catalogue's name and URL; a second one needs its own name (409 without)."""
     org = control_plane.organisation()
     admin = control_plane.caller(Role.ORG_ADMIN, org)
     provider = _activate(admin, org, type="OPENAI")
@@ -83,8 +83,9 @@ def test_activation_fills_defaults_and_is_unique_per_type(control_plane: Control
     assert provider["base_url"] == "https://api.openai.com/v1/"
     assert provider["enabled"] is True
     assert provider["timeout_ms"] is None
-    again = admin.post(f"/api/organisations/{org}/providers", json={"type": "OPENAI", "name": "second"})
+    again = admin.post(f"/api/organisations/{org}/providers", json={"type": "OPENAI"})
     assert again.status_code == 409
+    assert "a provider named 'OpenAI' already exists" in again.json()["error"]["message"]
     custom = _activate(
         admin, org, type="VLLM", name="gpu box", base_url="http://10.1.2.3:8000", timeout_ms=5000
     )
@@ -97,6 +98,33 @@ def test_activation_fills_defaults_and_is_unique_per_type(control_plane: Control
     assert clash.status_code == 409
     unsupported = _activate(admin, org, type="ANTHROPIC")
     assert unsupported["supported"] is False
+
+
+def test_several_providers_of_one_type_serve_side_by_side(control_plane: ControlPlaneUnderTest) -> None:
+    """Two Azure regions and two OpenAI accounts coexist by name; the catalogue shows the first of each."""
+    org = control_plane.organisation()
+    admin = control_plane.caller(Role.ORG_ADMIN, org)
+    east = _activate(
+        admin, org, type="AZURE_OPENAI", name="azure-east", base_url="https://east.openai.azure.com"
+    )
+    west = _activate(
+        admin, org, type="AZURE_OPENAI", name="azure-west", base_url="https://west.openai.azure.com"
+    )
+    first = _activate(admin, org, type="OPENAI", name="openai-prod")
+    second = _activate(admin, org, type="OPENAI", name="openai-research", enabled=False)
+    listed, _ = walk(admin, f"/api/organisations/{org}/providers", type="AZURE_OPENAI")
+    assert {p["id"] for p in listed} == {east["id"], west["id"]}
+    base = f"/api/organisations/{org}/providers"
+    for provider in (east, west, first, second):
+        key = admin.post(f"{base}/{provider['id']}/keys", json={"name": "main", "secret": SECRET})
+        assert key.status_code == 201, key.text
+    renamed = admin.patch(f"{base}/{west['id']}", json={"name": "azure-east"})
+    assert renamed.status_code == 409
+    catalogue = {e["type"]: e for e in admin.get(f"{base}/catalogue").json()}
+    assert (catalogue["AZURE_OPENAI"]["provider_id"], catalogue["OPENAI"]["provider_id"]) == (
+        east["id"],
+        first["id"],
+    )
 
 
 def test_invalid_provider_bodies_are_field_errors(control_plane: ControlPlaneUnderTest) -> None:
@@ -181,7 +209,7 @@ def test_plaintext_key_is_encrypted_and_never_returned(control_plane: ControlPla
     stored = _stored_key(control_plane, key["id"])
     assert crypto.is_envelope(stored.key)
     assert SECRET not in stored.key
-    assert control_plane.gateway.runtime.control.provider_key_holds(stored, SECRET)
+    assert control_plane.gateway.runtime.control.provider_keys.holds(stored, SECRET)
     responses: list[httpx.Response] = [
         created,
         admin.get(base),
@@ -208,7 +236,7 @@ def test_browser_envelope_is_accepted_when_it_opens(control_plane: ControlPlaneU
     assert created.json()["key_preview"] != "sk-…web"  # computed by the gateway, not trusted
     stored = _stored_key(control_plane, created.json()["id"])
     assert orjson.loads(stored.key) == envelope
-    assert control_plane.gateway.runtime.control.provider_key_holds(stored, SECRET)
+    assert control_plane.gateway.runtime.control.provider_keys.holds(stored, SECRET)
 
 
 def test_envelopes_that_do_not_open_are_refused(control_plane: ControlPlaneUnderTest) -> None:

@@ -39,7 +39,7 @@ async def test_key_revoked_through_one_replicas_api_is_refused_by_the_other(
         httpx.AsyncClient(timeout=5) as client,
     ):
         tenant = await provision_in(admin.control)
-        root = await admin.control.create_user("replica-admin@example.test", role=Role.SUPER_ADMIN)
+        root = await admin.control.users.create_user("replica-admin@example.test", role=Role.SUPER_ADMIN)
         token = (await issue_admin_token(admin.sessions, root.id, "replica test")).token
         await warm(client, replicas, tenant)
         revoked = await client.post(

@@ -21,9 +21,7 @@ def _team(caller: Caller, org: str, name: str | None = None) -> dict[str, Any]:
 
 
 def _api_key(control_plane: ControlPlaneUnderTest, org: str, **owner: Any) -> ApiKey:
-    issued = control_plane.gateway.run(
-        control_plane.gateway.runtime.control.create_api_key(org, "k", **owner)
-    )
+    issued = control_plane.gateway.run(control_plane.gateway.runtime.control.keys.create(org, "k", **owner))
     key: ApiKey = issued.key
     return key
 
@@ -159,7 +157,7 @@ def test_removing_a_member_keeps_their_keys(control_plane: ControlPlaneUnderTest
     control_plane.admin.post(base, json={"user_id": user.user_id})
     key = _api_key(control_plane, org, type=ApiKeyType.USER, user_id=user.user_id)
     assert control_plane.admin.delete(f"{base}/{user.user_id}").status_code == 204
-    after = control_plane.gateway.run(control_plane.gateway.runtime.control.api_key(key.id))
+    after = control_plane.gateway.run(control_plane.gateway.runtime.control.keys.get(key.id))
     assert after.revoked is False
 
 

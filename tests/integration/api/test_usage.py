@@ -210,7 +210,9 @@ def reach_world(control_plane: ControlPlaneUnderTest) -> dict[str, Any]:
 
     async def teams(org: str) -> tuple[str, str]:
         control = control_plane.gateway.runtime.control
-        return (await control.create_team(org, "a")).id, (await control.create_team(org, "b")).id
+        return (await control.tenancy.create_team(org, "a")).id, (
+            await control.tenancy.create_team(org, "b")
+        ).id
 
     org = control_plane.organisation()
     team_a, team_b = control_plane.gateway.run(teams(org))

@@ -23,7 +23,7 @@ def cp(module_gateway_factory: ModuleGatewayFactory) -> Iterator[ControlPlaneUnd
 
 def _pending_user(cp: ControlPlaneUnderTest, org: str | None) -> str:
     async def create() -> str:
-        user = await cp.gateway.runtime.control.create_user(
+        user = await cp.gateway.runtime.control.users.create_user(
             f"pending-{org}@example.test", organisation_id=org
         )
         async with cp.gateway.runtime.sessions() as session:
@@ -68,7 +68,7 @@ def test_user_sees_only_themselves(cp: ControlPlaneUnderTest) -> None:
 def test_detail_has_team_memberships(cp: ControlPlaneUnderTest) -> None:
     """A user's detail lists their teams and roles in them."""
     org = cp.organisation()
-    team = cp.gateway.run(cp.gateway.runtime.control.create_team(org, "Platform"))
+    team = cp.gateway.run(cp.gateway.runtime.control.tenancy.create_team(org, "Platform"))
     member = cp.caller(Role.MANAGER, org, teams={team.id: TeamMemberRole.MANAGER})
     detail = cp.admin.get(f"/api/organisations/{org}/users/{member.user_id}").json()
     assert detail["teams"] == [{"team_id": team.id, "team_name": "Platform", "role": "MANAGER"}]
@@ -97,7 +97,7 @@ def test_last_super_admin_is_protected(cp: ControlPlaneUnderTest) -> None:
     """The last active super admin cannot be demoted, disabled or deleted (409)."""
 
     async def super_admins() -> list[str]:
-        users = await cp.gateway.runtime.control.list_users()
+        users = await cp.gateway.runtime.control.users.list_users()
         return [u.id for u in users if u.role is Role.SUPER_ADMIN and u.status is UserStatus.ACTIVE]
 
     others = [u for u in cp.gateway.run(super_admins()) if u != cp.admin.user_id]

@@ -15,6 +15,7 @@ from odock.budgets.tables import OwnerType, QuotaMetric
 from odock.budgets.windows import Period
 from odock.cache.bus import Invalidation
 from odock.keys.secrets import hash_secret
+from odock.providers.service import ProviderChanges
 
 ENV = {"OPENAI_KEY": "sk-upstream-one", "CI_SECRET": "sk_ci_" + "a" * 40}
 
@@ -94,11 +95,39 @@ async def test_first_apply_creates_everything(control: ControlPlane) -> None:
     report = await apply(control, declared())
     assert report.counts() == {"created": 10}
     assert [issued.name for issued in report.issued] == ["acme/batch"]
-    org = await control.organisation_by_name("acme")
-    model = await control.model_by_name(org.id, "mock-gpt")
+    org = await control.tenancy.organisation_by_name("acme")
+    model = await control.models.named(org.id, "mock-gpt")
     assert model.pricing["output"]["text_cost_per_1k_tokens"] == 0.0015
-    batch = (await control.api_keys_named(org.id, "batch"))[0]
-    assert sorted(await control.key_grants(batch.id)) == ["gpt-4.1", "mock-gpt"]
+    batch = (await control.keys.named(org.id, "batch"))[0]
+    assert sorted(await control.keys.grants(batch.id)) == ["gpt-4.1", "mock-gpt"]
+
+
+async def test_several_providers_of_one_type_are_declared_by_name(control: ControlPlane) -> None:
+    """Two OpenAI accounts in one organisation are two providers, each with its own key and models."""
+    providers = [
+        *BASE["providers"],
+        {
+            "org": "acme",
+            "name": "openai-research",
+            "type": "OPENAI",
+            "base_url": "http://127.0.0.1:9/research/v1",
+            "keys": [{"name": "primary", "from_env": "OPENAI_KEY"}],
+        },
+    ]
+    models = [
+        *BASE["models"],
+        {"org": "acme", "name": "o3", "provider": "openai-research", "provider_key": "primary"},
+    ]
+    report = await apply(control, declared(providers=providers, models=models))
+    assert actions(report)["provider acme/openai-research"] == "created"
+    org = await control.tenancy.organisation_by_name("acme")
+    research = await control.providers.named(org.id, "openai-research")
+    assert {p.name for p in await control.providers.listed(org.id) if p.type == research.type} == {
+        "openai",
+        "openai-research",
+    }
+    assert (await control.models.named(org.id, "o3")).provider_id == research.id
+    assert (await apply(control, declared(providers=providers, models=models))).counts() == {"unchanged": 13}
 
 
 async def test_second_apply_changes_nothing(control: ControlPlane, published: list[Invalidation]) -> None:
@@ -109,8 +138,8 @@ async def test_second_apply_changes_nothing(control: ControlPlane, published: li
     assert report.counts() == {"unchanged": 10}
     assert report.issued == []
     assert len(published) == before
-    org = await control.organisation_by_name("acme")
-    assert len(await control.api_keys_named(org.id, "batch")) == 1
+    org = await control.tenancy.organisation_by_name("acme")
+    assert len(await control.keys.named(org.id, "batch")) == 1
 
 
 async def test_pricing_change_is_applied_and_invalidates(
@@ -118,14 +147,14 @@ async def test_pricing_change_is_applied_and_invalidates(
 ) -> None:
     """A new price updates the model in place and tells the caches of its organisation."""
     await apply(control, declared())
-    org = await control.organisation_by_name("acme")
+    org = await control.tenancy.organisation_by_name("acme")
     models = copy.deepcopy(BASE["models"])
     models[0]["pricing_per_million"] = {"input": 2, "output": 8}
     published.clear()
     report = await apply(control, declared(models=models))
     assert actions(report)["model acme/mock-gpt"] == "updated"
     assert report.counts() == {"updated": 1, "unchanged": 9}
-    model = await control.model_by_name(org.id, "mock-gpt")
+    model = await control.models.named(org.id, "mock-gpt")
     assert model.pricing["input"]["text_cost_per_1k_tokens"] == 0.002
     assert model.pricing["output"]["text_cost_per_1k_tokens"] == 0.008
     assert Invalidation("organisation", organisation_id=org.id) in published
@@ -134,34 +163,34 @@ async def test_pricing_change_is_applied_and_invalidates(
 async def test_undeclared_fields_are_left_alone(control: ControlPlane) -> None:
     """A provider disabled outside the file stays disabled until the file declares ``enabled``."""
     await apply(control, declared())
-    org = await control.organisation_by_name("acme")
-    mock = await control.provider_by_name(org.id, "mock")
-    await control.set_provider_enabled(mock.id, False)
+    org = await control.tenancy.organisation_by_name("acme")
+    mock = await control.providers.named(org.id, "mock")
+    await control.providers.update(mock.id, ProviderChanges(enabled=False))
     assert (await apply(control, declared())).counts() == {"unchanged": 10}
-    assert not (await control.provider_by_name(org.id, "mock")).enabled
+    assert not (await control.providers.named(org.id, "mock")).enabled
 
     providers = copy.deepcopy(BASE["providers"])
     providers[0]["enabled"] = True
     report = await apply(control, declared(providers=providers))
     assert actions(report)["provider acme/mock"] == "updated"
-    assert (await control.provider_by_name(org.id, "mock")).enabled
+    assert (await control.providers.named(org.id, "mock")).enabled
 
 
 async def test_provider_key_follows_its_environment_variable(control: ControlPlane) -> None:
     """A changed secret in the environment re-encrypts the stored key; the same secret is left alone."""
     await apply(control, declared())
-    org = await control.organisation_by_name("acme")
-    provider = await control.provider_by_name(org.id, "openai")
-    key = await control.provider_key_by_name(provider.id, "primary")
+    org = await control.tenancy.organisation_by_name("acme")
+    provider = await control.providers.named(org.id, "openai")
+    key = await control.provider_keys.named(provider.id, "primary")
     assert key.key.startswith("{")
     assert "sk-upstream-one" not in key.key
-    assert control.provider_key_holds(key, "sk-upstream-one")
+    assert control.provider_keys.holds(key, "sk-upstream-one")
 
     report = await apply(control, declared(), env={**ENV, "OPENAI_KEY": "sk-upstream-two"})
     assert actions(report)["provider key acme/openai/primary"] == "updated"
-    updated = await control.provider_key_by_name(provider.id, "primary")
+    updated = await control.provider_keys.named(provider.id, "primary")
     assert updated.id == key.id
-    assert control.provider_key_holds(updated, "sk-upstream-two")
+    assert control.provider_keys.holds(updated, "sk-upstream-two")
     assert updated.updated_at > key.updated_at
 
 
@@ -172,10 +201,10 @@ async def test_declared_header_values_are_stored_encrypted_and_compared_opened(
     providers = copy.deepcopy(BASE["providers"])
     providers[1]["config"] = {"headers": {"x-proxy-key": "proxy-secret-1"}}
     await apply(control, declared(providers=providers))
-    org = await control.organisation_by_name("acme")
-    stored = await control.provider_by_name(org.id, "openai")
+    org = await control.tenancy.organisation_by_name("acme")
+    stored = await control.providers.named(org.id, "openai")
     assert "proxy-secret-1" not in str(stored.config)
-    assert control.provider_config_holds(stored, {"headers": {"x-proxy-key": "proxy-secret-1"}})
+    assert control.providers.config_holds(stored, {"headers": {"x-proxy-key": "proxy-secret-1"}})
     published.clear()
     assert (await apply(control, declared(providers=providers))).counts() == {"unchanged": 10}
     assert published == []
@@ -183,8 +212,8 @@ async def test_declared_header_values_are_stored_encrypted_and_compared_opened(
     providers[1]["config"] = {"headers": {"x-proxy-key": "proxy-secret-2"}}
     report = await apply(control, declared(providers=providers))
     assert actions(report)["provider acme/openai"] == "updated"
-    updated = await control.provider_by_name(org.id, "openai")
-    assert control.provider_config_holds(updated, {"headers": {"x-proxy-key": "proxy-secret-2"}})
+    updated = await control.providers.named(org.id, "openai")
+    assert control.providers.config_holds(updated, {"headers": {"x-proxy-key": "proxy-secret-2"}})
 
 
 async def test_header_values_from_the_environment_join_the_config(control: ControlPlane) -> None:
@@ -194,19 +223,19 @@ async def test_header_values_from_the_environment_join_the_config(control: Contr
     providers[1]["headers_from_env"] = {"x-proxy-key": "PROXY_KEY"}
     env = {**ENV, "PROXY_KEY": "proxy-secret-1"}
     await apply(control, declared(providers=providers), env=env)
-    org = await control.organisation_by_name("acme")
-    stored = await control.provider_by_name(org.id, "openai")
+    org = await control.tenancy.organisation_by_name("acme")
+    stored = await control.providers.named(org.id, "openai")
     assert "proxy-secret-1" not in str(stored.config)
     expected = {"api_version": "v1", "headers": {"x-team": "platform", "x-proxy-key": "proxy-secret-1"}}
-    assert control.provider_config_holds(stored, expected)
+    assert control.providers.config_holds(stored, expected)
     assert actions(await apply(control, declared(providers=providers), env=env))["provider acme/openai"] == (
         "unchanged"
     )
 
     report = await apply(control, declared(providers=providers), env={**env, "PROXY_KEY": "proxy-secret-2"})
     assert actions(report)["provider acme/openai"] == "updated"
-    updated = await control.provider_by_name(org.id, "openai")
-    assert control.provider_config_holds(
+    updated = await control.providers.named(org.id, "openai")
+    assert control.providers.config_holds(
         updated, {**expected, "headers": {"x-team": "platform", "x-proxy-key": "proxy-secret-2"}}
     )
 
@@ -225,17 +254,17 @@ async def test_header_values_from_the_environment_are_set_and_declared_once(cont
 async def test_pinned_secret_is_hashed_and_rotated_when_changed(control: ControlPlane) -> None:
     """secret_from_env stores only the hash; a new value rotates the key in place, keeping history."""
     await apply(control, declared())
-    org = await control.organisation_by_name("acme")
-    ci = (await control.api_keys_named(org.id, "ci"))[0]
+    org = await control.tenancy.organisation_by_name("acme")
+    ci = (await control.keys.named(org.id, "ci"))[0]
     assert ci.key_hash == hash_secret(ENV["CI_SECRET"])
 
     new_secret = "sk_ci_" + "b" * 40
     report = await apply(control, declared(), env={**ENV, "CI_SECRET": new_secret})
     assert actions(report)["API key acme/ci"] == "updated"
-    rotated = await control.api_key(ci.id)
+    rotated = await control.keys.get(ci.id)
     assert rotated.key_hash == hash_secret(new_secret)
     assert rotated.rotation_count == 1
-    assert [r.rotated_by for r in await control.key_rotations(ci.id)] == ["declarative config"]
+    assert [r.rotated_by for r in await control.keys.rotations(ci.id)] == ["declarative config"]
 
 
 async def test_weak_pinned_secret_is_refused(control: ControlPlane) -> None:
@@ -251,9 +280,9 @@ async def test_grants_expiry_and_revocation_follow_the_file(control: ControlPlan
     keys[1].update(models=["gpt-4.1"], expires_at="2031-06-01T12:00:00+02:00", revoked=True)
     report = await apply(control, declared(api_keys=keys))
     assert actions(report)["API key acme/batch"] == "updated"
-    org = await control.organisation_by_name("acme")
-    batch = (await control.api_keys_named(org.id, "batch"))[0]
-    assert await control.key_grants(batch.id) == ["gpt-4.1"]
+    org = await control.tenancy.organisation_by_name("acme")
+    batch = (await control.keys.named(org.id, "batch"))[0]
+    assert await control.keys.grants(batch.id) == ["gpt-4.1"]
     assert batch.expires_at is not None
     assert batch.expires_at.isoformat() == "2031-06-01T10:00:00+00:00"
     assert batch.revoked
@@ -263,7 +292,7 @@ async def test_missing_secret_stops_before_any_change(control: ControlPlane) -> 
     """An unset secret variable fails the apply before anything is written."""
     with pytest.raises(DeclarationError, match="OPENAI_KEY is not set"):
         await apply(control, declared(), env={"CI_SECRET": ENV["CI_SECRET"]})
-    assert await control.list_organisations() == []
+    assert await control.tenancy.list_organisations() == []
 
 
 async def test_dry_run_plans_without_writing(control: ControlPlane) -> None:
@@ -272,7 +301,7 @@ async def test_dry_run_plans_without_writing(control: ControlPlane) -> None:
     assert report.counts() == {"created": 10}
     assert report.summary() == "dry run: would have 10 created, 0 updated, 0 unchanged"
     assert report.issued == []
-    assert await control.list_organisations() == []
+    assert await control.tenancy.list_organisations() == []
 
 
 async def test_dry_run_reports_updates(control: ControlPlane) -> None:
@@ -282,7 +311,7 @@ async def test_dry_run_reports_updates(control: ControlPlane) -> None:
     orgs[0]["contact"] = "new@acme.io"
     report = await apply(control, declared(organisations=orgs), dry_run=True)
     assert report.counts() == {"updated": 1, "unchanged": 9}
-    assert (await control.organisation_by_name("acme")).contact == "ops@acme.io"
+    assert (await control.tenancy.organisation_by_name("acme")).contact == "ops@acme.io"
 
 
 async def test_reference_to_unknown_provider_names_the_model(control: ControlPlane) -> None:
@@ -295,16 +324,16 @@ async def test_reference_to_unknown_provider_names_the_model(control: ControlPla
 async def test_ambiguous_key_name_is_refused_with_its_path(control: ControlPlane) -> None:
     """Two existing keys with the declared name stop the apply rather than guessing which one is meant."""
     await apply(control, declared())
-    org = await control.organisation_by_name("acme")
-    await control.create_api_key(org.id, "batch")
+    org = await control.tenancy.organisation_by_name("acme")
+    await control.keys.create(org.id, "batch")
     with pytest.raises(DeclarationError, match=r"api_keys\[1\]: 2 API keys are named 'batch' in 'acme'"):
         await apply(control, declared())
 
 
 async def test_user_of_another_organisation_is_refused(control: ControlPlane) -> None:
     """A declared user who already belongs to another organisation is not moved silently."""
-    other = await control.create_organisation("other")
-    await control.create_user("ann@acme.io", organisation_id=other.id)
+    other = await control.tenancy.create_organisation("other")
+    await control.users.create_user("ann@acme.io", organisation_id=other.id)
     with pytest.raises(DeclarationError, match=r"organisations\[0\]: user 'ann@acme.io' belongs to another"):
         await apply(control, declared())
 
@@ -347,10 +376,10 @@ async def test_budgets_and_quotas_are_created_once(
     """Declared budgets and quotas are created with their owners; a second apply changes nothing."""
     report = await apply(control, metered())
     assert report.counts() == {"created": 14}
-    org = await control.organisation_by_name("acme")
-    team = await control.team_by_name(org.id, "platform")
-    ci = (await control.api_keys_named(org.id, "ci"))[0]
-    ann = await control.user_by_email("ann@acme.io")
+    org = await control.tenancy.organisation_by_name("acme")
+    team = await control.tenancy.team_by_name(org.id, "platform")
+    ci = (await control.keys.named(org.id, "ci"))[0]
+    ann = await control.users.user_by_email("ann@acme.io")
     monthly, daily = await control.budgets.list_budgets(org.id)
     assert (monthly.amount_nanos_usd, monthly.owner_type, monthly.thresholds) == (
         12_500_000_000,
@@ -384,7 +413,7 @@ async def test_changed_limit_is_applied_in_place(control: ControlPlane) -> None:
     assert actions(report)["budget acme/monthly"] == "updated"
     assert actions(report)["quota acme/ann-tokens"] == "updated"
     assert report.counts() == {"updated": 2, "unchanged": 12}
-    org = await control.organisation_by_name("acme")
+    org = await control.tenancy.organisation_by_name("acme")
     monthly = (await control.budgets.list_budgets(org.id, "monthly"))[0]
     tokens = (await control.budgets.list_quotas(org.id, "ann-tokens"))[0]
     assert (monthly.amount_nanos_usd, monthly.version) == (20_000_000_000, 2)
@@ -395,7 +424,7 @@ async def test_changed_limit_is_applied_in_place(control: ControlPlane) -> None:
 async def test_active_and_thresholds_follow_the_file_when_declared(control: ControlPlane) -> None:
     """A budget switched off outside the file stays off until the file declares ``active``."""
     await apply(control, metered())
-    org = await control.organisation_by_name("acme")
+    org = await control.tenancy.organisation_by_name("acme")
     monthly = (await control.budgets.list_budgets(org.id, "monthly"))[0]
     await control.budgets.set_active(monthly.id, False)
     assert (await apply(control, metered())).counts() == {"unchanged": 14}
@@ -446,7 +475,7 @@ async def test_dry_run_plans_budgets_of_planned_owners(control: ControlPlane) ->
     report = await apply(control, metered(), dry_run=True)
     assert report.counts() == {"created": 14}
     assert actions(report)["quota acme/ci-requests"] == "created"
-    assert await control.list_organisations() == []
+    assert await control.tenancy.list_organisations() == []
 
 
 async def test_unknown_budget_owner_is_named(control: ControlPlane) -> None:

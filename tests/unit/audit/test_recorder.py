@@ -26,7 +26,7 @@ ALICE = AuditActor(
 async def test_create_is_recorded_with_the_actor(control: ControlPlane, events: Events) -> None:
     """Creating an organisation records a create event naming the actor, IP and request, with the row."""
     with acting_as(ALICE):
-        org = await control.create_organisation("acme", contact="ops@acme.test")
+        org = await control.tenancy.create_organisation("acme", contact="ops@acme.test")
     [event] = await events("organisations")
     assert (event.action, event.resource_id, event.organisation_id) == ("create", org.id, org.id)
     assert (event.actor, event.actor_kind, event.actor_user_id) == ("alice@example.test", "user", "u-alice")
@@ -40,15 +40,15 @@ async def test_create_is_recorded_with_the_actor(control: ControlPlane, events: 
 
 async def test_without_an_actor_changes_are_the_systems(control: ControlPlane, events: Events) -> None:
     """A change made outside any actor context is attributed to the system actor."""
-    await control.create_organisation("acme")
+    await control.tenancy.create_organisation("acme")
     [event] = await events("organisations")
     assert (event.actor_kind, event.actor, event.actor_user_id, event.ip) == ("system", "system", None, None)
 
 
 async def test_update_records_only_changed_columns(control: ControlPlane, events: Events) -> None:
     """An update records the changed columns and the id, before and after."""
-    org = await control.create_organisation("acme", contact="old@acme.test")
-    await control.update_organisation(org.id, contact="new@acme.test")
+    org = await control.tenancy.create_organisation("acme", contact="old@acme.test")
+    await control.tenancy.update_organisation(org.id, contact="new@acme.test")
     event = (await events("organisations"))[-1]
     assert event.action == "update"
     assert event.before == {"id": org.id, "contact": "old@acme.test"}
@@ -59,8 +59,8 @@ async def test_delete_records_the_row_before(
     control: ControlPlane, sessions: async_sessionmaker[AsyncSession], events: Events
 ) -> None:
     """Deleting a row through the ORM records its values as ``before``."""
-    org = await control.create_organisation("acme")
-    team = await control.create_team(org.id, "red")
+    org = await control.tenancy.create_organisation("acme")
+    team = await control.tenancy.create_team(org.id, "red")
     async with sessions() as session:
         row = await session.get(type(team), team.id)
         await session.delete(row)
@@ -74,8 +74,8 @@ async def test_delete_records_the_row_before(
 
 async def test_api_key_hash_is_masked(control: ControlPlane, events: Events) -> None:
     """An API key's hash never reaches the log; its preview does."""
-    org = await control.create_organisation("acme")
-    issued = await control.create_api_key(org.id, "ci")
+    org = await control.tenancy.create_organisation("acme")
+    issued = await control.keys.create(org.id, "ci")
     [event] = await events("api_keys")
     assert event.after is not None
     assert event.after["key_hash"] == MASK
@@ -85,9 +85,9 @@ async def test_api_key_hash_is_masked(control: ControlPlane, events: Events) -> 
 
 async def test_rotation_masks_old_and_new_hash(control: ControlPlane, events: Events) -> None:
     """Rotating a key records the change of hash, both sides masked."""
-    org = await control.create_organisation("acme")
-    issued = await control.create_api_key(org.id, "ci")
-    await control.rotate_api_key(issued.key.id)
+    org = await control.tenancy.create_organisation("acme")
+    issued = await control.keys.create(org.id, "ci")
+    await control.keys.rotate(issued.key.id)
     event = (await events("api_keys"))[-1]
     assert event.action == "update"
     assert event.before is not None
@@ -98,9 +98,9 @@ async def test_rotation_masks_old_and_new_hash(control: ControlPlane, events: Ev
 
 async def test_provider_key_secret_is_masked(control: ControlPlane, events: Events) -> None:
     """A provider key's stored envelope is masked and its plaintext appears nowhere."""
-    org = await control.create_organisation("acme")
-    provider = await control.create_provider(org.id, "mock", ProviderType.MOCK)
-    await control.add_provider_key(provider.id, "primary", secret="sk-very-secret-upstream")
+    org = await control.tenancy.create_organisation("acme")
+    provider = await control.providers.create(org.id, "mock", ProviderType.MOCK)
+    await control.provider_keys.add(provider.id, "primary", secret="sk-very-secret-upstream")
     [event] = await events("provider_api_keys")
     assert event.after is not None
     assert event.after["key"] == MASK
@@ -110,11 +110,11 @@ async def test_provider_key_secret_is_masked(control: ControlPlane, events: Even
 
 async def test_bulk_delete_of_grants_is_recorded(control: ControlPlane, events: Events) -> None:
     """Replacing a key's grants (a bulk DELETE statement) records one delete per removed grant."""
-    org = await control.create_organisation("acme")
-    model = await control.create_model(org.id, "m1")
-    await control.create_model(org.id, "m2")
-    issued = await control.create_api_key(org.id, "ci", models=["m1"])
-    await control.set_key_grants(issued.key.id, ["m2"])
+    org = await control.tenancy.create_organisation("acme")
+    model = await control.models.create(org.id, "m1")
+    await control.models.create(org.id, "m2")
+    issued = await control.keys.create(org.id, "ci", models=["m1"])
+    await control.keys.set_grants(issued.key.id, ["m2"])
     grants = await events("api_key_model_access")
     assert [e.action for e in grants] == ["create", "delete", "create"]
     deleted = grants[1]
@@ -128,9 +128,9 @@ async def test_bulk_update_records_each_row(
     control: ControlPlane, sessions: async_sessionmaker[AsyncSession], events: Events
 ) -> None:
     """A bulk UPDATE statement on a configuration table records each changed row."""
-    org = await control.create_organisation("acme")
-    first = await control.create_team(org.id, "red")
-    second = await control.create_team(org.id, "blue")
+    org = await control.tenancy.create_organisation("acme")
+    first = await control.tenancy.create_team(org.id, "red")
+    second = await control.tenancy.create_team(org.id, "blue")
     async with sessions() as session:
         await session.execute(
             update(type(first)).where(type(first).organisation_id == org.id).values(policies={"x": 1})
@@ -156,7 +156,7 @@ async def test_password_hash_is_masked_and_logins_are_not_updates(
     control: ControlPlane, sessions: async_sessionmaker[AsyncSession], events: Events
 ) -> None:
     """A password change is recorded masked; a login's last_login_at touch is not an event."""
-    user = await control.create_user("bob@example.test")
+    user = await control.users.create_user("bob@example.test")
     async with sessions() as session:
         row = await session.get(User, user.id)
         assert row is not None
@@ -173,8 +173,8 @@ async def test_sign_in_and_out_are_events_but_activity_is_not(
     control: ControlPlane, sessions: async_sessionmaker[AsyncSession], events: Events
 ) -> None:
     """A new session is a login, its revocation a logout; touching last_seen_at records nothing."""
-    org = await control.create_organisation("acme")
-    user = await control.create_user("bob@example.test", organisation_id=org.id)
+    org = await control.tenancy.create_organisation("acme")
+    user = await control.users.create_user("bob@example.test", organisation_id=org.id)
     now = datetime.now(UTC)
     login = AuthSession(
         id=new_id(),
@@ -209,9 +209,9 @@ async def test_team_membership_finds_its_organisation(
     control: ControlPlane, sessions: async_sessionmaker[AsyncSession], events: Events
 ) -> None:
     """A team membership (no organisation column) is recorded under its team's organisation."""
-    org = await control.create_organisation("acme")
-    team = await control.create_team(org.id, "red")
-    user = await control.create_user("bob@example.test", organisation_id=org.id, role=Role.MANAGER)
+    org = await control.tenancy.create_organisation("acme")
+    team = await control.tenancy.create_team(org.id, "red")
+    user = await control.users.create_user("bob@example.test", organisation_id=org.id, role=Role.MANAGER)
     async with sessions() as session:
         session.add(TeamMember(team_id=team.id, user_id=user.id, role=TeamMemberRole.MANAGER))
         await session.commit()

@@ -24,10 +24,10 @@ async def test_the_control_plane_cannot_demote_the_last_super_admin(
 ) -> None:
     """The CLI and declarative path (ControlPlane.update_user) keeps the API's last-super-admin guard."""
     control = ControlPlane(sessions, LocalInvalidationBus(), None)
-    root = await control.create_user("root@example.test", role=Role.SUPER_ADMIN)
+    root = await control.users.create_user("root@example.test", role=Role.SUPER_ADMIN)
     with pytest.raises(Conflict, match="last active super admin"):
-        await control.update_user(root.id, role=Role.USER)
-    assert (await control.user_by_email("root@example.test")).role is Role.SUPER_ADMIN
+        await control.users.update_user(root.id, role=Role.USER)
+    assert (await control.users.user_by_email("root@example.test")).role is Role.SUPER_ADMIN
 
 
 async def test_only_a_super_admin_changes_a_super_admin(users: UserService) -> None:

@@ -1,8 +1,9 @@
 """Cursor pagination, sorting and search for every list route.
 
-Lists are keyset-paginated on ``(sort column, id)``: a page costs one indexed range scan however
-deep it is, so listing 100,000 keys or a million usage records stays fast. The cursor is opaque
-(base64 of the last row's sort value and id) and only valid with the same sort.
+Lists are keyset-paginated on ``(sort column, id)`` (the query itself: :mod:`odock.db.keyset`,
+which the services use): a page costs one indexed range scan however deep it is, so listing
+100,000 keys or a million usage records stays fast. The cursor is opaque (base64 of the last
+row's sort value and id) and only valid with the same sort.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 import orjson
 from fastapi import Query
 from pydantic import BaseModel
-from sqlalchemy import BigInteger, Integer, Select, SmallInteger, or_
+from sqlalchemy import Select
 from sqlalchemy.orm import InstrumentedAttribute
 
+from odock.db.keyset import KeysetPage
+from odock.db.keyset import keyset as keyset_query
 from odock.errors import UnprocessableEntity
 
 T = TypeVar("T")
@@ -62,8 +65,6 @@ def encode_cursor(value: object, row_id: str) -> str:
 
 # Our ids (26-character ULIDs, 32-hex record ids, window indexes) and nothing a database would choke on.
 _CURSOR_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
-# A bound column of another width overflows in the driver (asyncpg: int4 vs int8), a 500.
-_INTEGER_BOUNDS: dict[type, int] = {SmallInteger: 2**15, Integer: 2**31, BigInteger: 2**63}
 
 
 def decode_cursor(cursor: str) -> tuple[object, str]:
@@ -115,6 +116,12 @@ def _invalid_cursor() -> UnprocessableEntity:
     return UnprocessableEntity("cursor is not valid: pass the next_cursor of a previous page", param="cursor")
 
 
+def keyset_page(params: PageParams) -> KeysetPage:
+    """The keyset bound of the page the query parameters ask for (422 for a foreign cursor)."""
+    after = decode_cursor(params.cursor) if params.cursor else None
+    return KeysetPage(limit=params.limit, descending=params.order == "desc", after=after)
+
+
 def keyset(
     query: Select[Any],
     sort: InstrumentedAttribute[Any],
@@ -122,39 +129,7 @@ def keyset(
     params: PageParams,
 ) -> Select[Any]:
     """``query`` ordered by ``(sort, id)``, starting after ``params.cursor``, one row over the limit."""
-    descending = params.order == "desc"
-    if params.cursor:
-        value, row_id = decode_cursor(params.cursor)
-        _check_cursor_type(value, sort)
-        # "sort <= v AND (sort < v OR id < last)": the first conjunct is an index range, so a
-        # deep page starts where the last one ended instead of scanning from the top.
-        if descending:
-            query = query.where(sort <= value, or_(sort < value, id_column < row_id))
-        else:
-            query = query.where(sort >= value, or_(sort > value, id_column > row_id))
-    if descending:
-        query = query.order_by(sort.desc(), id_column.desc())
-    else:
-        query = query.order_by(sort.asc(), id_column.asc())
-    return query.limit(params.limit + 1)
-
-
-def _check_cursor_type(value: object, sort: InstrumentedAttribute[Any]) -> None:
-    # A cursor made for another sort (or forged) must be a 422, not a database type error.
-    column_type = getattr(sort.type, "impl_instance", sort.type)  # a TypeDecorator's own type
-    try:
-        expected: type = column_type.python_type
-    except NotImplementedError:
-        return
-    if expected is float:
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-    elif expected is int:
-        bound = _INTEGER_BOUNDS.get(type(column_type), 2**31)
-        ok = isinstance(value, int) and not isinstance(value, bool) and -bound <= value < bound
-    else:
-        ok = isinstance(value, expected)
-    if not ok:
-        raise UnprocessableEntity("cursor does not belong to this sort order", param="cursor")
+    return keyset_query(query, sort, id_column, keyset_page(params))
 
 
 def make_page(

@@ -7,12 +7,11 @@ import zoneinfo
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
 from odock.db.base import utcnow
 from odock.errors import UnprocessableEntity
 from odock.rbac.grant import Grant
-from odock.runtime import Runtime
 from odock.usage.analytics import (
     AnalyticsRequest,
     Dimension,
@@ -22,8 +21,8 @@ from odock.usage.analytics import (
     UsageAnalyticsReport,
 )
 from odock.usage.queries import UsageFilter, UsageReach
-from odock.web.api.deps import RuntimeDep
 from odock.web.api.routes.usage import AdminUsageFilterDep, OrganisationPath, UsageFilterDep, UsageGrant
+from odock.web.api.services import Analytics
 
 router = APIRouter(tags=["usage"])
 
@@ -45,15 +44,13 @@ def analytics_request(
 
 
 async def _analyse(
-    runtime: Runtime, grant: Grant, wanted: UsageFilter, request: AnalyticsRequest
+    analytics: UsageAnalytics, grant: Grant, wanted: UsageFilter, request: AnalyticsRequest
 ) -> UsageAnalyticsReport:
     end = wanted.end or utcnow()
     start = wanted.start or end - DEFAULT_RANGE
     if start >= end:
         raise UnprocessableEntity("from must be before to", param="from")
-    return await UsageAnalytics(runtime.sessions).analyse(
-        UsageReach.of(grant), wanted.within(start, end), request
-    )
+    return await analytics.analyse(UsageReach.of(grant), wanted.within(start, end), request)
 
 
 GranularityQuery = Annotated[Granularity, Query(description="time-series bucket width")]
@@ -63,34 +60,35 @@ TopQuery = Annotated[int, Query(ge=1, le=100, description="breakdown entries bef
 ZoneQuery = Annotated[str, Query(max_length=64, description="IANA time zone of the buckets")]
 
 
+def analytics_shape(
+    granularity: GranularityQuery = Granularity.DAY,
+    group_by: GroupQuery = Dimension.MODEL,
+    metric: MetricQuery = Metric.REQUESTS,
+    top: TopQuery = 10,
+    timezone: ZoneQuery = "UTC",
+) -> AnalyticsRequest:
+    """The analytics shape query parameters (use with ``Depends``)."""
+    return analytics_request(granularity, group_by, metric, top, timezone)
+
+
+Shape = Annotated[AnalyticsRequest, Depends(analytics_shape)]
+
+
 @router.get("/organisations/{organisation_id}/usage/analytics")
 async def usage_analytics(
     organisation_id: OrganisationPath,
     grant: UsageGrant,
-    runtime: RuntimeDep,
+    analytics: Analytics,
+    shape: Shape,
     wanted: UsageFilterDep,
-    granularity: GranularityQuery = Granularity.DAY,
-    group_by: GroupQuery = Dimension.MODEL,
-    metric: MetricQuery = Metric.REQUESTS,
-    top: TopQuery = 10,
-    timezone: ZoneQuery = "UTC",
 ) -> UsageAnalyticsReport:
     """Analytics of the organisation's usage in reach (default range: the last 30 days)."""
-    request = analytics_request(granularity, group_by, metric, top, timezone)
-    return await _analyse(runtime, grant, wanted, request)
+    return await _analyse(analytics, grant, wanted, shape)
 
 
 @router.get("/admin/usage/analytics")
 async def all_usage_analytics(
-    grant: UsageGrant,
-    runtime: RuntimeDep,
-    wanted: AdminUsageFilterDep,
-    granularity: GranularityQuery = Granularity.DAY,
-    group_by: GroupQuery = Dimension.MODEL,
-    metric: MetricQuery = Metric.REQUESTS,
-    top: TopQuery = 10,
-    timezone: ZoneQuery = "UTC",
+    grant: UsageGrant, analytics: Analytics, shape: Shape, wanted: AdminUsageFilterDep
 ) -> UsageAnalyticsReport:
     """Analytics across organisations (super admin)."""
-    request = analytics_request(granularity, group_by, metric, top, timezone)
-    return await _analyse(runtime, grant, wanted, request)
+    return await _analyse(analytics, grant, wanted, shape)

@@ -9,23 +9,27 @@ history carry the masked preview.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Select, false, or_, select
 
-from odock.keys.control import KeyControl, ModelTypeRouting, parse_routing
-from odock.keys.tables import ApiKey, ApiKeyModelAccess, ApiKeyRotation, ApiKeyType
+from odock.keys.queries import KeyFilters
+from odock.keys.routing import ModelTypeRouting, parse_routing
+from odock.keys.service import KeyService
+from odock.keys.tables import ApiKey, ApiKeyRotation, ApiKeyType
 from odock.providers.tables import Model
-from odock.rbac.grant import Grant, ListScope, Target
+from odock.rbac.grant import Grant, Target
 from odock.rbac.permissions import Action, Resource
-from odock.runtime import Runtime
-from odock.web.api.deps import Permit, RuntimeDep, row_locator
+from odock.web.api.deps import Permit, row_locator
 from odock.web.api.fields import Expiry, Id, ModelRef, Name, Timezone
-from odock.web.api.paging import Page, PageParams, keyset, make_page, page_params
-from odock.web.api.search import SearchQuery, matches
+from odock.web.api.lists import ListRoute, TwinLists, add_list_routes, paged
+from odock.web.api.made import add_made_route, param
+from odock.web.api.paging import Page, PageParams, page_params
+from odock.web.api.search import SearchQuery
+from odock.web.api.services import Keys, keys_of
 
 router = APIRouter(tags=["API keys"])
 
@@ -171,34 +175,6 @@ def key_target(key: ApiKey) -> Target:
 locate_key = row_locator(ApiKey, "api_key_id", key_target)
 
 
-def keys_of(runtime: Runtime) -> KeyControl:
-    """The key service over this runtime's control plane."""
-    return KeyControl(runtime.control, runtime.sessions, runtime.bus)
-
-
-def narrowed(query: Select[Any], scope: ListScope, team_col: Any, user_col: Any) -> Select[Any]:
-    """``query`` kept to rows whose team is in the scope's teams or whose user is the scope's user."""
-    if scope.team_ids is None and scope.user_id is None:
-        return query
-    conditions = []
-    if scope.team_ids:
-        conditions.append(team_col.in_(sorted(scope.team_ids)))
-    if scope.user_id is not None:
-        conditions.append(user_col == scope.user_id)
-    return query.where(or_(*conditions) if conditions else false())
-
-
-class KeyFilters(BaseModel):
-    """The filters of the key lists."""
-
-    type: ApiKeyType | None = None
-    revoked: bool | None = None
-    team_id: str | None = None
-    user_id: str | None = None
-    expired: bool | None = None
-    q: str | None = None
-
-
 def key_filters(
     type: Annotated[ApiKeyType | None, Query(description="ORGANISATION, TEAM or USER")] = None,
     revoked: Annotated[bool | None, Query()] = None,
@@ -211,44 +187,15 @@ def key_filters(
     return KeyFilters(type=type, revoked=revoked, team_id=team_id, user_id=user_id, expired=expired, q=q)
 
 
-def _filtered(query: Select[Any], filters: KeyFilters, now: datetime) -> Select[Any]:
-    if filters.type is not None:
-        query = query.where(ApiKey.type == filters.type)
-    if filters.revoked is not None:
-        query = query.where(ApiKey.revoked.is_(filters.revoked))
-    if filters.team_id is not None:
-        query = query.where(ApiKey.team_id == filters.team_id)
-    if filters.user_id is not None:
-        query = query.where(ApiKey.user_id == filters.user_id)
-    if filters.expired is True:
-        query = query.where(ApiKey.expires_at.is_not(None), ApiKey.expires_at <= now)
-    elif filters.expired is False:
-        query = query.where(or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > now))
-    if filters.q:
-        query = query.where(or_(matches(filters.q, ApiKey.name, ApiKey.key_preview), ApiKey.id == filters.q))
-    return query
-
-
-async def _key_page(
-    runtime: Runtime, query: Select[Any], filters: KeyFilters, params: PageParams
-) -> Page[ApiKeyView]:
-    now = datetime.now(UTC)
-    query = keyset(_filtered(query, filters, now), ApiKey.created_at, ApiKey.id, params)
-    async with runtime.sessions() as session:
-        rows = list((await session.execute(query)).scalars())
-    return make_page(rows, params, lambda k: ApiKeyView.of(k, now), lambda k: (k.created_at, k.id))
-
-
-async def _grants(runtime: Runtime, key_id: str) -> GrantList:
-    query = (
-        select(Model)
-        .join(ApiKeyModelAccess, ApiKeyModelAccess.model_id == Model.id)
-        .where(ApiKeyModelAccess.api_key_id == key_id)
-        .order_by(Model.name)
+def _rotation(r: ApiKeyRotation) -> RotationView:
+    return RotationView(
+        id=r.id,
+        rotated_at=r.rotated_at,
+        previous_preview=r.previous_key_preview,
+        previous_expires_at=r.previous_expires_at,
+        new_expires_at=r.new_expires_at,
+        rotated_by=r.rotated_by,
     )
-    async with runtime.sessions() as session:
-        rows = (await session.execute(query)).scalars()
-        return GrantList(items=[_granted(m) for m in rows])
 
 
 def _granted(model: Model) -> GrantedModelView:
@@ -262,53 +209,57 @@ def _granted(model: Model) -> GrantedModelView:
     )
 
 
+async def _grants(keys: KeyService, key_id: str) -> GrantList:
+    return GrantList(items=[_granted(m) for m in await keys.granted_models(key_id)])
+
+
+def _issued(issued_key: ApiKey, secret: str) -> IssuedApiKeyView:
+    return IssuedApiKeyView(**ApiKeyView.of(issued_key).model_dump(), secret=secret)
+
+
+def key_list_filters(
+    filters: Annotated[KeyFilters, Depends(key_filters)],
+    organisation_id: Annotated[Id | None, Query()] = None,
+) -> KeyFilters:
+    """The key-list filters (``organisation_id``: the admin list's, see :mod:`odock.web.api.lists`)."""
+    return filters
+
+
 KEYS = "/organisations/{organisation_id}/apikeys"
 KEY = KEYS + "/{api_key_id}"
 Paging = Annotated[PageParams, Depends(page_params)]
-Filters = Annotated[KeyFilters, Depends(key_filters)]
+
+add_list_routes(
+    router,
+    TwinLists(
+        resource=Resource.API_KEY,
+        service=keys_of,
+        wanted=key_list_filters,
+        fetch=KeyService.page,
+        render=ApiKeyView.of,
+        key=lambda k, _wanted: (k.created_at, k.id),
+        item=ApiKeyView,
+        everywhere=ListRoute(
+            "/admin/apikeys", "list_all_keys", "Every organisation's keys, newest first (super admin)."
+        ),
+        organisation=ListRoute(
+            KEYS, "list_keys", "The organisation's keys within the caller's reach, newest first."
+        ),
+    ),
+)
 
 
 # --- routes ----------------------------------------------------------------------------------
-@router.get("/admin/apikeys", response_model=Page[ApiKeyView])
-async def list_all_keys(
-    runtime: RuntimeDep,
-    grant: Annotated[Grant, Depends(Permit(Resource.API_KEY, Action.READ))],
-    params: Paging,
-    filters: Filters,
-    organisation_id: Annotated[Id | None, Query()] = None,
-) -> Page[ApiKeyView]:
-    """Every organisation's keys, newest first (super admin)."""
-    query = select(ApiKey)
-    if organisation_id is not None:
-        query = query.where(ApiKey.organisation_id == organisation_id)
-    return await _key_page(runtime, query, filters, params)
-
-
-@router.get(KEYS, response_model=Page[ApiKeyView])
-async def list_keys(
-    organisation_id: str,
-    runtime: RuntimeDep,
-    grant: Annotated[Grant, Depends(Permit(Resource.API_KEY, Action.READ))],
-    params: Paging,
-    filters: Filters,
-) -> Page[ApiKeyView]:
-    """The organisation's keys within the caller's reach, newest first."""
-    scope = grant.scope()
-    query = select(ApiKey).where(ApiKey.organisation_id == organisation_id)
-    query = narrowed(query, scope, ApiKey.team_id, ApiKey.user_id)
-    return await _key_page(runtime, query, filters, params)
-
-
 @router.post(KEYS, status_code=201, response_model=IssuedApiKeyView)
 async def create_key(
     organisation_id: str,
     body: ApiKeyCreate,
-    runtime: RuntimeDep,
+    keys: Keys,
     grant: Annotated[Grant, Depends(Permit(Resource.API_KEY, Action.CREATE))],
 ) -> IssuedApiKeyView:
     """Issue a key; the answer holds its secret, which is never shown again."""
     grant.check(Target(organisation_id, team_id=body.team_id, user_id=body.user_id))
-    issued = await keys_of(runtime).create(
+    issued = await keys.issue(
         organisation_id,
         body.name,
         type=body.type,
@@ -318,24 +269,24 @@ async def create_key(
         timezone=body.timezone,
         models=body.models,
     )
-    return IssuedApiKeyView(**ApiKeyView.of(issued.key).model_dump(), secret=issued.secret)
+    return _issued(issued.key, issued.secret)
 
 
 @router.get(KEY, response_model=ApiKeyView)
 async def get_key(
     api_key_id: str,
-    runtime: RuntimeDep,
+    keys: Keys,
     grant: Annotated[Grant, Depends(Permit(Resource.API_KEY, Action.READ, locate=locate_key))],
 ) -> ApiKeyView:
     """One key."""
-    return ApiKeyView.of(await runtime.control.api_key(api_key_id))
+    return ApiKeyView.of(await keys.get(api_key_id))
 
 
 @router.patch(KEY, response_model=ApiKeyView)
 async def update_key(
     api_key_id: str,
     body: ApiKeyUpdate,
-    runtime: RuntimeDep,
+    keys: Keys,
     grant: Annotated[Grant, Depends(Permit(Resource.API_KEY, Action.UPDATE, locate=locate_key))],
 ) -> ApiKeyView:
     """Rename a key, or change its expiry (future only; ``null`` removes it) or timezone."""
@@ -344,139 +295,70 @@ async def update_key(
         if field in changes and changes[field] is None:
             del changes[field]
     if not changes:
-        return ApiKeyView.of(await runtime.control.api_key(api_key_id))
-    return ApiKeyView.of(await keys_of(runtime).update(api_key_id, changes))
+        return ApiKeyView.of(await keys.get(api_key_id))
+    return ApiKeyView.of(await keys.change(api_key_id, changes))
 
 
 @router.post(KEY + "/rotate", response_model=IssuedApiKeyView)
 async def rotate_key(
     api_key_id: str,
-    runtime: RuntimeDep,
+    keys: Keys,
     grant: Annotated[Grant, Depends(Permit(Resource.API_KEY, Action.UPDATE, locate=locate_key))],
     body: Annotated[RotateBody | None, Body()] = None,
 ) -> IssuedApiKeyView:
     """Give a key a new secret (same id, grants and history); the old secret stops at once."""
     expires_at = body.expires_at if body is not None else None
-    issued = await keys_of(runtime).rotate(api_key_id, expires_at=expires_at, rotated_by=grant.actor.email)
-    return IssuedApiKeyView(**ApiKeyView.of(issued.key).model_dump(), secret=issued.secret)
-
-
-@router.post(KEY + "/revoke", response_model=ApiKeyView)
-async def revoke_key(
-    api_key_id: str,
-    runtime: RuntimeDep,
-    grant: Annotated[Grant, Depends(Permit(Resource.API_KEY, Action.UPDATE, locate=locate_key))],
-) -> ApiKeyView:
-    """Revoke a key: the gateway refuses it (401 api_key_revoked) from the next request on."""
-    return ApiKeyView.of(await keys_of(runtime).set_revoked(api_key_id, True))
-
-
-@router.post(KEY + "/unrevoke", response_model=ApiKeyView)
-async def unrevoke_key(
-    api_key_id: str,
-    runtime: RuntimeDep,
-    grant: Annotated[Grant, Depends(Permit(Resource.API_KEY, Action.UPDATE, locate=locate_key))],
-) -> ApiKeyView:
-    """Reinstate a revoked key."""
-    return ApiKeyView.of(await keys_of(runtime).set_revoked(api_key_id, False))
+    issued = await keys.rotate_live(api_key_id, expires_at=expires_at, rotated_by=grant.actor.email)
+    return _issued(issued.key, issued.secret)
 
 
 @router.get(KEY + "/rotations", response_model=Page[RotationView])
 async def list_rotations(
     api_key_id: str,
-    runtime: RuntimeDep,
+    keys: Keys,
     grant: Annotated[Grant, Depends(Permit(Resource.API_KEY, Action.READ, locate=locate_key))],
     params: Paging,
 ) -> Page[RotationView]:
     """A key's rotation history, newest first by default."""
-    query = select(ApiKeyRotation).where(ApiKeyRotation.api_key_id == api_key_id)
-    query = keyset(query, ApiKeyRotation.rotated_at, ApiKeyRotation.id, params)
-    async with runtime.sessions() as session:
-        rows = list((await session.execute(query)).scalars())
-    return make_page(
-        rows,
-        params,
-        lambda r: RotationView(
-            id=r.id,
-            rotated_at=r.rotated_at,
-            previous_preview=r.previous_key_preview,
-            previous_expires_at=r.previous_expires_at,
-            new_expires_at=r.new_expires_at,
-            rotated_by=r.rotated_by,
-        ),
-        lambda r: (r.rotated_at, r.id),
+    return await paged(
+        lambda page: keys.rotations_page(api_key_id, page), params, _rotation, lambda r: (r.rotated_at, r.id)
     )
 
 
 @router.get(KEY + "/models", response_model=Page[GrantedModelView])
 async def list_grants(
     api_key_id: str,
-    runtime: RuntimeDep,
+    keys: Keys,
     grant: Annotated[Grant, Depends(Permit(Resource.API_KEY, Action.READ, locate=locate_key))],
     params: Paging,
     q: SearchQuery = None,
 ) -> Page[GrantedModelView]:
     """The models a key may call, by name (``q`` searches name, slug and type)."""
-    query = (
-        select(Model)
-        .join(ApiKeyModelAccess, ApiKeyModelAccess.model_id == Model.id)
-        .where(ApiKeyModelAccess.api_key_id == api_key_id)
+    return await paged(
+        lambda page: keys.grants_page(api_key_id, q, page), params, _granted, lambda m: (m.name, m.id)
     )
-    if q:
-        query = query.where(or_(matches(q, Model.name, Model.slug, Model.type), Model.id == q))
-    query = keyset(query, Model.name, Model.id, params)
-    async with runtime.sessions() as session:
-        rows = list((await session.execute(query)).scalars())
-    return make_page(rows, params, _granted, lambda m: (m.name, m.id))
-
-
-@router.put(KEY + "/models", response_model=GrantList)
-async def replace_grants(
-    api_key_id: str,
-    body: GrantsBody,
-    runtime: RuntimeDep,
-    grant: Annotated[Grant, Depends(Permit(Resource.API_KEY, Action.UPDATE, locate=locate_key))],
-) -> GrantList:
-    """The key may call exactly these models (names or ids) from now on."""
-    key = await runtime.control.api_key(api_key_id)
-    await keys_of(runtime).replace_grants(key, body.models)
-    return await _grants(runtime, api_key_id)
-
-
-@router.post(KEY + "/models", response_model=GrantList)
-async def add_grants(
-    api_key_id: str,
-    body: GrantsBody,
-    runtime: RuntimeDep,
-    grant: Annotated[Grant, Depends(Permit(Resource.API_KEY, Action.UPDATE, locate=locate_key))],
-) -> GrantList:
-    """The key may also call these models (names or ids); existing grants stay."""
-    key = await runtime.control.api_key(api_key_id)
-    await keys_of(runtime).add_grants(key, body.models)
-    return await _grants(runtime, api_key_id)
 
 
 @router.delete(KEY + "/models/{model_id}", status_code=204, response_class=Response)
 async def remove_grant(
     api_key_id: str,
     model_id: Id,
-    runtime: RuntimeDep,
+    keys: Keys,
     grant: Annotated[Grant, Depends(Permit(Resource.API_KEY, Action.UPDATE, locate=locate_key))],
 ) -> Response:
     """The key may no longer call this model."""
-    key = await runtime.control.api_key(api_key_id)
-    await keys_of(runtime).remove_grant(key, model_id)
+    await keys.remove_grant(api_key_id, model_id)
     return Response(status_code=204)
 
 
 @router.get(KEY + "/routing", response_model=RoutingView)
 async def get_routing(
     api_key_id: str,
-    runtime: RuntimeDep,
+    keys: Keys,
     grant: Annotated[Grant, Depends(Permit(Resource.API_KEY, Action.READ, locate=locate_key))],
 ) -> RoutingView:
     """A key's routing policy by model type (empty: every call goes direct)."""
-    key = await runtime.control.api_key(api_key_id)
+    key = await keys.get(api_key_id)
     return RoutingView(routing=parse_routing(key.policies.get("routing")))
 
 
@@ -484,11 +366,68 @@ async def get_routing(
 async def update_routing(
     api_key_id: str,
     body: Annotated[dict[ModelType, ModelTypeRouting | None], Body(max_length=9)],
-    runtime: RuntimeDep,
+    keys: Keys,
     grant: Annotated[Grant, Depends(Permit(Resource.API_KEY, Action.UPDATE, locate=locate_key))],
 ) -> RoutingView:
     """Set the routing policy of the model types given (``null`` clears one); others stay."""
-    key = await runtime.control.api_key(api_key_id)
     changes: dict[str, Any] = {k: None if p is None else p.model_dump(by_alias=True) for k, p in body.items()}
-    routing = await keys_of(runtime).set_routing(key, changes)
+    routing = await keys.set_routing(api_key_id, changes)
     return RoutingView(routing=parse_routing(routing))
+
+
+# --- key changes made from one definition (revoke/unrevoke, replace/add grants) ----------------
+def _key_change(
+    method: str, path: str, name: str, doc: str, call: Callable[..., Awaitable[Any]], **options: Any
+) -> None:
+    """Register one key change: the key in the path, an optional body, the key service, UPDATE on it."""
+    body = options.pop("body", None)
+    parameters = [param("api_key_id", str)] + ([param("body", body)] if body is not None else [])
+    parameters += [
+        param("keys", Keys),
+        param("grant", Annotated[Grant, Depends(Permit(Resource.API_KEY, Action.UPDATE, locate=locate_key))]),
+    ]
+    add_made_route(
+        router, method, KEY + path, name=name, doc=doc, call=call, parameters=parameters, **options
+    )
+
+
+def _switch(revoked: bool) -> Callable[..., Awaitable[ApiKeyView]]:
+    async def switch(api_key_id: str, keys: KeyService, **_: Any) -> ApiKeyView:
+        return ApiKeyView.of(await keys.set_revoked(api_key_id, revoked))
+
+    return switch
+
+
+def _granting(replace: bool) -> Callable[..., Awaitable[GrantList]]:
+    async def granting(api_key_id: str, body: GrantsBody, keys: KeyService, **_: Any) -> GrantList:
+        await (keys.set_grants if replace else keys.grant)(api_key_id, body.models)
+        return await _grants(keys, api_key_id)
+
+    return granting
+
+
+_key_change(
+    "POST",
+    "/revoke",
+    "revoke_key",
+    "Revoke a key: the gateway refuses it (401 api_key_revoked) from the next request on.",
+    _switch(True),
+    response_model=ApiKeyView,
+)
+_key_change(
+    "POST", "/unrevoke", "unrevoke_key", "Reinstate a revoked key.", _switch(False), response_model=ApiKeyView
+)
+_key_change(
+    "PUT",
+    "/models",
+    "replace_grants",
+    "The key may call exactly these models (names or ids) from now on.",
+    _granting(True),
+    body=GrantsBody,
+    response_model=GrantList,
+)
+_key_change(
+    "POST", "/models", "add_grants",
+    "The key may also call these models (names or ids); existing grants stay.",
+    _granting(False), body=GrantsBody, response_model=GrantList,
+)  # fmt: skip

@@ -1,9 +1,10 @@
 """Routes: budgets (money per window) and quotas (a metric per window), with their windows.
 
 A budget's amounts are integer nanos USD with an exact USD string beside each; a quota's are in
-its metric's units. Each window shows ``used`` (settled), ``reserved`` (held by requests in
-flight, from the live counters) and ``remaining``. Changes reach the gateway at once
-(:class:`odock.budgets.control.BudgetControl` publishes the invalidation).
+its metric's units (bodies and views: :mod:`odock.web.api.routes.budget_shapes`). Each window
+shows ``used`` (settled), ``reserved`` (held by requests in flight, from the live counters) and
+``remaining``. Changes reach the gateway at once (:class:`odock.budgets.control.BudgetControl`
+publishes the invalidation).
 
 Reach: organisation admins manage every budget and quota; a team manager reads those of the
 teams they manage (and their own and their keys'), a user their own.
@@ -11,361 +12,57 @@ teams they manage (and their own and their keys'), a user their own.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import datetime
-from typing import Annotated, Any, Literal
+import inspect
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
-from sqlalchemy import ColumnElement, Select, or_, select
 
-from odock.admin.rules import MAX_NANOS, nanos_to_usd, usd_to_nanos
-from odock.budgets.control import MAX_THRESHOLD_PERCENT, MeterChanges, WindowUsage
+from odock.budgets.control import BudgetControl, WindowUsage
+from odock.budgets.queries import Meter, MeterFilters
 from odock.budgets.tables import Budget, OwnerType, Quota, QuotaMetric
 from odock.budgets.windows import Period
 from odock.errors import UnprocessableEntity
-from odock.keys.tables import ApiKey
-from odock.rbac.grant import Grant, ListScope, Target
+from odock.rbac.grant import Grant, Target
 from odock.rbac.permissions import Action, Resource
 from odock.runtime import Runtime
-from odock.web.api.deps import Locator, Permit, RuntimeDep
-from odock.web.api.fields import Id, Instant, Name, Timezone
-from odock.web.api.paging import (
-    Page,
-    PageParams,
-    decode_cursor,
-    encode_cursor,
-    keyset,
-    make_page,
-    page_params,
+from odock.web.api.deps import Locator, Permit
+from odock.web.api.fields import Id
+from odock.web.api.lists import ListRoute, TwinLists, add_list_routes
+from odock.web.api.made import add_made_route, param
+from odock.web.api.paging import Page, PageParams, decode_cursor, encode_cursor, page_params
+from odock.web.api.routes.budget_shapes import (
+    BudgetCreate,
+    BudgetDetail,
+    BudgetUpdate,
+    BudgetView,
+    BudgetWindowView,
+    Currency,
+    QuotaCreate,
+    QuotaDetail,
+    QuotaUpdate,
+    QuotaView,
+    WindowView,
 )
-from odock.web.api.search import SearchQuery, matches
+from odock.web.api.search import SearchQuery
+from odock.web.api.services import Budgets, budgets_of
 
 router = APIRouter(tags=["Budgets and quotas"])
 
-Currency = Literal["USD", "EUR", "LBS"]
-Threshold = Annotated[int, Field(ge=1, le=MAX_THRESHOLD_PERCENT)]
-Amount = Annotated[int, Field(ge=0, le=MAX_NANOS)]
-UsdAmount = Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=r"^\s*\d+(\.\d+)?\s*$")]
-
-
-# --- views ---------------------------------------------------------------------------------
-class WindowView(BaseModel):
-    """One window of a quota, in the quota's metric units."""
-
-    index: int
-    start: datetime
-    end: datetime
-    limit: int
-    used: int
-    reserved: int
-    remaining: int
-
-    @classmethod
-    def of(cls, window: WindowUsage) -> WindowView:
-        """The view of a window."""
-        return cls(
-            index=window.index,
-            start=window.start,
-            end=window.end,
-            limit=window.limit,
-            used=window.used,
-            reserved=window.reserved,
-            remaining=window.remaining,
-        )
-
-
-class BudgetWindowView(WindowView):
-    """One window of a budget: amounts in nanos USD, each with its exact USD string."""
-
-    limit_usd: str
-    used_usd: str
-    reserved_usd: str
-    remaining_usd: str
-
-    @classmethod
-    def of(cls, window: WindowUsage) -> BudgetWindowView:
-        """The view of a window."""
-        base = WindowView.of(window)
-        return cls(
-            **base.model_dump(),
-            limit_usd=nanos_to_usd(base.limit),
-            used_usd=nanos_to_usd(base.used),
-            reserved_usd=nanos_to_usd(base.reserved),
-            remaining_usd=nanos_to_usd(base.remaining),
-        )
-
-
-class MeterView(BaseModel):
-    """What budgets and quotas share: owner, schedule, thresholds, switch."""
-
-    id: str
-    organisation_id: str
-    name: str
-    owner_type: OwnerType
-    owner_id: str
-    team_id: str | None
-    user_id: str | None
-    api_key_id: str | None
-    period: Period
-    start_at: datetime
-    end_at: datetime | None
-    timezone: str
-    rollover: bool
-    thresholds: list[int]
-    active: bool
-    version: int
-    created_at: datetime
-    updated_at: datetime
-
-
-def _meter_fields(row: Budget | Quota) -> dict[str, Any]:
-    owner = {
-        OwnerType.ORG: row.organisation_id,
-        OwnerType.TEAM: row.team_id,
-        OwnerType.USER: row.user_id,
-        OwnerType.APIKEY: row.api_key_id,
-    }[row.owner_type]
-    return {
-        "id": row.id,
-        "organisation_id": row.organisation_id,
-        "name": row.name,
-        "owner_type": row.owner_type,
-        "owner_id": owner or row.organisation_id,
-        "team_id": row.team_id,
-        "user_id": row.user_id,
-        "api_key_id": row.api_key_id,
-        "period": row.period,
-        "start_at": row.start_at,
-        "end_at": row.end_at,
-        "timezone": row.timezone,
-        "rollover": row.rollover,
-        "thresholds": list(row.thresholds or ()),
-        "active": row.active,
-        "version": row.version,
-        "created_at": row.created_at,
-        "updated_at": row.updated_at,
-    }
-
-
-class BudgetView(MeterView):
-    """A budget: an amount of money per window (``currency`` is for display; amounts are USD)."""
-
-    currency: str
-    amount_nanos: int
-    amount_usd: str
-
-    @classmethod
-    def of(cls, row: Budget) -> BudgetView:
-        """The view of a budget."""
-        return cls(
-            **_meter_fields(row),
-            currency=row.currency,
-            amount_nanos=row.amount_nanos_usd,
-            amount_usd=nanos_to_usd(row.amount_nanos_usd),
-        )
-
-
-class BudgetDetail(BudgetView):
-    """A budget with its current window and the most recent earlier ones."""
-
-    current_window: BudgetWindowView | None
-    recent_windows: list[BudgetWindowView]
-
-
-class QuotaView(MeterView):
-    """A quota: a limit on a usage metric per window."""
-
-    metric: QuotaMetric
-    limit: int
-
-    @classmethod
-    def of(cls, row: Quota) -> QuotaView:
-        """The view of a quota."""
-        return cls(**_meter_fields(row), metric=row.metric, limit=row.limit)
-
-
-class QuotaDetail(QuotaView):
-    """A quota with its current window and the most recent earlier ones."""
-
-    current_window: WindowView | None
-    recent_windows: list[WindowView]
-
-
-# --- bodies --------------------------------------------------------------------------------
-class _MeterCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: Name
-    owner_type: OwnerType = OwnerType.ORG
-    owner_id: Id | None = Field(default=None, description="the team, user or API key (not for ORG)")
-    period: Period = Period.MONTHLY
-    start_at: Instant | None = Field(default=None, description="first window's start (default: now)")
-    timezone: Timezone = "UTC"
-    end_at: Instant | None = None
-    rollover: bool = False
-    thresholds: list[Threshold] = Field(default_factory=list, max_length=20)
-    active: bool = True
-
-    @model_validator(mode="after")
-    def _owner(self) -> _MeterCreate:
-        if self.owner_type is OwnerType.ORG and self.owner_id is not None:
-            raise ValueError("an ORG budget or quota takes no owner_id")
-        if self.owner_type is not OwnerType.ORG and self.owner_id is None:
-            raise ValueError(f"a {self.owner_type.value} budget or quota needs an owner_id")
-        return self
-
-    def schedule(self) -> dict[str, Any]:
-        """The schedule keywords of BudgetControl.create_*."""
-        return {
-            "owner_type": self.owner_type,
-            "owner_id": self.owner_id,
-            "period": self.period,
-            "start_at": self.start_at,
-            "end_at": self.end_at,
-            "timezone": self.timezone,
-            "rollover": self.rollover,
-            "thresholds": self.thresholds,
-            "active": self.active,
-        }
-
-
-def _one_amount(usd: str | None, nanos: int | None) -> None:
-    if (usd is None) == (nanos is None):
-        raise ValueError("give exactly one of amount_usd or amount_nanos")
-
-
-class BudgetCreate(_MeterCreate):
-    """A new budget (spec §3.9): owner, schedule, amount (USD string or nanos), currency, thresholds."""
-
-    amount_usd: UsdAmount | None = Field(default=None, description="e.g. '12.50' (at most 9 decimals)")
-    amount_nanos: Amount | None = Field(default=None, description="1 USD = 1,000,000,000")
-    currency: Currency = "USD"
-
-    @model_validator(mode="after")
-    def _amount(self) -> BudgetCreate:
-        _one_amount(self.amount_usd, self.amount_nanos)
-        return self
-
-    def nanos(self) -> int:
-        """The amount in nanos USD."""
-        return self.amount_nanos if self.amount_nanos is not None else usd_to_nanos(str(self.amount_usd))
-
-
-class QuotaCreate(_MeterCreate):
-    """A new quota: owner, schedule, metric and limit per window."""
-
-    metric: QuotaMetric
-    limit: Amount
-
-
-class _MeterUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: Name | None = None
-    active: bool | None = None
-    thresholds: list[Threshold] | None = Field(default=None, max_length=20)
-    end_at: Instant | None = Field(default=None, description="null removes the end")
-
-    def changes(self) -> MeterChanges:
-        """The changes to apply (``null`` is meaningful for end_at only; elsewhere it changes nothing)."""
-        changes = MeterChanges()
-        if self.name is not None:
-            changes["name"] = self.name
-        if self.active is not None:
-            changes["active"] = self.active
-        if self.thresholds is not None:
-            changes["thresholds"] = self.thresholds
-        if "end_at" in self.model_fields_set:
-            changes["end_at"] = self.end_at
-        return changes
-
-
-class BudgetUpdate(_MeterUpdate):
-    """Changes to a budget; a new amount keeps what the current window already used."""
-
-    amount_usd: UsdAmount | None = None
-    amount_nanos: Amount | None = None
-    currency: Currency | None = None
-
-    @model_validator(mode="after")
-    def _amount(self) -> BudgetUpdate:
-        if self.amount_usd is not None and self.amount_nanos is not None:
-            raise ValueError("give at most one of amount_usd or amount_nanos")
-        return self
-
-    def changes(self) -> MeterChanges:
-        """The changes to apply."""
-        changes = super().changes()
-        if self.amount_nanos is not None:
-            changes["limit"] = self.amount_nanos
-        elif self.amount_usd is not None:
-            changes["limit"] = usd_to_nanos(self.amount_usd)
-        if self.currency is not None:
-            changes["currency"] = self.currency
-        return changes
-
-
-class QuotaUpdate(_MeterUpdate):
-    """Changes to a quota; a new limit keeps what the current window already used."""
-
-    limit: Amount | None = None
-
-    def changes(self) -> MeterChanges:
-        """The changes to apply."""
-        changes = super().changes()
-        if self.limit is not None:
-            changes["limit"] = self.limit
-        return changes
-
 
 # --- helpers -------------------------------------------------------------------------------
-def _locate(table: type[Budget] | type[Quota], param: str) -> Locator:
+def _locate(table: Meter, param: str) -> Locator:
     """A locator placing a budget or quota where its owner sits (an API key's owner for APIKEY)."""
 
     async def locate(runtime: Runtime, params: Mapping[str, str]) -> Target | None:
-        async with runtime.sessions() as session:
-            row: Budget | Quota | None = await session.get(table, params[param])
-            if row is None:
-                return None
-            if row.owner_type is OwnerType.APIKEY and row.api_key_id is not None:
-                key = await session.get(ApiKey, row.api_key_id)
-                if key is not None:
-                    return Target(row.organisation_id, team_id=key.team_id, user_id=key.user_id)
-            return Target(row.organisation_id, team_id=row.team_id, user_id=row.user_id)
+        return await runtime.control.budgets.placement(table, params[param])
 
     return locate
 
 
 locate_budget = _locate(Budget, "budget_id")
 locate_quota = _locate(Quota, "quota_id")
-
-
-def _narrowed(query: Select[Any], table: type[Budget] | type[Quota], scope: ListScope) -> Select[Any]:
-    if scope.team_ids is None and scope.user_id is None:
-        return query
-    teams = sorted(scope.team_ids or ())
-    key_owner: list[ColumnElement[bool]] = []
-    conditions: list[ColumnElement[bool]] = []
-    if teams:
-        conditions.append(table.team_id.in_(teams))
-        key_owner.append(ApiKey.team_id.in_(teams))
-    if scope.user_id is not None:
-        conditions.append(table.user_id == scope.user_id)
-        key_owner.append(ApiKey.user_id == scope.user_id)
-    keys = select(ApiKey.id).where(ApiKey.organisation_id == scope.organisation_id, or_(*key_owner))
-    conditions.append(table.api_key_id.in_(keys))
-    return query.where(or_(*conditions))
-
-
-class MeterFilters(BaseModel):
-    """Filters shared by the budget and quota lists."""
-
-    owner_type: OwnerType | None = None
-    owner_id: str | None = None
-    period: Period | None = None
-    active: bool | None = None
-    q: str | None = None
 
 
 def meter_filters(
@@ -379,40 +76,20 @@ def meter_filters(
     return MeterFilters(owner_type=owner_type, owner_id=owner_id, period=period, active=active, q=q)
 
 
-def _filtered(query: Select[Any], table: type[Budget] | type[Quota], f: MeterFilters) -> Select[Any]:
-    if f.owner_type is not None:
-        query = query.where(table.owner_type == f.owner_type)
-    if f.owner_id is not None:
-        query = query.where(
-            or_(table.team_id == f.owner_id, table.user_id == f.owner_id, table.api_key_id == f.owner_id)
-        )
-    if f.period is not None:
-        query = query.where(table.period == f.period)
-    if f.active is not None:
-        query = query.where(table.active.is_(f.active))
-    if f.q:
-        query = query.where(matches(f.q, table.name))
-    return query
-
-
-async def _rows(runtime: Runtime, query: Select[Any]) -> list[Any]:
-    async with runtime.sessions() as session:
-        return list((await session.execute(query)).scalars())
-
-
-async def _windows(runtime: Runtime, row: Budget | Quota) -> tuple[WindowUsage | None, list[WindowUsage]]:
+async def _windows(
+    budgets: BudgetControl, row: Budget | Quota
+) -> tuple[WindowUsage | None, list[WindowUsage]]:
     """The current window (None outside the schedule) and the most recent earlier ones."""
-    meters = runtime.governance.meters
-    current = (await runtime.budgets.current_windows([row], meters=meters))[row.id]
+    current = (await budgets.current_windows([row], live=True))[row.id]
     before = current.index if current is not None else None
     if before == 0:
         return current, []
-    recent, _ = await runtime.budgets.window_history(row, before=before, count=RECENT_WINDOWS, meters=meters)
+    recent, _ = await budgets.window_history(row, before=before, count=RECENT_WINDOWS, live=True)
     return current, recent
 
 
 async def _history(
-    runtime: Runtime, row: Budget | Quota, params: PageParams
+    budgets: BudgetControl, row: Budget | Quota, params: PageParams
 ) -> tuple[list[WindowUsage], str | None]:
     before = None
     if params.cursor:
@@ -420,9 +97,7 @@ async def _history(
         if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**31:
             raise UnprocessableEntity("cursor is not valid", param="cursor")
         before = value
-    windows, more = await runtime.budgets.window_history(
-        row, before=before, count=params.limit, meters=runtime.governance.meters
-    )
+    windows, more = await budgets.window_history(row, before=before, count=params.limit, live=True)
     cursor = encode_cursor(windows[-1].index, str(windows[-1].index)) if more and windows else None
     return windows, cursor
 
@@ -431,201 +106,197 @@ RECENT_WINDOWS = 6
 ORG = "/organisations/{organisation_id}"
 Paging = Annotated[PageParams, Depends(page_params)]
 Filters = Annotated[MeterFilters, Depends(meter_filters)]
-BudgetRead = Annotated[Grant, Depends(Permit(Resource.BUDGET, Action.READ, locate=locate_budget))]
-BudgetWrite = Annotated[Grant, Depends(Permit(Resource.BUDGET, Action.UPDATE, locate=locate_budget))]
-QuotaRead = Annotated[Grant, Depends(Permit(Resource.BUDGET, Action.READ, locate=locate_quota))]
-QuotaWrite = Annotated[Grant, Depends(Permit(Resource.BUDGET, Action.UPDATE, locate=locate_quota))]
+OrganisationQuery = Annotated[Id | None, Query()]
 
 
-# --- budgets -------------------------------------------------------------------------------
-def _budget_query(filters: MeterFilters, currency: str | None) -> Select[Any]:
-    query = _filtered(select(Budget), Budget, filters)
-    if currency is not None:
-        query = query.where(Budget.currency == currency)
-    return query
-
-
-@router.get("/admin/budgets", response_model=Page[BudgetView])
-async def list_all_budgets(
-    runtime: RuntimeDep,
-    grant: Annotated[Grant, Depends(Permit(Resource.BUDGET, Action.READ))],
-    params: Paging,
+def budget_list(
     filters: Filters,
     currency: Annotated[Currency | None, Query()] = None,
-    organisation_id: Annotated[Id | None, Query()] = None,
-) -> Page[BudgetView]:
-    """Every organisation's budgets, newest first (super admin)."""
-    query = _budget_query(filters, currency)
-    if organisation_id is not None:
-        query = query.where(Budget.organisation_id == organisation_id)
-    rows = await _rows(runtime, keyset(query, Budget.created_at, Budget.id, params))
-    return make_page(rows, params, BudgetView.of, lambda r: (r.created_at, r.id))
+    organisation_id: OrganisationQuery = None,
+) -> MeterFilters:
+    """The budget-list filters (``organisation_id``: the admin list's, see :mod:`odock.web.api.lists`)."""
+    return replace(filters, currency=currency)
 
 
-@router.get(ORG + "/budgets", response_model=Page[BudgetView])
-async def list_budgets(
-    organisation_id: str,
-    runtime: RuntimeDep,
-    grant: Annotated[Grant, Depends(Permit(Resource.BUDGET, Action.READ))],
-    params: Paging,
+def quota_list(
     filters: Filters,
-    currency: Annotated[Currency | None, Query()] = None,
-) -> Page[BudgetView]:
-    """The organisation's budgets within the caller's reach, newest first."""
-    query = _budget_query(filters, currency).where(Budget.organisation_id == organisation_id)
-    query = _narrowed(query, Budget, grant.scope())
-    rows = await _rows(runtime, keyset(query, Budget.created_at, Budget.id, params))
-    return make_page(rows, params, BudgetView.of, lambda r: (r.created_at, r.id))
+    metric: Annotated[QuotaMetric | None, Query()] = None,
+    organisation_id: OrganisationQuery = None,
+) -> MeterFilters:
+    """The quota-list filters (``organisation_id``: the admin list's, see :mod:`odock.web.api.lists`)."""
+    return replace(filters, metric=metric)
 
 
-@router.post(ORG + "/budgets", status_code=201, response_model=BudgetView)
-async def create_budget(
-    organisation_id: str,
-    body: BudgetCreate,
-    runtime: RuntimeDep,
-    grant: Annotated[Grant, Depends(Permit(Resource.BUDGET, Action.CREATE))],
-) -> BudgetView:
-    """Create a budget; the gateway enforces it from the next request on."""
-    await runtime.control.organisation_by_id(organisation_id)
-    row = await runtime.budgets.create_budget(
+def _created(row: Budget | Quota, _wanted: MeterFilters) -> tuple[object, str]:
+    return row.created_at, row.id
+
+
+for _kind, _wanted, _fetch, _view in (
+    ("budget", budget_list, BudgetControl.budget_page, BudgetView),
+    ("quota", quota_list, BudgetControl.quota_page, QuotaView),
+):
+    add_list_routes(
+        router,
+        TwinLists(
+            resource=Resource.BUDGET,
+            service=budgets_of,
+            wanted=_wanted,
+            fetch=_fetch,
+            render=_view.of,
+            key=_created,
+            item=_view,
+            everywhere=ListRoute(
+                f"/admin/{_kind}s",
+                f"list_all_{_kind}s",
+                f"Every organisation's {_kind}s, newest first (super admin).",
+            ),
+            organisation=ListRoute(
+                f"{ORG}/{_kind}s",
+                f"list_{_kind}s",
+                f"The organisation's {_kind}s within the caller's reach, newest first.",
+            ),
+        ),
+    )
+
+
+# --- budgets and quotas: one definition, two kinds ----------------------------------------
+@dataclass(frozen=True)
+class MeterKind:
+    """What tells the budget routes from the quota routes: names, bodies, views and the service calls."""
+
+    name: str
+    param: str
+    locate: Locator
+    create_body: type[BudgetCreate] | type[QuotaCreate]
+    update_body: type[BudgetUpdate] | type[QuotaUpdate]
+    view: type[BudgetView] | type[QuotaView]
+    detail: type[BudgetDetail] | type[QuotaDetail]
+    window: type[BudgetWindowView] | type[WindowView]
+    lookup: Callable[[BudgetControl, str], Awaitable[Budget | Quota]]
+    create: Callable[[BudgetControl, str, Any], Awaitable[Budget | Quota]]
+    docs: Mapping[str, str]
+
+    def render(self, row: Budget | Quota) -> BudgetView | QuotaView:
+        """The view of a row of this kind."""
+        return self.view.of(row)  # type: ignore[arg-type]
+
+
+async def _create_budget(budgets: BudgetControl, organisation_id: str, body: BudgetCreate) -> Budget:
+    return await budgets.create_budget(
         organisation_id, body.name, amount_nanos_usd=body.nanos(), currency=body.currency, **body.schedule()
     )
-    return BudgetView.of(row)
 
 
-@router.get(ORG + "/budgets/{budget_id}", response_model=BudgetDetail)
-async def get_budget(budget_id: str, runtime: RuntimeDep, grant: BudgetRead) -> BudgetDetail:
-    """A budget with its current window and recent windows (used, reserved, remaining)."""
-    row = await runtime.budgets.budget(budget_id)
-    current, recent = await _windows(runtime, row)
-    return BudgetDetail(
-        **BudgetView.of(row).model_dump(),
-        current_window=BudgetWindowView.of(current) if current else None,
-        recent_windows=[BudgetWindowView.of(w) for w in recent],
-    )
-
-
-@router.get(ORG + "/budgets/{budget_id}/windows", response_model=Page[BudgetWindowView])
-async def list_budget_windows(
-    budget_id: str, runtime: RuntimeDep, grant: BudgetRead, params: Paging
-) -> Page[BudgetWindowView]:
-    """A budget's windows, newest first: the current one, then every earlier one that saw use."""
-    windows, cursor = await _history(runtime, await runtime.budgets.budget(budget_id), params)
-    return Page[BudgetWindowView](items=[BudgetWindowView.of(w) for w in windows], next_cursor=cursor)
-
-
-@router.patch(ORG + "/budgets/{budget_id}", response_model=BudgetView)
-async def update_budget(
-    budget_id: str, body: BudgetUpdate, runtime: RuntimeDep, grant: BudgetWrite
-) -> BudgetView:
-    """Change a budget (name, amount, currency, thresholds, end, switch)."""
-    row = await runtime.budgets.update(budget_id, body.changes(), meters=runtime.governance.meters)
-    assert isinstance(row, Budget)
-    return BudgetView.of(row)
-
-
-@router.delete(ORG + "/budgets/{budget_id}", status_code=204, response_class=Response)
-async def delete_budget(
-    budget_id: str,
-    runtime: RuntimeDep,
-    grant: Annotated[Grant, Depends(Permit(Resource.BUDGET, Action.DELETE, locate=locate_budget))],
-) -> Response:
-    """Delete a budget."""
-    await runtime.budgets.delete(budget_id)
-    return Response(status_code=204)
-
-
-# --- quotas --------------------------------------------------------------------------------
-def _quota_query(filters: MeterFilters, metric: QuotaMetric | None) -> Select[Any]:
-    query = _filtered(select(Quota), Quota, filters)
-    if metric is not None:
-        query = query.where(Quota.metric == metric)
-    return query
-
-
-@router.get("/admin/quotas", response_model=Page[QuotaView])
-async def list_all_quotas(
-    runtime: RuntimeDep,
-    grant: Annotated[Grant, Depends(Permit(Resource.BUDGET, Action.READ))],
-    params: Paging,
-    filters: Filters,
-    metric: Annotated[QuotaMetric | None, Query()] = None,
-    organisation_id: Annotated[Id | None, Query()] = None,
-) -> Page[QuotaView]:
-    """Every organisation's quotas, newest first (super admin)."""
-    query = _quota_query(filters, metric)
-    if organisation_id is not None:
-        query = query.where(Quota.organisation_id == organisation_id)
-    rows = await _rows(runtime, keyset(query, Quota.created_at, Quota.id, params))
-    return make_page(rows, params, QuotaView.of, lambda r: (r.created_at, r.id))
-
-
-@router.get(ORG + "/quotas", response_model=Page[QuotaView])
-async def list_quotas(
-    organisation_id: str,
-    runtime: RuntimeDep,
-    grant: Annotated[Grant, Depends(Permit(Resource.BUDGET, Action.READ))],
-    params: Paging,
-    filters: Filters,
-    metric: Annotated[QuotaMetric | None, Query()] = None,
-) -> Page[QuotaView]:
-    """The organisation's quotas within the caller's reach, newest first."""
-    query = _quota_query(filters, metric).where(Quota.organisation_id == organisation_id)
-    query = _narrowed(query, Quota, grant.scope())
-    rows = await _rows(runtime, keyset(query, Quota.created_at, Quota.id, params))
-    return make_page(rows, params, QuotaView.of, lambda r: (r.created_at, r.id))
-
-
-@router.post(ORG + "/quotas", status_code=201, response_model=QuotaView)
-async def create_quota(
-    organisation_id: str,
-    body: QuotaCreate,
-    runtime: RuntimeDep,
-    grant: Annotated[Grant, Depends(Permit(Resource.BUDGET, Action.CREATE))],
-) -> QuotaView:
-    """Create a quota; the gateway enforces it from the next request on."""
-    await runtime.control.organisation_by_id(organisation_id)
-    row = await runtime.budgets.create_quota(
+async def _create_quota(budgets: BudgetControl, organisation_id: str, body: QuotaCreate) -> Quota:
+    return await budgets.create_quota(
         organisation_id, body.name, metric=body.metric, limit=body.limit, **body.schedule()
     )
-    return QuotaView.of(row)
 
 
-@router.get(ORG + "/quotas/{quota_id}", response_model=QuotaDetail)
-async def get_quota(quota_id: str, runtime: RuntimeDep, grant: QuotaRead) -> QuotaDetail:
-    """A quota with its current window and recent windows (used, reserved, remaining)."""
-    row = await runtime.budgets.quota(quota_id)
-    current, recent = await _windows(runtime, row)
-    return QuotaDetail(
-        **QuotaView.of(row).model_dump(),
-        current_window=WindowView.of(current) if current else None,
-        recent_windows=[WindowView.of(w) for w in recent],
+Made = tuple[str, str, str, Callable[..., Awaitable[Any]], list[inspect.Parameter], dict[str, Any]]
+
+
+def add_meter_routes(kind: MeterKind) -> None:
+    """Register create, detail, windows, update and delete of one kind of meter."""
+    many, row_id, service = f"{ORG}/{kind.name}s", param(kind.param, str), param("budgets", Budgets)
+    org_id = param("organisation_id", str)
+
+    def grant(action: Action, locate: Locator | None = kind.locate) -> inspect.Parameter:
+        return param("grant", Annotated[Grant, Depends(Permit(Resource.BUDGET, action, locate=locate))])
+
+    one = f"{many}/{{{kind.param}}}"
+    routes: list[Made] = [
+        ("POST", many, f"create_{kind.name}", _creator(kind),
+         [org_id, param("body", kind.create_body), service, grant(Action.CREATE, None)],
+         {"status_code": 201, "response_model": kind.view}),
+        ("GET", one, f"get_{kind.name}", _detailer(kind), [row_id, service, grant(Action.READ)],
+         {"response_model": kind.detail}),
+        ("GET", one + "/windows", f"list_{kind.name}_windows", _windows_lister(kind),
+         [row_id, service, grant(Action.READ), param("params", Paging)],
+         {"response_model": Page[kind.window]}),  # type: ignore[name-defined]
+        ("PATCH", one, f"update_{kind.name}", _updater(kind),
+         [row_id, param("body", kind.update_body), service, grant(Action.UPDATE)],
+         {"response_model": kind.view}),
+        ("DELETE", one, f"delete_{kind.name}", _deleter(kind), [row_id, service, grant(Action.DELETE)],
+         {"status_code": 204, "response_class": Response}),
+    ]  # fmt: skip
+    for method, path, name, call, parameters, options in routes:
+        doc = kind.docs[name.split("_")[0]]
+        add_made_route(router, method, path, name=name, doc=doc, call=call, parameters=parameters, **options)
+
+
+def _creator(kind: MeterKind) -> Callable[..., Awaitable[BudgetView | QuotaView]]:
+    async def create(
+        budgets: BudgetControl, organisation_id: str, body: Any, **_: Any
+    ) -> BudgetView | QuotaView:
+        return kind.render(await kind.create(budgets, organisation_id, body))
+
+    return create
+
+
+def _detailer(kind: MeterKind) -> Callable[..., Awaitable[BudgetDetail | QuotaDetail]]:
+    async def detail(budgets: BudgetControl, **values: Any) -> BudgetDetail | QuotaDetail:
+        row = await kind.lookup(budgets, values[kind.param])
+        current, recent = await _windows(budgets, row)
+        return kind.detail(
+            **kind.render(row).model_dump(),
+            current_window=kind.window.of(current) if current else None,
+            recent_windows=[kind.window.of(w) for w in recent],
+        )
+
+    return detail
+
+
+def _windows_lister(kind: MeterKind) -> Callable[..., Awaitable[Page[Any]]]:
+    async def windows(budgets: BudgetControl, params: PageParams, **values: Any) -> Page[Any]:
+        history, cursor = await _history(budgets, await kind.lookup(budgets, values[kind.param]), params)
+        return Page[kind.window](items=[kind.window.of(w) for w in history], next_cursor=cursor)  # type: ignore[name-defined]
+
+    return windows
+
+
+def _updater(kind: MeterKind) -> Callable[..., Awaitable[BudgetView | QuotaView]]:
+    async def update(
+        budgets: BudgetControl, body: BudgetUpdate | QuotaUpdate, **values: Any
+    ) -> BudgetView | QuotaView:
+        return kind.render(await budgets.update(values[kind.param], body.changes()))
+
+    return update
+
+
+def _deleter(kind: MeterKind) -> Callable[..., Awaitable[Response]]:
+    async def delete(budgets: BudgetControl, **values: Any) -> Response:
+        await budgets.delete(values[kind.param])
+        return Response(status_code=204)
+
+    return delete
+
+
+add_meter_routes(
+    MeterKind(
+        name="budget", param="budget_id", locate=locate_budget, create_body=BudgetCreate,
+        update_body=BudgetUpdate, view=BudgetView, detail=BudgetDetail, window=BudgetWindowView,
+        lookup=BudgetControl.budget, create=_create_budget,
+        docs={
+            "create": "Create a budget; the gateway enforces it from the next request on.",
+            "get": "A budget with its current window and recent windows (used, reserved, remaining).",
+            "list": "A budget's windows, newest first: the current one, then every earlier one that saw use.",
+            "update": "Change a budget (name, amount, currency, thresholds, end, switch).",
+            "delete": "Delete a budget.",
+        },
     )
-
-
-@router.get(ORG + "/quotas/{quota_id}/windows", response_model=Page[WindowView])
-async def list_quota_windows(
-    quota_id: str, runtime: RuntimeDep, grant: QuotaRead, params: Paging
-) -> Page[WindowView]:
-    """A quota's windows, newest first: the current one, then every earlier one that saw use."""
-    windows, cursor = await _history(runtime, await runtime.budgets.quota(quota_id), params)
-    return Page[WindowView](items=[WindowView.of(w) for w in windows], next_cursor=cursor)
-
-
-@router.patch(ORG + "/quotas/{quota_id}", response_model=QuotaView)
-async def update_quota(quota_id: str, body: QuotaUpdate, runtime: RuntimeDep, grant: QuotaWrite) -> QuotaView:
-    """Change a quota (name, limit, thresholds, end, switch)."""
-    row = await runtime.budgets.update(quota_id, body.changes(), meters=runtime.governance.meters)
-    assert isinstance(row, Quota)
-    return QuotaView.of(row)
-
-
-@router.delete(ORG + "/quotas/{quota_id}", status_code=204, response_class=Response)
-async def delete_quota(
-    quota_id: str,
-    runtime: RuntimeDep,
-    grant: Annotated[Grant, Depends(Permit(Resource.BUDGET, Action.DELETE, locate=locate_quota))],
-) -> Response:
-    """Delete a quota."""
-    await runtime.budgets.delete(quota_id)
-    return Response(status_code=204)
+)  # fmt: skip
+add_meter_routes(
+    MeterKind(
+        name="quota", param="quota_id", locate=locate_quota, create_body=QuotaCreate,
+        update_body=QuotaUpdate, view=QuotaView, detail=QuotaDetail, window=WindowView,
+        lookup=BudgetControl.quota, create=_create_quota,
+        docs={
+            "create": "Create a quota; the gateway enforces it from the next request on.",
+            "get": "A quota with its current window and recent windows (used, reserved, remaining).",
+            "list": "A quota's windows, newest first: the current one, then every earlier one that saw use.",
+            "update": "Change a quota (name, limit, thresholds, end, switch).",
+            "delete": "Delete a quota.",
+        },
+    )
+)  # fmt: skip

@@ -12,11 +12,10 @@ from fastapi.responses import StreamingResponse
 from odock.db.base import utcnow
 from odock.errors import UnprocessableEntity
 from odock.rbac.grant import Grant
-from odock.runtime import Runtime
 from odock.usage.invoices import InvoicePreview, Invoices
 from odock.usage.queries import UsageFilter, UsageReach
-from odock.web.api.deps import RuntimeDep
 from odock.web.api.routes.usage import MAX_VALUES, OrganisationPath, UsageGrant, checked, moment
+from odock.web.api.services import InvoicesDep
 
 router = APIRouter(tags=["invoices"])
 
@@ -73,11 +72,11 @@ AdminInvoiceFilterDep = Annotated[UsageFilter, Depends(admin_invoice_filter)]
 CSV_DESCRIPTION = "One line per usage record (header first), oldest first, streamed."
 
 
-def _csv(runtime: Runtime, grant: Grant, wanted: UsageFilter, scope: str) -> StreamingResponse:
+def _csv(invoices: Invoices, grant: Grant, wanted: UsageFilter, scope: str) -> StreamingResponse:
     period = "-".join(f"{moment:%Y%m%d}" for moment in (wanted.start, wanted.end) if moment)
     name = f"odock-usage-{scope}-{period}.csv"
     return StreamingResponse(
-        Invoices(runtime.sessions).export_csv(UsageReach.of(grant), wanted),
+        invoices.export_csv(UsageReach.of(grant), wanted),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
@@ -90,10 +89,10 @@ _CSV_RESPONSES: dict[int | str, dict[str, object]] = {
 
 @router.get("/organisations/{organisation_id}/invoices/preview")
 async def invoice_preview(
-    organisation_id: OrganisationPath, grant: UsageGrant, runtime: RuntimeDep, wanted: InvoiceFilterDep
+    organisation_id: OrganisationPath, grant: UsageGrant, invoices: InvoicesDep, wanted: InvoiceFilterDep
 ) -> InvoicePreview:
     """The invoice of a period over the organisation's usage in reach."""
-    return await Invoices(runtime.sessions).preview(UsageReach.of(grant), wanted)
+    return await invoices.preview(UsageReach.of(grant), wanted)
 
 
 @router.get(
@@ -102,23 +101,23 @@ async def invoice_preview(
     responses=_CSV_RESPONSES,
 )
 async def invoice_export(
-    organisation_id: OrganisationPath, grant: UsageGrant, runtime: RuntimeDep, wanted: InvoiceFilterDep
+    organisation_id: OrganisationPath, grant: UsageGrant, invoices: InvoicesDep, wanted: InvoiceFilterDep
 ) -> StreamingResponse:
     """Every usage record of the invoice, as CSV."""
-    return _csv(runtime, grant, wanted, organisation_id)
+    return _csv(invoices, grant, wanted, organisation_id)
 
 
 @router.get("/admin/invoices/preview")
 async def all_invoice_preview(
-    grant: UsageGrant, runtime: RuntimeDep, wanted: AdminInvoiceFilterDep
+    grant: UsageGrant, invoices: InvoicesDep, wanted: AdminInvoiceFilterDep
 ) -> InvoicePreview:
     """The invoice of a period across organisations (super admin)."""
-    return await Invoices(runtime.sessions).preview(UsageReach.of(grant), wanted)
+    return await invoices.preview(UsageReach.of(grant), wanted)
 
 
 @router.get("/admin/invoices/export.csv", response_class=StreamingResponse, responses=_CSV_RESPONSES)
 async def all_invoice_export(
-    grant: UsageGrant, runtime: RuntimeDep, wanted: AdminInvoiceFilterDep
+    grant: UsageGrant, invoices: InvoicesDep, wanted: AdminInvoiceFilterDep
 ) -> StreamingResponse:
     """Every usage record of the period across organisations, as CSV (super admin)."""
-    return _csv(runtime, grant, wanted, "all")
+    return _csv(invoices, grant, wanted, "all")

@@ -1,10 +1,10 @@
 """Routes: the provider catalogue, providers, and provider keys.
 
-A provider is *activated* from the catalogue (one per type and organisation; defaults for name
-and base URL come from the catalogue). A provider key is sent either as plaintext (``secret``),
-encrypted at once, or as the browser-made envelope of spec §3.6 (``envelope``), which must open
-with this gateway's pair; the public half is served at ``…/providers/encryption-key``. No route
-ever returns a provider secret: only a masked preview.
+A provider is *activated* from the catalogue (defaults for name and base URL come from the
+catalogue); an organisation may have several providers of one type, unique by name. A provider
+key is sent either as plaintext (``secret``), encrypted at once, or as the browser-made envelope
+of spec §3.6 (``envelope``), which must open with this gateway's pair; the public half is served
+at ``…/providers/encryption-key``. No route ever returns a provider secret: only a masked preview.
 """
 
 from __future__ import annotations
@@ -17,20 +17,22 @@ from urllib.parse import urlsplit
 import orjson
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import Select, select
 
-from odock.admin.providers import ProviderChanges
 from odock.providers.config import shown_config
 from odock.providers.crypto import ALGORITHM, is_envelope
-from odock.providers.provider_types import CATALOGUE, describe
+from odock.providers.key_service import ProviderKeyFilters
+from odock.providers.provider_types import describe
+from odock.providers.service import CatalogueItem, ProviderChanges, ProviderFilters, ProviderService
 from odock.providers.tables import Provider, ProviderApiKey, ProviderType
 from odock.rbac.grant import Grant, Target
 from odock.rbac.permissions import Action, Resource
 from odock.runtime import Runtime
-from odock.web.api.deps import Permit, RuntimeDep, row_locator
+from odock.web.api.deps import Permit, row_locator
 from odock.web.api.fields import PRINTABLE, IdQuery, JsonObject, Name
-from odock.web.api.paging import Page, PageParams, keyset, make_page, page_params
-from odock.web.api.search import SearchQuery, matches
+from odock.web.api.lists import ListRoute, TwinLists, add_list_routes, paged
+from odock.web.api.paging import Page, PageParams, page_params
+from odock.web.api.search import SearchQuery
+from odock.web.api.services import Decrypter, ProviderKeys, Providers, providers_of
 
 router = APIRouter(tags=["providers"])
 
@@ -39,11 +41,8 @@ _locate_provider = row_locator(Provider, "provider_id", lambda p: Target(p.organ
 
 async def _locate_key(runtime: Runtime, params: Mapping[str, str]) -> Target | None:
     # The key must be one of the provider in the path: another provider's key is "not found".
-    async with runtime.sessions() as session:
-        key = await session.get(ProviderApiKey, params["provider_key_id"])
-    if key is None or key.provider_id != params["provider_id"]:
-        return None
-    return Target(key.organisation_id)
+    key = await runtime.control.provider_keys.of_provider(params["provider_id"], params["provider_key_id"])
+    return None if key is None else Target(key.organisation_id)
 
 
 def _http_url(value: str) -> str:
@@ -206,116 +205,83 @@ def render_key(key: ProviderApiKey) -> ProviderKeyOut:
     )
 
 
-async def _provider_page(
-    runtime: Runtime,
-    query: Select[Provider],
-    page: PageParams,
-    sort: str,
-    *,
-    q: str | None,
-    type: ProviderType | None,
-    enabled: bool | None,
-) -> Page[ProviderOut]:
-    if q:
-        query = query.where(matches(q, Provider.name, Provider.base_url))
-    if type is not None:
-        query = query.where(Provider.type == type)
-    if enabled is not None:
-        query = query.where(Provider.enabled == enabled)
-    column = Provider.name if sort == "name" else Provider.created_at
-    async with runtime.sessions() as session:
-        rows = list((await session.execute(keyset(query, column, Provider.id, page))).scalars())
-    return make_page(rows, page, render, lambda p: (getattr(p, sort), p.id))
-
-
-Sort = Annotated[Literal["created_at", "name"], Query()]
-
-
-@router.get("/admin/providers", response_model=Page[ProviderOut])
-async def list_all_providers(
-    runtime: RuntimeDep,
-    grant: Annotated[Grant, Depends(Permit(Resource.PROVIDER, Action.READ))],
-    page: Annotated[PageParams, Depends(page_params)],
+def provider_filters(
     q: SearchQuery = None,
     organisation_id: IdQuery = None,
     type: Annotated[ProviderType | None, Query()] = None,
     enabled: Annotated[bool | None, Query()] = None,
-    sort: Sort = "created_at",
-) -> Page[ProviderOut]:
-    """Providers of every organisation (super admin)."""
-    query = select(Provider)
-    if organisation_id:
-        query = query.where(Provider.organisation_id == organisation_id)
-    return await _provider_page(runtime, query, page, sort, q=q, type=type, enabled=enabled)
+    sort: Annotated[Literal["created_at", "name"], Query()] = "created_at",
+) -> ProviderFilters:
+    """The filters of the provider lists (``organisation_id``: the admin list's, see :mod:`lists`)."""
+    return ProviderFilters(q=q, type=type, enabled=enabled, sort=sort)
+
+
+add_list_routes(
+    router,
+    TwinLists(
+        resource=Resource.PROVIDER,
+        service=providers_of,
+        wanted=provider_filters,
+        fetch=ProviderService.page,
+        render=render,
+        key=lambda p, wanted: (getattr(p, wanted.sort), p.id),
+        item=ProviderOut,
+        everywhere=ListRoute(
+            "/admin/providers", "list_all_providers", "Providers of every organisation (super admin)."
+        ),
+        organisation=ListRoute(
+            "/organisations/{organisation_id}/providers", "list_providers", "The organisation's providers."
+        ),
+    ),
+)
 
 
 @router.get("/organisations/{organisation_id}/providers/catalogue", response_model=list[CatalogueEntry])
 async def provider_catalogue(
     organisation_id: str,
-    runtime: RuntimeDep,
+    providers: Providers,
     grant: Annotated[Grant, Depends(Permit(Resource.PROVIDER, Action.READ))],
 ) -> list[CatalogueEntry]:
     """The provider types with their default base URLs, and which the organisation has activated."""
-    async with runtime.sessions() as session:
-        rows = await session.execute(select(Provider).where(Provider.organisation_id == organisation_id))
-        active = {p.type: p for p in rows.scalars()}
-    entries = []
-    for info in CATALOGUE:
-        provider = active.get(info.type)
-        entries.append(
-            CatalogueEntry(
-                type=info.type,
-                label=info.label,
-                default_base_url=info.default_base_url,
-                base_url_required=info.base_url_required,
-                supported=info.supported,
-                needs_key=info.needs_key,
-                provider_id=provider.id if provider else None,
-                enabled=provider.enabled if provider else None,
-            )
-        )
-    return entries
+    return [_entry(item) for item in await providers.catalogue(organisation_id)]
+
+
+def _entry(item: CatalogueItem) -> CatalogueEntry:
+    info, provider = item.info, item.provider
+    return CatalogueEntry(
+        type=info.type,
+        label=info.label,
+        default_base_url=info.default_base_url,
+        base_url_required=info.base_url_required,
+        supported=info.supported,
+        needs_key=info.needs_key,
+        provider_id=provider.id if provider else None,
+        enabled=provider.enabled if provider else None,
+    )
 
 
 @router.get("/organisations/{organisation_id}/providers/encryption-key", response_model=EncryptionKey)
 async def encryption_key(
     organisation_id: str,
-    runtime: RuntimeDep,
+    decrypter: Decrypter,
     grant: Annotated[Grant, Depends(Permit(Resource.PROVIDER_KEY, Action.READ))],
 ) -> EncryptionKey:
     """The gateway's public key for browser-side provider-key encryption (``configured: false`` if none)."""
-    decrypter = runtime.vault.decrypter
     if decrypter is None:
         return EncryptionKey(configured=False)
     return EncryptionKey(configured=True, key_id=decrypter.key_id, public_key_pem=decrypter.public_pem)
-
-
-@router.get("/organisations/{organisation_id}/providers", response_model=Page[ProviderOut])
-async def list_providers(
-    organisation_id: str,
-    runtime: RuntimeDep,
-    grant: Annotated[Grant, Depends(Permit(Resource.PROVIDER, Action.READ))],
-    page: Annotated[PageParams, Depends(page_params)],
-    q: SearchQuery = None,
-    type: Annotated[ProviderType | None, Query()] = None,
-    enabled: Annotated[bool | None, Query()] = None,
-    sort: Sort = "created_at",
-) -> Page[ProviderOut]:
-    """The organisation's providers."""
-    query = select(Provider).where(Provider.organisation_id == organisation_id)
-    return await _provider_page(runtime, query, page, sort, q=q, type=type, enabled=enabled)
 
 
 @router.post("/organisations/{organisation_id}/providers", status_code=201, response_model=ProviderOut)
 async def activate_provider(
     organisation_id: str,
     body: ProviderActivate,
-    runtime: RuntimeDep,
+    providers: Providers,
     grant: Annotated[Grant, Depends(Permit(Resource.PROVIDER, Action.CREATE))],
 ) -> ProviderOut:
-    """Activate a provider type for the organisation (409 when already active)."""
+    """Activate a provider type for the organisation (409 when the name is taken)."""
     grant.check(Target(organisation_id))
-    provider = await runtime.control.providers.activate(
+    provider = await providers.activate(
         organisation_id,
         body.type,
         name=body.name,
@@ -330,21 +296,18 @@ async def activate_provider(
 @router.get("/organisations/{organisation_id}/providers/{provider_id}", response_model=ProviderOut)
 async def get_provider(
     provider_id: str,
-    runtime: RuntimeDep,
+    providers: Providers,
     grant: Annotated[Grant, Depends(Permit(Resource.PROVIDER, Action.READ, locate=_locate_provider))],
 ) -> ProviderOut:
     """One provider."""
-    async with runtime.sessions() as session:
-        provider = await session.get(Provider, provider_id)
-    assert provider is not None  # located by Permit
-    return render(provider)
+    return render(await providers.get(provider_id))
 
 
 @router.patch("/organisations/{organisation_id}/providers/{provider_id}", response_model=ProviderOut)
 async def update_provider(
     provider_id: str,
     body: ProviderUpdate,
-    runtime: RuntimeDep,
+    providers: Providers,
     grant: Annotated[Grant, Depends(Permit(Resource.PROVIDER, Action.UPDATE, locate=_locate_provider))],
 ) -> ProviderOut:
     """Rename, or change the base URL, timeout, config or switch (the gateway sees it at once)."""
@@ -358,7 +321,7 @@ async def update_provider(
         timeout_ms=body.timeout_ms,
         set_timeout_ms="timeout_ms" in given,
     )
-    return render(await runtime.control.providers.update(provider_id, changes))
+    return render(await providers.update(provider_id, changes))
 
 
 @router.delete(
@@ -366,11 +329,11 @@ async def update_provider(
 )
 async def delete_provider(
     provider_id: str,
-    runtime: RuntimeDep,
+    providers: Providers,
     grant: Annotated[Grant, Depends(Permit(Resource.PROVIDER, Action.DELETE, locate=_locate_provider))],
 ) -> Response:
     """Delete a provider and its keys (409 while models use it)."""
-    await runtime.control.providers.delete(provider_id)
+    await providers.delete(provider_id)
     return Response(status_code=204)
 
 
@@ -379,22 +342,17 @@ async def delete_provider(
 )
 async def list_provider_keys(
     provider_id: str,
-    runtime: RuntimeDep,
+    keys: ProviderKeys,
     grant: Annotated[Grant, Depends(Permit(Resource.PROVIDER_KEY, Action.READ, locate=_locate_provider))],
     page: Annotated[PageParams, Depends(page_params)],
     q: SearchQuery = None,
     revoked: Annotated[bool | None, Query()] = None,
 ) -> Page[ProviderKeyOut]:
     """A provider's keys (previews only), newest first by default."""
-    query = select(ProviderApiKey).where(ProviderApiKey.provider_id == provider_id)
-    if q:
-        query = query.where(matches(q, ProviderApiKey.name))
-    if revoked is not None:
-        query = query.where(ProviderApiKey.revoked == revoked)
-    async with runtime.sessions() as session:
-        statement = keyset(query, ProviderApiKey.created_at, ProviderApiKey.id, page)
-        rows = list((await session.execute(statement)).scalars())
-    return make_page(rows, page, render_key, lambda k: (k.created_at, k.id))
+    filters = ProviderKeyFilters(q=q, revoked=revoked)
+    return await paged(
+        lambda bound: keys.page(provider_id, filters, bound), page, render_key, lambda k: (k.created_at, k.id)
+    )
 
 
 @router.post(
@@ -405,17 +363,14 @@ async def list_provider_keys(
 async def add_provider_key(
     provider_id: str,
     body: ProviderKeyCreate,
-    runtime: RuntimeDep,
+    keys: ProviderKeys,
     grant: Annotated[Grant, Depends(Permit(Resource.PROVIDER_KEY, Action.CREATE, locate=_locate_provider))],
 ) -> ProviderKeyOut:
     """Store a provider key: plaintext is encrypted at once; an envelope must open with our pair."""
     envelope = None
     if body.envelope is not None:
         envelope = orjson.dumps(body.envelope.model_dump(by_alias=True)).decode()
-    key = await runtime.control.add_provider_key(
-        provider_id, body.name, secret=body.secret, envelope=envelope
-    )
-    return render_key(key)
+    return render_key(await keys.add(provider_id, body.name, secret=body.secret, envelope=envelope))
 
 
 _KEY = "/organisations/{organisation_id}/providers/{provider_id}/keys/{provider_key_id}"
@@ -424,32 +379,29 @@ _KEY = "/organisations/{organisation_id}/providers/{provider_id}/keys/{provider_
 @router.get(_KEY, response_model=ProviderKeyOut)
 async def get_provider_key(
     provider_key_id: str,
-    runtime: RuntimeDep,
+    keys: ProviderKeys,
     grant: Annotated[Grant, Depends(Permit(Resource.PROVIDER_KEY, Action.READ, locate=_locate_key))],
 ) -> ProviderKeyOut:
     """One provider key (preview only)."""
-    async with runtime.sessions() as session:
-        key = await session.get(ProviderApiKey, provider_key_id)
-    assert key is not None  # located by Permit
-    return render_key(key)
+    return render_key(await keys.get(provider_key_id))
 
 
 @router.post(_KEY + "/revoke", response_model=ProviderKeyOut)
 async def revoke_provider_key(
     provider_key_id: str,
-    runtime: RuntimeDep,
+    keys: ProviderKeys,
     grant: Annotated[Grant, Depends(Permit(Resource.PROVIDER_KEY, Action.UPDATE, locate=_locate_key))],
 ) -> ProviderKeyOut:
     """Revoke a provider key: models using it are refused with provider_api_key_revoked at once."""
-    return render_key(await runtime.control.revoke_provider_key(provider_key_id))
+    return render_key(await keys.revoke(provider_key_id))
 
 
 @router.delete(_KEY, status_code=204, response_class=Response)
 async def delete_provider_key(
     provider_key_id: str,
-    runtime: RuntimeDep,
+    keys: ProviderKeys,
     grant: Annotated[Grant, Depends(Permit(Resource.PROVIDER_KEY, Action.DELETE, locate=_locate_key))],
 ) -> Response:
     """Delete a provider key (409 while models use it)."""
-    await runtime.control.providers.delete_key(provider_key_id)
+    await keys.delete(provider_key_id)
     return Response(status_code=204)

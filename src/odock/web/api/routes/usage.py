@@ -28,9 +28,9 @@ from odock.usage.queries import (
     UsageRecordSummary,
     UsageSort,
 )
-from odock.usage.tables import UsageRecord
-from odock.web.api.deps import Permit, RuntimeDep
+from odock.web.api.deps import Permit
 from odock.web.api.paging import Page, PageParams, decode_cursor, make_page, page_params
+from odock.web.api.services import Records
 
 router = APIRouter(tags=["usage"])
 
@@ -144,8 +144,7 @@ async def locate_record(runtime: Runtime, params: Mapping[str, str]) -> Target |
     record_id = params["record_id"]
     if not _ID.match(record_id):
         return None
-    async with runtime.sessions() as session:
-        record = await session.get(UsageRecord, record_id)
+    record = await UsageRecords(runtime.sessions).detail(record_id)
     return None if record is None else Target(record.organisation_id, record.team_id, record.user_id)
 
 
@@ -155,7 +154,7 @@ RecordPath = Annotated[str, Path(pattern=ID_PATTERN, description="usage record i
 
 
 async def _page(
-    runtime: Runtime, grant: Grant, wanted: UsageFilter, sort: UsageSort, params: PageParams
+    records: UsageRecords, grant: Grant, wanted: UsageFilter, sort: UsageSort, params: PageParams
 ) -> Page[UsageRecordSummary]:
     after = None
     if params.cursor:
@@ -166,12 +165,12 @@ async def _page(
             value = float(value)  # the column is a double: bind a float whatever the JSON held
         after = (value, row_id)
     page = PageRequest(sort, descending=params.order == "desc", limit=params.limit, after=after)
-    rows = await UsageRecords(runtime.sessions).page(UsageReach.of(grant), wanted, page)
+    rows = await records.page(UsageReach.of(grant), wanted, page)
     return make_page(rows, params, lambda row: row, lambda row: (sort.value_of(row), row.id))
 
 
-async def _detail(runtime: Runtime, record_id: str) -> UsageRecordDetail:
-    detail = await UsageRecords(runtime.sessions).detail(record_id)
+async def _detail(records: UsageRecords, record_id: str) -> UsageRecordDetail:
+    detail = await records.detail(record_id)
     if detail is None:
         raise NotFound("usage record not found")
     return detail
@@ -181,38 +180,38 @@ async def _detail(runtime: Runtime, record_id: str) -> UsageRecordDetail:
 async def list_usage_records(
     organisation_id: OrganisationPath,
     grant: UsageGrant,
-    runtime: RuntimeDep,
+    records: Records,
     wanted: UsageFilterDep,
     params: PageDep,
     sort: SortQuery = UsageSort.TIMESTAMP,
 ) -> Page[UsageRecordSummary]:
     """The organisation's usage records in reach, newest first by default."""
-    return await _page(runtime, grant, wanted, sort, params)
+    return await _page(records, grant, wanted, sort, params)
 
 
 @router.get("/organisations/{organisation_id}/usage/records/{record_id}")
 async def get_usage_record(
-    organisation_id: OrganisationPath, record_id: RecordPath, grant: RecordGrant, runtime: RuntimeDep
+    organisation_id: OrganisationPath, record_id: RecordPath, grant: RecordGrant, records: Records
 ) -> UsageRecordDetail:
     """One usage record with every stored field."""
-    return await _detail(runtime, record_id)
+    return await _detail(records, record_id)
 
 
 @router.get("/admin/usage/records")
 async def list_all_usage_records(
     grant: UsageGrant,
-    runtime: RuntimeDep,
+    records: Records,
     wanted: AdminUsageFilterDep,
     params: PageDep,
     sort: SortQuery = UsageSort.TIMESTAMP,
 ) -> Page[UsageRecordSummary]:
     """Usage records across organisations (super admin)."""
-    return await _page(runtime, grant, wanted, sort, params)
+    return await _page(records, grant, wanted, sort, params)
 
 
 @router.get("/admin/usage/records/{record_id}")
 async def get_any_usage_record(
-    record_id: RecordPath, grant: RecordGrant, runtime: RuntimeDep
+    record_id: RecordPath, grant: RecordGrant, records: Records
 ) -> UsageRecordDetail:
     """One usage record of any organisation (super admin)."""
-    return await _detail(runtime, record_id)
+    return await _detail(records, record_id)

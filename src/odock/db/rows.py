@@ -1,11 +1,15 @@
-"""Loading and committing configuration rows with the control plane's errors (404, 409)."""
+"""Loading and committing configuration rows with the control plane's errors (404, 409).
+
+Shared by every feature's service, so none of them needs the admin layer for it.
+"""
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from sqlalchemy import Select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from odock.errors import Conflict, NotFound
 
@@ -41,3 +45,20 @@ async def commit_or_conflict(session: AsyncSession, conflict_message: str) -> No
     except IntegrityError as exc:
         await session.rollback()
         raise Conflict(conflict_message) from exc
+
+
+async def one_or_missing(
+    sessions: async_sessionmaker[AsyncSession], query: Select[_Row], missing: str
+) -> _Row:
+    """The one row ``query`` finds, or :class:`NotFound` with the message ``missing``."""
+    async with sessions() as session:
+        row = (await session.execute(query)).scalar_one_or_none()
+    if row is None:
+        raise NotFound(missing)
+    return row
+
+
+async def exists(sessions: async_sessionmaker[AsyncSession], table: type[Any], row_id: str) -> None:
+    """Refuse (404) a reference to a row of ``table`` that does not exist."""
+    async with sessions() as session:
+        await get_row(session, table, row_id)

@@ -11,11 +11,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from odock.admin.control import ControlPlane
-from odock.admin.providers import ProviderAdmin, ProviderChanges
 from odock.cache.bus import Invalidation, LocalInvalidationBus
-from odock.errors import UnprocessableEntity
+from odock.errors import Conflict, UnprocessableEntity
 from odock.providers.config import HIDDEN, open_header
 from odock.providers.crypto import EnvelopeDecrypter, KeyPair
+from odock.providers.service import ProviderChanges, ProviderService
 from odock.providers.tables import Provider, ProviderType
 
 SECRET = "proxy-token-7d41"
@@ -46,11 +46,13 @@ async def test_every_writer_stores_header_values_encrypted(
     control: ControlPlane, sessions: async_sessionmaker[AsyncSession], keypair: KeyPair
 ) -> None:
     """create_provider, update_provider, activation and the API update all store envelopes."""
-    org = await control.create_organisation("acme")
-    created = await control.create_provider(
+    org = await control.tenancy.create_organisation("acme")
+    created = await control.providers.create(
         org.id, "p", ProviderType.CUSTOM, config={"headers": {"x-a": SECRET}}
     )
-    updated = await control.update_provider(created.id, config={"headers": {"x-a": HIDDEN, "x-b": "b2"}})
+    updated = await control.providers.update(
+        created.id, ProviderChanges(config={"headers": {"x-a": HIDDEN, "x-b": "b2"}})
+    )
     activated = await control.providers.activate(
         org.id, ProviderType.VLLM, config={"headers": {"x-c": SECRET + "c"}}
     )
@@ -70,12 +72,12 @@ async def test_without_a_pair_header_values_are_refused(
 ) -> None:
     """With no encryption pair, header values are refused (as provider keys are), providers are not."""
     control = ControlPlane(sessions, LocalInvalidationBus(), None)
-    org = await control.create_organisation("acme")
+    org = await control.tenancy.create_organisation("acme")
     with pytest.raises(UnprocessableEntity, match="never stored in plaintext"):
-        await control.create_provider(org.id, "p", ProviderType.CUSTOM, config={"headers": {"x-a": "1"}})
+        await control.providers.create(org.id, "p", ProviderType.CUSTOM, config={"headers": {"x-a": "1"}})
     with pytest.raises(UnprocessableEntity, match="never stored in plaintext"):
         await control.providers.activate(org.id, ProviderType.VLLM, config={"headers": {"x-a": "1"}})
-    provider = await control.create_provider(org.id, "p", ProviderType.CUSTOM, config={"timeout": 1})
+    provider = await control.providers.create(org.id, "p", ProviderType.CUSTOM, config={"timeout": 1})
     with pytest.raises(UnprocessableEntity, match="never stored in plaintext"):
         await control.providers.update(provider.id, ProviderChanges(config={"headers": {"x-a": "1"}}))
     assert await control.providers.encrypt_plaintext_headers() == 0
@@ -88,23 +90,25 @@ async def test_startup_encrypts_legacy_plaintext_header_values(
     published: list[Invalidation],
 ) -> None:
     """Plaintext values left by older versions are encrypted once, and the organisation's caches told."""
-    org = await control.create_organisation("acme")
-    legacy = await control.create_provider(org.id, "legacy", ProviderType.CUSTOM)
-    sealed = await control.create_provider(
+    org = await control.tenancy.create_organisation("acme")
+    legacy = await control.providers.create(org.id, "legacy", ProviderType.CUSTOM)
+    sealed = await control.providers.create(
         org.id, "sealed", ProviderType.CUSTOM, config={"headers": {"x-a": "a"}}
     )
-    plain = await control.create_provider(org.id, "plain", ProviderType.MOCK, config={"completion_tokens": 3})
+    plain = await control.providers.create(
+        org.id, "plain", ProviderType.MOCK, config={"completion_tokens": 3}
+    )
     await _store_legacy(sessions, legacy.id, {"headers": {"x-proxy-key": SECRET, "x-n": 2}, "timeout": 1})
     assert SECRET in await _raw_config(sessions, legacy.id)
     published.clear()
 
     assert await control.providers.encrypt_plaintext_headers() == 1
     assert SECRET not in await _raw_config(sessions, legacy.id)
-    reloaded = await control.provider_by_name(org.id, "legacy")
+    reloaded = await control.providers.named(org.id, "legacy")
     assert _opened(reloaded, keypair) == {"x-proxy-key": SECRET, "x-n": "2"}
     assert reloaded.config["timeout"] == 1
-    assert (await control.provider_by_name(org.id, "sealed")).config == sealed.config
-    assert (await control.provider_by_name(org.id, "plain")).config == plain.config
+    assert (await control.providers.named(org.id, "sealed")).config == sealed.config
+    assert (await control.providers.named(org.id, "plain")).config == plain.config
     assert published == [Invalidation("organisation", organisation_id=org.id)]
     assert await control.providers.encrypt_plaintext_headers() == 0  # once only
 
@@ -113,8 +117,8 @@ async def test_startup_encryption_leaves_a_row_changed_meanwhile_alone(
     control: ControlPlane, sessions: async_sessionmaker[AsyncSession], keypair: KeyPair
 ) -> None:
     """A provider saved between the startup pass's read and its write keeps the newly saved config."""
-    org = await control.create_organisation("acme")
-    provider = await control.create_provider(org.id, "p", ProviderType.CUSTOM)
+    org = await control.tenancy.create_organisation("acme")
+    provider = await control.providers.create(org.id, "p", ProviderType.CUSTOM)
     await _store_legacy(sessions, provider.id, {"headers": {"x-a": SECRET}})
     opened = 0
 
@@ -128,18 +132,48 @@ async def test_startup_encryption_leaves_a_row_changed_meanwhile_alone(
             yield session
 
     decrypter = EnvelopeDecrypter(keypair.key_id, keypair.private_pem)
-    racing = ProviderAdmin(racing_sessions, LocalInvalidationBus(), decrypter)  # type: ignore[arg-type]
+    racing = ProviderService(racing_sessions, LocalInvalidationBus(), decrypter)  # type: ignore[arg-type]
     assert await racing.encrypt_plaintext_headers() == 0
-    assert _opened(await control.provider_by_name(org.id, "p"), keypair) == {"x-a": "new"}
+    assert _opened(await control.providers.named(org.id, "p"), keypair) == {"x-a": "new"}
 
 
 async def test_a_legacy_value_sent_back_hidden_is_encrypted_on_save(
     control: ControlPlane, sessions: async_sessionmaker[AsyncSession], keypair: KeyPair
 ) -> None:
     """The next save of a legacy config keeps the hidden value, now encrypted."""
-    org = await control.create_organisation("acme")
-    provider = await control.create_provider(org.id, "p", ProviderType.CUSTOM)
+    org = await control.tenancy.create_organisation("acme")
+    provider = await control.providers.create(org.id, "p", ProviderType.CUSTOM)
     await _store_legacy(sessions, provider.id, {"headers": {"x-a": SECRET}})
     saved = await control.providers.update(provider.id, ProviderChanges(config={"headers": {"x-a": HIDDEN}}))
     assert _opened(saved, keypair) == {"x-a": SECRET}
     assert SECRET not in await _raw_config(sessions, provider.id)
+
+
+async def test_several_providers_of_one_type_are_activated_by_name(control: ControlPlane) -> None:
+    """A second Azure provider needs its own name; the catalogue shows the first one activated."""
+    org = await control.tenancy.create_organisation("acme")
+    east = await control.providers.activate(
+        org.id, ProviderType.AZURE_OPENAI, name="east", base_url="https://east.openai.azure.com"
+    )
+    await control.providers.activate(
+        org.id, ProviderType.AZURE_OPENAI, name="west", base_url="https://west.openai.azure.com"
+    )
+    with pytest.raises(Conflict, match="a provider named 'east' already exists"):
+        await control.providers.activate(
+            org.id, ProviderType.AZURE_OPENAI, name="east", base_url="https://x.openai.azure.com"
+        )
+    with pytest.raises(UnprocessableEntity) as template:
+        await control.providers.activate(org.id, ProviderType.AZURE_OPENAI, name="north")
+    assert template.value.param == "base_url"
+    catalogue = {item.info.type: item.provider for item in await control.providers.catalogue(org.id)}
+    assert catalogue[ProviderType.AZURE_OPENAI] is not None
+    assert catalogue[ProviderType.AZURE_OPENAI].id == east.id
+    assert catalogue[ProviderType.OPENAI] is None
+
+
+def test_changes_from_fields_set_only_what_is_given() -> None:
+    """ProviderChanges.of clears a given base URL or timeout, keeps absent ones, refuses unknown fields."""
+    cleared = ProviderChanges.of({"base_url": None})
+    assert (cleared.set_base_url, cleared.base_url, cleared.set_timeout_ms) == (True, None, False)
+    with pytest.raises(UnprocessableEntity, match="unknown provider fields: colour"):
+        ProviderChanges.of({"colour": "red"})

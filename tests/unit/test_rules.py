@@ -6,8 +6,8 @@ from decimal import Decimal
 
 import pytest
 
-from odock.admin.rules import MAX_NANOS, nanos_to_usd, usd_to_nanos, validate_policies
 from odock.errors import InvalidPolicy, UnprocessableEntity
+from odock.rules import MAX_NANOS, nanos_to_usd, usd_to_nanos, validate_policies
 
 
 @pytest.mark.parametrize(

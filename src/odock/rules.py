@@ -1,8 +1,10 @@
-"""Validation rules of configuration, shared by the control plane and declarative parsing.
+"""Validation rules of configuration, shared by the control-plane services and declarative parsing.
 
-Ownership of API keys (spec §3.3), the stored pricing shape (spec §3.7), policy envelopes,
-exact USD amounts, names, expiries with offsets, IANA timezones and pinned secrets. Each rule
-raises :class:`UnprocessableEntity` (policies: its subclass :class:`InvalidPolicy`).
+The stored pricing shape (spec §3.7), policy envelopes, exact USD amounts (integer nanos),
+names, expiries with offsets and IANA timezones. Each rule raises :class:`UnprocessableEntity`
+(policies: its subclass :class:`InvalidPolicy`). They live outside ``admin`` so that every
+feature's service (and the declarative parser) can use them without importing the admin layer;
+rules of one feature live with it (API-key ownership: :mod:`odock.keys.rules`).
 """
 
 from __future__ import annotations
@@ -17,10 +19,8 @@ from pydantic import ValidationError
 
 from odock.billing import Pricing
 from odock.errors import UnprocessableEntity
-from odock.keys.tables import ApiKeyType
 from odock.limits.policy import parse_policy
 
-MIN_PINNED_SECRET_LENGTH = 32
 NANOS_PER_USD = 1_000_000_000
 # Money columns are signed 64-bit integers of nanos.
 MAX_NANOS = 2**63 - 1
@@ -41,32 +41,11 @@ def validate_pricing(pricing: dict[str, Any] | None) -> dict[str, Any]:
         raise UnprocessableEntity(f"invalid pricing at '{where}': {first['msg']}", param="pricing") from exc
 
 
-def check_ownership(type: ApiKeyType, team_id: str | None, user_id: str | None) -> None:
-    """Spec §3.3: ORGANISATION keys have no owner; TEAM keys a team only; USER keys a user only."""
-    if type == ApiKeyType.ORGANISATION and (team_id or user_id):
-        raise UnprocessableEntity("an ORGANISATION key has no team or user")
-    if type == ApiKeyType.TEAM and (not team_id or user_id):
-        raise UnprocessableEntity("a TEAM key needs a team and no user")
-    if type == ApiKeyType.USER and (not user_id or team_id):
-        raise UnprocessableEntity("a USER key needs a user and no team")
-
-
 def only_fields(changes: dict[str, Any], allowed: set[str], what: str) -> None:
     """Refuse changes to fields outside ``allowed``."""
     unknown = set(changes) - allowed
     if unknown:
         raise UnprocessableEntity(f"unknown {what} fields: {', '.join(sorted(unknown))}")
-
-
-def pinned_secret(secret: str) -> str:
-    """A caller-chosen API key secret, if it is long enough to be unguessable."""
-    # A pinned secret is as strong as the operator makes it: refuse the obviously guessable.
-    if len(secret) < MIN_PINNED_SECRET_LENGTH or any(c.isspace() for c in secret):
-        raise UnprocessableEntity(
-            f"a pinned API key secret needs at least {MIN_PINNED_SECRET_LENGTH} characters and no whitespace",
-            param="secret",
-        )
-    return secret
 
 
 def check_timezone(name: str) -> None:

@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag
 
-from odock.admin.rules import validate_pricing
+from odock.rules import validate_pricing
 
 _THOUSAND = Decimal(1000)
 MAX_SIGNIFICANT_DIGITS = 15

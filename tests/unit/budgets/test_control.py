@@ -45,7 +45,7 @@ async def spend(
 
 async def test_untouched_window_shows_zero_used_and_its_limit(control: ControlPlane) -> None:
     """A budget nobody has spent from shows its current window with 0 used and the full amount."""
-    org = await control.create_organisation("acme")
+    org = await control.tenancy.create_organisation("acme")
     start = datetime(2026, 1, 1, tzinfo=UTC)
     budget = await control.budgets.create_budget(
         org.id, "monthly", amount_nanos_usd=5_000, period=Period.MONTHLY, start_at=start
@@ -60,7 +60,7 @@ async def test_windows_show_what_the_ledger_settled(
     control: ControlPlane, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     """Settled spend appears as the current window's used amount; a window outside the schedule is None."""
-    org = await control.create_organisation("acme")
+    org = await control.tenancy.create_organisation("acme")
     budget = await control.budgets.create_budget(org.id, "b", amount_nanos_usd=1_000, period=Period.DAILY)
     later = await control.budgets.create_quota(
         org.id, "q", metric=QuotaMetric.REQUESTS, limit=3, start_at=datetime.now(UTC) + timedelta(days=2)
@@ -78,7 +78,7 @@ async def test_untouched_rollover_window_shows_the_limit_it_will_open_with(
     control: ControlPlane, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     """For a rolling-over budget the shown limit equals what the ledger opens the window with."""
-    org = await control.create_organisation("acme")
+    org = await control.tenancy.create_organisation("acme")
     start = datetime(2026, 1, 1, tzinfo=UTC)
     budget = await control.budgets.create_budget(
         org.id, "b", amount_nanos_usd=1_000, period=Period.DAILY, start_at=start, rollover=True
@@ -98,12 +98,12 @@ async def test_set_limit_bumps_the_version_and_keeps_the_windows_spend(
     control: ControlPlane, sessions: async_sessionmaker[AsyncSession], published: list[Invalidation]
 ) -> None:
     """After a limit change the new counters open from what the window already spent, not from 0."""
-    org = await control.create_organisation("acme")
+    org = await control.tenancy.create_organisation("acme")
     budget = await control.budgets.create_budget(org.id, "b", amount_nanos_usd=1_000, period=Period.DAILY)
     await spend(sessions, budget, 700)
     published.clear()
 
-    await control.budgets.set_limit(budget.id, 2_000)
+    await control.budgets.update(budget.id, {"limit": 2_000})
     changed = await control.budgets.budget(budget.id)
     assert (changed.version, changed.amount_nanos_usd) == (2, 2_000)
     spec = meter_spec(changed)
@@ -117,14 +117,14 @@ async def test_set_limit_keeps_what_rolled_over(
     control: ControlPlane, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     """A new base limit keeps the capacity a rolling-over window carried in, and its spend."""
-    org = await control.create_organisation("acme")
+    org = await control.tenancy.create_organisation("acme")
     start = datetime.now(UTC) - timedelta(days=1)
     budget = await control.budgets.create_budget(
         org.id, "b", amount_nanos_usd=1_000, period=Period.DAILY, start_at=start, rollover=True
     )
     await spend(sessions, budget, 400, at=start + timedelta(hours=1))  # window 0 leaves 600
     await spend(sessions, budget, 50)  # window 1 opens with 1_600
-    await control.budgets.set_limit(budget.id, 3_000)
+    await control.budgets.update(budget.id, {"limit": 3_000})
     usage = (await control.budgets.current_windows([await control.budgets.budget(budget.id)]))[budget.id]
     assert usage is not None
     assert (usage.used, usage.limit) == (50, 3_600)
@@ -132,7 +132,7 @@ async def test_set_limit_keeps_what_rolled_over(
 
 async def test_limits_and_thresholds_are_checked(control: ControlPlane) -> None:
     """Negative limits, thresholds outside 1-1000 and unknown ids are refused; thresholds are sorted."""
-    org = await control.create_organisation("acme")
+    org = await control.tenancy.create_organisation("acme")
     budgets = control.budgets
     with pytest.raises(UnprocessableEntity, match="amount_nanos_usd must be ≥ 0"):
         await budgets.create_budget(org.id, "b", amount_nanos_usd=-1)
@@ -140,7 +140,7 @@ async def test_limits_and_thresholds_are_checked(control: ControlPlane) -> None:
         await budgets.create_quota(org.id, "q", metric=QuotaMetric.TOKENS, limit=1, thresholds=[0])
     quota = await budgets.create_quota(org.id, "q", metric=QuotaMetric.TOKENS, limit=1)
     with pytest.raises(UnprocessableEntity, match="limit must be ≥ 0"):
-        await budgets.set_limit(quota.id, -5)
+        await budgets.update(quota.id, {"limit": -5})
     await budgets.set_thresholds(quota.id, [90, 50, 90])
     assert (await budgets.quota(quota.id)).thresholds == [50, 90]
     with pytest.raises(NotFound, match="budget 'nope' does not exist"):
@@ -151,9 +151,9 @@ async def test_limits_and_thresholds_are_checked(control: ControlPlane) -> None:
 
 async def test_owner_must_belong_to_the_organisation(control: ControlPlane) -> None:
     """A budget cannot be owned by another organisation's team, nor name an unknown time zone."""
-    org = await control.create_organisation("acme")
-    other = await control.create_organisation("other")
-    foreign = await control.create_team(other.id, "theirs")
+    org = await control.tenancy.create_organisation("acme")
+    other = await control.tenancy.create_organisation("other")
+    foreign = await control.tenancy.create_team(other.id, "theirs")
     with pytest.raises(UnprocessableEntity, match="owner does not exist in this organisation"):
         await control.budgets.create_budget(
             org.id, "b", amount_nanos_usd=1, owner_type=OwnerType.TEAM, owner_id=foreign.id
