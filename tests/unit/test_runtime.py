@@ -75,7 +75,7 @@ def test_embedded_pipeline_runs_the_gates_in_turn(
     """In-process, the final rate-limit gate and the budget gate run one after the other."""
     governance = open_governance(settings, None, sessions)
     names = pipeline(settings, sessions, governance).stage_names()
-    assert names == [*BEFORE_THE_GATES, *RESOLUTION, "ratelimit_final", "budgets", "call_upstream"]
+    assert names == [*BEFORE_THE_GATES, *RESOLUTION, "ratelimit_final", "budgets", "record_intent", "call_upstream"]
 
 
 def test_with_redis_the_last_gates_share_one_round_trip(
@@ -84,7 +84,7 @@ def test_with_redis_the_last_gates_share_one_round_trip(
     """Over Redis, the final rate-limit gate and the budget gate are one Concurrently group."""
     governance = open_governance(settings, redis, sessions)
     names = pipeline(settings, sessions, governance).stage_names()
-    assert names == [*BEFORE_THE_GATES, *RESOLUTION, "ratelimit_final+budgets", "call_upstream"]
+    assert names == [*BEFORE_THE_GATES, *RESOLUTION, "ratelimit_final+budgets", "record_intent", "call_upstream"]
 
 
 def test_embedded_governance_is_in_process(

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from odock.admin.models import ModelType
 from odock.cli.common import emit, fail, json_option, parse_json_object, run_admin
+from odock.providers.model_service import ModelType
 from odock.providers.service import ProviderChanges
 from odock.providers.tables import ProviderType
 
