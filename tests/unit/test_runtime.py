@@ -30,6 +30,7 @@ from tests.support.stages import copied_database
 
 BEFORE_THE_GATES = ["record_usage", "ratelimit_pre_auth", "authenticate", "ratelimit_early", "decode_request"]
 RESOLUTION = ["resolve_model", "resolve_provider"]
+UPSTREAM = ["record_intent", "call_upstream"]
 
 
 @pytest.fixture
@@ -75,7 +76,7 @@ def test_embedded_pipeline_runs_the_gates_in_turn(
     """In-process, the final rate-limit gate and the budget gate run one after the other."""
     governance = open_governance(settings, None, sessions)
     names = pipeline(settings, sessions, governance).stage_names()
-    assert names == [*BEFORE_THE_GATES, *RESOLUTION, "ratelimit_final", "budgets", "record_intent", "call_upstream"]
+    assert names == [*BEFORE_THE_GATES, *RESOLUTION, "ratelimit_final", "budgets", *UPSTREAM]
 
 
 def test_with_redis_the_last_gates_share_one_round_trip(
@@ -84,7 +85,7 @@ def test_with_redis_the_last_gates_share_one_round_trip(
     """Over Redis, the final rate-limit gate and the budget gate are one Concurrently group."""
     governance = open_governance(settings, redis, sessions)
     names = pipeline(settings, sessions, governance).stage_names()
-    assert names == [*BEFORE_THE_GATES, *RESOLUTION, "ratelimit_final+budgets", "record_intent", "call_upstream"]
+    assert names == [*BEFORE_THE_GATES, *RESOLUTION, "ratelimit_final+budgets", *UPSTREAM]
 
 
 def test_embedded_governance_is_in_process(

@@ -30,6 +30,20 @@ class Counters(Protocol):
         """Sessions on the database that holds the ledger."""
 
 
+def key_view(principal: KeyPrincipal) -> dict[str, Any]:
+    """The key as its holder may see it (``/v1/keys/self``, ``/v1/keys/verify``)."""
+    return {
+        "id": principal.key_id,
+        "name": principal.name,
+        "type": principal.type,
+        "organisation_id": principal.organisation_id,
+        "team_id": principal.team_id,
+        "user_id": principal.user_id,
+        "expires_at": principal.expires_at.isoformat() if principal.expires_at else None,
+        "models": [m.name for m in principal.granted],
+    }
+
+
 async def key_standing(principal: KeyPrincipal, governance: Counters, now: datetime) -> dict[str, Any]:
     """The body of ``GET /v1/keys/self``."""
     windows = [(spec, spec.schedule().window_at(now)) for spec in principal.meters]
@@ -64,16 +78,7 @@ async def key_standing(principal: KeyPrincipal, governance: Counters, now: datet
         else:
             quotas.append({**entry, "metric": spec.metric})
     return {
-        "key": {
-            "id": principal.key_id,
-            "name": principal.name,
-            "type": principal.type,
-            "organisation_id": principal.organisation_id,
-            "team_id": principal.team_id,
-            "user_id": principal.user_id,
-            "expires_at": principal.expires_at.isoformat() if principal.expires_at else None,
-            "models": [m.name for m in principal.granted],
-        },
+        "key": key_view(principal),
         "policies": {
             "organisation": principal.organisation_policies,
             "team": principal.team_policies if principal.team_id else None,

@@ -23,6 +23,18 @@ from odock.usage.recorder import UsageRecorder
 USAGE_METADATA_SCHEMA = "usage_metadata_v1"
 
 
+def request_metadata(ex: Exchange) -> dict[str, Any]:
+    """What a usage record (or an intent) keeps of the request itself: route, method, client."""
+    return {
+        "schema_version": USAGE_METADATA_SCHEMA,
+        "route": ex.route,
+        "method": ex.method,
+        "streaming": ex.stream,
+        "user_agent": ex.headers.get("user-agent"),
+        "client_ip": ex.client_ip,
+    }
+
+
 def usage_event(ex: Exchange) -> UsageEvent:
     """The usage record of a finished exchange."""
     principal = ex.principal
@@ -64,12 +76,7 @@ def usage_event(ex: Exchange) -> UsageEvent:
         bytes_out=ex.bytes_out,
         billing=billing,
         metadata={
-            "schema_version": USAGE_METADATA_SCHEMA,
-            "route": ex.route,
-            "method": ex.method,
-            "streaming": ex.stream,
-            "user_agent": ex.headers.get("user-agent"),
-            "client_ip": ex.client_ip,
+            **request_metadata(ex),
             "usage_estimated": bool(usage and usage.estimated),
             "error_message": ex.error.message if ex.error else None,
             **({"governance": ex.governance} if ex.governance else {}),
@@ -141,14 +148,7 @@ def usage_intent(
         embeddings=ex.endpoint == Endpoint.EMBEDDINGS,
         pricing=model.pricing,
         settlements=settlements,
-        metadata={
-            "schema_version": USAGE_METADATA_SCHEMA,
-            "route": ex.route,
-            "method": ex.method,
-            "streaming": ex.stream,
-            "user_agent": ex.headers.get("user-agent"),
-            "client_ip": ex.client_ip,
-        },
+        metadata=request_metadata(ex),
     )
 
 

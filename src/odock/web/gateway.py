@@ -29,7 +29,7 @@ from odock.errors import (
 from odock.ids import accept_request_id, new_request_id
 from odock.keys.principal import KeyPrincipal
 from odock.keys.stage import authenticate
-from odock.keys.standing import key_standing
+from odock.keys.standing import key_standing, key_view
 from odock.pipeline import Exchange, Timings
 from odock.providers.adapters.base import Endpoint
 from odock.runtime import Runtime
@@ -161,16 +161,7 @@ class Gateway:
             return
         body = {
             "valid": True,
-            "key": {
-                "id": principal.key_id,
-                "name": principal.name,
-                "type": principal.type,
-                "organisation_id": principal.organisation_id,
-                "team_id": principal.team_id,
-                "user_id": principal.user_id,
-                "expires_at": principal.expires_at.isoformat() if principal.expires_at else None,
-                "models": [m.name for m in principal.granted],
-            },
+            "key": key_view(principal),
         }
         await send_bytes(send, 200, orjson.dumps(body))
 
