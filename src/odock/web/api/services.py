@@ -24,6 +24,7 @@ from odock.tenancy.queries import TenancyQueries
 from odock.tenancy.service import TenancyService
 from odock.tenancy.user_service import UserService
 from odock.usage.analytics import UsageAnalytics
+from odock.usage.dead_letters import DeadLetters
 from odock.usage.invoices import Invoices
 from odock.usage.queries import UsageRecords
 from odock.web.api.deps import get_runtime, identity_of
@@ -109,6 +110,11 @@ def invitations(request: Request) -> Invitations:
     return identity_of(request).invitations
 
 
+def dead_letters(request: Request) -> DeadLetters:
+    """The usage dead letters (the records the database refused)."""
+    return DeadLetters(get_runtime(request).sessions)
+
+
 def audit_log(request: Request) -> AuditLog:
     """The audit log's read side."""
     return AuditLog(get_runtime(request).sessions)
@@ -131,3 +137,4 @@ TenancyQueriesDep = Annotated[TenancyQueries, Depends(tenancy_queries)]
 AdminTokensDep = Annotated[AdminTokens, Depends(admin_tokens)]
 InvitationsDep = Annotated[Invitations, Depends(invitations)]
 AuditLogDep = Annotated[AuditLog, Depends(audit_log)]
+DeadLettersDep = Annotated[DeadLetters, Depends(dead_letters)]

@@ -16,10 +16,10 @@ from pydantic import BaseModel
 from odock.errors import UnprocessableEntity
 from odock.rbac.grant import Grant
 from odock.rbac.permissions import Action, Resource
-from odock.usage.dead_letters import DeadLetters
 from odock.usage.tables import UsageDeadLetter
-from odock.web.api.deps import Permit, RuntimeDep
+from odock.web.api.deps import Permit
 from odock.web.api.paging import Page, PageParams, decode_cursor, make_page, page_params
+from odock.web.api.services import DeadLettersDep
 
 router = APIRouter(tags=["usage"])
 
@@ -50,14 +50,16 @@ def render(letter: UsageDeadLetter) -> DeadLetterOut:
     )
 
 
-async def _page(runtime: RuntimeDep, organisation_id: str | None, paging: PageParams) -> Page[DeadLetterOut]:
+async def _page(
+    letters: DeadLettersDep, organisation_id: str | None, paging: PageParams
+) -> Page[DeadLetterOut]:
     after = None
     if paging.cursor:
         value, row_id = decode_cursor(paging.cursor)
         if not isinstance(value, datetime) or value.tzinfo is None:
             raise UnprocessableEntity("cursor does not belong to this list", param="cursor")
         after = (value, row_id)
-    rows = await DeadLetters(runtime.sessions).page(
+    rows = await letters.page(
         organisation_id, limit=paging.limit, descending=paging.order == "desc", after=after
     )
     return make_page(rows, paging, render, lambda letter: (letter.created_at, letter.id))
@@ -68,18 +70,18 @@ async def _page(runtime: RuntimeDep, organisation_id: str | None, paging: PagePa
     summary="List the organisation's usage dead letters",
 )
 async def list_organisation_dead_letters(
-    organisation_id: str, runtime: RuntimeDep, grant: DeadLetterGrant, paging: Paging
+    organisation_id: str, letters: DeadLettersDep, grant: DeadLetterGrant, paging: Paging
 ) -> Page[DeadLetterOut]:
     """Usage records of the organisation the database refused, newest first."""
-    return await _page(runtime, grant.scope().organisation_id, paging)
+    return await _page(letters, grant.scope().organisation_id, paging)
 
 
 @router.get("/admin/usage/dead-letters", summary="List usage dead letters of every organisation")
 async def list_dead_letters(
-    runtime: RuntimeDep,
+    letters: DeadLettersDep,
     grant: DeadLetterGrant,
     paging: Paging,
     organisation_id: Annotated[str | None, Query(min_length=1, max_length=32)] = None,
 ) -> Page[DeadLetterOut]:
     """Every refused usage record (optionally of one organisation), newest first (super admin)."""
-    return await _page(runtime, organisation_id, paging)
+    return await _page(letters, organisation_id, paging)
