@@ -60,7 +60,7 @@ async def test_abandoned_unary_request_releases_its_lease_at_once_and_records_49
     """A unary caller that leaves cancels the upstream call: the key is free at once; the record says 499."""
     tenant = provision(gateway, provider_config={"latency_ms": 60_000}, pricing=PRICING)
     control = gateway.runtime
-    await on_gateway(gateway, control.control.update_api_key(tenant.key_id, policies=ONE_AT_A_TIME))
+    await on_gateway(gateway, control.control.keys.update(tenant.key_id, policies=ONE_AT_A_TIME))
     budget = await on_gateway(
         gateway,
         control.budgets.create_budget(

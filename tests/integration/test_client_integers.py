@@ -74,7 +74,7 @@ def test_a_huge_max_tokens_under_a_tpm_limit_is_a_400_with_its_usage_record(gate
     """``max_tokens`` 2^64-1 under a TPM limit is a 400, and its usage record is written."""
     tenant = governed_tenant(gateway)
     policy = {"ratelimit": {"tokens": {"per_minute": 100_000}}}
-    gateway.run(gateway.runtime.control.update_api_key(tenant.key_id, policies=policy))
+    gateway.run(gateway.runtime.control.keys.update(tenant.key_id, policies=policy))
     error = refused_max_tokens(gateway, tenant, 2**64 - 1)
     record = only_usage_record(gateway, error.response.headers["x-request-id"])
     assert (record.http_status, record.error_code) == (400, "invalid_request_body")

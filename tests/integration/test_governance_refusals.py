@@ -47,7 +47,7 @@ async def test_a_quota_refusal_keeps_its_request_slot_and_returns_its_tokens(
     policy = {
         "ratelimit": {"requests": {"per_minute": PER_MINUTE}, "tokens": {"per_minute": TOKENS_PER_MINUTE}}
     }
-    await on_gateway(gateway, gateway.runtime.control.update_api_key(tenant.key_id, policies=policy))
+    await on_gateway(gateway, gateway.runtime.control.keys.update(tenant.key_id, policies=policy))
     await on_gateway(
         gateway,
         gateway.runtime.budgets.create_quota(
