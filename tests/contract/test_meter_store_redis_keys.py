@@ -24,14 +24,8 @@ from tests.support import services
 @pytest.fixture
 async def redis_and_prefix() -> AsyncIterator[tuple[Redis, str]]:
     """A client on the test Redis and a key prefix of this test's own (deleted afterwards)."""
-    services.require_services()
-    prefix = services.unique_name("odock_meter_keys") + ":"
-    client = Redis.from_url(services.REDIS_URL)
-    try:
-        yield client, prefix
-    finally:
-        await services.delete_redis_prefix(prefix)
-        await client.aclose()
+    async with services.redis_with_prefix("odock_meter_keys") as client_and_prefix:
+        yield client_and_prefix
 
 
 async def _finish_three(store: RedisMeterStore) -> list[str]:

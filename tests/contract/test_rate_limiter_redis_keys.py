@@ -23,14 +23,8 @@ TPM = ScopePolicy(Scope.API_KEY, "k1", parse_policy({"ratelimit": {"tokens": {"p
 @pytest.fixture
 async def redis_and_prefix() -> AsyncIterator[tuple[Redis, str]]:
     """A client on the test Redis and a key prefix of this test's own (deleted afterwards)."""
-    services.require_services()
-    prefix = services.unique_name("odock_rl_keys") + ":"
-    client = Redis.from_url(services.REDIS_URL)
-    try:
-        yield client, prefix
-    finally:
-        await services.delete_redis_prefix(prefix)
-        await client.aclose()
+    async with services.redis_with_prefix("odock_rl_keys") as client_and_prefix:
+        yield client_and_prefix
 
 
 async def _now_ms(client: Redis) -> int:

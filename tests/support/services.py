@@ -130,3 +130,16 @@ def unique_name(stem: str) -> str:
 def run(coro: object) -> object:
     """Run a coroutine to completion from synchronous fixture code."""
     return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+@contextlib.asynccontextmanager
+async def redis_with_prefix(label: str) -> AsyncIterator[tuple[Redis, str]]:
+    """A client on the test Redis and a key prefix of the caller's own, deleted afterwards."""
+    require_services()
+    prefix = unique_name(label) + ":"
+    client = Redis.from_url(REDIS_URL)
+    try:
+        yield client, prefix
+    finally:
+        await delete_redis_prefix(prefix)
+        await client.aclose()

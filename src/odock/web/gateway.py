@@ -16,7 +16,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from odock.cache.bus import INVALIDATION_SECRET_HEADER, Invalidation
+from odock.cache.bus import INVALIDATION_PATH, INVALIDATION_SECRET_HEADER, Invalidation
 from odock.db.engine import request_scope
 from odock.errors import (
     DependencyUnavailable,
@@ -69,7 +69,7 @@ class Gateway:
             "/v1/keys/self": {"GET": self._key_self},
             "/v1/health": {"GET": self._health},
             "/v1/healthz": {"GET": self._ready},
-            "/v1/internal/cache/invalidate": {"POST": self._invalidate},
+            INVALIDATION_PATH: {"POST": self._invalidate},
         }
 
     def handles(self, path: str) -> bool:
