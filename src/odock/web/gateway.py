@@ -79,23 +79,20 @@ class Gateway:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = header_map(scope)
         methods = self._routes.get(scope["path"])
-        if methods is None:
-            request_id = accept_request_id(headers.get("x-request-id"))
-            await send_error(send, NotFound(f"no route for {scope['path']}"), {"x-request-id": request_id})
-            return
-        handler = methods.get(scope["method"])
-        if handler is None:
-            allow = ", ".join(methods)
-            request_id = accept_request_id(headers.get("x-request-id"))
-            await send_error(
-                send, MethodNotAllowed(f"use {allow}"), {"allow": allow, "x-request-id": request_id}
-            )
-            return
-        if scope["path"] in MODEL_CALL_PATHS:
+        handler = methods.get(scope["method"]) if methods is not None else None
+        if handler is not None and scope["path"] in MODEL_CALL_PATHS:
             await handler(scope, receive, send, headers)  # the pipeline stamps its own request id
             return
         request_id = accept_request_id(headers.get("x-request-id"))
-        await handler(scope, receive, stamped(send, request_id), headers)
+        if methods is None:
+            await send_error(send, NotFound(f"no route for {scope['path']}"), {"x-request-id": request_id})
+        elif handler is None:
+            allow = ", ".join(methods)
+            await send_error(
+                send, MethodNotAllowed(f"use {allow}"), {"allow": allow, "x-request-id": request_id}
+            )
+        else:
+            await handler(scope, receive, stamped(send, request_id), headers)
 
     # --- model calls ---------------------------------------------------------------------
     async def _chat(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]) -> None:
