@@ -135,6 +135,13 @@ class InvalidRequestBody(InvalidRequest):
     default_message = "invalid request body"
 
 
+class UnsupportedParameter(InvalidRequest):
+    """A field the client sent cannot be expressed to the model's provider (``param`` names it)."""
+
+    code = "unsupported_parameter"
+    default_message = "a field of the request cannot be sent to this model's provider"
+
+
 class ModelNotFound(InvalidRequest):
     """No model of that name exists in the caller's organisation."""
 

@@ -29,10 +29,11 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
-    cached_tokens: int = 0
-    reasoning_tokens: int = 0
+    cached_tokens: int = 0  # cache reads, counted in prompt_tokens too
+    reasoning_tokens: int = 0  # counted in completion_tokens too
     estimated: bool = False
     raw: dict[str, Any] | None = None
+    cache_write_tokens: int = 0  # prompt tokens written to the provider's cache (Anthropic)
 
     @classmethod
     def from_openai(cls, usage: dict[str, Any]) -> Usage:

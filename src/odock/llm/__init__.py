@@ -1,0 +1,1 @@
+"""The gateway's own representation of generations, and the codecs that translate dialects to it."""
