@@ -18,8 +18,10 @@ from odock.providers.catalog import ProviderTarget
 class Endpoint(enum.StrEnum):
     """The gateway operations an adapter may serve."""
 
-    CHAT = "chat"
+    CHAT = "chat"  # a generation (any dialect's: chat completions, messages, generateContent)
     EMBEDDINGS = "embeddings"
+    RESPONSES = "responses"  # OpenAI's Responses API, passed through to an upstream that has it
+    COUNT_TOKENS = "count_tokens"  # a vendor's token-counting endpoint
 
 
 @dataclass(slots=True)
@@ -80,6 +82,8 @@ class UpstreamCall:
     request_id: str
     model_config: dict[str, Any] = field(default_factory=dict)
     headers: Mapping[str, str] = field(default_factory=dict)  # the provider's, decrypted
+    model: str = ""  # the upstream model id (the model's slug); Gemini puts it in the URL
+    client_headers: Mapping[str, str] = field(default_factory=dict)  # forwarded ones (anthropic-beta)
 
 
 @dataclass(slots=True)
@@ -99,6 +103,7 @@ class StreamChunk:
     usage: Usage | None = None
     usage_only: bool = False  # a final chunk with usage and no choices
     text_chars: int = 0
+    event: str | None = None  # the SSE event name, for dialects that name events (Anthropic, Responses)
 
 
 class StreamResult(Protocol):
