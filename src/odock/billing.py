@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from odock.providers.adapters.base import Usage
+from odock.llm.upstream import Usage
 
 NANOS_PER_USD = 10**9
 _NANOS_PER_TOKEN_PER_1K_RATE = Fraction(NANOS_PER_USD, 1000)

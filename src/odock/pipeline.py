@@ -50,15 +50,11 @@ from odock.db.engine import request_scope
 from odock.errors import OdockError, ServerShuttingDown
 from odock.ids import ordered_hex_id
 from odock.keys.principal import KeyPrincipal
-from odock.providers.adapters.base import (
-    Adapter,
-    Endpoint,
-    StreamResult,
-    UnaryResult,
-    UpstreamCall,
-    Usage,
-)
+from odock.llm.translate import EmbeddingTranslation, Translation
+from odock.llm.upstream import Endpoint, StreamResult, UnaryResult, Usage
+from odock.providers.adapters.base import Adapter, UpstreamCall
 from odock.providers.catalog import ResolvedModel
+from odock.surfaces.surface import Params, Surface
 
 log = logging.getLogger(__name__)
 
@@ -98,12 +94,16 @@ class Exchange:
     body: bytes
     received_at: datetime
     timings: Timings
+    surface: Surface  # the API format the client speaks
+    params: Params = field(default_factory=dict)  # the route's parameters (path model, query)
     principal: KeyPrincipal | None = None
     payload: dict[str, Any] = field(default_factory=dict)
     extra_fields: tuple[str, ...] = ()
     stream: bool = False
     include_usage: bool = False
     model: ResolvedModel | None = None
+    # Set when the client's dialect is not one the upstream speaks (see odock.llm.translate).
+    translation: Translation | EmbeddingTranslation | None = None
     adapter: Adapter | None = None
     call: UpstreamCall | None = None
     unary: UnaryResult | None = None
@@ -129,9 +129,7 @@ class Exchange:
 
     def estimated_input_tokens(self) -> int:
         """Input tokens estimated from the request body (before the provider says)."""
-        if self.endpoint == Endpoint.EMBEDDINGS:
-            return estimate.input_tokens(self.payload.get("input"))
-        return estimate.prompt_tokens(self.payload.get("messages") or [])
+        return self.surface.estimate_input(self.payload)
 
     def output_allowance(self, default: int) -> int:
         """The most output tokens this request may produce (asked for, model cap, or default)."""
@@ -143,12 +141,8 @@ class Exchange:
         return min(allowance, cap) if isinstance(cap, int) and cap > 0 else allowance
 
     def asked_max_tokens(self) -> int | None:
-        """The output limit the client set (``max_completion_tokens``, else ``max_tokens``)."""
-        for name in ("max_completion_tokens", "max_tokens"):
-            value = self.payload.get(name)
-            if isinstance(value, int) and not isinstance(value, bool):
-                return value
-        return None
+        """The output limit the client set, read by its surface."""
+        return self.surface.asked_max_tokens(self.payload)
 
     def measured_usage(self) -> Usage | None:
         """What the request used: as reported, or estimated from what was streamed when cut short."""

@@ -25,10 +25,11 @@ from odock.ids import ApiKeyId, ModelId, OrganisationId, new_id
 from odock.keys.principal import GrantedModel, KeyPrincipal
 from odock.keys.secrets import generate_secret, hash_secret, preview
 from odock.keys.tables import ApiKey, ApiKeyModelAccess, ApiKeyType
+from odock.llm.upstream import Endpoint
 from odock.pipeline import Exchange, Stage, Timings
-from odock.providers.adapters.base import Endpoint
 from odock.providers.catalog import ProviderKeyRef, ProviderTarget, ResolvedModel
 from odock.providers.tables import Model, Provider, ProviderType
+from odock.surfaces.registry import OPENAI_CHAT, OPENAI_EMBEDDINGS
 from odock.tenancy.tables import Organisation
 
 # $1 per 1K input tokens and $2 per 1K output tokens: one input token costs 1,000,000 nanos.
@@ -71,6 +72,7 @@ def exchange(
         body=body,
         received_at=received_at or datetime.now(UTC),
         timings=Timings(received=time.perf_counter()),
+        surface=OPENAI_EMBEDDINGS if endpoint == Endpoint.EMBEDDINGS else OPENAI_CHAT,
         payload=payload
         if payload is not None
         else {"model": "m", "messages": [{"role": "user", "content": "hello"}]},

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from odock.billing import NANOS_PER_USD, Pricing, bill, cost_nanos, usd
-from odock.providers.adapters.base import Usage
+from odock.llm.upstream import Usage
 
 GPT_41 = {"input": {"text_cost_per_1k_tokens": 0.002}, "output": {"text_cost_per_1k_tokens": 0.008}}
 

@@ -11,8 +11,9 @@ from datetime import UTC, datetime
 import pytest
 
 from odock.errors import BudgetExceeded, OdockError, RateLimited, ServerShuttingDown
+from odock.llm.upstream import Endpoint
 from odock.pipeline import ClientDisconnected, Concurrently, Exchange, Pipeline, Stage, Timings
-from odock.providers.adapters.base import Endpoint
+from odock.surfaces.registry import OPENAI_CHAT
 
 DEADLINE = 5.0  # seconds; only bounds a test that would otherwise hang on a regression
 
@@ -29,6 +30,7 @@ def exchange() -> Exchange:
         body=b"{}",
         received_at=datetime.now(UTC),
         timings=Timings(received=time.perf_counter()),
+        surface=OPENAI_CHAT,
     )
 
 

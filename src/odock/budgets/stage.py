@@ -34,8 +34,8 @@ from odock.budgets.specs import BUDGET, MeterSpec
 from odock.budgets.windows import Schedule, Window
 from odock.errors import BudgetExceeded, MeterStoreUnavailable, ModelPricingMissing, OdockError, QuotaExceeded
 from odock.ids import RequestId
+from odock.llm.upstream import Endpoint, Usage
 from odock.pipeline import Exchange, SplitStage
-from odock.providers.adapters.base import Endpoint, Usage
 
 log = logging.getLogger(__name__)
 

@@ -21,6 +21,8 @@ JSON array) is the surface's job, not the codec's.
 
 from __future__ import annotations
 
+import enum
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from odock.llm.types import (
@@ -32,6 +34,16 @@ from odock.llm.types import (
 )
 
 Payload = dict[str, Any]
+
+
+class Dialect(enum.StrEnum):
+    """The wire APIs the gateway speaks, to clients and to upstreams."""
+
+    OPENAI_CHAT = "openai_chat"  # Chat Completions and Embeddings (OpenAI and compatible servers)
+    OPENAI_RESPONSES = "openai_responses"
+    ANTHROPIC = "anthropic"  # Messages
+    GEMINI = "gemini"  # generateContent, embedContent
+    UNIFIED = "unified"  # Odock's /v1/llm/chat (clients only; always translated)
 
 
 class StreamEncoder(Protocol):
@@ -98,3 +110,11 @@ class EmbeddingUpstreamCodec(Protocol):
 
     def decode_embeddings_response(self, payload: Payload) -> EmbeddingResponse:
         """The vendor's vectors in the gateway's form."""
+
+
+@dataclass(frozen=True)
+class UpstreamCodecs:
+    """The upstream side of one dialect: how translated generations and embeddings are sent."""
+
+    generation: UpstreamCodec
+    embeddings: EmbeddingUpstreamCodec | None = None

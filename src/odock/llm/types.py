@@ -12,7 +12,7 @@ Conventions every codec keeps:
   tool calls; a ``tool`` message holds the :class:`ToolResult` parts answering earlier calls.
 * **Tool-call arguments are JSON text** (as OpenAI sends them), never a parsed object, so a
   streamed call is the concatenation of its argument deltas.
-* **Usage** is :class:`odock.providers.adapters.base.Usage`: ``prompt_tokens`` counts every input
+* **Usage** is :class:`odock.llm.upstream.Usage`: ``prompt_tokens`` counts every input
   token, cached or not (OpenAI's convention; Anthropic's ``input_tokens`` plus its cache reads
   and writes), ``cached_tokens`` the cache reads among them, ``cache_write_tokens`` the cache
   writes, ``reasoning_tokens`` the reasoning among ``completion_tokens``.
@@ -29,7 +29,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from odock.providers.adapters.base import Usage
+from odock.llm.upstream import Usage
 
 
 class FinishReason(enum.StrEnum):

@@ -1,65 +1,118 @@
-"""The catalogue of provider types an organisation can activate, with their default base URLs.
+"""The provider registry: every provider type, what its upstream speaks and how it is called.
 
-Default base URLs are those of the activation catalogue (spec §3.5). A type is ``supported`` when
-the gateway has an adapter for it (today: the OpenAI-compatible family and the built-in mock);
-an unsupported type may still be activated and configured, but calls to its models are refused
-with 400 ``provider_type_unsupported`` until an adapter exists. ``needs_key`` types refuse calls
-without a provider key; the others (local servers, the mock) may run without one.
+One entry per type (spec §3.5) holds everything the gateway knows about it: the label and default
+base URL of the activation catalogue, the *transport* that calls it (one adapter per upstream
+API, built by the runtime), the *dialect* its generations are translated into when a client
+speaks another, the client dialects forwarded to it unchanged, whether calls need a provider key
+(local servers and the mock may run without one), and whether its servers accept fields outside
+the OpenAI API by default. A type with no transport may still be activated and configured, but
+calls to its models are refused with 400 ``provider_type_unsupported`` until an adapter exists.
+
+Adding a provider type is adding its entry here (and, for a new upstream API, its adapter and
+upstream codec: see docs/architecture.md).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from odock.llm.codec import Dialect
 from odock.providers.tables import ProviderType
 
-# Provider types whose API speaks the OpenAI wire format (the OpenAI-compatible endpoints).
-OPENAI_FAMILY = frozenset({"OPENAI", "AZURE_OPENAI", "VLLM", "CUSTOM", "MISTRAL", "MOCK"})
-# Types that may run without a provider key (local servers and the mock).
-KEYLESS_TYPES = frozenset({"VLLM", "CUSTOM", "MOCK"})
+_OPENAI_APIS = frozenset({Dialect.OPENAI_CHAT, Dialect.OPENAI_RESPONSES})
 
 
 @dataclass(frozen=True)
 class ProviderTypeInfo:
-    """One entry of the activation catalogue."""
+    """One provider type."""
 
     type: ProviderType
     label: str
     default_base_url: str | None
     # The default is a template (``{resource}``) that must be replaced before use.
     base_url_required: bool = False
+    transport: str | None = None  # the adapter that calls it: "openai" | "anthropic" | "gemini" | "mock"
+    dialect: Dialect | None = None  # what a translated request is encoded in
+    passthrough: frozenset[Dialect] = frozenset()  # client dialects sent on unchanged
+    keyless: bool = False
+    permissive: bool = False  # accepts request fields the OpenAI API does not define
 
     @property
     def supported(self) -> bool:
         """Whether the gateway has an adapter that can call this type."""
-        return self.type.value in OPENAI_FAMILY
+        return self.transport is not None
 
     @property
     def needs_key(self) -> bool:
         """Whether calls need a provider key."""
-        return self.type.value not in KEYLESS_TYPES
+        return not self.keyless
+
+
+def _openai_compatible(
+    type: ProviderType, label: str, base_url: str | None, *, responses: bool = False, **extra: bool
+) -> ProviderTypeInfo:
+    apis = _OPENAI_APIS if responses else frozenset({Dialect.OPENAI_CHAT})
+    return ProviderTypeInfo(
+        type, label, base_url, transport="openai", dialect=Dialect.OPENAI_CHAT, passthrough=apis, **extra
+    )
 
 
 CATALOGUE: tuple[ProviderTypeInfo, ...] = (
-    ProviderTypeInfo(ProviderType.OPENAI, "OpenAI", "https://api.openai.com/v1/"),
-    ProviderTypeInfo(ProviderType.ANTHROPIC, "Anthropic", "https://api.anthropic.com"),
-    ProviderTypeInfo(ProviderType.GOOGLE, "Google", "https://generativelanguage.googleapis.com"),
+    _openai_compatible(ProviderType.OPENAI, "OpenAI", "https://api.openai.com/v1/", responses=True),
+    ProviderTypeInfo(
+        ProviderType.ANTHROPIC,
+        "Anthropic",
+        "https://api.anthropic.com",
+        transport="anthropic",
+        dialect=Dialect.ANTHROPIC,
+        passthrough=frozenset({Dialect.ANTHROPIC}),
+    ),
+    ProviderTypeInfo(
+        ProviderType.GOOGLE,
+        "Google",
+        "https://generativelanguage.googleapis.com",
+        transport="gemini",
+        dialect=Dialect.GEMINI,
+        passthrough=frozenset({Dialect.GEMINI}),
+    ),
     ProviderTypeInfo(
         ProviderType.AZURE_OPENAI,
         "Azure OpenAI",
         "https://{resource}.openai.azure.com",
         base_url_required=True,
+        transport="openai",
+        dialect=Dialect.OPENAI_CHAT,
+        passthrough=_OPENAI_APIS,
     ),
-    ProviderTypeInfo(ProviderType.VLLM, "vLLM", "http://localhost:8000"),
-    ProviderTypeInfo(ProviderType.MISTRAL, "Mistral", "https://api.mistral.ai/v1"),
+    _openai_compatible(ProviderType.VLLM, "vLLM", "http://localhost:8000", keyless=True, permissive=True),
+    _openai_compatible(ProviderType.MISTRAL, "Mistral", "https://api.mistral.ai/v1"),
     ProviderTypeInfo(ProviderType.HUGGINGFACE, "Hugging Face", "https://router.huggingface.co"),
-    ProviderTypeInfo(ProviderType.CUSTOM, "Custom", "https://api.example.com"),
-    ProviderTypeInfo(ProviderType.MOCK, "Mock (built in)", None),
+    _openai_compatible(
+        ProviderType.CUSTOM, "Custom", "https://api.example.com", keyless=True, permissive=True
+    ),
+    ProviderTypeInfo(
+        ProviderType.MOCK,
+        "Mock (built in)",
+        None,
+        transport="mock",
+        dialect=Dialect.OPENAI_CHAT,
+        passthrough=frozenset({Dialect.OPENAI_CHAT}),
+        keyless=True,
+        permissive=True,
+    ),
 )
 
 _BY_TYPE = {info.type: info for info in CATALOGUE}
 
 
+_BY_NAME = {info.type.value: info for info in CATALOGUE}
+
+
 def describe(type: ProviderType) -> ProviderTypeInfo:
     """The catalogue entry of ``type`` (every :class:`ProviderType` has one)."""
     return _BY_TYPE[type]
+
+
+def spec_of(type_name: str) -> ProviderTypeInfo | None:
+    """The entry of the type named ``type_name`` (as a provider row stores it), if any."""
+    return _BY_NAME.get(type_name)

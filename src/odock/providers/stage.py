@@ -2,9 +2,11 @@
 
 ResolveModel: find the model in the key's organisation, check the key's grant and that the
 endpoint serves the model's type.
-ResolveProvider: check the provider and its key, the endpoint family, and build the call (with the
-provider key and header values decrypted by the vault, once per row version).
-CallUpstream: send it through the provider's adapter.
+ResolveProvider: check the provider and its key, and build the call (with the provider key and
+header values decrypted by the vault, once per row version). A client whose dialect the upstream
+speaks is passed through (its body, the model id rewritten); any other is translated
+(:mod:`odock.llm.translate`): decoded by its surface's codec, encoded by the upstream's.
+CallUpstream: send it through the provider's adapter (and translate the answer back).
 """
 
 from __future__ import annotations
@@ -25,19 +27,24 @@ from odock.errors import (
     ProviderNotConfigured,
     ProviderTypeUnsupported,
 )
+from odock.llm.codec import Dialect, UpstreamCodecs
+from odock.llm.translate import EmbeddingTranslation, Translation
+from odock.llm.upstream import Endpoint
 from odock.pipeline import Exchange
-from odock.providers.adapters.base import Adapter, Endpoint, UpstreamCall
-from odock.providers.catalog import ModelCatalog
-from odock.providers.provider_types import KEYLESS_TYPES, OPENAI_FAMILY
+from odock.providers.adapters.base import Adapter, UpstreamCall
+from odock.providers.catalog import ModelCatalog, ResolvedModel
+from odock.providers.provider_types import ProviderTypeInfo, spec_of
 from odock.providers.vault import ProviderKeyVault
 
-# Provider types whose servers accept vendor-specific request fields by default.
-PERMISSIVE_TYPES = frozenset({"VLLM", "CUSTOM", "MOCK"})
 # The model types each endpoint serves; any other is refused before anything is reserved or sent.
+GENERATION_MODEL_TYPES = frozenset({"chat", "reasoning"})
 ENDPOINT_MODEL_TYPES = {
-    Endpoint.CHAT: frozenset({"chat", "reasoning"}),
+    Endpoint.CHAT: GENERATION_MODEL_TYPES,
+    Endpoint.RESPONSES: GENERATION_MODEL_TYPES,
     Endpoint.EMBEDDINGS: frozenset({"embeddings"}),
 }
+# A translated generation with no output limit gets the model's cap, else this (Anthropic needs one).
+DEFAULT_TRANSLATED_MAX_TOKENS = 4096
 
 
 class ResolveModel:
@@ -75,9 +82,14 @@ class ResolveProvider:
     name = "resolve_provider"
 
     def __init__(
-        self, adapters: Mapping[str, Adapter], vault: ProviderKeyVault, default_timeout: float
+        self,
+        adapters: Mapping[str, Adapter],
+        codecs: Mapping[Dialect, UpstreamCodecs],
+        vault: ProviderKeyVault,
+        default_timeout: float,
     ) -> None:
         self._adapters = adapters
+        self._codecs = codecs
         self._vault = vault
         self._default_timeout = default_timeout
 
@@ -90,50 +102,91 @@ class ResolveProvider:
             raise ProviderNotConfigured(f"model '{model.name}' has no provider")
         if not provider.enabled:
             raise ProviderDisabled(f"provider '{provider.name}' is disabled")
-        if provider.type not in OPENAI_FAMILY:
-            raise ProviderNotAllowed(
-                f"model '{model.name}' is served by a {provider.type} provider, "
-                "which cannot be called through the OpenAI-compatible endpoint"
-            )
+        spec = spec_of(provider.type)
         adapter = self._adapters.get(provider.type)
-        if adapter is None:
+        if spec is None or adapter is None:
             raise ProviderTypeUnsupported(f"provider type {provider.type} is not supported")
-        _check_extra_fields(ex, provider.type, provider.config)
+        if ex.surface.dialect in spec.passthrough:
+            _check_extra_fields(ex, spec, provider.config)
+            endpoint = ex.surface.upstream_endpoint or ex.endpoint
+            payload = ex.surface.passthrough(ex.payload, model.slug, ex.stream)
+        else:
+            ex.translation = self._translation(ex, spec, model)
+            endpoint = Endpoint.EMBEDDINGS if ex.endpoint == Endpoint.EMBEDDINGS else Endpoint.CHAT
+            payload = ex.translation.upstream_payload(model.slug, stream=ex.stream)
         api_key: str | None = None
         if model.provider_key is not None:
             if model.provider_key.revoked:
                 raise ProviderApiKeyRevoked()
             api_key = self._vault.reveal(model.provider_key)
-        elif provider.type not in KEYLESS_TYPES:
+        elif spec.needs_key:
             raise ProviderApiKeyNotConfigured(f"model '{model.name}' has no provider API key")
-        headers = self._vault.reveal_headers(provider)
-        payload = dict(ex.payload)
-        payload["model"] = model.slug
-        if ex.stream:
-            # Always ask for usage, so streamed requests are metered; stripped later if unasked.
-            payload["stream_options"] = {**(payload.get("stream_options") or {}), "include_usage": True}
         timeout = provider.timeout_ms / 1000 if provider.timeout_ms else self._default_timeout
         ex.adapter = adapter
         ex.call = UpstreamCall(
-            endpoint=ex.endpoint,
+            endpoint=endpoint,
             payload=payload,
             provider=provider,
             api_key=api_key,
             timeout=timeout,
             request_id=ex.request_id,
             model_config=model.config,
-            headers=headers,
+            headers=self._vault.reveal_headers(provider),
+            model=model.slug,
+            client_headers=_forwarded(ex.headers),
+        )
+
+    def _translation(
+        self, ex: Exchange, spec: ProviderTypeInfo, model: ResolvedModel
+    ) -> Translation | EmbeddingTranslation:
+        """The client's request decoded for the upstream's dialect (400 for what cannot cross)."""
+        codecs = self._codecs.get(spec.dialect) if spec.dialect is not None else None
+        if codecs is None:
+            raise ProviderNotAllowed(
+                f"model '{model.name}' is served by a {spec.type.value} provider, "
+                f"which the gateway cannot reach from {ex.route}"
+            )
+        surface = ex.surface
+        if ex.endpoint == Endpoint.EMBEDDINGS:
+            if surface.embeddings_client is None or codecs.embeddings is None:
+                raise ProviderNotAllowed(
+                    f"model '{model.name}' is served by a {spec.type.value} provider, "
+                    f"which cannot answer {ex.route}"
+                )
+            request = surface.embeddings_client.decode_embeddings(ex.payload)
+            return EmbeddingTranslation(surface.embeddings_client, codecs.embeddings, request)
+        if surface.client is None:
+            raise ProviderNotAllowed(f"{ex.route} cannot reach a {spec.type.value} provider")
+        generation = surface.client.decode_request(ex.payload)
+        if generation.max_tokens is None:
+            cap = model.config.get("max_output_tokens")
+            generation.max_tokens = cap if isinstance(cap, int) and cap > 0 else DEFAULT_TRANSLATED_MAX_TOKENS
+        render = surface.render
+        provider = spec.type.value.lower()
+        return Translation(
+            surface.client,
+            codecs.generation,
+            generation,
+            (lambda response: render(response, provider)) if render is not None else None,
         )
 
     async def after(self, ex: Exchange) -> None:
         """Nothing to undo."""
 
 
-def _check_extra_fields(ex: Exchange, provider_type: str, config: Mapping[str, object]) -> None:
+# Client headers a same-dialect upstream receives as sent (Anthropic's beta features).
+FORWARDED_HEADERS = ("anthropic-beta",)
+
+
+def _forwarded(headers: Mapping[str, str]) -> dict[str, str]:
+    return {name: headers[name] for name in FORWARDED_HEADERS if name in headers}
+
+
+def _check_extra_fields(ex: Exchange, spec: ProviderTypeInfo, config: Mapping[str, object]) -> None:
     if not ex.extra_fields:
         return
     allowed = config.get("extra_body_fields")
-    if allowed == "*" or (allowed is None and provider_type in PERMISSIVE_TYPES):
+    if allowed == "*" or (allowed is None and spec.permissive):
         return
     allowed_set = set(allowed) if isinstance(allowed, list) else set()
     for name in ex.extra_fields:
@@ -154,13 +207,19 @@ class CallUpstream:
         assert ex.adapter is not None
         assert ex.call is not None
         ex.timings.upstream_started = time.perf_counter()
+        translation = ex.translation
         if ex.stream:
-            ex.upstream_stream = await ex.adapter.stream(ex.call)
-            ex.provider_request_id = ex.upstream_stream.provider_request_id
+            stream = await ex.adapter.stream(ex.call)
+            ex.upstream_stream = stream
+            if isinstance(translation, Translation):
+                ex.upstream_stream = translation.stream(stream)
+            ex.provider_request_id = stream.provider_request_id
         else:
             ex.unary = await ex.adapter.complete(ex.call)
             ex.usage = ex.unary.usage
             ex.provider_request_id = ex.unary.provider_request_id
+            if translation is not None:
+                ex.unary.body = translation.answer(ex.unary.body)
         ex.timings.upstream_answered = time.perf_counter()
 
     async def after(self, ex: Exchange) -> None:

@@ -1,6 +1,6 @@
 """The OpenAI-compatible surface: chat completions and embeddings requests, decoded and checked.
 
-Flow of :func:`decode` (the ``DecodeRequest`` stage)::
+Flow of :func:`decode_chat` and :func:`decode_embeddings`::
 
     body → JSON object                     400 when empty, malformed or not an object
     required fields present                model + messages (chat), model + input (embeddings)
@@ -19,10 +19,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from odock import estimate
 from odock.errors import InvalidRequestBody
-from odock.pipeline import Exchange
-from odock.providers.adapters.base import Endpoint
-from odock.surfaces.json_body import parse_json_object
+from odock.surfaces.surface import Decoded, Params
 
 _NUMBER = (int, float)
 
@@ -100,30 +99,76 @@ _TYPE_NAMES = {
 }
 
 
-_REQUIRED = {Endpoint.CHAT: ("model", "messages"), Endpoint.EMBEDDINGS: ("model", "input")}
-_FIELDS = {Endpoint.CHAT: CHAT_FIELDS, Endpoint.EMBEDDINGS: EMBEDDING_FIELDS}
+def decode_chat(data: dict[str, Any], params: Params) -> Decoded:
+    """A chat completions body, checked."""
+    extra = _check_common(data, ("model", "messages"), CHAT_FIELDS)
+    _check_messages(data["messages"])
+    _check_logit_bias(data.get("logit_bias"))
+    return Decoded(
+        data,
+        stream=data.get("stream") is True,
+        include_usage=_include_usage(data.get("stream_options")),
+        extra_fields=extra,
+    )
 
 
-def decode(ex: Exchange) -> None:
-    """Fill ``ex.payload``, ``ex.stream``, ``ex.include_usage`` and ``ex.extra_fields``."""
-    data = parse_json_object(ex.body)
-    for name in _REQUIRED[ex.endpoint]:
+def decode_embeddings(data: dict[str, Any], params: Params) -> Decoded:
+    """An embeddings body, checked."""
+    extra = _check_common(data, ("model", "input"), EMBEDDING_FIELDS)
+    if not data["input"]:
+        raise InvalidRequestBody("field 'input' must not be empty", param="input")
+    return Decoded(data, extra_fields=extra)
+
+
+def chat_input_tokens(data: Mapping[str, Any]) -> int:
+    """Estimated prompt tokens of a chat body."""
+    return estimate.prompt_tokens(data.get("messages") or [])
+
+
+def embeddings_input_tokens(data: Mapping[str, Any]) -> int:
+    """Estimated tokens of an embeddings body."""
+    return estimate.input_tokens(data.get("input"))
+
+
+def asked_max_tokens(data: Mapping[str, Any]) -> int | None:
+    """The output limit the client set (``max_completion_tokens``, else ``max_tokens``)."""
+    for name in ("max_completion_tokens", "max_tokens"):
+        value = data.get(name)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
+
+
+def no_output(data: Mapping[str, Any]) -> int | None:
+    """Embeddings produce no output tokens."""
+    return 0
+
+
+def with_usage(payload: dict[str, Any], model: str, stream: bool) -> dict[str, Any]:
+    """The body for an OpenAI-compatible upstream: its model id, and usage asked for on streams.
+
+    Streams always ask for usage so they are metered; the closing usage chunk is stripped on the
+    way back unless the client asked for it.
+    """
+    body = dict(payload)
+    body["model"] = model
+    if stream:
+        body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+    return body
+
+
+def _check_common(
+    data: dict[str, Any], required: tuple[str, ...], fields: Mapping[str, tuple[type, ...]]
+) -> tuple[str, ...]:
+    """Required fields present, known fields typed, integers in range; the unknown field names."""
+    for name in required:
         if data.get(name) is None:
             raise InvalidRequestBody(f"missing required field '{name}'", param=name)
-    fields = _FIELDS[ex.endpoint]
     extra = check_fields(data, fields)
     check_integers(data, fields)
     if not data["model"].strip():
         raise InvalidRequestBody("field 'model' must not be empty", param="model")
-    if ex.endpoint == Endpoint.CHAT:
-        _check_messages(data["messages"])
-        _check_logit_bias(data.get("logit_bias"))
-        ex.stream = data.get("stream") is True
-        ex.include_usage = _include_usage(data.get("stream_options"))
-    elif not data["input"]:
-        raise InvalidRequestBody("field 'input' must not be empty", param="input")
-    ex.payload = data
-    ex.extra_fields = extra
+    return extra
 
 
 def check_fields(
@@ -183,16 +228,3 @@ def _include_usage(options: Mapping[str, Any] | None) -> bool:
         return False
     check_fields(options, STREAM_OPTION_FIELDS, prefix="stream_options.")
     return options.get("include_usage") is True
-
-
-class DecodeRequest:
-    """The decode stage."""
-
-    name = "decode_request"
-
-    async def before(self, ex: Exchange) -> None:
-        """Decode and type-check the body."""
-        decode(ex)
-
-    async def after(self, ex: Exchange) -> None:
-        """Nothing to undo."""

@@ -14,8 +14,8 @@ from typing import Any
 
 import orjson
 
+from odock.llm.upstream import Endpoint
 from odock.pipeline import Exchange
-from odock.providers.adapters.base import Endpoint
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 
 from odock.billing import bill
-from odock.providers.adapters.base import Usage
+from odock.llm.upstream import Usage
 from odock.usage.record import UsageEvent, UsageEventDecodeError
 
 INTENT_MARK = b"?"  # first byte of an intent line in the journal (a record line starts with "{")

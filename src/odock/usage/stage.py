@@ -14,8 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 from odock.errors import UsageBacklog
+from odock.llm.upstream import Endpoint
 from odock.pipeline import Exchange
-from odock.providers.adapters.base import Endpoint
 from odock.usage.intent import UsageIntent
 from odock.usage.record import UsageEvent
 from odock.usage.recorder import UsageRecorder

@@ -68,10 +68,12 @@ async def send_bytes(
     await send({"type": "http.response.body", "body": body})
 
 
-async def send_error(send: Send, error: OdockError, extra_headers: dict[str, str] | None = None) -> None:
-    """Send an Odock error as a JSON response."""
+async def send_error(
+    send: Send, error: OdockError, extra_headers: dict[str, str] | None = None, body: bytes | None = None
+) -> None:
+    """Send an Odock error as a JSON response (``body``: the error in a dialect's own shape)."""
     headers = JSON_HEADERS + encode_headers({**error.headers, **(extra_headers or {})})
-    await send_bytes(send, error.http_status, error.body(), headers)
+    await send_bytes(send, error.http_status, body if body is not None else error.body(), headers)
 
 
 def stamped(send: Send, request_id: str) -> Send:

@@ -31,9 +31,10 @@ from odock.keys.principal import KeyPrincipal
 from odock.keys.stage import authenticate
 from odock.keys.standing import key_standing, key_view
 from odock.pipeline import Exchange, Timings
-from odock.providers.adapters.base import Endpoint
 from odock.runtime import Runtime
 from odock.surfaces.json_body import parse_json_object
+from odock.surfaces.registry import model_call_route
+from odock.surfaces.surface import Params, Surface
 from odock.web.asgi import (
     CLIENT_CONNECTION,
     ClientGone,
@@ -52,7 +53,6 @@ from odock.web.responder import AsgiResponder
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Scope, Receive, Send, dict[str, str]], Awaitable[None]]
-MODEL_CALL_PATHS = frozenset({"/v1/chat/completions", "/v1/embeddings"})
 
 
 class Gateway:
@@ -61,9 +61,8 @@ class Gateway:
     def __init__(self, runtime: Runtime) -> None:
         self._rt = runtime
         self._trusted_proxies = parse_networks(runtime.settings.trusted_proxy_cidrs)
+        # Model calls are routed by odock.surfaces.registry; these are the gateway's other routes.
         self._routes: dict[str, dict[str, Handler]] = {
-            "/v1/chat/completions": {"POST": self._chat},
-            "/v1/embeddings": {"POST": self._embeddings},
             "/v1/models": {"GET": self._models},
             "/v1/keys/validate": {"POST": self._validate_key},
             "/v1/keys/self": {"GET": self._key_self},
@@ -74,35 +73,40 @@ class Gateway:
 
     def handles(self, path: str) -> bool:
         """True for paths this gateway owns."""
-        return path in self._routes
+        return path in self._routes or model_call_route(path) is not None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = header_map(scope)
-        methods = self._routes.get(scope["path"])
-        handler = methods.get(scope["method"]) if methods is not None else None
-        if handler is not None and scope["path"] in MODEL_CALL_PATHS:
-            await handler(scope, receive, send, headers)  # the pipeline stamps its own request id
+        path, method = scope["path"], scope["method"]
+        call = model_call_route(path)
+        if call is not None and method == "POST":
+            surface, params = call
+            # The pipeline stamps its own request id.
+            await self._model_call(surface, params, scope, receive, send, headers)
             return
         request_id = accept_request_id(headers.get("x-request-id"))
-        if methods is None:
-            await send_error(send, NotFound(f"no route for {scope['path']}"), {"x-request-id": request_id})
-        elif handler is None:
-            allow = ", ".join(methods)
+        methods = self._routes.get(path, {})
+        handler = methods.get(method)
+        allowed = ["POST"] if call is not None else list(methods)
+        if handler is not None:
+            await handler(scope, receive, stamped(send, request_id), headers)
+        elif allowed:
+            allow = ", ".join(allowed)
             await send_error(
                 send, MethodNotAllowed(f"use {allow}"), {"allow": allow, "x-request-id": request_id}
             )
         else:
-            await handler(scope, receive, stamped(send, request_id), headers)
+            await send_error(send, NotFound(f"no route for {path}"), {"x-request-id": request_id})
 
     # --- model calls ---------------------------------------------------------------------
-    async def _chat(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]) -> None:
-        await self._model_call(Endpoint.CHAT, scope, receive, send, headers)
-
-    async def _embeddings(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]) -> None:
-        await self._model_call(Endpoint.EMBEDDINGS, scope, receive, send, headers)
-
     async def _model_call(
-        self, endpoint: Endpoint, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]
+        self,
+        surface: Surface,
+        params: Params,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        headers: dict[str, str],
     ) -> None:
         started = time.perf_counter()
         inbound = headers.get("x-request-id")
@@ -112,12 +116,12 @@ class Gateway:
         except ClientGone:
             return
         except OdockError as error:
-            await send_error(send, error, {"x-request-id": request_id})
+            await send_error(send, error, {"x-request-id": request_id}, surface.error_body(error))
             return
         client = scope.get("client")
         ex = Exchange(
             request_id=request_id,
-            endpoint=endpoint,
+            endpoint=surface.endpoint,
             route=scope["path"],
             method=scope["method"],
             headers=headers,
@@ -125,6 +129,8 @@ class Gateway:
             body=body,
             received_at=datetime.now(UTC),
             timings=Timings(received=started),
+            surface=surface,
+            params=params,
         )
         await self._rt.pipeline.run(ex, AsgiResponder(send, receive, scope.get(CLIENT_CONNECTION)))
 

@@ -23,14 +23,10 @@ from collections.abc import Awaitable
 
 from odock.errors import OdockError
 from odock.pipeline import ClientDisconnected, Exchange
+from odock.surfaces.framing import Framer
 from odock.web.asgi import JSON_HEADERS, ClientConnection, Receive, Send, encode_headers
 
-SSE_HEADERS = [
-    (b"content-type", b"text/event-stream; charset=utf-8"),
-    (b"cache-control", b"no-cache"),
-    (b"x-accel-buffering", b"no"),
-]
-DONE = b"data: [DONE]\n\n"
+STREAM_HEADERS = [(b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
 
 
 class AsgiResponder:
@@ -44,6 +40,7 @@ class AsgiResponder:
         self._finished = False  # the last body frame went out
         self._waiting: asyncio.Task[object] | None = None  # the request, while it waits upstream
         self._client_left = False
+        self._framer: Framer | None = None  # the stream's, once it started
 
     @property
     def started(self) -> bool:
@@ -117,15 +114,17 @@ class AsgiResponder:
         if ex.outcome == "client_disconnected" or self._finished:
             return
         try:
+            body = ex.surface.error_body(error)
             if self._started:
-                # Headers are gone: report the failure in-band, and never end with [DONE].
-                frame = sse_frame(error.body())
+                # Headers are gone: report the failure in-band, never with the stream's end marker.
+                assert self._framer is not None
+                frame = self._framer.error(body)
                 await self._send({"type": "http.response.body", "body": frame, "more_body": False})
                 return
             self._started = True
             headers = self._headers(ex, JSON_HEADERS, error.headers)
             await self._send({"type": "http.response.start", "status": error.http_status, "headers": headers})
-            await self._send({"type": "http.response.body", "body": error.body()})
+            await self._send({"type": "http.response.body", "body": body})
         except OSError:
             ex.disconnected()
 
@@ -156,8 +155,9 @@ class AsgiResponder:
         stream = ex.upstream_stream
         assert stream is not None
         send = self._send
+        framer = self._framer = ex.surface.framer(ex.params)
         try:
-            headers = self._headers(ex, SSE_HEADERS)
+            headers = self._headers(ex, [(b"content-type", framer.content_type), *STREAM_HEADERS])
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             self._started = True
             async for chunk in stream:
@@ -170,12 +170,13 @@ class AsgiResponder:
                         ex.timings.first_token = time.perf_counter()
                 if chunk.usage_only and not ex.include_usage:
                     continue
-                frame = sse_frame(chunk.data)
+                frame = framer.frame(chunk)
                 await send({"type": "http.response.body", "body": frame, "more_body": True})
                 ex.bytes_out += len(frame)
             self._finished = True
-            await send({"type": "http.response.body", "body": DONE, "more_body": False})
-            ex.bytes_out += len(DONE)
+            end = framer.end()
+            await send({"type": "http.response.body", "body": end, "more_body": False})
+            ex.bytes_out += len(end)
         except OSError:  # the ASGI server reports a vanished client this way
             ex.disconnected()
 
@@ -184,11 +185,6 @@ class AsgiResponder:
             message = await self._receive()
             if message["type"] == "http.disconnect":
                 return
-
-
-def sse_frame(data: bytes) -> bytes:
-    """One server-sent event carrying ``data`` (a multi-line payload becomes several data lines)."""
-    return b"data: " + data.replace(b"\n", b"\ndata: ") + b"\n\n"
 
 
 async def _stopped(relay: asyncio.Task[None]) -> None:

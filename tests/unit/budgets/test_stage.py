@@ -27,8 +27,8 @@ from odock.errors import (
     QuotaExceeded,
     UpstreamTimeout,
 )
+from odock.llm.upstream import Endpoint, Usage
 from odock.pipeline import Exchange
-from odock.providers.adapters.base import Endpoint, Usage
 from tests.support.stages import (
     INPUT_TOKEN_NANOS,
     OUTPUT_TOKEN_NANOS,

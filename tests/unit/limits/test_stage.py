@@ -27,8 +27,8 @@ from odock.limits.decision import Receipt
 from odock.limits.limiter import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from odock.limits.policy import PolicyResolver, parse_policy
 from odock.limits.stage import EarlyGate, FinalGate, PreAuthGate
+from odock.llm.upstream import Usage
 from odock.pipeline import Exchange
-from odock.providers.adapters.base import Usage
 from tests.support.stages import exchange, principal, refusal, resolved_model
 
 DEFAULT_OUTPUT = 50

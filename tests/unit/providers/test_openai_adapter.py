@@ -15,8 +15,9 @@ from odock.errors import (
     UpstreamRejected,
     UpstreamUnavailable,
 )
+from odock.llm.upstream import MAX_REPORTED_TOKENS, Endpoint, Usage
 from odock.providers.adapters import openai as adapter
-from odock.providers.adapters.base import MAX_REPORTED_TOKENS, Endpoint, UpstreamCall, Usage
+from odock.providers.adapters.base import UpstreamCall
 from odock.providers.catalog import ProviderTarget
 
 

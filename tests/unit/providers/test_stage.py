@@ -30,8 +30,9 @@ from odock.errors import (
 )
 from odock.ids import ModelId, OrganisationId
 from odock.keys.principal import GrantedModel
+from odock.llm.upstream import StreamChunk, UnaryResult
 from odock.pipeline import Exchange
-from odock.providers.adapters.base import Adapter, StreamChunk, UnaryResult, UpstreamCall
+from odock.providers.adapters.base import Adapter, UpstreamCall
 from odock.providers.adapters.mock import MockAdapter
 from odock.providers.catalog import ModelCatalog
 from odock.providers.stage import CallUpstream, ResolveModel, ResolveProvider
@@ -158,7 +159,7 @@ def resolver(adapters: dict[str, Adapter] | None = None) -> ResolveProvider:
     """ResolveProvider with the mock adapter for MOCK and OPENAI and a vault without a key pair."""
     mock = MockAdapter()
     chosen: dict[str, Adapter] = {"MOCK": mock, "OPENAI": mock} if adapters is None else adapters
-    return ResolveProvider(chosen, ProviderKeyVault(None, ttl=60), DEFAULT_TIMEOUT)
+    return ResolveProvider(chosen, {}, ProviderKeyVault(None, ttl=60), DEFAULT_TIMEOUT)
 
 
 def resolved(
@@ -226,9 +227,12 @@ async def test_a_disabled_provider_is_forbidden() -> None:
     assert (error.code, error.http_status) == ("provider_disabled", 403)
 
 
-async def test_a_provider_outside_the_openai_family_is_refused() -> None:
-    """A provider that does not speak the OpenAI wire format is 400 provider_not_allowed."""
-    error = await refused_by_provider(resolved(provider=provider_target(type="ANTHROPIC")))
+async def test_a_provider_the_gateway_cannot_translate_to_is_refused() -> None:
+    """A provider whose API the client's dialect cannot be translated to is 400 provider_not_allowed."""
+    adapters: dict[str, Adapter] = {"ANTHROPIC": MockAdapter()}
+    error = await refused_by_provider(
+        resolved(provider=provider_target(type="ANTHROPIC")), resolver(adapters)
+    )
     assert type(error) is ProviderNotAllowed
 
 

@@ -10,9 +10,11 @@ import orjson
 import pytest
 
 from odock.errors import InvalidRequestBody
+from odock.llm.upstream import Endpoint
 from odock.pipeline import Exchange, Timings
-from odock.providers.adapters.base import Endpoint
-from odock.surfaces.openai_chat import INTEGER_RANGES, MAX_TOKEN_COUNT, decode
+from odock.surfaces.openai_chat import INTEGER_RANGES, MAX_TOKEN_COUNT
+from odock.surfaces.registry import OPENAI_CHAT, OPENAI_EMBEDDINGS
+from odock.surfaces.stage import decode
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -29,6 +31,7 @@ def exchange(body: dict[str, Any] | bytes, endpoint: Endpoint = Endpoint.CHAT) -
         body=body if isinstance(body, bytes) else orjson.dumps(body),
         received_at=datetime.now(UTC),
         timings=Timings(received=time.perf_counter()),
+        surface=OPENAI_CHAT if endpoint == Endpoint.CHAT else OPENAI_EMBEDDINGS,
     )
 
 

@@ -11,10 +11,14 @@ import orjson
 import pytest
 
 from odock.errors import UpstreamRateLimited, UpstreamStreamInterrupted
+from odock.llm.upstream import Endpoint, StreamChunk, Usage
 from odock.pipeline import ClientDisconnected, Exchange, Timings
-from odock.providers.adapters.base import Endpoint, StreamChunk, Usage
+from odock.surfaces.framing import DataEvents, sse_frame
+from odock.surfaces.registry import OPENAI_CHAT
 from odock.web.asgi import Message
-from odock.web.responder import DONE, AsgiResponder, sse_frame
+from odock.web.responder import AsgiResponder
+
+DONE = DataEvents.DONE
 
 CONTENT = StreamChunk(b'{"choices":[{"delta":{"content":"hi"}}]}', text_chars=2)
 USAGE_ONLY = StreamChunk(
@@ -95,6 +99,7 @@ def _exchange(stream: _Stream, *, include_usage: bool = False) -> Exchange:
         body=b"{}",
         received_at=datetime.now(UTC),
         timings=Timings(received=time.perf_counter()),
+        surface=OPENAI_CHAT,
         stream=True,
         include_usage=include_usage,
         upstream_stream=stream,

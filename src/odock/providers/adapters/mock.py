@@ -20,7 +20,8 @@ from typing import Any
 import orjson
 
 from odock import estimate
-from odock.providers.adapters.base import StreamChunk, UnaryResult, UpstreamCall, Usage
+from odock.llm.upstream import StreamChunk, UnaryResult, Usage
+from odock.providers.adapters.base import UpstreamCall
 
 DEFAULT_TEXT = "This is a mock answer from the Odock gateway."
 

@@ -26,7 +26,8 @@ from odock.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from odock.providers.adapters.base import Endpoint, StreamChunk, UnaryResult, UpstreamCall, Usage
+from odock.llm.upstream import Endpoint, StreamChunk, UnaryResult, Usage
+from odock.providers.adapters.base import UpstreamCall
 from odock.providers.catalog import ProviderTarget
 from odock.providers.upstream_client import (
     ConnectFailed,
