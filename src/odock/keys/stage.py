@@ -10,23 +10,32 @@ from odock.keys.principal import KeyPrincipal
 from odock.keys.secrets import hash_secret
 from odock.pipeline import Exchange
 
+# Where SDKs put the key besides ``Authorization: Bearer``: Anthropic's and Google's headers (the
+# gateway also moves Gemini's ``?key=`` query parameter into the latter).
+KEY_HEADERS = ("x-api-key", "x-goog-api-key")
+
 
 def presented_secret(headers: dict[str, str]) -> str | None:
-    """The API key from ``Authorization: Bearer`` or ``X-API-Key``."""
+    """The API key from ``Authorization: Bearer``, ``X-API-Key`` or ``X-Goog-Api-Key``."""
     auth = headers.get("authorization")
     if auth:
         scheme, _, token = auth.partition(" ")
         if scheme.lower() == "bearer" and token.strip():
             return token.strip()
-    key = headers.get("x-api-key")
-    return key.strip() if key and key.strip() else None
+    for name in KEY_HEADERS:
+        key = headers.get(name)
+        if key and key.strip():
+            return key.strip()
+    return None
 
 
 async def authenticate(directory: KeyDirectory, headers: dict[str, str]) -> KeyPrincipal:
     """Resolve the presented key to a usable principal or raise a 401."""
     secret = presented_secret(headers)
     if secret is None:
-        raise Unauthorized("missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key'")
+        raise Unauthorized(
+            "missing API key: send 'Authorization: Bearer <key>', 'X-API-Key' or 'X-Goog-Api-Key'"
+        )
     principal = await directory.principal(hash_secret(secret))
     if principal is None:
         raise Unauthorized("invalid API key")

@@ -28,6 +28,7 @@ def request_metadata(ex: Exchange) -> dict[str, Any]:
     return {
         "schema_version": USAGE_METADATA_SCHEMA,
         "route": ex.route,
+        "dialect": ex.surface.name,
         "method": ex.method,
         "streaming": ex.stream,
         "user_agent": ex.headers.get("user-agent"),
@@ -97,6 +98,7 @@ def usage_event(ex: Exchange) -> UsageEvent:
             "completion_tokens": usage.completion_tokens,
             "total_tokens": usage.total_tokens,
             "cached_tokens": usage.cached_tokens,
+            "cache_write_tokens": usage.cache_write_tokens,
             "output_details": {"reasoning": usage.reasoning_tokens},
         }
     return event

@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from urllib.parse import parse_qsl
 
 import orjson
 from redis.exceptions import RedisError
@@ -78,11 +79,12 @@ class Gateway:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = header_map(scope)
         path, method = scope["path"], scope["method"]
+        query = _query(scope, headers)
         call = model_call_route(path)
         if call is not None and method == "POST":
             surface, params = call
             # The pipeline stamps its own request id.
-            await self._model_call(surface, params, scope, receive, send, headers)
+            await self._model_call(surface, {**params, **query}, scope, receive, send, headers)
             return
         request_id = accept_request_id(headers.get("x-request-id"))
         methods = self._routes.get(path, {})
@@ -122,7 +124,7 @@ class Gateway:
         ex = Exchange(
             request_id=request_id,
             endpoint=surface.endpoint,
-            route=scope["path"],
+            route=_route(scope["path"], params),
             method=scope["method"],
             headers=headers,
             client_ip=client_ip(client[0] if client else None, headers, self._trusted_proxies),
@@ -224,3 +226,25 @@ class Gateway:
             return
         await self._rt.bus.publish(invalidation)
         await send_bytes(send, 202, orjson.dumps({"accepted": True, "generation": self._rt.bus.generation}))
+
+
+def _query(scope: Scope, headers: dict[str, str]) -> dict[str, str]:
+    """The query string's parameters; Gemini's ``?key=`` becomes the ``x-goog-api-key`` header.
+
+    The key is taken out of the parameters, so it travels no further than authentication (the
+    gateway writes no access log, and no parameter reaches a log or a usage record).
+    """
+    raw = scope.get("query_string")
+    if not raw:
+        return {}
+    query = dict(parse_qsl(raw.decode("latin-1")))
+    key = query.pop("key", None)
+    if key and "x-goog-api-key" not in headers:
+        headers["x-goog-api-key"] = key
+    return query
+
+
+def _route(path: str, params: Params) -> str:
+    """The route a usage record names: the path, with a model named in it (Gemini) as ``{model}``."""
+    model = params.get("model")
+    return path.replace(f"/models/{model}:", "/models/{model}:") if model else path
