@@ -6,7 +6,7 @@ import copy
 from typing import Any
 
 import pytest
-from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionMessageFunctionToolCall
 
 from odock.errors import InvalidRequestBody, UnsupportedParameter
 from odock.llm.types import (
@@ -21,6 +21,7 @@ from odock.llm.types import (
     ReasoningDelta,
     ReasoningStart,
     ResponseFormat,
+    StreamEvent,
     StreamFinish,
     StreamStart,
     Text,
@@ -37,7 +38,7 @@ from odock.llm.types import (
 from odock.providers.adapters.base import Usage
 from odock.surfaces.openai_chat_codec import OPENAI_CHAT_CLIENT
 
-WEATHER_TOOL = {
+WEATHER_TOOL: dict[str, Any] = {
     "type": "function",
     "function": {
         "name": "get_weather",
@@ -335,6 +336,7 @@ def test_response_encodes_as_a_chat_completion() -> None:
     assert payload["choices"][0]["message"]["reasoning_content"] == "hmm"
     assert choice.message.tool_calls is not None
     call = choice.message.tool_calls[0]
+    assert isinstance(call, ChatCompletionMessageFunctionToolCall)
     assert (call.id, call.type, call.function.name, call.function.arguments) == (
         "call_1",
         "function",
@@ -389,7 +391,7 @@ def _request() -> GenerationRequest:
 def test_stream_encoder_produces_openai_chunks() -> None:
     """Blocks become deltas: role first, reasoning, text, tool calls by ordinal, finish, then usage."""
     encoder = OPENAI_CHAT_CLIENT.stream_encoder(_request())
-    events = [
+    events: list[StreamEvent] = [
         StreamStart("msg_9", "claude-x", created=1700000001),
         ReasoningStart(0),
         ReasoningDelta(0, "think"),

@@ -14,6 +14,7 @@ from odock.llm.types import (
     Image,
     Message,
     Reasoning,
+    StreamEvent,
     StreamFinish,
     StreamStart,
     Text,
@@ -152,7 +153,11 @@ def test_stop_reason_falls_back_to_ours() -> None:
 def test_streams_are_openai_chunks() -> None:
     """A unified stream is chat.completion.chunk events whatever the provider."""
     encoder = UNIFIED_CLIENT.stream_encoder(UNIFIED_CLIENT.decode_request(BODY))
-    events = [StreamStart("msg_1", "claude"), TextDelta(0, "Hi"), StreamFinish(FinishReason.STOP)]
+    events: list[StreamEvent] = [
+        StreamStart("msg_1", "claude"),
+        TextDelta(0, "Hi"),
+        StreamFinish(FinishReason.STOP),
+    ]
     chunks = [chunk for event in events for chunk in encoder.encode(event)]
     assert [ChatCompletionChunk.model_validate(chunk).choices[0].delta.content for chunk in chunks] == [
         "",
