@@ -117,19 +117,19 @@ _BASE64_MARK = ";base64,"
 # --- request ---------------------------------------------------------------------------------
 
 
-def check_carried(payload: Mapping[str, Any], carried: frozenset[str]) -> None:
-    """Refuse every field outside ``carried`` unless it holds null or its harmless default."""
+def check_carried(
+    payload: Mapping[str, Any], carried: frozenset[str], harmless: Mapping[str, tuple[Any, ...]]
+) -> None:
+    """Refuse every field outside ``carried`` unless it holds null or a ``harmless`` value."""
     for name, value in payload.items():
-        if name in carried or value is None:
-            continue
-        if name in _REFUSED_UNLESS and value in _REFUSED_UNLESS[name]:
+        if name in carried or value is None or value in harmless.get(name, ()):
             continue
         raise UnsupportedParameter(f"field '{name}' cannot be sent to this model's provider", param=name)
 
 
 def decode_chat_request(payload: Payload, carried: frozenset[str] = _CARRIED_FIELDS) -> GenerationRequest:
     """The chat body as a :class:`GenerationRequest` (``carried``: the fields a surface accepts)."""
-    check_carried(payload, carried)
+    check_carried(payload, carried, _REFUSED_UNLESS)
     system, messages = _decode_messages(payload["messages"])
     return GenerationRequest(
         model=payload["model"],
@@ -444,6 +444,7 @@ class ChatChunkEncoder:
     OpenAI chunks have no blocks: text and reasoning deltas go to ``delta.content`` and
     ``delta.reasoning_content``, and each tool-call block gets the next tool-call ordinal
     (``tool_calls[].index``). The usage chunk (``choices: []``) is owed by :meth:`finish`.
+    Reasoning signatures and redacted reasoning have no place in a chunk and are not sent.
     """
 
     def __init__(self, request: GenerationRequest) -> None:
@@ -521,7 +522,7 @@ class OpenAIEmbeddingsClientCodec:
 
     def decode_embeddings(self, payload: Payload) -> EmbeddingRequest:
         """The texts to embed; token arrays and unknown fields are refused."""
-        check_carried(payload, _EMBEDDING_FIELDS)
+        check_carried(payload, _EMBEDDING_FIELDS, {})
         encoding = payload.get("encoding_format")
         if encoding is not None and encoding not in _ENCODING_FORMATS:
             raise InvalidRequestBody(

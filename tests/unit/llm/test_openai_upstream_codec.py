@@ -220,6 +220,7 @@ def test_plain_options_take_their_simple_forms() -> None:
     """String tool_choice modes, json_object and several system texts are written as OpenAI does."""
     request = _request(
         system=[Text("a"), Text("b")],
+        tools=[Tool("f")],
         tool_choice=ToolChoice("none"),
         response_format=ResponseFormat("json_object"),
     )
@@ -231,6 +232,13 @@ def test_plain_options_take_their_simple_forms() -> None:
     assert payload["tool_choice"] == "none"
     assert payload["response_format"] == {"type": "json_object"}
     assert "stream" not in payload
+
+
+def test_tool_options_go_only_with_tools() -> None:
+    """Without tools, tool_choice and parallel_tool_calls are left out (OpenAI refuses them alone)."""
+    request = _request(tool_choice=ToolChoice("required"), parallel_tool_calls=False)
+    payload = OPENAI_CHAT_UPSTREAM.encode_request(request, "m", stream=False)
+    assert not {"tools", "tool_choice", "parallel_tool_calls"} & payload.keys()
 
 
 def _completion(message: dict[str, Any], finish_reason: str = "stop", **usage_extra: Any) -> dict[str, Any]:
@@ -307,10 +315,18 @@ def test_finish_reasons_map_from_openai(raw: str, finish: FinishReason) -> None:
     assert (response.finish_reason, response.raw_finish_reason) == (finish, raw)
 
 
-def test_completion_without_choices_is_an_upstream_error() -> None:
-    """An answer with no choice cannot be translated: 502, not a crash."""
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"id": "x", "choices": []},
+        {"id": "x", "choices": [{"index": 0, "finish_reason": "stop"}]},
+        _completion({"role": "assistant", "tool_calls": ["call"]}),
+    ],
+)
+def test_malformed_completion_is_an_upstream_error(payload: dict[str, Any]) -> None:
+    """No choice, no message or a tool call without a function cannot be translated: 502, not a crash."""
     with pytest.raises(UpstreamError):
-        OPENAI_CHAT_UPSTREAM.decode_response({"id": "x", "choices": []})
+        OPENAI_CHAT_UPSTREAM.decode_response(payload)
 
 
 def test_decode_then_encode_gives_back_the_client_body() -> None:

@@ -14,7 +14,7 @@ Used when a client of another dialect calls an OpenAI-compatible upstream; the t
     stream_decoder   chat.completion.chunk → StreamEvents, one block per text run, reasoning run
                      and tool call, each closed before the next starts
 
-Decisions, documented in docs/providers.md:
+Decisions (for the matrix in docs/providers.md):
 
 * **Reasoning in the history is dropped.** Chat Completions has no field to send reasoning back;
   OpenAI itself discards prior turns' reasoning, so nothing the model would have seen is lost.
@@ -27,6 +27,8 @@ Decisions, documented in docs/providers.md:
 * **A tool result's ``is_error`` is not sent**: Chat Completions has no such flag; the result's
   text (which says what failed) is.
 * **A JSON schema without a name is sent as ``response``** (OpenAI requires a name).
+* **tool_choice and parallel_tool_calls go only with tools**: OpenAI refuses them alone, and
+  without tools they change nothing.
 """
 
 from __future__ import annotations
@@ -92,10 +94,11 @@ def encode_chat_request(
     if request.top_k is not None:
         raise UnsupportedParameter("top_k cannot be sent to an OpenAI-compatible provider", param="top_k")
     payload: Payload = {"model": model, "messages": _encode_messages(request)}
+    if request.tools:
+        payload["tools"] = [_encode_tool(tool) for tool in request.tools]
     optional: dict[str, Any] = {
-        "tools": [_encode_tool(tool) for tool in request.tools] or None,
-        "tool_choice": _encode_tool_choice(request.tool_choice),
-        "parallel_tool_calls": request.parallel_tool_calls,
+        "tool_choice": _encode_tool_choice(request.tool_choice) if request.tools else None,
+        "parallel_tool_calls": request.parallel_tool_calls if request.tools else None,
         max_tokens_field: request.max_tokens,
         "temperature": request.temperature,
         "top_p": request.top_p,
@@ -274,7 +277,9 @@ def _message_parts(message: Mapping[str, Any]) -> list[Part]:
         if isinstance(message.get(name), str) and message[name]:
             parts.append(Text(message[name]))
     for call in message.get("tool_calls") or []:
-        function = call.get("function") or {}
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict):
+            raise UpstreamError("upstream answered a tool call without a function")
         parts.append(
             ToolCall(
                 id=str(call.get("id") or ""),
@@ -353,6 +358,8 @@ class ChatChunkDecoder:
 
     def _choice(self, choice: Mapping[str, Any]) -> list[StreamEvent]:
         delta = choice.get("delta") or {}
+        if not isinstance(delta, dict):
+            raise UpstreamError("upstream sent a stream chunk whose delta is not an object")
         out: list[StreamEvent] = []
         reasoning = _reasoning_of(delta)
         if reasoning:
@@ -369,7 +376,9 @@ class ChatChunkDecoder:
             out.append(StreamFinish(finish_reason(raw_finish), raw_finish_reason=str(raw_finish)))
         return out
 
-    def _tool_call(self, call: Mapping[str, Any]) -> list[StreamEvent]:
+    def _tool_call(self, call: Any) -> list[StreamEvent]:
+        if not isinstance(call, dict) or not isinstance(call.get("function") or {}, dict):
+            raise UpstreamError("upstream sent a malformed tool call delta")
         ordinal = call.get("index", 0)
         function = call.get("function") or {}
         what = f"tool:{ordinal}"
