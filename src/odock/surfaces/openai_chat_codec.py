@@ -127,9 +127,9 @@ def check_carried(
         raise UnsupportedParameter(f"field '{name}' cannot be sent to this model's provider", param=name)
 
 
-def decode_chat_request(payload: Payload, carried: frozenset[str] = _CARRIED_FIELDS) -> GenerationRequest:
-    """The chat body as a :class:`GenerationRequest` (``carried``: the fields a surface accepts)."""
-    check_carried(payload, carried, _REFUSED_UNLESS)
+def decode_chat_request(payload: Payload) -> GenerationRequest:
+    """The chat body as a :class:`GenerationRequest`."""
+    check_carried(payload, _CARRIED_FIELDS, _REFUSED_UNLESS)
     system, messages = _decode_messages(payload["messages"])
     return GenerationRequest(
         model=payload["model"],
