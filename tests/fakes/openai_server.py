@@ -20,6 +20,8 @@ Behaviour is chosen by the requested model (on Azure, the deployment name)::
     fake-error-503         503 with a Retry-After header
     fake-large-event       streams the answer as one event of LARGE_EVENT_TEXT (1 MiB)
     fake-quirky-stream     streams valid SSE in unusual form: comments, CRLF, multi-line data
+    fake-echo              the scripted answer of ``tests.fakes.script`` (text, tool call,
+                           reasoning, images, tool results; its computed usage), unary or streamed
     anything else          a normal answer (REPLY, with USAGE)
 
 JSON answers are gzip-compressed when the caller accepts it, as OpenAI's edge does.
@@ -44,6 +46,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+
+from tests.fakes import script
 
 REPLY = "Hello from the fake OpenAI server."
 USAGE: dict[str, Any] = {
@@ -325,7 +329,8 @@ class FakeOpenAI:
             await asyncio.sleep(self.delay_seconds)
         if call.body.get("stream"):
             return await self._stream(request, call)
-        return _json(200, _completion(call), {"x-request-id": "req_fake_" + _digest(call.body)[:12]})
+        body = _echo_completion(call) if call.model == script.ECHO_MODEL else _completion(call)
+        return _json(200, body, {"x-request-id": "req_fake_" + _digest(call.body)[:12]})
 
     async def _embeddings(self, call: _Call) -> web.StreamResponse:
         canned = _canned(call.model)
@@ -372,7 +377,11 @@ class FakeOpenAI:
                 await self._drip(response, events)
                 return response
             encode = _quirky_sse if call.model == "fake-quirky-stream" else _sse
-            for frame in events.answer(_pieces(call.model)):
+            if call.model == script.ECHO_MODEL:
+                frames = events.echo(script.answer(seen_in(call.body)))
+            else:
+                frames = events.answer(_pieces(call.model))
+            for frame in frames:
                 await response.write(encode(frame))
                 if events.content_sent == PARTIAL_CHUNKS and call.model in _BREAKS:
                     return await _BREAKS[call.model](request, response)
@@ -447,6 +456,28 @@ class _Events:
         yield self._event([{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}])
         if self._include_usage:
             yield self._event([], usage=USAGE)
+
+    def echo(self, answer: script.Answer) -> Iterator[dict[str, Any]]:
+        """The scripted answer: role chunk, reasoning, then text or the tool call in pieces, finish, usage."""
+        yield self._delta({"role": "assistant", "content": "", "refusal": None})
+        for piece in script.pieces(answer.reasoning) if answer.reasoning else []:
+            yield self._delta({"reasoning_content": piece})
+        if answer.tool_name is not None and answer.tool_arguments is not None:
+            call = {"index": 0, "id": script.TOOL_CALL_ID, "type": "function"}
+            yield self._delta(
+                {"tool_calls": [{**call, "function": {"name": answer.tool_name, "arguments": ""}}]}
+            )
+            for piece in script.pieces(answer.tool_arguments, size=len(answer.tool_arguments) // 2 + 1):
+                yield self._delta({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
+        for piece in script.pieces(answer.text) if answer.text else []:
+            yield self._delta({"content": piece})
+        reason = "stop" if answer.tool_name is None else "tool_calls"
+        yield self._event([{"index": 0, "delta": {}, "logprobs": None, "finish_reason": reason}])
+        if self._include_usage:
+            yield self._event([], usage=_echo_usage(answer))
+
+    def _delta(self, delta: dict[str, Any]) -> dict[str, Any]:
+        return self._event([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}])
 
 
 async def _drop_connection(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
@@ -527,6 +558,67 @@ def _completion(call: _Call) -> dict[str, Any]:
     return body
 
 
+def seen_in(body: dict[str, Any]) -> script.Seen:
+    """What the scripted answer depends on, read from a chat completions body."""
+    messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
+    users = [m for m in messages if m.get("role") == "user"]
+    last_parts = _content_parts(users[-1].get("content")) if users else []
+    tools = [t.get("function", {}).get("name", "") for t in body.get("tools") or [] if isinstance(t, dict)]
+    return script.Seen(
+        last_user_text=" ".join(p.get("text", "") for p in last_parts if p.get("type") == "text"),
+        images=sum(1 for p in last_parts if p.get("type") == "image_url"),
+        tools=tools,
+        tool_results=[_text_of(m.get("content")) for m in messages if m.get("role") == "tool"],
+        reasoning=body.get("reasoning_effort") not in (None, "none"),
+    )
+
+
+def _content_parts(content: Any) -> list[dict[str, Any]]:
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    return [part for part in content or [] if isinstance(part, dict)]
+
+
+def _text_of(content: Any) -> str:
+    return " ".join(p.get("text", "") for p in _content_parts(content) if p.get("type") == "text")
+
+
+def _echo_completion(call: _Call) -> dict[str, Any]:
+    """A ``chat.completion`` carrying the scripted answer."""
+    answer = script.answer(seen_in(call.body))
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": answer.text,
+        "refusal": None,
+        "annotations": [],
+    }
+    if answer.tool_name is not None:
+        function = {"name": answer.tool_name, "arguments": answer.tool_arguments}
+        message["tool_calls"] = [{"id": script.TOOL_CALL_ID, "type": "function", "function": function}]
+    if answer.reasoning is not None:
+        message["reasoning_content"] = answer.reasoning
+    body = _completion(call)
+    body["choices"][0]["message"] = message
+    body["choices"][0]["finish_reason"] = "stop" if answer.tool_name is None else "tool_calls"
+    body["usage"] = _echo_usage(answer)
+    return body
+
+
+def _echo_usage(answer: script.Answer) -> dict[str, Any]:
+    return {
+        "prompt_tokens": answer.prompt_tokens,
+        "completion_tokens": answer.completion_tokens,
+        "total_tokens": answer.prompt_tokens + answer.completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": answer.cached_tokens, "audio_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": answer.reasoning_tokens,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
+    }
+
+
 def embedding_of(item: Any, dimensions: int) -> list[float]:
     """The deterministic vector the fake answers for one input (exact in float32)."""
     digest = hashlib.sha256(json.dumps(item).encode()).digest()
@@ -575,4 +667,12 @@ def running_fake_openai(
         server.stop()
 
 
-__all__ = ["REPLY", "USAGE", "FakeOpenAI", "ReceivedRequest", "embedding_of", "running_fake_openai"]
+__all__ = [
+    "REPLY",
+    "USAGE",
+    "FakeOpenAI",
+    "ReceivedRequest",
+    "embedding_of",
+    "running_fake_openai",
+    "seen_in",
+]
