@@ -56,7 +56,7 @@ from odock.llm.types import (
     ToolResult,
     UsageUpdate,
 )
-from odock.providers.adapters.base import Usage
+from odock.llm.upstream import Usage
 
 # Fields carried into the request, and stream_options (read by the surface, nothing to carry).
 _CARRIED_FIELDS = frozenset(

@@ -35,7 +35,7 @@ from odock.llm.types import (
     ToolResult,
     UsageUpdate,
 )
-from odock.providers.adapters.base import Usage
+from odock.llm.upstream import Usage
 from odock.surfaces.openai_chat_codec import OPENAI_CHAT_CLIENT
 
 WEATHER_TOOL: dict[str, Any] = {

@@ -11,7 +11,7 @@ from openai.types import CreateEmbeddingResponse
 
 from odock.errors import InvalidRequest, InvalidRequestBody, UnsupportedParameter
 from odock.llm.types import EmbeddingRequest, EmbeddingResponse
-from odock.providers.adapters.base import Usage
+from odock.llm.upstream import Usage
 from odock.providers.adapters.openai_codec import OPENAI_EMBEDDINGS_UPSTREAM
 from odock.surfaces.openai_chat_codec import OPENAI_EMBEDDINGS_CLIENT
 

@@ -34,7 +34,7 @@ from odock.llm.types import (
     ToolResult,
     UsageUpdate,
 )
-from odock.providers.adapters.base import Usage
+from odock.llm.upstream import Usage
 from odock.providers.adapters.openai_codec import (
     OPENAI_CHAT_UPSTREAM,
     OPENAI_COMPATIBLE_CHAT_UPSTREAM,

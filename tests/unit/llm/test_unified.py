@@ -21,7 +21,7 @@ from odock.llm.types import (
     TextDelta,
     ToolCall,
 )
-from odock.providers.adapters.base import Usage
+from odock.llm.upstream import Usage
 from odock.surfaces.unified import UNIFIED_CLIENT, UnifiedRequest, check_request, provider_matches
 
 BODY: dict[str, Any] = {

@@ -69,7 +69,7 @@ from odock.llm.types import (
     ToolResult,
     UsageUpdate,
 )
-from odock.providers.adapters.base import Usage
+from odock.llm.upstream import Usage
 
 # Reasoning budgets (tokens) at or under which each effort is asked for; above the last: high.
 EFFORT_BUDGETS = ((1024, "low"), (8192, "medium"))
