@@ -262,6 +262,7 @@ def test_stream_cut_by_the_limit_ends_incomplete() -> None:
     assert last.type == "response.incomplete"
     assert last.response.incomplete_details is not None
     assert last.response.incomplete_details.reason == "max_output_tokens"
+    assert [item.status for item in last.response.output] == ["incomplete"]
 
 
 def test_blocks_left_open_are_closed_by_finish() -> None:
