@@ -13,12 +13,13 @@ from aiohttp import web
 from openai.types.responses import Response, ResponseStreamEvent
 
 from odock.errors import UpstreamError, UpstreamRateLimited, UpstreamRejected, UpstreamStreamInterrupted
-from odock.providers.adapters.base import Endpoint, StreamChunk, UpstreamCall
+from odock.providers.adapters import openai as adapter_module
+from odock.providers.adapters.base import MAX_REPORTED_TOKENS, Endpoint, StreamChunk, UpstreamCall
 from odock.providers.adapters.openai import OpenAICompatibleAdapter, _target
 from odock.providers.catalog import ProviderTarget
 from odock.providers.upstream_client import UpstreamClient
 from tests.fakes import script
-from tests.fakes.openai_responses import FakeResponses, add_routes, serving
+from tests.fakes.openai_responses import FakeResponses, add_routes, serving, sse
 
 KEY = "sk-fake-upstream"
 EVENTS = pydantic.TypeAdapter(ResponseStreamEvent)
@@ -232,3 +233,68 @@ async def test_sdk_reads_the_fake_unary_and_streamed(fake: tuple[FakeResponses, 
     assert [item.type for item in streamed.output] == ["reasoning", "message"]
     assert streamed.usage is not None
     assert streamed.usage.output_tokens_details.reasoning_tokens == script.REASONING_TOKENS
+
+
+# --- the Responses event parser ------------------------------------------------------------------
+
+
+async def _pieces(*pieces: bytes) -> AsyncIterator[bytes]:
+    for piece in pieces:
+        yield piece
+
+
+async def test_sse_events_keep_names_and_drop_comments() -> None:
+    """Each event comes with its event: name (None without one); comments and ids are skipped."""
+    body = b': hi\nevent: response.created\nid: 1\ndata: {"a":1}\n\ndata: {"b":2}\n\n'
+    events = [event async for event in adapter_module._sse_events(_pieces(body))]
+    assert events == [("response.created", b'{"a":1}'), (None, b'{"b":2}')]
+
+
+def test_responses_usage_reads_every_class_and_clamps() -> None:
+    """input/output tokens, cached and cache-write reads, reasoning tokens; absurd counts are clamped."""
+    usage = adapter_module.responses_usage(
+        {
+            "input_tokens": 2**70,
+            "input_tokens_details": {"cached_tokens": 3, "cache_write_tokens": 2},
+            "output_tokens": 9,
+            "output_tokens_details": {"reasoning_tokens": 4},
+        }
+    )
+    assert (usage.prompt_tokens, usage.cached_tokens, usage.cache_write_tokens) == (MAX_REPORTED_TOKENS, 3, 2)
+    assert (usage.completion_tokens, usage.reasoning_tokens) == (9, 4)
+    assert usage.total_tokens == MAX_REPORTED_TOKENS + 9
+
+
+def test_incomplete_event_is_final_with_usage() -> None:
+    """response.incomplete ends the stream normally and carries the usage."""
+    event = {"type": "response.incomplete", "sequence_number": 9, "response": {"usage": {"input_tokens": 5}}}
+    chunk, final = adapter_module._responses_chunk(json.dumps(event).encode(), "response.incomplete")
+    assert final
+    assert chunk.usage is not None
+    assert chunk.usage.prompt_tokens == 5
+    assert not chunk.usage_only
+
+
+def test_an_ordinary_event_is_not_final() -> None:
+    """A delta event is forwarded with its text length, no usage, not final."""
+    event = {"type": "response.output_text.delta", "delta": "abc", "item_id": "m", "output_index": 0}
+    chunk, final = adapter_module._responses_chunk(json.dumps(event).encode(), None)
+    assert (final, chunk.usage, chunk.text_chars, chunk.event) == (False, None, 3, None)
+
+
+async def test_done_marker_does_not_end_a_responses_stream(adapter: OpenAICompatibleAdapter) -> None:
+    """[DONE] before the final event is an interrupted Responses stream (chat streams end with it)."""
+    created = {"type": "response.created", "sequence_number": 0, "response": {}}
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        stream = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await stream.prepare(request)
+        await stream.write(sse(created) + b"data: [DONE]\n\n")
+        await stream.write_eof()
+        return stream
+
+    app = web.Application()
+    app.router.add_post("/v1/responses", answer)
+    async with serving(app) as url:
+        with pytest.raises(UpstreamStreamInterrupted):
+            await _chunks(adapter, _call(url + "/v1", {"model": "m", "input": "hi", "stream": True}))
