@@ -354,7 +354,7 @@ class ResponsesStreamEncoder:
         open_item = self._open.get(event.index)
         if open_item is None:
             return []
-        where = {"item_id": open_item.item["id"], "output_index": open_item.output_index}
+        where = _where(open_item)
         if isinstance(event, TextDelta):
             open_item.text += event.text
             return [
@@ -375,36 +375,52 @@ class ResponsesStreamEncoder:
         ]
 
     def _stop(self, index: int) -> list[Payload]:
+        """The done events of block ``index``'s item, ending with output_item.done."""
         open_item = self._open.pop(index, None)
         if open_item is None:
             return []
-        item, text = open_item.item, open_item.text
-        where = {"item_id": item["id"], "output_index": open_item.output_index}
-        events: list[Payload] = []
-        if item["type"] == "message":
-            status = _item_status(self._finish) if self._finish else "completed"
-            done = _message_item(item["id"], text, status)
-            events.append(
-                self._event("response.output_text.done", **where, content_index=0, text=text, logprobs=[])
-            )
-            events.append(
-                self._event("response.content_part.done", **where, content_index=0, part=_output_text(text))
-            )
-        elif item["type"] == "reasoning":
-            done = _reasoning_item(item["id"], None if open_item.redacted else text, open_item.signature)
-            if not open_item.redacted:
-                part = {"type": "summary_text", "text": text}
-                events.append(
-                    self._event("response.reasoning_summary_text.done", **where, summary_index=0, text=text)
-                )
-                events.append(
-                    self._event("response.reasoning_summary_part.done", **where, summary_index=0, part=part)
-                )
+        kind = open_item.item["type"]
+        if kind == "message":
+            events, done = self._stop_message(open_item)
+        elif kind == "reasoning":
+            events, done = self._stop_reasoning(open_item)
         else:
-            done = _function_call_item(item["id"], ToolCall(item["call_id"], item["name"], text), "completed")
-            events.append(self._event("response.function_call_arguments.done", **where, arguments=text))
+            events, done = self._stop_call(open_item)
         events.append(
             self._event("response.output_item.done", output_index=open_item.output_index, item=done)
         )
         self._done.append((open_item.output_index, done))
         return events
+
+    def _stop_message(self, open_item: _OpenItem) -> tuple[list[Payload], Payload]:
+        where, text = _where(open_item), open_item.text
+        status = _item_status(self._finish) if self._finish else "completed"
+        events = [
+            self._event("response.output_text.done", **where, content_index=0, text=text, logprobs=[]),
+            self._event("response.content_part.done", **where, content_index=0, part=_output_text(text)),
+        ]
+        return events, _message_item(open_item.item["id"], text, status)
+
+    def _stop_reasoning(self, open_item: _OpenItem) -> tuple[list[Payload], Payload]:
+        item_id, text = open_item.item["id"], open_item.text
+        if open_item.redacted:
+            return [], _reasoning_item(item_id, None, open_item.signature)
+        where, part = _where(open_item), {"type": "summary_text", "text": text}
+        events = [
+            self._event("response.reasoning_summary_text.done", **where, summary_index=0, text=text),
+            self._event("response.reasoning_summary_part.done", **where, summary_index=0, part=part),
+        ]
+        return events, _reasoning_item(item_id, text, open_item.signature)
+
+    def _stop_call(self, open_item: _OpenItem) -> tuple[list[Payload], Payload]:
+        item, arguments = open_item.item, open_item.text
+        events = [
+            self._event("response.function_call_arguments.done", **_where(open_item), arguments=arguments)
+        ]
+        call = ToolCall(item["call_id"], item["name"], arguments)
+        return events, _function_call_item(item["id"], call, "completed")
+
+
+def _where(open_item: _OpenItem) -> Payload:
+    """The fields that name an item in its events."""
+    return {"item_id": open_item.item["id"], "output_index": open_item.output_index}
