@@ -419,7 +419,7 @@ class ResponsesClientCodec:
     """The client side of the Responses dialect (see the module docstring)."""
 
     def decode_request(self, payload: Payload) -> GenerationRequest:
-        """The request in the gateway's form; refuse what a translated upstream cannot carry."""
+        """The request in the gateway's form (of a body check_request accepted); refuse the rest."""
         _refuse_untranslatable(payload)
         conversation = _Conversation()
         instructions = payload.get("instructions")
