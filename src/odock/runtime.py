@@ -39,7 +39,6 @@ from odock.providers.adapters.base import Adapter
 from odock.providers.adapters.mock import MockAdapter
 from odock.providers.adapters.openai import OpenAICompatibleAdapter
 from odock.providers.catalog import ModelCatalog
-from odock.providers.codecs import UPSTREAM_CODECS
 from odock.providers.keyring import load_decrypter
 from odock.providers.proxy import ProxyRoutes
 from odock.providers.stage import CallUpstream, ResolveModel, ResolveProvider
@@ -120,7 +119,7 @@ def build_pipeline(
             DecodeRequest(),
             *([LogPrompts()] if settings.log_prompts else []),
             ResolveModel(models),
-            ResolveProvider(adapters, UPSTREAM_CODECS, vault, settings.upstream_default_timeout_seconds),
+            ResolveProvider(adapters, vault, settings.upstream_default_timeout_seconds),
             *last_gates,
             RecordIntent(recorder, budget_gate.held_settlements, settings.default_max_output_tokens),
             CallUpstream(),

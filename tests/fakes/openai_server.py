@@ -1,7 +1,9 @@
 """A fake OpenAI server that speaks the real wire format, for testing the gateway end to end.
 
-Routes: ``POST /v1/chat/completions``, ``POST /v1/embeddings``, and the Azure OpenAI forms
-``POST /openai/deployments/{deployment}/chat/completions|embeddings?api-version=...``.
+Routes: ``POST /v1/chat/completions``, ``POST /v1/embeddings``, the Azure OpenAI forms
+``POST /openai/deployments/{deployment}/chat/completions|embeddings?api-version=...``, and the
+Responses API (``POST /v1/responses`` and Azure's forms, served by ``self.responses``: see
+``tests/fakes/openai_responses.py``).
 OpenAI routes check ``Authorization: Bearer <api_key>``; Azure routes check ``api-key``.
 
 Behaviour is chosen by the requested model (on Azure, the deployment name)::
@@ -48,6 +50,7 @@ from typing import Any
 from aiohttp import web
 
 from tests.fakes import script
+from tests.fakes.openai_responses import FakeResponses, add_routes
 
 REPLY = "Hello from the fake OpenAI server."
 USAGE: dict[str, Any] = {
@@ -174,6 +177,7 @@ class FakeOpenAI:
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
+        self.responses = FakeResponses(api_key=api_key)  # the Responses API (tests/fakes/openai_responses.py)
 
     # --- lifecycle ------------------------------------------------------------------------
     @property
@@ -224,6 +228,7 @@ class FakeOpenAI:
         app.router.add_post("/v1/embeddings", self._openai_embeddings)
         app.router.add_post("/openai/deployments/{deployment}/chat/completions", self._azure_chat)
         app.router.add_post("/openai/deployments/{deployment}/embeddings", self._azure_embeddings)
+        add_routes(app, self.responses)
         # Cancelled handlers are how a slow answer notices that the gateway went away.
         self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=1.0, access_log=None)
         await self._runner.setup()

@@ -16,10 +16,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from odock.llm.codec import Dialect
+from odock.llm.codec import Dialect, UpstreamCodecs
+from odock.providers.adapters.openai_codec import (
+    OPENAI_CHAT_UPSTREAM,
+    OPENAI_COMPATIBLE_CHAT_UPSTREAM,
+    OPENAI_EMBEDDINGS_UPSTREAM,
+)
 from odock.providers.tables import ProviderType
 
 _OPENAI_APIS = frozenset({Dialect.OPENAI_CHAT, Dialect.OPENAI_RESPONSES})
+# OpenAI's own API (and Azure's, and vLLM's) take max_completion_tokens, which reasoning models
+# require; other compatible servers know only max_tokens.
+_OPENAI = UpstreamCodecs(OPENAI_CHAT_UPSTREAM, OPENAI_EMBEDDINGS_UPSTREAM)
+_COMPATIBLE = UpstreamCodecs(OPENAI_COMPATIBLE_CHAT_UPSTREAM, OPENAI_EMBEDDINGS_UPSTREAM)
 
 
 @dataclass(frozen=True)
@@ -32,7 +41,7 @@ class ProviderTypeInfo:
     # The default is a template (``{resource}``) that must be replaced before use.
     base_url_required: bool = False
     transport: str | None = None  # the adapter that calls it: "openai" | "anthropic" | "gemini" | "mock"
-    dialect: Dialect | None = None  # what a translated request is encoded in
+    codecs: UpstreamCodecs | None = None  # what a translated request is encoded with
     passthrough: frozenset[Dialect] = frozenset()  # client dialects sent on unchanged
     keyless: bool = False
     permissive: bool = False  # accepts request fields the OpenAI API does not define
@@ -49,22 +58,29 @@ class ProviderTypeInfo:
 
 
 def _openai_compatible(
-    type: ProviderType, label: str, base_url: str | None, *, responses: bool = False, **extra: bool
+    type: ProviderType,
+    label: str,
+    base_url: str | None,
+    *,
+    codecs: UpstreamCodecs = _COMPATIBLE,
+    responses: bool = False,
+    **extra: bool,
 ) -> ProviderTypeInfo:
     apis = _OPENAI_APIS if responses else frozenset({Dialect.OPENAI_CHAT})
     return ProviderTypeInfo(
-        type, label, base_url, transport="openai", dialect=Dialect.OPENAI_CHAT, passthrough=apis, **extra
+        type, label, base_url, transport="openai", codecs=codecs, passthrough=apis, **extra
     )
 
 
 CATALOGUE: tuple[ProviderTypeInfo, ...] = (
-    _openai_compatible(ProviderType.OPENAI, "OpenAI", "https://api.openai.com/v1/", responses=True),
+    _openai_compatible(
+        ProviderType.OPENAI, "OpenAI", "https://api.openai.com/v1/", codecs=_OPENAI, responses=True
+    ),
     ProviderTypeInfo(
         ProviderType.ANTHROPIC,
         "Anthropic",
         "https://api.anthropic.com",
         transport="anthropic",
-        dialect=Dialect.ANTHROPIC,
         passthrough=frozenset({Dialect.ANTHROPIC}),
     ),
     ProviderTypeInfo(
@@ -72,7 +88,6 @@ CATALOGUE: tuple[ProviderTypeInfo, ...] = (
         "Google",
         "https://generativelanguage.googleapis.com",
         transport="gemini",
-        dialect=Dialect.GEMINI,
         passthrough=frozenset({Dialect.GEMINI}),
     ),
     ProviderTypeInfo(
@@ -81,10 +96,12 @@ CATALOGUE: tuple[ProviderTypeInfo, ...] = (
         "https://{resource}.openai.azure.com",
         base_url_required=True,
         transport="openai",
-        dialect=Dialect.OPENAI_CHAT,
+        codecs=_OPENAI,
         passthrough=_OPENAI_APIS,
     ),
-    _openai_compatible(ProviderType.VLLM, "vLLM", "http://localhost:8000", keyless=True, permissive=True),
+    _openai_compatible(
+        ProviderType.VLLM, "vLLM", "http://localhost:8000", codecs=_OPENAI, keyless=True, permissive=True
+    ),
     _openai_compatible(ProviderType.MISTRAL, "Mistral", "https://api.mistral.ai/v1"),
     ProviderTypeInfo(ProviderType.HUGGINGFACE, "Hugging Face", "https://router.huggingface.co"),
     _openai_compatible(
@@ -95,7 +112,7 @@ CATALOGUE: tuple[ProviderTypeInfo, ...] = (
         "Mock (built in)",
         None,
         transport="mock",
-        dialect=Dialect.OPENAI_CHAT,
+        codecs=_COMPATIBLE,
         passthrough=frozenset({Dialect.OPENAI_CHAT}),
         keyless=True,
         permissive=True,

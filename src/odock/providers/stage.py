@@ -27,7 +27,6 @@ from odock.errors import (
     ProviderNotConfigured,
     ProviderTypeUnsupported,
 )
-from odock.llm.codec import Dialect, UpstreamCodecs
 from odock.llm.translate import EmbeddingTranslation, Translation
 from odock.llm.upstream import Endpoint
 from odock.pipeline import Exchange
@@ -84,12 +83,10 @@ class ResolveProvider:
     def __init__(
         self,
         adapters: Mapping[str, Adapter],
-        codecs: Mapping[Dialect, UpstreamCodecs],
         vault: ProviderKeyVault,
         default_timeout: float,
     ) -> None:
         self._adapters = adapters
-        self._codecs = codecs
         self._vault = vault
         self._default_timeout = default_timeout
 
@@ -140,7 +137,7 @@ class ResolveProvider:
         self, ex: Exchange, spec: ProviderTypeInfo, model: ResolvedModel
     ) -> Translation | EmbeddingTranslation:
         """The client's request decoded for the upstream's dialect (400 for what cannot cross)."""
-        codecs = self._codecs.get(spec.dialect) if spec.dialect is not None else None
+        codecs = spec.codecs
         if codecs is None:
             raise ProviderNotAllowed(
                 f"model '{model.name}' is served by a {spec.type.value} provider, "
@@ -167,7 +164,7 @@ class ResolveProvider:
             surface.client,
             codecs.generation,
             generation,
-            (lambda response: render(response, provider)) if render is not None else None,
+            (lambda response: render(generation, response, provider)) if render is not None else None,
         )
 
     async def after(self, ex: Exchange) -> None:

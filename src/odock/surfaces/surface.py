@@ -27,7 +27,7 @@ import orjson
 
 from odock.errors import OdockError
 from odock.llm.codec import ClientCodec, Dialect, EmbeddingClientCodec
-from odock.llm.types import GenerationResponse
+from odock.llm.types import GenerationRequest, GenerationResponse
 from odock.llm.upstream import Endpoint
 from odock.surfaces.framing import DataEvents, Framer
 
@@ -74,8 +74,13 @@ class Surface:
     asked_max_tokens: Callable[[Mapping[str, Any]], int | None]
     client: ClientCodec | None = None  # generations
     embeddings_client: EmbeddingClientCodec | None = None  # embeddings
-    # Renders a translated answer when it needs the provider's type (the unified endpoint does).
-    render: Callable[[GenerationResponse, str], Payload] | None = None
+    # Renders a translated answer from the request, the response and the provider's type, for
+    # dialects whose answer repeats the request (Responses) or names the provider (unified).
+    render: Callable[[GenerationRequest, GenerationResponse, str], Payload] | None = None
+    # Whether a body may go to a provider of this type (unified's optional ``provider`` pin).
+    accepts_provider: Callable[[Mapping[str, Any], str], bool] | None = None
+    # The in-band error event of a stream that fails after it began, when not error_payload's.
+    stream_error: Callable[[OdockError], Payload] | None = None
     framer: Callable[[Params], Framer] = data_events
     error_payload: Callable[[OdockError], Payload] = openai_error_payload
     passthrough: Callable[[Payload, str, bool], Payload] = same_body

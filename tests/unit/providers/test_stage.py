@@ -159,7 +159,7 @@ def resolver(adapters: dict[str, Adapter] | None = None) -> ResolveProvider:
     """ResolveProvider with the mock adapter for MOCK and OPENAI and a vault without a key pair."""
     mock = MockAdapter()
     chosen: dict[str, Adapter] = {"MOCK": mock, "OPENAI": mock} if adapters is None else adapters
-    return ResolveProvider(chosen, {}, ProviderKeyVault(None, ttl=60), DEFAULT_TIMEOUT)
+    return ResolveProvider(chosen, ProviderKeyVault(None, ttl=60), DEFAULT_TIMEOUT)
 
 
 def resolved(
