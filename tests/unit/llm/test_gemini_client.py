@@ -26,6 +26,7 @@ from odock.llm.types import (
     ReasoningDelta,
     ReasoningStart,
     ResponseFormat,
+    StreamEvent,
     StreamFinish,
     StreamStart,
     Text,
@@ -347,7 +348,7 @@ def test_finish_reason_to_gemini(reason: FinishReason, raw: str | None, expected
 def test_stream_encoder_text_reasoning_call_then_finish_with_usage() -> None:
     """Deltas become chunks, a call is sent whole at its stop, the last chunk has finish and usage."""
     encoder = gemini.GEMINI_CLIENT.stream_encoder(gemini.GEMINI_CLIENT.decode_request(_body()))
-    events = [
+    events: list[StreamEvent] = [
         StreamStart("r-1", "m-1"),
         ReasoningStart(0),
         ReasoningDelta(0, "think"),
