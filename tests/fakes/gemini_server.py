@@ -4,7 +4,8 @@ Routes, under both ``/v1beta`` and ``/v1``: ``POST /models/{model}:generateConte
 ``:streamGenerateContent`` (SSE with ``?alt=sse``, a JSON array of the chunks without, as Google
 answers), ``:countTokens``, ``:embedContent`` and ``:batchEmbedContents``. The key is read from
 ``x-goog-api-key`` or ``?key=``: none is a 403 PERMISSION_DENIED, a wrong one a 400
-INVALID_ARGUMENT with reason API_KEY_INVALID (Google's own answers).
+INVALID_ARGUMENT with reason API_KEY_INVALID (Google's own answers). Field names are read in either
+spelling, camelCase or the proto's snake_case, as Google's JSON parser does.
 
 Behaviour is chosen by the model in the URL::
 
@@ -167,6 +168,7 @@ class FakeGemini:
             return refused
         if model in _ERRORS:
             return _error(*_ERRORS[model])
+        body = _proto_json(body)
         handler = {
             "generateContent": self._generate,
             "streamGenerateContent": self._stream,
@@ -327,6 +329,30 @@ def _seen(body: dict[str, Any]) -> script.Seen:
             seen.last_user_text = "".join(p["text"] for p in parts if "text" in p)
             seen.images = sum(1 for p in parts if "inlineData" in p or "fileData" in p)
     return seen
+
+
+_FREE_FORM = {
+    "args",
+    "response",
+    "parameters",
+    "parametersJsonSchema",
+    "responseSchema",
+    "responseJsonSchema",
+}
+
+
+def _proto_json(value: Any) -> Any:
+    """The body with field names in camelCase: Google reads ``include_thoughts`` as ``includeThoughts``."""
+    if isinstance(value, list):
+        return [_proto_json(item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    renamed = {}
+    for key, item in value.items():
+        head, *rest = key.split("_")
+        name = head + "".join(word.capitalize() for word in rest)
+        renamed[name] = item if name in _FREE_FORM else _proto_json(item)
+    return renamed
 
 
 def _result_text(response: Any) -> str:

@@ -134,11 +134,66 @@ GENERATE_METHODS = ["generateContent", "streamGenerateContent", "countTokens"]
 EMBED_METHODS = ["embedContent", "batchEmbedContents"]
 
 
+# --- field names -------------------------------------------------------------------------------
+
+# Free-form JSON values (a call's arguments, a function's result, JSON schemas): kept as sent.
+_OPAQUE = frozenset({"args", "response", "parametersJsonSchema", "responseJsonSchema", "labels", "metadata"})
+# Gemini Schema objects: their fields are renamed, the names of their properties are not.
+_SCHEMAS = frozenset({"parameters", "responseSchema"})
+
+
+def normalize_request(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The body with every field name in camelCase.
+
+    Google's API parses JSON as protobuf does, accepting a field's proto name (``max_output_tokens``)
+    as well as its JSON name (``maxOutputTokens``), and the google-genai SDK sends some of each
+    (``thinkingConfig: {include_thoughts}``, ``parameters_json_schema``). Every public function
+    of this module normalizes its input first, so either spelling is read.
+    """
+    return {_camel(key): _normalized(_camel(key), value) for key, value in data.items()}
+
+
+def _normalized(key: str, value: Any) -> Any:
+    if key in _OPAQUE:
+        return value
+    if key in _SCHEMAS:
+        return _normalized_schema(value)
+    if isinstance(value, dict):
+        return normalize_request(value)
+    if isinstance(value, list):
+        return [normalize_request(item) if isinstance(item, dict) else item for item in value]
+    return value
+
+
+def _normalized_schema(schema: Any) -> Any:
+    if isinstance(schema, list):
+        return [_normalized_schema(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    normalized = {}
+    for key, value in schema.items():
+        name = _camel(key)
+        if name == "properties" and isinstance(value, dict):
+            normalized[name] = {prop: _normalized_schema(sub) for prop, sub in value.items()}
+        else:
+            normalized[name] = _normalized_schema(value) if isinstance(value, dict | list) else value
+    return normalized
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(word[:1].upper() + word[1:] for word in rest)
+
+
 # --- checks ------------------------------------------------------------------------------------
 
 
-def check_generate_request(data: Mapping[str, Any], prefix: str = "") -> None:
+def check_generate_request(data: Mapping[str, Any]) -> None:
     """Refuse a generateContent body of the wrong shape (400 naming the field, never a 500)."""
+    _check_generate(normalize_request(data), "")
+
+
+def _check_generate(data: Mapping[str, Any], prefix: str) -> None:
     check_fields(data, REQUEST_FIELDS, prefix)
     contents = data.get("contents")
     if not contents:
@@ -151,18 +206,23 @@ def check_generate_request(data: Mapping[str, Any], prefix: str = "") -> None:
 
 def check_count_tokens_request(data: Mapping[str, Any]) -> None:
     """Refuse a countTokens body: ``contents`` or a whole ``generateContentRequest``."""
+    data = normalize_request(data)
     check_fields(data, COUNT_FIELDS)
     inner = data.get("generateContentRequest")
     if inner is not None:
-        check_generate_request(inner, "generateContentRequest.")
+        _check_generate(inner, "generateContentRequest.")
     elif data.get("contents"):
         _check_contents(data["contents"], "contents")
     else:
         raise InvalidRequestBody("field 'contents' must not be empty", param="contents")
 
 
-def check_embed_request(data: Mapping[str, Any], prefix: str = "") -> None:
+def check_embed_request(data: Mapping[str, Any]) -> None:
     """Refuse an embedContent body: a ``content`` with parts, a dimensionality in range."""
+    _check_embed(normalize_request(data), "")
+
+
+def _check_embed(data: Mapping[str, Any], prefix: str) -> None:
     check_fields(data, EMBED_FIELDS, prefix)
     content = data.get("content")
     if not isinstance(content, dict):
@@ -177,6 +237,7 @@ def check_embed_request(data: Mapping[str, Any], prefix: str = "") -> None:
 
 def check_batch_embed_request(data: Mapping[str, Any]) -> None:
     """Refuse a batchEmbedContents body: a non-empty ``requests`` of embedContent bodies."""
+    data = normalize_request(data)
     check_fields(data, {"model": (str,), "requests": (list,)})
     requests = data.get("requests")
     if not requests:
@@ -184,7 +245,7 @@ def check_batch_embed_request(data: Mapping[str, Any]) -> None:
     for index, item in enumerate(requests):
         if not isinstance(item, dict):
             raise InvalidRequestBody(f"requests[{index}] must be an object", param=f"requests[{index}]")
-        check_embed_request(item, f"requests[{index}].")
+        _check_embed(item, f"requests[{index}].")
 
 
 def _check_contents(contents: Any, name: str) -> None:
@@ -228,6 +289,7 @@ def _check_config(config: Mapping[str, Any], prefix: str) -> None:
 
 def estimate_input_tokens(data: Mapping[str, Any]) -> int:
     """Estimated prompt tokens: system instruction, contents' texts and the tools' JSON."""
+    data = normalize_request(data)
     value = data.get("contents")
     contents: list[Any] = value if isinstance(value, list) else []
     chars = _text_chars(data.get("systemInstruction")) + sum(_text_chars(c) for c in contents)
@@ -238,7 +300,7 @@ def estimate_input_tokens(data: Mapping[str, Any]) -> int:
 
 def asked_max_tokens(data: Mapping[str, Any]) -> int | None:
     """The output limit the request asks for (``generationConfig.maxOutputTokens``)."""
-    config = data.get("generationConfig")
+    config = normalize_request(data).get("generationConfig")
     value = config.get("maxOutputTokens") if isinstance(config, dict) else None
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
@@ -260,6 +322,7 @@ class GeminiClientCodec:
 
     def decode_request(self, payload: Payload) -> GenerationRequest:
         """The gateway's request for a checked generateContent body."""
+        payload = normalize_request(payload)
         _refuse_top_level(payload)
         config = payload.get("generationConfig") or {}
         request = GenerationRequest(
@@ -675,6 +738,7 @@ class GeminiEmbeddingsClientCodec:
 
     def decode_embeddings(self, payload: Payload) -> EmbeddingRequest:
         """The texts of one embedContent body or of every request of a batch."""
+        payload = normalize_request(payload)
         items = payload.get("requests", [payload])
         prefix = "requests[{}]." if "requests" in payload else ""
         inputs = [_embed_text(item, prefix.format(index)) for index, item in enumerate(items)]

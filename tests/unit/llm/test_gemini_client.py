@@ -472,3 +472,37 @@ def test_models_page_and_count_tokens() -> None:
         gtypes.Model.model_validate({k: v for k, v in model.items() if k != "supportedGenerationMethods"})
     assert gemini.count_tokens_payload(12) == {"totalTokens": 12}
     gtypes.CountTokensResponse.model_validate(gemini.count_tokens_payload(12))
+
+
+def test_snake_case_field_names_are_read() -> None:
+    """Proto field names (as the SDK sends some) are read; free-form names inside stay as sent."""
+    body = {
+        "model": "gm",
+        "contents": [
+            USER,
+            {"role": "model", "parts": [{"function_call": {"name": "f", "args": {"city_name": "Rome"}}}]},
+        ],
+        "generation_config": {"max_output_tokens": 5, "thinking_config": {"include_thoughts": True}},
+        "tools": [
+            {
+                "function_declarations": [
+                    {
+                        "name": "f",
+                        "parameters_json_schema": {"properties": {"city_name": {"type": "string"}}},
+                    },
+                    {
+                        "name": "g",
+                        "parameters": {"type": "OBJECT", "properties": {"max_items": {"type": "STRING"}}},
+                    },
+                ]
+            }
+        ],
+    }
+    gemini.check_generate_request(body)
+    assert gemini.asked_max_tokens(body) == 5
+    request = gemini.GEMINI_CLIENT.decode_request(body)
+    assert request.max_tokens == 5
+    assert request.reasoning == ReasoningConfig()
+    assert request.messages[1].parts == [ToolCall("call_1", "f", '{"city_name": "Rome"}')]
+    assert request.tools[0].parameters == {"properties": {"city_name": {"type": "string"}}}
+    assert request.tools[1].parameters == {"type": "object", "properties": {"max_items": {"type": "string"}}}
