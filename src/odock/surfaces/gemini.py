@@ -21,7 +21,7 @@ Decisions on what cannot cross to another vendor (each refused with the field as
 
 * ``safetySettings``: other vendors apply their own moderation and have no thresholds, so only
   settings that ask for nothing (no threshold, or ``HARM_BLOCK_THRESHOLD_UNSPECIFIED``) pass.
-* ``candidateCount`` above 1, ``responseModalities`` other than TEXT, ``cachedContent``,
+* ``candidateCount`` above 1, ``responseModalities`` other than TEXT, ``cachedContent``, ``labels``,
   ``responseMimeType`` other than text/plain and application/json, non-function tools
   (googleSearch, codeExecution, …), parts other than text, images, function calls and
   responses, and every ``generationConfig`` field not listed in :data:`CONFIG_FIELDS`.
@@ -32,11 +32,11 @@ Decisions on what cannot cross to another vendor (each refused with the field as
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from odock import estimate
-from odock.errors import InvalidRequestBody, OdockError, UnsupportedParameter
+from odock.errors import InvalidRequestBody, OdockError, UnsupportedParameter, UpstreamError
 from odock.llm.codec import Payload
 from odock.llm.types import (
     BlockStop,
@@ -130,6 +130,8 @@ THINKING_BUDGET_RANGE = (-1, INT32_MAX)  # -1: dynamic thinking, 0: off
 DIMENSIONS_RANGE = (1, 65_536)
 THINKING_LEVELS = {"MINIMAL": "minimal", "LOW": "low", "MEDIUM": "medium", "HIGH": "high"}
 _DEFAULT_THRESHOLDS = {None, "HARM_BLOCK_THRESHOLD_UNSPECIFIED"}
+# Request fields a translation can carry or judge (``labels`` is Google billing metadata: refused).
+_CARRIED_FIELDS = frozenset(REQUEST_FIELDS) - {"labels"}
 GENERATE_METHODS = ["generateContent", "streamGenerateContent", "countTokens"]
 EMBED_METHODS = ["embedContent", "batchEmbedContents"]
 
@@ -356,6 +358,7 @@ class GeminiClientCodec:
 
 
 def _refuse_top_level(payload: Payload) -> None:
+    _refuse_unknown(payload, _CARRIED_FIELDS, "")
     if payload.get("cachedContent") is not None:
         raise UnsupportedParameter("cached contents live at Google only", param="cachedContent")
     for index, setting in enumerate(payload.get("safetySettings") or []):
@@ -363,6 +366,15 @@ def _refuse_top_level(payload: Payload) -> None:
         if threshold not in _DEFAULT_THRESHOLDS:
             name = f"safetySettings[{index}]"
             raise UnsupportedParameter("safety thresholds cannot be set at this model's provider", param=name)
+
+
+def _refuse_unknown(data: Mapping[str, Any], known: Collection[str], prefix: str) -> None:
+    """Refuse the first field of ``data`` that is not in ``known`` (nothing is dropped silently)."""
+    for name in data:
+        if name not in known:
+            raise UnsupportedParameter(
+                f"field '{prefix}{name}' cannot be sent to this model's provider", param=prefix + name
+            )
 
 
 def _system(instruction: Any) -> list[Text]:
@@ -459,7 +471,7 @@ class _ContentDecoder:
     def _answered(self, call_id: Any, tool: str) -> ToolCall | None:
         """The call a response answers: by id when given, else the oldest open call of that name."""
         for call in self._unanswered:
-            if call.id == call_id if isinstance(call_id, str) else call.name == tool:
+            if (call.id == call_id) if isinstance(call_id, str) else (call.name == tool):
                 self._unanswered.remove(call)
                 return call
         return None
@@ -507,9 +519,13 @@ def _tool(declaration: Any, name: str) -> Tool:
 
 
 def _tool_choice(tool_config: Any) -> ToolChoice | None:
-    calling = tool_config.get("functionCallingConfig") if isinstance(tool_config, dict) else None
+    if not isinstance(tool_config, dict):
+        return None
+    _refuse_unknown(tool_config, ("functionCallingConfig",), "toolConfig.")
+    calling = tool_config.get("functionCallingConfig")
     if not isinstance(calling, dict):
         return None
+    _refuse_unknown(calling, ("mode", "allowedFunctionNames"), "toolConfig.functionCallingConfig.")
     mode = calling.get("mode") or "AUTO"
     allowed = calling.get("allowedFunctionNames") or []
     if mode == "AUTO" and not allowed:
@@ -541,11 +557,9 @@ def _apply_config(request: GenerationRequest, config: dict[str, Any]) -> None:
 
 def _refuse_config(config: dict[str, Any]) -> None:
     prefix = "generationConfig."
-    for field in config:
-        if field not in CONFIG_FIELDS:
-            raise UnsupportedParameter(
-                f"{prefix}{field} cannot be sent to this model's provider", param=prefix + field
-            )
+    _refuse_unknown(config, CONFIG_FIELDS, prefix)
+    if isinstance(config.get("thinkingConfig"), dict):
+        _refuse_unknown(config["thinkingConfig"], THINKING_FIELDS, prefix + "thinkingConfig.")
     if (config.get("candidateCount") or 1) > 1:
         raise UnsupportedParameter("only one candidate can be generated", param=prefix + "candidateCount")
     if any(modality != "TEXT" for modality in config.get("responseModalities") or []):
@@ -658,9 +672,18 @@ def _answer_part(part: Part) -> Payload:
 
 
 def function_call_part(call_id: str, name: str, arguments: str) -> Payload:
-    """A ``functionCall`` part (arguments parsed from their JSON text; blank means none)."""
-    args = json.loads(arguments) if arguments.strip() else {}
-    return {"functionCall": {"id": call_id, "name": name, "args": args if isinstance(args, dict) else {}}}
+    """A ``functionCall`` part (arguments parsed from their JSON text; blank means none).
+
+    Gemini's ``args`` is an object: an upstream model's arguments that are not one (malformed
+    JSON happens) cannot be relayed, and fail as an upstream error.
+    """
+    try:
+        args = json.loads(arguments) if arguments.strip() else {}
+    except ValueError as exc:
+        raise UpstreamError(f"upstream sent arguments for '{name}' that are not JSON") from exc
+    if not isinstance(args, dict):
+        raise UpstreamError(f"upstream sent arguments for '{name}' that are not a JSON object")
+    return {"functionCall": {"id": call_id, "name": name, "args": args}}
 
 
 class GeminiStreamEncoder:

@@ -13,6 +13,7 @@ from odock.errors import (
     InvalidRequestBody,
     ModelNotFound,
     UnsupportedParameter,
+    UpstreamError,
     UpstreamRateLimited,
 )
 from odock.llm.types import (
@@ -245,6 +246,10 @@ def test_decode_generation_config() -> None:
     ("fields", "param"),
     [
         ({"cachedContent": "cachedContents/1"}, "cachedContent"),
+        ({"labels": {"team": "a"}}, "labels"),
+        ({"serviceTier": "flex"}, "serviceTier"),
+        ({"toolConfig": {"retrievalConfig": {}}}, "toolConfig.retrievalConfig"),
+        ({"generationConfig": {"thinkingConfig": {"budget": 1}}}, "generationConfig.thinkingConfig.budget"),
         (
             {"safetySettings": [{"category": "HARM_CATEGORY_HATE_SPEECH", "threshold": "BLOCK_NONE"}]},
             "safetySettings[0]",
@@ -274,6 +279,13 @@ def test_unexpressible_fields_are_refused(fields: dict[str, Any], param: str) ->
     with pytest.raises(UnsupportedParameter) as caught:
         gemini.GEMINI_CLIENT.decode_request(_body(**fields))
     assert caught.value.param == param
+
+
+def test_malformed_upstream_arguments_fail_as_upstream_error() -> None:
+    """Arguments that are not a JSON object cannot become Gemini's args object."""
+    response = GenerationResponse("r", "m", [ToolCall("c", "f", '{"a": ')], FinishReason.TOOL_CALLS, Usage())
+    with pytest.raises(UpstreamError):
+        gemini.GEMINI_CLIENT.encode_response(response)
 
 
 def test_default_safety_settings_pass() -> None:
