@@ -203,21 +203,18 @@ def _contents(messages: list[Message]) -> list[Payload]:
     """The conversation as Gemini contents; consecutive tool messages share one user turn."""
     contents: list[Payload] = []
     call_names: dict[str, str] = {}
+    after_tool = False
     for message in messages:
-        for part in message.parts:
-            if isinstance(part, ToolCall):
-                call_names[part.id] = part.name
+        call_names.update({part.id: part.name for part in message.parts if isinstance(part, ToolCall)})
         if message.role == "tool":
             parts = [_function_response(part, call_names) for part in message.parts]
-            if contents and contents[-1].get("_tools"):
+            if after_tool:
                 contents[-1]["parts"].extend(parts)
             else:
-                contents.append({"role": "user", "parts": parts, "_tools": True})
-            continue
-        role = "model" if message.role == "assistant" else "user"
-        contents.append({"role": role, "parts": _parts(message.parts)})
-    for content in contents:
-        content.pop("_tools", None)
+                contents.append({"role": "user", "parts": parts})
+        elif parts := _parts(message.parts):  # a turn of only redacted reasoning has nothing to send
+            contents.append({"role": "model" if message.role == "assistant" else "user", "parts": parts})
+        after_tool = message.role == "tool"
     return contents
 
 
