@@ -65,7 +65,7 @@ from odock.llm.types import (
     ToolResult,
     UsageUpdate,
 )
-from odock.providers.adapters.base import Usage
+from odock.llm.upstream import Usage
 from odock.providers.adapters.gemini_codec import FINISH_REASONS, json_schema_of
 from odock.surfaces.openai_chat import MAX_TOKEN_COUNT, check_fields
 

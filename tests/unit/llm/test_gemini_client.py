@@ -40,7 +40,7 @@ from odock.llm.types import (
     ToolResult,
     UsageUpdate,
 )
-from odock.providers.adapters.base import Usage
+from odock.llm.upstream import Usage
 from odock.surfaces import gemini
 
 USER = {"role": "user", "parts": [{"text": "hello"}]}

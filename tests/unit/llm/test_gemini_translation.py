@@ -15,7 +15,8 @@ import orjson
 import pytest
 from google.genai import types as gtypes
 
-from odock.providers.adapters.base import Endpoint, UpstreamCall
+from odock.llm.upstream import Endpoint
+from odock.providers.adapters.base import UpstreamCall
 from odock.providers.adapters.gemini import GeminiAdapter
 from odock.providers.adapters.gemini_codec import GEMINI_EMBEDDINGS_UPSTREAM, GEMINI_UPSTREAM
 from odock.providers.catalog import ProviderTarget

@@ -26,8 +26,9 @@ from odock.llm.types import (
     TextDelta,
     Tool,
 )
+from odock.llm.upstream import Endpoint, StreamChunk
 from odock.providers.adapters import gemini as adapter
-from odock.providers.adapters.base import Endpoint, StreamChunk, UpstreamCall
+from odock.providers.adapters.base import UpstreamCall
 from odock.providers.adapters.gemini import GeminiAdapter
 from odock.providers.adapters.gemini_codec import GEMINI_UPSTREAM
 from odock.providers.catalog import ProviderTarget

@@ -36,7 +36,8 @@ from odock.errors import (
     UpstreamRejected,
     UpstreamStreamInterrupted,
 )
-from odock.providers.adapters.base import Endpoint, StreamChunk, UnaryResult, UpstreamCall, Usage
+from odock.llm.upstream import Endpoint, StreamChunk, UnaryResult, Usage
+from odock.providers.adapters.base import UpstreamCall
 from odock.providers.adapters.gemini_codec import usage_from_gemini
 from odock.providers.adapters.openai import MAX_EVENT_BYTES, _lines, _translated
 from odock.providers.upstream_client import Response, UpstreamClient

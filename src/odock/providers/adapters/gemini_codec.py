@@ -71,7 +71,7 @@ from odock.llm.types import (
     UsageUpdate,
 )
 from odock.llm.types import Reasoning as ReasoningPart
-from odock.providers.adapters.base import MAX_REPORTED_TOKENS, Usage
+from odock.llm.upstream import MAX_REPORTED_TOKENS, Usage
 
 # Gemini's finishReason → the gateway's (anything else is OTHER, its raw value kept).
 FINISH_REASONS: dict[str, FinishReason] = {
