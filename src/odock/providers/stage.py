@@ -27,6 +27,7 @@ from odock.errors import (
     ProviderNotConfigured,
     ProviderTypeUnsupported,
 )
+from odock.llm.codec import EmbeddingClientCodec, EmbeddingUpstreamCodec
 from odock.llm.translate import EmbeddingTranslation, Translation
 from odock.llm.upstream import Endpoint
 from odock.pipeline import Exchange
@@ -103,6 +104,12 @@ class ResolveProvider:
         adapter = self._adapters.get(provider.type)
         if spec is None or adapter is None:
             raise ProviderTypeUnsupported(f"provider type {provider.type} is not supported")
+        pinned = ex.surface.accepts_provider
+        if pinned is not None and not pinned(ex.payload, provider.type):
+            raise ProviderNotAllowed(
+                f"model '{model.name}' is served by a {provider.type} provider, not the one the request names",
+                param="provider",
+            )
         if ex.surface.dialect in spec.passthrough:
             _check_extra_fields(ex, spec, provider.config)
             endpoint = ex.surface.upstream_endpoint or ex.endpoint
@@ -137,21 +144,19 @@ class ResolveProvider:
         self, ex: Exchange, spec: ProviderTypeInfo, model: ResolvedModel
     ) -> Translation | EmbeddingTranslation:
         """The client's request decoded for the upstream's dialect (400 for what cannot cross)."""
-        codecs = spec.codecs
+        surface, codecs = ex.surface, spec.codecs
         if codecs is None:
             raise ProviderNotAllowed(
                 f"model '{model.name}' is served by a {spec.type.value} provider, "
                 f"which the gateway cannot reach from {ex.route}"
             )
-        surface = ex.surface
         if ex.endpoint == Endpoint.EMBEDDINGS:
             if surface.embeddings_client is None or codecs.embeddings is None:
                 raise ProviderNotAllowed(
                     f"model '{model.name}' is served by a {spec.type.value} provider, "
                     f"which cannot answer {ex.route}"
                 )
-            request = surface.embeddings_client.decode_embeddings(ex.payload)
-            return EmbeddingTranslation(surface.embeddings_client, codecs.embeddings, request)
+            return _embedding_translation(ex, surface.embeddings_client, codecs.embeddings)
         if surface.client is None:
             raise ProviderNotAllowed(f"{ex.route} cannot reach a {spec.type.value} provider")
         generation = surface.client.decode_request(ex.payload)
@@ -169,6 +174,19 @@ class ResolveProvider:
 
     async def after(self, ex: Exchange) -> None:
         """Nothing to undo."""
+
+
+def _embedding_translation(
+    ex: Exchange, client: EmbeddingClientCodec, upstream: EmbeddingUpstreamCodec
+) -> EmbeddingTranslation:
+    request = client.decode_embeddings(ex.payload)
+    render, payload = ex.surface.render_embeddings, ex.payload
+    return EmbeddingTranslation(
+        client,
+        upstream,
+        request,
+        (lambda response: render(payload, response)) if render is not None else None,
+    )
 
 
 # Client headers a same-dialect upstream receives as sent (Anthropic's beta features).

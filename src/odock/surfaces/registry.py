@@ -1,13 +1,32 @@
-"""Every surface the gateway serves, by name; the web layer's route table is built from these."""
+"""Every surface the gateway serves, and the route table of model calls built from them.
+
+Adding a client dialect is writing its surface module (checks, estimates, a client codec, its
+error shape) and one :class:`~odock.surfaces.surface.Surface` entry here with its routes.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
+from odock.errors import OdockError
 from odock.llm.codec import Dialect
+from odock.llm.types import EmbeddingResponse, GenerationRequest, GenerationResponse
 from odock.llm.upstream import Endpoint
-from odock.surfaces import openai_chat
-from odock.surfaces.surface import Params, Surface
+from odock.surfaces import gemini, openai_chat, openai_responses, unified
+from odock.surfaces.framing import CrlfDataEvents, Framer, JsonArray, NamedEvents
+from odock.surfaces.openai_chat_codec import OPENAI_CHAT_CLIENT, OPENAI_EMBEDDINGS_CLIENT
+from odock.surfaces.surface import Decoded, Params, Payload, Surface
 
 NO_PARAMS: Params = {}
+
+
+# --- OpenAI ----------------------------------------------------------------------------------
+
+
+def _openai_embeddings(payload: Payload, response: EmbeddingResponse) -> Payload:
+    return OPENAI_EMBEDDINGS_CLIENT.encode_embeddings(response, payload.get("encoding_format") or "float")
+
 
 OPENAI_CHAT = Surface(
     name="openai_chat",
@@ -16,6 +35,7 @@ OPENAI_CHAT = Surface(
     decode=openai_chat.decode_chat,
     estimate_input=openai_chat.chat_input_tokens,
     asked_max_tokens=openai_chat.asked_max_tokens,
+    client=OPENAI_CHAT_CLIENT,
     passthrough=openai_chat.with_usage,
 )
 OPENAI_EMBEDDINGS = Surface(
@@ -25,18 +45,201 @@ OPENAI_EMBEDDINGS = Surface(
     decode=openai_chat.decode_embeddings,
     estimate_input=openai_chat.embeddings_input_tokens,
     asked_max_tokens=openai_chat.no_output,
+    embeddings_client=OPENAI_EMBEDDINGS_CLIENT,
+    render_embeddings=_openai_embeddings,
 )
 
-SURFACES: dict[str, Surface] = {s.name: s for s in (OPENAI_CHAT, OPENAI_EMBEDDINGS)}
+
+def _decode_responses(data: Payload, params: Params) -> Decoded:
+    openai_responses.check_request(data)
+    return Decoded(data, stream=openai_responses.stream_requested(data))
+
+
+def _render_response(request: GenerationRequest, response: GenerationResponse, provider: str) -> Payload:
+    return openai_responses.RESPONSES_CLIENT.encode_answer(request, response)
+
+
+def _responses_stream_error(error: OdockError) -> Payload:
+    return {
+        "type": "error",
+        "code": error.code,
+        "message": error.message,
+        "param": error.param,
+        "sequence_number": 0,  # the gateway's own event: it does not know the upstream's count
+    }
+
+
+OPENAI_RESPONSES = Surface(
+    name="openai_responses",
+    dialect=Dialect.OPENAI_RESPONSES,
+    endpoint=Endpoint.RESPONSES,
+    decode=_decode_responses,
+    estimate_input=openai_responses.estimate_input_tokens,
+    asked_max_tokens=openai_responses.asked_max_tokens,
+    client=openai_responses.RESPONSES_CLIENT,
+    render=_render_response,
+    framer=lambda params: NamedEvents(),
+    stream_error=_responses_stream_error,
+    upstream_endpoint=Endpoint.RESPONSES,
+)
+
+
+# --- Odock's unified endpoint ------------------------------------------------------------------
+
+
+def _decode_unified(data: Payload, params: Params) -> Decoded:
+    checked = unified.check_request(data)
+    return Decoded(data, stream=checked.stream, include_usage=checked.include_usage)
+
+
+def _render_unified(request: GenerationRequest, response: GenerationResponse, provider: str) -> Payload:
+    return unified.UNIFIED_CLIENT.encode_response(response, provider=provider)
+
+
+def _unified_accepts(payload: Mapping[str, Any], provider_type: str) -> bool:
+    return unified.provider_matches(payload.get("provider"), provider_type)
+
+
+UNIFIED = Surface(
+    name="unified",
+    dialect=Dialect.UNIFIED,
+    endpoint=Endpoint.CHAT,
+    decode=_decode_unified,
+    estimate_input=openai_chat.chat_input_tokens,
+    asked_max_tokens=openai_chat.asked_max_tokens,
+    client=unified.UNIFIED_CLIENT,
+    render=_render_unified,
+    accepts_provider=_unified_accepts,
+)
+
+
+# --- Gemini ------------------------------------------------------------------------------------
+
+
+def _gemini_body(data: Payload, params: Params, *, stream: bool = False) -> Payload:
+    """The body with the model named in the URL (and, for streams, the stream flag) in it."""
+    body = gemini.normalize_request(data)
+    body["model"] = params.get("model", "")
+    if stream:
+        body["stream"] = True
+    return body
+
+
+def _decode_generate(data: Payload, params: Params) -> Decoded:
+    gemini.check_generate_request(data)
+    return Decoded(_gemini_body(data, params))
+
+
+def _decode_stream_generate(data: Payload, params: Params) -> Decoded:
+    gemini.check_generate_request(data)
+    return Decoded(_gemini_body(data, params, stream=True), stream=True)
+
+
+def _decode_embed(data: Payload, params: Params) -> Decoded:
+    gemini.check_embed_request(data)
+    return Decoded(_gemini_body(data, params))
+
+
+def _decode_batch_embed(data: Payload, params: Params) -> Decoded:
+    gemini.check_batch_embed_request(data)
+    return Decoded(_gemini_body(data, params))
+
+
+def _gemini_passthrough(payload: Payload, model: str, stream: bool) -> Payload:
+    """The client's body as sent (the model travels in the upstream's URL)."""
+    return {key: value for key, value in payload.items() if key not in ("model", "stream")}
+
+
+def _gemini_framer(params: Params) -> Framer:
+    return CrlfDataEvents() if params.get("alt") == "sse" else JsonArray()
+
+
+def _gemini_embedding(payload: Payload, response: EmbeddingResponse) -> Payload:
+    return gemini.GEMINI_EMBEDDINGS_CLIENT.encode_embeddings(response, batch="requests" in payload)
+
+
+def _gemini_embed_input(data: Mapping[str, Any]) -> int:
+    return gemini.estimate_input_tokens(data)
+
+
+_GEMINI = {
+    "dialect": Dialect.GEMINI,
+    "estimate_input": gemini.estimate_input_tokens,
+    "error_payload": gemini.error_payload,
+    "passthrough": _gemini_passthrough,
+}
+GEMINI_GENERATE = Surface(
+    name="gemini_generate",
+    endpoint=Endpoint.CHAT,
+    decode=_decode_generate,
+    asked_max_tokens=gemini.asked_max_tokens,
+    client=gemini.GEMINI_CLIENT,
+    **_GEMINI,  # type: ignore[arg-type]
+)
+GEMINI_STREAM = Surface(
+    name="gemini_stream",
+    endpoint=Endpoint.CHAT,
+    decode=_decode_stream_generate,
+    asked_max_tokens=gemini.asked_max_tokens,
+    client=gemini.GEMINI_CLIENT,
+    framer=_gemini_framer,
+    **_GEMINI,  # type: ignore[arg-type]
+)
+GEMINI_EMBED = Surface(
+    name="gemini_embed",
+    endpoint=Endpoint.EMBEDDINGS,
+    decode=_decode_embed,
+    asked_max_tokens=openai_chat.no_output,
+    embeddings_client=gemini.GEMINI_EMBEDDINGS_CLIENT,
+    render_embeddings=_gemini_embedding,
+    **_GEMINI,  # type: ignore[arg-type]
+)
+GEMINI_BATCH_EMBED = Surface(
+    name="gemini_batch_embed",
+    endpoint=Endpoint.EMBEDDINGS,
+    decode=_decode_batch_embed,
+    asked_max_tokens=openai_chat.no_output,
+    embeddings_client=gemini.GEMINI_EMBEDDINGS_CLIENT,
+    render_embeddings=_gemini_embedding,
+    **_GEMINI,  # type: ignore[arg-type]
+)
+GEMINI_METHODS = {
+    "generateContent": GEMINI_GENERATE,
+    "streamGenerateContent": GEMINI_STREAM,
+    "embedContent": GEMINI_EMBED,
+    "batchEmbedContents": GEMINI_BATCH_EMBED,
+}
+GEMINI_PREFIXES = ("/v1beta/models/", "/v1/models/")
+
+
+# --- the route table -----------------------------------------------------------------------------
 
 # Model calls by exact path (POST).
 MODEL_CALLS: dict[str, Surface] = {
     "/v1/chat/completions": OPENAI_CHAT,
     "/v1/embeddings": OPENAI_EMBEDDINGS,
+    "/v1/responses": OPENAI_RESPONSES,
+    "/v1/llm/chat": UNIFIED,
 }
+SURFACES: dict[str, Surface] = {s.name: s for s in (*MODEL_CALLS.values(), *GEMINI_METHODS.values())}
 
 
 def model_call_route(path: str) -> tuple[Surface, Params] | None:
     """The surface serving model calls on ``path``, with the route's parameters; None if none does."""
     surface = MODEL_CALLS.get(path)
-    return (surface, NO_PARAMS) if surface is not None else None
+    if surface is not None:
+        return surface, NO_PARAMS
+    model, method = gemini_route(path)
+    if model and method in GEMINI_METHODS:
+        return GEMINI_METHODS[method], {"model": model}
+    return None
+
+
+def gemini_route(path: str) -> tuple[str | None, str | None]:
+    """``/v1beta/models/{model}:{method}`` (or under ``/v1``) → (model, method); else (None, None)."""
+    for prefix in GEMINI_PREFIXES:
+        if path.startswith(prefix):
+            model, colon, method = path[len(prefix) :].rpartition(":")
+            if colon and model:
+                return model, method
+    return None, None

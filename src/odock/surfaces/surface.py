@@ -27,7 +27,7 @@ import orjson
 
 from odock.errors import OdockError
 from odock.llm.codec import ClientCodec, Dialect, EmbeddingClientCodec
-from odock.llm.types import GenerationRequest, GenerationResponse
+from odock.llm.types import EmbeddingResponse, GenerationRequest, GenerationResponse
 from odock.llm.upstream import Endpoint
 from odock.surfaces.framing import DataEvents, Framer
 
@@ -79,6 +79,9 @@ class Surface:
     render: Callable[[GenerationRequest, GenerationResponse, str], Payload] | None = None
     # Whether a body may go to a provider of this type (unified's optional ``provider`` pin).
     accepts_provider: Callable[[Mapping[str, Any], str], bool] | None = None
+    # Renders a translated embeddings answer from the client's body (OpenAI's encoding_format,
+    # Gemini's single or batch shape); ``embeddings_client.encode_embeddings`` otherwise.
+    render_embeddings: Callable[[Payload, EmbeddingResponse], Payload] | None = None
     # The in-band error event of a stream that fails after it began, when not error_payload's.
     stream_error: Callable[[OdockError], Payload] | None = None
     framer: Callable[[Params], Framer] = data_events
