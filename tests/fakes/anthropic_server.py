@@ -245,7 +245,7 @@ def _answer(body: dict[str, Any]) -> tuple[list[dict[str, Any]], str, dict[str, 
     else:
         tool = {"type": "tool_use", "id": script.TOOL_CALL_ID, "name": answer.tool_name}
         blocks.append({**tool, "arguments": answer.tool_arguments})
-    usage = {
+    usage: dict[str, Any] = {
         "input_tokens": answer.uncached_prompt_tokens,
         "output_tokens": answer.completion_tokens,
         "cache_read_input_tokens": answer.cached_tokens,

@@ -8,6 +8,7 @@ from typing import Any
 import anthropic
 import pydantic
 import pytest
+from anthropic.lib.streaming._messages import accumulate_event
 
 from odock.errors import (
     BudgetExceeded,
@@ -463,12 +464,15 @@ def test_stream_accumulates_in_the_sdk() -> None:
     buffers: dict[int, bytes] = {}
     for payload in payloads:
         if payload["type"] != "ping":
-            snapshot = anthropic.lib.streaming._messages.accumulate_event(
+            snapshot = accumulate_event(
                 event=STREAM_EVENT.validate_python(payload), current_snapshot=snapshot, json_bufs=buffers
             )
     assert snapshot is not None
-    assert snapshot.content[0].text == "Hi"  # type: ignore[union-attr]
-    assert snapshot.content[1].input == {"city": "Paris"}  # type: ignore[union-attr]
+    text, call = snapshot.content
+    assert text.type == "text"
+    assert text.text == "Hi"
+    assert call.type == "tool_use"
+    assert call.input == {"city": "Paris"}
     assert snapshot.stop_reason == "tool_use"
     assert snapshot.usage.output_tokens == 12
 

@@ -16,7 +16,11 @@ from tests.fakes.anthropic_server import FakeAnthropic, running_fake_anthropic
 
 KEY = "sk-ant-fake-upstream"
 STREAM_EVENT = pydantic.TypeAdapter(anthropic.types.RawMessageStreamEvent)
-WEATHER = {"name": "weather", "description": "Weather by city", "input_schema": {"type": "object"}}
+WEATHER: anthropic.types.ToolParam = {
+    "name": "weather",
+    "description": "Weather by city",
+    "input_schema": {"type": "object"},
+}
 
 
 @pytest.fixture(scope="module")

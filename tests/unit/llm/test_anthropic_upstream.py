@@ -51,7 +51,8 @@ def _request(**fields: Any) -> GenerationRequest:
 
 def _validated(body: dict[str, Any]) -> dict[str, Any]:
     """``body`` after validation with the SDK's own request type (its lazy iterables drained)."""
-    return _drained(CREATE_PARAMS.validate_python(body))
+    drained: dict[str, Any] = _drained(CREATE_PARAMS.validate_python(body))
+    return drained
 
 
 def _drained(value: Any) -> Any:
