@@ -199,6 +199,9 @@ def _check(
         value = _dotted(data, name)
         if isinstance(value, int) and not low <= value <= high:
             raise InvalidRequestBody(f"field '{name}' must be between {low} and {high}", param=name)
+    stops = data.get("stop_sequences") or []
+    if not all(isinstance(stop, str) for stop in stops):
+        raise InvalidRequestBody("field 'stop_sequences' must be an array of strings", param="stop_sequences")
     _check_messages(data["messages"])
 
 

@@ -92,6 +92,7 @@ def test_count_tokens_needs_no_max_tokens() -> None:
         ({"max_tokens": 0}, "max_tokens"),
         ({"max_tokens": 2**31}, "max_tokens"),
         ({"top_k": -1}, "top_k"),
+        ({"stop_sequences": ["a", 1]}, "stop_sequences"),
         ({"thinking": {"type": "enabled", "budget_tokens": 1023}}, "thinking.budget_tokens"),
         ({"model": " "}, "model"),
         ({"messages": []}, "messages"),

@@ -117,6 +117,7 @@ def test_encode_conversation_with_tools() -> None:
             [
                 ToolResult("call_1", [Text("18C")]),
                 ToolResult("call_2", [Text("boom"), Image(url="https://x.example/i.png")], is_error=True),
+                ToolResult("call_3", []),
             ],
         ),
         Message("user", [Text("Thanks"), Image(url="data:image/jpeg;base64,QUJD")]),
@@ -144,6 +145,7 @@ def test_encode_conversation_with_tools() -> None:
             ],
             "is_error": True,
         },
+        {"type": "tool_result", "tool_use_id": "call_3"},
         {"type": "text", "text": "Thanks"},
         {"type": "image", "source": {"type": "base64", "media_type": "image/jpeg", "data": "QUJD"}},
     ]

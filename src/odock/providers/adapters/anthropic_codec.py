@@ -350,7 +350,9 @@ def _tool_result(result: ToolResult) -> Payload:
         _image(part) if isinstance(part, Image) else {"type": "text", "text": part.text}
         for part in result.content
     ]
-    block: Payload = {"type": "tool_result", "tool_use_id": result.tool_call_id, "content": content}
+    block: Payload = {"type": "tool_result", "tool_use_id": result.tool_call_id}
+    if content:
+        block["content"] = content
     if result.is_error:
         block["is_error"] = True
     return block
