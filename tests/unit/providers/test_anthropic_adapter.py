@@ -248,3 +248,40 @@ async def test_unknown_model_answers_the_fixed_reply(
         usage["input_tokens"] + usage["cache_read_input_tokens"] + usage["cache_creation_input_tokens"]
     )
     assert result.usage.cache_write_tokens == usage["cache_creation_input_tokens"]
+
+
+class _Body:
+    """A stand-in for the upstream client's Response: fixed body pieces, no headers."""
+
+    def __init__(self, *pieces: bytes) -> None:
+        self.headers: dict[str, str] = {}
+        self._pieces = pieces
+        self.released = False
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        for piece in self._pieces:
+            yield piece
+
+    def release(self) -> None:
+        self.released = True
+
+
+async def test_quirky_but_valid_sse_is_parsed() -> None:
+    """Comments, CRLF line ends, split pieces and a last event without its blank line are all read."""
+    stop = b'event: message_stop\r\ndata: {"type":"message_stop"}'
+    body = _Body(b": keep-alive\r\n\r\nevent: ping\r\nda", b'ta: {"type":"ping"}\r\n\r\n', stop)
+    stream = adapter.AnthropicStream(body)  # type: ignore[arg-type]
+    seen: list[StreamChunk] = []
+    await _collect(stream, seen)
+    await stream.aclose()
+    assert [chunk.event for chunk in seen] == ["ping", "message_stop"]
+    assert body.released
+
+
+async def test_a_body_ending_without_message_stop_is_interrupted() -> None:
+    """A clean end of body before message_stop is still an interrupted stream."""
+    stream = adapter.AnthropicStream(_Body(b'event: ping\ndata: {"type":"ping"}\n\n'))  # type: ignore[arg-type]
+    seen: list[StreamChunk] = []
+    with pytest.raises(UpstreamStreamInterrupted):
+        await _collect(stream, seen)
+    assert [chunk.event for chunk in seen] == ["ping"]

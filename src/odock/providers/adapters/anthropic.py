@@ -139,7 +139,7 @@ class AnthropicStream:
         data: list[bytes] = []
         size = 0
         with _translated(streaming=True):
-            async for line in _lines(self._response.chunks()):
+            async for line in _terminated(_lines(self._response.chunks())):
                 if line.startswith(b"event:"):
                     name = line[6:].strip().decode("utf-8", "replace")
                 elif line.startswith(b"data:"):
@@ -148,9 +148,11 @@ class AnthropicStream:
                     size += len(value)
                     if size > MAX_EVENT_BYTES:
                         raise UpstreamError(f"upstream sent a stream event over {MAX_EVENT_BYTES} bytes")
-                elif not line and data:
-                    chunk = self._chunk(name, b"\n".join(data))
+                elif not line:  # the end of an event (one without data is no event: its name is dropped)
+                    chunk = self._chunk(name, b"\n".join(data)) if data else None
                     name, data, size = None, [], 0
+                    if chunk is None:
+                        continue
                     yield chunk
                     if chunk.event == "message_stop":
                         return
@@ -181,6 +183,13 @@ class AnthropicStream:
         if self._events_iter is not None:
             await self._events_iter.aclose()
         self._response.release()
+
+
+async def _terminated(lines: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """``lines`` and a final blank one, so an event the body ended without its blank line is dispatched."""
+    async for line in lines:
+        yield line
+    yield b""
 
 
 def usage_from_anthropic(usage: Mapping[str, Any]) -> Usage:
