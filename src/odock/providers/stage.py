@@ -107,7 +107,7 @@ class ResolveProvider:
         pinned = ex.surface.accepts_provider
         if pinned is not None and not pinned(ex.payload, provider.type):
             raise ProviderNotAllowed(
-                f"model '{model.name}' is served by a {provider.type} provider, not the one the request names",
+                f"model '{model.name}' is served by a {provider.type} provider, not the one named",
                 param="provider",
             )
         if ex.surface.dialect in spec.passthrough:

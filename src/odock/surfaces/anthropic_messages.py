@@ -66,8 +66,8 @@ from odock.llm.types import (
     ToolResult,
     UsageUpdate,
 )
+from odock.llm.upstream import Usage
 from odock.providers.adapters.anthropic_codec import tool_input
-from odock.providers.adapters.base import Usage
 from odock.surfaces.openai_chat import MAX_TOKEN_COUNT, check_fields
 
 _NUMBER = (int, float)

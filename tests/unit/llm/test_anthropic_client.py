@@ -45,7 +45,7 @@ from odock.llm.types import (
     ToolResult,
     UsageUpdate,
 )
-from odock.providers.adapters.base import Usage
+from odock.llm.upstream import Usage
 from odock.surfaces import anthropic_messages as surface
 from odock.surfaces.anthropic_messages import ANTHROPIC_CLIENT
 

@@ -15,9 +15,10 @@ from odock.errors import (
     UpstreamRejected,
     UpstreamStreamInterrupted,
 )
+from odock.llm.upstream import Endpoint, StreamChunk
 from odock.providers.adapters import anthropic as adapter
 from odock.providers.adapters.anthropic import AnthropicAdapter
-from odock.providers.adapters.base import Endpoint, StreamChunk, UpstreamCall
+from odock.providers.adapters.base import UpstreamCall
 from odock.providers.catalog import ProviderTarget
 from odock.providers.upstream_client import UpstreamClient
 from tests.fakes import anthropic_server, script

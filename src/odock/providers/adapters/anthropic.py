@@ -32,14 +32,8 @@ from odock.errors import (
     UpstreamRejected,
     UpstreamStreamInterrupted,
 )
-from odock.providers.adapters.base import (
-    MAX_REPORTED_TOKENS,
-    Endpoint,
-    StreamChunk,
-    UnaryResult,
-    UpstreamCall,
-    Usage,
-)
+from odock.llm.upstream import MAX_REPORTED_TOKENS, Endpoint, StreamChunk, UnaryResult, Usage
+from odock.providers.adapters.base import UpstreamCall
 from odock.providers.adapters.openai import MAX_EVENT_BYTES, _lines, _translated
 from odock.providers.upstream_client import Response, UpstreamClient
 
