@@ -35,13 +35,17 @@ from odock.limits.limiter import MemoryRateLimiter, RateLimiter, RedisRateLimite
 from odock.limits.policy import PolicyResolver, parse_policy
 from odock.limits.stage import EarlyGate, FinalGate, PreAuthGate
 from odock.pipeline import Concurrently, Pipeline, Stage
+from odock.providers.adapters.anthropic import AnthropicAdapter
 from odock.providers.adapters.base import Adapter
+from odock.providers.adapters.gemini import GeminiAdapter
 from odock.providers.adapters.mock import MockAdapter
 from odock.providers.adapters.openai import OpenAICompatibleAdapter
 from odock.providers.catalog import ModelCatalog
 from odock.providers.keyring import load_decrypter
+from odock.providers.provider_types import CATALOGUE
 from odock.providers.proxy import ProxyRoutes
 from odock.providers.stage import CallUpstream, ResolveModel, ResolveProvider
+from odock.providers.token_service import TokenCounter
 from odock.providers.upstream_client import UpstreamClient
 from odock.providers.vault import ProviderKeyVault
 from odock.settings import Settings
@@ -78,6 +82,7 @@ class Runtime:
     reconciler: BudgetReconciler
     recorder: UsageRecorder
     pipeline: Pipeline
+    tokens: TokenCounter
 
 
 def build_pipeline(
@@ -125,6 +130,17 @@ def build_pipeline(
             CallUpstream(),
         ]
     )
+
+
+def open_adapters(upstream: UpstreamClient, connect_timeout: float) -> dict[str, Adapter]:
+    """One adapter per transport of the provider registry, by provider type."""
+    transports: dict[str, Adapter] = {
+        "openai": OpenAICompatibleAdapter(upstream, connect_timeout),
+        "anthropic": AnthropicAdapter(upstream, connect_timeout),
+        "gemini": GeminiAdapter(upstream, connect_timeout),
+        "mock": MockAdapter(),
+    }
+    return {info.type.value: transports[info.transport] for info in CATALOGUE if info.transport is not None}
 
 
 @dataclass
@@ -257,11 +273,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             max_connections=settings.upstream_max_connections, proxies=proxies(settings)
         )
         stack.push_async_callback(upstream.close)
-        openai = OpenAICompatibleAdapter(upstream, settings.upstream_connect_timeout_seconds)
-        adapters: dict[str, Adapter] = {
-            t: openai for t in ("OPENAI", "AZURE_OPENAI", "VLLM", "CUSTOM", "MISTRAL")
-        }
-        adapters["MOCK"] = MockAdapter()
+        adapters = open_adapters(upstream, settings.upstream_connect_timeout_seconds)
         decrypter = load_decrypter(settings)
         vault = ProviderKeyVault(decrypter, settings.provider_key_decrypt_cache_ttl_seconds)
 
@@ -313,4 +325,5 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             reconciler=reconciler,
             recorder=recorder,
             pipeline=pipeline,
+            tokens=TokenCounter(models, adapters, vault, settings.upstream_default_timeout_seconds),
         )

@@ -82,7 +82,7 @@ async def load_principal(session: AsyncSession, key_hash: str) -> KeyPrincipal |
     org = await session.get(Organisation, key.organisation_id)
     team = await session.get(Team, key.team_id) if key.team_id else None
     rows = await session.execute(
-        select(Model.id, Model.name, Model.created_at)
+        select(Model.id, Model.name, Model.created_at, Model.type)
         .join(ApiKeyModelAccess, ApiKeyModelAccess.model_id == Model.id)
         .where(ApiKeyModelAccess.api_key_id == key.id)
         .order_by(Model.name)
@@ -98,7 +98,8 @@ async def load_principal(session: AsyncSession, key_hash: str) -> KeyPrincipal |
         expires_at=key.expires_at,
         revoked=key.revoked,
         granted=tuple(
-            GrantedModel(ModelId(mid), name, int(created.timestamp())) for mid, name, created in rows
+            GrantedModel(ModelId(mid), name, int(created.timestamp()), str(kind))
+            for mid, name, created, kind in rows
         ),
         policies=dict(key.policies or {}),
         organisation_policies=dict(org.policies or {}) if org else {},

@@ -19,6 +19,7 @@ class GrantedModel:
     id: ModelId
     name: str
     created: int = 0  # unix seconds, as /v1/models reports it
+    type: str = "chat"  # the model's type (Gemini's model list names the methods it serves)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +71,10 @@ class KeyPrincipal:
             name=data["name"],
             expires_at=datetime.fromisoformat(expires) if expires else None,
             revoked=data["revoked"],
-            granted=tuple(GrantedModel(ModelId(g["id"]), g["name"], g["created"]) for g in data["granted"]),
+            granted=tuple(
+                GrantedModel(ModelId(g["id"]), g["name"], g["created"], g.get("type", "chat"))
+                for g in data["granted"]
+            ),
             policies=data["policies"],
             organisation_policies=data["organisation_policies"],
             team_policies=data["team_policies"],

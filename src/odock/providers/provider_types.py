@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from odock.llm.codec import Dialect, UpstreamCodecs
+from odock.providers.adapters.anthropic_codec import ANTHROPIC_UPSTREAM
+from odock.providers.adapters.gemini_codec import GEMINI_EMBEDDINGS_UPSTREAM, GEMINI_UPSTREAM
 from odock.providers.adapters.openai_codec import (
     OPENAI_CHAT_UPSTREAM,
     OPENAI_COMPATIBLE_CHAT_UPSTREAM,
@@ -81,6 +83,7 @@ CATALOGUE: tuple[ProviderTypeInfo, ...] = (
         "Anthropic",
         "https://api.anthropic.com",
         transport="anthropic",
+        codecs=UpstreamCodecs(ANTHROPIC_UPSTREAM),
         passthrough=frozenset({Dialect.ANTHROPIC}),
     ),
     ProviderTypeInfo(
@@ -88,6 +91,7 @@ CATALOGUE: tuple[ProviderTypeInfo, ...] = (
         "Google",
         "https://generativelanguage.googleapis.com",
         transport="gemini",
+        codecs=UpstreamCodecs(GEMINI_UPSTREAM, GEMINI_EMBEDDINGS_UPSTREAM),
         passthrough=frozenset({Dialect.GEMINI}),
     ),
     ProviderTypeInfo(

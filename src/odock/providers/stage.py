@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from typing import Any
 
 from odock.errors import (
     InvalidRequestBody,
@@ -27,6 +28,7 @@ from odock.errors import (
     ProviderNotConfigured,
     ProviderTypeUnsupported,
 )
+from odock.keys.principal import KeyPrincipal
 from odock.llm.codec import EmbeddingClientCodec, EmbeddingUpstreamCodec
 from odock.llm.translate import EmbeddingTranslation, Translation
 from odock.llm.upstream import Endpoint
@@ -47,6 +49,24 @@ ENDPOINT_MODEL_TYPES = {
 DEFAULT_TRANSLATED_MAX_TOKENS = 4096
 
 
+async def callable_model(
+    catalog: ModelCatalog, principal: KeyPrincipal, name: str, endpoint: Endpoint, route: str
+) -> ResolvedModel:
+    """The model ``name`` of the key's organisation, if the key may call it on ``endpoint`` (else 4xx)."""
+    model = await catalog.model(principal.organisation_id, name)
+    if model is None:
+        raise ModelNotFound(f"model '{name}' does not exist", param="model")
+    if not principal.may_call(model.id):
+        raise ModelNotAllowed(f"this API key may not call model '{name}'", param="model")
+    if not model.enabled:
+        raise ModelDisabled(f"model '{name}' is disabled", param="model")
+    if model.type not in ENDPOINT_MODEL_TYPES[endpoint]:
+        raise ModelTypeMismatch(
+            f"model '{name}' is a {model.type} model, which {route} does not serve", param="model"
+        )
+    return model
+
+
 class ResolveModel:
     """Sets ``ex.model``: the named model in the caller's organisation, which the key may call."""
 
@@ -58,19 +78,9 @@ class ResolveModel:
     async def before(self, ex: Exchange) -> None:
         """Look the model up and check the grant."""
         assert ex.principal is not None
-        name = ex.payload["model"]
-        model = await self._catalog.model(ex.principal.organisation_id, name)
-        if model is None:
-            raise ModelNotFound(f"model '{name}' does not exist", param="model")
-        if not ex.principal.may_call(model.id):
-            raise ModelNotAllowed(f"this API key may not call model '{name}'", param="model")
-        if not model.enabled:
-            raise ModelDisabled(f"model '{name}' is disabled", param="model")
-        if model.type not in ENDPOINT_MODEL_TYPES[ex.endpoint]:
-            raise ModelTypeMismatch(
-                f"model '{name}' is a {model.type} model, which {ex.route} does not serve", param="model"
-            )
-        ex.model = model
+        ex.model = await callable_model(
+            self._catalog, ex.principal, ex.payload["model"], ex.endpoint, ex.route
+        )
 
     async def after(self, ex: Exchange) -> None:
         """Nothing to undo."""
@@ -118,27 +128,11 @@ class ResolveProvider:
             ex.translation = self._translation(ex, spec, model)
             endpoint = Endpoint.EMBEDDINGS if ex.endpoint == Endpoint.EMBEDDINGS else Endpoint.CHAT
             payload = ex.translation.upstream_payload(model.slug, stream=ex.stream)
-        api_key: str | None = None
-        if model.provider_key is not None:
-            if model.provider_key.revoked:
-                raise ProviderApiKeyRevoked()
-            api_key = self._vault.reveal(model.provider_key)
-        elif spec.needs_key:
-            raise ProviderApiKeyNotConfigured(f"model '{model.name}' has no provider API key")
-        timeout = provider.timeout_ms / 1000 if provider.timeout_ms else self._default_timeout
         ex.adapter = adapter
-        ex.call = UpstreamCall(
-            endpoint=endpoint,
-            payload=payload,
-            provider=provider,
-            api_key=api_key,
-            timeout=timeout,
-            request_id=ex.request_id,
-            model_config=model.config,
-            headers=self._vault.reveal_headers(provider),
-            model=model.slug,
-            client_headers=_forwarded(ex.headers),
+        ex.call = upstream_call(
+            self._vault, model, spec, endpoint, payload, ex.request_id, self._default_timeout
         )
+        ex.call.client_headers = _forwarded(ex.headers)
 
     def _translation(
         self, ex: Exchange, spec: ProviderTypeInfo, model: ResolvedModel
@@ -186,6 +180,38 @@ def _embedding_translation(
         upstream,
         request,
         (lambda response: render(payload, response)) if render is not None else None,
+    )
+
+
+def upstream_call(
+    vault: ProviderKeyVault,
+    model: ResolvedModel,
+    spec: ProviderTypeInfo,
+    endpoint: Endpoint,
+    payload: dict[str, Any],
+    request_id: str,
+    default_timeout: float,
+) -> UpstreamCall:
+    """The call of ``payload`` to the model's provider, with its key and headers decrypted."""
+    provider = model.provider
+    assert provider is not None
+    api_key: str | None = None
+    if model.provider_key is not None:
+        if model.provider_key.revoked:
+            raise ProviderApiKeyRevoked()
+        api_key = vault.reveal(model.provider_key)
+    elif spec.needs_key:
+        raise ProviderApiKeyNotConfigured(f"model '{model.name}' has no provider API key")
+    return UpstreamCall(
+        endpoint=endpoint,
+        payload=payload,
+        provider=provider,
+        api_key=api_key,
+        timeout=provider.timeout_ms / 1000 if provider.timeout_ms else default_timeout,
+        request_id=request_id,
+        model_config=model.config,
+        headers=vault.reveal_headers(provider),
+        model=model.slug,
     )
 
 

@@ -13,7 +13,7 @@ from odock.errors import OdockError
 from odock.llm.codec import Dialect
 from odock.llm.types import EmbeddingResponse, GenerationRequest, GenerationResponse
 from odock.llm.upstream import Endpoint
-from odock.surfaces import gemini, openai_chat, openai_responses, unified
+from odock.surfaces import anthropic_messages, gemini, openai_chat, openai_responses, unified
 from odock.surfaces.framing import CrlfDataEvents, Framer, JsonArray, NamedEvents
 from odock.surfaces.openai_chat_codec import OPENAI_CHAT_CLIENT, OPENAI_EMBEDDINGS_CLIENT
 from odock.surfaces.surface import Decoded, Params, Payload, Surface
@@ -81,6 +81,27 @@ OPENAI_RESPONSES = Surface(
     framer=lambda params: NamedEvents(),
     stream_error=_responses_stream_error,
     upstream_endpoint=Endpoint.RESPONSES,
+)
+
+
+# --- Anthropic ---------------------------------------------------------------------------------
+
+
+def _decode_messages(data: Payload, params: Params) -> Decoded:
+    anthropic_messages.check_request(data)
+    return Decoded(data, stream=data.get("stream") is True)
+
+
+ANTHROPIC_MESSAGES = Surface(
+    name="anthropic_messages",
+    dialect=Dialect.ANTHROPIC,
+    endpoint=Endpoint.CHAT,
+    decode=_decode_messages,
+    estimate_input=anthropic_messages.estimate_input_tokens,
+    asked_max_tokens=anthropic_messages.asked_max_tokens,
+    client=anthropic_messages.ANTHROPIC_CLIENT,
+    framer=lambda params: NamedEvents(),
+    error_payload=anthropic_messages.error_payload,
 )
 
 
@@ -219,6 +240,7 @@ MODEL_CALLS: dict[str, Surface] = {
     "/v1/chat/completions": OPENAI_CHAT,
     "/v1/embeddings": OPENAI_EMBEDDINGS,
     "/v1/responses": OPENAI_RESPONSES,
+    "/v1/messages": ANTHROPIC_MESSAGES,
     "/v1/llm/chat": UNIFIED,
 }
 SURFACES: dict[str, Surface] = {s.name: s for s in (*MODEL_CALLS.values(), *GEMINI_METHODS.values())}

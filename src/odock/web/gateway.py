@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
@@ -33,8 +34,9 @@ from odock.keys.stage import authenticate
 from odock.keys.standing import key_standing, key_view
 from odock.pipeline import Exchange, Timings
 from odock.runtime import Runtime
+from odock.surfaces import anthropic_messages, gemini
 from odock.surfaces.json_body import parse_json_object
-from odock.surfaces.registry import model_call_route
+from odock.surfaces.registry import ANTHROPIC_MESSAGES, GEMINI_GENERATE, gemini_route, model_call_route
 from odock.surfaces.surface import Params, Surface
 from odock.web.asgi import (
     CLIENT_CONNECTION,
@@ -65,6 +67,8 @@ class Gateway:
         # Model calls are routed by odock.surfaces.registry; these are the gateway's other routes.
         self._routes: dict[str, dict[str, Handler]] = {
             "/v1/models": {"GET": self._models},
+            "/v1beta/models": {"GET": self._gemini_models},
+            "/v1/messages/count_tokens": {"POST": self._anthropic_count_tokens},
             "/v1/keys/validate": {"POST": self._validate_key},
             "/v1/keys/self": {"GET": self._key_self},
             "/v1/health": {"GET": self._health},
@@ -87,7 +91,7 @@ class Gateway:
             await self._model_call(surface, {**params, **query}, scope, receive, send, headers)
             return
         request_id = accept_request_id(headers.get("x-request-id"))
-        methods = self._routes.get(path, {})
+        methods = self._routes.get(path) or self._gemini_counting(path)
         handler = methods.get(method)
         allowed = ["POST"] if call is not None else list(methods)
         if handler is not None:
@@ -137,18 +141,33 @@ class Gateway:
         await self._rt.pipeline.run(ex, AsgiResponder(send, receive, scope.get(CLIENT_CONNECTION)))
 
     # --- key-authenticated routes ---------------------------------------------------------
-    async def _authenticated(self, headers: dict[str, str], send: Send) -> KeyPrincipal | None:
-        """Authenticate outside the pipeline (in a request scope, like the pipeline does)."""
+    async def _authenticated(
+        self, headers: dict[str, str], send: Send, surface: Surface | None = None
+    ) -> KeyPrincipal | None:
+        """Authenticate outside the pipeline (in a request scope, like the pipeline does); a
+        refusal is sent in ``surface``'s error shape (Odock's own by default)."""
         token = request_scope.set(accept_request_id(headers.get("x-request-id")))
         try:
             return await authenticate(self._rt.keys, headers)
         except OdockError as error:
-            await send_error(send, error)
+            await send_error(send, error, body=surface.error_body(error) if surface else None)
             return None
         finally:
             request_scope.reset(token)
 
     async def _models(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]) -> None:
+        """The models the key may call, in the caller's dialect: Anthropic's or Google's when its
+        SDK's headers say so (``anthropic-version``; a Google key header or ``?key=``), else OpenAI's."""
+        if "anthropic-version" in headers:
+            await self._anthropic_models(scope, receive, send, headers)
+        elif "x-goog-api-key" in headers:
+            await self._gemini_models(scope, receive, send, headers)
+        else:
+            await self._openai_models(scope, receive, send, headers)
+
+    async def _openai_models(
+        self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]
+    ) -> None:
         principal = await self._authenticated(headers, send)
         if principal is None:
             return
@@ -157,6 +176,77 @@ class Gateway:
             for m in principal.granted
         ]
         await send_bytes(send, 200, orjson.dumps({"object": "list", "data": data}))
+
+    async def _anthropic_models(
+        self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]
+    ) -> None:
+        principal = await self._authenticated(headers, send, ANTHROPIC_MESSAGES)
+        if principal is not None:
+            page = anthropic_messages.models_page([(m.name, m.created) for m in principal.granted])
+            await send_bytes(send, 200, orjson.dumps(page))
+
+    async def _gemini_models(
+        self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]
+    ) -> None:
+        principal = await self._authenticated(headers, send, GEMINI_GENERATE)
+        if principal is not None:
+            page = gemini.models_page([(m.name, m.type) for m in principal.granted])
+            await send_bytes(send, 200, orjson.dumps(page))
+
+    # --- token counting (Anthropic's and Gemini's endpoints) -----------------------------------
+    def _gemini_counting(self, path: str) -> dict[str, Handler]:
+        model, method = gemini_route(path)
+        return {"POST": self._gemini_count_tokens} if model and method == "countTokens" else {}
+
+    async def _anthropic_count_tokens(
+        self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]
+    ) -> None:
+        def checked(body: dict[str, Any]) -> dict[str, Any]:
+            anthropic_messages.check_count_tokens_request(body)
+            return body
+
+        tokens = await self._counted(ANTHROPIC_MESSAGES, checked, scope, receive, send, headers)
+        if tokens is not None:
+            await send_bytes(send, 200, orjson.dumps(anthropic_messages.count_tokens_payload(tokens)))
+
+    async def _gemini_count_tokens(
+        self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]
+    ) -> None:
+        model, _ = gemini_route(scope["path"])
+
+        def checked(body: dict[str, Any]) -> dict[str, Any]:
+            gemini.check_count_tokens_request(body)
+            return {**gemini.normalize_request(body), "model": model}
+
+        tokens = await self._counted(GEMINI_GENERATE, checked, scope, receive, send, headers)
+        if tokens is not None:
+            await send_bytes(send, 200, orjson.dumps(gemini.count_tokens_payload(tokens)))
+
+    async def _counted(
+        self,
+        surface: Surface,
+        checked: Callable[[dict[str, Any]], dict[str, Any]],
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        headers: dict[str, str],
+    ) -> int | None:
+        """The input tokens of the body ``checked`` accepts; None once an error (in ``surface``'s
+        shape) was sent or the client left."""
+        principal = await self._authenticated(headers, send, surface)
+        if principal is None:
+            return None
+        request_id = accept_request_id(headers.get("x-request-id"))
+        try:
+            body = checked(
+                parse_json_object(await read_body(receive, headers, self._rt.settings.max_request_bytes))
+            )
+            return await self._rt.tokens.count(principal, surface, body, scope["path"], request_id)
+        except ClientGone:
+            return None
+        except OdockError as error:
+            await send_error(send, error, body=surface.error_body(error))
+            return None
 
     async def _validate_key(
         self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]

@@ -30,13 +30,20 @@ from odock.errors import (
 )
 from odock.ids import ModelId, OrganisationId
 from odock.keys.principal import GrantedModel
-from odock.llm.upstream import StreamChunk, UnaryResult
+from odock.llm.translate import Translation
+from odock.llm.upstream import Endpoint, StreamChunk, UnaryResult
 from odock.pipeline import Exchange
 from odock.providers.adapters.base import Adapter, UpstreamCall
 from odock.providers.adapters.mock import MockAdapter
 from odock.providers.catalog import ModelCatalog
-from odock.providers.stage import CallUpstream, ResolveModel, ResolveProvider
+from odock.providers.stage import (
+    DEFAULT_TRANSLATED_MAX_TOKENS,
+    CallUpstream,
+    ResolveModel,
+    ResolveProvider,
+)
 from odock.providers.vault import ProviderKeyVault
+from odock.surfaces.registry import OPENAI_EMBEDDINGS
 from tests.support.stages import (
     Rows,
     copied_database,
@@ -227,12 +234,25 @@ async def test_a_disabled_provider_is_forbidden() -> None:
     assert (error.code, error.http_status) == ("provider_disabled", 403)
 
 
-async def test_a_provider_the_gateway_cannot_translate_to_is_refused() -> None:
-    """A provider whose API the client's dialect cannot be translated to is 400 provider_not_allowed."""
-    adapters: dict[str, Adapter] = {"ANTHROPIC": MockAdapter()}
-    error = await refused_by_provider(
-        resolved(provider=provider_target(type="ANTHROPIC")), resolver(adapters)
-    )
+async def test_a_chat_request_to_an_anthropic_model_is_translated() -> None:
+    """An OpenAI chat body for an Anthropic model becomes an Anthropic Messages body (with the
+    output limit Anthropic requires) and the exchange keeps the translation for the answer."""
+    ex = resolved(provider=provider_target(type="ANTHROPIC"), provider_key=plain_key(), slug="claude-x")
+    await resolver({"ANTHROPIC": MockAdapter()}).before(ex)
+    assert isinstance(ex.translation, Translation)
+    assert ex.call is not None
+    assert (ex.call.endpoint, ex.call.model) == (Endpoint.CHAT, "claude-x")
+    assert ex.call.payload["model"] == "claude-x"
+    assert ex.call.payload["max_tokens"] == DEFAULT_TRANSLATED_MAX_TOKENS
+    assert ex.call.payload["messages"][0]["role"] == "user"
+    assert "stream_options" not in ex.call.payload
+
+
+async def test_embeddings_to_a_provider_without_an_embeddings_api_are_refused() -> None:
+    """An embeddings request cannot reach a provider type with no embeddings API (Anthropic)."""
+    ex = resolved(provider=provider_target(type="ANTHROPIC"), provider_key=plain_key())
+    ex.endpoint, ex.surface, ex.payload = Endpoint.EMBEDDINGS, OPENAI_EMBEDDINGS, {"model": "m", "input": "x"}
+    error = await refused_by_provider(ex, resolver({"ANTHROPIC": MockAdapter()}))
     assert type(error) is ProviderNotAllowed
 
 
