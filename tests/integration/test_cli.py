@@ -180,6 +180,17 @@ def test_key_list_shows_previews_never_secrets(live: Gateway) -> None:
     assert tenant.model in shown
 
 
+def test_orgs_create_sets_strict_provider_family_only_when_asked(live: Gateway) -> None:
+    """`orgs create --strict-provider-family` turns it on, no flag leaves it off; `orgs list` shows it."""
+    cli = cli_for(live)
+    strict, lenient = f"strict-{secrets.token_hex(4)}", f"lenient-{secrets.token_hex(4)}"
+    cli.ok("orgs", "create", strict, "--strict-provider-family")
+    cli.ok("orgs", "create", lenient)
+    listed = {row["name"]: row for row in orjson.loads(cli.ok("orgs", "list", "--json"))}
+    assert listed[strict]["strict_provider_family"] is True
+    assert listed[lenient]["strict_provider_family"] is False
+
+
 def test_cli_revoke_makes_a_running_gateway_refuse_the_key(live: Gateway) -> None:
     """After `keys revoke` the running gateway answers 401 api_key_revoked; `unrevoke` restores it."""
     cli = cli_for(live)

@@ -2,7 +2,8 @@
 
 The file that holds the ``settings:`` section may also declare, next to it::
 
-    organisations: [{name, contact, policies, teams: [{name, policies}], users: [{email, name, role}]}]
+    organisations: [{name, contact, policies, strict_provider_family,
+                     teams: [{name, policies}], users: [{email, name, role}]}]
     providers:     [{org, name, type, base_url, timeout_ms, config, headers_from_env: {header: var},
                      enabled, keys: [{name, from_env}]}]
     models:        [{org, name, slug, provider, provider_key, type, capabilities,
@@ -126,6 +127,7 @@ class OrganisationSpec(_Spec):
     name: Name
     contact: str | None = None
     policies: Policies = Field(default_factory=dict)
+    strict_provider_family: bool = False
     teams: list[TeamSpec] = Field(default_factory=list)
     users: list[UserSpec] = Field(default_factory=list)
 

@@ -215,13 +215,16 @@ class _Applier:
             if not self._dry:
                 org_id = (
                     await self._control.tenancy.create_organisation(
-                        spec.name, contact=spec.contact, policies=spec.policies
+                        spec.name,
+                        contact=spec.contact,
+                        policies=spec.policies,
+                        strict_provider_family=spec.strict_provider_family,
                     )
                 ).id
             self._record("organisation", spec.name, "created")
         else:
             org_id = org.id
-            changes = _differences(spec, org, ("contact", "policies"))
+            changes = _differences(spec, org, ("contact", "policies", "strict_provider_family"))
             if changes and not self._dry:
                 await self._control.tenancy.update_organisation(org.id, **changes)
             self._record("organisation", spec.name, "updated" if changes else "unchanged")

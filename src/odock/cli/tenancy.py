@@ -21,12 +21,19 @@ def orgs() -> None:
 @orgs.command("create")
 @click.argument("name")
 @click.option("--contact", help="Contact e-mail or name.")
+@click.option(
+    "--strict-provider-family",
+    "strict",
+    is_flag=True,
+    help="Native endpoints refuse models of another API family instead of translating.",
+)
 @click.pass_context
-def orgs_create(ctx: click.Context, name: str, contact: str | None) -> None:
+def orgs_create(ctx: click.Context, name: str, contact: str | None, strict: bool) -> None:
     """Create an organisation."""
 
     async def action(admin: AdminContext) -> str:
-        return (await admin.control.tenancy.create_organisation(name, contact=contact)).id
+        tenancy = admin.control.tenancy
+        return (await tenancy.create_organisation(name, contact=contact, strict_provider_family=strict)).id
 
     org_id = run_admin(ctx, action)
     click.echo(f"created organisation {name} ({org_id})")
@@ -40,11 +47,19 @@ def orgs_list(ctx: click.Context, as_json: bool) -> None:
 
     async def action(admin: AdminContext) -> list[dict[str, object]]:
         return [
-            {"id": o.id, "name": o.name, "contact": o.contact, "status": o.status, "created_at": o.created_at}
+            {
+                "id": o.id,
+                "name": o.name,
+                "contact": o.contact,
+                "status": o.status,
+                "strict_provider_family": o.strict_provider_family,
+                "created_at": o.created_at,
+            }
             for o in await admin.control.tenancy.list_organisations()
         ]
 
-    emit(run_admin(ctx, action), ["name", "id", "contact", "status", "created_at"], as_json)
+    columns = ["name", "id", "contact", "status", "strict_provider_family", "created_at"]
+    emit(run_admin(ctx, action), columns, as_json)
 
 
 @click.group()

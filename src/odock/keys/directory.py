@@ -106,4 +106,5 @@ async def load_principal(session: AsyncSession, key_hash: str) -> KeyPrincipal |
         team_policies=dict(team.policies or {}) if team else {},
         meters=await load_meters(session, key.organisation_id, key.team_id, key.user_id, key.id),
         organisation_active=org is None or org.status != "DISABLED",
+        strict_provider_family=org is not None and org.strict_provider_family,
     )

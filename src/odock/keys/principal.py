@@ -41,6 +41,8 @@ class KeyPrincipal:
     team_policies: dict[str, Any] = field(default_factory=dict)
     meters: tuple[MeterSpec, ...] = ()  # budgets and quotas along the key's chain
     organisation_active: bool = True  # a DISABLED organisation's keys are refused
+    # The organisation's choice: native endpoints refuse models of another API family.
+    strict_provider_family: bool = False
 
     def is_expired(self, now: datetime) -> bool:
         """True once the key's expiry has passed."""
@@ -80,4 +82,5 @@ class KeyPrincipal:
             team_policies=data["team_policies"],
             meters=tuple(MeterSpec.from_dict(m) for m in data.get("meters", ())),
             organisation_active=data.get("organisation_active", True),
+            strict_provider_family=data.get("strict_provider_family", False),
         )

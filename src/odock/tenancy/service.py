@@ -2,8 +2,9 @@
 
 The CLI, the declarative apply, demo seeding and the control-plane API all change tenancy here.
 Each change commits first and then publishes the ``organisation`` invalidation when the
-gateway's caches hold what changed (an organisation's policies, status or routing switch, a
-team's policies, a deleted organisation or team), so every replica sees it at once.
+gateway's caches hold what changed (an organisation's policies, status, routing switch or
+``strict_provider_family``, a team's policies, a deleted organisation or team), so every replica
+sees it at once.
 
 The routing switch lives in ``organisation.policies["routing"]["enabled"]`` (spec §3.2, §9.1),
 next to the governance envelope (``ip``, ``ratelimit``, …), which a switch change leaves as it is.
@@ -33,7 +34,7 @@ from odock.tenancy.tables import Organisation, Team, TeamMember, TeamMemberRole,
 
 OrganisationStatus = Literal["ACTIVE", "DISABLED"]
 _STATUSES = frozenset(get_args(OrganisationStatus))
-_ORGANISATION_FIELDS = {"name", "contact", "status", "policies"}
+_ORGANISATION_FIELDS = {"name", "contact", "status", "policies", "strict_provider_family"}
 _TEAM_FIELDS = {"name", "policies"}
 _Row = TypeVar("_Row")
 
@@ -53,11 +54,20 @@ class TenancyService:
 
     # --- organisations -----------------------------------------------------------------------
     async def create_organisation(
-        self, name: str, *, contact: str | None = None, policies: dict[str, Any] | None = None
+        self,
+        name: str,
+        *,
+        contact: str | None = None,
+        policies: dict[str, Any] | None = None,
+        strict_provider_family: bool = False,
     ) -> Organisation:
         """Create an organisation (409 when the name is taken)."""
         org = Organisation(
-            id=new_id(), name=valid_name(name), contact=contact, policies=validate_policies(policies)
+            id=new_id(),
+            name=valid_name(name),
+            contact=contact,
+            policies=validate_policies(policies),
+            strict_provider_family=_valid_strict_flag(strict_provider_family),
         )
         async with self._sessions() as session:
             session.add(org)
@@ -79,7 +89,7 @@ class TenancyService:
         return await self._all(select(Organisation).order_by(Organisation.name))
 
     async def update_organisation(self, organisation_id: str, **changes: Any) -> Organisation:
-        """Change an organisation's name, contact (``None`` clears it), status or policies."""
+        """Change an organisation's name, contact (``None`` clears it), status, policies or strictness."""
         only_fields(changes, _ORGANISATION_FIELDS, "organisation")
         if "name" in changes:
             changes["name"] = valid_name(changes["name"])
@@ -87,6 +97,8 @@ class TenancyService:
             raise UnprocessableEntity("status must be ACTIVE or DISABLED", param="status")
         if "policies" in changes:
             changes["policies"] = validate_policies(changes["policies"])
+        if "strict_provider_family" in changes:
+            _valid_strict_flag(changes["strict_provider_family"])
         async with self._sessions() as session:
             org = await get_row(session, Organisation, organisation_id)
             for field, value in changes.items():
@@ -248,6 +260,14 @@ class TenancyService:
     async def _all(self, query: Select[_Row]) -> list[_Row]:
         async with self._sessions() as session:
             return list((await session.execute(query)).scalars())
+
+
+def _valid_strict_flag(value: object) -> bool:
+    """``strict_provider_family`` as given, when it is a boolean (422 otherwise)."""
+    if not isinstance(value, bool):
+        field = "strict_provider_family"
+        raise UnprocessableEntity(f"{field} must be true or false", param=field)
+    return value
 
 
 def _not_member(user_id: str) -> NotFound:

@@ -6,7 +6,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Enum, ForeignKey, String, UniqueConstraint
+from sqlalchemy import Enum, ForeignKey, String, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from odock.db.base import Base, IdType, JsonType, utcnow
@@ -46,6 +46,8 @@ class Organisation(Base):
     contact: Mapped[str | None] = mapped_column(String(320))
     status: Mapped[str] = mapped_column(String(20), default="ACTIVE")
     policies: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+    # On: native endpoints refuse models of another API family instead of translating (issue #18).
+    strict_provider_family: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

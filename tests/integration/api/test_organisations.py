@@ -189,3 +189,44 @@ def test_disabled_organisation_keys_are_refused_at_once(control_plane: ControlPl
 
     assert control_plane.admin.patch(path, json={"status": "ACTIVE"}).status_code == 200
     assert gateway.post("/v1/chat/completions", json=chat).status_code == 200
+
+
+def test_strict_provider_family_is_created_patched_and_read(control_plane: ControlPlaneUnderTest) -> None:
+    """Off unless asked on create; an org admin switches it with PATCH; GET reads it; non-booleans are 422."""
+    admin = control_plane.admin
+    lenient = admin.post("/api/admin/organisations", json={"name": f"lenient-{secrets.token_hex(3)}"})
+    assert lenient.json()["strict_provider_family"] is False
+    name = f"strict-{secrets.token_hex(3)}"
+    created = admin.post("/api/admin/organisations", json={"name": name, "strict_provider_family": True})
+    assert created.status_code == 201, created.text
+    org = created.json()["id"]
+    assert admin.get(f"/api/organisations/{org}").json()["strict_provider_family"] is True
+
+    org_admin = control_plane.caller(Role.ORG_ADMIN, org)
+    off = org_admin.patch(f"/api/organisations/{org}", json={"strict_provider_family": False})
+    assert off.status_code == 200, off.text
+    assert off.json()["strict_provider_family"] is False
+    assert off.json()["name"] == name
+    assert org_admin.get(f"/api/organisations/{org}").json()["strict_provider_family"] is False
+    assert _org_row(control_plane, org).strict_provider_family is False
+
+    bad = org_admin.patch(f"/api/organisations/{org}", json={"strict_provider_family": "maybe"})
+    assert bad.status_code == 422
+    assert bad.json()["error"]["fields"][0]["field"] == "strict_provider_family"
+    manager = control_plane.caller(Role.MANAGER, org)
+    refused = manager.patch(f"/api/organisations/{org}", json={"strict_provider_family": True})
+    assert refused.status_code == 403
+
+
+def test_strict_provider_family_reaches_a_cached_key_at_once(control_plane: ControlPlaneUnderTest) -> None:
+    """A cached principal carries the organisation's setting and sees each change without waiting."""
+    gateway = control_plane.gateway
+    tenant = provision(gateway)
+    key_hash = hash_secret(tenant.secret)
+    assert gateway.run(gateway.runtime.keys.principal(key_hash)).strict_provider_family is False
+
+    path = f"/api/organisations/{tenant.organisation_id}"
+    assert control_plane.admin.patch(path, json={"strict_provider_family": True}).status_code == 200
+    assert gateway.run(gateway.runtime.keys.principal(key_hash)).strict_provider_family is True
+    assert control_plane.admin.patch(path, json={"strict_provider_family": False}).status_code == 200
+    assert gateway.run(gateway.runtime.keys.principal(key_hash)).strict_provider_family is False

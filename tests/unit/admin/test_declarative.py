@@ -76,6 +76,16 @@ def test_unknown_field_is_named_with_its_path() -> None:
     assert "providers[0].keys[0].from_enviroment: Extra inputs are not permitted" in error_of(data)
 
 
+def test_strict_provider_family_is_a_boolean_off_by_default() -> None:
+    """Left out it is off; true is kept; a value that is no boolean is named at its path."""
+    assert parse_declarations(valid()).organisations[0].strict_provider_family is False
+    data = valid()
+    data["organisations"][0]["strict_provider_family"] = True
+    assert parse_declarations(data).organisations[0].strict_provider_family is True
+    data["organisations"][0]["strict_provider_family"] = "sometimes"
+    assert "organisations[0].strict_provider_family" in error_of(data)
+
+
 def test_unknown_top_level_section_is_rejected() -> None:
     """A section that is neither settings nor a resource kind is named."""
     data = valid()

@@ -176,6 +176,27 @@ async def test_undeclared_fields_are_left_alone(control: ControlPlane) -> None:
     assert (await control.providers.named(org.id, "mock")).enabled
 
 
+async def test_strict_provider_family_follows_the_file_when_declared(
+    control: ControlPlane, published: list[Invalidation]
+) -> None:
+    """Declared on creation it is stored; left out it stays; a declared change updates and invalidates."""
+    organisations = copy.deepcopy(BASE["organisations"])
+    organisations[0]["strict_provider_family"] = True
+    await apply(control, declared(organisations=organisations))
+    org = await control.tenancy.organisation_by_name("acme")
+    assert org.strict_provider_family is True
+    assert (await apply(control, declared())).counts() == {"unchanged": 10}
+    assert (await control.tenancy.organisation(org.id)).strict_provider_family is True
+
+    organisations[0]["strict_provider_family"] = False
+    published.clear()
+    report = await apply(control, declared(organisations=organisations))
+    assert actions(report)["organisation acme"] == "updated"
+    assert report.counts() == {"updated": 1, "unchanged": 9}
+    assert (await control.tenancy.organisation(org.id)).strict_provider_family is False
+    assert published == [Invalidation("organisation", organisation_id=org.id)]
+
+
 async def test_provider_key_follows_its_environment_variable(control: ControlPlane) -> None:
     """A changed secret in the environment re-encrypts the stored key; the same secret is left alone."""
     await apply(control, declared())

@@ -50,6 +50,32 @@ async def test_update_organisation_refuses_what_it_cannot_store(tenancy: Tenancy
     assert (await tenancy.organisation(org.id)).name == "acme"
 
 
+async def test_strict_provider_family_is_off_by_default_and_its_change_publishes(
+    tenancy: TenancyService, published: list[Invalidation]
+) -> None:
+    """A new organisation is not strict unless asked; switching it on or off tells the caches."""
+    assert (await tenancy.create_organisation("lenient")).strict_provider_family is False
+    org = await tenancy.create_organisation("acme", strict_provider_family=True)
+    assert (await tenancy.organisation(org.id)).strict_provider_family is True
+    published.clear()
+    changed = await tenancy.update_organisation(org.id, strict_provider_family=False)
+    assert changed.strict_provider_family is False
+    assert (await tenancy.organisation(org.id)).strict_provider_family is False
+    assert published == [Invalidation("organisation", organisation_id=org.id)]
+
+
+async def test_strict_provider_family_must_be_a_boolean(tenancy: TenancyService) -> None:
+    """A value that is not true or false is 422 naming the field, on create and on update."""
+    with pytest.raises(UnprocessableEntity, match="strict_provider_family must be true or false") as created:
+        await tenancy.create_organisation("acme", strict_provider_family="yes")  # type: ignore[arg-type]
+    assert created.value.param == "strict_provider_family"
+    org = await tenancy.create_organisation("acme")
+    with pytest.raises(UnprocessableEntity, match="strict_provider_family") as updated:
+        await tenancy.update_organisation(org.id, strict_provider_family=1)
+    assert updated.value.param == "strict_provider_family"
+    assert (await tenancy.organisation(org.id)).strict_provider_family is False
+
+
 async def test_routing_switch_keeps_the_other_policies(
     tenancy: TenancyService, published: list[Invalidation]
 ) -> None:

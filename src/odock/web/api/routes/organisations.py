@@ -2,6 +2,8 @@
 
 Deleting takes two steps: ``PATCH {"status": "DISABLED"}``, then ``DELETE``; the delete removes
 everything the organisation owns. Only a super admin changes ``status``.
+``strict_provider_family`` (off by default) makes native endpoints refuse models of another API
+family with 400 ``provider_not_allowed`` instead of translating.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class OrganisationOut(BaseModel):
     contact: str | None
     status: str
     routing_enabled: bool
+    strict_provider_family: bool
     created_at: datetime
     updated_at: datetime
 
@@ -50,6 +53,7 @@ class OrganisationCreate(BaseModel):
 
     name: Name
     contact: Contact | None = None
+    strict_provider_family: bool = False
 
 
 class OrganisationUpdate(BaseModel):
@@ -60,6 +64,7 @@ class OrganisationUpdate(BaseModel):
     name: Name | None = None
     contact: Contact | None = None
     status: OrganisationStatus | None = None
+    strict_provider_family: bool | None = None
 
 
 class RoutingSwitch(BaseModel):
@@ -78,6 +83,7 @@ def render(org: Organisation) -> OrganisationOut:
         contact=org.contact,
         status=org.status,
         routing_enabled=routing_enabled(org),
+        strict_provider_family=org.strict_provider_family,
         created_at=org.created_at,
         updated_at=org.updated_at,
     )
@@ -104,7 +110,10 @@ async def create_organisation(
     grant: Annotated[Grant, Depends(Permit(Resource.ORGANISATION, Action.CREATE))],
 ) -> OrganisationOut:
     """Create an organisation (super admin)."""
-    return render(await tenancy.create_organisation(body.name, contact=body.contact))
+    org = await tenancy.create_organisation(
+        body.name, contact=body.contact, strict_provider_family=body.strict_provider_family
+    )
+    return render(org)
 
 
 @router.delete("/admin/organisations/{organisation_id}", status_code=204, response_class=Response)
@@ -135,10 +144,10 @@ async def update_organisation(
     tenancy: TenancyDep,
     grant: Annotated[Grant, Depends(Permit(Resource.ORGANISATION, Action.UPDATE, locate=_locate))],
 ) -> OrganisationOut:
-    """Rename, change the contact, or (super admin) the status."""
+    """Rename, change the contact or the provider-family strictness, or (super admin) the status."""
     if body.status is not None and not grant.actor.is_super_admin:
         raise Forbidden("only a super admin changes an organisation's status")
-    changes = body.model_dump(include={"name", "status"}, exclude_none=True)
+    changes = body.model_dump(include={"name", "status", "strict_provider_family"}, exclude_none=True)
     if "contact" in body.model_fields_set:  # null clears it
         changes["contact"] = body.contact
     return render(await tenancy.update_organisation(organisation_id, **changes))
