@@ -68,7 +68,7 @@ def encryption_pair() -> KeyPair:
     return generate_key_pair("odock-test", bits=2048)
 
 
-def _settings_factory(
+def settings_factory(
     backend: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> SettingsFactory:
     def make(**overrides: Any) -> Settings:
@@ -105,7 +105,7 @@ def make_settings(
     tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> SettingsFactory:
     """Settings for the active integration backend, isolated per call."""
-    return _settings_factory(BACKEND, tmp_path_factory, request)
+    return settings_factory(BACKEND, tmp_path_factory, request)
 
 
 @pytest.fixture(params=["embedded", "production"])
@@ -121,7 +121,7 @@ def make_backend_settings(
     any_backend: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> SettingsFactory:
     """Settings for the backend chosen by ``any_backend``."""
-    return _settings_factory(any_backend, tmp_path_factory, request)
+    return settings_factory(any_backend, tmp_path_factory, request)
 
 
 @dataclass

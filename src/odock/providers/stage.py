@@ -29,7 +29,7 @@ from odock.errors import (
     ProviderTypeUnsupported,
 )
 from odock.keys.principal import KeyPrincipal
-from odock.llm.codec import EmbeddingClientCodec, EmbeddingUpstreamCodec
+from odock.llm.codec import Dialect, EmbeddingClientCodec, EmbeddingUpstreamCodec
 from odock.llm.translate import EmbeddingTranslation, Translation
 from odock.llm.upstream import Endpoint
 from odock.pipeline import Exchange
@@ -125,6 +125,7 @@ class ResolveProvider:
             endpoint = ex.surface.upstream_endpoint or ex.endpoint
             payload = ex.surface.passthrough(ex.payload, model.slug, ex.stream)
         else:
+            _check_family(ex, spec, model)
             ex.translation = self._translation(ex, spec, model)
             endpoint = Endpoint.EMBEDDINGS if ex.endpoint == Endpoint.EMBEDDINGS else Endpoint.CHAT
             payload = ex.translation.upstream_payload(model.slug, stream=ex.stream)
@@ -181,6 +182,18 @@ def _embedding_translation(
         request,
         (lambda response: render(payload, response)) if render is not None else None,
     )
+
+
+def _check_family(ex: Exchange, spec: ProviderTypeInfo, model: ResolvedModel) -> None:
+    """An organisation with ``strict_provider_family`` keeps native endpoints to their own family:
+    a model of another one is refused instead of translated (the unified endpoint always may)."""
+    assert ex.principal is not None
+    if ex.principal.strict_provider_family and ex.surface.dialect != Dialect.UNIFIED:
+        raise ProviderNotAllowed(
+            f"model '{model.name}' is served by a {spec.type.value} provider, which this organisation "
+            f"does not allow through {ex.route} (strict_provider_family)",
+            param="model",
+        )
 
 
 def upstream_call(

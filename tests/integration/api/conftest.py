@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from odock.app import create_app
-from tests.conftest import BACKEND, Gateway, _settings_factory
+from tests.conftest import BACKEND, Gateway, settings_factory
 from tests.support import services
 from tests.support.api import ControlPlaneUnderTest
 from tests.support.server import ThreadedServer
@@ -42,7 +42,7 @@ def module_gateway_factory(
     tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> Iterator[ModuleGatewayFactory]:
     """Start gateways (with setting overrides) that live until the module's last test."""
-    make = _settings_factory(BACKEND, tmp_path_factory, request)
+    make = settings_factory(BACKEND, tmp_path_factory, request)
     started: list[Gateway] = []
 
     def start(**overrides: Any) -> Gateway:

@@ -26,7 +26,7 @@ from odock.identity.actors import issue_admin_token
 from odock.runtime import Runtime
 from odock.tenancy.tables import Role
 from odock.web.api.app import create_api
-from tests.conftest import BACKEND, _settings_factory
+from tests.conftest import BACKEND, settings_factory
 from tests.support.server import ThreadedServer
 from tests.support.world import World, build_world
 
@@ -79,7 +79,7 @@ async def _fuzzer_token(runtime: Runtime) -> str:
 @pytest.fixture(scope="module")
 def target(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Target]:
     """A server with a world of its own and a super admin token."""
-    app = create_app(_settings_factory(BACKEND, tmp_path_factory, request)())
+    app = create_app(settings_factory(BACKEND, tmp_path_factory, request)())
     server = ThreadedServer(app).start()
     try:
         runtime = app.runtime

@@ -33,7 +33,7 @@ from odock.tenancy.tables import Role, TeamMemberRole
 from odock.web.api.app import create_api
 from odock.web.api.deps import Permit
 from odock.web.api.openapi import permits_of
-from tests.conftest import BACKEND, _settings_factory
+from tests.conftest import BACKEND, settings_factory
 from tests.support.server import ThreadedServer
 from tests.support.world import CALLERS, TEAMS, USERS, WorldServer, build_world, owner_of, teams_of
 
@@ -288,7 +288,7 @@ CASES = [case for route in ROUTES if route.permits for case in cases_of(route)]
 @pytest.fixture(scope="module")
 def worlds(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[WorldServer]:
     """One server for the module, with world A (the callers' organisation) and world B."""
-    settings = _settings_factory(BACKEND, tmp_path_factory, request)()
+    settings = settings_factory(BACKEND, tmp_path_factory, request)()
     app = create_app(settings)
     server = ThreadedServer(app).start()
     try:
