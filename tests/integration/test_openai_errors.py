@@ -103,12 +103,12 @@ def test_invalid_body_is_bad_request(openai_gateway: Gateway, fake_openai: FakeO
     assert fake_openai.requests == []
 
 
-def test_other_provider_family_is_bad_request(openai_gateway: Gateway) -> None:
-    """A model served by an Anthropic provider cannot be called through /v1/chat/completions."""
-    tenant = provision(openai_gateway, provider_type=ProviderType.ANTHROPIC, base_url="http://127.0.0.1:9")
+def test_a_provider_type_without_an_adapter_is_bad_request(openai_gateway: Gateway) -> None:
+    """A model served by a provider type the gateway cannot call yet is 400 provider_type_unsupported."""
+    tenant = provision(openai_gateway, provider_type=ProviderType.HUGGINGFACE, base_url="http://127.0.0.1:9")
     with pytest.raises(openai.BadRequestError) as caught:
         sdk(openai_gateway, tenant.secret).chat.completions.create(model=tenant.model, messages=MESSAGES)
-    assert_error_response(caught.value, status=400, code="provider_not_allowed")
+    assert_error_response(caught.value, status=400, code="provider_type_unsupported")
 
 
 @pytest.mark.parametrize("stream", [False, True])

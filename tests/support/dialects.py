@@ -41,6 +41,7 @@ class World:
     anthropic: FakeAnthropic
     gemini: FakeGemini
     organisation_id: str = ""
+    key_id: str = ""
     secret: str = ""
     models: dict[str, str] = field(default_factory=dict)  # upstream → Odock model name
 
@@ -65,8 +66,10 @@ def three_vendor_world(
     vendors: tuple[FakeOpenAI, FakeAnthropic, FakeGemini],
     *,
     strict_provider_family: bool = False,
+    extra: dict[str, tuple[str, str]] | None = None,
 ) -> World:
-    """Provision the organisation of the module docstring on ``gateway``."""
+    """Provision the organisation of the module docstring on ``gateway``; ``extra`` adds models
+    as {Odock name: (upstream, the fake's model id)} (e.g. a fake's error models)."""
     fake_openai, fake_anthropic, fake_gemini = vendors
     world = World(gateway, fake_openai, fake_anthropic, fake_gemini)
     providers = {
@@ -84,6 +87,17 @@ def three_vendor_world(
         for upstream, (kind, base_url, secret) in providers.items():
             provider = await control.providers.create(org.id, upstream, kind, base_url=base_url, config={})
             key = await control.provider_keys.add(provider.id, "primary", secret=secret)
+            for name, (served_by, slug) in (extra or {}).items():
+                if served_by == upstream:
+                    await control.models.create(
+                        org.id,
+                        name,
+                        slug=slug,
+                        provider_id=provider.id,
+                        provider_key_id=key.id,
+                        pricing=PRICING,
+                    )
+                    names.append(name)
             name = f"echo-{upstream}"
             await control.models.create(
                 org.id,
@@ -107,7 +121,7 @@ def three_vendor_world(
                 )
                 names.append(embed)
         issued = await control.keys.create(org.id, "dialects key", models=names)
-        world.organisation_id, world.secret = org.id, issued.secret
+        world.organisation_id, world.key_id, world.secret = org.id, issued.key.id, issued.secret
 
     gateway.run(build())
     return world
