@@ -145,10 +145,17 @@ class Exchange:
         return self.surface.asked_max_tokens(self.payload)
 
     def measured_usage(self) -> Usage | None:
-        """What the request used: as reported, or estimated from what was streamed when cut short."""
+        """What the request used: as reported, or estimated (from what was streamed when a stream
+        was cut short; from the input of embeddings whose provider reports no usage)."""
         if self.usage is not None:
             return self.usage
-        if not self.stream or self.timings.upstream_answered is None:
+        if self.timings.upstream_answered is None:
+            return None
+        if self.endpoint == Endpoint.EMBEDDINGS and self.unary is not None:
+            # Some providers (Gemini) report no usage for embeddings: the input is the usage.
+            tokens = self.estimated_input_tokens()
+            return Usage(tokens, 0, tokens, estimated=True)
+        if not self.stream:
             return None
         prompt = self.estimated_input_tokens()
         completion = max(self.streamed_chunks, estimate.tokens_for_text(self.streamed_chars))

@@ -1,5 +1,6 @@
 """The translation matrix: every client dialect by every upstream API, unary and streamed, with text,
-tools and images, through the official SDKs and a real gateway port.
+a tool call, a tool result sent back (the round trip) and an image, through the official SDKs and a
+real gateway port.
 
 Each fake vendor answers the scripted model (``tests/fakes/script.py``) in its own wire format,
 so every cell must come back with the same text, the same tool call and the same usage, whatever
@@ -40,6 +41,9 @@ IMAGE_PROMPT = "Describe this"
 TOOL_PROMPT = "What is the weather in Paris?"
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\x00" * 16).decode()
 DATA_URL = f"data:image/png;base64,{PNG}"
+TOOL_RESULT = "18 degrees"
+CALL_ID = "call_1"
+ARGUMENTS = json.dumps(script.TOOL_ARGUMENTS)
 WEATHER_SCHEMA = {
     "type": "object",
     "properties": {"city": {"type": "string"}, "unit": {"type": "string"}},
@@ -81,7 +85,11 @@ def world(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReque
 
 
 def _expected_text(content: str) -> str:
-    return {"text": f"Echo: {TEXT}", "image": f"Echo: {IMAGE_PROMPT} [1 image(s)]"}[content]
+    return {
+        "text": f"Echo: {TEXT}",
+        "image": f"Echo: {IMAGE_PROMPT} [1 image(s)]",
+        "tool_result": f"Tool said: {TOOL_RESULT}",
+    }[content]
 
 
 def openai_chat(world: World, model: str, content: str, stream: bool) -> Outcome:
@@ -91,8 +99,10 @@ def openai_chat(world: World, model: str, content: str, stream: bool) -> Outcome
         user = [{"type": "text", "text": IMAGE_PROMPT}, {"type": "image_url", "image_url": {"url": DATA_URL}}]
     elif content == "tools":
         user = TOOL_PROMPT
-    tools: Any = openai.NOT_GIVEN if content != "tools" else [_openai_tool()]
+    tools: Any = [_openai_tool()] if content in ("tools", "tool_result") else openai.NOT_GIVEN
     messages: Any = [{"role": "user", "content": user}]
+    if content == "tool_result":
+        messages = _chat_round_trip()
     if not stream:
         answer = client.chat.completions.create(model=model, messages=messages, tools=tools)
         message = answer.choices[0].message
@@ -117,6 +127,16 @@ def openai_chat(world: World, model: str, content: str, stream: bool) -> Outcome
     return Outcome(text, calls, usage.prompt_tokens, usage.completion_tokens)
 
 
+def _chat_round_trip() -> list[dict[str, Any]]:
+    """The tool prompt, the model's call and the tool's result, as OpenAI chat messages."""
+    call = {"id": CALL_ID, "type": "function", "function": {"name": "get_weather", "arguments": ARGUMENTS}}
+    return [
+        {"role": "user", "content": TOOL_PROMPT},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": CALL_ID, "content": TOOL_RESULT},
+    ]
+
+
 def _openai_tool() -> dict[str, Any]:
     return {
         "type": "function",
@@ -129,10 +149,10 @@ def openai_responses(world: World, model: str, content: str, stream: bool) -> Ou
     parts: list[dict[str, Any]] = [{"type": "input_text", "text": TEXT}]
     if content == "image":
         parts = [{"type": "input_text", "text": IMAGE_PROMPT}, {"type": "input_image", "image_url": DATA_URL}]
-    elif content == "tools":
+    elif content in ("tools", "tool_result"):
         parts = [{"type": "input_text", "text": TOOL_PROMPT}]
     tools: Any = []
-    if content == "tools":
+    if content in ("tools", "tool_result"):
         tools = [
             {
                 "type": "function",
@@ -141,7 +161,13 @@ def openai_responses(world: World, model: str, content: str, stream: bool) -> Ou
                 "parameters": WEATHER_SCHEMA,
             }
         ]
-    request: dict[str, Any] = {"model": model, "input": [{"role": "user", "content": parts}], "tools": tools}
+    items: list[dict[str, Any]] = [{"role": "user", "content": parts}]
+    if content == "tool_result":
+        items += [
+            {"type": "function_call", "call_id": CALL_ID, "name": "get_weather", "arguments": ARGUMENTS},
+            {"type": "function_call_output", "call_id": CALL_ID, "output": TOOL_RESULT},
+        ]
+    request: dict[str, Any] = {"model": model, "input": items, "tools": tools}
     if stream:
         with client.responses.stream(**request) as events:
             response = events.get_final_response()
@@ -160,14 +186,15 @@ def anthropic_messages(world: World, model: str, content: str, stream: bool) -> 
     if content == "image":
         image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}}
         blocks = [{"type": "text", "text": IMAGE_PROMPT}, image]
-    elif content == "tools":
+    elif content in ("tools", "tool_result"):
         blocks = [{"type": "text", "text": TOOL_PROMPT}]
-    request: dict[str, Any] = {
-        "model": model,
-        "max_tokens": 256,
-        "messages": [{"role": "user", "content": blocks}],
-    }
-    if content == "tools":
+    messages: list[dict[str, Any]] = [{"role": "user", "content": blocks}]
+    if content == "tool_result":
+        use = {"type": "tool_use", "id": CALL_ID, "name": "get_weather", "input": script.TOOL_ARGUMENTS}
+        result = {"type": "tool_result", "tool_use_id": CALL_ID, "content": TOOL_RESULT}
+        messages += [{"role": "assistant", "content": [use]}, {"role": "user", "content": [result]}]
+    request: dict[str, Any] = {"model": model, "max_tokens": 256, "messages": messages}
+    if content in ("tools", "tool_result"):
         request["tools"] = [
             {"name": "get_weather", "description": "Weather now", "input_schema": WEATHER_SCHEMA}
         ]
@@ -193,10 +220,10 @@ def gemini(world: World, model: str, content: str, stream: bool) -> Outcome:
             gtypes.Part(text=IMAGE_PROMPT),
             gtypes.Part.from_bytes(data=base64.b64decode(PNG), mime_type="image/png"),
         ]
-    elif content == "tools":
+    elif content in ("tools", "tool_result"):
         parts = [gtypes.Part(text=TOOL_PROMPT)]
     config = gtypes.GenerateContentConfig()
-    if content == "tools":
+    if content in ("tools", "tool_result"):
         declaration = gtypes.FunctionDeclaration(
             name="get_weather", description="Weather now", parameters_json_schema=WEATHER_SCHEMA
         )
@@ -205,6 +232,13 @@ def gemini(world: World, model: str, content: str, stream: bool) -> Outcome:
             automatic_function_calling=gtypes.AutomaticFunctionCallingConfig(disable=True),
         )
     contents = [gtypes.Content(role="user", parts=parts)]
+    if content == "tool_result":
+        call = gtypes.FunctionCall(id=CALL_ID, name="get_weather", args=script.TOOL_ARGUMENTS)
+        answer = gtypes.FunctionResponse(id=CALL_ID, name="get_weather", response={"output": TOOL_RESULT})
+        contents += [
+            gtypes.Content(role="model", parts=[gtypes.Part(function_call=call)]),
+            gtypes.Content(role="user", parts=[gtypes.Part(function_response=answer)]),
+        ]
     responses = (
         list(client.models.generate_content_stream(model=model, contents=contents, config=config))
         if stream
@@ -234,10 +268,11 @@ def unified(world: World, model: str, content: str, stream: bool) -> Outcome:
                 {"type": "image_url", "image_url": {"url": DATA_URL}},
             ],
         }
-    elif content == "tools":
+    elif content in ("tools", "tool_result"):
         message = {"role": "user", "content": TOOL_PROMPT}
-    body: dict[str, Any] = {"model": model, "messages": [message], "stream": stream, "include_usage": True}
-    if content == "tools":
+    messages = _chat_round_trip() if content == "tool_result" else [message]
+    body: dict[str, Any] = {"model": model, "messages": messages, "stream": stream, "include_usage": True}
+    if content in ("tools", "tool_result"):
         body["tools"] = [_openai_tool()]
     headers = {"authorization": f"Bearer {world.secret}"}
     url = world.gateway.base_url + "/v1/llm/chat"
@@ -279,7 +314,7 @@ CLIENTS: dict[str, Callable[[World, str, str, bool], Outcome]] = {
 # --- the matrix ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("content", ["text", "tools", "image"])
+@pytest.mark.parametrize("content", ["text", "tools", "tool_result", "image"])
 @pytest.mark.parametrize("stream", [False, True], ids=["unary", "stream"])
 @pytest.mark.parametrize("upstream", UPSTREAMS)
 @pytest.mark.parametrize("client", list(CLIENTS))

@@ -177,6 +177,10 @@ def test_gemini_embeddings_single_and_batch(world: World, upstream: str) -> None
     one = client.models.embed_content(model=f"embed-{upstream}", contents="hello")
     assert one.embeddings is not None
     assert [len(e.values or []) > 0 for e in one.embeddings] == [True]
+    assert one.sdk_http_response is not None
+    assert one.sdk_http_response.headers is not None
+    record = only_usage_record(world.gateway, one.sdk_http_response.headers["x-request-id"])
+    assert record.prompt_tokens > 0  # Gemini reports no embeddings usage: the input is estimated
     batch = [gtypes.Content(parts=[gtypes.Part(text=text)]) for text in ("a", "b", "c")]
     many = client.models.embed_content(model=f"embed-{upstream}", contents=batch)
     assert many.embeddings is not None

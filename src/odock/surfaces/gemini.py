@@ -465,8 +465,8 @@ class _ContentDecoder:
         call = self._answered(value.get("id"), tool)
         if call is None:
             raise InvalidRequestBody(f"{name} answers no earlier functionCall named '{tool}'", param=name)
-        text = json.dumps(value["response"], ensure_ascii=False)
-        return ToolResult(tool_call_id=call.id, content=[Text(text)], name=tool)
+        text, is_error = _result_text(value["response"])
+        return ToolResult(tool_call_id=call.id, content=[Text(text)], is_error=is_error, name=tool)
 
     def _answered(self, call_id: Any, tool: str) -> ToolCall | None:
         """The call a response answers: by id when given, else the oldest open call of that name."""
@@ -475,6 +475,18 @@ class _ContentDecoder:
                 self._unanswered.remove(call)
                 return call
         return None
+
+
+def _result_text(response: dict[str, Any]) -> tuple[str, bool]:
+    """A function response as a tool result's text: Google's documented ``{"output": …}`` and
+    ``{"error": …}`` wrappers are unwrapped (the upstream codec writes them back), any other
+    object is sent as its JSON."""
+    if len(response) == 1:
+        key, inner = next(iter(response.items()))
+        if key in ("output", "error"):
+            text = inner if isinstance(inner, str) else json.dumps(inner, ensure_ascii=False)
+            return text, key == "error"
+    return json.dumps(response, ensure_ascii=False), False
 
 
 def _image(kind: str, value: dict[str, Any], name: str) -> Image:
