@@ -263,6 +263,9 @@ def test_the_unified_provider_pin_must_match_the_model(world: World) -> None:
     answer = httpx.post(url, json={**body, "provider": "openai"}, headers=headers, timeout=30)
     assert answer.status_code == 200
     assert (answer.json()["provider"], answer.json()["content"]) == ("openai", "Echo: Hello there")
+    pinned = {"model": world.model("gemini"), "messages": HELLO, "provider": "gemini"}
+    answer = httpx.post(url, json=pinned, headers=headers, timeout=30)
+    assert answer.json()["provider"] == "gemini"  # named as the pin names it, not GOOGLE
 
 
 def test_strict_provider_family_refuses_translation_on_native_endpoints(

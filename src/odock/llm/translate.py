@@ -13,13 +13,13 @@ upstream adapter already read off its own answer, so metering never depends on a
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from odock.errors import UpstreamError
+from odock.errors import UnsupportedParameter, UpstreamError
 from odock.llm.codec import (
     ClientCodec,
     EmbeddingClientCodec,
@@ -54,10 +54,18 @@ class Translation:
     # Renders the decoded answer for the client; ``client.encode_response`` unless the surface
     # adds what only the gateway knows (the unified endpoint names the provider).
     render: Callable[[GenerationResponse], Payload] | None = None
+    # The client's name of each request field (``seed`` → ``generationConfig.seed``), so an
+    # upstream's refusal names the field as the client sent it.
+    field_names: Mapping[str, str] = field(default_factory=dict)
 
     def upstream_payload(self, model: str, *, stream: bool) -> Payload:
-        """The upstream's body for the request."""
-        return self.upstream.encode_request(self.request, model, stream=stream)
+        """The upstream's body for the request (400 unsupported_parameter naming the client's field)."""
+        try:
+            return self.upstream.encode_request(self.request, model, stream=stream)
+        except UnsupportedParameter as refused:
+            if refused.param is not None:
+                refused.param = self.field_names.get(refused.param, refused.param)
+            raise
 
     def answer(self, body: bytes) -> bytes:
         """The client's body for the upstream's unary answer ``body``."""

@@ -45,8 +45,6 @@ ENDPOINT_MODEL_TYPES = {
     Endpoint.RESPONSES: GENERATION_MODEL_TYPES,
     Endpoint.EMBEDDINGS: frozenset({"embeddings"}),
 }
-# A translated generation with no output limit gets the model's cap, else this (Anthropic needs one).
-DEFAULT_TRANSLATED_MAX_TOKENS = 4096
 
 
 async def callable_model(
@@ -155,9 +153,11 @@ class ResolveProvider:
         if surface.client is None:
             raise ProviderNotAllowed(f"{ex.route} cannot reach a {spec.type.value} provider")
         generation = surface.client.decode_request(ex.payload)
-        if generation.max_tokens is None:
-            cap = model.config.get("max_output_tokens")
-            generation.max_tokens = cap if isinstance(cap, int) and cap > 0 else DEFAULT_TRANSLATED_MAX_TOKENS
+        cap = model.config.get("max_output_tokens")
+        if generation.max_tokens is None and isinstance(cap, int) and cap > 0:
+            # Without a limit of its own the request gets the model's cap; without one either, the
+            # upstream codec's default (Anthropic requires a limit: 4096, above any thinking budget).
+            generation.max_tokens = cap
         render = surface.render
         provider = spec.type.value.lower()
         return Translation(
@@ -165,6 +165,7 @@ class ResolveProvider:
             codecs.generation,
             generation,
             (lambda response: render(generation, response, provider)) if render is not None else None,
+            surface.field_names,
         )
 
     async def after(self, ex: Exchange) -> None:
@@ -184,11 +185,24 @@ def _embedding_translation(
     )
 
 
+# The vendor family of each dialect: strict_provider_family keeps native endpoints inside theirs.
+FAMILIES = {
+    Dialect.OPENAI_CHAT: "openai",
+    Dialect.OPENAI_RESPONSES: "openai",
+    Dialect.ANTHROPIC: "anthropic",
+    Dialect.GEMINI: "gemini",
+}
+
+
 def _check_family(ex: Exchange, spec: ProviderTypeInfo, model: ResolvedModel) -> None:
     """An organisation with ``strict_provider_family`` keeps native endpoints to their own family:
-    a model of another one is refused instead of translated (the unified endpoint always may)."""
+    a model of another vendor family is refused instead of translated (a Responses request to a
+    chat-only OpenAI-compatible server is still translated; the unified endpoint always may)."""
     assert ex.principal is not None
-    if ex.principal.strict_provider_family and ex.surface.dialect != Dialect.UNIFIED:
+    family = FAMILIES.get(ex.surface.dialect)
+    if family is None or not ex.principal.strict_provider_family:
+        return
+    if family not in {FAMILIES[d] for d in spec.passthrough if d in FAMILIES}:
         raise ProviderNotAllowed(
             f"model '{model.name}' is served by a {spec.type.value} provider, which this organisation "
             f"does not allow through {ex.route} (strict_provider_family)",

@@ -6,9 +6,10 @@ error shape) and one :class:`~odock.surfaces.surface.Surface` entry here with it
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from odock import estimate
 from odock.errors import OdockError
 from odock.llm.codec import Dialect
 from odock.llm.types import EmbeddingResponse, GenerationRequest, GenerationResponse
@@ -78,6 +79,12 @@ OPENAI_RESPONSES = Surface(
     asked_max_tokens=openai_responses.asked_max_tokens,
     client=openai_responses.RESPONSES_CLIENT,
     render=_render_response,
+    field_names={
+        "messages": "input",
+        "max_tokens": "max_output_tokens",
+        "reasoning_effort": "reasoning.effort",
+        "response_format": "text.format",
+    },
     framer=lambda params: NamedEvents(),
     stream_error=_responses_stream_error,
     upstream_endpoint=Endpoint.RESPONSES,
@@ -100,6 +107,13 @@ ANTHROPIC_MESSAGES = Surface(
     estimate_input=anthropic_messages.estimate_input_tokens,
     asked_max_tokens=anthropic_messages.asked_max_tokens,
     client=anthropic_messages.ANTHROPIC_CLIENT,
+    field_names={
+        "user": "metadata.user_id",
+        "parallel_tool_calls": "tool_choice.disable_parallel_tool_use",
+        "reasoning_effort": "thinking",
+        "response_format": "output_config.format",
+        "stop": "stop_sequences",
+    },
     framer=lambda params: NamedEvents(),
     error_payload=anthropic_messages.error_payload,
 )
@@ -113,8 +127,12 @@ def _decode_unified(data: Payload, params: Params) -> Decoded:
     return Decoded(data, stream=checked.stream, include_usage=checked.include_usage)
 
 
+# The unified endpoint names providers as its ``provider`` field does ("gemini" for GOOGLE).
+_UNIFIED_NAMES = {kind.lower(): name for name, kind in unified.PROVIDERS.items()}
+
+
 def _render_unified(request: GenerationRequest, response: GenerationResponse, provider: str) -> Payload:
-    return unified.UNIFIED_CLIENT.encode_response(response, provider=provider)
+    return unified.UNIFIED_CLIENT.encode_response(response, provider=_UNIFIED_NAMES.get(provider, provider))
 
 
 def _unified_accepts(payload: Mapping[str, Any], provider_type: str) -> bool:
@@ -180,50 +198,63 @@ def _gemini_embedding(payload: Payload, response: EmbeddingResponse) -> Payload:
 
 
 def _gemini_embed_input(data: Mapping[str, Any]) -> int:
-    return gemini.estimate_input_tokens(data)
+    """Estimated tokens of the texts of an embedContent body or of every request of a batch."""
+    items = data.get("requests") or [data]
+    texts = [
+        part.get("text")
+        for item in items
+        if isinstance(item, dict) and isinstance(item.get("content"), dict)
+        for part in item["content"].get("parts") or []
+        if isinstance(part, dict) and isinstance(part.get("text"), str)
+    ]
+    return estimate.input_tokens(texts)
 
 
-_GEMINI = {
-    "dialect": Dialect.GEMINI,
-    "estimate_input": gemini.estimate_input_tokens,
-    "error_payload": gemini.error_payload,
-    "passthrough": _gemini_passthrough,
+_GEMINI_FIELDS = {
+    "messages": "contents",
+    "seed": "generationConfig.seed",
+    "presence_penalty": "generationConfig.presencePenalty",
+    "frequency_penalty": "generationConfig.frequencyPenalty",
+    "top_k": "generationConfig.topK",
+    "temperature": "generationConfig.temperature",
+    "top_p": "generationConfig.topP",
+    "stop": "generationConfig.stopSequences",
+    "response_format": "generationConfig.responseMimeType",
+    "reasoning_effort": "generationConfig.thinkingConfig",
+    "tool_choice": "toolConfig",
 }
-GEMINI_GENERATE = Surface(
-    name="gemini_generate",
-    endpoint=Endpoint.CHAT,
-    decode=_decode_generate,
-    asked_max_tokens=gemini.asked_max_tokens,
-    client=gemini.GEMINI_CLIENT,
-    **_GEMINI,  # type: ignore[arg-type]
-)
-GEMINI_STREAM = Surface(
-    name="gemini_stream",
-    endpoint=Endpoint.CHAT,
-    decode=_decode_stream_generate,
-    asked_max_tokens=gemini.asked_max_tokens,
-    client=gemini.GEMINI_CLIENT,
-    framer=_gemini_framer,
-    **_GEMINI,  # type: ignore[arg-type]
-)
-GEMINI_EMBED = Surface(
-    name="gemini_embed",
-    endpoint=Endpoint.EMBEDDINGS,
-    decode=_decode_embed,
-    asked_max_tokens=openai_chat.no_output,
-    embeddings_client=gemini.GEMINI_EMBEDDINGS_CLIENT,
-    render_embeddings=_gemini_embedding,
-    **_GEMINI,  # type: ignore[arg-type]
-)
-GEMINI_BATCH_EMBED = Surface(
-    name="gemini_batch_embed",
-    endpoint=Endpoint.EMBEDDINGS,
-    decode=_decode_batch_embed,
-    asked_max_tokens=openai_chat.no_output,
-    embeddings_client=gemini.GEMINI_EMBEDDINGS_CLIENT,
-    render_embeddings=_gemini_embedding,
-    **_GEMINI,  # type: ignore[arg-type]
-)
+
+
+def _gemini_surface(name: str, decode: Callable[[Payload, Params], Decoded], **fields: Any) -> Surface:
+    """A surface of Gemini's API: Google's errors and field names, bodies passed through as sent."""
+    return Surface(
+        name=name,
+        dialect=Dialect.GEMINI,
+        decode=decode,
+        error_payload=gemini.error_payload,
+        passthrough=_gemini_passthrough,
+        field_names=_GEMINI_FIELDS,
+        **fields,
+    )
+
+
+_GENERATE = {
+    "endpoint": Endpoint.CHAT,
+    "estimate_input": gemini.estimate_input_tokens,
+    "asked_max_tokens": gemini.asked_max_tokens,
+    "client": gemini.GEMINI_CLIENT,
+}
+_EMBED = {
+    "endpoint": Endpoint.EMBEDDINGS,
+    "estimate_input": _gemini_embed_input,
+    "asked_max_tokens": openai_chat.no_output,
+    "embeddings_client": gemini.GEMINI_EMBEDDINGS_CLIENT,
+    "render_embeddings": _gemini_embedding,
+}
+GEMINI_GENERATE = _gemini_surface("gemini_generate", _decode_generate, **_GENERATE)
+GEMINI_STREAM = _gemini_surface("gemini_stream", _decode_stream_generate, framer=_gemini_framer, **_GENERATE)
+GEMINI_EMBED = _gemini_surface("gemini_embed", _decode_embed, **_EMBED)
+GEMINI_BATCH_EMBED = _gemini_surface("gemini_batch_embed", _decode_batch_embed, **_EMBED)
 GEMINI_METHODS = {
     "generateContent": GEMINI_GENERATE,
     "streamGenerateContent": GEMINI_STREAM,

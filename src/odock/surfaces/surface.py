@@ -20,7 +20,7 @@ stages can hold one without an import cycle. The web layer routes to them, never
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -82,6 +82,9 @@ class Surface:
     # Renders a translated embeddings answer from the client's body (OpenAI's encoding_format,
     # Gemini's single or batch shape); ``embeddings_client.encode_embeddings`` otherwise.
     render_embeddings: Callable[[Payload, EmbeddingResponse], Payload] | None = None
+    # The dialect's name of each field of the gateway's request form, where it differs (so a
+    # refusal from an upstream codec names the field as this dialect's client sent it).
+    field_names: Mapping[str, str] = field(default_factory=dict)
     # The in-band error event of a stream that fails after it began, when not error_payload's.
     stream_error: Callable[[OdockError], Payload] | None = None
     framer: Callable[[Params], Framer] = data_events

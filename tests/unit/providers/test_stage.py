@@ -33,11 +33,11 @@ from odock.keys.principal import GrantedModel
 from odock.llm.translate import Translation
 from odock.llm.upstream import Endpoint, StreamChunk, UnaryResult
 from odock.pipeline import Exchange
+from odock.providers.adapters.anthropic_codec import DEFAULT_MAX_TOKENS
 from odock.providers.adapters.base import Adapter, UpstreamCall
 from odock.providers.adapters.mock import MockAdapter
 from odock.providers.catalog import ModelCatalog
 from odock.providers.stage import (
-    DEFAULT_TRANSLATED_MAX_TOKENS,
     CallUpstream,
     ResolveModel,
     ResolveProvider,
@@ -243,7 +243,7 @@ async def test_a_chat_request_to_an_anthropic_model_is_translated() -> None:
     assert ex.call is not None
     assert (ex.call.endpoint, ex.call.model) == (Endpoint.CHAT, "claude-x")
     assert ex.call.payload["model"] == "claude-x"
-    assert ex.call.payload["max_tokens"] == DEFAULT_TRANSLATED_MAX_TOKENS
+    assert ex.call.payload["max_tokens"] == DEFAULT_MAX_TOKENS
     assert ex.call.payload["messages"][0]["role"] == "user"
     assert "stream_options" not in ex.call.payload
 
