@@ -3,7 +3,8 @@
 Every driver keeps ``concurrency`` requests in flight on ``concurrency`` keep-alive connections
 and reports latency percentiles in milliseconds, requests per second and errors by kind
 (non-2xx statuses, timeouts, connection failures, and for streams: chunks missing or out of
-order, no ``[DONE]``, a usage chunk missing or unasked for).
+order, no ``[DONE]`` (OpenAI) or ``message_stop`` (Anthropic), a usage chunk missing or unasked
+for). A :class:`Target` says which of the two stream formats its answer speaks.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 import aiohttp
 import orjson
@@ -27,15 +29,17 @@ import orjson
 PERCENTILES = (50.0, 90.0, 99.0, 99.9)
 REQUEST_TIMEOUT_SECONDS = 30.0
 _WRK_MARKER = "BENCH_JSON "
+StreamFormat = Literal["openai", "anthropic"]
 
 
 @dataclass(frozen=True)
 class Target:
-    """Where and what to send: one URL, one JSON body, the headers (API key)."""
+    """Where and what to send: one URL, one JSON body, the headers (API key), the stream format."""
 
     url: str
     body: bytes
     headers: dict[str, str]
+    stream_format: StreamFormat = "openai"
 
 
 @dataclass
@@ -361,7 +365,11 @@ async def _stream_once(
             if response.status != 200:
                 await response.read()
                 return f"non-2xx ({response.status})"
-            check = StreamCheck(expected_chunks, include_usage)
+            check: StreamCheck | AnthropicStreamCheck
+            if target.stream_format == "anthropic":
+                check = AnthropicStreamCheck(expected_chunks)
+            else:
+                check = StreamCheck(expected_chunks, include_usage)
             pending = b""
             async for piece in response.content.iter_any():  # lines split here: cheaper than readline
                 *lines, pending = (pending + piece).split(b"\n")
@@ -428,4 +436,68 @@ class StreamCheck:
             return "usage chunk missing"
         if not self.include_usage and self.usage_seen:
             return "usage chunk not asked for"
+        return None
+
+
+class AnthropicStreamCheck:
+    """Verifies one Anthropic event stream: its named events in Anthropic's order, the text deltas
+    ``t0 ``, ``t1 ``… in order, the output usage in message_delta, then ``message_stop``.
+
+    ``event:`` lines are checked against the type of the ``data:`` line that follows them.
+    """
+
+    def __init__(self, expected_chunks: int) -> None:
+        self.expected_chunks = expected_chunks
+        self.next_index = 0
+        self.first_token: float | None = None
+        self.started = False
+        self.usage_seen = False
+        self.done = False
+        self.problem: str | None = None
+        self._event: bytes | None = None
+
+    def feed(self, line: bytes) -> bool:
+        """Take one line; True once the stream is over (``message_stop`` or a problem)."""
+        if line.startswith(b"event:"):
+            self._event = line[6:].strip()
+            return False
+        if not line.startswith(b"data:"):
+            return False
+        event = orjson.loads(line[5:])
+        kind = event.get("type")
+        if self._event is None or self._event.decode() != kind:
+            self.problem = "event name does not match its data"
+        elif kind == "error":
+            self.problem = "in-band error"
+        elif kind == "message_start":
+            self.started = True
+        elif not self.started:
+            self.problem = "no message_start first"
+        elif kind == "content_block_delta":
+            self._text(event.get("delta") or {})
+        elif kind == "message_delta":
+            self.usage_seen = (event.get("usage") or {}).get("output_tokens") is not None
+        elif kind == "message_stop":
+            self.done = True
+        self._event = None
+        return self.done or self.problem is not None
+
+    def _text(self, delta: dict[str, object]) -> None:
+        if self.first_token is None:
+            self.first_token = time.perf_counter()
+        if delta.get("type") != "text_delta" or delta.get("text") != f"t{self.next_index} ":
+            self.problem = "chunk out of order"
+            return
+        self.next_index += 1
+
+    def verdict(self) -> str | None:
+        """``None`` when the stream was complete and correct, else what was wrong."""
+        if self.problem is not None:
+            return self.problem
+        if not self.done:
+            return "no message_stop"
+        if self.next_index != self.expected_chunks:
+            return "chunks missing"
+        if not self.usage_seen:
+            return "usage missing from message_delta"
         return None

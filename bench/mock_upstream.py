@@ -1,4 +1,4 @@
-"""A fast OpenAI-compatible mock upstream for benchmarks, run as its own process.
+"""A fast mock upstream for benchmarks, in OpenAI's and Anthropic's wire formats, run as its own process.
 
 Routes::
 
@@ -8,10 +8,22 @@ Routes::
                                 (``choices: []``) only when ``stream_options.include_usage`` is
                                 true, then ``data: [DONE]``
     POST /v1/embeddings         one 8-dimensional vector per input, with usage
+    POST /v1/messages           Anthropic's Messages API (needs ``model``, ``messages``, ``max_tokens``;
+                                the key and ``anthropic-version`` headers are not checked)
+                                non-streaming: a canned ``Message`` with usage
+                                "stream": true: named SSE events message_start,
+                                content_block_start, ``chunks`` content_block_delta text_delta
+                                events ``"t0 "``, ``"t1 "``, … one every ``pacing`` seconds,
+                                content_block_stop, message_delta (stop reason, output usage),
+                                message_stop
 
 ``latency`` delays the answer (the first chunk of a stream). A request may override the
-defaults through ``metadata`` (``bench_chunks``, ``bench_pacing_ms``, ``bench_latency_ms``), so
-one mock serves benchmark cases with different stream shapes.
+defaults (``bench_chunks``, ``bench_pacing_ms``, ``bench_latency_ms``), so one mock serves
+benchmark cases with different stream shapes: an OpenAI body in ``metadata``; an Anthropic body,
+whose ``metadata`` holds only ``user_id``, in ``metadata.user_id`` as ``name=value`` pairs joined
+by ``;`` (e.g. ``"bench_chunks=16;bench_pacing_ms=20"``). ``user_id`` is used rather than a header
+because the gateway carries it to the upstream on both paths a benchmark measures: passed through
+from an Anthropic client, and translated from an OpenAI client's ``user``.
 
 Two interchangeable servers speak this: ``protocol`` (a raw ``asyncio.Protocol`` with a minimal
 HTTP/1.1 keep-alive parser, the default) and ``aiohttp`` (aiohttp's low-level ``web.Server``).
@@ -27,6 +39,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,6 +52,8 @@ Impl = Literal["protocol", "aiohttp"]
 IMPLS: tuple[Impl, ...] = ("protocol", "aiohttp")
 CHAT_PATH = "/v1/chat/completions"
 EMBEDDINGS_PATH = "/v1/embeddings"
+MESSAGES_PATH = "/v1/messages"
+ROUTES = (CHAT_PATH, EMBEDDINGS_PATH, MESSAGES_PATH)
 PROMPT_TOKENS = 12
 COMPLETION_TOKENS = 16
 EMBEDDING_DIMENSIONS = 8
@@ -68,19 +83,25 @@ class ChatPlan:
     chunks: int
     pacing: float
     latency: float
+    anthropic: bool = False  # the Messages API's wire format, else OpenAI's
 
 
 class BadRequest(Exception):
-    """The request body is not what an OpenAI client sends."""
+    """The request body is not what an OpenAI (or, on /v1/messages, an Anthropic) client sends."""
 
 
 class WireFormat:
-    """The OpenAI wire format, with the per-model parts encoded once and reused."""
+    """Both wire formats, with the per-model parts encoded once and reused.
+
+    A route's request is read into a :class:`ChatPlan` (``chat_plan`` or ``messages_plan``);
+    ``unary_body``, ``stream_event`` and ``stream_tail`` then answer it in its own format.
+    """
 
     def __init__(self, config: MockConfig) -> None:
         self.config = config
         self._chat: dict[str, bytes] = {}
         self._chunk_parts: dict[str, tuple[bytes, bytes]] = {}
+        self._messages: dict[str, bytes] = {}
 
     def chat_plan(self, body: bytes) -> ChatPlan:
         """Read the fields that shape the answer (and the benchmark overrides in ``metadata``)."""
@@ -89,14 +110,7 @@ class WireFormat:
         if not isinstance(model, str) or not isinstance(data.get("messages"), list):
             raise BadRequest("'model' and 'messages' are required")
         options = data.get("stream_options") or {}
-        meta = data.get("metadata") or {}
-        cfg = self.config
-        try:
-            chunks = max(1, int(meta.get("bench_chunks", cfg.chunks)))
-            pacing = max(0.0, float(meta.get("bench_pacing_ms", cfg.pacing * 1000)) / 1000)
-            latency = max(0.0, float(meta.get("bench_latency_ms", cfg.latency * 1000)) / 1000)
-        except (TypeError, ValueError, AttributeError) as exc:
-            raise BadRequest(f"bad benchmark override in metadata: {exc}") from exc
+        chunks, pacing, latency = self._shape(data.get("metadata") or {})
         return ChatPlan(
             model=model,
             stream=bool(data.get("stream")),
@@ -105,6 +119,69 @@ class WireFormat:
             pacing=pacing,
             latency=latency,
         )
+
+    def messages_plan(self, body: bytes) -> ChatPlan:
+        """Read an Anthropic Messages body (and the benchmark overrides in ``metadata.user_id``)."""
+        data = _json_object(body)
+        model = data.get("model")
+        if not isinstance(model, str) or not isinstance(data.get("messages"), list):
+            raise BadRequest("'model' and 'messages' are required")
+        if not isinstance(data.get("max_tokens"), int):
+            raise BadRequest("max_tokens: Field required")
+        meta = data.get("metadata") or {}
+        user_id = meta.get("user_id") if isinstance(meta, dict) else None
+        chunks, pacing, latency = self._shape(_pairs(user_id) if isinstance(user_id, str) else {})
+        return ChatPlan(
+            model=model,
+            stream=data.get("stream") is True,
+            include_usage=True,  # an Anthropic stream always reports usage
+            chunks=chunks,
+            pacing=pacing,
+            latency=latency,
+            anthropic=True,
+        )
+
+    def _shape(self, overrides: Any) -> tuple[int, float, float]:
+        """Chunks, pacing and latency (seconds): the defaults, or the request's overrides."""
+        cfg = self.config
+        try:
+            chunks = max(1, int(overrides.get("bench_chunks", cfg.chunks)))
+            pacing = max(0.0, float(overrides.get("bench_pacing_ms", cfg.pacing * 1000)) / 1000)
+            latency = max(0.0, float(overrides.get("bench_latency_ms", cfg.latency * 1000)) / 1000)
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise BadRequest(f"bad benchmark override: {exc}") from exc
+        return chunks, pacing, latency
+
+    def unary_body(self, plan: ChatPlan) -> bytes:
+        """The non-streaming answer to ``plan`` in its wire format."""
+        return self.message_body(plan.model) if plan.anthropic else self.chat_body(plan.model)
+
+    def stream_event(self, plan: ChatPlan, index: int) -> bytes:
+        """The SSE bytes carrying content chunk ``index`` (the stream's opening events before chunk 0)."""
+        if not plan.anthropic:
+            return self.content_event(plan.model, index)
+        if index == 0:
+            return _message_opening(plan.model) + _TEXT_DELTA[0] + b"0" + _TEXT_DELTA[1]
+        return _TEXT_DELTA[0] + str(index).encode() + _TEXT_DELTA[1]
+
+    def stream_tail(self, plan: ChatPlan) -> bytes:
+        """What follows the last content chunk of ``plan``'s stream, to its end."""
+        return _message_tail(plan.chunks) if plan.anthropic else self.chat_tail(plan)
+
+    def message_body(self, model: str) -> bytes:
+        """A complete non-streaming Anthropic ``Message``."""
+        body = self._messages.get(model)
+        if body is None:
+            body = orjson.dumps(
+                {
+                    **_message(model),
+                    "content": [{"type": "text", "text": "Hello from the benchmark mock upstream."}],
+                    "stop_reason": "end_turn",
+                    "usage": _anthropic_usage(COMPLETION_TOKENS),
+                }
+            )
+            self._messages[model] = body
+        return body
 
     def chat_body(self, model: str) -> bytes:
         """A complete non-streaming chat completion."""
@@ -145,7 +222,7 @@ class WireFormat:
             return _event(_chunk(model, {"role": "assistant", "content": "t0 "}, None))
         return parts[0] + str(index).encode() + parts[1]
 
-    def stream_tail(self, plan: ChatPlan) -> bytes:
+    def chat_tail(self, plan: ChatPlan) -> bytes:
         """The finish chunk, the usage chunk when asked for, and ``[DONE]``."""
         tail = _event(_chunk(plan.model, {}, "stop"))
         if plan.include_usage:
@@ -207,8 +284,68 @@ def _event(payload: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(payload) + b"\n\n"
 
 
-def _error_body(message: str) -> bytes:
+def _error_body(message: str, path: str = CHAT_PATH) -> bytes:
+    """A 4xx body in the route's format (Anthropic's on /v1/messages, else OpenAI's)."""
+    if path == MESSAGES_PATH:
+        return orjson.dumps({"type": "error", "error": {"type": "invalid_request_error", "message": message}})
     return orjson.dumps({"error": {"message": message, "type": "invalid_request_error", "code": None}})
+
+
+def _pairs(text: str) -> dict[str, str]:
+    """``"a=1;b=2"`` as ``{"a": "1", "b": "2"}`` (parts without ``=`` are ignored)."""
+    pairs = (part.split("=", 1) for part in text.split(";") if "=" in part)
+    return {name.strip(): value.strip() for name, value in pairs}
+
+
+def _message(model: str) -> dict[str, Any]:
+    """The fields every Anthropic ``Message`` starts with."""
+    return {"id": "msg_bench", "type": "message", "role": "assistant", "model": model, "stop_sequence": None}
+
+
+def _anthropic_usage(output_tokens: int) -> dict[str, int]:
+    return {
+        "input_tokens": PROMPT_TOKENS,
+        "output_tokens": output_tokens,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+    }
+
+
+def _named(payload: dict[str, Any]) -> bytes:
+    """One named SSE event, as Anthropic frames them: ``event: <type>`` then its ``data:``."""
+    return b"event: " + str(payload["type"]).encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
+
+
+@functools.cache
+def _message_opening(model: str) -> bytes:
+    """message_start (input usage) and the opening of the one text block."""
+    start = {**_message(model), "content": [], "stop_reason": None, "usage": _anthropic_usage(1)}
+    block = {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
+    return _named({"type": "message_start", "message": start}) + _named(block)
+
+
+@functools.cache
+def _message_tail(chunks: int) -> bytes:
+    """content_block_stop, message_delta with the stop reason and output usage, message_stop."""
+    delta = {
+        "type": "message_delta",
+        "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+        "usage": {"output_tokens": chunks},
+    }
+    return (
+        _named({"type": "content_block_stop", "index": 0}) + _named(delta) + _named({"type": "message_stop"})
+    )
+
+
+def _split_at_slot(event: bytes) -> tuple[bytes, bytes]:
+    head, tail = event.split(_SLOT.encode())
+    return head, tail
+
+
+# The text_delta event of chunk n is head + b"<n>" + tail.
+_TEXT_DELTA = _split_at_slot(
+    _named({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": f"t{_SLOT} "}})
+)
 
 
 # --- the raw asyncio.Protocol server -------------------------------------------------------
@@ -300,7 +437,7 @@ class _Connection(asyncio.Protocol):
 
     def _dispatch(self, request: _Request) -> None:
         path = request.path.decode("latin-1")
-        if path not in (CHAT_PATH, EMBEDDINGS_PATH):
+        if path not in ROUTES:
             self._reply(404, _error_body(f"no route {path}"), request.keep_alive)
             return
         if request.method != b"POST":
@@ -316,14 +453,17 @@ class _Connection(asyncio.Protocol):
                     request.keep_alive,
                 )
                 return
-            plan = self._wire.chat_plan(request.body)
+            if path == MESSAGES_PATH:
+                plan = self._wire.messages_plan(request.body)
+            else:
+                plan = self._wire.chat_plan(request.body)
         except BadRequest as exc:
-            self._reply(400, _error_body(str(exc)), request.keep_alive)
+            self._reply(400, _error_body(str(exc), path), request.keep_alive)
             return
         if plan.stream:
             self._later(plan.latency, self._stream, plan, 0, request.keep_alive)
         else:
-            self._later(plan.latency, self._reply, 200, self._wire.chat_body(plan.model), request.keep_alive)
+            self._later(plan.latency, self._reply, 200, self._wire.unary_body(plan), request.keep_alive)
 
     def _later(self, delay: float, action: Callable[..., None], *args: Any) -> None:
         if delay <= 0:
@@ -353,7 +493,7 @@ class _Connection(asyncio.Protocol):
         self._busy = True
         out = bytearray(_SSE_HEAD) if index == 0 else bytearray()
         while True:
-            out += _http_chunk(self._wire.content_event(plan.model, index))
+            out += _http_chunk(self._wire.stream_event(plan, index))
             index += 1
             if index >= plan.chunks:
                 out += _http_chunk(self._wire.stream_tail(plan)) + b"0\r\n\r\n"
@@ -394,7 +534,7 @@ async def _serve_protocol(wire: WireFormat, host: str, port: int) -> asyncio.Ser
 
 def _aiohttp_handler(wire: WireFormat) -> Callable[[web.BaseRequest], Any]:
     async def handle(request: web.BaseRequest) -> web.StreamResponse:
-        if request.path not in (CHAT_PATH, EMBEDDINGS_PATH):
+        if request.path not in ROUTES:
             return _json_response(404, _error_body(f"no route {request.path}"))
         if request.method != "POST":
             return _json_response(405, _error_body("use POST"))
@@ -404,12 +544,12 @@ def _aiohttp_handler(wire: WireFormat) -> Callable[[web.BaseRequest], Any]:
                 answer = wire.embeddings_body(body)
                 await _pause(wire.config.latency)
                 return _json_response(200, answer)
-            plan = wire.chat_plan(body)
+            plan = wire.messages_plan(body) if request.path == MESSAGES_PATH else wire.chat_plan(body)
         except BadRequest as exc:
-            return _json_response(400, _error_body(str(exc)))
+            return _json_response(400, _error_body(str(exc), request.path))
         await _pause(plan.latency)
         if not plan.stream:
-            return _json_response(200, wire.chat_body(plan.model))
+            return _json_response(200, wire.unary_body(plan))
         response = web.StreamResponse(
             headers={"content-type": "text/event-stream", "cache-control": "no-cache"}
         )
@@ -418,7 +558,7 @@ def _aiohttp_handler(wire: WireFormat) -> Callable[[web.BaseRequest], Any]:
         for index in range(plan.chunks):
             if index:
                 await _pause(plan.pacing)
-            await response.write(wire.content_event(plan.model, index))
+            await response.write(wire.stream_event(plan, index))
         await response.write(wire.stream_tail(plan))
         await response.write_eof()
         return response
@@ -461,7 +601,9 @@ async def _serve_forever(config: MockConfig, host: str, port: int, impl: Impl) -
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="OpenAI-compatible mock upstream for benchmarks")
+    parser = argparse.ArgumentParser(
+        description="OpenAI- and Anthropic-compatible mock upstream for benchmarks"
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9100)
     parser.add_argument("--impl", choices=IMPLS, default="protocol")

@@ -448,7 +448,8 @@ def _backend_lines(backend: BackendReport) -> list[str]:
     if streams:
         lines += [
             "",
-            "Streaming chat completions (include_usage; every chunk checked in order, [DONE] required):",
+            "Streaming chat completions (include_usage; every chunk checked in order, [DONE] required; "
+            "an Anthropic stream: its named events in order, message_stop required):",
             "",
             *_stream_table(streams),
         ]

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import functools
 import os
 import shlex
 import signal
@@ -50,7 +49,6 @@ if __package__ in (None, ""):
 
 from bench.backends import Backend, BackendName, prepared
 from bench.cases import (
-    CHAT_ROUTE,
     FULL,
     QUICK,
     SMOKE,
@@ -119,9 +117,7 @@ class Context:
             self.use_wrk,
             quiet_wait_seconds=self.args.wait_quiet,
             noisy_retries=self.args.noisy_retries,
-            stored_within=None
-            if backend is None
-            else functools.partial(backend.usage_stored_within, endpoint=CHAT_ROUTE),
+            stored_within=None if backend is None else backend.usage_stored_within,
         )
 
     @property
@@ -252,13 +248,15 @@ async def run_cases(ctx: Context, backend: Backend, endpoints: Endpoints, report
 async def attach_inside(backend: Backend, cases: Sequence[CaseOutcome]) -> None:
     """Give each case the gateway's own latency percentiles of its gateway phase.
 
-    From the usage records (so call it once the gateway has stopped); with --noisy-retries, the
-    phase is the kept attempt's.
+    From the usage records of the case's route (so call it once the gateway has stopped); with
+    --noisy-retries, the phase is the kept attempt's.
     """
     measured = [(case, case.gateway.window) for case in cases if case.gateway.window is not None]
-    windows = [(window, case.kind == "stream") for case, window in measured]
-    for (case, _), inside in zip(measured, await backend.usage_latency(windows, CHAT_ROUTE), strict=True):
-        case.inside = inside
+    for route in sorted({case.route for case, _ in measured}):
+        on_route = [(case, window) for case, window in measured if case.route == route]
+        windows = [(window, case.kind == "stream") for case, window in on_route]
+        for (case, _), inside in zip(on_route, await backend.usage_latency(windows, route), strict=True):
+            case.inside = inside
 
 
 def _progress(backend: str, label: str, added: dict[str, float | None]) -> None:
@@ -319,7 +317,7 @@ async def run_backend(ctx: Context, name: BackendName) -> BackendReport:
         name, ctx.work, ctx.args.postgres_url, ctx.args.redis_url, overrides=ctx.args.settings
     ) as backend:
         hooks = GOVERNANCE_HOOKS if ctx.args.governance == "on" else ()
-        provisioned = await provision(backend.settings, ctx.mock_url + "/v1", hooks)
+        provisioned = await provision(backend.settings, ctx.mock_url, hooks)
         _say(f"[{name}] provisioned tenant; governance: {'; '.join(provisioned.features)}")
         endpoints = Endpoints(ctx.mock_url, "", provisioned.tenant)
         report = BackendReport(name, list(provisioned.features), 0.0, 0.0)

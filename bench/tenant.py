@@ -2,7 +2,9 @@
 
 An organisation, an OPENAI-type provider pointing at the mock upstream with a provider key
 (stored encrypted, decrypted by the gateway's vault), a chat model and an embedding model with
-pricing, and an API key granted both models. :class:`GovernanceHook` objects then attach
+pricing; an ANTHROPIC-type provider on the same mock (its root URL: the gateway adds
+``/v1/messages``) with its own key and a chat model priced alike; and an API key granted the three
+models. :class:`GovernanceHook` objects then attach
 whatever further governance the gateway supports (rate limits, budgets, …) and name it, so the
 report always says which governance features were active during the measurement.
 """
@@ -20,7 +22,10 @@ from odock.settings import Settings
 
 CHAT_MODEL = "bench-chat"
 EMBEDDING_MODEL = "bench-embed"
+ANTHROPIC_MODEL = "bench-anthropic"
+ANTHROPIC_SLUG = "mock-anthropic"
 UPSTREAM_SECRET = "sk-bench-upstream-key"
+ANTHROPIC_SECRET = "sk-ant-bench-upstream-key"  # the mock does not check it
 PRICING = {
     "input": {"text_cost_per_1k_tokens": 0.0005},
     "output": {"text_cost_per_1k_tokens": 0.0015},
@@ -46,6 +51,7 @@ class BenchTenant:
     secret: str
     chat_model: str = CHAT_MODEL
     embedding_model: str = EMBEDDING_MODEL
+    anthropic_model: str = ANTHROPIC_MODEL
 
 
 class GovernanceHook(Protocol):
@@ -67,15 +73,16 @@ NEVER_DENYING_POLICY = {
 
 
 class RateLimitPolicies:
-    """A never-denying rate-limit policy on the organisation, the key and the chat model."""
+    """A never-denying rate-limit policy on the organisation, the key and both chat models."""
 
     async def attach(self, runtime: Runtime, tenant: BenchTenant) -> str:
-        """Attach the policy to three scopes."""
+        """Attach the policy to the organisation, the key and each chat model."""
         control = runtime.control
         await control.tenancy.update_organisation(tenant.organisation_id, policies=NEVER_DENYING_POLICY)
         await control.keys.update(tenant.key_id, policies=NEVER_DENYING_POLICY)
-        model = await control.models.named(tenant.organisation_id, CHAT_MODEL)
-        await control.models.update(model.id, policies=NEVER_DENYING_POLICY)
+        for name in (tenant.chat_model, tenant.anthropic_model):
+            model = await control.models.named(tenant.organisation_id, name)
+            await control.models.update(model.id, policies=NEVER_DENYING_POLICY)
         return "rate limits on organisation, key and model (burst, RPS, RPM, TPM, concurrency leases)"
 
 
@@ -108,15 +115,16 @@ class Provisioned:
     features: tuple[str, ...]
 
 
-async def provision(
-    settings: Settings, upstream_v1_url: str, hooks: Sequence[GovernanceHook] = ()
-) -> Provisioned:
-    """Create the tenant in the gateway's database (migrating it first, as the gateway would)."""
+async def provision(settings: Settings, mock_url: str, hooks: Sequence[GovernanceHook] = ()) -> Provisioned:
+    """Create the tenant in the gateway's database (migrating it first, as the gateway would).
+
+    ``mock_url`` is the mock upstream's root (``http://host:port``).
+    """
     async with open_runtime(settings) as runtime:
         control = runtime.control
         org = await control.tenancy.create_organisation("bench")
         provider = await control.providers.create(
-            org.id, "mock-upstream", ProviderType.OPENAI, base_url=upstream_v1_url
+            org.id, "mock-upstream", ProviderType.OPENAI, base_url=mock_url + "/v1"
         )
         provider_key = await control.provider_keys.add(provider.id, "bench", secret=UPSTREAM_SECRET)
         for name, kind, model_type in (
@@ -132,7 +140,22 @@ async def provision(
                 provider_key_id=provider_key.id,
                 pricing=PRICING,
             )
-        issued = await control.keys.create(org.id, "bench key", models=[CHAT_MODEL, EMBEDDING_MODEL])
+        anthropic = await control.providers.create(
+            org.id, "mock-anthropic", ProviderType.ANTHROPIC, base_url=mock_url
+        )
+        anthropic_key = await control.provider_keys.add(anthropic.id, "bench", secret=ANTHROPIC_SECRET)
+        await control.models.create(
+            org.id,
+            ANTHROPIC_MODEL,
+            slug=ANTHROPIC_SLUG,
+            type="chat",
+            provider_id=anthropic.id,
+            provider_key_id=anthropic_key.id,
+            pricing=PRICING,
+        )
+        issued = await control.keys.create(
+            org.id, "bench key", models=[CHAT_MODEL, EMBEDDING_MODEL, ANTHROPIC_MODEL]
+        )
         tenant = BenchTenant(org.id, provider.id, issued.key.id, issued.secret)
         features = [*BASELINE_FEATURES]
         for hook in hooks:

@@ -1,4 +1,8 @@
-"""The benchmark runs end to end: `bench/run.py --smoke` completes and prints its tables."""
+"""The benchmark runs end to end: `bench/run.py --smoke` completes and prints its tables.
+
+The smoke plan includes the Anthropic pass-through and translated cases, so their streams are
+verified through the gateway and their usage records found on their own routes.
+"""
 
 from __future__ import annotations
 
@@ -49,6 +53,8 @@ def test_smoke_run_completes_and_prints_a_table(smoke: SmokeRun) -> None:
     """A smoke run exits 0 and reports both paths error-free."""
     assert "| chat c=1 | aiohttp |" in smoke.stdout
     assert "| stream c=1 |" in smoke.stdout
+    for label in ("anthropic c=16", "translated c=16", "anthropic stream c=16", "translated stream c=16"):
+        assert f"| {label} |" in smoke.stdout
     assert "## Bars of the issue" in smoke.stdout
     for case in _embedded(smoke)["cases"]:
         for path in ("direct", "gateway"):
