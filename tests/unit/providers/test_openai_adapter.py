@@ -17,6 +17,7 @@ from odock.errors import (
 )
 from odock.llm.upstream import MAX_REPORTED_TOKENS, Endpoint, Usage
 from odock.providers.adapters import openai as adapter
+from odock.providers.adapters import transport
 from odock.providers.adapters.base import UpstreamCall
 from odock.providers.catalog import ProviderTarget
 
@@ -216,7 +217,7 @@ async def _pieces(pieces: list[bytes]) -> AsyncIterator[bytes]:
 
 
 async def _lines(pieces: list[bytes]) -> list[bytes]:
-    return [line async for line in adapter._lines(_pieces(pieces))]
+    return [line async for line in transport.body_lines(_pieces(pieces))]
 
 
 async def test_lines_split_across_pieces_and_crlf() -> None:
@@ -233,7 +234,7 @@ async def test_lines_allow_long_lines() -> None:
 
 async def test_lines_refuse_unbounded_lines(monkeypatch: pytest.MonkeyPatch) -> None:
     """A line without end past MAX_EVENT_BYTES is an upstream error, not unbounded memory."""
-    monkeypatch.setattr(adapter, "MAX_EVENT_BYTES", 10)
+    monkeypatch.setattr(transport, "MAX_EVENT_BYTES", 10)
     with pytest.raises(UpstreamError, match="longer than 10 bytes"):
         await _lines([b"x" * 6, b"x" * 6])
 

@@ -34,7 +34,12 @@ from odock.errors import (
 )
 from odock.llm.upstream import MAX_REPORTED_TOKENS, Endpoint, StreamChunk, UnaryResult, Usage
 from odock.providers.adapters.base import UpstreamCall
-from odock.providers.adapters.openai import MAX_EVENT_BYTES, _lines, _translated
+from odock.providers.adapters.transport import (
+    MAX_EVENT_BYTES,
+    body_lines,
+    is_event_stream,
+    translated_failures,
+)
 from odock.providers.upstream_client import Response, UpstreamClient
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
@@ -79,7 +84,7 @@ class AnthropicAdapter:
     async def stream(self, call: UpstreamCall) -> AnthropicStream:
         """Open a stream; each read (headers, then every event) gets the provider timeout."""
         url, headers = _target(call, _PATHS[Endpoint.CHAT])
-        with _translated():
+        with translated_failures():
             response = await self._client.post(
                 url,
                 orjson.dumps(call.payload),
@@ -91,7 +96,7 @@ class AnthropicAdapter:
             try:
                 if response.status >= 400:
                     raise status_error(response.status, await response.read(), response.headers)
-                if not _is_event_stream(response):
+                if not is_event_stream(response):
                     raise UpstreamError("upstream answered a stream request without an event stream")
             except BaseException:  # release the connection on every failure, then let it propagate
                 response.release()
@@ -101,7 +106,7 @@ class AnthropicAdapter:
     async def _post(self, call: UpstreamCall, path: str) -> tuple[bytes, Mapping[str, str]]:
         """POST ``call.payload`` to ``path``; the body of a 2xx answer, else the mapped error."""
         url, headers = _target(call, path)
-        with _translated():
+        with translated_failures():
             response = await self._client.post(
                 url,
                 orjson.dumps(call.payload),
@@ -132,8 +137,8 @@ class AnthropicStream:
         name: str | None = None
         data: list[bytes] = []
         size = 0
-        with _translated(streaming=True):
-            async for line in _terminated(_lines(self._response.chunks())):
+        with translated_failures(streaming=True):
+            async for line in _terminated(body_lines(self._response.chunks())):
                 if line.startswith(b"event:"):
                     name = line[6:].strip().decode("utf-8", "replace")
                 elif line.startswith(b"data:"):
@@ -257,11 +262,6 @@ def _target(call: UpstreamCall, path: str) -> tuple[str, dict[str, str]]:
     for name, value in call.headers.items():
         headers[name.lower()] = value
     return base + path, headers
-
-
-def _is_event_stream(response: Response) -> bool:
-    # A missing content type is tolerated; a different one means the provider did not stream.
-    return "content-type" not in response.headers or response.content_type == "text/event-stream"
 
 
 def _usage_of(body: bytes) -> Usage | None:

@@ -39,7 +39,13 @@ from odock.errors import (
 from odock.llm.upstream import Endpoint, StreamChunk, UnaryResult, Usage
 from odock.providers.adapters.base import UpstreamCall
 from odock.providers.adapters.gemini_codec import usage_from_gemini
-from odock.providers.adapters.openai import MAX_EVENT_BYTES, _lines, _translated
+from odock.providers.adapters.transport import (
+    MAX_EVENT_BYTES,
+    body_lines,
+    json_object_of,
+    text_of,
+    translated_failures,
+)
 from odock.providers.upstream_client import Response, UpstreamClient
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
@@ -65,7 +71,7 @@ class GeminiAdapter:
     async def count_tokens(self, call: UpstreamCall) -> int:
         """The upstream's ``totalTokens`` for the request in ``call.payload``."""
         _, body = await self._post(call, "countTokens")
-        data = _json_of(body)
+        data = json_object_of(body)
         total = data.get("totalTokens") if data is not None else None
         if isinstance(total, bool) or not isinstance(total, int):
             raise UpstreamError("upstream answered countTokens without totalTokens")
@@ -74,7 +80,7 @@ class GeminiAdapter:
     async def stream(self, call: UpstreamCall) -> GeminiStream:
         """Open ``streamGenerateContent?alt=sse``; each read gets the provider timeout."""
         url, headers = _target(call, "streamGenerateContent")
-        with _translated():
+        with translated_failures():
             response = await self._client.post(
                 url + "?alt=sse",
                 _body(call),
@@ -98,7 +104,7 @@ class GeminiAdapter:
 
     async def _post(self, call: UpstreamCall, method: str) -> tuple[Response, bytes]:
         url, headers = _target(call, method)
-        with _translated():
+        with translated_failures():
             response = await self._client.post(
                 url, _body(call), headers, connect_seconds=self._connect_timeout, total_seconds=call.timeout
             )
@@ -125,8 +131,8 @@ class GeminiStream:
         size = 0
         finished = False
         usage: Usage | None = None
-        with _translated(streaming=True):
-            async for line in _lines(self._response.chunks()):
+        with translated_failures(streaming=True):
+            async for line in body_lines(self._response.chunks()):
                 if line.startswith(b"data:"):
                     value = line[5:]
                     data.append(value[1:] if value.startswith(b" ") else value)
@@ -157,7 +163,7 @@ class GeminiStream:
 
 def _chunk(payload: bytes, usage: Usage | None) -> tuple[StreamChunk, bool]:
     """One chunk, with the latest usage known, and whether it ends the answer."""
-    event = _json_of(payload)
+    event = json_object_of(payload)
     if event is None:
         raise UpstreamError("upstream sent a malformed stream event")
     if isinstance(event.get("error"), dict):
@@ -217,8 +223,8 @@ def _request_id(response: Response) -> str | None:
 
 
 def _status_error(status: int, body: bytes, headers: Mapping[str, str]) -> UpstreamError:
-    data = _json_of(body)
-    message = (_message_of(data) if data is not None else None) or _text_of(body)
+    data = json_object_of(body)
+    message = (_message_of(data) if data is not None else None) or text_of(body)
     message = message or f"upstream answered HTTP {status}"
     details = _details(data)
     retry = headers.get("retry-after") or _retry_delay(details)
@@ -230,18 +236,6 @@ def _status_error(status: int, body: bytes, headers: Mapping[str, str]) -> Upstr
     if 400 <= status < 500:
         return UpstreamRejected(message, upstream_status=status, param=_field_violation(details))
     return UpstreamError(message, upstream_status=status, headers=retry_headers if status == 503 else None)
-
-
-def _json_of(body: bytes) -> dict[str, Any] | None:
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _text_of(body: bytes) -> str | None:
-    return body.decode("utf-8", "replace").strip()[:500] or None
 
 
 def _message_of(data: dict[str, Any]) -> str | None:
@@ -286,7 +280,7 @@ def _field_violation(details: list[dict[str, Any]]) -> str | None:
 
 
 def _usage_of(body: bytes) -> Usage | None:
-    data = _json_of(body)
+    data = json_object_of(body)
     if data is None:
         raise UpstreamError("upstream answered with a body that is not a JSON object")
     if isinstance(data.get("error"), dict) and "candidates" not in data:

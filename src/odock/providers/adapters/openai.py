@@ -20,8 +20,7 @@ Two dialects share the transport: Chat Completions (and embeddings) and the Resp
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -33,26 +32,27 @@ from odock.errors import (
     UpstreamRateLimited,
     UpstreamRejected,
     UpstreamStreamInterrupted,
-    UpstreamTimeout,
     UpstreamUnavailable,
 )
 from odock.llm.upstream import MAX_REPORTED_TOKENS, Endpoint, StreamChunk, UnaryResult, Usage
 from odock.providers.adapters.base import UpstreamCall
+from odock.providers.adapters.transport import (
+    MAX_EVENT_BYTES,
+    body_lines,
+    is_event_stream,
+    json_object_of,
+    text_of,
+    translated_failures,
+)
 from odock.providers.catalog import ProviderTarget
 from odock.providers.upstream_client import (
-    ConnectFailed,
-    ConnectionDropped,
     Response,
-    ResponseTimeout,
     UpstreamClient,
-    UpstreamHttpError,
 )
 
 AZURE_DEFAULT_API_VERSION = "2024-10-21"
 # Where a provider type lives when its provider row names no base URL.
 DEFAULT_BASE_URLS = {"OPENAI": "https://api.openai.com/v1", "MISTRAL": "https://api.mistral.ai/v1"}
-# One SSE event may be large (audio or image chunks) but not unbounded.
-MAX_EVENT_BYTES = 16 * 1024 * 1024
 _PATHS = {
     Endpoint.CHAT: "/chat/completions",
     Endpoint.EMBEDDINGS: "/embeddings",
@@ -73,7 +73,7 @@ class OpenAICompatibleAdapter:
         """Send a non-streaming request; the whole answer is read within the provider timeout."""
         url, headers = _target(call)
         data = orjson.dumps(_body(call))
-        with _translated():
+        with translated_failures():
             response = await self._client.post(
                 url, data, headers, connect_seconds=self._connect_timeout, total_seconds=call.timeout
             )
@@ -87,7 +87,7 @@ class OpenAICompatibleAdapter:
         """Open a stream; each read (headers, then every event) gets the provider timeout."""
         url, headers = _target(call)
         data = orjson.dumps(_body(call))
-        with _translated():
+        with translated_failures():
             response = await self._client.post(
                 url,
                 data,
@@ -99,7 +99,7 @@ class OpenAICompatibleAdapter:
             try:
                 if response.status >= 400:
                     raise _status_error(response.status, await response.read(), response.headers)
-                if not _is_event_stream(response):
+                if not is_event_stream(response):
                     raise _not_a_stream(response, await response.read())
             except BaseException:  # release the connection on every failure, then let it propagate
                 response.release()
@@ -121,7 +121,7 @@ class OpenAIStream:
         return self._events_iter
 
     async def _chat_events(self) -> AsyncGenerator[StreamChunk, None]:
-        with _translated(streaming=True):
+        with translated_failures(streaming=True):
             async for name, payload in _sse_events(self._response.chunks()):
                 if payload == b"[DONE]":
                     return
@@ -131,7 +131,7 @@ class OpenAIStream:
         raise UpstreamStreamInterrupted()
 
     async def _responses_events(self) -> AsyncGenerator[StreamChunk, None]:
-        with _translated(streaming=True):
+        with translated_failures(streaming=True):
             async for name, payload in _sse_events(self._response.chunks()):
                 if payload == b"[DONE]":
                     break  # not how a Responses stream ends: only its final event does
@@ -157,7 +157,7 @@ async def _sse_events(pieces: AsyncIterator[bytes]) -> AsyncIterator[tuple[str |
     name: str | None = None
     data: list[bytes] = []
     size = 0
-    async for line in _lines(pieces):
+    async for line in body_lines(pieces):
         if line.startswith(b"data:"):
             value = line[5:]
             data.append(value[1:] if value.startswith(b" ") else value)
@@ -175,27 +175,6 @@ async def _sse_events(pieces: AsyncIterator[bytes]) -> AsyncIterator[tuple[str |
         # anything else: comments, ids, retry hints
     if data and b"\n".join(data) == b"[DONE]":
         yield name, b"[DONE]"
-
-
-async def _lines(pieces: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """The body's lines without terminators, of any length up to MAX_EVENT_BYTES.
-
-    Lines are split here rather than by a transport's line reader, which may refuse long lines
-    that a large event (an audio or image chunk) can exceed.
-    """
-    pending = bytearray()
-    async for piece in pieces:
-        searched = len(pending)
-        pending += piece
-        start = 0
-        while (end := pending.find(b"\n", searched)) >= 0:
-            yield bytes(pending[start:end]).rstrip(b"\r")
-            start = searched = end + 1
-        del pending[:start]
-        if len(pending) > MAX_EVENT_BYTES:
-            raise UpstreamError(f"upstream sent a stream line longer than {MAX_EVENT_BYTES} bytes")
-    if pending:
-        yield bytes(pending).rstrip(b"\r")
 
 
 def _event_of(payload: bytes) -> dict[str, Any]:
@@ -331,35 +310,9 @@ def _base_url(provider: ProviderTarget) -> str:
     return base
 
 
-def _is_event_stream(response: Response) -> bool:
-    # A missing content type is tolerated; a different one means the provider did not stream.
-    return "content-type" not in response.headers or response.content_type == "text/event-stream"
-
-
-@contextlib.contextmanager
-def _translated(*, streaming: bool = False) -> Iterator[None]:
-    """Translate transport failures into Odock upstream errors."""
-    try:
-        yield
-    except UpstreamError:
-        raise
-    except (ResponseTimeout, TimeoutError) as exc:
-        raise UpstreamTimeout() from exc
-    except ConnectFailed as exc:
-        raise UpstreamUnavailable(f"cannot connect to upstream: {exc}") from exc
-    except (ConnectionDropped, OSError) as exc:
-        if streaming:
-            raise UpstreamStreamInterrupted() from exc
-        raise UpstreamUnavailable("upstream closed the connection") from exc
-    except UpstreamHttpError as exc:
-        if streaming:
-            raise UpstreamStreamInterrupted() from exc
-        raise UpstreamUnavailable(f"upstream request failed: {exc}") from exc
-
-
 def _status_error(status: int, body: bytes, headers: Mapping[str, str]) -> UpstreamError:
-    data = _json_of(body)
-    message = _message_of(data) if data is not None else _text_of(body)
+    data = json_object_of(body)
+    message = _message_of(data) if data is not None else text_of(body)
     message = message or f"upstream answered HTTP {status}"
     retry = headers.get("retry-after")
     retry_headers = {"retry-after": retry} if retry else None
@@ -375,22 +328,10 @@ def _status_error(status: int, body: bytes, headers: Mapping[str, str]) -> Upstr
 
 
 def _not_a_stream(response: Response, body: bytes) -> UpstreamError:
-    data = _json_of(body)
+    data = json_object_of(body)
     detail = _message_of(data) if data is not None else None
     kind = response.headers.get("content-type", "")
     return UpstreamError(detail or f"upstream answered a stream request with '{kind}', not an event stream")
-
-
-def _json_of(body: bytes) -> dict[str, Any] | None:
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _text_of(body: bytes) -> str | None:
-    return body.decode("utf-8", "replace").strip()[:500] or None
 
 
 def _message_of(data: dict[str, Any]) -> str | None:
