@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -38,6 +37,7 @@ from tests.fakes.script import (
     answer,
     pieces,
 )
+from tests.fakes.threaded import serve_on_free_port
 
 RETRY_AFTER = "7"
 PARTIAL_EVENTS = 4  # events sent before a broken stream breaks
@@ -374,12 +374,7 @@ def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = No
 @contextlib.asynccontextmanager
 async def serving(app: web.Application) -> AsyncIterator[str]:
     """Serve ``app`` on a free local port of the running loop; yield its base URL (no ``/v1``)."""
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-    await runner.setup()
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = int(sock.getsockname()[1])
-    await web.SockSite(runner, sock).start()
+    runner, port = await serve_on_free_port(app)
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
