@@ -41,7 +41,8 @@ from tests.fakes.threaded import serve_on_free_port
 
 RETRY_AFTER = "7"
 PARTIAL_EVENTS = 4  # events sent before a broken stream breaks
-_ERRORS: dict[str, tuple[int, dict[str, Any]]] = {
+# OpenAI's error bodies (status, error) for the fake-error-* models; the chat fake shares them.
+ERRORS: dict[str, tuple[int, dict[str, Any]]] = {
     "fake-error-400": (
         400,
         {
@@ -131,8 +132,8 @@ class FakeResponses:
         model = body.get("model")
         if not isinstance(model, str):
             return _error(400, _invalid("Missing required parameter: 'model'.", "model"))
-        if model in _ERRORS:
-            status, error = _ERRORS[model]
+        if model in ERRORS:
+            status, error = ERRORS[model]
             return _error(status, error, {"retry-after": RETRY_AFTER} if status in (429, 503) else None)
         history = self._history(body.get("previous_response_id"))
         if history is None:
@@ -381,4 +382,4 @@ async def serving(app: web.Application) -> AsyncIterator[str]:
         await runner.cleanup()
 
 
-__all__ = ["FakeResponses", "add_routes", "serving", "sse", "stream_events"]
+__all__ = ["ERRORS", "FakeResponses", "add_routes", "serving", "sse", "stream_events"]

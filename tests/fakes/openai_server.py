@@ -47,7 +47,7 @@ from typing import Any
 from aiohttp import web
 
 from tests.fakes import script
-from tests.fakes.openai_responses import FakeResponses, add_routes
+from tests.fakes.openai_responses import ERRORS, FakeResponses, add_routes
 from tests.fakes.threaded import ReceivedRequest, ThreadedFake
 
 REPLY = "Hello from the fake OpenAI server."
@@ -72,6 +72,7 @@ PARTIAL_CHUNKS = 3  # content chunks sent before a stream breaks
 FINGERPRINT = "fp_fake0001"
 
 _ERRORS: dict[str, tuple[int, dict[str, Any]]] = {
+    **ERRORS,  # OpenAI's answers, shared with the Responses fake; chat's own 400 and 401 follow
     "fake-error-400": (
         400,
         {
@@ -90,33 +91,6 @@ _ERRORS: dict[str, tuple[int, dict[str, Any]]] = {
             "type": "invalid_request_error",
             "param": None,
             "code": "invalid_api_key",
-        },
-    ),
-    "fake-error-429": (
-        429,
-        {
-            "message": "Rate limit reached for requests per min (RPM): Limit 3, Used 3, Requested 1.",
-            "type": "requests",
-            "param": None,
-            "code": "rate_limit_exceeded",
-        },
-    ),
-    "fake-error-503": (
-        503,
-        {
-            "message": "The engine is currently overloaded, please try again later.",
-            "type": "server_error",
-            "param": None,
-            "code": None,
-        },
-    ),
-    "fake-error-500": (
-        500,
-        {
-            "message": "The server had an error while processing your request. Sorry about that!",
-            "type": "server_error",
-            "param": None,
-            "code": None,
         },
     ),
 }
