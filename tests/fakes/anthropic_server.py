@@ -26,19 +26,15 @@ The server runs on its own event loop in a background thread (:meth:`FakeAnthrop
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import json
-import socket
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
 from tests.fakes import script
+from tests.fakes.threaded import ReceivedRequest, ThreadedFake
 
 REPLY = "Hello from the fake Anthropic server."
 USAGE: dict[str, Any] = {
@@ -63,96 +59,18 @@ _ERRORS: dict[str, tuple[int, str, str]] = {
 }
 
 
-@dataclass(frozen=True)
-class ReceivedRequest:
-    """One request as the fake server received it."""
-
-    method: str
-    path: str
-    headers: dict[str, str]  # lower-case names
-    body: Any  # the parsed JSON body, or None when it was not JSON
-
-
-class FakeAnthropic:
+class FakeAnthropic(ThreadedFake):
     """The fake server; configure ``api_key`` before requests."""
 
+    vendor = "Anthropic"
+
     def __init__(self, *, api_key: str | None = "sk-ant-fake-upstream") -> None:
-        self.api_key = api_key  # None accepts any (or no) key
-        self.port = 0
-        self._lock = threading.Lock()
-        self._received: list[ReceivedRequest] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
+        super().__init__(api_key=api_key)
 
-    # --- lifecycle ------------------------------------------------------------------------
-    @property
-    def base_url(self) -> str:
-        """``http://127.0.0.1:<port>`` (the server root; Anthropic clients add ``/v1``)."""
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> FakeAnthropic:
-        """Serve on a free local port in a background thread; return once it accepts connections."""
-        self._thread = threading.Thread(target=self._main, name="fake-anthropic", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(timeout=30):
-            raise RuntimeError("fake Anthropic server did not start within 30 s")
-        if self._error is not None:
-            raise RuntimeError(f"fake Anthropic server failed to start: {self._error!r}")
-        return self
-
-    def stop(self) -> None:
-        """Stop serving (open handlers are cancelled) and join the thread."""
-        loop, runner, thread = self._loop, self._runner, self._thread
-        if loop is None or thread is None:
-            return
-        if runner is not None:
-            asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=30)
-
-    def _main(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(self._serve())
-        except BaseException as exc:  # reported to the starting thread
-            self._error = exc
-            self._ready.set()
-            loop.close()
-            return
-        self._ready.set()
-        try:
-            loop.run_forever()
-        finally:
-            loop.close()
-
-    async def _serve(self) -> None:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+    def _add_routes(self, app: web.Application) -> None:
+        """Messages and token counting."""
         app.router.add_post("/v1/messages", self._messages)
         app.router.add_post("/v1/messages/count_tokens", self._count_tokens)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        self.port = int(sock.getsockname()[1])
-        await web.SockSite(self._runner, sock).start()
-
-    # --- what tests read --------------------------------------------------------------------
-    @property
-    def requests(self) -> list[ReceivedRequest]:
-        """Every request received so far, oldest first."""
-        with self._lock:
-            return list(self._received)
-
-    def last_request(self) -> ReceivedRequest:
-        """The most recent request (fails when there was none)."""
-        received = self.requests
-        assert received, "the fake Anthropic server received no request"
-        return received[-1]
 
     # --- routes ---------------------------------------------------------------------------
     async def _messages(self, request: web.Request) -> web.StreamResponse:
@@ -174,14 +92,8 @@ class FakeAnthropic:
 
     async def _admit(self, request: web.Request, required: tuple[str, ...]) -> dict[str, Any] | web.Response:
         """Record the request, then check its key, version header and body as Anthropic does."""
-        raw = await request.read()
-        try:
-            body: Any = json.loads(raw)
-        except ValueError:
-            body = None
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        with self._lock:
-            self._received.append(ReceivedRequest(request.method, request.path, headers, body))
+        received = await self._record(request)
+        headers, body = received.headers, received.body
         keys = (headers.get("x-api-key"), headers.get("authorization", "").removeprefix("Bearer "))
         if self.api_key is not None and self.api_key not in keys:
             return _error(401, "authentication_error", "invalid x-api-key")
@@ -355,14 +267,9 @@ def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = No
     )
 
 
-@contextlib.contextmanager
-def running_fake_anthropic(*, api_key: str | None = "sk-ant-fake-upstream") -> Iterator[FakeAnthropic]:
-    """A started :class:`FakeAnthropic`, stopped on exit."""
-    server = FakeAnthropic(api_key=api_key).start()
-    try:
-        yield server
-    finally:
-        server.stop()
+def running_fake_anthropic(*, api_key: str | None = "sk-ant-fake-upstream") -> FakeAnthropic:
+    """A :class:`FakeAnthropic` for a ``with`` block: served inside it, stopped on exit."""
+    return FakeAnthropic(api_key=api_key)
 
 
 __all__ = [

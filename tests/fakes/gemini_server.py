@@ -24,19 +24,14 @@ Every request is recorded; the server runs on its own event loop in a background
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-import socket
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
 from tests.fakes import script
 from tests.fakes.openai_server import embedding_of
+from tests.fakes.threaded import ReceivedRequest, ThreadedFake
 
 REPLY = "Hello from the fake Gemini server."
 USAGE_METADATA: dict[str, Any] = {
@@ -59,109 +54,22 @@ _ERRORS: dict[str, tuple[int, str, str]] = {
 }
 
 
-@dataclass(frozen=True)
-class ReceivedRequest:
-    """One request as the fake server received it."""
-
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]  # lower-case names
-    body: Any  # the parsed JSON body, or None when it was not JSON
-
-
-class FakeGemini:
+class FakeGemini(ThreadedFake):
     """The fake server."""
 
+    vendor = "Gemini"
+
     def __init__(self, *, api_key: str | None = "gm-fake-upstream") -> None:
-        self.api_key = api_key  # None accepts any (or no) key
-        self.port = 0
-        self._lock = threading.Lock()
-        self._received: list[ReceivedRequest] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
+        super().__init__(api_key=api_key)
 
-    # --- lifecycle ------------------------------------------------------------------------
-    @property
-    def base_url(self) -> str:
-        """``http://127.0.0.1:<port>`` (clients add ``/v1beta``)."""
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> FakeGemini:
-        """Serve on a free local port in a background thread; return once it accepts connections."""
-        self._thread = threading.Thread(target=self._main, name="fake-gemini", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(timeout=30):
-            raise RuntimeError("fake Gemini server did not start within 30 s")
-        if self._error is not None:
-            raise RuntimeError(f"fake Gemini server failed to start: {self._error!r}")
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and join the thread."""
-        loop, runner, thread = self._loop, self._runner, self._thread
-        if loop is None or thread is None:
-            return
-        if runner is not None:
-            asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=30)
-
-    def _main(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(self._serve())
-        except BaseException as exc:  # reported to the starting thread
-            self._error = exc
-            self._ready.set()
-            loop.close()
-            return
-        self._ready.set()
-        try:
-            loop.run_forever()
-        finally:
-            loop.close()
-
-    async def _serve(self) -> None:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+    def _add_routes(self, app: web.Application) -> None:
+        """Every method of a model, under both API versions (:meth:`_route` dispatches)."""
         app.router.add_post("/{version:v1beta|v1}/models/{target}", self._route)
-        self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=1.0, access_log=None)
-        await self._runner.setup()
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        self.port = int(sock.getsockname()[1])
-        await web.SockSite(self._runner, sock).start()
-
-    # --- what tests read --------------------------------------------------------------------
-    @property
-    def requests(self) -> list[ReceivedRequest]:
-        """Every request received so far, oldest first."""
-        with self._lock:
-            return list(self._received)
-
-    def last_request(self) -> ReceivedRequest:
-        """The most recent request (fails when there was none)."""
-        received = self.requests
-        assert received, "the fake Gemini server received no request"
-        return received[-1]
 
     # --- routes ---------------------------------------------------------------------------
     async def _route(self, request: web.Request) -> web.StreamResponse:
-        raw = await request.read()
-        try:
-            body: Any = json.loads(raw)
-        except ValueError:
-            body = None
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        with self._lock:
-            self._received.append(
-                ReceivedRequest(request.method, request.path, dict(request.query), headers, body)
-            )
+        received = await self._record(request)
+        headers, body = received.headers, received.body
         model, _, method = request.match_info["target"].rpartition(":")
         refused = self._refusal(headers.get("x-goog-api-key") or request.query.get("key"), body)
         if refused is not None:
@@ -387,14 +295,9 @@ def _json(status: int, body: Any) -> web.Response:
     return web.Response(status=status, body=json.dumps(body).encode(), content_type="application/json")
 
 
-@contextlib.contextmanager
-def running_fake_gemini(*, api_key: str | None = "gm-fake-upstream") -> Iterator[FakeGemini]:
-    """A started :class:`FakeGemini`, stopped on exit."""
-    server = FakeGemini(api_key=api_key).start()
-    try:
-        yield server
-    finally:
-        server.stop()
+def running_fake_gemini(*, api_key: str | None = "gm-fake-upstream") -> FakeGemini:
+    """A :class:`FakeGemini` for a ``with`` block: served inside it, stopped on exit."""
+    return FakeGemini(api_key=api_key)
 
 
 __all__ = ["REPLY", "USAGE_METADATA", "FakeGemini", "ReceivedRequest", "running_fake_gemini"]

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -38,10 +37,12 @@ from tests.fakes.script import (
     answer,
     pieces,
 )
+from tests.fakes.threaded import serve_on_free_port
 
 RETRY_AFTER = "7"
 PARTIAL_EVENTS = 4  # events sent before a broken stream breaks
-_ERRORS: dict[str, tuple[int, dict[str, Any]]] = {
+# OpenAI's error bodies (status, error) for the fake-error-* models; the chat fake shares them.
+ERRORS: dict[str, tuple[int, dict[str, Any]]] = {
     "fake-error-400": (
         400,
         {
@@ -131,8 +132,8 @@ class FakeResponses:
         model = body.get("model")
         if not isinstance(model, str):
             return _error(400, _invalid("Missing required parameter: 'model'.", "model"))
-        if model in _ERRORS:
-            status, error = _ERRORS[model]
+        if model in ERRORS:
+            status, error = ERRORS[model]
             return _error(status, error, {"retry-after": RETRY_AFTER} if status in (429, 503) else None)
         history = self._history(body.get("previous_response_id"))
         if history is None:
@@ -374,16 +375,11 @@ def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = No
 @contextlib.asynccontextmanager
 async def serving(app: web.Application) -> AsyncIterator[str]:
     """Serve ``app`` on a free local port of the running loop; yield its base URL (no ``/v1``)."""
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-    await runner.setup()
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = int(sock.getsockname()[1])
-    await web.SockSite(runner, sock).start()
+    runner, port = await serve_on_free_port(app)
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
 
 
-__all__ = ["FakeResponses", "add_routes", "serving", "sse", "stream_events"]
+__all__ = ["ERRORS", "FakeResponses", "add_routes", "serving", "sse", "stream_events"]

@@ -35,13 +35,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import hashlib
 import json
-import socket
 import ssl
 import struct
-import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -50,7 +47,8 @@ from typing import Any
 from aiohttp import web
 
 from tests.fakes import script
-from tests.fakes.openai_responses import FakeResponses, add_routes
+from tests.fakes.openai_responses import ERRORS, FakeResponses, add_routes
+from tests.fakes.threaded import ReceivedRequest, ThreadedFake
 
 REPLY = "Hello from the fake OpenAI server."
 USAGE: dict[str, Any] = {
@@ -74,6 +72,7 @@ PARTIAL_CHUNKS = 3  # content chunks sent before a stream breaks
 FINGERPRINT = "fp_fake0001"
 
 _ERRORS: dict[str, tuple[int, dict[str, Any]]] = {
+    **ERRORS,  # OpenAI's answers, shared with the Responses fake; chat's own 400 and 401 follow
     "fake-error-400": (
         400,
         {
@@ -94,33 +93,6 @@ _ERRORS: dict[str, tuple[int, dict[str, Any]]] = {
             "code": "invalid_api_key",
         },
     ),
-    "fake-error-429": (
-        429,
-        {
-            "message": "Rate limit reached for requests per min (RPM): Limit 3, Used 3, Requested 1.",
-            "type": "requests",
-            "param": None,
-            "code": "rate_limit_exceeded",
-        },
-    ),
-    "fake-error-503": (
-        503,
-        {
-            "message": "The engine is currently overloaded, please try again later.",
-            "type": "server_error",
-            "param": None,
-            "code": None,
-        },
-    ),
-    "fake-error-500": (
-        500,
-        {
-            "message": "The server had an error while processing your request. Sorry about that!",
-            "type": "server_error",
-            "param": None,
-            "code": None,
-        },
-    ),
 }
 _AZURE_AUTH_ERROR = {
     "code": "401",
@@ -137,17 +109,6 @@ _AZURE_FILTER = {
 
 
 @dataclass(frozen=True)
-class ReceivedRequest:
-    """One request as the fake server received it."""
-
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]  # lower-case names
-    body: Any  # the parsed JSON body, or None when it was not JSON
-
-
-@dataclass(frozen=True)
 class _Call:
     """What a handler needs to know about the request it answers."""
 
@@ -156,100 +117,43 @@ class _Call:
     azure: bool
 
 
-class FakeOpenAI:
+@web.middleware
+async def _compress_json(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Compress JSON answers when the caller accepts it, as OpenAI's edge does."""
+    response = await handler(request)
+    if isinstance(response, web.Response) and response.content_type == "application/json":
+        response.enable_compression()
+    return response
+
+
+class FakeOpenAI(ThreadedFake):
     """The fake server; configure the public attributes before or between requests."""
+
+    vendor = "OpenAI"
+    middlewares = (_compress_json,)
 
     def __init__(
         self, *, api_key: str | None = "sk-fake-upstream", tls: ssl.SSLContext | None = None
     ) -> None:
-        self.api_key = api_key  # None accepts any (or no) key
-        self.tls = tls  # serve HTTPS with this server context
+        super().__init__(api_key=api_key, tls=tls)
         self.delay_seconds = 5.0
         self.chunk_delay_seconds = 0.05
         self.drip_chunks = 400
-        self.port = 0
-        self._lock = threading.Lock()
-        self._received: list[ReceivedRequest] = []
         self._drip_sent: list[int] = []  # content chunks written per slow stream so far
         self._streams_abandoned = 0  # streams whose reader went away before the end
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
         self.responses = FakeResponses(api_key=api_key)  # the Responses API (tests/fakes/openai_responses.py)
 
-    # --- lifecycle ------------------------------------------------------------------------
-    @property
-    def base_url(self) -> str:
-        """``http(s)://127.0.0.1:<port>`` (the server root; OpenAI clients add ``/v1``)."""
-        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
-
-    def start(self) -> FakeOpenAI:
-        """Serve on a free local port in a background thread; return once it accepts connections."""
-        self._thread = threading.Thread(target=self._main, name="fake-openai", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(timeout=30):
-            raise RuntimeError("fake OpenAI server did not start within 30 s")
-        if self._error is not None:
-            raise RuntimeError(f"fake OpenAI server failed to start: {self._error!r}")
-        return self
-
-    def stop(self) -> None:
-        """Stop serving (open handlers are cancelled) and join the thread."""
-        loop, runner, thread = self._loop, self._runner, self._thread
-        if loop is None or thread is None:
-            return
-        if runner is not None:
-            asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=30)
-
-    def _main(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(self._serve())
-        except BaseException as exc:  # reported to the starting thread
-            self._error = exc
-            self._ready.set()
-            loop.close()
-            return
-        self._ready.set()
-        try:
-            loop.run_forever()
-        finally:
-            loop.close()
-
-    async def _serve(self) -> None:
-        app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[_compress_json])
+    def _add_routes(self, app: web.Application) -> None:
+        """Chat completions and embeddings, OpenAI's and Azure's, and the Responses API."""
         app.router.add_post("/v1/chat/completions", self._openai_chat)
         app.router.add_post("/v1/embeddings", self._openai_embeddings)
         app.router.add_post("/openai/deployments/{deployment}/chat/completions", self._azure_chat)
         app.router.add_post("/openai/deployments/{deployment}/embeddings", self._azure_embeddings)
         add_routes(app, self.responses)
-        # Cancelled handlers are how a slow answer notices that the gateway went away.
-        self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=1.0, access_log=None)
-        await self._runner.setup()
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        self.port = int(sock.getsockname()[1])
-        await web.SockSite(self._runner, sock, ssl_context=self.tls).start()
 
     # --- what tests read --------------------------------------------------------------------
-    @property
-    def requests(self) -> list[ReceivedRequest]:
-        """Every request received so far, oldest first."""
-        with self._lock:
-            return list(self._received)
-
-    def last_request(self) -> ReceivedRequest:
-        """The most recent request (fails when there was none)."""
-        received = self.requests
-        assert received, "the fake OpenAI server received no request"
-        return received[-1]
-
     @property
     def drip_chunks_sent(self) -> list[int]:
         """Content chunks written so far by each ``fake-slow-stream`` answer, in order."""
@@ -261,14 +165,6 @@ class FakeOpenAI:
         """How many streams lost their reader before the end."""
         with self._lock:
             return self._streams_abandoned
-
-    def wait_until(self, condition: Callable[[FakeOpenAI], bool], timeout: float = 10.0) -> None:
-        """Poll ``condition`` until it holds; fail after ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
-        while not condition(self):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"fake OpenAI server: condition not met within {timeout} s")
-            time.sleep(0.01)
 
     # --- routes ---------------------------------------------------------------------------
     async def _openai_chat(self, request: web.Request) -> web.StreamResponse:
@@ -297,16 +193,8 @@ class FakeOpenAI:
 
     async def _admit(self, request: web.Request, *, azure: bool) -> _Call | web.Response:
         """Record the request, then check its key and body the way the real service does."""
-        raw = await request.read()
-        try:
-            body: Any = json.loads(raw)
-        except ValueError:
-            body = None
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        with self._lock:
-            self._received.append(
-                ReceivedRequest(request.method, request.path, dict(request.query), headers, body)
-            )
+        received = await self._record(request)
+        headers, body = received.headers, received.body
         if azure:
             if "api-version" not in request.query:
                 return _json(404, {"error": {"code": "404", "message": "Resource not found"}})
@@ -516,17 +404,6 @@ _BREAKS: dict[str, Callable[[web.Request, web.StreamResponse], Awaitable[web.Str
 }
 
 
-@web.middleware
-async def _compress_json(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """Compress JSON answers when the caller accepts it, as OpenAI's edge does."""
-    response = await handler(request)
-    if isinstance(response, web.Response) and response.content_type == "application/json":
-        response.enable_compression()
-    return response
-
-
 def _canned(model: str) -> web.Response | None:
     if model in _ERRORS:
         status, error = _ERRORS[model]
@@ -660,16 +537,12 @@ def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = No
     )
 
 
-@contextlib.contextmanager
 def running_fake_openai(
     *, api_key: str | None = "sk-fake-upstream", tls: ssl.SSLContext | None = None
-) -> Iterator[FakeOpenAI]:
-    """A started :class:`FakeOpenAI` (HTTPS when given a server context), stopped on exit."""
-    server = FakeOpenAI(api_key=api_key, tls=tls).start()
-    try:
-        yield server
-    finally:
-        server.stop()
+) -> FakeOpenAI:
+    """A :class:`FakeOpenAI` (HTTPS when given a server context) for a ``with`` block: served
+    inside it, stopped on exit."""
+    return FakeOpenAI(api_key=api_key, tls=tls)
 
 
 __all__ = [
