@@ -64,7 +64,8 @@ def test_catalogue_lists_every_type_with_defaults(control_plane: ControlPlaneUnd
     assert entries["VLLM"]["default_base_url"] == "http://localhost:8000"
     assert entries["OPENAI"]["supported"] is True
     assert entries["MOCK"]["supported"] is True
-    assert entries["ANTHROPIC"]["supported"] is False
+    assert (entries["ANTHROPIC"]["supported"], entries["GOOGLE"]["supported"]) == (True, True)
+    assert entries["HUGGINGFACE"]["supported"] is False
     assert entries["VLLM"]["needs_key"] is False
     assert entries["AZURE_OPENAI"]["base_url_required"] is True
     assert entries["OPENAI"]["provider_id"] is None
@@ -96,7 +97,7 @@ def test_activation_fills_defaults_and_is_unique_by_name(control_plane: ControlP
     )
     clash = admin.post(f"/api/organisations/{org}/providers", json={"type": "MISTRAL", "name": "gpu box"})
     assert clash.status_code == 409
-    unsupported = _activate(admin, org, type="ANTHROPIC")
+    unsupported = _activate(admin, org, type="HUGGINGFACE")
     assert unsupported["supported"] is False
 
 
