@@ -19,10 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from odock.admin.control import ControlPlane
 from odock.audit.recorder import audited_session_factory
 from odock.budgets.control import BudgetControl
-from odock.budgets.meters import MemoryMeterStore, MeterStore
+from odock.budgets.meters import MemoryMeterStore
 from odock.budgets.reconciler import BudgetReconciler
 from odock.budgets.redis_meters import RedisMeterStore
-from odock.budgets.stage import BudgetGate
 from odock.budgets.thresholds import ThresholdNotifier
 from odock.cache.bus import InvalidationBus, LocalInvalidationBus, RedisInvalidationBus
 from odock.cache.redis_link import RedisLink
@@ -30,11 +29,10 @@ from odock.cache.shared import MemorySharedCache, RedisSharedCache, SharedCache
 from odock.db.engine import create_engine
 from odock.db.migrate import prepare_schema
 from odock.keys.directory import KeyDirectory
-from odock.keys.stage import Authenticate
-from odock.limits.limiter import MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from odock.limits.limiter import MemoryRateLimiter, RedisRateLimiter
 from odock.limits.policy import PolicyResolver, parse_policy
-from odock.limits.stage import EarlyGate, FinalGate, PreAuthGate
-from odock.pipeline import Concurrently, Pipeline, Stage
+from odock.pipeline.order import Governance, build_pipeline
+from odock.pipeline.runner import Pipeline
 from odock.providers.adapters.anthropic import AnthropicAdapter
 from odock.providers.adapters.base import Adapter
 from odock.providers.adapters.gemini import GeminiAdapter
@@ -44,17 +42,13 @@ from odock.providers.catalog import ModelCatalog
 from odock.providers.keyring import load_decrypter
 from odock.providers.provider_types import CATALOGUE
 from odock.providers.proxy import ProxyRoutes
-from odock.providers.stage import CallUpstream, ResolveModel, ResolveProvider
 from odock.providers.token_service import TokenCounter
 from odock.providers.upstream_client import UpstreamClient
 from odock.providers.vault import ProviderKeyVault
 from odock.settings import Settings
-from odock.surfaces.stage import DecodeRequest
-from odock.telemetry.prompts import LogPrompts
 from odock.usage.journal import JournalQueue
 from odock.usage.queue import UsageQueue
 from odock.usage.recorder import UsageRecorder
-from odock.usage.stage import RecordIntent, RecordUsage
 from odock.usage.store import UsageStore
 from odock.usage.stream import RedisStreamQueue
 
@@ -85,53 +79,6 @@ class Runtime:
     tokens: TokenCounter
 
 
-def build_pipeline(
-    keys: KeyDirectory,
-    models: ModelCatalog,
-    adapters: dict[str, Adapter],
-    vault: ProviderKeyVault,
-    recorder: UsageRecorder,
-    governance: Governance,
-    settings: Settings,
-) -> Pipeline:
-    """The lifecycle of a model call, in order (see :mod:`odock.pipeline`)."""
-    limits = {"fail_open": settings.governance_fail_open}
-    final_gate = FinalGate(
-        governance.limiter,
-        governance.resolver,
-        default_max_output_tokens=settings.default_max_output_tokens,
-        **limits,
-    )
-    budget_gate = BudgetGate(
-        governance.meters,
-        governance.sessions,
-        fail_open=settings.governance_fail_open,
-        reservation_ttl=settings.budget_reservation_ttl_seconds,
-        default_max_output_tokens=settings.default_max_output_tokens,
-        unpriced_reservation_nanos=settings.unpriced_reservation_nanos,
-    )
-    # With Redis, the final gate and the budget reservation (and later their post-flights) are
-    # one round trip instead of two; in-process they do no I/O, so running them in turn is cheaper.
-    last_gates: list[Stage] = (
-        [Concurrently(final_gate, budget_gate)] if governance.remote else [final_gate, budget_gate]
-    )
-    return Pipeline(
-        [
-            RecordUsage(recorder),
-            PreAuthGate(governance.limiter, governance.resolver, **limits),
-            Authenticate(keys),
-            EarlyGate(governance.limiter, governance.resolver, **limits),
-            DecodeRequest(),
-            *([LogPrompts()] if settings.log_prompts else []),
-            ResolveModel(models),
-            ResolveProvider(adapters, vault, settings.upstream_default_timeout_seconds),
-            *last_gates,
-            RecordIntent(recorder, budget_gate.held_settlements, settings.default_max_output_tokens),
-            CallUpstream(),
-        ]
-    )
-
-
 def open_adapters(upstream: UpstreamClient, connect_timeout: float) -> dict[str, Adapter]:
     """One adapter per transport of the provider registry, by provider type."""
     transports: dict[str, Adapter] = {
@@ -141,17 +88,6 @@ def open_adapters(upstream: UpstreamClient, connect_timeout: float) -> dict[str,
         "mock": MockAdapter(),
     }
     return {info.type.value: transports[info.transport] for info in CATALOGUE if info.transport is not None}
-
-
-@dataclass
-class Governance:
-    """The shared counters that enforce limits, budgets and quotas."""
-
-    limiter: RateLimiter
-    resolver: PolicyResolver
-    meters: MeterStore
-    sessions: async_sessionmaker[AsyncSession]
-    remote: bool = False  # the counters live in Redis (every operation is a round trip)
 
 
 def open_governance(

@@ -38,7 +38,7 @@ from odock.db import migrate
 from odock.db.engine import create_engine, request_scope
 from odock.keys.secrets import hash_secret
 from odock.keys.tables import ApiKey
-from odock.pipeline import Exchange
+from odock.pipeline.exchange import Exchange
 from odock.providers.service import ProviderChanges
 from odock.providers.tables import ProviderType
 from odock.settings import Settings

@@ -1,6 +1,6 @@
 """Building blocks for unit tests of the request-path stages: exchanges, principals, models, rows.
 
-A stage is driven with a real :class:`~odock.pipeline.Exchange`; what it reads from earlier stages
+A stage is driven with a real :class:`~odock.pipeline.exchange.Exchange`; what it reads from earlier stages
 (the principal, the resolved model) is built here as the frozen snapshots the caches hand out,
 and what it reads from the database is inserted as rows into a migrated SQLite file.
 """
@@ -26,7 +26,8 @@ from odock.keys.principal import GrantedModel, KeyPrincipal
 from odock.keys.secrets import generate_secret, hash_secret, preview
 from odock.keys.tables import ApiKey, ApiKeyModelAccess, ApiKeyType
 from odock.llm.upstream import Endpoint
-from odock.pipeline import Exchange, Stage, Timings
+from odock.pipeline.exchange import Exchange, Timings
+from odock.pipeline.runner import Stage
 from odock.providers.catalog import ProviderKeyRef, ProviderTarget, ResolvedModel
 from odock.providers.tables import Model, Provider, ProviderType
 from odock.surfaces.registry import OPENAI_CHAT, OPENAI_EMBEDDINGS

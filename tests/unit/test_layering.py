@@ -5,7 +5,7 @@ those inside functions and those under ``TYPE_CHECKING`` (a type is a dependency
 top to bottom (a module may import its own layer and the ones below it, never one above):
 
     entry     odock.cli, odock.web, odock.app      (thin adapters: HTTP, the command line)
-    runtime   odock.runtime                         (wires one process's resources together)
+    runtime   odock.runtime, odock.pipeline.order   (wires one process's resources and the stages together)
     admin     odock.admin                           (the control-plane facade and one-shot admin work)
     services  odock.<feature>.control / .service / .<name>_service / .queries, usage analytics
               and invoices            (per-feature services the facade and routes call; read sides)
@@ -31,7 +31,7 @@ SOURCE = Path(__file__).resolve().parents[2] / "src"
 # for one name or the rest of one, a trailing ``.**`` for the package and everything in it.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("entry", ("odock.cli.**", "odock.web.**", "odock.app")),
-    ("runtime", ("odock.runtime",)),
+    ("runtime", ("odock.runtime", "odock.pipeline.order")),
     ("admin", ("odock.admin.**",)),
     (
         "services",

@@ -12,7 +12,8 @@ import pytest
 
 from odock.errors import BudgetExceeded, OdockError, RateLimited, ServerShuttingDown
 from odock.llm.upstream import Endpoint
-from odock.pipeline import ClientDisconnected, Concurrently, Exchange, Pipeline, Stage, Timings
+from odock.pipeline.exchange import ClientDisconnected, Exchange, Timings
+from odock.pipeline.runner import Concurrently, Pipeline, Stage
 from odock.surfaces.registry import OPENAI_CHAT
 
 DEADLINE = 5.0  # seconds; only bounds a test that would otherwise hang on a regression
@@ -220,7 +221,7 @@ async def test_a_failing_after_hook_does_not_stop_the_other(caplog: pytest.LogCa
     """One stage failing to clean up is logged; the other still settles."""
     log: list[str] = []
     group = Concurrently(Recording("limits", log, after_fails=True), Recording("budgets", log))
-    with caplog.at_level(logging.ERROR, logger="odock.pipeline"):
+    with caplog.at_level(logging.ERROR, logger="odock.pipeline.runner"):
         responder, _ = await run(group)
     assert responder.answered
     assert sorted(e for e in log if e.endswith(".after")) == ["budgets.after", "limits.after"]

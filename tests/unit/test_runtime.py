@@ -18,18 +18,19 @@ from odock.db.migrate import SchemaBehind, prepare_schema
 from odock.keys.directory import KeyDirectory
 from odock.limits.limiter import MemoryRateLimiter, RedisRateLimiter
 from odock.limits.policy import Scope
-from odock.pipeline import Pipeline
+from odock.pipeline.order import Governance, build_pipeline
+from odock.pipeline.runner import Pipeline
 from odock.providers.adapters.mock import MockAdapter
 from odock.providers.catalog import ModelCatalog
 from odock.providers.vault import ProviderKeyVault
-from odock.runtime import Governance, build_pipeline, open_governance, usage_queue
+from odock.runtime import open_governance, usage_queue
 from odock.settings import Settings, load_settings
 from odock.usage.recorder import UsageRecorder
 from odock.usage.store import UsageStore
 from tests.support.stages import copied_database
 
 BEFORE_THE_GATES = ["record_usage", "ratelimit_pre_auth", "authenticate", "ratelimit_early", "decode_request"]
-RESOLUTION = ["resolve_model", "resolve_provider"]
+RESOLUTION = ["resolve_model", "resolve_provider", "estimate_tokens"]
 UPSTREAM = ["record_intent", "call_upstream"]
 
 

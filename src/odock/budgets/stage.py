@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from odock.aio import ready
 from odock.billing import cost_nanos
+from odock.budgets.held import HeldLine
 from odock.budgets.ledger import Settlement, window_state
 from odock.budgets.meters import MAX_AMOUNT, MeterLine, MeterStore, ReserveOutcome, ReserveResult
 from odock.budgets.specs import BUDGET, MeterSpec
@@ -35,20 +36,10 @@ from odock.budgets.windows import Schedule, Window
 from odock.errors import BudgetExceeded, MeterStoreUnavailable, ModelPricingMissing, OdockError, QuotaExceeded
 from odock.ids import RequestId
 from odock.llm.upstream import Endpoint, Usage
-from odock.pipeline import Exchange, SplitStage
+from odock.pipeline.exchange import Exchange
+from odock.pipeline.runner import SplitStage
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)  # per request and meter, never changed: not frozen (see odock.limits.decision)
-class HeldLine:
-    """One reserved counter line of a request."""
-
-    spec: MeterSpec
-    window: Window
-    key: str
-    amount: int
-    limit: int
 
 
 class BudgetGate(SplitStage):
@@ -63,14 +54,12 @@ class BudgetGate(SplitStage):
         *,
         fail_open: bool,
         reservation_ttl: float,
-        default_max_output_tokens: int,
         unpriced_reservation_nanos: int | None,
     ) -> None:
         self._store = store
         self._sessions = sessions
         self._fail_open = fail_open
         self._ttl = reservation_ttl
-        self._default_output = default_max_output_tokens
         self._unpriced = unpriced_reservation_nanos
         self._schedules: dict[tuple[str, int], Schedule] = {}
         self._limits: dict[str, int] = {}  # effective limits learned when priming (rollover)
@@ -106,7 +95,7 @@ class BudgetGate(SplitStage):
         except MeterStoreUnavailable:
             if not self._fail_open:
                 raise
-            ex.governance["budgets_unavailable"] = True
+            ex.governance.budgets_unavailable = True
             log.warning("budget store unavailable; admitting request %s (fail-open)", ex.request_id)
             return
         if result.outcome is ReserveOutcome.REJECTED:
@@ -145,8 +134,8 @@ class BudgetGate(SplitStage):
     # --- estimates ---------------------------------------------------------------------
     def _lines(self, ex: Exchange) -> list[HeldLine]:
         assert ex.principal is not None
-        tokens_in = ex.estimated_input_tokens()
-        tokens_out = ex.output_allowance(self._default_output)
+        assert ex.tokens is not None
+        tokens_in, tokens_out = ex.tokens.input, ex.tokens.output
         lines = []
         for spec in ex.principal.meters:
             current = self._window_at(spec, ex.received_at)

@@ -8,7 +8,7 @@ from odock.errors import ApiKeyExpired, ApiKeyRevoked, OrganisationDisabled, Una
 from odock.keys.directory import KeyDirectory
 from odock.keys.principal import KeyPrincipal
 from odock.keys.secrets import hash_secret
-from odock.pipeline import Exchange
+from odock.pipeline.exchange import Exchange
 
 # Where SDKs put the key besides ``Authorization: Bearer``: Anthropic's and Google's headers (the
 # gateway also moves Gemini's ``?key=`` query parameter into the latter).

@@ -15,7 +15,7 @@ mode uses :class:`MemoryRateLimiter`. Both pass tests/contract/test_rate_limiter
 
 ``admit`` and ``finish`` return an awaitable of the outcome. Over a link the Redis limiter sends
 its command when they are called, so a caller can start another store's command before awaiting
-either and both share one round trip (:class:`odock.pipeline.Concurrently`); through a redis-py
+either and both share one round trip (:class:`odock.pipeline.runner.Concurrently`); through a redis-py
 client, and in process, the work happens when awaited.
 """
 

@@ -25,7 +25,8 @@ from odock.limits.decision import Decision, Receipt
 from odock.limits.limiter import RateLimiter
 from odock.limits.plan import CheckPlanner, LimitCheck
 from odock.limits.policy import PolicyResolver, Scope, ScopePolicy
-from odock.pipeline import Exchange, SplitStage
+from odock.pipeline.exchange import Exchange
+from odock.pipeline.runner import SplitStage
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ class _Gate:
 
     def _judge(self, ex: Exchange, decision: Decision) -> None:
         for denial in decision.shadow_denials:
-            ex.governance.setdefault("shadow_denials", []).append(
+            ex.governance.shadow_denials.append(
                 {
                     "stage": self.name,
                     "code": str(denial.code),
@@ -68,7 +69,7 @@ class _Gate:
         except RateLimiterUnavailable:
             if not self._fail_open:
                 raise
-            ex.governance["ratelimit_unavailable"] = True
+            ex.governance.ratelimit_unavailable = True
             log.warning("rate limiter unavailable; admitting request %s (fail-open)", ex.request_id)
             return
         self._judge(ex, decision)
@@ -135,10 +136,8 @@ class FinalGate(_Gate, SplitStage):
         resolver: PolicyResolver,
         *,
         fail_open: bool,
-        default_max_output_tokens: int,
     ) -> None:
         super().__init__(limiter, resolver, fail_open=fail_open)
-        self._default_output = default_max_output_tokens
 
     def start_before(self, ex: Exchange) -> Awaitable[None]:
         """Check max_tokens, admit model request limits and reserve estimated tokens (sent now)."""
@@ -149,8 +148,9 @@ class FinalGate(_Gate, SplitStage):
         if not everything:
             return ready(None)
         self._judge(ex, check_max_tokens(everything, ex.asked_max_tokens()))
-        estimate = ex.estimated_input_tokens() + ex.output_allowance(self._default_output)
-        ex.governance["tpm_estimate"] = estimate
+        assert ex.tokens is not None
+        estimate = ex.tokens.input + ex.tokens.output
+        ex.governance.tpm_estimate = estimate
         checks = self._planner.requests(resource) + self._planner.tokens(everything, estimate)
         return self._admit(ex, checks, "final")
 

@@ -32,7 +32,7 @@ from odock.keys.principal import KeyPrincipal
 from odock.llm.codec import Dialect, EmbeddingClientCodec, EmbeddingUpstreamCodec
 from odock.llm.translate import EmbeddingTranslation, Translation
 from odock.llm.upstream import Endpoint
-from odock.pipeline import Exchange
+from odock.pipeline.exchange import Exchange
 from odock.providers.adapters.base import Adapter, UpstreamCall
 from odock.providers.catalog import ModelCatalog, ResolvedModel
 from odock.providers.provider_types import ProviderTypeInfo, spec_of

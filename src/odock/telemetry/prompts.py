@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from odock.llm.upstream import Endpoint
-from odock.pipeline import Exchange
+from odock.pipeline.exchange import Exchange
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from odock.errors import UsageBacklog
 from odock.llm.upstream import Endpoint
-from odock.pipeline import Exchange
+from odock.pipeline.exchange import Exchange
 from odock.usage.intent import UsageIntent
 from odock.usage.record import UsageEvent
 from odock.usage.recorder import UsageRecorder
@@ -80,7 +80,7 @@ def usage_event(ex: Exchange) -> UsageEvent:
             **request_metadata(ex),
             "usage_estimated": bool(usage and usage.estimated),
             "error_message": ex.error.message if ex.error else None,
-            **({"governance": ex.governance} if ex.governance else {}),
+            **({"governance": notes} if (notes := ex.governance.to_json()) else {}),
         },
         settlements=ex.settlements,
     )
@@ -123,13 +123,12 @@ class RecordUsage:
             self._recorder.submit(usage_event(ex))
 
 
-def usage_intent(
-    ex: Exchange, settlements: list[dict[str, Any]], default_max_output_tokens: int
-) -> UsageIntent:
+def usage_intent(ex: Exchange, settlements: list[dict[str, Any]]) -> UsageIntent:
     """The intent of an exchange about to call its upstream: who, what, and the reserved estimate."""
-    principal, model = ex.principal, ex.model
+    principal, model, tokens = ex.principal, ex.model, ex.tokens
     assert principal is not None
     assert model is not None
+    assert tokens is not None
     provider = model.provider
     return UsageIntent(
         id=ex.record_id,
@@ -145,8 +144,8 @@ def usage_intent(
         model=model.name,
         provider_id=provider.id if provider else None,
         provider=provider.type.lower() if provider else None,
-        prompt_tokens=ex.estimated_input_tokens(),
-        completion_tokens=ex.output_allowance(default_max_output_tokens),
+        prompt_tokens=tokens.input,
+        completion_tokens=tokens.output,
         embeddings=ex.endpoint == Endpoint.EMBEDDINGS,
         pricing=model.pricing,
         settlements=settlements,
@@ -163,16 +162,14 @@ class RecordIntent:
         self,
         recorder: UsageRecorder,
         held_settlements: Callable[[Exchange], list[dict[str, Any]]],
-        default_max_output_tokens: int,
     ) -> None:
         self._recorder = recorder
         self._held_settlements = held_settlements
-        self._default_output = default_max_output_tokens
 
     async def before(self, ex: Exchange) -> None:
         """Journal the intent of a request about to be sent upstream."""
         settlements = self._held_settlements(ex) if ex.meter_lines else []
-        self._recorder.intend(usage_intent(ex, settlements, self._default_output))
+        self._recorder.intend(usage_intent(ex, settlements))
 
     async def after(self, ex: Exchange) -> None:
         """Nothing: the usage record (RecordUsage) retires the intent."""

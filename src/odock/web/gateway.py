@@ -32,7 +32,7 @@ from odock.ids import accept_request_id, new_request_id
 from odock.keys.principal import KeyPrincipal
 from odock.keys.stage import authenticate
 from odock.keys.standing import key_standing, key_view
-from odock.pipeline import Exchange, Timings
+from odock.pipeline.exchange import Exchange, Timings
 from odock.runtime import Runtime
 from odock.surfaces import anthropic_messages, gemini
 from odock.surfaces.json_body import parse_json_object

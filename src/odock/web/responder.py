@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable
 
 from odock.errors import OdockError
-from odock.pipeline import ClientDisconnected, Exchange
+from odock.pipeline.exchange import ClientDisconnected, Exchange
 from odock.surfaces.framing import Framer
 from odock.web.asgi import JSON_HEADERS, ClientConnection, Receive, Send, encode_headers
 
@@ -30,7 +30,7 @@ STREAM_HEADERS = [(b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")
 
 
 class AsgiResponder:
-    """The web side of :class:`odock.pipeline.Responder`."""
+    """The web side of :class:`odock.pipeline.runner.Responder`."""
 
     def __init__(self, send: Send, receive: Receive, connection: ClientConnection | None = None) -> None:
         self._send = send

@@ -28,7 +28,8 @@ from odock.errors import (
     UpstreamTimeout,
 )
 from odock.llm.upstream import Endpoint, Usage
-from odock.pipeline import Exchange
+from odock.pipeline.exchange import Exchange
+from odock.surfaces.stage import estimate
 from tests.support.stages import (
     INPUT_TOKEN_NANOS,
     OUTPUT_TOKEN_NANOS,
@@ -80,7 +81,6 @@ def gate(
         sessions,
         fail_open=fail_open,
         reservation_ttl=60,
-        default_max_output_tokens=DEFAULT_OUTPUT,
         unpriced_reservation_nanos=unpriced,
     )
 
@@ -90,7 +90,9 @@ def request(*meters: MeterSpec, max_tokens: int | None = 10, **model: Any) -> Ex
     payload: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": "hello"}]}
     if max_tokens is not None:
         payload["max_tokens"] = max_tokens
-    return exchange(principal=principal(meters=meters), payload=payload, model=resolved_model(**model))
+    ex = exchange(principal=principal(meters=meters), payload=payload, model=resolved_model(**model))
+    estimate(ex, DEFAULT_OUTPUT)  # what EstimateTokens does before the budget gate
+    return ex
 
 
 def counter_key(spec: MeterSpec, ex: Exchange) -> str:
@@ -282,6 +284,7 @@ async def test_embeddings_reserve_no_output(
         payload={"model": "m", "input": "x" * 40},
         model=resolved_model(),
     )
+    estimate(ex, DEFAULT_OUTPUT)
     await gate(store, sessions).before(ex)
     assert (await reading(store, quota, ex)).reserved == 10
 
@@ -331,7 +334,7 @@ async def test_fail_open_admits_and_marks_the_request(
     ex = request(meter())
     budgets = gate(unreachable, sessions, fail_open=True)
     await budgets.before(ex)
-    assert ex.governance["budgets_unavailable"] is True
+    assert ex.governance.budgets_unavailable is True
     assert ex.meter_lines == []
     await budgets.after(answered(ex, Usage(1, 1, 2)))  # nothing held: nothing to settle
 

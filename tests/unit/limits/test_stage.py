@@ -28,7 +28,8 @@ from odock.limits.limiter import MemoryRateLimiter, RateLimiter, RedisRateLimite
 from odock.limits.policy import PolicyResolver, parse_policy
 from odock.limits.stage import EarlyGate, FinalGate, PreAuthGate
 from odock.llm.upstream import Usage
-from odock.pipeline import Exchange
+from odock.pipeline.exchange import Exchange
+from odock.surfaces.stage import estimate
 from tests.support.stages import exchange, principal, refusal, resolved_model
 
 DEFAULT_OUTPUT = 50
@@ -73,7 +74,7 @@ def early(limiter: RateLimiter, *, fail_open: bool = False) -> EarlyGate:
 
 def final(limiter: RateLimiter, *, fail_open: bool = False) -> FinalGate:
     """The final gate with no global policy."""
-    return FinalGate(limiter, PolicyResolver(), fail_open=fail_open, default_max_output_tokens=DEFAULT_OUTPUT)
+    return FinalGate(limiter, PolicyResolver(), fail_open=fail_open)
 
 
 def pre_auth(limiter: RateLimiter, policy: dict[str, Any], *, fail_open: bool = False) -> PreAuthGate:
@@ -91,7 +92,9 @@ def resolved(key: KeyPrincipal, *, max_tokens: int | None = None, model_policies
     payload: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": "hello"}]}
     if max_tokens is not None:
         payload["max_tokens"] = max_tokens
-    return exchange(principal=key, payload=payload, model=resolved_model(policies=model_policies or {}))
+    ex = exchange(principal=key, payload=payload, model=resolved_model(policies=model_policies or {}))
+    estimate(ex, DEFAULT_OUTPUT)  # what EstimateTokens does before the final gate
+    return ex
 
 
 # --- PreAuthGate -------------------------------------------------------------------------------
@@ -212,7 +215,7 @@ async def test_a_shadow_limit_reports_instead_of_refusing(limiter: MemoryRateLim
     await gate.before(authenticated(key))
     ex = authenticated(key)
     await gate.before(ex)
-    assert ex.governance["shadow_denials"] == [
+    assert ex.governance.shadow_denials == [
         {
             "stage": "ratelimit_early",
             "code": "rpm_exceeded",
@@ -264,7 +267,7 @@ async def test_tokens_are_reserved_from_the_estimate(limiter: MemoryRateLimiter)
     gate = final(limiter)
     ex = resolved(key, max_tokens=40)
     await gate.before(ex)
-    assert ex.governance["tpm_estimate"] == PROMPT_TOKENS + 40
+    assert ex.governance.tpm_estimate == PROMPT_TOKENS + 40
     error = await refusal(gate, resolved(key, max_tokens=1))
     assert type(error) is TpmExceeded
     assert error.extra["limit"] == "tokens_per_minute"
@@ -274,7 +277,7 @@ async def test_without_max_tokens_the_default_output_is_reserved(limiter: Memory
     """A request that names no output limit reserves the configured default output allowance."""
     ex = resolved(principal(policies=ratelimit(tokens={"per_minute": 1000})))
     await final(limiter).before(ex)
-    assert ex.governance["tpm_estimate"] == PROMPT_TOKENS + DEFAULT_OUTPUT
+    assert ex.governance.tpm_estimate == PROMPT_TOKENS + DEFAULT_OUTPUT
 
 
 async def test_after_reconciles_the_reservation_to_the_tokens_used(limiter: MemoryRateLimiter) -> None:
@@ -346,7 +349,7 @@ async def test_fail_open_admits_and_marks_the_request(unreachable: RedisRateLimi
     }
     ex = resolved(key, model_policies=limited)
     await gates[gate_kind].before(ex)
-    assert ex.governance["ratelimit_unavailable"] is True
+    assert ex.governance.ratelimit_unavailable is True
     assert ex.limit_receipts == {}
 
 

@@ -32,7 +32,7 @@ from odock.ids import ModelId, OrganisationId
 from odock.keys.principal import GrantedModel
 from odock.llm.translate import Translation
 from odock.llm.upstream import Endpoint, StreamChunk, UnaryResult
-from odock.pipeline import Exchange
+from odock.pipeline.exchange import Exchange
 from odock.providers.adapters.anthropic_codec import DEFAULT_MAX_TOKENS
 from odock.providers.adapters.base import Adapter, UpstreamCall
 from odock.providers.adapters.mock import MockAdapter

@@ -11,7 +11,7 @@ import pytest
 
 from odock.errors import InvalidRequestBody
 from odock.llm.upstream import Endpoint
-from odock.pipeline import Exchange, Timings
+from odock.pipeline.exchange import Exchange, Timings
 from odock.surfaces.openai_chat import INTEGER_RANGES, MAX_TOKEN_COUNT
 from odock.surfaces.registry import OPENAI_CHAT, OPENAI_EMBEDDINGS
 from odock.surfaces.stage import decode

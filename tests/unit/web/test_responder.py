@@ -12,7 +12,7 @@ import pytest
 
 from odock.errors import UpstreamRateLimited, UpstreamStreamInterrupted
 from odock.llm.upstream import Endpoint, StreamChunk, Usage
-from odock.pipeline import ClientDisconnected, Exchange, Timings
+from odock.pipeline.exchange import ClientDisconnected, Exchange, Timings
 from odock.surfaces.framing import DataEvents, sse_frame
 from odock.surfaces.registry import OPENAI_CHAT
 from odock.web.asgi import Message

@@ -1,0 +1,82 @@
+"""The order of the stages: the lifecycle of a model call as one list (see :mod:`odock.pipeline`).
+
+This is wiring, not a stage: it imports every feature's stage and the counters they enforce
+with, and the runtime calls :func:`build_pipeline` once per process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from odock.budgets.meters import MeterStore
+from odock.budgets.stage import BudgetGate
+from odock.keys.directory import KeyDirectory
+from odock.keys.stage import Authenticate
+from odock.limits.limiter import RateLimiter
+from odock.limits.policy import PolicyResolver
+from odock.limits.stage import EarlyGate, FinalGate, PreAuthGate
+from odock.pipeline.runner import Concurrently, Pipeline, Stage
+from odock.providers.adapters.base import Adapter
+from odock.providers.catalog import ModelCatalog
+from odock.providers.stage import CallUpstream, ResolveModel, ResolveProvider
+from odock.providers.vault import ProviderKeyVault
+from odock.settings import Settings
+from odock.surfaces.stage import DecodeRequest, EstimateTokens
+from odock.telemetry.prompts import LogPrompts
+from odock.usage.recorder import UsageRecorder
+from odock.usage.stage import RecordIntent, RecordUsage
+
+
+@dataclass
+class Governance:
+    """The shared counters that enforce limits, budgets and quotas."""
+
+    limiter: RateLimiter
+    resolver: PolicyResolver
+    meters: MeterStore
+    sessions: async_sessionmaker[AsyncSession]
+    remote: bool = False  # the counters live in Redis (every operation is a round trip)
+
+
+def build_pipeline(
+    keys: KeyDirectory,
+    models: ModelCatalog,
+    adapters: dict[str, Adapter],
+    vault: ProviderKeyVault,
+    recorder: UsageRecorder,
+    governance: Governance,
+    settings: Settings,
+) -> Pipeline:
+    """The lifecycle of a model call, in order."""
+    limits = {"fail_open": settings.governance_fail_open}
+    final_gate = FinalGate(governance.limiter, governance.resolver, **limits)
+    budget_gate = BudgetGate(
+        governance.meters,
+        governance.sessions,
+        fail_open=settings.governance_fail_open,
+        reservation_ttl=settings.budget_reservation_ttl_seconds,
+        unpriced_reservation_nanos=settings.unpriced_reservation_nanos,
+    )
+    # With Redis, the final gate and the budget reservation (and later their post-flights) are
+    # one round trip instead of two; in-process they do no I/O, so running them in turn is cheaper.
+    last_gates: list[Stage] = (
+        [Concurrently(final_gate, budget_gate)] if governance.remote else [final_gate, budget_gate]
+    )
+    return Pipeline(
+        [
+            RecordUsage(recorder),
+            PreAuthGate(governance.limiter, governance.resolver, **limits),
+            Authenticate(keys),
+            EarlyGate(governance.limiter, governance.resolver, **limits),
+            DecodeRequest(),
+            *([LogPrompts()] if settings.log_prompts else []),
+            ResolveModel(models),
+            ResolveProvider(adapters, vault, settings.upstream_default_timeout_seconds),
+            EstimateTokens(settings.default_max_output_tokens),
+            *last_gates,
+            RecordIntent(recorder, budget_gate.held_settlements),
+            CallUpstream(),
+        ]
+    )
