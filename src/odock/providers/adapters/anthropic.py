@@ -37,7 +37,7 @@ from odock.providers.adapters.base import UpstreamCall
 from odock.providers.adapters.transport import (
     MAX_EVENT_BYTES,
     body_lines,
-    is_event_stream,
+    open_event_stream,
     translated_failures,
 )
 from odock.providers.upstream_client import Response, UpstreamClient
@@ -84,23 +84,15 @@ class AnthropicAdapter:
     async def stream(self, call: UpstreamCall) -> AnthropicStream:
         """Open a stream; each read (headers, then every event) gets the provider timeout."""
         url, headers = _target(call, _PATHS[Endpoint.CHAT])
-        with translated_failures():
-            response = await self._client.post(
-                url,
-                orjson.dumps(call.payload),
-                headers,
-                connect_seconds=self._connect_timeout,
-                total_seconds=call.timeout,
-                read_seconds=call.timeout,
-            )
-            try:
-                if response.status >= 400:
-                    raise status_error(response.status, await response.read(), response.headers)
-                if not is_event_stream(response):
-                    raise UpstreamError("upstream answered a stream request without an event stream")
-            except BaseException:  # release the connection on every failure, then let it propagate
-                response.release()
-                raise
+        response = await open_event_stream(
+            self._client,
+            url,
+            orjson.dumps(call.payload),
+            headers,
+            connect_seconds=self._connect_timeout,
+            read_seconds=call.timeout,
+            status_error=status_error,
+        )
         return AnthropicStream(response)
 
     async def _post(self, call: UpstreamCall, path: str) -> tuple[bytes, Mapping[str, str]]:

@@ -43,6 +43,7 @@ from odock.providers.adapters.transport import (
     MAX_EVENT_BYTES,
     body_lines,
     json_object_of,
+    open_event_stream,
     text_of,
     translated_failures,
 )
@@ -80,26 +81,15 @@ class GeminiAdapter:
     async def stream(self, call: UpstreamCall) -> GeminiStream:
         """Open ``streamGenerateContent?alt=sse``; each read gets the provider timeout."""
         url, headers = _target(call, "streamGenerateContent")
-        with translated_failures():
-            response = await self._client.post(
-                url + "?alt=sse",
-                _body(call),
-                headers,
-                connect_seconds=self._connect_timeout,
-                total_seconds=call.timeout,
-                read_seconds=call.timeout,
-            )
-            try:
-                if response.status >= 400:
-                    raise _status_error(response.status, await response.read(), response.headers)
-                if "content-type" in response.headers and response.content_type != "text/event-stream":
-                    kind = response.headers["content-type"]
-                    raise UpstreamError(
-                        f"upstream answered a stream request with '{kind}', not an event stream"
-                    )
-            except BaseException:  # release the connection on every failure, then let it propagate
-                response.release()
-                raise
+        response = await open_event_stream(
+            self._client,
+            url + "?alt=sse",
+            _body(call),
+            headers,
+            connect_seconds=self._connect_timeout,
+            read_seconds=call.timeout,
+            status_error=_status_error,
+        )
         return GeminiStream(response)
 
     async def _post(self, call: UpstreamCall, method: str) -> tuple[Response, bytes]:

@@ -39,8 +39,8 @@ from odock.providers.adapters.base import UpstreamCall
 from odock.providers.adapters.transport import (
     MAX_EVENT_BYTES,
     body_lines,
-    is_event_stream,
     json_object_of,
+    open_event_stream,
     text_of,
     translated_failures,
 )
@@ -86,24 +86,15 @@ class OpenAICompatibleAdapter:
     async def stream(self, call: UpstreamCall) -> OpenAIStream:
         """Open a stream; each read (headers, then every event) gets the provider timeout."""
         url, headers = _target(call)
-        data = orjson.dumps(_body(call))
-        with translated_failures():
-            response = await self._client.post(
-                url,
-                data,
-                headers,
-                connect_seconds=self._connect_timeout,
-                total_seconds=call.timeout,
-                read_seconds=call.timeout,
-            )
-            try:
-                if response.status >= 400:
-                    raise _status_error(response.status, await response.read(), response.headers)
-                if not is_event_stream(response):
-                    raise _not_a_stream(response, await response.read())
-            except BaseException:  # release the connection on every failure, then let it propagate
-                response.release()
-                raise
+        response = await open_event_stream(
+            self._client,
+            url,
+            orjson.dumps(_body(call)),
+            headers,
+            connect_seconds=self._connect_timeout,
+            read_seconds=call.timeout,
+            status_error=_status_error,
+        )
         return OpenAIStream(response, call.endpoint)
 
 
@@ -325,13 +316,6 @@ def _status_error(status: int, body: bytes, headers: Mapping[str, str]) -> Upstr
         param = _param_of(data) if data is not None else None
         return UpstreamRejected(message, upstream_status=status, param=param)
     return UpstreamError(message, upstream_status=status, headers=retry_headers if status == 503 else None)
-
-
-def _not_a_stream(response: Response, body: bytes) -> UpstreamError:
-    data = json_object_of(body)
-    detail = _message_of(data) if data is not None else None
-    kind = response.headers.get("content-type", "")
-    return UpstreamError(detail or f"upstream answered a stream request with '{kind}', not an event stream")
 
 
 def _message_of(data: dict[str, Any]) -> str | None:

@@ -8,7 +8,7 @@ large event (an audio or image chunk) can exceed; one event may be large, but no
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -24,6 +24,7 @@ from odock.providers.upstream_client import (
     ConnectionDropped,
     Response,
     ResponseTimeout,
+    UpstreamClient,
     UpstreamHttpError,
 )
 
@@ -87,3 +88,56 @@ def json_object_of(body: bytes) -> dict[str, Any] | None:
 
 def text_of(body: bytes) -> str | None:
     return body.decode("utf-8", "replace").strip()[:500] or None
+
+
+StatusError = Callable[[int, bytes, Mapping[str, str]], UpstreamError]
+
+
+async def open_event_stream(
+    client: UpstreamClient,
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    *,
+    connect_seconds: float,
+    read_seconds: float,
+    status_error: StatusError,
+) -> Response:
+    """POST a streaming request; return the response once the upstream answered with an event stream.
+
+    Each read (headers, then every event) gets ``read_seconds``, and so does the whole exchange
+    up to the answer's headers. A 4xx/5xx is translated by the
+    adapter's ``status_error``; an answer that is not an event stream is a 502 before any byte
+    reaches the client. The connection is released on every failure.
+    """
+    with translated_failures():
+        response = await client.post(
+            url,
+            body,
+            headers,
+            connect_seconds=connect_seconds,
+            total_seconds=read_seconds,
+            read_seconds=read_seconds,
+        )
+        try:
+            if response.status >= 400:
+                raise status_error(response.status, await response.read(), response.headers)
+            if not is_event_stream(response):
+                raise not_a_stream(response, await response.read())
+        except BaseException:  # release the connection on every failure, then let it propagate
+            response.release()
+            raise
+    return response
+
+
+def not_a_stream(response: Response, body: bytes) -> UpstreamError:
+    """The error of a stream request answered with something else (its message, if it has one)."""
+    data = json_object_of(body)
+    error = data.get("error") if data is not None else None
+    detail = error.get("message") if isinstance(error, dict) else error if isinstance(error, str) else None
+    kind = response.headers.get("content-type", "")
+    return UpstreamError(
+        detail
+        if isinstance(detail, str) and detail
+        else f"upstream answered a stream request with '{kind}', not an event stream"
+    )
