@@ -25,6 +25,7 @@ from odock.ids import accept_request_id
 from odock.runtime import Runtime, open_runtime
 from odock.settings import Settings
 from odock.web.asgi import Message, Receive, Scope, Send, header_map, send_error
+from odock.web.console.paths import is_page
 from odock.web.gateway import Gateway
 
 if TYPE_CHECKING:
@@ -192,7 +193,7 @@ def _request_id(scope: Scope) -> str:
 
 
 def _is_control_plane(path: str) -> bool:
-    return path.startswith(("/api/", "/invite/")) or path == "/api"
+    return path.startswith(("/api/", "/invite/")) or path == "/api" or is_page(path)
 
 
 def create_app(settings: Settings) -> OdockApp:

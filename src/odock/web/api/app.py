@@ -13,8 +13,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.routing import iter_route_contexts
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from odock import __version__
@@ -27,6 +28,9 @@ from odock.web.api.request_ids import RequestIds
 from odock.web.api.routes import ROUTERS
 from odock.web.api.routes.invitations import public_router as invitation_links
 from odock.web.client_ip import parse_networks
+from odock.web.console.access import is_page, not_found_page, page_error
+from odock.web.console.pages import STATIC
+from odock.web.console.routes import PAGE_ROUTERS
 
 OPENAPI_URL = "/api/openapi.json"
 
@@ -51,6 +55,9 @@ def create_api(runtime: Runtime | None) -> FastAPI:
         annotate_permissions(router)
         app.include_router(router, prefix="/api")
     app.include_router(invitation_links)  # GET /invite/{token}: the link itself, outside /api (public)
+    for pages in PAGE_ROUTERS:
+        app.include_router(pages)  # the web console, same origin (odock.web.console)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
     declare_security_schemes(app)
     max_body = runtime.settings.max_request_bytes if runtime else 8 * 1024 * 1024
     app.add_middleware(RequestGuard, max_body_bytes=max_body)
@@ -65,8 +72,10 @@ def _render(error: OdockError) -> JSONResponse:
     return JSONResponse(error.payload(), status_code=error.http_status, headers=error.headers or None)
 
 
-async def _odock_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _odock_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, OdockError)
+    if is_page(request.url.path):
+        return page_error(request, exc)
     return _render(exc)
 
 
@@ -98,13 +107,18 @@ def _invalid(fields: list[dict[str, str]]) -> UnprocessableEntity:
     )
 
 
-async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    return _render(_invalid([_problem(e) for e in exc.errors()]))
+    error = _invalid([_problem(e) for e in exc.errors()])
+    if is_page(request.url.path):
+        return page_error(request, error)  # a page's bad query string: the page says which field
+    return _render(error)
 
 
-async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 404 and is_page(request.url.path):
+        return not_found_page(request)
     if exc.status_code == 404:
         return _render(NotFound("no such route"))
     if exc.status_code == 405:

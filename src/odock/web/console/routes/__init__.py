@@ -1,0 +1,11 @@
+"""The console's page routers, one module per area (each area's views and templates go together)."""
+
+from fastapi import APIRouter
+
+from odock.web.console.routes import admin, auth, dashboard
+
+PAGE_ROUTERS: tuple[APIRouter, ...] = (
+    auth.router,
+    dashboard.router,
+    admin.router,
+)
