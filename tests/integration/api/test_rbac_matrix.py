@@ -39,6 +39,7 @@ from tests.support.world import CALLERS, TEAMS, USERS, WorldServer, build_world,
 
 PUBLIC: dict[tuple[str, str], str] = {
     ("POST", "/api/auth/login"): "sign-in",
+    ("POST", "/api/auth/welcome"): "the first-start link is the credential (only while no user exists)",
     ("POST", "/api/auth/logout"): "any signed-in caller ends their own session",
     ("GET", "/api/auth/session"): "any signed-in caller reads their own session",
     ("GET", "/api/auth/oauth/providers"): "the sign-in page lists the sign-in providers",
