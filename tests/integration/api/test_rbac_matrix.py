@@ -48,6 +48,7 @@ PUBLIC: dict[tuple[str, str], str] = {
     ("GET", "/api/invitations/{token}"): "the invitation link is the credential",
     ("POST", "/api/invitations/{token}/accept"): "the invitation link is the credential",
     ("GET", "/invite/{token}"): "the invitation link is the credential",
+    ("GET", "/welcome/{token}"): "the first-start link's page (only while no user exists)",
 }
 """Routes without a Permit, and why (every other route must declare one)."""
 
