@@ -140,3 +140,16 @@ def test_managers_and_users_cannot_open_settings(
         sign_in(password_account(console, role, org_id)).open(f"/o/{org_id}/settings")
         page.wait_text("Not allowed", "h1")
         assert "Settings" not in page.find("nav#sidebar").text
+
+
+def test_profile_and_settings_fit_a_phone(
+    page: Page, sign_in: SignIn, console: ControlPlaneUnderTest, org_admin: tuple[str, Account]
+) -> None:
+    """At 390 px nothing is wider than the screen (tables scroll inside their own box)."""
+    org_id, account = org_admin
+    sign_in(account)
+    page.driver.set_window_size(390, 844)
+    for path, heading in (("/profile", "Profile"), (f"/o/{org_id}/settings", "Settings")):
+        page.open(path).wait_text(heading, "h1")
+        width = page.driver.execute_script("return document.documentElement.scrollWidth")
+        assert width <= 390 + 1, f"{path} is {width}px wide at phone width"

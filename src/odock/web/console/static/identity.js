@@ -11,7 +11,11 @@
     box.hidden = false;
     form.reset();
     const body = document.querySelector("#token-table tbody");
-    if (!body) return;
+    if (!body) {
+      const empty = box.parentElement.querySelector("[data-testid=empty] p");
+      if (empty) empty.textContent = "Token “" + token.name + "” created. Reload the page to manage it here.";
+      return;
+    }
     const row = document.createElement("tr");
     row.dataset.testid = "token-row";
     for (const text of [token.name, token.preview, "just now", token.expires_at || "—", "active", ""]) {
