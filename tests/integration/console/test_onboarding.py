@@ -12,7 +12,9 @@ import pytest
 from selenium.webdriver.remote.webdriver import WebDriver
 from sqlalchemy import select
 
+from odock.identity.accounts import create_password_user, passwords_for
 from odock.tenancy.tables import Role, User, UserStatus
+from tests.integration.console.conftest import SignIn
 from tests.support.api import ControlPlaneUnderTest
 from tests.support.browser import Page
 from tests.support.console_identity import EmptyInstall, browser_at
@@ -187,3 +189,30 @@ def test_closed_and_unknown_invitation_links_say_so(page: Page, console: Control
         assert answer.headers["content-type"].startswith("text/html")
     page.open("/invite/no-such-token")
     page.wait_text("This invitation link does not work", "h1")
+
+
+def test_a_signed_in_invitee_joins_without_a_password(
+    page: Page, sign_in: SignIn, console: ControlPlaneUnderTest, org_admin: tuple[str, Account]
+) -> None:
+    """An account that already holds the invited address (e.g. from GitHub sign-in) joins with one click."""
+    org_id, _ = org_admin
+    invited = _invite(console, org_id, role="USER")
+    settings = console.gateway.runtime.settings
+    console.gateway.run(
+        create_password_user(
+            console.gateway.runtime.sessions,
+            passwords_for(settings),
+            email=invited["email"],
+            password=GOOD_PASSWORD,
+            role=Role.USER,
+            organisation_id=None,
+        )
+    )
+    sign_in(Account("", invited["email"], GOOD_PASSWORD)).open(urlsplit(invited["invite_url"]).path)
+    page.wait_text(f"signed in as {invited['email']}", "main")
+    assert not page.all("[name=password]")
+    page.submit()
+    page.wait_path(lambda p: p == f"/o/{org_id}")
+    page.wait_text("Dashboard", "h1")
+    user = console.admin.get(f"/api/organisations/{org_id}/users", params={"q": invited["email"]}).json()
+    assert [(u["organisation_id"], u["role"]) for u in user["items"]] == [(org_id, "USER")]

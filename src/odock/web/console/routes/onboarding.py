@@ -19,7 +19,7 @@ from odock.identity.invitations import Invitations
 from odock.identity.service import Identity
 from odock.identity.tables import InvitationStatus
 from odock.identity.welcome import check_welcome_link
-from odock.web.api.deps import IdentityDep
+from odock.web.api.deps import SESSION_COOKIE, IdentityDep, current_credential
 from odock.web.console.pages import render
 
 router = APIRouter(include_in_schema=False)
@@ -38,6 +38,16 @@ async def welcome(request: Request, token: Token, identity: IdentityDep) -> Resp
     """Choose the first super admin's e-mail, name and password (404 page once the link is spent)."""
     await check_welcome_link(identity.sessions, token)  # refused: the page error handler's 404 page
     return render(request, "onboarding/welcome.html", token=token)
+
+
+async def _signed_in_email(request: Request) -> str | None:
+    """The e-mail address of the browser's signed-in account, if any (to accept without a password)."""
+    if SESSION_COOKIE not in request.cookies:
+        return None
+    try:
+        return (await current_credential(request)).user.email
+    except OdockError:
+        return None
 
 
 async def invitation_page(
@@ -59,6 +69,7 @@ async def invitation_page(
         request,
         "onboarding/invitation.html",
         invitation=details,
+        signed_in_as=await _signed_in_email(request),
         token=token,
         open=details.status is InvitationStatus.PENDING,
         providers=providers,
