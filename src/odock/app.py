@@ -17,10 +17,11 @@ import logging
 import os
 from typing import TYPE_CHECKING
 
-from odock.admin.demo import demo_banner, seed_demo
+from odock.admin.demo import demo_banner, seed_demo, welcome_lines
 from odock.admin.reconcile import apply_config_file
 from odock.errors import NotFound, OdockError, ServerShuttingDown
 from odock.identity.accounts import ensure_bootstrap_admin
+from odock.identity.welcome import WELCOME_PATH, issue_welcome_link
 from odock.ids import accept_request_id
 from odock.runtime import Runtime, open_runtime
 from odock.settings import Settings
@@ -50,6 +51,8 @@ class OdockApp:
         self._stack: contextlib.AsyncExitStack | None = None
         self._in_flight = 0  # HTTP requests being handled
         self._unwound: asyncio.Event | None = None  # set once none is left, while shutting down
+        # The first-start sign-in link printed at startup (odock.identity.welcome), if one was issued.
+        self.welcome_url: str | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -114,11 +117,23 @@ class OdockApp:
         except BaseException:
             await self.shutdown()
             raise
-        if self.settings.should_seed_demo:
-            issued = await seed_demo(self.runtime.control)
-            if issued is not None:
-                host = "127.0.0.1" if self.settings.host in ("0.0.0.0", "::") else self.settings.host
-                demo_log.info(demo_banner(issued, f"http://{host}:{self.settings.port}"))
+        host = "127.0.0.1" if self.settings.host in ("0.0.0.0", "::") else self.settings.host
+        base_url = f"http://{host}:{self.settings.port}"
+        await self._issue_welcome_link(self.runtime, base_url)
+        issued = await seed_demo(self.runtime.control) if self.settings.should_seed_demo else None
+        if issued is not None:
+            demo_log.info(demo_banner(issued, base_url, self.welcome_url))
+        elif self.welcome_url is not None:
+            demo_log.info("\n%s", welcome_lines(self.welcome_url))
+
+    async def _issue_welcome_link(self, runtime: Runtime, base_url: str) -> None:
+        """On an empty install without a bootstrap admin: the one-time link to the first admin's account."""
+        if self._api is None or self.settings.bootstrap_admin_email is not None:
+            return  # no console in this process, or the bootstrap admin is the way in
+        token = await issue_welcome_link(runtime.sessions)
+        if token is not None:
+            public = (self.settings.public_url or base_url).rstrip("/")
+            self.welcome_url = f"{public}{WELCOME_PATH}{token}"
 
     async def _apply_declarations(self, runtime: Runtime) -> None:
         """Apply the resources the config file declares (before demo seeding, which needs an empty DB)."""

@@ -41,12 +41,23 @@ async def seed_demo(control: ControlPlane) -> IssuedKey | None:
     return await control.keys.create(org.id, "demo key", models=[DEMO_MODEL])
 
 
-def demo_banner(issued: IssuedKey, base_url: str) -> str:
-    """What to print so the newcomer can try the gateway right away."""
+def welcome_lines(welcome_url: str | None) -> str:
+    """The first-start sign-in link's lines of the banner (empty without one)."""
+    if welcome_url is None:
+        return ""
+    return (
+        "  Open the console and choose the first admin's password (this link works once):\n"
+        f"    {welcome_url}\n\n"
+    )
+
+
+def demo_banner(issued: IssuedKey, base_url: str, welcome_url: str | None = None) -> str:
+    """What to print so the newcomer can try the gateway (and open the console) right away."""
     return (
         "\n"
-        "  Odock created a demo organisation with a mock model.\n"
-        f"  Demo API key (shown once): {issued.secret}\n\n"
+        + welcome_lines(welcome_url)
+        + "  Odock created a demo organisation with a mock model.\n"
+        + f"  Demo API key (shown once): {issued.secret}\n\n"
         "  Try it:\n"
         f"    curl -s {base_url}/v1/chat/completions \\\n"
         f"      -H 'Authorization: Bearer {issued.secret}' -H 'Content-Type: application/json' \\\n"

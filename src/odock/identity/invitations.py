@@ -37,7 +37,7 @@ from odock.errors import (
 from odock.identity.accounts import normalise_email
 from odock.identity.passwords import Passwords, check_password_rules
 from odock.identity.secrets import new_secret, secret_hash
-from odock.identity.tables import Invitation, InvitationStatus
+from odock.identity.tables import Invitation, InvitationStatus, InvitationType
 from odock.ids import new_id
 from odock.tenancy.tables import Organisation, Role, User, UserStatus
 
@@ -128,10 +128,14 @@ async def revoke_invitation(sessions: async_sessionmaker[AsyncSession], invitati
 
 
 async def invitation_by_token(session: AsyncSession, token: str) -> Invitation:
-    """The invitation a link names, whatever its status (404 ``invitation_invalid`` when none)."""
-    row = (
-        await session.execute(select(Invitation).where(Invitation.token_hash == secret_hash(token)))
-    ).scalar_one_or_none()
+    """The invitation a link names, whatever its status (404 ``invitation_invalid`` when none).
+
+    The first-start link (type FIRST_ADMIN, :mod:`odock.identity.welcome`) is not an invitation.
+    """
+    query = select(Invitation).where(
+        Invitation.token_hash == secret_hash(token), Invitation.type != InvitationType.FIRST_ADMIN
+    )
+    row = (await session.execute(query)).scalar_one_or_none()
     if row is None:
         raise InvitationInvalid()
     return row

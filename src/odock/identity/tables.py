@@ -62,6 +62,9 @@ class InvitationType(enum.StrEnum):
 
     JOIN_ORGANISATION = "JOIN_ORGANISATION"
     CREATE_ORGANISATION = "CREATE_ORGANISATION"
+    # The first-start sign-in link of an empty install (odock.identity.welcome): never an
+    # organisation invitation, so the invitation routes do not see it.
+    FIRST_ADMIN = "FIRST_ADMIN"
 
 
 class Invitation(Base):

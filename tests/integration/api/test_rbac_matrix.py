@@ -39,6 +39,7 @@ from tests.support.world import CALLERS, TEAMS, USERS, WorldServer, build_world,
 
 PUBLIC: dict[tuple[str, str], str] = {
     ("POST", "/api/auth/login"): "sign-in",
+    ("POST", "/api/auth/welcome"): "the first-start link is the credential (only while no user exists)",
     ("POST", "/api/auth/logout"): "any signed-in caller ends their own session",
     ("GET", "/api/auth/session"): "any signed-in caller reads their own session",
     ("GET", "/api/auth/oauth/providers"): "the sign-in page lists the sign-in providers",
@@ -47,6 +48,7 @@ PUBLIC: dict[tuple[str, str], str] = {
     ("GET", "/api/invitations/{token}"): "the invitation link is the credential",
     ("POST", "/api/invitations/{token}/accept"): "the invitation link is the credential",
     ("GET", "/invite/{token}"): "the invitation link is the credential",
+    ("GET", "/welcome/{token}"): "the first-start link's page (only while no user exists)",
 }
 """Routes without a Permit, and why (every other route must declare one)."""
 

@@ -22,8 +22,9 @@ from odock.audit.context import AuditActor, set_actor
 from odock.errors import SignInFailed
 from odock.identity.directory import Membership
 from odock.identity.oauth import STATE_TTL_SECONDS
-from odock.identity.passwords import MAX_PASSWORD_LENGTH
+from odock.identity.passwords import MAX_PASSWORD_LENGTH, check_password_rules
 from odock.identity.sessions import IssuedSession
+from odock.identity.welcome import accept_welcome_link
 from odock.rbac.grant import Grant
 from odock.rbac.permissions import Action, Resource
 from odock.tenancy.queries import TenancyQueries
@@ -185,6 +186,53 @@ async def login(
     user, issued = await identity.sign_in(
         body.email, body.password, ip=request_ip(request), user_agent=request.headers.get("user-agent")
     )
+    set_session_cookies(request, response, issued, identity.settings.session_ttl_seconds)
+    return SignedIn(
+        user=await user_view(queries, user), csrf_token=issued.csrf_token, expires_at=issued.expires_at
+    )
+
+
+class WelcomeRequest(BaseModel):
+    """The first-start link's token, and the first super admin's e-mail, name and password."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    token: str = Field(min_length=1, max_length=200)
+    email: str = Field(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
+    name: str | None = Field(None, min_length=1, max_length=200)
+    password: str = Field(min_length=1, max_length=MAX_PASSWORD_LENGTH)
+
+
+# The throttle's "e-mail" for guesses at the first-start link (it counts per client IP too).
+WELCOME_THROTTLE_KEY = "first-start-link"
+
+
+@router.post("/auth/welcome", response_model=SignedIn, status_code=201)
+async def welcome(
+    body: WelcomeRequest,
+    request: Request,
+    response: Response,
+    identity: IdentityDep,
+    queries: TenancyQueriesDep,
+) -> SignedIn:
+    """Public (the first-start link is the credential): create the first super admin and sign in.
+
+    Works once, and only while no user exists (404 otherwise); throttled like sign-in.
+    """
+    check_password_rules(body.password)  # a too-short password is no guess at the link
+    ip = request_ip(request)
+    await identity.throttle.reserve(WELCOME_THROTTLE_KEY, ip)
+    user = await accept_welcome_link(
+        identity.sessions,
+        identity.passwords,
+        body.token,
+        email=body.email,
+        name=body.name,
+        password=body.password,
+        ip=ip,
+    )
+    await identity.throttle.succeeded(WELCOME_THROTTLE_KEY, ip)
+    issued = await identity.store.start(user.id, ip=ip, user_agent=request.headers.get("user-agent"))
     set_session_cookies(request, response, issued, identity.settings.session_ttl_seconds)
     return SignedIn(
         user=await user_view(queries, user), csrf_token=issued.csrf_token, expires_at=issued.expires_at

@@ -24,7 +24,7 @@ from odock.identity.secrets import ADMIN_TOKEN_PREFIX
 from odock.identity.tables import Invitation, InvitationStatus, InvitationType
 from odock.rbac.grant import Grant, Target
 from odock.rbac.permissions import Action, Resource
-from odock.tenancy.tables import Role
+from odock.tenancy.tables import Organisation, Role
 from odock.web.api.deps import (
     SESSION_COOKIE,
     IdentityDep,
@@ -36,6 +36,7 @@ from odock.web.api.deps import (
 from odock.web.api.paging import Page, PageParams, keyset, make_page, page_params
 from odock.web.api.routes.auth import UserView, set_session_cookies, user_view
 from odock.web.api.services import InvitationsDep, TenancyQueriesDep
+from odock.web.console.routes.onboarding import invitation_page, wants_html
 
 router = APIRouter(tags=["invitations"])
 public_router = APIRouter(tags=["invitations"])
@@ -193,7 +194,11 @@ async def revoke(invitation_id: str, invitations: InvitationsDep, _grant: Manage
 
 
 async def _details(invitations: InvitationsDep, token: str) -> InvitationDetails:
-    row, org = await invitations.link(token)
+    return invitation_details_of(*await invitations.link(token))
+
+
+def invitation_details_of(row: Invitation, org: Organisation | None) -> InvitationDetails:
+    """What an invitation offers, as the invitee sees it."""
     return InvitationDetails(
         type=row.type,
         email=row.email,
@@ -206,8 +211,15 @@ async def _details(invitations: InvitationsDep, token: str) -> InvitationDetails
 
 
 @public_router.get("/invite/{token}", response_model=InvitationDetails)
-async def invitation_link(token: Token, invitations: InvitationsDep) -> InvitationDetails:
-    """Public: what the invitation link offers (type, e-mail, role, organisation, status, expiry)."""
+async def invitation_link(
+    token: Token, request: Request, invitations: InvitationsDep, identity: IdentityDep
+) -> InvitationDetails | Response:
+    """Public: what the invitation link offers (type, e-mail, role, organisation, status, expiry).
+
+    A browser (``Accept: text/html`` without JSON) gets the console's invitation page instead.
+    """
+    if wants_html(request):
+        return await invitation_page(request, token, invitations, identity)
     return await _details(invitations, token)
 
 

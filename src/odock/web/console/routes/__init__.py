@@ -2,10 +2,13 @@
 
 from fastapi import APIRouter
 
-from odock.web.console.routes import admin, auth, dashboard
+from odock.web.console.routes import admin, auth, dashboard, onboarding, profile, settings
 
 PAGE_ROUTERS: tuple[APIRouter, ...] = (
     auth.router,
     dashboard.router,
     admin.router,
+    onboarding.router,
+    profile.router,
+    settings.router,
 )
