@@ -25,15 +25,18 @@ def test_the_catalogue_lists_a_provider_types_models_with_prices(
     answer = user.get(f"/api/organisations/{org}/models/catalogue", params={"provider_type": "ANTHROPIC"})
     assert answer.status_code == 200, answer.text
     body = answer.json()
-    assert body["items"] and all("ANTHROPIC" in m["providers"] for m in body["items"])
+    assert body["items"]
+    assert all("ANTHROPIC" in m["providers"] for m in body["items"])
     assert {"OPENAI", "AZURE_OPENAI", "ANTHROPIC", "GOOGLE", "MISTRAL"} <= set(body["provider_types"])
     sonnet = next(m for m in body["items"] if m["name"] == "claude-sonnet-4-5")
-    assert Decimal(sonnet["input_per_1m"]) == 3 and Decimal(sonnet["output_per_1m"]) == 15
+    assert Decimal(sonnet["input_per_1m"]) == 3
+    assert Decimal(sonnet["output_per_1m"]) == 15
     assert Decimal(sonnet["cached_input_discount_percent"]) == 90
     searched = user.get(
         f"/api/organisations/{org}/models/catalogue", params={"q": "EMBED", "type": "embeddings"}
     )
-    assert searched.json()["items"] and all(m["type"] == "embeddings" for m in searched.json()["items"])
+    assert searched.json()["items"]
+    assert all(m["type"] == "embeddings" for m in searched.json()["items"])
 
 
 def test_import_creates_models_priced_from_the_catalogue(control_plane: ControlPlaneUnderTest) -> None:
@@ -50,9 +53,11 @@ def test_import_creates_models_priced_from_the_catalogue(control_plane: ControlP
     assert "OPENAI" in results["claude-sonnet-4-5"]["message"]
 
     gpt = admin.get(f"/api/organisations/{org}/models/{results['gpt-4o']['model_id']}").json()
-    assert gpt["provider_id"] == provider["id"] and gpt["type"] == "chat"
+    assert gpt["provider_id"] == provider["id"]
+    assert gpt["type"] == "chat"
     assert set(gpt["capabilities"]) == {"vision", "tool_use"}
-    assert gpt["pricing_per_1m"]["input"]["text"] == 2.5 and gpt["pricing_per_1m"]["output"]["text"] == 10
+    assert gpt["pricing_per_1m"]["input"]["text"] == 2.5
+    assert gpt["pricing_per_1m"]["output"]["text"] == 10
     assert gpt["pricing"]["input"]["text_cost_per_1k_tokens"] == 0.0025
     assert gpt["pricing"]["cached_input_discount_percent"] == 50
     embed = admin.get(
@@ -84,7 +89,8 @@ def test_import_refuses_another_organisations_provider_and_a_user(
     answer = admin.post(
         f"/api/organisations/{org}/models/import", json={"provider_id": foreign["id"], "models": ["gpt-4o"]}
     )
-    assert answer.status_code == 422 and answer.json()["error"]["param"] == "provider_id"
+    assert answer.status_code == 422
+    assert answer.json()["error"]["param"] == "provider_id"
     user = control_plane.caller(Role.USER, org)
     mine = _provider(admin, org, "OPENAI")
     refused = user.post(

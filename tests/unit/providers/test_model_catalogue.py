@@ -52,11 +52,10 @@ def test_every_entry_converts_to_a_valid_stored_pricing() -> None:
     for model in model_catalogue().models:
         stored = stored_pricing(PricingPer1M.model_validate(model.pricing_per_1m()))
         view = per_1m_view(stored)
+        assert view is not None, model.name
         prices = model.price_per_1m
-        if prices.input:
-            assert view is not None and Decimal(repr(view.input.text)) == prices.input, model.name
-        if prices.output:
-            assert view is not None and Decimal(repr(view.output.text)) == prices.output, model.name
+        assert Decimal(repr(view.input.text)) == prices.input, model.name
+        assert Decimal(repr(view.output.text)) == (prices.output or 0), model.name
 
 
 def test_a_cached_input_price_becomes_a_discount() -> None:

@@ -29,8 +29,8 @@ from odock.web.api.lists import ListRoute, TwinLists, add_list_routes, paged
 from odock.web.api.paging import Page, PageParams, page_params
 from odock.web.api.pricing import (
     PricingBody,
-    PricingPer1M,
     PricingPer1KView,
+    PricingPer1M,
     PricingPer1MView,
     is_empty,
     per_1k_view,

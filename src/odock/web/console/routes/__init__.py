@@ -2,10 +2,12 @@
 
 from fastapi import APIRouter
 
-from odock.web.console.routes import admin, auth, dashboard
+from odock.web.console.routes import admin, auth, dashboard, models, providers
 
 PAGE_ROUTERS: tuple[APIRouter, ...] = (
     auth.router,
     dashboard.router,
     admin.router,
+    providers.router,
+    models.router,
 )
