@@ -26,7 +26,7 @@ def test_activate_openai_with_a_browser_encrypted_key_and_call_it(
     fake_openai: FakeOpenAI,
     provider_keypair: KeyPair,
 ) -> None:
-    """The key form posts only an envelope the gateway opens, and the SDK's governed call reaches the fake with the key."""
+    """The key form posts only an envelope the gateway opens; an SDK call through the gateway uses the key."""
     org, admin = org_admin
     sign_in(admin).open(f"/o/{org}/providers")
     page.wait_text("No provider is activated yet")
