@@ -30,7 +30,7 @@ from odock.web.api.routes.providers import (
 from odock.web.api.routes.providers import render as render_provider
 from odock.web.api.search import SearchQuery
 from odock.web.api.services import Decrypter, ProviderKeys, Providers
-from odock.web.console.pages import render
+from odock.web.console.pages import can, render
 
 router = APIRouter(include_in_schema=False)
 
@@ -87,13 +87,16 @@ async def provider_page(
     keys: ProviderKeys,
     decrypter: Decrypter,
     grant: Annotated[Grant, Depends(Permit(Resource.PROVIDER, Action.READ, locate=_locate_provider))],
-    key_grant: Annotated[Grant, Depends(Permit(Resource.PROVIDER_KEY, Action.READ, locate=_locate_provider))],
     page: Annotated[PageParams, Depends(page_params)],
 ) -> Response:
     """A provider's settings (base URL, timeout, switch, config) and its keys (masked)."""
     provider = await get_provider(provider_id, providers, grant)
-    provider_keys = await list_provider_keys(provider_id, keys, key_grant, page, q=None, revoked=None)
-    public_key = await encryption_key(organisation_id, decrypter, key_grant)
+    provider_keys, public_key = None, None
+    if can(grant.actor, Resource.PROVIDER_KEY, Action.READ):
+        # One Permit per route (the RBAC matrix reads it): the keys get their own grant, as in their route.
+        key_grant = Grant.for_actor(grant.actor, Resource.PROVIDER_KEY, Action.READ, organisation_id)
+        provider_keys = await list_provider_keys(provider_id, keys, key_grant, page, q=None, revoked=None)
+        public_key = await encryption_key(organisation_id, decrypter, key_grant)
     return render(
         request,
         "providers/detail.html",
