@@ -82,7 +82,7 @@ def test_import_creates_models_priced_from_the_catalogue(control_plane: ControlP
 def test_import_refuses_another_organisations_provider_and_a_user(
     control_plane: ControlPlaneUnderTest,
 ) -> None:
-    """A provider of another organisation is a 422 on provider_id; a USER may not import (403)."""
+    """Another organisation's provider and an unknown one are the same 422; a USER may not import (403)."""
     org, other = control_plane.organisation(), control_plane.organisation()
     admin = control_plane.caller(Role.ORG_ADMIN, org)
     foreign = _provider(control_plane.caller(Role.ORG_ADMIN, other), other, "OPENAI")
@@ -91,6 +91,12 @@ def test_import_refuses_another_organisations_provider_and_a_user(
     )
     assert answer.status_code == 422
     assert answer.json()["error"]["param"] == "provider_id"
+    unknown = admin.post(
+        f"/api/organisations/{org}/models/import",
+        json={"provider_id": "nosuchprovider", "models": ["gpt-4o"]},
+    )
+    assert unknown.status_code == 422
+    assert unknown.json()["error"] == answer.json()["error"]
     user = control_plane.caller(Role.USER, org)
     mine = _provider(admin, org, "OPENAI")
     refused = user.post(

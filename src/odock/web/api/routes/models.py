@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Depends, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from odock.errors import Conflict, OdockError, UnprocessableEntity
+from odock.errors import Conflict, NotFound, OdockError, UnprocessableEntity
 from odock.keys.tables import ApiKey, ApiKeyModelAccess, ApiKeyType
 from odock.providers.model_catalogue_service import CatalogueModel, model_catalogue
 from odock.providers.model_service import AccessFilters, Capability, ModelFilters, ModelService, ModelType
@@ -273,8 +273,12 @@ async def import_models(
 ) -> ImportResults:
     """Create catalogue models for a provider, priced from the catalogue; one result per name."""
     grant.check(Target(organisation_id))
-    provider = await providers.get(body.provider_id)
-    if provider.organisation_id != organisation_id:
+    try:
+        provider = await providers.get(body.provider_id)
+    except NotFound:
+        provider = None
+    # An unknown id and another organisation's id get the same answer: nothing leaks.
+    if provider is None or provider.organisation_id != organisation_id:
         raise UnprocessableEntity("no such provider in this organisation", param="provider_id")
     catalogue = model_catalogue()
     results = []
