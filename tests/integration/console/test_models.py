@@ -60,9 +60,13 @@ def test_add_a_model_by_hand_with_a_field_error(
     """A negative price is shown beside its field; fixed, the model is created with its pricing and listed."""
     org, admin = org_admin
     provider = api_provider(console, org, type="MISTRAL", name="mistral")
+    key = api_provider_key(console, org, provider["id"], "mistral-secret-key")
     sign_in(admin).open(f"/o/{org}/models")
     form = "#add-model-form"
     page.fill({"name": "house-model", "slug": "mistral-small-latest", "provider_id": provider["id"]}, form)
+    page.until(
+        lambda _: page.field("provider_key_id", form).get_attribute("value") == key["id"], "the key offered"
+    )
     page.fill({"pricing.input.text": "-1", "pricing.output.text": "0.3"}, form)
     page.click('#add-model-form input[value="tool_use"]')
     page.submit(form)
@@ -74,6 +78,7 @@ def test_add_a_model_by_hand_with_a_field_error(
     model = console.admin.get(f"/api/organisations/{org}/models/{page.path.rsplit('/', 1)[1]}").json()
     assert model["slug"] == "mistral-small-latest"
     assert model["provider_id"] == provider["id"]
+    assert model["provider_key_id"] == key["id"]
     assert model["capabilities"] == ["tool_use"]
     assert model["pricing_per_1m"]["output"]["text"] == 0.3
 
@@ -134,3 +139,33 @@ def test_a_user_reads_models_without_changing_them_on_a_phone(
     assert not page.all("#model-form")
     assert not page.all("#pricing-form")
     assert "Delete model" not in page.body_text()
+
+
+def test_edit_page_through_and_delete_models(
+    page: Page, sign_in: SignIn, org_admin: tuple[str, Account], console: ControlPlaneUnderTest
+) -> None:
+    """A model is renamed and its capabilities cleared; the list pages by cursor; a deleted model is gone."""
+    org, admin = org_admin
+    for name in ("first", "second", "third"):
+        body = {"name": name, "capabilities": ["vision"]}
+        model = console.admin.post(f"/api/organisations/{org}/models", json=body).json()
+    sign_in(admin).open(f"/o/{org}/models?limit=2")
+    assert "third" in page.find("[data-testid=models]").text
+    assert "first" not in page.find("[data-testid=models]").text
+    page.click("a[rel=next]")
+    page.wait_text("first", "[data-testid=models]")
+    assert "third" not in page.find("[data-testid=models]").text
+
+    page.open(f"/o/{org}/models/{model['id']}")
+    page.click('#model-form input[value="vision"]')
+    page.fill({"name": "third-renamed"}, "#model-form").submit("#model-form")
+    page.wait_text("third-renamed", "h1")
+    stored = console.admin.get(f"/api/organisations/{org}/models/{model['id']}").json()
+    assert stored["name"] == "third-renamed"
+    assert stored["capabilities"] == []
+
+    page.driver.execute_script("window.confirm = () => true;")
+    page.click_text("Delete model", "button")
+    page.wait_path(lambda p: p == f"/o/{org}/models")
+    assert console.admin.get(f"/api/organisations/{org}/models/{model['id']}").status_code == 404
+    assert "third-renamed" not in page.find("[data-testid=models]").text

@@ -141,3 +141,25 @@ def test_a_user_is_refused_the_providers_pages(
     page.open(f"/o/{org}/providers/{provider['id']}")
     page.wait_text("Not allowed", "h1")
     assert "Activate" not in page.body_text()
+
+
+def test_a_provider_in_use_is_not_deleted_until_its_models_are_gone(
+    page: Page, sign_in: SignIn, org_admin: tuple[str, Account], console: ControlPlaneUnderTest
+) -> None:
+    """Deleting a provider a model uses shows the API's refusal on the page; once free it is deleted."""
+    org, admin = org_admin
+    provider = api_provider(console, org, type="GOOGLE", name="gemini")
+    model = console.admin.post(
+        f"/api/organisations/{org}/models", json={"name": "gemini-2.5-flash", "provider_id": provider["id"]}
+    ).json()
+    sign_in(admin).open(f"/o/{org}/providers/{provider['id']}")
+    page.driver.execute_script("window.confirm = () => true;")
+    page.click_text("Delete provider", "button")
+    refusal = page.find(".danger-zone [data-form-error]")
+    assert "model" in refusal.text.lower()
+    assert console.admin.get(f"/api/organisations/{org}/providers/{provider['id']}").status_code == 200
+
+    console.admin.delete(f"/api/organisations/{org}/models/{model['id']}")
+    page.click_text("Delete provider", "button")
+    page.wait_path(lambda p: p.startswith(f"/o/{org}/providers") and provider["id"] not in p)
+    assert console.admin.get(f"/api/organisations/{org}/providers/{provider['id']}").status_code == 404

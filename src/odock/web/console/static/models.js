@@ -29,6 +29,23 @@
     return { models: [form.dataset.modelId] };
   };
 
+  // Choosing a provider offers its active keys in the form's provider-key select (the first chosen).
+  async function offerKeys(providerSelect) {
+    const keySelect = document.getElementById(providerSelect.dataset.keySelect);
+    if (!keySelect) return;
+    const none = new Option("None", "");
+    if (!providerSelect.value) { keySelect.replaceChildren(none); return; }
+    const url = providerSelect.dataset.keysUrl.replace("{provider}", encodeURIComponent(providerSelect.value));
+    const answer = await Odock.api("GET", url);
+    const keys = (answer.ok && answer.body && answer.body.items) || [];
+    keySelect.replaceChildren(...keys.map((k) => new Option(k.name + " (" + k.key_preview + ")", k.id)), none);
+    keySelect.value = keys.length ? keys[0].id : "";
+  }
+  document.addEventListener("change", (event) => {
+    const select = event.target.closest("select[data-key-select]");
+    if (select) offerKeys(select);
+  });
+
   const LABELS = { created: "Created", skipped: "Skipped (exists)", updated: "Pricing updated", failed: "Failed" };
 
   // After an import, list what happened to each model, linked to the models that exist.
