@@ -40,7 +40,7 @@ def test_the_catalogue_lists_a_provider_types_models_with_prices(
 
 
 def test_import_creates_models_priced_from_the_catalogue(control_plane: ControlPlaneUnderTest) -> None:
-    """Imported models carry the catalogue's prices; a second import skips them or updates their pricing."""
+    """Imported models carry the catalogue's prices; the modes create new ones and/or reprice others."""
     org = control_plane.organisation()
     admin = control_plane.caller(Role.ORG_ADMIN, org)
     provider = _provider(admin, org, "OPENAI")
@@ -66,17 +66,31 @@ def test_import_creates_models_priced_from_the_catalogue(control_plane: ControlP
     assert embed["pricing_per_1m"]["embeddings"] == 0.02
 
     admin.put(f"/api/organisations/{org}/models/{gpt['id']}/pricing", json={})
-    again = admin.post(url, json={"provider_id": provider["id"], "models": ["gpt-4o"]}).json()["items"]
-    assert again == [{"name": "gpt-4o", "status": "skipped", "model_id": gpt["id"], "message": "exists"}]
-    assert admin.get(f"/api/organisations/{org}/models/{gpt['id']}").json()["pricing"] is None
-    updated = admin.post(
-        url, json={"provider_id": provider["id"], "models": ["gpt-4o"], "existing": "update_pricing"}
-    )
-    assert updated.json()["items"][0]["status"] == "updated"
+    body = {"provider_id": provider["id"], "models": ["gpt-4o", "gpt-4o-mini"]}
+    again = admin.post(url, json=body | {"mode": "existing_only"}).json()["items"]
+    assert again == [
+        {"name": "gpt-4o", "status": "updated", "model_id": gpt["id"], "message": None},
+        {"name": "gpt-4o-mini", "status": "skipped", "model_id": None, "message": "not in the organisation"},
+    ]
     assert (
         admin.get(f"/api/organisations/{org}/models/{gpt['id']}").json()["pricing_per_1m"]["input"]["text"]
         == 2.5
     )
+    admin.put(f"/api/organisations/{org}/models/{gpt['id']}/pricing", json={})
+    new_only = admin.post(url, json=body).json()["items"]
+    assert [(r["name"], r["status"]) for r in new_only] == [("gpt-4o", "skipped"), ("gpt-4o-mini", "created")]
+    assert admin.get(f"/api/organisations/{org}/models/{gpt['id']}").json()["pricing"] is None
+    every = admin.post(url, json=body | {"mode": "all"}).json()["items"]
+    assert [(r["name"], r["status"]) for r in every] == [("gpt-4o", "updated"), ("gpt-4o-mini", "updated")]
+    assert (
+        admin.get(f"/api/organisations/{org}/models/{gpt['id']}").json()["pricing_per_1m"]["input"]["text"]
+        == 2.5
+    )
+
+    variant = admin.post(url, json=body | {"models": ["gpt-4o"], "name_suffix": "-eu"}).json()["items"][0]
+    assert variant["status"] == "created"
+    stored = admin.get(f"/api/organisations/{org}/models/{variant['model_id']}").json()
+    assert (stored["name"], stored["slug"]) == ("gpt-4o-eu", "gpt-4o")
 
 
 def test_import_refuses_another_organisations_provider_and_a_user(

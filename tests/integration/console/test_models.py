@@ -48,10 +48,26 @@ def test_import_a_model_from_the_catalogue_and_change_its_pricing(
     assert stored["pricing_per_1m"]["output"]["text"] == 12.5
     assert stored["pricing"]["output"]["text_cost_per_1k_tokens"] == 0.0125
 
-    page.open(f"/o/{org}/models?catalogue_provider={provider['id']}&catalogue_q=gpt-4o#catalogue")
+    page.open(f"/o/{org}/providers/{provider['id']}")
+    assert "gpt-4o" in page.find("[data-testid=provider-models]").text
+    page.click_text("Update pricing of existing models", "a")
+    page.fill({"catalogue_q": "gpt-4o"}, "#catalogue").click_text("Show models", "button")
+    assert page.find('#import-form input[value="existing_only"]').is_selected()
     page.click_text("gpt-4o", "label")
+    page.click_text("gpt-4o-mini", "label")
     page.submit("#import-form")
-    page.wait_text("Skipped", "[data-import-results]")
+    page.wait_text("Pricing updated", "[data-import-results]")
+    results = page.find("[data-import-results]").text
+    assert "gpt-4o-mini" in results
+    assert "Skipped" in results  # gpt-4o-mini is not in the organisation: not created
+    assert (
+        console.admin.get(f"/api/organisations/{org}/models/{model_id}").json()["pricing_per_1m"]["output"][
+            "text"
+        ]
+        == 10
+    )
+    names = [m["name"] for m in console.admin.get(f"/api/organisations/{org}/models").json()["items"]]
+    assert names == ["gpt-4o"]
 
 
 def test_add_a_model_by_hand_with_a_field_error(
@@ -82,9 +98,17 @@ def test_add_a_model_by_hand_with_a_field_error(
     assert model["capabilities"] == ["tool_use"]
     assert model["pricing_per_1m"]["output"]["text"] == 0.3
 
-    page.open(f"/o/{org}/models?q=house")
+    console.admin.post(f"/api/organisations/{org}/models", json={"name": "other-model", "type": "embeddings"})
+    page.open(f"/o/{org}/models")
+    page.fill({"q": "house"}, "form[role=search]").click_text("Filter", "button")  # the selects stay "Any"
+    page.wait_path(lambda p: "q=house" in p)
     assert "house-model" in page.find("[data-testid=models]").text
-    page.open(f"/o/{org}/models?q=nothing-like-it")
+    assert "other-model" not in page.find("[data-testid=models]").text
+    page.fill({"q": "", "type": "embeddings"}, "form[role=search]").click_text("Filter", "button")
+    page.wait_path(lambda p: "type=embeddings" in p)
+    assert "other-model" in page.find("[data-testid=models]").text
+    assert "house-model" not in page.find("[data-testid=models]").text
+    page.fill({"q": "nothing-like-it"}, "form[role=search]").click_text("Filter", "button")
     page.wait_text("No model matches these filters", "[data-testid=empty]")
 
 

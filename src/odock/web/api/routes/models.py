@@ -24,7 +24,7 @@ from odock.providers.tables import Model, ProviderType
 from odock.rbac.grant import Grant, Target
 from odock.rbac.permissions import Action, Resource
 from odock.web.api.deps import Permit, row_locator
-from odock.web.api.fields import IdQuery, JsonObject, Name, RowId
+from odock.web.api.fields import PRINTABLE, IdQuery, JsonObject, Name, RowId
 from odock.web.api.lists import ListRoute, TwinLists, add_list_routes, paged
 from odock.web.api.paging import Page, PageParams, page_params
 from odock.web.api.pricing import (
@@ -205,13 +205,21 @@ class ModelImport(BaseModel):
     provider_id: RowId
     provider_key_id: RowId | None = None
     models: list[Name] = Field(min_length=1, max_length=200, description="catalogue model names")
-    existing: Literal["skip", "update_pricing"] = Field(
-        "skip", description="a model of that name exists: leave it, or set the catalogue's pricing"
+    mode: Literal["new_only", "all", "existing_only"] = Field(
+        "new_only",
+        description="new_only: create missing models, skip existing ones; all: also set the catalogue's "
+        "pricing on existing ones; existing_only: only set the pricing of existing ones",
+    )
+    name_suffix: str | None = Field(
+        default=None,
+        max_length=50,
+        pattern=PRINTABLE,
+        description="appended to each name to add variants of existing models (slug: the catalogue name)",
     )
 
 
 class ImportResult(BaseModel):
-    """What the import did with one name: created, skipped (exists), updated (pricing) or failed."""
+    """What the import did with one name: created, skipped (exists / absent), updated (pricing) or failed."""
 
     name: str
     status: Literal["created", "skipped", "updated", "failed"]
@@ -296,10 +304,14 @@ async def _import_one(
     models: ModelService, organisation_id: str, entry: CatalogueModel, body: ModelImport
 ) -> ImportResult:
     pricing = stored_pricing(PricingPer1M.model_validate(entry.pricing_per_1m()))
+    name = entry.name + (body.name_suffix or "")
     try:
+        if body.mode == "existing_only":
+            return await _reprice(models, organisation_id, name, pricing)
         model = await models.create(
             organisation_id,
-            entry.name,
+            name,
+            slug=entry.name,
             type=entry.type.value,
             capabilities=[c.value for c in entry.capabilities],
             provider_id=body.provider_id,
@@ -308,14 +320,24 @@ async def _import_one(
             pricing=pricing,
         )
     except Conflict:
-        existing = await models.named(organisation_id, entry.name)
-        if body.existing == "skip":
-            return ImportResult(name=entry.name, status="skipped", model_id=existing.id, message="exists")
-        await models.update(existing.id, pricing=pricing)
-        return ImportResult(name=entry.name, status="updated", model_id=existing.id)
+        if body.mode == "all":
+            return await _reprice(models, organisation_id, name, pricing)
+        existing = await models.named(organisation_id, name)
+        return ImportResult(name=name, status="skipped", model_id=existing.id, message="exists")
     except OdockError as error:
-        return ImportResult(name=entry.name, status="failed", message=error.message)
-    return ImportResult(name=entry.name, status="created", model_id=model.id)
+        return ImportResult(name=name, status="failed", message=error.message)
+    return ImportResult(name=name, status="created", model_id=model.id)
+
+
+async def _reprice(
+    models: ModelService, organisation_id: str, name: str, pricing: dict[str, Any]
+) -> ImportResult:
+    try:
+        existing = await models.named(organisation_id, name)
+    except NotFound:
+        return ImportResult(name=name, status="skipped", message="not in the organisation")
+    await models.update(existing.id, pricing=pricing)
+    return ImportResult(name=name, status="updated", model_id=existing.id)
 
 
 @router.post("/organisations/{organisation_id}/models", status_code=201, response_model=ModelOut)

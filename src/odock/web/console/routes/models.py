@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from odock.keys.queries import KeyFilters
@@ -19,7 +19,6 @@ from odock.providers.service import ProviderFilters
 from odock.rbac.grant import Actor, Grant
 from odock.rbac.permissions import Action, Resource
 from odock.web.api.deps import Permit
-from odock.web.api.fields import IdQuery
 from odock.web.api.lists import paged
 from odock.web.api.paging import PageParams, page_params
 from odock.web.api.routes.api_keys import ApiKeyView
@@ -32,9 +31,9 @@ from odock.web.api.routes.models import (
 from odock.web.api.routes.models import render as render_model
 from odock.web.api.routes.providers import ProviderKeyOut, ProviderOut, list_provider_keys
 from odock.web.api.routes.providers import render as render_provider
-from odock.web.api.search import SearchQuery
 from odock.web.api.services import Keys, Models, ProviderKeys, Providers
 from odock.web.console.pages import can, render
+from odock.web.console.routes.form_values import FormText, choice, row_id, text
 
 router = APIRouter(include_in_schema=False)
 
@@ -78,15 +77,22 @@ async def models_page(
     provider_keys: ProviderKeys,
     grant: Annotated[Grant, Depends(Permit(Resource.MODEL, Action.READ))],
     page: Annotated[PageParams, Depends(page_params)],
-    q: SearchQuery = None,
-    provider_id: IdQuery = None,
-    type: Annotated[ModelType | None, Query()] = None,
-    capability: Annotated[Capability | None, Query()] = None,
-    catalogue_provider: IdQuery = None,
-    catalogue_q: SearchQuery = None,
+    q: FormText = "",
+    provider_id: FormText = "",
+    type: FormText = "",
+    capability: FormText = "",
+    catalogue_provider: FormText = "",
+    catalogue_q: FormText = "",
+    catalogue_type: FormText = "",
+    catalogue_mode: FormText = "new_only",
 ) -> Response:
     """The organisation's models, and (for those who may create models) the catalogue and the add form."""
-    filters = ModelFilters(q=q, provider_id=provider_id, type=type, capability=capability)
+    filters = ModelFilters(
+        q=text(q),
+        provider_id=row_id(provider_id, "provider_id"),
+        type=choice(ModelType, type, "type"),
+        capability=choice(Capability, capability, "capability"),
+    )
     listed = await paged(
         lambda bound: models.page(grant.scope(), filters, bound),
         page,
@@ -98,7 +104,11 @@ async def models_page(
     catalogue, importing_keys = None, None
     if importing is not None and can(grant.actor, Resource.MODEL, Action.CREATE):
         catalogue = await model_catalogue_list(
-            organisation_id, grant, provider_type=importing.type, q=catalogue_q, type=None
+            organisation_id,
+            grant,
+            provider_type=importing.type,
+            q=text(catalogue_q),
+            type=choice(ModelType, catalogue_type, "catalogue_type"),
         )
         importing_keys = await keys_of_provider(provider_keys, grant.actor, organisation_id, importing.id)
     query = "&".join(
@@ -122,6 +132,8 @@ async def models_page(
         importing_keys=[k for k in importing_keys or [] if not k.revoked],
         catalogue=catalogue,
         catalogue_q=catalogue_q or "",
+        catalogue_type=catalogue_type,
+        catalogue_mode=catalogue_mode,
         filters=filters,
         query=query,
         types=list(ModelType),
@@ -140,7 +152,7 @@ async def model_page(
     provider_keys: ProviderKeys,
     grant: Annotated[Grant, Depends(Permit(Resource.MODEL, Action.READ, locate=_locate))],
     page: Annotated[PageParams, Depends(page_params)],
-    key_q: SearchQuery = None,
+    key_q: FormText = "",
 ) -> Response:
     """A model: its fields, pricing per 1M tokens, switch, the API keys that may call it, deletion."""
     model = await get_model(model_id, models, grant)
@@ -151,7 +163,7 @@ async def model_page(
         # The keys the actor may change (the grant route's own Permit), to offer in the grant form.
         scope = Grant.for_actor(grant.actor, Resource.API_KEY, Action.UPDATE, organisation_id).scope()
         candidates = await paged(
-            lambda bound: keys.page(scope, KeyFilters(q=key_q, revoked=False), bound),
+            lambda bound: keys.page(scope, KeyFilters(q=text(key_q), revoked=False), bound),
             PageParams(limit=KEY_CHOICES),
             ApiKeyView.of,
             lambda k: (k.created_at, k.id),
@@ -165,7 +177,7 @@ async def model_page(
         model=model,
         access=access,
         key_choices=key_choices,
-        key_q=key_q or "",
+        key_q=key_q,
         providers=await provider_choices(providers, grant.actor, organisation_id),
         provider_keys=await keys_of_provider(provider_keys, grant.actor, organisation_id, model.provider_id),
         types=list(ModelType),

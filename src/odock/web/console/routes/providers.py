@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
+from odock.providers.model_service import ModelFilters
 from odock.providers.service import ProviderFilters
 from odock.providers.tables import ProviderType
 from odock.rbac.grant import Grant
@@ -20,6 +21,7 @@ from odock.rbac.permissions import Action, Resource
 from odock.web.api.deps import Permit
 from odock.web.api.lists import paged
 from odock.web.api.paging import PageParams, page_params
+from odock.web.api.routes.models import render as render_model
 from odock.web.api.routes.providers import (
     _locate_provider,
     encryption_key,
@@ -28,11 +30,13 @@ from odock.web.api.routes.providers import (
     provider_catalogue,
 )
 from odock.web.api.routes.providers import render as render_provider
-from odock.web.api.search import SearchQuery
-from odock.web.api.services import Decrypter, ProviderKeys, Providers
+from odock.web.api.services import Decrypter, Models, ProviderKeys, Providers
 from odock.web.console.pages import can, render
+from odock.web.console.routes.form_values import FormText
 
 router = APIRouter(include_in_schema=False)
+
+PROVIDER_MODELS = 20  # shown on a provider's page
 
 Show = Literal["all", "active", "available"]
 
@@ -44,13 +48,13 @@ async def providers_page(
     providers: Providers,
     grant: Annotated[Grant, Depends(Permit(Resource.PROVIDER, Action.READ))],
     page: Annotated[PageParams, Depends(page_params)],
-    q: SearchQuery = None,
+    q: FormText = "",
     show: Annotated[Show, Query()] = "all",
     activate: Annotated[ProviderType | None, Query()] = None,
 ) -> Response:
     """The catalogue of provider types as cards (Activate / Configure), and the organisation's providers."""
     catalogue = await provider_catalogue(organisation_id, providers, grant)
-    wanted = (q or "").lower()
+    wanted = q.strip().lower()
     cards = [
         entry
         for entry in catalogue
@@ -73,7 +77,7 @@ async def providers_page(
         cards=cards,
         activating=activating,
         listed=listed,
-        q=q or "",
+        q=q,
         show=show,
     )
 
@@ -85,6 +89,7 @@ async def provider_page(
     provider_id: str,
     providers: Providers,
     keys: ProviderKeys,
+    models: Models,
     decrypter: Decrypter,
     grant: Annotated[Grant, Depends(Permit(Resource.PROVIDER, Action.READ, locate=_locate_provider))],
     page: Annotated[PageParams, Depends(page_params)],
@@ -97,6 +102,14 @@ async def provider_page(
         key_grant = Grant.for_actor(grant.actor, Resource.PROVIDER_KEY, Action.READ, organisation_id)
         provider_keys = await list_provider_keys(provider_id, keys, key_grant, page, q=None, revoked=None)
         public_key = await encryption_key(organisation_id, decrypter, key_grant)
+    # The provider's models (the first page; the Models page lists them all, filtered by provider).
+    model_scope = Grant.for_actor(grant.actor, Resource.MODEL, Action.READ, organisation_id).scope()
+    provider_models = await paged(
+        lambda bound: models.page(model_scope, ModelFilters(provider_id=provider_id), bound),
+        PageParams(limit=PROVIDER_MODELS),
+        render_model,
+        lambda m: (m.created_at, m.id),
+    )
     return render(
         request,
         "providers/detail.html",
@@ -105,4 +118,5 @@ async def provider_page(
         provider=provider,
         keys=provider_keys,
         encryption=public_key,
+        models=provider_models,
     )
