@@ -10,23 +10,27 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from odock.errors import Conflict, NotFound, OdockError, UnprocessableEntity
 from odock.keys.tables import ApiKey, ApiKeyModelAccess, ApiKeyType
+from odock.providers.model_catalogue_service import CatalogueModel, model_catalogue
 from odock.providers.model_service import AccessFilters, Capability, ModelFilters, ModelService, ModelType
-from odock.providers.tables import Model
+from odock.providers.tables import Model, ProviderType
 from odock.rbac.grant import Grant, Target
 from odock.rbac.permissions import Action, Resource
 from odock.web.api.deps import Permit, row_locator
-from odock.web.api.fields import IdQuery, JsonObject, Name, RowId
+from odock.web.api.fields import PRINTABLE, IdQuery, JsonObject, Name, RowId
 from odock.web.api.lists import ListRoute, TwinLists, add_list_routes, paged
 from odock.web.api.paging import Page, PageParams, page_params
 from odock.web.api.pricing import (
     PricingBody,
     PricingPer1KView,
+    PricingPer1M,
     PricingPer1MView,
     is_empty,
     per_1k_view,
@@ -34,7 +38,7 @@ from odock.web.api.pricing import (
     stored_pricing,
 )
 from odock.web.api.search import SearchQuery
-from odock.web.api.services import Models, models_of
+from odock.web.api.services import Models, Providers, models_of
 
 router = APIRouter(tags=["models"])
 
@@ -168,6 +172,172 @@ add_list_routes(
         ),
     ),
 )
+
+
+class CatalogueModelOut(BaseModel):
+    """A model of the shipped catalogue, priced in USD per 1M tokens."""
+
+    name: str
+    providers: list[ProviderType]
+    type: str
+    capabilities: list[str]
+    context_length: int
+    input_per_1m: Decimal
+    output_per_1m: Decimal | None
+    cached_input_per_1m: Decimal | None
+    cached_input_discount_percent: Decimal
+    pricing: dict[str, Any] = Field(description="the pricing body an import stores (unit per_1m_tokens)")
+
+
+class ModelCatalogueOut(BaseModel):
+    """The shipped model catalogue, narrowed to a provider type when one is asked for."""
+
+    prices_as_of: str
+    provider_types: list[ProviderType]
+    items: list[CatalogueModelOut]
+
+
+class ModelImport(BaseModel):
+    """Catalogue models to create for one of the organisation's providers, at the catalogue's prices."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    provider_id: RowId
+    provider_key_id: RowId | None = None
+    models: list[Name] = Field(min_length=1, max_length=200, description="catalogue model names")
+    mode: Literal["new_only", "all", "existing_only"] = Field(
+        "new_only",
+        description="new_only: create missing models, skip existing ones; all: also set the catalogue's "
+        "pricing on existing ones; existing_only: only set the pricing of existing ones",
+    )
+    name_suffix: str | None = Field(
+        default=None,
+        max_length=50,
+        pattern=PRINTABLE,
+        description="appended to each name to add variants of existing models (slug: the catalogue name)",
+    )
+
+
+class ImportResult(BaseModel):
+    """What the import did with one name: created, skipped (exists / absent), updated (pricing) or failed."""
+
+    name: str
+    status: Literal["created", "skipped", "updated", "failed"]
+    model_id: str | None = None
+    message: str | None = None
+
+
+class ImportResults(BaseModel):
+    """The per-name results of an import, in the order asked."""
+
+    items: list[ImportResult]
+
+
+def _catalogue_item(entry: CatalogueModel) -> CatalogueModelOut:
+    prices = entry.price_per_1m
+    return CatalogueModelOut(
+        name=entry.name,
+        providers=list(entry.providers),
+        type=entry.type.value,
+        capabilities=[c.value for c in entry.capabilities],
+        context_length=entry.context_length,
+        input_per_1m=prices.input,
+        output_per_1m=prices.output,
+        cached_input_per_1m=prices.cached_input,
+        cached_input_discount_percent=entry.cached_input_discount_percent,
+        pricing=entry.pricing_per_1m(),
+    )
+
+
+@router.get("/organisations/{organisation_id}/models/catalogue", response_model=ModelCatalogueOut)
+async def model_catalogue_list(
+    organisation_id: str,
+    grant: Annotated[Grant, Depends(Permit(Resource.MODEL, Action.READ))],
+    provider_type: Annotated[ProviderType | None, Query()] = None,
+    q: SearchQuery = None,
+    type: Annotated[ModelType | None, Query()] = None,
+) -> ModelCatalogueOut:
+    """The models the shipped catalogue knows (``q``: part of the name), with list prices per 1M tokens."""
+    catalogue = model_catalogue()
+    entries = [
+        e
+        for e in catalogue.for_provider(provider_type)
+        if (not q or q.lower() in e.name.lower()) and (type is None or e.type is type)
+    ]
+    return ModelCatalogueOut(
+        prices_as_of=catalogue.prices_as_of,
+        provider_types=catalogue.provider_types,
+        items=[_catalogue_item(e) for e in entries],
+    )
+
+
+@router.post("/organisations/{organisation_id}/models/import", response_model=ImportResults)
+async def import_models(
+    organisation_id: str,
+    body: ModelImport,
+    models: Models,
+    providers: Providers,
+    grant: Annotated[Grant, Depends(Permit(Resource.MODEL, Action.CREATE))],
+) -> ImportResults:
+    """Create catalogue models for a provider, priced from the catalogue; one result per name."""
+    grant.check(Target(organisation_id))
+    try:
+        provider = await providers.get(body.provider_id)
+    except NotFound:
+        provider = None
+    # An unknown id and another organisation's id get the same answer: nothing leaks.
+    if provider is None or provider.organisation_id != organisation_id:
+        raise UnprocessableEntity("no such provider in this organisation", param="provider_id")
+    catalogue = model_catalogue()
+    results = []
+    for name in dict.fromkeys(body.models):
+        entry = catalogue.find(ProviderType(provider.type), name)
+        if entry is None:
+            message = f"not in the catalogue for {provider.type}"
+            results.append(ImportResult(name=name, status="failed", message=message))
+            continue
+        results.append(await _import_one(models, organisation_id, entry, body))
+    return ImportResults(items=results)
+
+
+async def _import_one(
+    models: ModelService, organisation_id: str, entry: CatalogueModel, body: ModelImport
+) -> ImportResult:
+    pricing = stored_pricing(PricingPer1M.model_validate(entry.pricing_per_1m()))
+    name = entry.name + (body.name_suffix or "")
+    try:
+        if body.mode == "existing_only":
+            return await _reprice(models, organisation_id, name, pricing)
+        model = await models.create(
+            organisation_id,
+            name,
+            slug=entry.name,
+            type=entry.type.value,
+            capabilities=[c.value for c in entry.capabilities],
+            provider_id=body.provider_id,
+            provider_key_id=body.provider_key_id,
+            config={"context_length": entry.context_length},
+            pricing=pricing,
+        )
+    except Conflict:
+        if body.mode == "all":
+            return await _reprice(models, organisation_id, name, pricing)
+        existing = await models.named(organisation_id, name)
+        return ImportResult(name=name, status="skipped", model_id=existing.id, message="exists")
+    except OdockError as error:
+        return ImportResult(name=name, status="failed", message=error.message)
+    return ImportResult(name=name, status="created", model_id=model.id)
+
+
+async def _reprice(
+    models: ModelService, organisation_id: str, name: str, pricing: dict[str, Any]
+) -> ImportResult:
+    try:
+        existing = await models.named(organisation_id, name)
+    except NotFound:
+        return ImportResult(name=name, status="skipped", message="not in the organisation")
+    await models.update(existing.id, pricing=pricing)
+    return ImportResult(name=name, status="updated", model_id=existing.id)
 
 
 @router.post("/organisations/{organisation_id}/models", status_code=201, response_model=ModelOut)

@@ -2,13 +2,24 @@
 
 from fastapi import APIRouter
 
-from odock.web.console.routes import admin, auth, dashboard, onboarding, profile, settings
+from odock.web.console.routes import (
+    admin,
+    auth,
+    dashboard,
+    models,
+    onboarding,
+    profile,
+    providers,
+    settings,
+)
 
 PAGE_ROUTERS: tuple[APIRouter, ...] = (
     auth.router,
+    onboarding.router,
     dashboard.router,
     admin.router,
-    onboarding.router,
     profile.router,
     settings.router,
+    providers.router,
+    models.router,
 )
