@@ -83,6 +83,11 @@ def query_string(values: Mapping[str, str]) -> str:
     return urlencode({k: v for k, v in values.items() if v})
 
 
+def paging_limit(page: PageParams) -> str:
+    """The page size to keep in the pager's links ("" for the default)."""
+    return "" if page.limit == PageParams().limit else str(page.limit)
+
+
 @lru_cache(maxsize=1)
 def timezones() -> list[str]:
     """Every IANA time zone this machine knows, UTC first."""
