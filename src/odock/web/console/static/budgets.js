@@ -147,9 +147,11 @@
       } else show(form, STEPS[at - 1]);
     });
     // An error the API reports on a field of an earlier step: go back to that step.
-    new MutationObserver(() => {
-      for (const slot of form.querySelectorAll("[data-error-for]")) {
-        if (slot.textContent.trim() && slot.closest("[data-step]")?.hidden) {
+    new MutationObserver((records) => {
+      for (const record of records) {
+        const node = record.target.nodeType === Node.ELEMENT_NODE ? record.target : record.target.parentElement;
+        const slot = node && node.closest("[data-error-for]");
+        if (slot && slot.textContent.trim() && slot.closest("[data-step]")?.hidden) {
           show(form, stepOf(slot));
           return;
         }
