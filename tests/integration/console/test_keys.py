@@ -17,7 +17,9 @@ from tests.support.identity import Account, password_account
 
 def chat(console: ControlPlaneUnderTest, secret: str, model: str) -> str:
     """One governed chat call with ``secret``; the answer's text."""
-    answer = sdk(console.gateway, secret).chat.completions.create(model=model, messages=MESSAGES, max_tokens=10)
+    answer = sdk(console.gateway, secret).chat.completions.create(
+        model=model, messages=MESSAGES, max_tokens=10
+    )
     return answer.choices[0].message.content or ""
 
 
@@ -34,7 +36,8 @@ def test_a_key_made_in_the_wizard_calls_its_granted_model_with_the_sdk(
     panel = page.find("#new-secret")
     assert "shown only once" in panel.text
     secret = page.find('[data-testid="secret"]').text.strip()
-    assert secret and "…" not in secret
+    assert secret
+    assert "…" not in secret
     page.find("#new-secret [data-copy]")
 
     assert chat(console, secret, tenant.model)  # the secret from the page is a working key
@@ -56,7 +59,7 @@ def test_a_key_made_in_the_wizard_calls_its_granted_model_with_the_sdk(
 def test_rotate_replaces_the_secret_and_revoke_refuses_it(
     page: Page, sign_in: SignIn, console: ControlPlaneUnderTest, fake_openai: FakeOpenAI
 ) -> None:
-    """Rotating shows a new secret once (the old one stops); revoking makes the SDK get 401 api_key_revoked."""
+    """Rotating shows a new secret once (the old one stops); revoked, the SDK gets 401 api_key_revoked."""
     tenant, admin = priced_openai_tenant(console, fake_openai)
     org = tenant.organisation_id
     old = tenant.secret
@@ -65,7 +68,8 @@ def test_rotate_replaces_the_secret_and_revoke_refuses_it(
     page.submit("form[data-rotate]")
     page.find("#rotated-secret")
     new = page.find("#rotated-secret [data-secret]").text.strip()
-    assert new and new != old
+    assert new
+    assert new != old
 
     with pytest.raises(openai.AuthenticationError) as refused:
         chat(console, old, tenant.model)
@@ -125,7 +129,8 @@ def test_the_list_filters_searches_and_pages_with_cursors(
     page.open(f"/o/{org}/keys?limit=2")
     rows = page.all('[data-testid="keys"] tbody tr')
     assert [r.find_element("css selector", "a").text for r in rows] == ["service 2", "service 1"]
-    assert made[2]["preview"] in rows[0].text and made[2]["secret"] not in page.body_text()
+    assert made[2]["preview"] in rows[0].text
+    assert made[2]["secret"] not in page.body_text()
     page.click('a[rel="next"]')
     page.wait_text("service 0", '[data-testid="keys"]')
     assert "revoked" in page.find('[data-testid="keys"]').text
@@ -153,7 +158,8 @@ def test_a_user_creates_and_sees_only_their_own_keys(
     user = password_account(console, Role.USER, org)
     other = password_account(console, Role.USER, org)
     theirs = console.admin.post(
-        f"/api/organisations/{org}/apikeys", json={"name": "someone else's", "type": "USER", "user_id": other.user_id}
+        f"/api/organisations/{org}/apikeys",
+        json={"name": "someone else's", "type": "USER", "user_id": other.user_id},
     ).json()
     console.admin.post(f"/api/organisations/{org}/apikeys", json={"name": "the organisation's"})
 
@@ -166,7 +172,8 @@ def test_a_user_creates_and_sees_only_their_own_keys(
     names = [r.find_element("css selector", "a").text for r in page.all('[data-testid="keys"] tbody tr')]
     assert names == ["my laptop"]
     mine = console.admin.get(f"/api/organisations/{org}/apikeys", params={"q": "my laptop"}).json()["items"]
-    assert mine[0]["user_id"] == user.user_id and mine[0]["type"] == "USER"
+    assert mine[0]["user_id"] == user.user_id
+    assert mine[0]["type"] == "USER"
 
     page.open(f"/o/{org}/keys/{theirs['id']}")
     page.wait_text("Not allowed", "h1")
