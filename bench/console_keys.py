@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +50,8 @@ def measure(base_url: str, org: str, token: str, count: int) -> dict[str, str]:
         keys = f"/o/{org}/keys"
         cursor = None
         for _ in range(DEEP_PAGES):
-            listed = http.get(f"/api/organisations/{org}/apikeys", params={"cursor": cursor} if cursor else {})
+            wanted = {"cursor": cursor} if cursor else {}
+            listed = http.get(f"/api/organisations/{org}/apikeys", params=wanted)
             cursor = listed.json()["next_cursor"]
         one = listed.json()["items"][0]["id"]
         middle = f"key-{count // 2:06d}"
@@ -84,7 +84,9 @@ async def _run_backend(name: BackendName, count: int, work: Path) -> dict[str, s
 
 def main() -> None:
     """Run the measurement and print the Markdown table."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--keys", type=int, default=100_000)
     parser.add_argument("--backends", default=",".join(BACKENDS))
     args = parser.parse_args()
