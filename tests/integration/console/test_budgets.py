@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import openai
 
 from odock.tenancy.tables import Role
@@ -36,6 +38,9 @@ def test_a_budget_set_on_a_key_in_the_wizard_denies_the_sdk_and_the_card_shows_t
     assert not page.driver.find_element("css selector", "#f-name").is_displayed()  # one step at a time
     next_step(page, "owner")
     page.fill({"period": "DAILY", "timezone": "UTC"}, '[data-step="schedule"]')
+    # Daily windows from a day and a half ago: the current one is half gone, so it has a projection.
+    began = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=36)
+    set_value(page, "start_at", began.strftime("%Y-%m-%dT%H:%M"))
     next_step(page, "schedule")
     page.fill({"name": "key pocket money", "amount_usd": "0.10", "thresholds": "50, 100"})
     next_step(page, "limits")
@@ -56,6 +61,7 @@ def test_a_budget_set_on_a_key_in_the_wizard_denies_the_sdk_and_the_card_shows_t
     )
     assert stored["thresholds"] == [50, 100]
     assert stored["period"] == "DAILY"
+    assert datetime.fromisoformat(stored["start_at"]) == began
 
     client = sdk(console.gateway, tenant.secret)
     served = 0

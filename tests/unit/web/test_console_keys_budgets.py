@@ -34,8 +34,9 @@ def test_the_projection_extends_the_pace_so_far_to_the_window_end() -> None:
 
 
 def test_no_projection_outside_the_window_or_at_its_first_instant() -> None:
-    """A past window, a future one, and the very start of one have no projection."""
+    """A past window, a future one, and the first 5% of one have no projection."""
     assert projection(window(10), START) is None
+    assert projection(window(10), START + timedelta(hours=1)) is None
     assert projection(window(10), START - timedelta(hours=1)) is None
     assert projection(window(10), START + timedelta(days=2)) is None
 

@@ -44,7 +44,7 @@ router = APIRouter(include_in_schema=False)
 Paging = Annotated[PageParams, Depends(page_params)]
 BUDGETS = "/o/{organisation_id}/budgets"
 WINDOWS = PageParams(limit=200)
-KINDS = ("budgets", "quotas")
+MIN_ELAPSED_SHARE = 0.05  # of a window, before its use is projected to the end
 
 
 @dataclass(frozen=True)
@@ -58,10 +58,11 @@ class Projection:
 
 
 def projection(window: WindowView, now: datetime) -> Projection | None:
-    """The use projected to the end of ``window`` (None unless ``now`` is inside it)."""
+    """The use projected to the end of ``window`` (None unless ``now`` is inside it, 5% or more in)."""
     total = (window.end - window.start).total_seconds()
     elapsed = (now - window.start).total_seconds()
-    if total <= 0 or not 0 < elapsed < total:
+    # Too early in a window, a few requests would project to absurd amounts.
+    if total <= 0 or not total * MIN_ELAPSED_SHARE <= elapsed < total:
         return None
     consumed = window.used + window.reserved
     projected = round(consumed * total / elapsed)
