@@ -177,3 +177,58 @@ def test_a_user_creates_and_sees_only_their_own_keys(
 
     page.open(f"/o/{org}/keys/{theirs['id']}")
     page.wait_text("Not allowed", "h1")
+
+
+def test_a_manager_creates_a_team_key_for_the_team_preselected(
+    page: Page, sign_in: SignIn, org_admin: tuple[str, Account], console: ControlPlaneUnderTest
+) -> None:
+    """``?team_id=`` preselects the team; a manager is offered team and own user keys only."""
+    org, _ = org_admin
+    manager = password_account(console, Role.MANAGER, org)
+    team = console.admin.post(f"/api/organisations/{org}/teams", json={"name": "research"}).json()
+    console.admin.post(
+        f"/api/organisations/{org}/teams/{team['id']}/members",
+        json={"user_id": manager.user_id, "role": "MANAGER"},
+    ).raise_for_status()
+    sign_in(manager).open(f"/o/{org}/keys/new?team_id={team['id']}")
+    assert [r.get_attribute("value") for r in page.all('input[name="type"]')] == ["TEAM", "USER"]
+    assert page.find('input[name="type"][value="TEAM"]').is_selected()
+    assert page.find("#f-team_id").get_attribute("value") == team["id"]
+    assert not page.find('[data-owner="TEAM"]').get_attribute("hidden")
+    page.fill({"name": "research pipeline"}).submit()
+    page.find("#new-secret")
+    made = console.admin.get(f"/api/organisations/{org}/apikeys", params={"q": "research pipeline"}).json()
+    assert [(k["type"], k["team_id"]) for k in made["items"]] == [("TEAM", team["id"])]
+    page.open(f"/o/{org}/keys?team_id={team['id']}")
+    assert "team research" in page.find('[data-testid="keys"]').text
+
+
+def test_policies_and_model_access_are_changed_on_the_key_page(
+    page: Page, sign_in: SignIn, console: ControlPlaneUnderTest, fake_openai: FakeOpenAI
+) -> None:
+    """The key's limits are saved through the API (a bad one shown beside its field); grants come and go."""
+    tenant, admin = priced_openai_tenant(console, fake_openai)
+    org = tenant.organisation_id
+    api = f"/api/organisations/{org}/apikeys/{tenant.key_id}"
+    sign_in(admin).open(f"/o/{org}/keys/{tenant.key_id}")
+    form = "form[data-policy-form]"
+    page.fill({"ratelimit.requests.per_minute": "120", "ip.allowlist": "not-a-network"}, form)
+    page.submit(form)
+    assert page.error_for("ip.allowlist")
+    page.fill({"ip.allowlist": "", "ip.blocklist": "203.0.113.0/24"}, form).submit(form)
+    page.until(
+        lambda _: console.admin.get(api + "/policies").json()["ratelimit"]["requests"]["per_minute"] == 120
+    )
+    assert console.admin.get(api + "/policies").json()["ip"]["blocklist"] == ["203.0.113.0/24"]
+    page.open(f"/o/{org}/keys/{tenant.key_id}")
+    assert page.field("ratelimit.requests.per_minute", form).get_attribute("value") == "120"
+
+    page.click(f'[data-testid="grants"] button[aria-label="Remove {tenant.model}"]')
+    accept_confirm(page)
+    page.wait_text("may call no model yet", '[data-testid="empty"]')
+    assert console.admin.get(api + "/models").json()["items"] == []
+    with pytest.raises(openai.APIStatusError):
+        chat(console, tenant.secret, tenant.model)
+    page.click(f'input[name="models"][value="{tenant.model}"]').click_text("Grant", "button")
+    page.wait_text(tenant.model, '[data-testid="grants"]')
+    assert chat(console, tenant.secret, tenant.model)
