@@ -112,6 +112,10 @@ def test_expiry_is_read_in_its_time_zone_and_a_past_one_is_refused_beside_the_fi
     assert len(keys) == 1
     assert keys[0]["expires_at"].startswith("2031-06-01T00:00:00")  # 09:00 in Tokyo is 00:00 UTC
     assert keys[0]["timezone"] == "Asia/Tokyo"
+    page.open(f"/o/{org}/keys/{keys[0]['id']}")
+    shown = page.find('[data-testid="expires"]').text
+    assert "2031-06-01 09:00 JST" in shown
+    assert "2031-06-01 00:00 UTC" in shown
 
 
 def test_the_list_filters_searches_and_pages_with_cursors(

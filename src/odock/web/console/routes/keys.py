@@ -32,6 +32,7 @@ from odock.web.console.routes.lookups import (
     choice,
     flag,
     identifier,
+    local_time,
     owner_names,
     paging_limit,
     permitted,
@@ -205,6 +206,7 @@ async def key_page(
     return render(
         request,
         "keys/detail.html",
+        expires_local=local_time(key.expires_at, key.timezone),
         actor=actor,
         organisation_id=organisation_id,
         key=key,

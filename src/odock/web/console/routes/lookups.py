@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
 from enum import Enum
 from functools import lru_cache
 from typing import Any, TypeVar
 from urllib.parse import urlencode
-from zoneinfo import available_timezones
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from fastapi import APIRouter, Request
 from fastapi.routing import APIRoute
@@ -86,6 +87,16 @@ def query_string(values: Mapping[str, str]) -> str:
 def paging_limit(page: PageParams) -> str:
     """The page size to keep in the pager's links ("" for the default)."""
     return "" if page.limit == PageParams().limit else str(page.limit)
+
+
+def local_time(instant: datetime | None, zone: str) -> str | None:
+    """``instant`` as wall-clock time in ``zone`` (None without an instant or a known zone)."""
+    if instant is None:
+        return None
+    try:
+        return instant.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M %Z")
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
 
 
 @lru_cache(maxsize=1)
