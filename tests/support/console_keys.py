@@ -44,3 +44,20 @@ def fits_phone(page: Page) -> None:
     width = page.driver.execute_script("return document.documentElement.scrollWidth")
     assert width <= 391, f"the page is {width}px wide at phone width"
     page.driver.set_window_size(1280, 900)
+
+
+UNLABELLED = """
+const bad = [];
+for (const el of document.querySelectorAll("main input:not([type=hidden]), main select, main textarea")) {
+  const named = el.getAttribute("aria-label") || el.getAttribute("aria-labelledby");
+  if ((el.labels && el.labels.length) || named) continue;
+  bad.push(el.name || el.id || el.outerHTML.slice(0, 80));
+}
+const ids = Array.from(document.querySelectorAll("[id]"), (el) => el.id);
+return bad.concat(ids.filter((id, i) => ids.indexOf(id) !== i).map((id) => "duplicate id " + id));
+"""
+
+
+def unlabelled_fields(page: Page) -> list[str]:
+    """The form fields of the page's main part that have no label (or share an id, so lose theirs)."""
+    return list(page.driver.execute_script(UNLABELLED))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import openai
+from selenium.webdriver.common.keys import Keys
 
 from odock.tenancy.tables import Role
 from odock.web.console.pages import usd
@@ -13,7 +14,13 @@ from tests.integration.conftest import MESSAGES, sdk
 from tests.integration.console.conftest import SignIn
 from tests.support.api import ControlPlaneUnderTest
 from tests.support.browser import Page
-from tests.support.console_keys import accept_confirm, fits_phone, priced_openai_tenant, set_value
+from tests.support.console_keys import (
+    accept_confirm,
+    fits_phone,
+    priced_openai_tenant,
+    set_value,
+    unlabelled_fields,
+)
 from tests.support.identity import Account, password_account
 
 MAX_CALLS = 12
@@ -178,3 +185,34 @@ def test_a_user_reads_budgets_but_is_offered_no_change(
     assert not page.all("form[data-api-form]")
     page.open(f"/o/{org}/budgets/new")
     page.wait_text("Not allowed", "h1")
+
+
+def test_every_field_is_labelled_and_the_wizard_moves_on_with_the_keyboard(
+    page: Page, sign_in: SignIn, console: ControlPlaneUnderTest, fake_openai: FakeOpenAI
+) -> None:
+    """The key and budget pages label every field; Enter on a focused Next button opens the next step."""
+    tenant, admin = priced_openai_tenant(console, fake_openai)
+    org = tenant.organisation_id
+    budget = console.admin.post(
+        f"/api/organisations/{org}/budgets", json={"name": "org money", "amount_usd": "100"}
+    ).json()
+    sign_in(admin)
+    for path in (
+        f"/o/{org}/keys",
+        f"/o/{org}/keys/new",
+        f"/o/{org}/keys/{tenant.key_id}",
+        f"/o/{org}/budgets",
+        f"/o/{org}/budgets/new",
+        f"/o/{org}/budgets/{budget['id']}",
+    ):
+        page.open(path)
+        assert unlabelled_fields(page) == [], path
+
+    page.open(f"/o/{org}/budgets/new")
+    focused = page.driver.switch_to.active_element
+    assert focused.get_attribute("name") == "owner_type"  # the wizard starts on its first choice
+    focused.send_keys(Keys.TAB)
+    assert page.driver.switch_to.active_element.get_attribute("data-next") is not None
+    page.driver.switch_to.active_element.send_keys(Keys.ENTER)
+    page.until(lambda _: page.find("#f-period").is_displayed(), "the schedule step")
+    assert page.driver.switch_to.active_element.get_attribute("name") == "period"
