@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import openai
 from selenium.webdriver.common.keys import Keys
 
+from odock.budgets.tables import MeterWindow
 from odock.tenancy.tables import Role
 from odock.web.console.pages import usd
 from tests.fakes.openai_server import FakeOpenAI
@@ -216,3 +217,51 @@ def test_every_field_is_labelled_and_the_wizard_moves_on_with_the_keyboard(
     page.driver.switch_to.active_element.send_keys(Keys.ENTER)
     page.until(lambda _: page.find("#f-period").is_displayed(), "the schedule step")
     assert page.driver.switch_to.active_element.get_attribute("name") == "period"
+
+
+def test_the_consumption_card_moves_between_windows(
+    page: Page, sign_in: SignIn, org_admin: tuple[str, Account], console: ControlPlaneUnderTest
+) -> None:
+    """Previous and next walk the windows that saw use; each shows its own used and remaining."""
+    org, admin = org_admin
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=3, hours=1)
+    quota = console.admin.post(
+        f"/api/organisations/{org}/quotas",
+        json={
+            "name": "daily requests", "metric": "REQUESTS", "limit": 10, "period": "DAILY",
+            "start_at": start.isoformat(),
+        },
+    ).json()  # fmt: skip
+
+    async def used_windows() -> None:  # the ledger's durable copy of two past windows
+        async with console.gateway.runtime.sessions() as session:
+            for index, used in ((0, 4), (1, 7)):
+                begin = start + timedelta(days=index)
+                session.add(
+                    MeterWindow(
+                        key=f"quota:{quota['id']}:v1:w{index}", meter_kind="quota", meter_id=quota["id"],
+                        version=1, window_index=index, start=begin, end=begin + timedelta(days=1),
+                        limit=10, used=used,
+                    )
+                )  # fmt: skip
+            await session.commit()
+
+    console.gateway.run(used_windows())
+    here = f"/o/{org}/budgets/quotas/{quota['id']}"
+    sign_in(admin).open(here)
+    page.wait_text("Current window", "h2#h-window")
+    assert page.find('[data-testid="used"]').text == "0"
+    assert len(page.all('[data-testid="windows"] tbody tr')) == 3
+    page.click('a[rel="prev"]')
+    page.wait_path(lambda p: p == here + "?window=1")
+    assert (page.find('[data-testid="used"]').text, page.find('[data-testid="remaining"]').text) == ("7", "3")
+    assert not page.all('[data-testid="projection"]')  # a past window has no projection
+    page.click('a[rel="prev"]')
+    page.wait_path(lambda p: p == here + "?window=0")
+    assert page.find('[data-testid="used"]').text == "4"
+    assert not page.all('a[rel="prev"]')
+    page.click('a[rel="next"]')
+    page.wait_path(lambda p: p == here + "?window=1")
+    page.click_text("Current window", "a")
+    page.wait_path(lambda p: p == here)
+    assert page.find('[data-testid="used"]').text == "0"
