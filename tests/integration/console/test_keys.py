@@ -146,6 +146,8 @@ def test_the_list_filters_searches_and_pages_with_cursors(
     assert [r.find_element("css selector", "a").text for r in page.all('[data-testid="keys"] tbody tr')] == [
         "service 0"
     ]
+    page.open(f"/o/{org}/keys?expired=false&revoked=false")
+    assert len(page.all('[data-testid="keys"] tbody tr')) == 2
     page.open(f"/o/{org}/keys?q=service+1")
     assert len(page.all('[data-testid="keys"] tbody tr')) == 1
     page.open(f"/o/{org}/keys?q=nothing-like-it")

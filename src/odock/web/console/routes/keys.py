@@ -61,6 +61,7 @@ async def key_list(
     revoked: Annotated[str, Query(max_length=5)] = "",
     team_id: Annotated[str, Query(max_length=64)] = "",
     user_id: Annotated[str, Query(max_length=64)] = "",
+    expired: Annotated[str, Query(max_length=5)] = "",
     q: Annotated[str, Query(max_length=200)] = "",
 ) -> Response:
     """The organisation's keys within the caller's reach, filtered and searched, newest first."""
@@ -69,13 +70,16 @@ async def key_list(
         revoked=flag(revoked, "revoked"),
         team_id=identifier(team_id, "team_id"),
         user_id=identifier(user_id, "user_id"),
+        expired=flag(expired, "expired"),
         q=search(q),
     )
     listed = await api_route(api_keys.router, "list_keys")(
         service=keys, grant=grant, params=page, organisation_id=organisation_id, filters=filters
     )
     teams, users = await owner_names(request, grant.actor, organisation_id, queries)
-    wanted = {"type": type, "revoked": revoked, "team_id": team_id, "user_id": user_id, "q": q}
+    wanted = {
+        "type": type, "revoked": revoked, "expired": expired, "team_id": team_id, "user_id": user_id, "q": q,
+    }  # fmt: skip
     return render(
         request,
         "keys/list.html",
