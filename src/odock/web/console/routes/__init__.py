@@ -5,7 +5,9 @@ from fastapi import APIRouter
 from odock.web.console.routes import (
     admin,
     auth,
+    budgets,
     dashboard,
+    keys,
     models,
     onboarding,
     profile,
@@ -22,4 +24,6 @@ PAGE_ROUTERS: tuple[APIRouter, ...] = (
     settings.router,
     providers.router,
     models.router,
+    keys.router,
+    budgets.router,
 )
