@@ -2,10 +2,12 @@
 
 from fastapi import APIRouter
 
-from odock.web.console.routes import admin, auth, dashboard
+from odock.web.console.routes import admin, auth, dashboard, teams, users
 
 PAGE_ROUTERS: tuple[APIRouter, ...] = (
     auth.router,
     dashboard.router,
     admin.router,
+    users.router,
+    teams.router,
 )
