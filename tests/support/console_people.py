@@ -38,3 +38,11 @@ def accept_confirm(page: Page) -> str:
 def row_text(page: Page, css: str, text: str) -> str:
     """Wait until the element ``css`` shows ``text`` and return all of its text."""
     return page.wait_text(text, css).text
+
+
+def submit_and_reload(page: Page, form: str) -> None:
+    """Submit the form ``form`` (CSS) whose success reloads the page, and wait for the new page."""
+    element = page.find(form)
+    page.submit(form)
+    page.until(ec.staleness_of(element), f"the page to reload after {form}")
+    page.until(lambda d: d.execute_script("return document.readyState") == "complete")
