@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from selenium.webdriver.common.keys import Keys
+
 from odock.tenancy.tables import Role
 from tests.integration.console.conftest import SignIn
 from tests.support.api import ControlPlaneUnderTest
@@ -23,7 +25,8 @@ def test_create_a_team_add_a_member_and_set_a_rate_limit(
     member = password_account(console, Role.USER, org_id)
     sign_in(admin).open(f"/o/{org_id}/teams")
     page.wait_text("No team yet", "[data-testid=empty]")
-    page.fill({"name": "Platform"}, "#new-team").submit("#new-team form")
+    page.fill({"name": "Platform"}, "#new-team")
+    page.field("name", "#new-team").send_keys(Keys.ENTER)  # the keyboard submits the form
     path = page.wait_path(lambda p: p.startswith(f"/o/{org_id}/teams/") and p != f"/o/{org_id}/teams/")
     team_id = path.rsplit("/", 1)[1]
     page.wait_text("Platform", "[data-testid=team-name]")

@@ -13,6 +13,7 @@ from tests.support.api import ControlPlaneUnderTest
 from tests.support.browser import Page
 from tests.support.console_people import accept_confirm, pending_user
 from tests.support.identity import Account, password_account
+from tests.support.identity import sign_in as identity_sign_in
 
 
 def _user(console: ControlPlaneUnderTest, org_id: str, email: str) -> dict[str, object]:
@@ -189,3 +190,25 @@ def test_the_users_page_fits_a_phone(
     assert width <= 391, f"the page is {width}px wide at phone width"
     search = page.driver.find_element(By.ID, "q")
     assert search.is_displayed()
+
+
+def test_the_pages_answer_like_the_api_for_other_organisations_and_bad_filters(
+    console: ControlPlaneUnderTest, org_admin: tuple[str, Account]
+) -> None:
+    """Blank filters list everything; a bad filter is a 422 page; another organisation's rows are 404."""
+    org_id, admin = org_admin
+    other_org = console.admin.post("/api/admin/organisations", json={"name": "elsewhere"}).json()["id"]
+    stranger = password_account(console, Role.USER, other_org)
+    their_team = console.admin.post(f"/api/organisations/{other_org}/teams", json={"name": "Theirs"}).json()
+    browser = identity_sign_in(console, admin.email, admin.password)
+    blank = browser.get(f"/o/{org_id}/users", params={"q": "", "role": "", "status": ""})
+    assert blank.status_code == 200
+    assert admin.email in blank.text
+    assert browser.get(f"/o/{org_id}/users/enrollment", params={"status": "", "q": ""}).status_code == 200
+    assert browser.get(f"/o/{org_id}/teams", params={"q": ""}).status_code == 200
+    bad = browser.get(f"/o/{org_id}/users", params={"role": "OWNER"})
+    assert bad.status_code == 422
+    assert "text/html" in bad.headers["content-type"]
+    assert browser.get(f"/o/{org_id}/users/{stranger.user_id}").status_code == 404
+    assert browser.get(f"/o/{org_id}/teams/{their_team['id']}").status_code == 404
+    assert browser.get(f"/o/{other_org}/users").status_code == 403
