@@ -10,6 +10,7 @@ from tests.support.api import ControlPlaneUnderTest
 from tests.support.browser import Page
 from tests.support.console_people import accept_confirm, submit_and_reload
 from tests.support.identity import Account, password_account
+from tests.support.usage_records import seed, usage_row
 
 
 def _members(console: ControlPlaneUnderTest, org_id: str, team_id: str) -> list[tuple[str, str]]:
@@ -45,6 +46,20 @@ def test_create_a_team_add_a_member_and_set_a_rate_limit(
     stored = console.admin.get(f"/api/organisations/{org_id}/teams/{team_id}/policies").json()
     assert stored["ratelimit"]["requests"]["per_second"] == 5
     assert stored["ratelimit"]["requests"]["per_minute"] == 120
+
+    # What the team owns: its keys, its recent usage, its budgets.
+    key = console.admin.post(
+        f"/api/organisations/{org_id}/apikeys",
+        json={"name": "platform key", "type": "TEAM", "team_id": team_id},
+    ).json()
+    budget = {"name": "platform monthly", "amount_usd": "25", "owner_type": "TEAM", "owner_id": team_id}
+    assert console.admin.post(f"/api/organisations/{org_id}/budgets", json=budget).status_code == 201
+    seed(console.gateway, [usage_row(org_id, team_id=team_id, model="team-model-x", api_key_id=key["id"])])
+    page.open(f"/o/{org_id}/teams/{team_id}")
+    assert key["preview"] in page.find("[data-testid=team-keys]").text
+    assert "team-model-x" in page.find("[data-testid=team-usage]").text
+    assert "$25.00" in page.find("[data-testid=team-budgets]").text
+    assert page.find("a[href$='/keys/new?team_id=" + team_id + "']").text == "Create team key"
 
     page.open(f"/o/{org_id}/teams?q=platf")
     page.wait_text("Platform", "tr[data-team='Platform']")

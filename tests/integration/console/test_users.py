@@ -14,6 +14,7 @@ from tests.support.browser import Page
 from tests.support.console_people import accept_confirm, pending_user
 from tests.support.identity import Account, password_account
 from tests.support.identity import sign_in as identity_sign_in
+from tests.support.usage_records import seed, usage_row
 
 
 def _user(console: ControlPlaneUnderTest, org_id: str, email: str) -> dict[str, object]:
@@ -116,8 +117,20 @@ def test_change_a_role_and_see_a_bad_value_beside_its_field(
     org_id, admin = org_admin
     user = password_account(console, Role.USER, org_id)
     team = console.admin.post(f"/api/organisations/{org_id}/teams", json={"name": "Research"}).json()
+    key = console.admin.post(
+        f"/api/organisations/{org_id}/apikeys",
+        json={"name": "own key", "type": "USER", "user_id": user.user_id},
+    ).json()
+    budget = {"name": "personal", "amount_usd": "3", "owner_type": "USER", "owner_id": user.user_id}
+    assert console.admin.post(f"/api/organisations/{org_id}/budgets", json=budget).status_code == 201
+    seed(
+        console.gateway, [usage_row(org_id, user_id=user.user_id, model="user-model-y", api_key_id=key["id"])]
+    )
     sign_in(admin).open(f"/o/{org_id}/users/{user.user_id}")
     page.wait_text("User", "[data-testid=user-role]")
+    assert key["preview"] in page.find("[data-testid=user-keys]").text
+    assert "user-model-y" in page.find("[data-testid=user-usage]").text
+    assert "personal" in page.find("[data-testid=user-budgets]").text
     page.fill({"role": "MANAGER", "name": "Rosa Role"}, "#user-edit").submit("#user-edit")
     page.wait_text("Manager", "[data-testid=user-role]")
     assert console.user_row(user.user_id).role is Role.MANAGER

@@ -18,12 +18,21 @@ from odock.keys.queries import KeyFilters
 from odock.rbac.grant import Grant, Target
 from odock.rbac.permissions import Action, Resource
 from odock.tenancy.tables import TeamMemberRole, UserStatus
+from odock.usage.queries import UsageFilter, UsageSort
 from odock.web.api.deps import Permit
 from odock.web.api.paging import PageParams, page_params
 from odock.web.api.routes import api_keys, budgets, policies
 from odock.web.api.routes.teams import get_team, list_members, list_teams
+from odock.web.api.routes.usage import list_usage_records
 from odock.web.api.routes.users import list_users, user_filters
-from odock.web.api.services import TenancyDep, TenancyQueriesDep, budgets_of, envelopes_of, keys_of
+from odock.web.api.services import (
+    TenancyDep,
+    TenancyQueriesDep,
+    budgets_of,
+    envelopes_of,
+    keys_of,
+    usage_records_of,
+)
 from odock.web.console.pages import render
 from odock.web.console.routes.reuse import TextQuery, api_route, may, nav_guard
 
@@ -69,9 +78,10 @@ async def team_detail(
     users_grant: Annotated[Grant, Depends(Permit(Resource.USER, Action.READ))],
     keys_grant: Annotated[Grant, Depends(Permit(Resource.API_KEY, Action.READ))],
     budgets_grant: Annotated[Grant, Depends(Permit(Resource.BUDGET, Action.READ))],
+    usage_grant: Annotated[Grant, Depends(Permit(Resource.USAGE, Action.READ))],
     members_page: Annotated[PageParams, Depends(page_params)],
 ) -> Response:
-    """One team: rename, delete, members, the policies card, its API keys, budgets and quotas."""
+    """One team: rename, delete, members, the policies card, its API keys, usage, budgets and quotas."""
     actor = grant.actor
     team = await get_team(team_id, tenancy, grant)
     here = Target(organisation_id, team_id=team_id)
@@ -93,6 +103,14 @@ async def team_detail(
             params=RECENT,
             filters=KeyFilters(team_id=team_id),
             organisation_id=organisation_id,
+        ),
+        "usage": await list_usage_records(
+            organisation_id,
+            usage_grant,
+            usage_records_of(request),
+            UsageFilter(team_ids=(team_id,)),
+            RECENT,
+            UsageSort.TIMESTAMP,
         ),
         **await _meters(request, organisation_id, team_id, budgets_grant),
         "candidates": await _candidates(queries, users_grant, {m.user_id for m in members.items})
