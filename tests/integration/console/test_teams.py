@@ -132,3 +132,21 @@ def test_a_manager_manages_only_the_teams_they_manage(
     assert stored["ratelimit"]["tokens"]["per_minute"] == 1000
     page.fill({"name": "Mine, renamed"}, "#team-rename").submit("#team-rename")
     page.wait_text("Mine, renamed", "[data-testid=team-name]")
+
+
+def test_the_team_page_fits_a_phone(
+    page: Page, sign_in: SignIn, org_admin: tuple[str, Account], console: ControlPlaneUnderTest
+) -> None:
+    """At 390 px the team page (members, the policies form) has no sideways scroll."""
+    org_id, admin = org_admin
+    member = password_account(console, Role.USER, org_id)
+    team = console.admin.post(f"/api/organisations/{org_id}/teams", json={"name": "Phone"}).json()
+    console.admin.post(
+        f"/api/organisations/{org_id}/teams/{team['id']}/members", json={"user_id": member.user_id}
+    )
+    page.driver.set_window_size(390, 844)
+    sign_in(admin).open(f"/o/{org_id}/teams/{team['id']}")
+    page.find("#team-policy")
+    width = page.driver.execute_script("return document.documentElement.scrollWidth")
+    assert width <= 391, f"the page is {width}px wide at phone width"
+    assert page.find(f"tr[data-member='{member.email}']").is_displayed()
