@@ -73,6 +73,9 @@ def test_resend_gives_a_fresh_link_and_revoke_closes_the_invitation(
     email = f"resend-{secrets.token_hex(4)}@example.test"
     issued = console.admin.post(f"/api/organisations/{org_id}/invitations", json={"email": email}).json()
     sign_in(admin).open(f"/o/{org_id}/users/enrollment")
+    page.fill({"email": admin.email}, "#invite").submit("#invite form")  # already has an account
+    page.wait_text("already exists", "#invite [data-form-error]")
+    assert page.all("#invite-result")[0].is_displayed() is False
     page.click(f"tr[data-invitation='{email}'] [aria-label='Resend to {email}']")
     fresh = page.find("#invite-link").text
     assert fresh.startswith(console.base_url + "/invite/")
