@@ -66,6 +66,23 @@ NARROWED: dict[tuple[str, str], tuple[frozenset[Role], str]] = {
         frozenset({Role.MANAGER, Role.USER}),
         "user:update reaches one's own user, but nobody declines themselves: org admins only",
     ),
+    # Console pages hidden from a role's navigation refuse it too (odock.web.console.routes.reuse.nav_guard).
+    ("GET", "/o/{organisation_id}/users"): (
+        frozenset({Role.USER}),
+        "the Users page needs user:read at ORG reach (a USER sees themselves on /profile)",
+    ),
+    ("GET", "/o/{organisation_id}/users/{user_id}"): (
+        frozenset({Role.USER}),
+        "the Users pages need user:read at ORG reach (a USER sees themselves on /profile)",
+    ),
+    ("GET", "/o/{organisation_id}/teams"): (
+        frozenset({Role.USER}),
+        "the Teams pages need team:update at TEAM reach (managers and admins)",
+    ),
+    ("GET", "/o/{organisation_id}/teams/{team_id}"): (
+        frozenset({Role.USER}),
+        "the Teams pages need team:update at TEAM reach (managers and admins)",
+    ),
 }
 """Routes whose handler refuses (403) roles the table would let through, and why (keep this short)."""
 

@@ -26,7 +26,6 @@ from odock.web.api.guard import RequestGuard
 from odock.web.api.openapi import annotate_permissions, declare_security_schemes
 from odock.web.api.request_ids import RequestIds
 from odock.web.api.routes import ROUTERS
-from odock.web.api.routes.invitations import public_router as invitation_links
 from odock.web.client_ip import parse_networks
 from odock.web.console.access import is_page, not_found_page, page_error
 from odock.web.console.pages import STATIC
@@ -54,9 +53,8 @@ def create_api(runtime: Runtime | None) -> FastAPI:
     for router in ROUTERS:
         annotate_permissions(router)
         app.include_router(router, prefix="/api")
-    app.include_router(invitation_links)  # GET /invite/{token}: the link itself, outside /api (public)
     for pages in PAGE_ROUTERS:
-        app.include_router(pages)  # the web console, same origin (odock.web.console)
+        app.include_router(pages)  # the web console and the invitation link, same origin (odock.web.console)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     declare_security_schemes(app)
     max_body = runtime.settings.max_request_bytes if runtime else 8 * 1024 * 1024

@@ -36,10 +36,8 @@ from odock.web.api.deps import (
 from odock.web.api.paging import Page, PageParams, keyset, make_page, page_params
 from odock.web.api.routes.auth import UserView, set_session_cookies, user_view
 from odock.web.api.services import InvitationsDep, TenancyQueriesDep
-from odock.web.console.routes.onboarding import invitation_page, wants_html
 
 router = APIRouter(tags=["invitations"])
-public_router = APIRouter(tags=["invitations"])
 
 OrgInvitations = "/organisations/{organisation_id}/invitations"
 Token = Annotated[str, Path(min_length=1, max_length=200)]
@@ -210,22 +208,13 @@ def invitation_details_of(row: Invitation, org: Organisation | None) -> Invitati
     )
 
 
-@public_router.get("/invite/{token}", response_model=InvitationDetails)
-async def invitation_link(
-    token: Token, request: Request, invitations: InvitationsDep, identity: IdentityDep
-) -> InvitationDetails | Response:
-    """Public: what the invitation link offers (type, e-mail, role, organisation, status, expiry).
-
-    A browser (``Accept: text/html`` without JSON) gets the console's invitation page instead.
-    """
-    if wants_html(request):
-        return await invitation_page(request, token, invitations, identity)
-    return await _details(invitations, token)
-
-
 @router.get("/invitations/{token}", response_model=InvitationDetails)
 async def invitation_details(token: Token, invitations: InvitationsDep) -> InvitationDetails:
-    """Public: the same as ``GET /invite/{token}``, under ``/api``."""
+    """Public: what the invitation link offers (type, e-mail, role, organisation, status, expiry).
+
+    ``GET /invite/{token}`` (the link itself, :mod:`odock.web.console.routes.onboarding`) answers
+    the same to API clients and shows a browser the console's invitation page.
+    """
     return await _details(invitations, token)
 
 

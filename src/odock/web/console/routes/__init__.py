@@ -13,6 +13,8 @@ from odock.web.console.routes import (
     profile,
     providers,
     settings,
+    teams,
+    users,
 )
 
 PAGE_ROUTERS: tuple[APIRouter, ...] = (
@@ -22,8 +24,11 @@ PAGE_ROUTERS: tuple[APIRouter, ...] = (
     admin.router,
     profile.router,
     settings.router,
+    users.router,
+    teams.router,
     providers.router,
     models.router,
     keys.router,
     budgets.router,
+    onboarding.invite_router,  # GET /invite/{token}: the link itself (page or JSON)
 )

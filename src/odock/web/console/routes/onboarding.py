@@ -20,6 +20,9 @@ from odock.identity.service import Identity
 from odock.identity.tables import InvitationStatus
 from odock.identity.welcome import check_welcome_link
 from odock.web.api.deps import SESSION_COOKIE, IdentityDep, current_credential
+from odock.web.api.routes.invitations import InvitationDetails, invitation_details
+from odock.web.api.routes.invitations import Token as InvitationToken
+from odock.web.api.services import InvitationsDep
 from odock.web.console.pages import render
 
 router = APIRouter(include_in_schema=False)
@@ -74,3 +77,20 @@ async def invitation_page(
         open=details.status is InvitationStatus.PENDING,
         providers=providers,
     )
+
+
+invite_router = APIRouter(tags=["invitations"])
+"""The invitation link itself, outside ``/api`` and in the OpenAPI document (it answers API clients too)."""
+
+
+@invite_router.get("/invite/{token}", response_model=InvitationDetails)
+async def invitation_link(
+    token: InvitationToken, request: Request, invitations: InvitationsDep, identity: IdentityDep
+) -> InvitationDetails | Response:
+    """Public: what the invitation link offers (type, e-mail, role, organisation, status, expiry).
+
+    A browser (``Accept: text/html`` without JSON) gets the console's invitation page instead.
+    """
+    if wants_html(request):
+        return await invitation_page(request, token, invitations, identity)
+    return await invitation_details(token, invitations)
