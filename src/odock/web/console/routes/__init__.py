@@ -2,10 +2,11 @@
 
 from fastapi import APIRouter
 
-from odock.web.console.routes import admin, auth, dashboard
+from odock.web.console.routes import admin, auth, dashboard, playground
 
 PAGE_ROUTERS: tuple[APIRouter, ...] = (
     auth.router,
     dashboard.router,
     admin.router,
+    playground.router,
 )
