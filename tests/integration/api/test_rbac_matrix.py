@@ -47,6 +47,10 @@ PUBLIC: dict[tuple[str, str], str] = {
     ("GET", "/api/invitations/{token}"): "the invitation link is the credential",
     ("POST", "/api/invitations/{token}/accept"): "the invitation link is the credential",
     ("GET", "/invite/{token}"): "the invitation link is the credential",
+    # Console pages without a Permit (tests/integration/console/test_page_rbac.py covers the pages).
+    ("GET", "/"): "the console's front door: sends the caller to sign-in or their workspace",
+    ("GET", "/sign-in"): "the sign-in page",
+    ("GET", "/password"): "the password page reads the caller's own credential itself",
 }
 """Routes without a Permit, and why (every other route must declare one)."""
 

@@ -23,7 +23,7 @@ SLOW = "fake-slow-stream"
 
 @pytest.fixture
 def tenant(console: ControlPlaneUnderTest, fake_openai: FakeOpenAI) -> Tenant:
-    """An organisation whose OpenAI provider is the fake; its key may call a priced model and the slow stream."""
+    """An organisation served by the fake OpenAI; its key may call a priced model and the slow stream."""
     tenant = openai_tenant(console.gateway, fake_openai, pricing=PRICING)
     org = tenant.organisation_id
     model = console.admin.get(f"/api/organisations/{org}/models/{tenant.model_id}").json()
@@ -45,7 +45,7 @@ def _chat(caller: Caller, org: str, key_id: str, **body: Any) -> httpx.Response:
 def test_an_answer_streams_in_and_its_usage_record_is_a_normal_one(
     page: Page, sign_in: SignIn, console: ControlPlaneUnderTest, tenant: Tenant, fake_openai: FakeOpenAI
 ) -> None:
-    """The answer appears chunk by chunk while the call runs; the request id shown names the key's usage record."""
+    """The answer appears while the call runs; the request id shown names the key's usage record."""
     admin = password_account(console, Role.ORG_ADMIN, tenant.organisation_id)
     sign_in(admin).open(f"/o/{tenant.organisation_id}/playground")
     page.wait_text("Playground", "h1")
@@ -56,8 +56,10 @@ def test_an_answer_streams_in_and_its_usage_record_is_a_normal_one(
     page.fill({"model": SLOW, "prompt": "Count slowly."}, "form[data-playground]")
     page.click("form[data-playground] [data-send]")
     page.until(
-        lambda d: "tok tok" in page.find("[data-answer]").text
-        and not page.find("form[data-playground] [data-send]").is_enabled(),
+        lambda d: (
+            "tok tok" in page.find("[data-answer]").text
+            and not page.find("form[data-playground] [data-send]").is_enabled()
+        ),
         "part of the answer while the stream runs",
     )
     page.until(lambda d: page.find("[data-answer]").text.count("tok") == 30, "the whole answer")
@@ -72,7 +74,8 @@ def test_an_answer_streams_in_and_its_usage_record_is_a_normal_one(
     record = only_usage_record(console.gateway, request_id)
     assert record.api_key_id == tenant.key_id
     assert record.organisation_id == tenant.organisation_id
-    assert record.stream is True and record.http_status == 200
+    assert record.stream is True
+    assert record.http_status == 200
     assert record.prompt_tokens == USAGE["prompt_tokens"]
     assert record.total_cost_nanos_usd
     assert page.find("[data-cost]").text == "$" + usd(record.total_cost_nanos_usd)
@@ -93,7 +96,12 @@ def test_a_user_uses_own_keys_only(
     for owner in (account, other):
         made = console.admin.post(
             f"/api/organisations/{org}/apikeys",
-            json={"name": f"key of {owner.email}", "type": "USER", "user_id": owner.user_id, "models": ["test-model"]},
+            json={
+                "name": f"key of {owner.email}",
+                "type": "USER",
+                "user_id": owner.user_id,
+                "models": ["test-model"],
+            },
         )
         keys[owner.user_id] = made.json()["id"]
 
@@ -107,7 +115,8 @@ def test_a_user_uses_own_keys_only(
     width = page.driver.execute_script("return document.documentElement.scrollWidth")
     assert width <= 391, f"the playground is {width}px wide at phone width"
     record = only_usage_record(console.gateway, page.find("[data-request-id]").text)
-    assert record.api_key_id == keys[account.user_id] and record.user_id == account.user_id
+    assert record.api_key_id == keys[account.user_id]
+    assert record.user_id == account.user_id
 
     # Typed in directly: the page refuses another's key; the API refuses to use it.
     page.open(f"/o/{org}/playground?key={keys[other.user_id]}")
@@ -125,10 +134,13 @@ def test_the_gateway_decides_each_call(console: ControlPlaneUnderTest, tenant: T
     assert answer.status_code == 200, answer.text
     assert answer.json()["choices"][0]["message"]["content"] == REPLY
     record = only_usage_record(console.gateway, answer.headers["x-request-id"])
-    assert record.api_key_id == tenant.key_id and record.stream is False
+    assert record.api_key_id == tenant.key_id
+    assert record.stream is False
 
+    admin.post(f"/api/organisations/{org}/models", json={"name": "not-granted"}).raise_for_status()
     denied = _chat(admin, org, tenant.key_id, model="not-granted")
-    assert denied.status_code in (403, 404), denied.text
+    assert denied.status_code == 403, denied.text
+    assert denied.json()["error"]["param"] == "model"
     invalid = _chat(admin, org, tenant.key_id, messages=[])
     assert invalid.status_code == 422
     assert invalid.json()["error"]["fields"][0]["field"] == "messages"
@@ -140,9 +152,7 @@ def test_the_gateway_decides_each_call(console: ControlPlaneUnderTest, tenant: T
     assert revoked.json()["error"]["code"] == "api_key_revoked"
 
 
-def test_no_usable_key_says_what_to_do(
-    page: Page, sign_in: SignIn, org_admin: tuple[str, Any]
-) -> None:
+def test_no_usable_key_says_what_to_do(page: Page, sign_in: SignIn, org_admin: tuple[str, Any]) -> None:
     """An organisation without keys gets an empty state that leads to creating one."""
     org_id, account = org_admin
     sign_in(account).open(f"/o/{org_id}/playground")
