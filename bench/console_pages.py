@@ -1,4 +1,4 @@
-"""How fast the console renders its list pages for an organisation with 100,000 keys and 1,000,000 usage records.
+"""How fast the console renders its list pages: 100,000 keys and 1,000,000 usage records in one org.
 
 Flow, for one backend (embedded SQLite by default; ``--backend production`` for PostgreSQL + Redis)::
 
