@@ -102,7 +102,9 @@ def is_error_page(page: Page) -> bool:
 def shoot(page: Page, out: Path, name: str, written: list[str]) -> None:
     """Save the browser's view as ``out/name.png``."""
     path = out / f"{name}.png"
-    page.driver.execute_script("document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0)")
+    page.driver.execute_script(
+        "document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0)"
+    )
     page.screenshot(path)
     written.append(str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path))
 

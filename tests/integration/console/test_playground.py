@@ -159,3 +159,24 @@ def test_no_usable_key_says_what_to_do(page: Page, sign_in: SignIn, org_admin: t
     page.wait_text("no API key you can use", "[data-testid=empty]")
     page.click("[data-testid=empty] a.button")
     page.wait_path(lambda p: p.startswith(f"/o/{org_id}/keys/new"))
+
+
+def test_stop_ends_the_governed_call(
+    page: Page, sign_in: SignIn, console: ControlPlaneUnderTest, tenant: Tenant, fake_openai: FakeOpenAI
+) -> None:
+    """Stop leaves the stream like any client that goes away: the upstream call ends and is recorded so."""
+    fake_openai.drip_chunks, fake_openai.chunk_delay_seconds = 400, 0.05  # 20 s unless stopped
+    abandoned = fake_openai.streams_abandoned
+    admin = password_account(console, Role.ORG_ADMIN, tenant.organisation_id)
+    sign_in(admin).open(f"/o/{tenant.organisation_id}/playground")
+    page.fill({"model": SLOW, "prompt": "Go on for a while."}, "form[data-playground]")
+    page.click("form[data-playground] [data-send]")
+    page.until(lambda d: "tok tok" in page.find("[data-answer]").text, "the stream to start")
+    page.click("form[data-playground] [data-stop]")
+    page.wait_text("stopped", "[data-status]")
+    assert page.find("form[data-playground] [data-send]").is_enabled()
+    assert not page.all("form[data-playground] [data-stop]:not([hidden])")
+    record = only_usage_record(console.gateway, page.find("[data-request-id]").text)
+    assert record.http_status == 499
+    assert record.api_key_id == tenant.key_id
+    page.until(lambda d: fake_openai.streams_abandoned > abandoned, "the upstream stream to be abandoned")
