@@ -180,3 +180,22 @@ def test_stop_ends_the_governed_call(
     assert record.http_status == 499
     assert record.api_key_id == tenant.key_id
     page.until(lambda d: fake_openai.streams_abandoned > abandoned, "the upstream stream to be abandoned")
+
+
+def test_a_key_is_found_by_name(
+    page: Page, sign_in: SignIn, console: ControlPlaneUnderTest, tenant: Tenant
+) -> None:
+    """The key search narrows the keys offered; a search that finds none says how to get back."""
+    org = tenant.organisation_id
+    made = console.admin.post(
+        f"/api/organisations/{org}/apikeys", json={"name": "notebook key", "models": ["test-model"]}
+    ).json()
+    sign_in(password_account(console, Role.ORG_ADMIN, org)).open(f"/o/{org}/playground")
+    assert {o.get_attribute("value") for o in page.all("#f-key option")} == {tenant.key_id, made["id"]}
+    page.fill({"q": "notebook"}, "form[role=search]").submit("form[role=search]")
+    page.wait_path(lambda p: "q=notebook" in p)
+    assert [o.get_attribute("value") for o in page.all("#f-key option")] == [made["id"]]
+    page.fill({"q": "no such key"}, "form[role=search]").submit("form[role=search]")
+    page.wait_text("No usable key matches", "[data-testid=empty]")
+    page.click_text("Show all keys")
+    page.wait_path(lambda p: p == f"/o/{org}/playground")
