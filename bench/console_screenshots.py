@@ -137,7 +137,7 @@ def take(base_url: str, org: str, admin: str, root: str, out: Path) -> tuple[lis
                 page.until(lambda d: page.all("[data-call][data-recorded]"), "the usage record")
                 shoot(page, out, name, written)
                 driver.set_window_size(*PHONE)
-                shoot(page, out, name + "-phone", written)
+                shoot(page, out, name + "-phone", written, focus="#answer-title")
                 driver.set_window_size(*DESKTOP)
             else:
                 shoot(page, out, name, written)
