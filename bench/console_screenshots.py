@@ -99,11 +99,14 @@ def is_error_page(page: Page) -> bool:
     return bool(page.driver.find_elements(By.CSS_SELECTOR, '[data-testid="error-message"]'))
 
 
-def shoot(page: Page, out: Path, name: str, written: list[str]) -> None:
-    """Save the browser's view as ``out/name.png``."""
+def shoot(page: Page, out: Path, name: str, written: list[str], focus: str | None = None) -> None:
+    """Save the browser's view as ``out/name.png`` (scrolled to the top, or to ``focus``)."""
     path = out / f"{name}.png"
     page.driver.execute_script(
-        "document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0)"
+        "document.activeElement && document.activeElement.blur();"
+        "const at = arguments[0] && document.querySelector(arguments[0]);"
+        "if (at) at.scrollIntoView({block: 'start'}); else window.scrollTo(0, 0);",
+        focus,
     )
     page.screenshot(path)
     written.append(str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path))
