@@ -6,6 +6,7 @@ from typing import Any
 
 import httpx
 import pytest
+from selenium.webdriver.common.keys import Keys
 
 from odock.billing import usd
 from odock.tenancy.tables import Role
@@ -199,3 +200,22 @@ def test_a_key_is_found_by_name(
     page.wait_text("No usable key matches", "[data-testid=empty]")
     page.click_text("Show all keys")
     page.wait_path(lambda p: p == f"/o/{org}/playground")
+
+
+def test_a_refused_call_is_shown_and_the_page_works_from_the_keyboard(
+    page: Page, sign_in: SignIn, console: ControlPlaneUnderTest, tenant: Tenant
+) -> None:
+    """Sent from the keyboard; the gateway's refusal (the key revoked meanwhile) is shown in the form."""
+    org = tenant.organisation_id
+    sign_in(password_account(console, Role.ORG_ADMIN, org)).open(f"/o/{org}/playground")
+    console.admin.post(f"/api/organisations/{org}/apikeys/{tenant.key_id}/revoke").raise_for_status()
+    prompt = page.field("prompt", "form[data-playground]")
+    prompt.send_keys("Say hello.")
+    for _ in range(3):  # prompt → max tokens → stream → Send
+        page.driver.switch_to.active_element.send_keys(Keys.TAB)
+    focused = page.driver.switch_to.active_element
+    assert focused.get_attribute("data-send") is not None, focused.get_attribute("outerHTML")
+    focused.send_keys(Keys.ENTER)
+    page.wait_text("revoked", "form[data-playground] [data-form-error]")
+    assert page.find("[data-status]").text == "401"
+    assert page.find("[data-answer]").text == ""
