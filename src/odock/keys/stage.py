@@ -29,14 +29,25 @@ def presented_secret(headers: dict[str, str]) -> str | None:
     return None
 
 
-async def authenticate(directory: KeyDirectory, headers: dict[str, str]) -> KeyPrincipal:
-    """Resolve the presented key to a usable principal or raise a 401."""
-    secret = presented_secret(headers)
-    if secret is None:
-        raise Unauthorized(
-            "missing API key: send 'Authorization: Bearer <key>', 'X-API-Key' or 'X-Goog-Api-Key'"
-        )
-    principal = await directory.principal(hash_secret(secret))
+async def authenticate(
+    directory: KeyDirectory, headers: dict[str, str], acting_key_hash: str | None = None
+) -> KeyPrincipal:
+    """Resolve the presented key to a usable principal or raise a 401.
+
+    ``acting_key_hash`` names the key without its secret: set only by the control plane's
+    playground, which has already authorised its caller to use that key (see
+    :data:`odock.web.asgi.ACTING_KEY_HASH`). The key is checked like any presented one.
+    """
+    if acting_key_hash is not None:
+        key_hash = acting_key_hash
+    else:
+        secret = presented_secret(headers)
+        if secret is None:
+            raise Unauthorized(
+                "missing API key: send 'Authorization: Bearer <key>', 'X-API-Key' or 'X-Goog-Api-Key'"
+            )
+        key_hash = hash_secret(secret)
+    principal = await directory.principal(key_hash)
     if principal is None:
         raise Unauthorized("invalid API key")
     if principal.revoked:
@@ -58,7 +69,7 @@ class Authenticate:
 
     async def before(self, ex: Exchange) -> None:
         """Authenticate or raise a 401."""
-        ex.principal = await authenticate(self._directory, ex.headers)
+        ex.principal = await authenticate(self._directory, ex.headers, ex.acting_key_hash)
 
     async def after(self, ex: Exchange) -> None:
         """Nothing to undo."""

@@ -95,6 +95,9 @@ class Exchange:
     surface: Surface  # the API format the client speaks
     params: Params = field(default_factory=dict)  # the route's parameters (path model, query)
     principal: KeyPrincipal | None = None
+    # The key to act as, named by the control plane's playground instead of a presented secret
+    # (from the ASGI scope, which no client can write; see odock.web.asgi.ACTING_KEY_HASH).
+    acting_key_hash: str | None = None
     payload: dict[str, Any] = field(default_factory=dict)
     extra_fields: tuple[str, ...] = ()
     stream: bool = False

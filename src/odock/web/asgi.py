@@ -15,6 +15,11 @@ Send = Callable[[Message], Awaitable[None]]
 JSON_HEADERS = [(b"content-type", b"application/json")]
 # Scope key under which Odock's HTTP protocol offers its connection (a ClientConnection).
 CLIENT_CONNECTION = "odock.client_connection"
+# Scope key naming the API key (by its hash) a model call acts as, instead of a presented secret.
+# Only the control plane's playground sets it, on a scope it builds itself for a caller it has
+# authorised to use that key; a server builds a client's scope from the request line and headers
+# alone, so no client can set it. Its cost on the hot path is one dict lookup per model call.
+ACTING_KEY_HASH = "odock.acting_key_hash"
 
 
 class ClientConnection(Protocol):

@@ -39,6 +39,7 @@ from odock.surfaces.json_body import parse_json_object
 from odock.surfaces.registry import ANTHROPIC_MESSAGES, GEMINI_GENERATE, gemini_route, model_call_route
 from odock.surfaces.surface import Params, Surface
 from odock.web.asgi import (
+    ACTING_KEY_HASH,
     CLIENT_CONNECTION,
     ClientGone,
     Receive,
@@ -137,6 +138,7 @@ class Gateway:
             timings=Timings(received=started),
             surface=surface,
             params=params,
+            acting_key_hash=scope.get(ACTING_KEY_HASH),
         )
         await self._rt.pipeline.run(ex, AsgiResponder(send, receive, scope.get(CLIENT_CONNECTION)))
 

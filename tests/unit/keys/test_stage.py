@@ -20,6 +20,7 @@ from odock.errors import (
     Unauthorized,
 )
 from odock.keys.directory import KeyDirectory
+from odock.keys.secrets import hash_secret
 from odock.keys.stage import Authenticate, presented_secret
 from tests.support.stages import Rows, copied_database, exchange, refusal
 
@@ -171,3 +172,24 @@ def test_presented_secret_prefers_a_bearer_token() -> None:
     assert presented_secret({"authorization": "bearer  abc ", "x-api-key": "xyz"}) == "abc"
     assert presented_secret({"authorization": "Token abc", "x-api-key": " xyz "}) == "xyz"
     assert presented_secret({"authorization": "Token abc"}) is None
+
+
+async def test_an_acting_key_needs_no_secret_and_wins_over_a_presented_one(
+    stage: Authenticate, rows: Rows
+) -> None:
+    """The key the control plane names (the playground) needs no headers and wins over a bearer."""
+    org = await rows.organisation()
+    acting, presented = await rows.key(org), await rows.key(org)
+    ex = exchange(headers=bearer(presented.secret), acting_key_hash=hash_secret(acting.secret))
+    await stage.before(ex)
+    assert ex.principal is not None
+    assert ex.principal.key_id == acting.id
+
+
+async def test_an_acting_key_is_checked_like_a_presented_one(stage: Authenticate, rows: Rows) -> None:
+    """A revoked acting key is refused with 401 api_key_revoked; an unknown one with 401 invalid key."""
+    revoked = await rows.key(await rows.organisation(), revoked=True)
+    error = await refusal(stage, exchange(acting_key_hash=hash_secret(revoked.secret)))
+    assert (error.code, error.http_status) == ("api_key_revoked", 401)
+    unknown = await refusal(stage, exchange(acting_key_hash=hash_secret("sk_not_a_key")))
+    assert type(unknown) is Unauthorized

@@ -30,6 +30,7 @@ from odock.web.client_ip import parse_networks
 from odock.web.console.access import is_page, not_found_page, page_error
 from odock.web.console.pages import STATIC
 from odock.web.console.routes import PAGE_ROUTERS
+from odock.web.gateway import Gateway
 
 OPENAPI_URL = "/api/openapi.json"
 
@@ -50,6 +51,7 @@ def create_api(runtime: Runtime | None) -> FastAPI:
         Identity.open(runtime.settings, runtime.sessions, runtime.redis, runtime.shared) if runtime else None
     )
     app.state.trusted_proxies = parse_networks(runtime.settings.trusted_proxy_cidrs) if runtime else ()
+    app.state.gateway = Gateway(runtime) if runtime else None  # the playground's calls go through it
     for router in ROUTERS:
         annotate_permissions(router)
         app.include_router(router, prefix="/api")

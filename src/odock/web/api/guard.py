@@ -5,6 +5,7 @@ stores it; neither is a name anyone means. Rather than trusting every string fie
 to forbid it, the guard refuses any request whose query or JSON body carries one with the
 same 422 ``validation_error`` as any other bad field (a path holding one names nothing: 404).
 Bodies are read whole (control-plane bodies are small) and refused past ``max_request_bytes``.
+On a console page the refusal is the page error (HTML, same status), as for any page error.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from starlette.requests import Request
 
 from odock.errors import NotFound, OdockError, PayloadTooLarge, UnprocessableEntity
 from odock.web.asgi import JSON_HEADERS, Message, Receive, Scope, Send
+from odock.web.console.access import is_page, page_error
 
 ASGIApp = Any
 
@@ -31,18 +34,20 @@ class RequestGuard:
             await self.app(scope, receive, send)
             return
         if "\x00" in scope["path"]:
-            await _refuse(send, NotFound("no such resource"))  # no id or route holds a NUL
+            await _refuse(scope, send, NotFound("no such resource"))  # no id or route holds a NUL
             return
         if b"%00" in scope.get("query_string", b""):
-            await _refuse(send, UnprocessableEntity("NUL characters are not allowed", param="query"))
+            await _refuse(scope, send, UnprocessableEntity("NUL characters are not allowed", param="query"))
             return
         body, complete = await _read_body(receive, self.max_body_bytes)
         if not complete:
-            await _refuse(send, PayloadTooLarge(f"request body exceeds {self.max_body_bytes} bytes"))
+            await _refuse(scope, send, PayloadTooLarge(f"request body exceeds {self.max_body_bytes} bytes"))
             return
         field = _nul_field(body)
         if field is not None:
-            await _refuse(send, UnprocessableEntity(f"{field}: NUL characters are not allowed", param=field))
+            await _refuse(
+                scope, send, UnprocessableEntity(f"{field}: NUL characters are not allowed", param=field)
+            )
             return
         await self.app(scope, _replay(body, receive), send)
 
@@ -61,6 +66,10 @@ async def _read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks), True
+
+
+async def _nothing() -> Message:
+    return {"type": "http.disconnect"}  # a refusal reads no body
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
@@ -108,6 +117,10 @@ def _find_nul(value: object, path: str) -> str | None:
     return None
 
 
-async def _refuse(send: Send, error: OdockError) -> None:
+async def _refuse(scope: Scope, send: Send, error: OdockError) -> None:
+    if is_page(scope["path"]):
+        # A console page is refused as a page (the error page, or the sign-in redirect), not JSON.
+        await page_error(Request(scope), error)(scope, _nothing, send)
+        return
     await send({"type": "http.response.start", "status": error.http_status, "headers": JSON_HEADERS})
     await send({"type": "http.response.body", "body": error.body()})

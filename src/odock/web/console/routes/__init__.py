@@ -10,6 +10,7 @@ from odock.web.console.routes import (
     keys,
     models,
     onboarding,
+    playground,
     profile,
     providers,
     settings,
@@ -30,5 +31,6 @@ PAGE_ROUTERS: tuple[APIRouter, ...] = (
     models.router,
     keys.router,
     budgets.router,
+    playground.router,
     onboarding.invite_router,  # GET /invite/{token}: the link itself (page or JSON)
 )
