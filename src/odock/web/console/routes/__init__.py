@@ -2,10 +2,13 @@
 
 from fastapi import APIRouter
 
-from odock.web.console.routes import admin, auth, dashboard
+from odock.web.console.routes import admin, audit, auth, dashboard, invoices, usage
 
 PAGE_ROUTERS: tuple[APIRouter, ...] = (
     auth.router,
     dashboard.router,
+    usage.router,
+    invoices.router,
+    audit.router,
     admin.router,
 )
