@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from odock.db.base import utcnow
+from odock.errors import UnprocessableEntity
 from odock.usage.analytics import Dimension, Metric
-from odock.usage.queries import REQUEST_ID_PATTERN, UsageSort
+from odock.usage.queries import REQUEST_ID_PATTERN, UsageFilter, UsageSort
 from odock.web.api.routes.analytics import analytics_request, usage_analytics
 from odock.web.api.routes.usage import (
     OrganisationPath,
@@ -22,6 +24,7 @@ from odock.web.api.routes.usage import (
     UsageGrant,
     get_usage_record,
     list_usage_records,
+    usage_filter,
 )
 from odock.web.api.services import Analytics, Records
 from odock.web.console.pages import render
@@ -47,35 +50,68 @@ METRICS = [
 DETAIL_CARDS = ("token_details", "billing", "provider_usage", "routing", "metadata")
 
 
+FILTERS = ("status", "provider", "model", "team_id", "user_id", "api_key_id", "q")
+STATUS = re.compile(r"^(success|error|[1-5][0-9][0-9])$")
+Text = Annotated[str | None, Query(max_length=200)]
+
+
+def page_filter(values: dict[str, str]) -> UsageFilter:
+    """The API's usage filter from the form's fields (an empty field is no filter); 422 per field."""
+    if values["status"] and not STATUS.match(values["status"]):
+        raise UnprocessableEntity("choose a status", param="status")
+    if values["q"] and not REQUEST_ID_PATTERN.match(values["q"]):
+        raise UnprocessableEntity("a request id has letters, digits and . _ : - only", param="q")
+
+    def many(name: str) -> list[str] | None:
+        return [values[name]] if values[name] else None
+
+    return usage_filter(
+        status=values["status"] or None,
+        provider=many("provider"),
+        model=many("model"),
+        team_id=many("team_id"),
+        user_id=many("user_id"),
+        api_key_id=many("api_key_id"),
+        q=values["q"] or None,
+    )
+
+
 @router.get("/o/{organisation_id}/usage")
 async def usage_records(
     request: Request,
     organisation_id: OrganisationPath,
     grant: UsageGrant,
     records: Records,
-    wanted: UsageFilterDep,
     params: PageDep,
+    status: Text = None,
+    provider: Text = None,
+    model: Text = None,
+    team_id: Text = None,
+    user_id: Text = None,
+    api_key_id: Text = None,
+    q: Text = None,
     sort: SortQuery = UsageSort.TIMESTAMP,
 ) -> Response:
-    """The usage records in reach, newest first, filtered as the query string says."""
-    page = await list_usage_records(organisation_id, grant, records, wanted, params, sort)
-    values = request.query_params
+    """The usage records in reach, newest first, filtered as the form says."""
+    given = (status, provider, model, team_id, user_id, api_key_id, q)
+    values = {name: (value or "").strip() for name, value in zip(FILTERS, given, strict=True)}
+    context: dict[str, Any] = {
+        "filters": values,
+        "filtered": any(values.values()),
+        "query": query_without(request.query_params),
+        "request_id_pattern": REQUEST_ID_PATTERN.pattern.strip("^$"),
+        "page": None,
+        "error": None,
+    }
+    try:
+        wanted = page_filter(values)
+    except UnprocessableEntity as error:
+        context["error"] = error
+        return render(request, "usage/records.html", actor=grant.actor, organisation_id=organisation_id,
+                      status_code=422, **context)  # fmt: skip
+    context["page"] = await list_usage_records(organisation_id, grant, records, wanted, params, sort)
     return render(
-        request,
-        "usage/records.html",
-        actor=grant.actor,
-        organisation_id=organisation_id,
-        page=page,
-        filters={
-            name: values.get(name, "")
-            for name in ("status", "provider", "model", "team_id", "user_id", "api_key_id", "q")
-        },
-        filtered=any(
-            values.get(name)
-            for name in ("status", "provider", "model", "team_id", "user_id", "api_key_id", "q")
-        ),
-        query=query_without(values),
-        request_id_pattern=REQUEST_ID_PATTERN.pattern.strip("^$"),
+        request, "usage/records.html", actor=grant.actor, organisation_id=organisation_id, **context
     )
 
 
