@@ -46,7 +46,10 @@ class Billed:
         client = sdk(self.console.gateway, self.tenant.secret)
         made = []
         for _ in range(count):
-            answer = client.chat.completions.with_raw_response.create(model=self.tenant.model, messages=MESSAGES)
+            # A small output allowance keeps the budget reservation near the actual cost.
+            answer = client.chat.completions.with_raw_response.create(
+                model=self.tenant.model, messages=MESSAGES, max_tokens=16
+            )
             request_id = answer.headers["x-request-id"]
             assert usage_records(self.console.gateway, request_id), f"no usage record for {request_id}"
             made.append(request_id)
