@@ -76,7 +76,9 @@ def render_first_page(pdf: bytes, directory: Path) -> Path | None:
         return None
     source = directory / "invoice.pdf"
     source.write_bytes(pdf)
-    subprocess.run([tool, "-png", "-r", "60", "-f", "1", "-l", "1", str(source), str(directory / "page")], check=True)
+    subprocess.run(
+        [tool, "-png", "-r", "60", "-f", "1", "-l", "1", str(source), str(directory / "page")], check=True
+    )
     pages = sorted(directory.glob("page*.png"))
     assert pages, "pdftoppm rendered no page"
     return pages[0]

@@ -43,7 +43,7 @@ def _frame(title: str, width: int, height: int, body: list[str], data: Sequence[
     )
     return Markup(
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" role="img" '
-        f'aria-labelledby="{ident}-t {ident}-d" data-chart>'
+        f'aria-labelledby="{ident}-t {ident}-d" data-chart="">'
         f'<title id="{ident}-t">{escape(title)}</title><desc id="{ident}-d">{escape(summary)}</desc>'
         + "".join(body)
         + "</svg>"
