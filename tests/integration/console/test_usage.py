@@ -20,7 +20,8 @@ def test_the_usage_table_shows_each_call_and_opens_its_detail_by_request_id(
     sign_in(billed.admin).open(f"/o/{billed.org}/usage")
     for request_id in billed.request_ids:
         row = page.find(f'tr[data-request-id="{request_id}"]')
-        assert billed.tenant.model in row.text and "200" in row.text
+        assert billed.tenant.model in row.text
+        assert "200" in row.text
         assert usd(records[request_id]["total_cost_nanos_usd"]) in row.text
     assert records[first]["total_cost_nanos_usd"] > 0
 
@@ -67,7 +68,8 @@ def test_analytics_counts_the_calls_and_breaks_them_down(page: Page, sign_in: Si
     page.fill({"metric": "cost", "group_by": "model"}).click('form[aria-label="Breakdown"] [type="submit"]')
     page.wait_path(lambda p: "metric=cost" in p)
     row = page.find("table[data-testid=breakdown] tbody tr")
-    assert billed.tenant.model in row.text and usd(total) in row.text
+    assert billed.tenant.model in row.text
+    assert usd(total) in row.text
 
 
 def test_the_audit_log_shows_the_key_creation(page: Page, sign_in: SignIn, billed: Billed) -> None:
@@ -78,12 +80,15 @@ def test_the_audit_log_shows_the_key_creation(page: Page, sign_in: SignIn, bille
     sign_in(billed.admin).open(f"/o/{billed.org}/audit")
     page.find("table[data-testid=audit-table]")
     rows = [r for r in page.all("tbody tr") if key_id in r.text and "api keys" in r.text]
-    assert len(rows) == 1 and "create" in rows[0].text and billed.api.email in rows[0].text
+    assert len(rows) == 1
+    assert "create" in rows[0].text
+    assert billed.api.email in rows[0].text
     page.fill({"action": "create", "resource_type": "api_keys", "resource_id": key_id}).submit(
         'form[role="search"]'
     )
     page.wait_path(lambda p: "resource_type=api_keys" in p)
     rows = page.all("table[data-testid=audit-table] tbody tr")
-    assert len(rows) == 1 and key_id in rows[0].text
+    assert len(rows) == 1
+    assert key_id in rows[0].text
     page.fill({"action": "delete"}).submit('form[role="search"]')
     page.wait_text("No change matches", "[data-testid=empty]")

@@ -19,7 +19,8 @@ def test_a_chart_is_an_image_named_by_its_title_and_described_by_its_values() ->
     svg = parse(bar_chart([Datum("gpt-4o", 3, "$0.03"), Datum("claude", 1, "$0.01")], title="Cost by model"))
     assert svg.get("role") == "img"
     title, desc = svg.find(f"{SVG}title"), svg.find(f"{SVG}desc")
-    assert title is not None and desc is not None
+    assert title is not None
+    assert desc is not None
     assert svg.get("aria-labelledby") == f"{title.get('id')} {desc.get('id')}"
     assert title.text == "Cost by model"
     assert desc.text == "gpt-4o: $0.03; claude: $0.01"
@@ -29,7 +30,9 @@ def test_bars_are_proportional_to_their_values_and_each_has_a_tooltip() -> None:
     """The largest bar spans the plot; the others in proportion; every bar carries its label and value."""
     svg = parse(bar_chart([Datum("a", 4), Datum("b", 2), Datum("c", 0)], title="t"))
     widths = [float(rect.get("width") or 0) for rect in svg.iter(f"{SVG}rect")]
-    assert widths[0] > 0 and widths[1] == widths[0] / 2 and widths[2] == 0
+    assert widths[0] > 0
+    assert widths[1] == widths[0] / 2
+    assert widths[2] == 0
     tips = [g.find(f"{SVG}title") for g in svg.iter(f"{SVG}g")]
     assert [t.text for t in tips if t is not None] == ["a: 4", "b: 2", "c: 0"]
 
@@ -37,7 +40,8 @@ def test_bars_are_proportional_to_their_values_and_each_has_a_tooltip() -> None:
 def test_text_is_escaped() -> None:
     """Labels come from users (model and key names): markup in them is text, not SVG."""
     svg = parse(bar_chart([Datum("<script>x</script>", 1)], title="a & b"))
-    assert not list(svg.iter(f"{SVG}script")) and not list(svg.iter("script"))
+    assert not list(svg.iter(f"{SVG}script"))
+    assert not list(svg.iter("script"))
     assert svg.find(f"{SVG}title").text == "a & b"  # type: ignore[union-attr]
 
 
@@ -46,9 +50,12 @@ def test_a_line_has_a_point_per_bucket_and_the_highest_at_the_top() -> None:
     data = [Datum(f"d{i}", v) for i, v in enumerate([0, 5, 10, 5])]
     svg = parse(line_chart(data, title="Requests", height=200))
     ys = [float(c.get("cy") or 0) for c in svg.iter(f"{SVG}circle")]
-    assert len(ys) == 4 and min(ys) == ys[2] and max(ys) == ys[0]
+    assert len(ys) == 4
+    assert min(ys) == ys[2]
+    assert max(ys) == ys[0]
     line = svg.find(f"{SVG}line")
-    assert line is not None and float(line.get("y1") or 0) == ys[0]
+    assert line is not None
+    assert float(line.get("y1") or 0) == ys[0]
     assert svg.find(f"{SVG}polyline") is not None
 
 
