@@ -20,7 +20,7 @@ def window(used: int, limit: int = 100, reserved: int = 0) -> WindowUsage:
 
 
 def test_a_budget_is_near_from_its_lowest_threshold_counting_what_is_reserved() -> None:
-    """The lowest threshold counts (80% without any), so does reserved money; fullest first; no window: out."""
+    """The lowest threshold counts (80% without any), reserved money counts; fullest first."""
     budgets = [("a", "a", [90, 50]), ("b", "b", []), ("c", "c", [50]), ("d", "d", [10]), ("e", "e", [10])]
     windows = {"a": window(50), "b": window(79), "c": window(30, reserved=25), "d": window(100), "e": None}
     near = near_threshold(budgets, windows)
