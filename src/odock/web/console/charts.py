@@ -33,7 +33,9 @@ class Datum:
         return self.text or f"{self.value:,.0f}"
 
 
-def _frame(title: str, width: int, height: int, body: list[str], data: Sequence[Datum]) -> Markup:
+def _frame(
+    kind: str, title: str, width: int, height: int, body: list[str], data: Sequence[Datum]
+) -> Markup:
     """The ``<svg>`` around ``body``, named by ``title`` and described by every value."""
     summary = "; ".join(f"{d.label}: {d.shown}" for d in data) or "no data"
     # Ids for aria-labelledby: derived from the content, so a page renders the same every time.
@@ -43,7 +45,7 @@ def _frame(title: str, width: int, height: int, body: list[str], data: Sequence[
     )
     return Markup(
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" role="img" '
-        f'aria-labelledby="{ident}-t {ident}-d" data-chart="">'
+        f'aria-labelledby="{ident}-t {ident}-d" data-chart="{kind}">'
         f'<title id="{ident}-t">{escape(title)}</title><desc id="{ident}-d">{escape(summary)}</desc>'
         + "".join(body)
         + "</svg>"
@@ -71,7 +73,7 @@ def bar_chart(data: Sequence[Datum], *, title: str, width: int = 560) -> Markup:
             f'height="{row - 10}" rx="3"/>'
             f'<text x="{width}" y="{y + 17}" text-anchor="end">{escape(datum.shown)}</text></g>'
         )
-    return _frame(title, width, height, body, data)
+    return _frame("bar", title, width, height, body, data)
 
 
 def line_chart(
@@ -105,11 +107,11 @@ def line_chart(
             body.append(
                 f'<text x="{x(i):.1f}" y="{height - 6}" text-anchor="{anchor}">{escape(datum.label)}</text>'
             )
-    return _frame(title, width, height, body, data)
+    return _frame("line", title, width, height, body, data)
 
 
 def donut_chart(data: Sequence[Datum], *, title: str, size: int = 180) -> Markup:
-    """Shares of a whole as a ring of slices, the total in the middle (zero values are left out)."""
+    """Shares of a whole as a ring of slices, the total in the middle, a legend beside (zeros left out)."""
     parts = [d for d in data if d.value > 0]
     total = sum(d.value for d in parts)
     centre, radius, thickness = size / 2, size / 2 - 12, 26
@@ -138,4 +140,10 @@ def donut_chart(data: Sequence[Datum], *, title: str, size: int = 180) -> Markup
         angle = end
     shown = f"{total:,.0f}"
     body.append(f'<text class="total" x="{centre}" y="{centre + 5}" text-anchor="middle">{shown}</text>')
-    return _frame(title, size, size, body, parts)
+    for index, datum in enumerate(parts):  # the legend: colour is never the only signal
+        y = 24 + index * 22
+        body.append(
+            f'<rect class="key s{index % SLICE_CLASSES}" x="{size + 10}" y="{y - 10}" width="12" height="12"/>'
+            f'<text x="{size + 28}" y="{y}">{escape(_short(datum.label, 18))}: {escape(datum.shown)}</text>'
+        )
+    return _frame("donut", title, size + 190, max(size, 24 + len(parts) * 22), body, parts)
