@@ -33,9 +33,7 @@ class Datum:
         return self.text or f"{self.value:,.0f}"
 
 
-def _frame(
-    kind: str, title: str, width: int, height: int, body: list[str], data: Sequence[Datum]
-) -> Markup:
+def _frame(kind: str, title: str, width: int, height: int, body: list[str], data: Sequence[Datum]) -> Markup:
     """The ``<svg>`` around ``body``, named by ``title`` and described by every value."""
     summary = "; ".join(f"{d.label}: {d.shown}" for d in data) or "no data"
     # Ids for aria-labelledby: derived from the content, so a page renders the same every time.
@@ -143,7 +141,8 @@ def donut_chart(data: Sequence[Datum], *, title: str, size: int = 180) -> Markup
     for index, datum in enumerate(parts):  # the legend: colour is never the only signal
         y = 24 + index * 22
         body.append(
-            f'<rect class="key s{index % SLICE_CLASSES}" x="{size + 10}" y="{y - 10}" width="12" height="12"/>'
+            f'<rect class="key s{index % SLICE_CLASSES}" x="{size + 10}" y="{y - 10}" '
+            'width="12" height="12"/>'
             f'<text x="{size + 28}" y="{y}">{escape(_short(datum.label, 18))}: {escape(datum.shown)}</text>'
         )
     return _frame("donut", title, size + 190, max(size, 24 + len(parts) * 22), body, parts)
