@@ -74,3 +74,12 @@ def test_donut_slices_share_the_ring_and_skip_zeros() -> None:
     whole = parse(donut_chart([Datum("2xx", 7)], title="Statuses"))
     assert not list(whole.iter(f"{SVG}path"))
     assert [c.find(f"{SVG}title").text for c in whole.iter(f"{SVG}circle")] == ["2xx: 7 (100%)"]  # type: ignore[union-attr]
+
+
+def test_the_line_labels_its_first_and_last_bucket_inside_the_frame() -> None:
+    """Thirty days get a few labels, the first anchored at its start and the last at its end."""
+    svg = parse(line_chart([Datum(f"d{i}", i) for i in range(30)], title="Days", ticks=6))
+    labels = [(t.text, t.get("text-anchor")) for t in svg.iter(f"{SVG}text")]
+    assert labels[0] == ("d0", "start")
+    assert labels[-1] == ("d29", "end")
+    assert 4 <= len(labels) <= 7

@@ -54,9 +54,9 @@ def _short(text: str, size: int) -> str:
     return text if len(text) <= size else text[: size - 1] + "…"
 
 
-def bar_chart(data: Sequence[Datum], *, title: str, width: int = 560) -> Markup:
+def bar_chart(data: Sequence[Datum], *, title: str, width: int = 440) -> Markup:
     """Horizontal bars, one row per datum, scaled to the largest value (labels left, values right)."""
-    row, label_width, value_width = 26, 170, 110
+    row, label_width, value_width = 26, 140, 90
     height = max(row * len(data), row)
     top = max((d.value for d in data), default=0) or 1
     span = width - label_width - value_width
@@ -66,7 +66,7 @@ def bar_chart(data: Sequence[Datum], *, title: str, width: int = 560) -> Markup:
         length = max(datum.value / top * span, 0)
         body.append(
             f'<g class="datum"><title>{escape(datum.label)}: {escape(datum.shown)}</title>'
-            f'<text x="0" y="{y + 17}">{escape(_short(datum.label, 26))}</text>'
+            f'<text x="0" y="{y + 17}">{escape(_short(datum.label, 22))}</text>'
             f'<rect class="bar" x="{label_width}" y="{y + 5}" width="{length:.1f}" '
             f'height="{row - 10}" rx="3"/>'
             f'<text x="{width}" y="{y + 17}" text-anchor="end">{escape(datum.shown)}</text></g>'
@@ -100,8 +100,9 @@ def line_chart(
             f'<circle class="dot" cx="{x(i):.1f}" cy="{y(datum.value):.1f}" r="3">'
             f"<title>{escape(datum.label)}: {escape(datum.shown)}</title></circle>"
         )
-        if i % every == 0:
-            anchor = "start" if i == 0 else "middle"
+        last = i == len(data) - 1
+        if (i % every == 0 and len(data) - 1 - i >= every / 2) or (last and i > 0):
+            anchor = "start" if i == 0 else "end" if last else "middle"
             body.append(
                 f'<text x="{x(i):.1f}" y="{height - 6}" text-anchor="{anchor}">{escape(datum.label)}</text>'
             )
@@ -112,7 +113,8 @@ def donut_chart(data: Sequence[Datum], *, title: str, size: int = 180) -> Markup
     """Shares of a whole as a ring of slices, the total in the middle, a legend beside (zeros left out)."""
     parts = [d for d in data if d.value > 0]
     total = sum(d.value for d in parts)
-    centre, radius, thickness = size / 2, size / 2 - 12, 26
+    thickness = 26
+    centre, radius = size / 2, size / 2 - thickness / 2 - 2
     body: list[str] = []
     if total <= 0:
         body.append(f'<circle class="ring" cx="{centre}" cy="{centre}" r="{radius}" fill="none"/>')
