@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from odock.tenancy.tables import Role
 from odock.web.console.pages import usd
 from tests.integration.console.conftest import SignIn
+from tests.support.api import ControlPlaneUnderTest
 from tests.support.browser import Page
 from tests.support.console_spend import Billed
 from tests.support.console_spend import billed as billed  # the module's billed organisation
+from tests.support.identity import password_account
 
 
 def test_the_usage_table_shows_each_call_and_opens_its_detail_by_request_id(
@@ -92,3 +95,21 @@ def test_the_audit_log_shows_the_key_creation(page: Page, sign_in: SignIn, bille
     assert key_id in rows[0].text
     page.fill({"action": "delete"}).submit('form[role="search"]')
     page.wait_text("No change matches", "[data-testid=empty]")
+
+
+def test_a_bad_request_id_is_refused_beside_its_field(page: Page, sign_in: SignIn, billed: Billed) -> None:
+    """A request id with characters no request id has: the error shows next to the search field."""
+    sign_in(billed.admin).open(f"/o/{billed.org}/usage?q=not%20an%20id")
+    assert "letters, digits" in page.error_for("q")
+    assert not page.all("table[data-testid=usage-table]")
+
+
+def test_a_user_reads_only_their_own_usage_and_no_audit_log(
+    page: Page, sign_in: SignIn, billed: Billed, console: ControlPlaneUnderTest
+) -> None:
+    """A USER sees none of the organisation key's records, and the audit log is refused as a page."""
+    user = password_account(console, Role.USER, billed.org)
+    sign_in(user).open(f"/o/{billed.org}/usage")
+    page.wait_text("No usage yet", "[data-testid=empty]")
+    page.open(f"/o/{billed.org}/audit")
+    page.wait_text("Not allowed", "h1")
