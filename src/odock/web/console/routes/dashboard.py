@@ -15,7 +15,7 @@ from odock.rbac.permissions import Action, Resource
 from odock.usage.analytics import Dimension, Metric
 from odock.usage.queries import UsageFilter
 from odock.web.api.deps import Permit
-from odock.web.api.routes.analytics import analytics_request, usage_analytics
+from odock.web.api.routes.analytics import analytics_request, usage_analytics, usage_breakdown
 from odock.web.api.routes.usage import OrganisationPath, UsageGrant
 from odock.web.api.services import Analytics, Budgets
 from odock.web.console.pages import render
@@ -51,7 +51,7 @@ async def dashboard(
         organisation_id, grant, analytics,
         analytics_request(span.granularity, Dimension.MODEL, Metric.COST, TOP, "UTC"), wanted,
     )  # fmt: skip
-    by_key = await usage_analytics(
+    by_key = await usage_breakdown(  # only the breakdown: the totals are by_model's
         organisation_id, grant, analytics,
         analytics_request(span.granularity, Dimension.API_KEY, Metric.REQUESTS, TOP, "UTC"), wanted,
     )  # fmt: skip
@@ -70,7 +70,7 @@ async def dashboard(
         current=span,
         totals=totals,
         by_model=by_model.breakdown,
-        by_key=by_key.breakdown,
+        by_key=by_key.entries,
         near=near,
         requests_chart=series_chart(by_model.series, Metric.REQUESTS, span.granularity, "Requests over time"),
         cost_chart=series_chart(by_model.series, Metric.COST, span.granularity, "Cost over time"),
