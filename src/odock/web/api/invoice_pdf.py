@@ -83,7 +83,7 @@ def invoice_pdf(preview: InvoicePreview) -> bytes:
     _lines(pdf, "Direct organisation API keys", "API key", preview.direct_organisation_keys)
     _lines(pdf, "Cost by model", "Model", preview.by_model)
     mcp = [p for p in preview.by_provider if p.key == MCP_PROVIDER]
-    _lines(pdf, "Cost by MCP server", "MCP", mcp)
+    _lines(pdf, "Cost by MCP server", "MCP (all servers)", mcp)
     return bytes(pdf.output())
 
 

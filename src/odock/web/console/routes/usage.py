@@ -143,7 +143,7 @@ async def analytics(
     grant: UsageGrant,
     service: Analytics,
     wanted: UsageFilterDep,
-    range_: Annotated[str, Query(alias="range", pattern="^(7d|30d|90d)$")] = "30d",
+    range_: Annotated[str, Query(alias="range", pattern="^(7d|30d|90d)$")] = "7d",
     group_by: Dimension = Dimension.MODEL,
     metric: Metric = Metric.REQUESTS,
 ) -> Response:
