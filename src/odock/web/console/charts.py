@@ -75,7 +75,7 @@ def bar_chart(data: Sequence[Datum], *, title: str, width: int = 440) -> Markup:
 
 
 def line_chart(
-    data: Sequence[Datum], *, title: str, width: int = 640, height: int = 200, ticks: int = 6
+    data: Sequence[Datum], *, title: str, width: int = 480, height: int = 180, ticks: int = 5
 ) -> Markup:
     """Values over time as a line with a dot per bucket, a baseline and a few bucket labels."""
     left, bottom, top_pad = 8, 22, 10
