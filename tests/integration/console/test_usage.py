@@ -113,3 +113,18 @@ def test_a_user_reads_only_their_own_usage_and_no_audit_log(
     page.wait_text("No usage yet", "[data-testid=empty]")
     page.open(f"/o/{billed.org}/audit")
     page.wait_text("Not allowed", "h1")
+
+
+def test_filtered_records_lead_to_their_analytics(page: Page, sign_in: SignIn, billed: Billed) -> None:
+    """From records filtered by a key, the analytics link keeps the filter, across a new breakdown too."""
+    count = len(billed.records())
+    sign_in(billed.admin).open(f"/o/{billed.org}/usage?api_key_id={billed.tenant.key_id}&status=")
+    page.click_text("Analytics of these records →", "a")
+    page.wait_path(lambda p: p.startswith(f"/o/{billed.org}/analytics?"))
+    assert billed.tenant.key_id in page.find("[data-testid=analytics-filters]").text
+    assert page.find("[data-testid=kpi-requests] .value").text == str(count)
+    page.fill({"group_by": "api_key"}).click('form[aria-label="Breakdown"] [type="submit"]')
+    page.wait_path(lambda p: "group_by=api_key" in p)
+    assert f"api_key_id={billed.tenant.key_id}" in page.path
+    page.open(f"/o/{billed.org}/analytics?model=no-such-model")
+    assert page.find("[data-testid=kpi-requests] .value").text == "0"

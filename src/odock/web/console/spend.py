@@ -130,5 +130,6 @@ def near_threshold(
 
 
 def query_without(params: QueryParams, *names: str) -> str:
-    """The page's query string without ``names`` (for links that replace them)."""
-    return urlencode([(k, v) for k, v in params.multi_items() if k not in names and k != "cursor"])
+    """The page's query string without ``names``, the cursor and empty values (for links)."""
+    kept = [(k, v) for k, v in params.multi_items() if v and k not in names and k != "cursor"]
+    return urlencode(kept)

@@ -170,6 +170,7 @@ async def analytics(
         group_by=group_by.value,
         metric=metric.value,
         range_query=query_without(request.query_params, "range"),
+        kept_filters=[(k, v) for k, v in request.query_params.multi_items() if v and k in FILTERS],
         series_chart=series_chart(report.series, metric, span.granularity, f"{metric_label} per day"),
         breakdown_chart=breakdown_chart(report.breakdown, metric, f"{metric_label} by {dimension.lower()}"),
         status_chart=status_chart(report.status_classes, "Requests by status class"),
