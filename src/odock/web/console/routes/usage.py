@@ -15,6 +15,7 @@ from odock.usage.analytics import Dimension, Metric
 from odock.usage.queries import REQUEST_ID_PATTERN, UsageFilter, UsageSort
 from odock.web.api.routes.analytics import analytics_request, usage_analytics
 from odock.web.api.routes.usage import (
+    STATUS_PATTERN,
     OrganisationPath,
     PageDep,
     RecordGrant,
@@ -51,7 +52,7 @@ DETAIL_CARDS = ("token_details", "billing", "provider_usage", "routing", "metada
 
 
 FILTERS = ("status", "provider", "model", "team_id", "user_id", "api_key_id", "q")
-STATUS = re.compile(r"^(success|error|[1-5][0-9][0-9])$")
+STATUS = re.compile(STATUS_PATTERN)  # the API's own query pattern
 Text = Annotated[str | None, Query(max_length=200)]
 
 
