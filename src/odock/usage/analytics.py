@@ -167,6 +167,16 @@ class StatusClassCount(BaseModel):
     requests: int
 
 
+class UsageBreakdown(BaseModel):
+    """One breakdown on its own (a second dimension beside a full report, at the cost of one scan)."""
+
+    start: datetime
+    end: datetime
+    group_by: Dimension
+    metric: Metric
+    entries: list[BreakdownEntry]
+
+
 class UsageAnalyticsReport(BaseModel):
     """Everything the usage analytics card and the traffic analytics KPIs draw."""
 
@@ -389,6 +399,23 @@ class UsageAnalytics:
             breakdown=breakdown,
             statuses=statuses,
             status_classes=[StatusClassCount(status_class=k, requests=v) for k, v in sorted(classes.items())],
+        )
+
+    async def breakdown(
+        self, reach: UsageReach, wanted: UsageFilter, request: AnalyticsRequest
+    ) -> UsageBreakdown:
+        """Only the breakdown of ``wanted`` (one ``GROUP BY``: no series, no percentiles)."""
+        if wanted.start is None or wanted.end is None:
+            raise ValueError("analytics need a time range")
+        async with self._sessions() as session:
+            conditions = usage_conditions(reach, wanted, dialect_of(session))
+            entries = await self._breakdown(session, conditions, request)
+        return UsageBreakdown(
+            start=wanted.start,
+            end=wanted.end,
+            group_by=request.group_by,
+            metric=request.metric,
+            entries=entries,
         )
 
     async def _by_bucket_and_status(

@@ -19,6 +19,7 @@ from odock.usage.analytics import (
     Metric,
     UsageAnalytics,
     UsageAnalyticsReport,
+    UsageBreakdown,
 )
 from odock.usage.queries import UsageFilter, UsageReach
 from odock.web.api.routes.usage import AdminUsageFilterDep, OrganisationPath, UsageFilterDep, UsageGrant
@@ -43,14 +44,19 @@ def analytics_request(
     return AnalyticsRequest(granularity, group_by, metric, top, timezone)
 
 
-async def _analyse(
-    analytics: UsageAnalytics, grant: Grant, wanted: UsageFilter, request: AnalyticsRequest
-) -> UsageAnalyticsReport:
+def _ranged(wanted: UsageFilter) -> UsageFilter:
+    """``wanted`` with its range completed (default: the last 30 days)."""
     end = wanted.end or utcnow()
     start = wanted.start or end - DEFAULT_RANGE
     if start >= end:
         raise UnprocessableEntity("from must be before to", param="from")
-    return await analytics.analyse(UsageReach.of(grant), wanted.within(start, end), request)
+    return wanted.within(start, end)
+
+
+async def _analyse(
+    analytics: UsageAnalytics, grant: Grant, wanted: UsageFilter, request: AnalyticsRequest
+) -> UsageAnalyticsReport:
+    return await analytics.analyse(UsageReach.of(grant), _ranged(wanted), request)
 
 
 GranularityQuery = Annotated[Granularity, Query(description="time-series bucket width")]
@@ -84,6 +90,18 @@ async def usage_analytics(
 ) -> UsageAnalyticsReport:
     """Analytics of the organisation's usage in reach (default range: the last 30 days)."""
     return await _analyse(analytics, grant, wanted, shape)
+
+
+@router.get("/organisations/{organisation_id}/usage/analytics/breakdown")
+async def usage_breakdown(
+    organisation_id: OrganisationPath,
+    grant: UsageGrant,
+    analytics: Analytics,
+    shape: Shape,
+    wanted: UsageFilterDep,
+) -> UsageBreakdown:
+    """Only the breakdown of the organisation's usage in reach (one scan; ``granularity`` is unused)."""
+    return await analytics.breakdown(UsageReach.of(grant), _ranged(wanted), shape)
 
 
 @router.get("/admin/usage/analytics")

@@ -1,4 +1,4 @@
-"""Routes: invoice previews and CSV exports, computed from stored usage (nothing is persisted)."""
+"""Routes: invoice previews, CSV exports and PDF invoices, computed from stored usage (nothing is stored)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from odock.db.base import utcnow
 from odock.errors import UnprocessableEntity
 from odock.rbac.grant import Grant
 from odock.usage.invoices import InvoicePreview, Invoices
 from odock.usage.queries import UsageFilter, UsageReach
+from odock.web.api.invoice_pdf import invoice_pdf
 from odock.web.api.routes.usage import MAX_VALUES, OrganisationPath, UsageGrant, checked, moment
 from odock.web.api.services import InvoicesDep
 
@@ -105,6 +106,34 @@ async def invoice_export(
 ) -> StreamingResponse:
     """Every usage record of the invoice, as CSV."""
     return _csv(invoices, grant, wanted, organisation_id)
+
+
+_PDF_RESPONSES: dict[int | str, dict[str, object]] = {
+    200: {
+        "content": {"application/pdf": {"schema": {"type": "string", "format": "binary"}}},
+        "description": "The invoice as a PDF document (9-decimal USD amounts).",
+    }
+}
+
+
+@router.get(
+    "/organisations/{organisation_id}/invoices/invoice.pdf",
+    response_class=Response,
+    responses=_PDF_RESPONSES,
+)
+async def invoice_document(
+    organisation_id: OrganisationPath, grant: UsageGrant, invoices: InvoicesDep, wanted: InvoiceFilterDep
+) -> Response:
+    """The invoice of a period as a PDF: period, scope, filters, totals and the cost tables."""
+    preview = await invoices.preview(UsageReach.of(grant), wanted)
+    period = "-".join(f"{moment:%Y%m%d}" for moment in (wanted.start, wanted.end) if moment)
+    return Response(
+        invoice_pdf(preview),
+        media_type="application/pdf",
+        headers={
+            "Content-Disposition": f'attachment; filename="odock-invoice-{organisation_id}-{period}.pdf"'
+        },
+    )
 
 
 @router.get("/admin/invoices/preview")

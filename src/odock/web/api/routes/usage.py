@@ -36,6 +36,7 @@ router = APIRouter(tags=["usage"])
 
 ID_PATTERN = r"^[A-Za-z0-9_\-]{1,64}$"
 NAME_PATTERN = r"^[^\x00-\x1f\x7f]{1,200}$"  # printable: no control characters (PostgreSQL refuses NUL)
+STATUS_PATTERN = r"^(success|error|[1-5][0-9][0-9])$"
 _ID = re.compile(ID_PATTERN)
 MAX_VALUES = 100
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
@@ -75,7 +76,7 @@ def usage_filter(
     status: Annotated[
         str | None,
         Query(
-            pattern=r"^(success|error|[1-5][0-9][0-9])$",
+            pattern=STATUS_PATTERN,
             description="`success` (2xx/3xx), `error` (anything else), or one exact HTTP status",
         ),
     ] = None,

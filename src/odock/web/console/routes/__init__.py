@@ -4,9 +4,11 @@ from fastapi import APIRouter
 
 from odock.web.console.routes import (
     admin,
+    audit,
     auth,
     budgets,
     dashboard,
+    invoices,
     keys,
     models,
     onboarding,
@@ -15,6 +17,7 @@ from odock.web.console.routes import (
     providers,
     settings,
     teams,
+    usage,
     users,
 )
 
@@ -31,6 +34,9 @@ PAGE_ROUTERS: tuple[APIRouter, ...] = (
     models.router,
     keys.router,
     budgets.router,
+    usage.router,
+    invoices.router,
+    audit.router,
     playground.router,
     onboarding.invite_router,  # GET /invite/{token}: the link itself (page or JSON)
 )
