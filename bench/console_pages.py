@@ -69,6 +69,14 @@ PAGES: tuple[tuple[str, str], ...] = (
     ("Providers", "/providers"),
     ("Audit log", "/audit"),
     ("Playground", "/playground"),
+    ("Dashboard, 7 d", "?range=7d"),
+    ("Dashboard, 30 d", "?range=30d"),
+    ("Analytics, 30 d", "/analytics?range=30d"),
+    ("Invoices, last 30 days", "/invoices?preset=last_30_days"),
+    ("Usage records, errors only", "/usage?status=error"),
+    ("API keys, a search matching nothing", "/keys?q=no-such-key"),
+    ("API keys, the create form", "/keys/new"),
+    ("Users, enrollment", "/users/enrollment"),
 )
 # Pages also timed as a USER, whose reach narrows the lists to their own rows (about 1/60 of them).
 USER_PAGES: tuple[tuple[str, str], ...] = (
