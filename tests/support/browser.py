@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import TimeoutException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -91,7 +91,7 @@ class Page:
     def until(self, condition: Callable[[WebDriver], Any], message: str = "") -> Any:
         """Wait for ``condition`` (a Selenium expected condition or any callable) to hold."""
         try:
-            return WebDriverWait(self.driver, WAIT_SECONDS).until(condition)
+            return WebDriverWait(self.driver, WAIT_SECONDS).until(_through_navigation(condition))
         except TimeoutException as exc:
             raise AssertionError(
                 f"timed out waiting for {message or condition} on {self.path}\n"
@@ -176,6 +176,25 @@ class Page:
         """Save what the browser shows now as a PNG."""
         path.parent.mkdir(parents=True, exist_ok=True)
         self.driver.save_screenshot(str(path))
+
+
+# What Chromium answers when a page is replaced (a reload, a redirect) between finding an element
+# and reading it: the condition is simply not met yet, and is asked again on the new page.
+_REPLACED_PAGE = ("does not belong to the document", "stale element", "No node with given id")
+
+
+def _through_navigation(condition: Callable[[WebDriver], Any]) -> Callable[[WebDriver], Any]:
+    """``condition``, read as "not yet" while the page it looks at is being replaced."""
+
+    def checked(driver: WebDriver) -> Any:
+        try:
+            return condition(driver)
+        except WebDriverException as exc:
+            if any(marker in str(exc) for marker in _REPLACED_PAGE):
+                return False
+            raise
+
+    return checked
 
 
 def _xpath_literal(text: str) -> str:

@@ -28,7 +28,6 @@ from odock.web.api.routes.usage import list_usage_records
 from odock.web.api.services import Budgets, Envelopes, Keys, Models, Records, TenancyQueriesDep
 from odock.web.console.pages import render
 from odock.web.console.routes.lookups import (
-    api_route,
     choice,
     flag,
     identifier,
@@ -40,6 +39,7 @@ from odock.web.console.routes.lookups import (
     search,
     timezones,
 )
+from odock.web.console.routes.reuse import api_route
 
 router = APIRouter(include_in_schema=False)
 

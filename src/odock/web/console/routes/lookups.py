@@ -1,4 +1,4 @@
-"""What the key and budget pages share: calling a made API route, lenient filter parsing, owner names.
+"""What the pages share: lenient parsing of filter forms, owner names, time zones.
 
 A filter form sends every field, empty ones as ``""``; the API's typed query parameters would
 refuse those, so the pages read them as text and turn ``""`` into "no filter" here, refusing
@@ -8,16 +8,15 @@ anything else that is not a valid value with the API's own 422.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from enum import Enum
 from functools import lru_cache
-from typing import Any, TypeVar
+from typing import Annotated, TypeVar
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from fastapi import APIRouter, Request
-from fastapi.routing import APIRoute
+from fastapi import Query, Request
 
 from odock.errors import Forbidden, UnprocessableEntity
 from odock.rbac.grant import Actor, Grant
@@ -34,13 +33,8 @@ E = TypeVar("E", bound=Enum)
 _ID = re.compile(ID_PATTERN)
 OWNERS = PageParams(limit=200, order="asc")
 
-
-def api_route(router: APIRouter, name: str) -> Callable[..., Awaitable[Any]]:
-    """The endpoint of the API route ``name`` (routes made from one definition have no module name)."""
-    for route in router.routes:
-        if isinstance(route, APIRoute) and route.name == name:
-            return route.endpoint
-    raise LookupError(f"no API route named {name}")
+FormText = Annotated[str, Query(max_length=200, pattern=r"^[^\x00]*$")]
+"""A text field of a filter form (empty: no filter)."""
 
 
 def choice(kind: type[E], value: str, name: str) -> E | None:
@@ -66,7 +60,7 @@ def identifier(value: str, name: str) -> str | None:
     """An id filter value (``""``: no filter)."""
     if not value:
         return None
-    if not _ID.match(value):
+    if len(value) > 32 or not _ID.fullmatch(value):
         raise UnprocessableEntity(f"{name} is not a valid id", param=name)
     return value
 

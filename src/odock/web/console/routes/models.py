@@ -33,7 +33,7 @@ from odock.web.api.routes.providers import ProviderKeyOut, ProviderOut, list_pro
 from odock.web.api.routes.providers import render as render_provider
 from odock.web.api.services import Keys, Models, ProviderKeys, Providers
 from odock.web.console.pages import can, render
-from odock.web.console.routes.form_values import FormText, choice, row_id, text
+from odock.web.console.routes.lookups import FormText, choice, identifier, search
 
 router = APIRouter(include_in_schema=False)
 
@@ -88,8 +88,8 @@ async def models_page(
 ) -> Response:
     """The organisation's models, and (for those who may create models) the catalogue and the add form."""
     filters = ModelFilters(
-        q=text(q),
-        provider_id=row_id(provider_id, "provider_id"),
+        q=search(q),
+        provider_id=identifier(provider_id, "provider_id"),
         type=choice(ModelType, type, "type"),
         capability=choice(Capability, capability, "capability"),
     )
@@ -107,7 +107,7 @@ async def models_page(
             organisation_id,
             grant,
             provider_type=importing.type,
-            q=text(catalogue_q),
+            q=search(catalogue_q),
             type=choice(ModelType, catalogue_type, "catalogue_type"),
         )
         importing_keys = await keys_of_provider(provider_keys, grant.actor, organisation_id, importing.id)
@@ -163,7 +163,7 @@ async def model_page(
         # The keys the actor may change (the grant route's own Permit), to offer in the grant form.
         scope = Grant.for_actor(grant.actor, Resource.API_KEY, Action.UPDATE, organisation_id).scope()
         candidates = await paged(
-            lambda bound: keys.page(scope, KeyFilters(q=text(key_q), revoked=False), bound),
+            lambda bound: keys.page(scope, KeyFilters(q=search(key_q), revoked=False), bound),
             PageParams(limit=KEY_CHOICES),
             ApiKeyView.of,
             lambda k: (k.created_at, k.id),

@@ -32,7 +32,7 @@ from odock.web.api.routes.providers import (
 from odock.web.api.routes.providers import render as render_provider
 from odock.web.api.services import Decrypter, Models, ProviderKeys, Providers
 from odock.web.console.pages import can, render
-from odock.web.console.routes.form_values import FormText
+from odock.web.console.routes.lookups import FormText
 
 router = APIRouter(include_in_schema=False)
 
