@@ -236,3 +236,19 @@ def test_github_invitation_and_approval(cp: ControlPlaneUnderTest) -> None:
 def test_unknown_provider_is_404(cp: ControlPlaneUnderTest) -> None:
     """A provider that is not configured is 404."""
     assert cp.client().get("/api/auth/oauth/gitlab/login").status_code == 404
+
+
+def test_a_refused_callback_sends_a_browser_back_to_the_sign_in_page(cp: ControlPlaneUnderTest) -> None:
+    """A browser (Accept: text/html) is sent to /sign-in, which says in its own words what failed."""
+    browser = cp.client(headers={"Accept": "text/html,application/xhtml+xml"})
+    refused = browser.get("/api/auth/oauth/oidc/callback?error=access_denied")
+    assert refused.status_code == 303
+    assert refused.headers["location"] == "/sign-in?failed=sign_in_failed"
+    page = browser.get(refused.headers["location"])
+    assert "did not complete" in page.text
+    crafted = browser.get("/sign-in?failed=call%20this%20number")
+    assert "call this number" not in crafted.text
+    assert "did not complete" in crafted.text
+    api_client = cp.client().get("/api/auth/oauth/oidc/callback?error=access_denied")
+    assert api_client.status_code == 401
+    assert api_client.json()["error"]["code"] == "sign_in_failed"

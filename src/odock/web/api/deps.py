@@ -51,6 +51,12 @@ _BEFORE_PASSWORD_CHANGE = frozenset(
 )
 
 
+def wants_html(request: Request) -> bool:
+    """Whether the caller is a browser asking for a page (``Accept`` prefers HTML to JSON)."""
+    accept = request.headers.get("accept", "")
+    return "text/html" in accept and "application/json" not in accept
+
+
 def identity_of(request: Request) -> Identity:
     """The identity services of this process (built with the API app, see ``create_api``)."""
     identity: Identity = request.app.state.identity

@@ -19,7 +19,7 @@ from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from odock.audit.context import AuditActor, set_actor
-from odock.errors import SignInFailed
+from odock.errors import OdockError, SignInFailed
 from odock.identity.directory import Membership
 from odock.identity.oauth import STATE_TTL_SECONDS
 from odock.identity.passwords import MAX_PASSWORD_LENGTH, check_password_rules
@@ -37,6 +37,7 @@ from odock.web.api.deps import (
     Permit,
     identity_of,
     request_ip,
+    wants_html,
 )
 from odock.web.api.paging import Page, PageParams, keyset, make_page, page_params
 from odock.web.api.services import TenancyQueriesDep
@@ -385,11 +386,18 @@ async def oauth_callback(
     Answers JSON (the user and the CSRF token) instead of the redirect when the request
     accepts ``application/json``.
     """
-    if error is not None or code is None or state is None:
-        raise SignInFailed(f"the provider did not sign you in ({error or 'no code'})")
-    account, invite = await identity.flows.finish(
-        provider, code, state, request.cookies.get(OAUTH_STATE_COOKIE)
-    )
+    try:
+        if error is not None or code is None or state is None:
+            raise SignInFailed(f"the provider did not sign you in ({error or 'no code'})")
+        account, invite = await identity.flows.finish(
+            provider, code, state, request.cookies.get(OAUTH_STATE_COOKIE)
+        )
+    except OdockError as failed:
+        if not wants_html(request):
+            raise
+        # A person in a browser: back to the sign-in page, which says what failed (by code only:
+        # the page's own words, so a crafted link cannot put text of its choosing there).
+        return RedirectResponse(f"/sign-in?failed={failed.code}", status_code=303)
     # Nobody is signed in yet: an account created or joined here is the signer-in's own doing.
     set_actor(AuditActor(kind=f"oauth:{provider}", label=account.email, ip=request_ip(request)))
     user = await identity.sign_in_external(account, invite)

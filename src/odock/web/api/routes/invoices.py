@@ -14,7 +14,6 @@ from odock.errors import UnprocessableEntity
 from odock.rbac.grant import Grant
 from odock.usage.invoices import InvoicePreview, Invoices
 from odock.usage.queries import UsageFilter, UsageReach
-from odock.web.api.invoice_pdf import invoice_pdf
 from odock.web.api.routes.usage import MAX_VALUES, OrganisationPath, UsageGrant, checked, moment
 from odock.web.api.services import InvoicesDep
 
@@ -125,6 +124,10 @@ async def invoice_document(
     organisation_id: OrganisationPath, grant: UsageGrant, invoices: InvoicesDep, wanted: InvoiceFilterDep
 ) -> Response:
     """The invoice of a period as a PDF: period, scope, filters, totals and the cost tables."""
+    # fpdf2 (with Pillow and fontTools) costs ~20 MiB once imported: loaded by the first PDF asked
+    # for, not by every process that serves the control plane.
+    from odock.web.api.invoice_pdf import invoice_pdf
+
     preview = await invoices.preview(UsageReach.of(grant), wanted)
     period = "-".join(f"{moment:%Y%m%d}" for moment in (wanted.start, wanted.end) if moment)
     return Response(

@@ -32,13 +32,36 @@ async def start(request: Request) -> Response:
 
 @router.get("/sign-in")
 async def sign_in(
-    request: Request, identity: IdentityDep, next_: Annotated[str | None, Query(alias="next")] = None
+    request: Request,
+    identity: IdentityDep,
+    next_: Annotated[str | None, Query(alias="next")] = None,
+    failed: Annotated[str | None, Query(max_length=40)] = None,
 ) -> Response:
-    """The sign-in form (password, and each configured external provider)."""
+    """The sign-in form (password, and each configured external provider).
+
+    ``failed``: the error code of an external sign-in that did not complete (the provider's
+    callback sends the browser back here); the page says it in its own words.
+    """
     providers = [
         {"name": name, "label": provider.display_name} for name, provider in identity.flows.providers.items()
     ]
-    return render(request, "auth/sign_in.html", next=safe_next(next_), providers=providers)
+    return render(
+        request,
+        "auth/sign_in.html",
+        next=safe_next(next_),
+        providers=providers,
+        failed=EXTERNAL_FAILURES.get(failed or "", EXTERNAL_FAILURES["sign_in_failed"]) if failed else None,
+    )
+
+
+# What the sign-in page says when an external sign-in came back refused, by the error's code.
+EXTERNAL_FAILURES = {
+    "sign_in_failed": "Signing in with the external provider did not complete. Please try again.",
+    "forbidden": "Your account may not sign in here: ask an administrator for an invitation.",
+    "unauthorized": "Signing in with the external provider did not complete. Please try again.",
+    "not_found": "The invitation this sign-in was for is no longer valid.",
+    "conflict": "An account with this e-mail address already exists: sign in with its password.",
+}
 
 
 @router.get("/password")

@@ -19,7 +19,7 @@ from odock.identity.invitations import Invitations
 from odock.identity.service import Identity
 from odock.identity.tables import InvitationStatus
 from odock.identity.welcome import check_welcome_link
-from odock.web.api.deps import SESSION_COOKIE, IdentityDep, current_credential
+from odock.web.api.deps import SESSION_COOKIE, IdentityDep, current_credential, wants_html
 from odock.web.api.routes.invitations import InvitationDetails, invitation_details
 from odock.web.api.routes.invitations import Token as InvitationToken
 from odock.web.api.services import InvitationsDep
@@ -28,12 +28,6 @@ from odock.web.console.pages import render
 router = APIRouter(include_in_schema=False)
 
 Token = Annotated[str, Path(min_length=1, max_length=200)]
-
-
-def wants_html(request: Request) -> bool:
-    """Whether the caller is a browser asking for a page (``Accept`` prefers HTML to JSON)."""
-    accept = request.headers.get("accept", "")
-    return "text/html" in accept and "application/json" not in accept
 
 
 @router.get("/welcome/{token}")
