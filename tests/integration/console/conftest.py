@@ -58,7 +58,7 @@ def page(chromium: WebDriver, console: ControlPlaneUnderTest) -> Iterator[Page]:
     yield page
     # A refused API call (4xx) is logged by the browser but is an answer the page shows; a 5xx,
     # a script error or a CSP refusal is a failure.
-    errors = [e for e in page.console_errors() if "favicon" not in e and "with a status of 4" not in e]
+    errors = [e for e in page.console_errors() if "with a status of 4" not in e]
     assert not errors, f"the browser console reported errors: {errors}"
 
 
