@@ -107,7 +107,7 @@ class OdockApp:
         if self.settings.components != "gateway":
             from odock.web.api.app import create_api  # the gateway-only role never imports FastAPI
 
-            self._api = create_api(self.runtime)
+            self._api = create_api(self.runtime, self._gateway)
         try:
             # Rows written before header values were encrypted are encrypted now (spec: provider
             # secrets are encrypted at rest); replicas starting together do not conflict.

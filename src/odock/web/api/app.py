@@ -9,7 +9,7 @@ carries ``X-Request-Id`` (:mod:`odock.web.api.request_ids`).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -30,13 +30,18 @@ from odock.web.client_ip import parse_networks
 from odock.web.console.access import is_page, not_found_page, page_error
 from odock.web.console.pages import STATIC
 from odock.web.console.routes import PAGE_ROUTERS
-from odock.web.gateway import Gateway
+
+if TYPE_CHECKING:
+    from odock.web.gateway import Gateway
 
 OPENAPI_URL = "/api/openapi.json"
 
 
-def create_api(runtime: Runtime | None) -> FastAPI:
-    """The control-plane API bound to ``runtime`` (``None`` only to render the OpenAPI document)."""
+def create_api(runtime: Runtime | None, gateway: Gateway | None = None) -> FastAPI:
+    """The control-plane API bound to ``runtime`` (``None`` only to render the OpenAPI document).
+
+    ``gateway``: the process's gateway, through which the playground's calls go.
+    """
     app = FastAPI(
         title="Odock control plane API",
         version=__version__,
@@ -51,7 +56,7 @@ def create_api(runtime: Runtime | None) -> FastAPI:
         Identity.open(runtime.settings, runtime.sessions, runtime.redis, runtime.shared) if runtime else None
     )
     app.state.trusted_proxies = parse_networks(runtime.settings.trusted_proxy_cidrs) if runtime else ()
-    app.state.gateway = Gateway(runtime) if runtime else None  # the playground's calls go through it
+    app.state.gateway = gateway
     for router in ROUTERS:
         annotate_permissions(router)
         app.include_router(router, prefix="/api")
