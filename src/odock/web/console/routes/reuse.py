@@ -12,13 +12,21 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.routing import APIRoute
 
+from odock.budgets.queries import MeterFilters
+from odock.budgets.tables import OwnerType
 from odock.errors import Forbidden, NotFound
+from odock.keys.queries import KeyFilters
 from odock.rbac.grant import Actor, Grant, Target
 from odock.rbac.permissions import Action, Resource, reach_of
+from odock.usage.queries import UsageFilter, UsageSort
 from odock.web.api.deps import ActorDep
+from odock.web.api.paging import PageParams
+from odock.web.api.routes import api_keys, budgets
+from odock.web.api.routes.usage import list_usage_records
+from odock.web.api.services import budgets_of, keys_of, usage_records_of
 from odock.web.console.pages import NAVIGATION
 
 # A plain GET form sends its empty fields ("?q=&role="): a page reads them as "not filtered".
@@ -54,3 +62,47 @@ def api_route(router: APIRouter, name: str) -> Callable[..., Awaitable[Any]]:
             endpoint: Callable[..., Awaitable[Any]] = route.endpoint
             return endpoint
     raise LookupError(f"no API route named {name!r}")
+
+
+RECENT = PageParams(limit=10)
+"""How many of an owner's keys, usage records, budgets and quotas its page shows (links lead to all)."""
+
+
+async def owner_activity(
+    request: Request,
+    organisation_id: str,
+    owner: OwnerType,
+    owner_id: str,
+    *,
+    keys_grant: Grant,
+    usage_grant: Grant,
+    budgets_grant: Grant,
+) -> dict[str, Any]:
+    """A team's or user's cards: its recent API keys and usage records, its budgets and quotas."""
+    team = owner is OwnerType.TEAM
+    owned = {
+        "organisation_id": organisation_id,
+        "grant": budgets_grant,
+        "params": RECENT,
+        "service": budgets_of(request),
+        "filters": MeterFilters(owner_type=owner, owner_id=owner_id),
+    }
+    return {
+        "keys": await api_route(api_keys.router, "list_keys")(
+            service=keys_of(request),
+            grant=keys_grant,
+            params=RECENT,
+            filters=KeyFilters(team_id=owner_id) if team else KeyFilters(user_id=owner_id),
+            organisation_id=organisation_id,
+        ),
+        "usage": await list_usage_records(
+            organisation_id,
+            usage_grant,
+            usage_records_of(request),
+            UsageFilter(team_ids=(owner_id,)) if team else UsageFilter(user_ids=(owner_id,)),
+            RECENT,
+            UsageSort.TIMESTAMP,
+        ),
+        "budgets": await api_route(budgets.router, "list_budgets")(currency=None, **owned),
+        "quotas": await api_route(budgets.router, "list_quotas")(metric=None, **owned),
+    }

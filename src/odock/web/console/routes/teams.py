@@ -12,34 +12,26 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from odock.budgets.queries import MeterFilters
 from odock.budgets.tables import OwnerType
-from odock.keys.queries import KeyFilters
 from odock.rbac.grant import Grant, Target
 from odock.rbac.permissions import Action, Resource
 from odock.tenancy.tables import TeamMemberRole, UserStatus
-from odock.usage.queries import UsageFilter, UsageSort
 from odock.web.api.deps import Permit
 from odock.web.api.paging import PageParams, page_params
-from odock.web.api.routes import api_keys, budgets, policies
+from odock.web.api.routes import policies
 from odock.web.api.routes.teams import get_team, list_members, list_teams
-from odock.web.api.routes.usage import list_usage_records
 from odock.web.api.routes.users import list_users, user_filters
 from odock.web.api.services import (
     TenancyDep,
     TenancyQueriesDep,
-    budgets_of,
     envelopes_of,
-    keys_of,
-    usage_records_of,
 )
 from odock.web.console.pages import render
-from odock.web.console.routes.reuse import TextQuery, api_route, may, nav_guard
+from odock.web.console.routes.reuse import TextQuery, api_route, may, nav_guard, owner_activity
 
 router = APIRouter(include_in_schema=False)
 
 Shown = Depends(nav_guard("/teams"))
-RECENT = PageParams(limit=10)
 MEMBER_ROLES = [(TeamMemberRole.MEMBER.value, "Team member"), (TeamMemberRole.MANAGER.value, "Team manager")]
 
 
@@ -97,42 +89,20 @@ async def team_detail(
         "policy": await api_route(policies.router, "get_team_policy")(
             team_id=team_id, envelopes=envelopes_of(request), grant=grant
         ),
-        "keys": await api_route(api_keys.router, "list_keys")(
-            service=keys_of(request),
-            grant=keys_grant,
-            params=RECENT,
-            filters=KeyFilters(team_id=team_id),
-            organisation_id=organisation_id,
-        ),
-        "usage": await list_usage_records(
+        **await owner_activity(
+            request,
             organisation_id,
-            usage_grant,
-            usage_records_of(request),
-            UsageFilter(team_ids=(team_id,)),
-            RECENT,
-            UsageSort.TIMESTAMP,
+            OwnerType.TEAM,
+            team_id,
+            keys_grant=keys_grant,
+            usage_grant=usage_grant,
+            budgets_grant=budgets_grant,
         ),
-        **await _meters(request, organisation_id, team_id, budgets_grant),
         "candidates": await _candidates(queries, users_grant, {m.user_id for m in members.items})
         if manage
         else [],
     }
     return render(request, "teams/detail.html", actor=actor, organisation_id=organisation_id, **context)
-
-
-async def _meters(request: Request, organisation_id: str, team_id: str, grant: Grant) -> dict[str, Any]:
-    """The team's budgets and quotas (a first page of each)."""
-    owned = {
-        "organisation_id": organisation_id,
-        "grant": grant,
-        "params": RECENT,
-        "service": budgets_of(request),
-        "filters": MeterFilters(owner_type=OwnerType.TEAM, owner_id=team_id),
-    }
-    return {
-        "budgets": await api_route(budgets.router, "list_budgets")(currency=None, **owned),
-        "quotas": await api_route(budgets.router, "list_quotas")(metric=None, **owned),
-    }
 
 
 async def _candidates(queries: TenancyQueriesDep, grant: Grant, members: set[str]) -> list[tuple[str, str]]:

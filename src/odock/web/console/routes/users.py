@@ -13,33 +13,27 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
-from odock.budgets.queries import MeterFilters
 from odock.budgets.tables import OwnerType
 from odock.identity.invitations import INVITABLE_ROLES
 from odock.identity.tables import InvitationStatus
-from odock.keys.queries import KeyFilters
 from odock.rbac.grant import Actor, Grant, Target
 from odock.rbac.permissions import Action, Reach, Resource, reach_of
 from odock.tenancy.queries import SortBy
 from odock.tenancy.tables import Role, TeamMemberRole, UserStatus
-from odock.usage.queries import UsageFilter, UsageSort
 from odock.web.api.deps import Permit
 from odock.web.api.paging import PageParams, page_params
-from odock.web.api.routes import api_keys, budgets
 from odock.web.api.routes.invitations import list_invitations
 from odock.web.api.routes.teams import list_teams
-from odock.web.api.routes.usage import list_usage_records
 from odock.web.api.routes.users import ReadUser, UserFilters, get_user, list_users, user_filters
-from odock.web.api.services import InvitationsDep, TenancyQueriesDep, budgets_of, keys_of, usage_records_of
+from odock.web.api.services import InvitationsDep, TenancyQueriesDep
 from odock.web.console.pages import render
-from odock.web.console.routes.reuse import Blank, TextQuery, api_route, may, nav_guard
+from odock.web.console.routes.reuse import Blank, TextQuery, may, nav_guard, owner_activity
 
 router = APIRouter(include_in_schema=False)
 
 Shown = Depends(nav_guard("/users"))
 ROLES = [(role.value, role.value.replace("_", " ").title()) for role in Role if role in INVITABLE_ROLES]
 STATUSES = [(status.value, status.value.title()) for status in UserStatus]
-RECENT = PageParams(limit=10)
 
 
 def _manages_users(actor: Actor) -> bool:
@@ -135,34 +129,19 @@ async def user_detail(
     """One user: fields, edit, teams, API keys, recent usage, budgets and quotas."""
     actor = grant.actor
     user = await get_user(user_id, queries, grant)
-    owned = {"organisation_id": organisation_id, "grant": budgets_grant, "params": RECENT}
-    meters = MeterFilters(owner_type=OwnerType.USER, owner_id=user_id)
-    budgets_service = budgets_of(request)
     context: dict[str, Any] = {
         "user": user,
         "manage": _manages_users(actor),
         "roles": [(r.value, r.value.replace("_", " ").title()) for r in _grantable(actor)],
         "member_roles": [(r.value, r.value.title()) for r in TeamMemberRole],
-        "keys": await api_route(api_keys.router, "list_keys")(
-            service=keys_of(request),
-            grant=keys_grant,
-            params=RECENT,
-            filters=KeyFilters(user_id=user_id),
-            organisation_id=organisation_id,
-        ),
-        "usage": await list_usage_records(
+        **await owner_activity(
+            request,
             organisation_id,
-            usage_grant,
-            usage_records_of(request),
-            UsageFilter(user_ids=(user_id,)),
-            RECENT,
-            UsageSort.TIMESTAMP,
-        ),
-        "budgets": await api_route(budgets.router, "list_budgets")(
-            service=budgets_service, filters=meters, currency=None, **owned
-        ),
-        "quotas": await api_route(budgets.router, "list_quotas")(
-            service=budgets_service, filters=meters, metric=None, **owned
+            OwnerType.USER,
+            user_id,
+            keys_grant=keys_grant,
+            usage_grant=usage_grant,
+            budgets_grant=budgets_grant,
         ),
         "removable": {
             t.team_id
