@@ -26,7 +26,7 @@ from odock.ids import accept_request_id
 from odock.runtime import Runtime, open_runtime
 from odock.settings import Settings
 from odock.web.asgi import Message, Receive, Scope, Send, header_map, send_error
-from odock.web.console.paths import is_page
+from odock.web.console.paths import PAGE_PREFIXES
 from odock.web.gateway import Gateway
 
 if TYPE_CHECKING:
@@ -207,8 +207,13 @@ def _request_id(scope: Scope) -> str:
     return accept_request_id(header_map(scope).get("x-request-id"))
 
 
+# The API, the invitation link and the console's pages; every other path is the gateway's.
+_CONTROL_PLANE_PREFIXES = ("/api/", "/invite/", *PAGE_PREFIXES)
+_CONTROL_PLANE_PATHS = frozenset({"/api", "/"})
+
+
 def _is_control_plane(path: str) -> bool:
-    return path.startswith(("/api/", "/invite/")) or path == "/api" or is_page(path)
+    return path.startswith(_CONTROL_PLANE_PREFIXES) or path in _CONTROL_PLANE_PATHS
 
 
 def create_app(settings: Settings) -> OdockApp:
