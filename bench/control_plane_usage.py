@@ -187,6 +187,7 @@ def records(world: World, count: int, seed: int = 7) -> Iterator[list[dict[str, 
                 "metadata": {"schema_version": "usage_metadata_v1", "route": "/v1/chat/completions"},
                 "bytes_in": rng.randint(200, 20_000),
                 "bytes_out": rng.randint(200, 20_000),
+                **NO_MCP,
             }
         )
         if len(chunk) == CHUNK:
@@ -196,6 +197,14 @@ def records(world: World, count: int, seed: int = 7) -> Iterator[list[dict[str, 
         yield chunk
 
 
+NO_MCP = {
+    "mcp_server_id": None,
+    "mcp_server": None,
+    "mcp_transport": None,
+    "mcp_method": None,
+    "mcp_tool": None,
+    "mcp_tool_calls": 0,
+}  # model calls: the MCP columns stay empty
 JSON_COLUMNS = frozenset({"tokens", "billing", "provider_usage", "routing", "metadata"})
 SQLITE_TIMESTAMP = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores a DateTime on SQLite (naive UTC)
 

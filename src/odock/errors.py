@@ -15,7 +15,8 @@ both the OpenAI SDK and Odock clients can parse the result::
     │   ├── ProviderNotConfigured      400 provider_not_configured
     │   ├── ProviderApiKeyNotConfigured 400 provider_api_key_not_configured
     │   ├── ProviderTypeUnsupported    400 provider_type_unsupported
-    │   └── ProviderNotAllowed         400 provider_not_allowed
+    │   ├── ProviderNotAllowed         400 provider_not_allowed
+    │   └── InvalidMcpMessage          400 invalid_mcp_message (not JSON-RPC 2.0)
     ├── Unauthorized                   401 unauthorized
     │   ├── ApiKeyExpired              401 api_key_expired
     │   ├── ApiKeyRevoked              401 api_key_revoked
@@ -33,9 +34,13 @@ both the OpenAI SDK and Odock clients can parse the result::
     │   ├── CsrfFailed                 403 csrf_failed
     │   ├── PasswordChangeRequired     403 password_change_required
     │   ├── AccountNotActive           403 account_not_active
-    │   └── InvitationEmailMismatch    403 invitation_email_mismatch
+    │   ├── InvitationEmailMismatch    403 invitation_email_mismatch
+    │   ├── McpNotAllowed              403 mcp_not_allowed (no grant, or outside the server's scope)
+    │   └── McpGuardrailBlock          403 mcp_guardrail_block (tool rules, tool grants, semantic filter)
     ├── NotFound                       404 not_found
-    │   └── InvitationInvalid          404 invitation_invalid
+    │   ├── InvitationInvalid          404 invitation_invalid
+    │   ├── McpNotFound                404 mcp_not_found (unknown or disabled MCP server)
+    │   └── McpSessionNotFound         404 mcp_session_not_found (re-initialize)
     ├── MethodNotAllowed               405 method_not_allowed
     ├── RequestTimeout                 408 request_timeout
     ├── Conflict                       409 conflict
@@ -58,6 +63,9 @@ both the OpenAI SDK and Odock clients can parse the result::
     │   ├── UpstreamUnavailable        502 upstream_unavailable
     │   ├── UpstreamStreamInterrupted  502 upstream_stream_interrupted
     │   └── UpstreamTimeout            504 upstream_timeout
+    ├── McpUpstreamError               502 mcp_upstream_error
+    │   ├── McpAuthError               502 mcp_auth_error (upstream credentials refused or not obtained)
+    │   └── McpStdioError              502 mcp_stdio_error (the server process failed or is restarting)
     ├── DependencyUnavailable          503 dependency_unavailable
     │   ├── ModelLookupUnavailable     503 model_lookup_unavailable
     │   ├── RateLimiterUnavailable     503 ratelimit_unavailable
@@ -624,3 +632,61 @@ class ServerShuttingDown(OdockError):
     code = "server_shutting_down"
     type = "server_error"
     default_message = "the server shut down before the request finished; retry it"
+
+
+class McpNotFound(NotFound):
+    """No enabled MCP server by that slug or id in the key's organisation."""
+
+    code = "mcp_not_found"
+    default_message = "MCP server not found"
+
+
+class McpSessionNotFound(NotFound):
+    """The ``Mcp-Session-Id`` names no live session of this key and server: initialize again."""
+
+    code = "mcp_session_not_found"
+    default_message = "unknown or expired MCP session; initialize a new one"
+
+
+class McpNotAllowed(Forbidden):
+    """The key holds no grant for the MCP server, or is outside the server's team/key scope."""
+
+    code = "mcp_not_allowed"
+    default_message = "this API key may not use this MCP server"
+
+
+class McpGuardrailBlock(Forbidden):
+    """A tool rule refused the message: blocked or not allowed tool, tool grants, semantic filter."""
+
+    code = "mcp_guardrail_block"
+    default_message = "refused by the MCP server's tool rules"
+
+
+class InvalidMcpMessage(InvalidRequest):
+    """The body is not a JSON-RPC 2.0 message (or batch) the MCP transport accepts."""
+
+    code = "invalid_mcp_message"
+    default_message = "not a JSON-RPC 2.0 message"
+
+
+class McpUpstreamError(OdockError):
+    """The upstream MCP server failed, could not be reached, or answered out of protocol."""
+
+    status = 502
+    code = "mcp_upstream_error"
+    type = "upstream_error"
+    default_message = "MCP upstream error"
+
+
+class McpAuthError(McpUpstreamError):
+    """Upstream credentials could not be obtained (OAuth2 token endpoint) or were refused."""
+
+    code = "mcp_auth_error"
+    default_message = "MCP upstream authentication failed"
+
+
+class McpStdioError(McpUpstreamError):
+    """The STDIO server process could not be started, crashed, or is backing off before a restart."""
+
+    code = "mcp_stdio_error"
+    default_message = "MCP STDIO server failed"

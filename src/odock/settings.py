@@ -80,6 +80,19 @@ class Settings(BaseSettings):
     provider_key_encryption_private_key: SecretStr | None = None
     provider_key_decrypt_cache_ttl_seconds: float = Field(300.0, gt=0)
 
+    # --- MCP gateway -------------------------------------------------------------------------
+    # STDIO servers run commands on the gateway host: only these executables (names looked up on
+    # PATH, or absolute paths) may be configured; SUPER_ADMIN may add to the list through the API
+    # (stored in the database, see docs/mcp.md#stdio-security).
+    mcp_stdio_allowed_commands: list[str] = Field(default_factory=list)
+    mcp_stdio_max_processes: int = Field(32, ge=1)  # every STDIO server process of this replica
+    mcp_stdio_processes_per_server: int = Field(4, ge=1)
+    mcp_stdio_requests_per_process: int = Field(16, ge=1)  # in flight on one process before another starts
+    mcp_stdio_idle_seconds: float = Field(300.0, gt=0)  # an idle process is stopped after this
+    mcp_upstream_timeout_seconds: float = Field(120.0, gt=0)  # longest wait for one upstream answer
+    mcp_session_ttl_seconds: float = Field(3600.0, gt=0)  # a session unused this long is forgotten
+    mcp_cache_ttl_seconds: float = Field(300.0, gt=0)  # MCP servers in the in-process tier
+
     # --- upstream -----------------------------------------------------------------------
     upstream_connect_timeout_seconds: float = Field(10.0, gt=0)
     upstream_default_timeout_seconds: float = Field(600.0, gt=0)

@@ -7,6 +7,7 @@ from odock.budgets import tables as _budgets  # noqa: F401
 from odock.db.base import Base
 from odock.identity import tables as _identity  # noqa: F401
 from odock.keys import tables as _keys  # noqa: F401
+from odock.mcp import tables as _mcp  # noqa: F401
 from odock.providers import tables as _providers  # noqa: F401
 from odock.tenancy import tables as _tenancy  # noqa: F401
 from odock.usage import tables as _usage  # noqa: F401

@@ -19,6 +19,8 @@ from odock.errors import DependencyUnavailable
 from odock.ids import ApiKeyId, ModelId, OrganisationId, TeamId, UserId
 from odock.keys.principal import GrantedModel, KeyPrincipal
 from odock.keys.tables import ApiKey, ApiKeyModelAccess
+from odock.mcp.resolved import McpGrant
+from odock.mcp.tables import ApiKeyMcpAccess, ApiKeyMcpToolGrant
 from odock.providers.tables import Model
 from odock.tenancy.tables import Organisation, Team
 
@@ -107,4 +109,24 @@ async def load_principal(session: AsyncSession, key_hash: str) -> KeyPrincipal |
         meters=await load_meters(session, key.organisation_id, key.team_id, key.user_id, key.id),
         organisation_active=org is None or org.status != "DISABLED",
         strict_provider_family=org is not None and org.strict_provider_family,
+        mcp_grants=await load_mcp_grants(session, key.id),
     )
+
+
+async def load_mcp_grants(session: AsyncSession, key_id: str) -> tuple[McpGrant, ...]:
+    """The key's MCP server grants, each with its tool grants (None when it has none)."""
+    servers = (
+        await session.execute(
+            select(ApiKeyMcpAccess.mcp_server_id)
+            .where(ApiKeyMcpAccess.api_key_id == key_id)
+            .order_by(ApiKeyMcpAccess.mcp_server_id)
+        )
+    ).scalars()
+    tools: dict[str, set[str]] = {}
+    for server_id, tool in await session.execute(
+        select(ApiKeyMcpToolGrant.mcp_server_id, ApiKeyMcpToolGrant.tool).where(
+            ApiKeyMcpToolGrant.api_key_id == key_id
+        )
+    ):
+        tools.setdefault(server_id, set()).add(tool)
+    return tuple(McpGrant(sid, frozenset(tools[sid]) if sid in tools else None) for sid in servers)

@@ -10,6 +10,7 @@ import orjson
 
 from odock.budgets.specs import MeterSpec
 from odock.ids import ApiKeyId, ModelId, OrganisationId, TeamId, UserId
+from odock.mcp.resolved import McpGrant
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,11 @@ class KeyPrincipal:
     organisation_active: bool = True  # a DISABLED organisation's keys are refused
     # The organisation's choice: native endpoints refuse models of another API family.
     strict_provider_family: bool = False
+    mcp_grants: tuple[McpGrant, ...] = ()  # the MCP servers the key may use, and its tool grants
+
+    def mcp_grant(self, server_id: str) -> McpGrant | None:
+        """The key's grant for an MCP server, or None."""
+        return next((g for g in self.mcp_grants if g.server_id == server_id), None)
 
     def is_expired(self, now: datetime) -> bool:
         """True once the key's expiry has passed."""
@@ -54,8 +60,11 @@ class KeyPrincipal:
 
     def to_json(self) -> bytes:
         """Serialise for the shared cache."""
-        data = {f: getattr(self, f) for f in self.__dataclass_fields__ if f != "meters"}
+        data = {f: getattr(self, f) for f in self.__dataclass_fields__ if f not in ("meters", "mcp_grants")}
         data["meters"] = [m.to_dict() for m in self.meters]
+        data["mcp_grants"] = [
+            [g.server_id, sorted(g.tools) if g.tools is not None else None] for g in self.mcp_grants
+        ]
         return orjson.dumps(data)
 
     @classmethod
@@ -83,4 +92,8 @@ class KeyPrincipal:
             meters=tuple(MeterSpec.from_dict(m) for m in data.get("meters", ())),
             organisation_active=data.get("organisation_active", True),
             strict_provider_family=data.get("strict_provider_family", False),
+            mcp_grants=tuple(
+                McpGrant(server_id, frozenset(tools) if tools is not None else None)
+                for server_id, tools in data.get("mcp_grants", ())
+            ),
         )

@@ -60,6 +60,12 @@ class UsageEvent:
     provider_usage: dict[str, Any] = field(default_factory=dict)
     routing: dict[str, Any] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
+    mcp_server_id: str | None = None
+    mcp_server: str | None = None
+    mcp_transport: str | None = None
+    mcp_method: str | None = None
+    mcp_tool: str | None = None
+    mcp_tool_calls: int = 0
     # Budget/quota settlements this request makes (odock.budgets.ledger.Settlement as dicts):
     # written in the same transaction as the record, so they are as durable as it is.
     settlements: list[dict[str, Any]] = field(default_factory=list)

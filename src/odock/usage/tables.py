@@ -35,6 +35,7 @@ class UsageRecord(Base):
         Index("ix_usage_records_org_team_ts", "organisation_id", "team_id", "timestamp"),
         Index("ix_usage_records_org_user_ts", "organisation_id", "user_id", "timestamp"),
         Index("ix_usage_records_key_ts", "api_key_id", "timestamp"),
+        Index("ix_usage_records_mcp_server_ts", "mcp_server_id", "timestamp"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -72,6 +73,14 @@ class UsageRecord(Base):
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JsonType, default=dict)
     bytes_in: Mapped[int] = mapped_column(BigInteger, default=0)
     bytes_out: Mapped[int] = mapped_column(BigInteger, default=0)
+    # MCP calls (provider "mcp"): the server, its transport, the JSON-RPC method, the tool called
+    # and how many tool calls the message carried (spec §10.6).
+    mcp_server_id: Mapped[str | None] = mapped_column(String(32))
+    mcp_server: Mapped[str | None] = mapped_column(String(100))
+    mcp_transport: Mapped[str | None] = mapped_column(String(20))
+    mcp_method: Mapped[str | None] = mapped_column(String(100))
+    mcp_tool: Mapped[str | None] = mapped_column(String(200))
+    mcp_tool_calls: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class UsageDeadLetter(Base):

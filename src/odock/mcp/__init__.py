@@ -1,0 +1,1 @@
+"""The MCP gateway: governed access to MCP tool servers (see docs/mcp.md)."""
