@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     mcp_upstream_timeout_seconds: float = Field(120.0, gt=0)  # longest wait for one upstream answer
     mcp_session_ttl_seconds: float = Field(3600.0, gt=0)  # a session unused this long is forgotten
     mcp_cache_ttl_seconds: float = Field(300.0, gt=0)  # MCP servers in the in-process tier
+    # Answer bytes a budget reserves per MCP exchange at the server's output price (settled to the
+    # actual bytes; see docs/mcp.md#pricing).
+    mcp_output_bytes_reserved: int = Field(65_536, ge=0)
 
     # --- upstream -----------------------------------------------------------------------
     upstream_connect_timeout_seconds: float = Field(10.0, gt=0)

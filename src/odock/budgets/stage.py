@@ -19,7 +19,7 @@ TOKENS/TOKENS_IN/TOKENS_OUT from the same token estimate; ERRORS reserves one er
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -36,7 +36,7 @@ from odock.budgets.windows import Schedule, Window
 from odock.errors import BudgetExceeded, MeterStoreUnavailable, ModelPricingMissing, OdockError, QuotaExceeded
 from odock.ids import RequestId
 from odock.llm.upstream import Endpoint, Usage
-from odock.pipeline.exchange import Exchange
+from odock.pipeline.exchange import Exchange, Metered
 from odock.pipeline.runner import SplitStage
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,13 @@ class BudgetGate(SplitStage):
         self._settlements: dict[str, tuple[int, MeterSpec, dict[str, Any]]] = {}  # key → limit, spec, row
 
     def start_before(self, ex: Exchange) -> Awaitable[None]:
-        """Reserve the request's estimate on every applicable window, all or nothing (sent now).
+        """Reserve the model call's estimate on every applicable window (sent now)."""
+        assert ex.tokens is not None
+        tokens_in, tokens_out = ex.tokens.input, ex.tokens.output
+        return self.reserve(ex, lambda metric: self._estimate(ex, metric, tokens_in, tokens_out))
+
+    def reserve(self, ex: Metered, estimate: Callable[[str], int]) -> Awaitable[None]:
+        """Reserve ``estimate(metric)`` on every applicable window, all or nothing (sent now).
 
         Only a window whose effective limit must first be read from the ledger (a rollover
         meter, once per window and process) waits for that read before its reservation leaves.
@@ -75,18 +81,18 @@ class BudgetGate(SplitStage):
         assert ex.principal is not None
         if not ex.principal.meters:
             return ready(None)
-        lines = self._lines(ex)
+        lines = self._lines(ex, estimate)
         if not lines:
             return ready(None)
         if any(line.spec.rollover and line.key not in self._limits for line in lines):
             return self._reserve_after_learning(ex, lines)
         return self._held(ex, lines, self._send_reserve(ex, lines))
 
-    async def _reserve_after_learning(self, ex: Exchange, lines: list[HeldLine]) -> None:
+    async def _reserve_after_learning(self, ex: Metered, lines: list[HeldLine]) -> None:
         await self._learn_rolled_over_limits(lines)
         await self._held(ex, lines, self._send_reserve(ex, lines))
 
-    async def _held(self, ex: Exchange, lines: list[HeldLine], sent: Awaitable[ReserveResult]) -> None:
+    async def _held(self, ex: Metered, lines: list[HeldLine], sent: Awaitable[ReserveResult]) -> None:
         """Judge the reservation ``sent`` (priming cold windows first); keep the lines if it holds."""
         try:
             result = await sent
@@ -103,28 +109,35 @@ class BudgetGate(SplitStage):
         ex.meter_lines = lines
 
     def start_after(self, ex: Exchange) -> Awaitable[None]:
-        """Settle actual usage when the upstream was called, else release the reservation (sent now)."""
+        """Settle the model call's actual usage, or release when the upstream was not called (sent now)."""
+        if not ex.meter_lines:
+            return ready(None)
+        return self.settle(ex, self._actuals(ex))
+
+    def settle(self, ex: Metered, actual: Mapping[str, int]) -> Awaitable[None]:
+        """Settle ``actual`` (an amount per metric) when the upstream was called, else release the
+        reservation (sent now); the settlements ride on the usage record."""
         lines: list[HeldLine] = ex.meter_lines
         if not lines:
             return ready(None)
         record = RequestId(ex.record_id)
         if ex.timings.upstream_started is None:
             return self._finished(ex, self._store.release(record))
-        actuals = self._actuals(ex, lines)
+        actuals = {line.key: min(actual[line.spec.metric], MAX_AMOUNT) for line in lines}
         ex.settlements = [
             {**self._settlement_of(line), "request_key": ex.record_id, "amount": actuals[line.key]}
             for line in lines
         ]
         return self._finished(ex, self._store.settle(record, actuals))
 
-    def held_settlements(self, ex: Exchange) -> list[dict[str, Any]]:
+    def held_settlements(self, ex: Metered) -> list[dict[str, Any]]:
         """The settlements of the request's reservation at the amounts held (what an interruption bills)."""
         lines: list[HeldLine] = ex.meter_lines
         key = ex.record_id
         return [{**self._settlement_of(line), "request_key": key, "amount": line.amount} for line in lines]
 
     @staticmethod
-    async def _finished(ex: Exchange, sent: Awaitable[object]) -> None:
+    async def _finished(ex: Metered, sent: Awaitable[object]) -> None:
         try:
             await sent
         except MeterStoreUnavailable:
@@ -132,17 +145,17 @@ class BudgetGate(SplitStage):
             log.warning("could not settle budgets of %s now; the reconciler will", ex.request_id)
 
     # --- estimates ---------------------------------------------------------------------
-    def _lines(self, ex: Exchange) -> list[HeldLine]:
+    def _lines(self, ex: Metered, estimate: Callable[[str], int]) -> list[HeldLine]:
         assert ex.principal is not None
-        assert ex.tokens is not None
-        tokens_in, tokens_out = ex.tokens.input, ex.tokens.output
         lines = []
         for spec in ex.principal.meters:
             current = self._window_at(spec, ex.received_at)
             if current is None:
                 continue
             window, key = current
-            amount = self._estimate(ex, spec.metric, tokens_in, tokens_out)
+            # A counter holds a signed 64-bit integer: an estimate past it (a huge allowance at a
+            # high price) is held as the largest amount, which only an untouched window of that size fits.
+            amount = min(estimate(spec.metric), MAX_AMOUNT)
             lines.append(HeldLine(spec, window, key, amount, self._limits.get(key, spec.limit)))
         return lines
 
@@ -176,18 +189,14 @@ class BudgetGate(SplitStage):
 
     def _estimate(self, ex: Exchange, metric: str, tokens_in: int, tokens_out: int) -> int:
         if metric == "COST":
-            amount = self._cost_estimate(ex, tokens_in, tokens_out)
-        else:
-            amount = {
-                "REQUESTS": 1,
-                "ERRORS": 1,
-                "TOKENS": tokens_in + tokens_out,
-                "TOKENS_IN": tokens_in,
-                "TOKENS_OUT": tokens_out,
-            }[metric]
-        # A counter holds a signed 64-bit integer: an estimate past it (a huge allowance at a high
-        # price) is held as the largest amount, which only an untouched window of that size fits.
-        return min(amount, MAX_AMOUNT)
+            return self._cost_estimate(ex, tokens_in, tokens_out)
+        return {
+            "REQUESTS": 1,
+            "ERRORS": 1,
+            "TOKENS": tokens_in + tokens_out,
+            "TOKENS_IN": tokens_in,
+            "TOKENS_OUT": tokens_out,
+        }[metric]
 
     def _cost_estimate(self, ex: Exchange, tokens_in: int, tokens_out: int) -> int:
         assert ex.model is not None
@@ -198,14 +207,14 @@ class BudgetGate(SplitStage):
         usage = Usage(tokens_in, tokens_out, tokens_in + tokens_out)
         return cost_nanos(usage, ex.model.pricing, embeddings=ex.endpoint == Endpoint.EMBEDDINGS) or 0
 
-    def _actuals(self, ex: Exchange, lines: list[HeldLine]) -> dict[str, int]:
+    def _actuals(self, ex: Exchange) -> dict[str, int]:
         usage = ex.measured_usage()
         tokens_in = usage.prompt_tokens if usage else 0
         tokens_out = usage.completion_tokens if usage else 0
         cost = ex.billing().get("total_cost_nanos_usd")
         if cost is None and usage is not None:
             cost = self._unpriced or 0
-        values = {
+        return {
             "COST": int(cost or 0),
             "REQUESTS": 1,
             "ERRORS": 1 if ex.outcome == "error" else 0,
@@ -213,7 +222,6 @@ class BudgetGate(SplitStage):
             "TOKENS_IN": tokens_in,
             "TOKENS_OUT": tokens_out,
         }
-        return {line.key: min(values[line.spec.metric], MAX_AMOUNT) for line in lines}
 
     async def _learn_rolled_over_limits(self, lines: list[HeldLine]) -> None:
         """Give rollover lines their window's effective limit (amount + carry) from the ledger.
@@ -230,12 +238,12 @@ class BudgetGate(SplitStage):
                 lines[i] = replace(line, limit=limit)
 
     # --- store ---------------------------------------------------------------------------
-    def _send_reserve(self, ex: Exchange, lines: list[HeldLine]) -> Awaitable[ReserveResult]:
+    def _send_reserve(self, ex: Metered, lines: list[HeldLine]) -> Awaitable[ReserveResult]:
         meter_lines = [MeterLine(line.key, line.amount, line.limit) for line in lines]
         return self._store.reserve(RequestId(ex.record_id), meter_lines, self._ttl)
 
     async def _prime_and_reserve(
-        self, ex: Exchange, lines: list[HeldLine], cold_keys: Sequence[str]
+        self, ex: Metered, lines: list[HeldLine], cold_keys: Sequence[str]
     ) -> ReserveResult:
         """Create the cold counters from the ledger, then reserve again (the lines take their limits)."""
         by_key = {line.key: line for line in lines}

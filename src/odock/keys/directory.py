@@ -17,10 +17,8 @@ from odock.cache.lookup import TieredLookup
 from odock.cache.shared import SharedCache
 from odock.errors import DependencyUnavailable
 from odock.ids import ApiKeyId, ModelId, OrganisationId, TeamId, UserId
-from odock.keys.principal import GrantedModel, KeyPrincipal
-from odock.keys.tables import ApiKey, ApiKeyModelAccess
-from odock.mcp.resolved import McpGrant
-from odock.mcp.tables import ApiKeyMcpAccess, ApiKeyMcpToolGrant
+from odock.keys.principal import GrantedModel, KeyPrincipal, McpGrant
+from odock.keys.tables import ApiKey, ApiKeyMcpAccess, ApiKeyMcpToolGrant, ApiKeyModelAccess
 from odock.providers.tables import Model
 from odock.tenancy.tables import Organisation, Team
 

@@ -10,7 +10,6 @@ import orjson
 
 from odock.budgets.specs import MeterSpec
 from odock.ids import ApiKeyId, ModelId, OrganisationId, TeamId, UserId
-from odock.mcp.resolved import McpGrant
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +20,19 @@ class GrantedModel:
     name: str
     created: int = 0  # unix seconds, as /v1/models reports it
     type: str = "chat"  # the model's type (Gemini's model list names the methods it serves)
+
+
+@dataclass(frozen=True, slots=True)
+class McpGrant:
+    """A key's grant for one MCP server (on ``KeyPrincipal.mcp_grants``)."""
+
+    server_id: str
+    # None: no tool grants, the server's rules alone decide; otherwise only these tools (deny by default).
+    tools: frozenset[str] | None = None
+
+    def may_call(self, tool: str) -> bool:
+        """True when the key's own tool grants admit ``tool``."""
+        return self.tools is None or tool in self.tools
 
 
 @dataclass(frozen=True, slots=True)

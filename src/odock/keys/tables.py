@@ -72,3 +72,29 @@ class ApiKeyRotation(Base):
     previous_expires_at: Mapped[datetime | None] = mapped_column()
     new_expires_at: Mapped[datetime | None] = mapped_column()
     rotated_by: Mapped[str | None] = mapped_column(String(200))
+
+
+class ApiKeyMcpAccess(Base):
+    """An explicit grant: this key may use this MCP server. No grant, no access."""
+
+    __tablename__ = "api_key_mcp_access"
+
+    api_key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True)
+    mcp_server_id: Mapped[str] = mapped_column(
+        ForeignKey("mcp_servers.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ApiKeyMcpToolGrant(Base):
+    """A tool a key may call on a server. A key with any tool grant for a server may call only
+    the tools granted (deny by default); a key with none is limited by the server's rules alone."""
+
+    __tablename__ = "api_key_mcp_tool_grants"
+
+    api_key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True)
+    mcp_server_id: Mapped[str] = mapped_column(
+        ForeignKey("mcp_servers.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    tool: Mapped[str] = mapped_column(String(200), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

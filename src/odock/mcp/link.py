@@ -20,7 +20,7 @@ session id, and the client's initialize parameters to open a new one if the upst
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
@@ -106,7 +106,7 @@ class Link(Protocol):
 
     def exchange(
         self, target: UpstreamTarget, binding: Binding, messages: list[JsonRpc]
-    ) -> AsyncIterator[JsonRpc]:
+    ) -> AsyncGenerator[JsonRpc, None]:
         """Send the client's ``messages`` upstream and yield what comes back for them.
 
         ``messages`` are requests, notifications (e.g. ``notifications/cancelled``) and responses
@@ -118,7 +118,7 @@ class Link(Protocol):
         upstream forgot the session opens a new one and updates ``binding`` in place.
         """
 
-    def listen(self, target: UpstreamTarget, binding: Binding) -> AsyncIterator[JsonRpc]:
+    def listen(self, target: UpstreamTarget, binding: Binding) -> AsyncGenerator[JsonRpc, None]:
         """The session's server stream (the client's GET): messages the upstream sends unprompted
         (``notifications/tools/list_changed``, resource updates), until it closes or the iterator
         is closed."""

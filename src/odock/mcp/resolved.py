@@ -8,9 +8,12 @@ secrets decrypted (kept in process memory only, like provider keys).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
+from odock.keys.principal import McpGrant
 from odock.mcp.link import Transport, UpstreamTarget
+
+__all__ = ["McpGrant", "McpPricing", "McpServerLookup", "ResolvedMcpServer"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,14 +86,11 @@ class ResolvedMcpServer:
         return not self.allowed_tools or tool in self.allowed_tools
 
 
-@dataclass(frozen=True, slots=True)
-class McpGrant:
-    """A key's grant for one MCP server (on ``KeyPrincipal.mcp_grants``)."""
+class McpServerLookup(Protocol):
+    """How the gateway finds servers (``odock.mcp.directory.McpDirectory``: cached, invalidated)."""
 
-    server_id: str
-    # None: no tool grants, the server's rules alone decide; otherwise only these tools (deny by default).
-    tools: frozenset[str] | None = None
+    async def resolve(self, organisation_id: str, ident: str) -> ResolvedMcpServer | None:
+        """The server of the organisation whose slug or id is ``ident``, or None."""
 
-    def may_call(self, tool: str) -> bool:
-        """True when the key's own tool grants admit ``tool``."""
-        return self.tools is None or tool in self.tools
+    async def servers(self, organisation_id: str) -> list[ResolvedMcpServer]:
+        """Every server of the organisation (what the aggregate endpoint offers from)."""

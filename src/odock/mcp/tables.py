@@ -1,4 +1,5 @@
-"""Tables of the MCP gateway: servers, per-key server and tool grants, the STDIO allowlist.
+"""Tables of the MCP gateway: servers and the STDIO allowlist (the per-key server and tool grants
+are in :mod:`odock.keys.tables`).
 
 Secret values (``auth_config`` secrets, ``headers`` values, ``stdio_env`` values) are stored as
 provider-key envelopes (:mod:`odock.providers.crypto`) and never returned by the API.
@@ -13,6 +14,11 @@ from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from odock.db.base import Base, IdType, JsonType, utcnow
+
+# The per-key grants live with the keys (like model grants); named here too for the MCP code.
+from odock.keys.tables import ApiKeyMcpAccess, ApiKeyMcpToolGrant
+
+__all__ = ["ApiKeyMcpAccess", "ApiKeyMcpToolGrant", "McpServer", "McpStdioCommand"]
 
 
 class McpServer(Base):
@@ -49,32 +55,6 @@ class McpServer(Base):
     policies: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
-
-
-class ApiKeyMcpAccess(Base):
-    """An explicit grant: this key may use this MCP server. No grant, no access."""
-
-    __tablename__ = "api_key_mcp_access"
-
-    api_key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True)
-    mcp_server_id: Mapped[str] = mapped_column(
-        ForeignKey("mcp_servers.id", ondelete="CASCADE"), primary_key=True, index=True
-    )
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
-class ApiKeyMcpToolGrant(Base):
-    """A tool a key may call on a server. A key with any tool grant for a server may call only
-    the tools granted (deny by default); a key with none is limited by the server's rules alone."""
-
-    __tablename__ = "api_key_mcp_tool_grants"
-
-    api_key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True)
-    mcp_server_id: Mapped[str] = mapped_column(
-        ForeignKey("mcp_servers.id", ondelete="CASCADE"), primary_key=True, index=True
-    )
-    tool: Mapped[str] = mapped_column(String(200), primary_key=True)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class McpStdioCommand(Base):

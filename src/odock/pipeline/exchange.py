@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from odock import estimate
 from odock.billing import bill
@@ -77,6 +77,19 @@ class GovernanceNotes:
         if self.budgets_unavailable:
             notes["budgets_unavailable"] = True
         return notes
+
+
+class Metered(Protocol):
+    """What the budget stage reads and writes of a request, model call or MCP message alike."""
+
+    principal: KeyPrincipal | None
+    request_id: str
+    record_id: str
+    received_at: datetime
+    timings: Timings
+    meter_lines: list[HeldLine]
+    settlements: list[dict[str, Any]]
+    governance: GovernanceNotes
 
 
 @dataclass(slots=True)

@@ -59,6 +59,9 @@ class UsageIntent:
     # The reservation's settlements (odock.budgets.ledger.Settlement dicts) at the held amounts.
     settlements: list[dict[str, Any]] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
+    # An MCP exchange's server, method, tool, calls, request bytes and billing at the reserved
+    # estimate (odock.mcp.exchange); None for a model call.
+    mcp: dict[str, Any] | None = None
 
     def to_line(self) -> bytes:
         """The journal form: the intent mark, then one JSON object (no newline)."""
@@ -76,6 +79,8 @@ class UsageIntent:
 
     def interrupted(self) -> UsageEvent:
         """The usage record of a request whose process died before recording it."""
+        if self.mcp is not None:
+            return self._interrupted_mcp(self.mcp)
         usage = Usage(
             self.prompt_tokens,
             self.completion_tokens,
@@ -115,4 +120,32 @@ class UsageIntent:
             billing=billing,
             metadata={**self.metadata, "usage_estimated": True, "interrupted": True},
             settlements=self.settlements,
+        )
+
+    def _interrupted_mcp(self, mcp: dict[str, Any]) -> UsageEvent:
+        billing = mcp["billing"]
+        return UsageEvent(
+            id=self.id,
+            request_id=self.request_id,
+            timestamp=self.timestamp,
+            endpoint=self.endpoint,
+            status=INTERRUPTED,
+            http_status=0,
+            organisation_id=self.organisation_id,
+            team_id=self.team_id,
+            user_id=self.user_id,
+            api_key_id=self.api_key_id,
+            provider=self.provider,
+            error_code=INTERRUPTED_ERROR,
+            total_cost_nanos_usd=billing.get("total_cost_nanos_usd"),
+            bytes_in=mcp.get("bytes_in", 0),
+            billing=billing,
+            metadata={**self.metadata, "usage_estimated": True, "interrupted": True},
+            settlements=self.settlements,
+            mcp_server_id=mcp["server_id"],
+            mcp_server=mcp["server"],
+            mcp_transport=mcp["transport"],
+            mcp_method=mcp["method"],
+            mcp_tool=mcp["tool"],
+            mcp_tool_calls=mcp["tool_calls"],
         )

@@ -15,6 +15,7 @@ import orjson
 # Values orjson cannot encode natively (e.g. a Decimal in a provider's usage) are kept as text
 # rather than failing the record; non-string keys are stringified the way json.dumps does.
 _JSON_OPTIONS = orjson.OPT_NON_STR_KEYS
+USAGE_METADATA_SCHEMA = "usage_metadata_v1"  # the version of a record's metadata layout
 
 
 class UsageEventDecodeError(ValueError):

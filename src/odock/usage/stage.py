@@ -17,10 +17,8 @@ from odock.errors import UsageBacklog
 from odock.llm.upstream import Endpoint
 from odock.pipeline.exchange import Exchange
 from odock.usage.intent import UsageIntent
-from odock.usage.record import UsageEvent
+from odock.usage.record import USAGE_METADATA_SCHEMA, UsageEvent
 from odock.usage.recorder import UsageRecorder
-
-USAGE_METADATA_SCHEMA = "usage_metadata_v1"
 
 
 def request_metadata(ex: Exchange) -> dict[str, Any]:
