@@ -7,7 +7,7 @@ transport (``/sse``, messages POSTed to ``/messages/``). Every server has the sa
     echo(text)          → the text
     add(a, b)           → a + b
     slow_count(n)       reports progress 1..n (``ctx.report_progress``), then returns "counted n"
-    wait_forever()      blocks until cancelled; each cancellation bumps ``state.cancelled``
+    wait_forever()      reports progress once, then blocks until cancelled; each cancellation bumps ``state.cancelled``
     cancelled_count()   → how many ``wait_forever`` calls were cancelled so far
     fail()              raises: the result has ``isError: true``
 
@@ -15,6 +15,7 @@ plus the resource ``res://greeting`` and the prompt ``greet(name)``. ``bearer_to
 server refuse (401) any request without ``Authorization: Bearer <token>``; ``token_check`` takes
 any predicate over the ``Authorization`` value instead (how a server behind the OAuth2 fake
 accepts the tokens it issued). ``basic=(user, password)`` requires HTTP basic auth.
+:meth:`McpTestServer.drop_streams` ends the open GET streams (a dropped SSE channel).
 
 Use them through :func:`start_mcp_server` (a context manager) or the session-scoped fixtures of
 the link tests. STDIO servers: :func:`time_server_command` runs ``mcp-server-time``;
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import socket
 import sys
 import threading
@@ -77,7 +79,7 @@ class ServerState:
 
 def build_server(state: ServerState, name: str = "odock-test") -> MCPServer[Any]:
     """The SDK server with the test tools, resource and prompt."""
-    server: MCPServer[Any] = MCPServer(name=name, version="1.0")
+    server: MCPServer[Any] = MCPServer(name=name, version="1.0", log_level="WARNING")
 
     @server.tool()
     def echo(text: str) -> str:
@@ -100,9 +102,10 @@ def build_server(state: ServerState, name: str = "odock-test") -> MCPServer[Any]
         return f"counted {n}"
 
     @server.tool()
-    async def wait_forever() -> str:
-        """Block until cancelled."""
+    async def wait_forever(ctx: Context) -> str:
+        """Report progress once, then block until cancelled."""
         state.bump("calls")
+        await ctx.report_progress(0, None, "waiting")
         state.bump("waiting")
         try:
             await anyio.sleep_forever()
@@ -144,6 +147,8 @@ class _AuthGate:
         self.app = app
         self.state = state
         self.check = check
+        # open GET streams (the loop serving each, and the event that ends it)
+        self.streams: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] | None = set()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
@@ -165,7 +170,39 @@ class _AuthGate:
                 )
                 await send({"type": "http.response.body", "body": body})
                 return
+        if scope["type"] == "http" and scope["method"] == "GET" and self.streams is not None:
+            await self._droppable(scope, receive, send)
+            return
         await self.app(scope, receive, send)
+
+    async def _droppable(self, scope: Any, receive: Any, send: Any) -> None:
+        """Serve a GET stream that :meth:`McpTestServer.drop_streams` can end from the test's thread."""
+        assert self.streams is not None
+        drop = asyncio.Event()
+        entry = (asyncio.get_running_loop(), drop)
+        self.streams.add(entry)
+        started = False
+
+        async def tracked_send(message: Any) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        serving = asyncio.ensure_future(self.app(scope, receive, tracked_send))
+        dropping = asyncio.ensure_future(drop.wait())
+        try:
+            await asyncio.wait({serving, dropping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self.streams.discard(entry)
+            dropping.cancel()
+        if serving.done():
+            serving.result()
+            return
+        serving.cancel()
+        with contextlib.suppress(BaseException):
+            await serving
+        if started:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 class _Server(uvicorn.Server):
@@ -237,6 +274,14 @@ class McpTestServer:
         if not self._ready.wait(START_TIMEOUT_SECONDS) or not server.started:
             raise RuntimeError(f"MCP test server ({self.transport}) did not start")
         return self
+
+    def drop_streams(self) -> int:
+        """End every open GET stream (an SSE channel, a listen stream) as a network drop would;
+        return how many were open."""
+        streams = list(self._app.streams or ())
+        for loop, event in streams:
+            loop.call_soon_threadsafe(event.set)
+        return len(streams)
 
     def stop(self) -> None:
         """Stop serving and join the thread."""
