@@ -31,6 +31,7 @@ from odock.db.migrate import prepare_schema
 from odock.keys.directory import KeyDirectory
 from odock.limits.limiter import MemoryRateLimiter, RedisRateLimiter
 from odock.limits.policy import PolicyResolver, parse_policy
+from odock.mcp.directory import McpDirectory
 from odock.pipeline.order import Governance, build_pipeline
 from odock.pipeline.runner import Pipeline
 from odock.providers.adapters.anthropic import AnthropicAdapter
@@ -77,6 +78,7 @@ class Runtime:
     recorder: UsageRecorder
     pipeline: Pipeline
     tokens: TokenCounter
+    mcp_servers: McpDirectory  # the MCP gateway's lookup of servers (secrets opened in memory only)
 
 
 def open_adapters(upstream: UpstreamClient, connect_timeout: float) -> dict[str, Adapter]:
@@ -197,6 +199,17 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             negative_ttl=negative_ttl,
             max_entries=max_entries,
         )
+        decrypter = load_decrypter(settings)
+        mcp_servers = McpDirectory(
+            sessions,
+            shared,
+            bus,
+            decrypter,
+            ttl=settings.mcp_cache_ttl_seconds,
+            negative_ttl=negative_ttl,
+            max_entries=max_entries,
+            timeout_seconds=settings.mcp_upstream_timeout_seconds,
+        )
         await bus.start()
         stack.push_async_callback(bus.stop)
 
@@ -210,7 +223,6 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         )
         stack.push_async_callback(upstream.close)
         adapters = open_adapters(upstream, settings.upstream_connect_timeout_seconds)
-        decrypter = load_decrypter(settings)
         vault = ProviderKeyVault(decrypter, settings.provider_key_decrypt_cache_ttl_seconds)
 
         link: RedisLink | None = None
@@ -240,7 +252,9 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         await recorder.start()
         stack.push_async_callback(recorder.close)
 
-        control = ControlPlane(sessions, bus, decrypter, governance.meters)
+        control = ControlPlane(
+            sessions, bus, decrypter, governance.meters, stdio_allowed=settings.mcp_stdio_allowed_commands
+        )
         reconciler = BudgetReconciler(governance.meters, sessions, settings.budget_reconcile_interval_seconds)
         await reconciler.start()
         stack.push_async_callback(reconciler.stop)
@@ -262,4 +276,5 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             recorder=recorder,
             pipeline=pipeline,
             tokens=TokenCounter(models, adapters, vault, settings.upstream_default_timeout_seconds),
+            mcp_servers=mcp_servers,
         )

@@ -83,7 +83,13 @@ async def open_admin(settings: Settings) -> AsyncIterator[AdminContext]:
         # Beside production gateways their counters are in Redis: a limit change carries what they
         # settled beyond the ledger. An embedded gateway's counters live in its own process.
         meters = RedisMeterStore(redis, settings.redis_prefix) if redis is not None else None
-        control = ControlPlane(audited_session_factory(engine), bus, load_decrypter(settings), meters)
+        control = ControlPlane(
+            audited_session_factory(engine),
+            bus,
+            load_decrypter(settings),
+            meters,
+            stdio_allowed=settings.mcp_stdio_allowed_commands,
+        )
         yield AdminContext(settings=settings, control=control, budgets=control.budgets, redis=redis)
 
 

@@ -8,12 +8,16 @@ Each feature owns its rules, its queries and the invalidation it publishes: prov
 (:class:`~odock.limits.service.PolicyEnvelopes`), budgets and quotas
 (:class:`~odock.budgets.control.BudgetControl`), organisations, teams and members
 (:class:`~odock.tenancy.service.TenancyService`) and users
-(:class:`~odock.tenancy.user_service.UserService`). Every policy envelope written anywhere is
+(:class:`~odock.tenancy.user_service.UserService`), MCP servers and the STDIO allowlist
+(:class:`~odock.mcp.service.McpServerService`) and keys' MCP grants
+(:class:`~odock.mcp.grants.McpGrants`). Every policy envelope written anywhere is
 checked with :func:`odock.limits.policy.parse_policy` and stored in its bare, parsed form, so a
 bad policy is refused with 422 ``invalid_policy`` at write time, not at the next request.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -22,6 +26,8 @@ from odock.budgets.meters import MeterStore
 from odock.cache.bus import InvalidationBus
 from odock.keys.service import IssuedKey, KeyService
 from odock.limits.service import PolicyEnvelopes
+from odock.mcp.grants import McpGrants
+from odock.mcp.service import McpServerService
 from odock.providers.crypto import EnvelopeDecrypter
 from odock.providers.key_service import ProviderKeyService
 from odock.providers.model_service import ModelService
@@ -46,6 +52,7 @@ class ControlPlane:
         bus: InvalidationBus,
         decrypter: EnvelopeDecrypter | None,
         meters: MeterStore | None = None,
+        stdio_allowed: Sequence[str] = (),
     ) -> None:
         self.budgets = BudgetControl(sessions, bus, meters)
         self.tenancy = TenancyService(sessions, bus)
@@ -55,3 +62,5 @@ class ControlPlane:
         self.models = ModelService(sessions, bus)
         self.keys = KeyService(sessions, bus)
         self.policies = PolicyEnvelopes(sessions, bus)
+        self.mcp_servers = McpServerService(sessions, bus, decrypter, stdio_allowed)
+        self.mcp_grants = McpGrants(sessions, bus)

@@ -38,6 +38,7 @@ from odock.audit.tables import AuditEvent
 from odock.db.base import utcnow
 from odock.db.engine import session_factory
 from odock.ids import new_id
+from odock.mcp.secrets import shown_auth, shown_values
 from odock.providers.config import shown_config
 
 CONFIGURATION_TABLES = frozenset(
@@ -57,6 +58,10 @@ CONFIGURATION_TABLES = frozenset(
         "admin_tokens",
         "external_identities",
         "auth_sessions",
+        "mcp_servers",
+        "api_key_mcp_access",
+        "api_key_mcp_tool_grants",
+        "mcp_stdio_commands",
     }
 )
 """Tables whose every change is an audit event (usage, meters and the audit log itself are not)."""
@@ -67,13 +72,20 @@ _SECRET_COLUMNS = frozenset(
 )
 _TABLE_SECRETS: Mapping[str, frozenset[str]] = {"provider_api_keys": frozenset({"key"})}
 # Columns holding a secret in part: the log stores the view the API shows of them.
-_PARTLY_SECRET: Mapping[tuple[str, str], Callable[[Any], Any]] = {("providers", "config"): shown_config}
+_PARTLY_SECRET: Mapping[tuple[str, str], Callable[[Any], Any]] = {
+    ("providers", "config"): shown_config,
+    ("mcp_servers", "auth_config"): shown_auth,
+    ("mcp_servers", "headers"): shown_values,
+    ("mcp_servers", "stdio_env"): shown_values,
+}
 _BOOKKEEPING = frozenset({"updated_at", "last_seen_at", "last_login_at"})
 
 # Rows that carry no organisation_id find it through their parent: (column, parent table).
 _PARENTS: Mapping[str, tuple[str, str]] = {
     "team_members": ("team_id", "teams"),
     "api_key_model_access": ("api_key_id", "api_keys"),
+    "api_key_mcp_access": ("api_key_id", "api_keys"),
+    "api_key_mcp_tool_grants": ("api_key_id", "api_keys"),
     "auth_sessions": ("user_id", "users"),
     "admin_tokens": ("user_id", "users"),
     "external_identities": ("user_id", "users"),

@@ -1,99 +1,184 @@
-"""Who may use an MCP server, and which of its tools (spec §10.1, §10.4, §16).
+"""The rules of an MCP server's configuration, checked on the whole row before anything is written.
 
-Access: the server must be enabled (else 404 ``mcp_not_found``, as if it did not exist), the key
-must hold a grant for it, and a server scoped to a team or a key admits only that team's keys or
-that key (403 ``mcp_not_allowed``).
+Shared by create and update (an update is checked as the row it would leave), so the API, the CLI
+and the declarative file refuse the same things with the same 422 naming the field::
 
-Tools, on every ``tools/call`` (each message of a batch on its own): the server's blocked tools
-are refused, then, when the server lists allowed tools, every other tool; then the key's own
-tool grants, when it has any for the server (deny by default). The semantic filter refuses a
-request whose parameters contain one of the server's blocked keywords (case-insensitive
-substring: a coarse net, not a substitute for grants). All three answer 403
-``mcp_guardrail_block`` naming the rule. ``tools/list`` answers are filtered by the same rules,
-so a key only sees the tools it may call.
+    slug            lowercase letters, digits and single hyphens, at most 100 (unique per org: 409)
+    transport       STREAMABLE_HTTP / SSE need endpoint_url (http or https);
+                    STDIO needs stdio_command, which must be on the allowlist
+    auth_config     the shape of auth_type (odock.mcp.secrets.AUTH_SHAPES)
+    tools           allowed_tools / blocked_tools: lists of tool names
+    semantic_filter {"blocked_keywords": [...]}
+    pricing         integer nanos-USD ≥ 0 per call and per byte in and out, or USD per million
+    policies        the policy envelope (odock.rules.validate_policies)
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Collection, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
-import orjson
+from odock.errors import UnprocessableEntity
+from odock.mcp.link import AuthType, Transport
+from odock.rules import usd_to_nanos
 
-from odock.errors import McpGuardrailBlock, McpNotAllowed, McpNotFound
-from odock.keys.principal import KeyPrincipal
-from odock.mcp.jsonrpc import is_request, tool_name
-from odock.mcp.link import JsonRpc
-from odock.mcp.resolved import McpGrant, ResolvedMcpServer
+SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+MAX_SLUG = 100
+MAX_TOOL = 200
+MAX_LIST = 1000
 
-
-def admitted(principal: KeyPrincipal, server: ResolvedMcpServer | None, ident: str) -> McpGrant:
-    """The key's grant for ``server`` (named ``ident`` by the client), or the refusal."""
-    if server is None or not server.enabled:
-        raise McpNotFound(f"no enabled MCP server '{ident}' in this organisation")
-    grant = principal.mcp_grant(server.id)
-    if grant is None:
-        raise McpNotAllowed(f"this API key holds no grant for MCP server '{server.slug}'")
-    if server.team_id is not None and principal.team_id != server.team_id:
-        raise McpNotAllowed(f"MCP server '{server.slug}' is limited to one team's keys")
-    if server.api_key_id is not None and principal.key_id != server.api_key_id:
-        raise McpNotAllowed(f"MCP server '{server.slug}' is limited to one API key")
-    return grant
+PRICES = ("call_nanos_usd", "input_byte_nanos_usd", "output_byte_nanos_usd")
+# The API's USD-per-million form (the console's "USD per 1M calls / bytes"): 1 USD per 1M = 1,000 nanos each.
+PRICES_PER_MILLION = {
+    "call_usd_per_1m": "call_nanos_usd",
+    "input_usd_per_1m_bytes": "input_byte_nanos_usd",
+    "output_usd_per_1m_bytes": "output_byte_nanos_usd",
+}
 
 
-def usable(principal: KeyPrincipal, server: ResolvedMcpServer) -> bool:
-    """True when the key may use ``server`` (what the aggregate endpoint lists)."""
+def slug_of(name: str) -> str:
+    """A slug made from a name (``My Files!`` → ``my-files``)."""
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:MAX_SLUG].strip("-")
+    return slug or "mcp"
+
+
+def check_slug(slug: object) -> str:
+    """A valid slug, or 422."""
+    if not isinstance(slug, str) or len(slug) > MAX_SLUG or not SLUG.fullmatch(slug):
+        raise UnprocessableEntity(
+            "slug must be lowercase letters, digits and single hyphens (at most 100)", param="slug"
+        )
+    return slug
+
+
+def transport_of(value: object) -> Transport:
+    """The transport named, or 422 (spec §10.2: ``invalid_transport``)."""
     try:
-        admitted(principal, server, server.slug)
-    except (McpNotFound, McpNotAllowed):
-        return False
-    return True
+        return Transport(str(value))
+    except ValueError:
+        raise UnprocessableEntity(
+            f"transport must be one of {', '.join(t.value for t in Transport)} (invalid_transport)",
+            param="transport",
+        ) from None
 
 
-def tool_refusal(server: ResolvedMcpServer, grant: McpGrant, tool: str) -> McpGuardrailBlock | None:
-    """Why the key may not call ``tool`` on ``server``, or None."""
-    if tool in server.blocked_tools:
-        return McpGuardrailBlock(
-            f"tool '{tool}' is blocked on MCP server '{server.slug}'", extra={"rule": "blocked_tools"}
+def auth_type_of(value: object) -> AuthType:
+    """The auth type named, or 422."""
+    try:
+        return AuthType(str(value))
+    except ValueError:
+        raise UnprocessableEntity(
+            f"auth_type must be one of {', '.join(a.value for a in AuthType)}", param="auth_type"
+        ) from None
+
+
+def check_endpoint(transport: Transport, url: object) -> None:
+    """An HTTP transport needs an http(s) endpoint (spec §10.2: ``mcp_missing_endpoint``)."""
+    if transport is Transport.STDIO and url is None:
+        return
+    if url is None or url == "":
+        raise UnprocessableEntity(
+            f"a {transport.value} server needs its endpoint_url (mcp_missing_endpoint)", param="endpoint_url"
         )
-    if server.allowed_tools and tool not in server.allowed_tools:
-        return McpGuardrailBlock(
-            f"tool '{tool}' is not among the allowed tools of MCP server '{server.slug}'",
-            extra={"rule": "allowed_tools"},
+    if not isinstance(url, str) or len(url) > 2000:
+        raise UnprocessableEntity("endpoint_url must be an http(s) URL", param="endpoint_url")
+    parts = urlsplit(url)
+    printable = all(c.isprintable() and not c.isspace() for c in url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or not printable:
+        raise UnprocessableEntity("endpoint_url must be an http(s) URL", param="endpoint_url")
+
+
+def check_command(transport: Transport, command: object, allowed: Collection[str]) -> None:
+    """A STDIO server needs a command on the allowlist (spec §10.2: ``mcp_missing_stdio_command``)."""
+    if transport is not Transport.STDIO:
+        if command is not None and not isinstance(command, str):
+            raise UnprocessableEntity("stdio_command must be a string", param="stdio_command")
+        return
+    if not command:
+        raise UnprocessableEntity(
+            "a STDIO server needs its stdio_command (mcp_missing_stdio_command)", param="stdio_command"
         )
-    if not grant.may_call(tool):
-        return McpGuardrailBlock(
-            f"this API key holds no grant for tool '{tool}' on MCP server '{server.slug}'",
-            extra={"rule": "tool_grants"},
+    if not isinstance(command, str) or len(command) > 500 or "\x00" in command:
+        raise UnprocessableEntity("stdio_command must be an executable name or path", param="stdio_command")
+    if command not in allowed:
+        raise UnprocessableEntity(
+            f"stdio_command '{command}' is not on the STDIO allowlist: "
+            "a super admin must add it (mcp_stdio_commands or ODOCK_MCP_STDIO_ALLOWED_COMMANDS)",
+            param="stdio_command",
         )
-    return None
 
 
-def refusal(server: ResolvedMcpServer, grant: McpGrant, message: JsonRpc) -> McpGuardrailBlock | None:
-    """Why ``message`` may not go to ``server``, or None (tool rules, then the semantic filter)."""
-    tool = tool_name(message)
-    if tool is not None and (refused := tool_refusal(server, grant, tool)) is not None:
-        return refused
-    if server.blocked_keywords and is_request(message):
-        text = orjson.dumps(message.get("params") or {}).decode().lower()
-        for keyword in server.blocked_keywords:
-            if keyword.lower() in text:
-                return McpGuardrailBlock(
-                    f"the request contains a keyword MCP server '{server.slug}' blocks ('{keyword}')",
-                    extra={"rule": "semantic_filter"},
-                )
-    return None
+def check_args(args: object) -> list[str]:
+    """``stdio_args``: a list of strings."""
+    if not isinstance(args, list) or len(args) > MAX_LIST:
+        raise UnprocessableEntity("stdio_args must be a list of strings", param="stdio_args")
+    for arg in args:
+        if not isinstance(arg, str) or "\x00" in arg:
+            raise UnprocessableEntity("stdio_args must be a list of strings", param="stdio_args")
+    return list(args)
 
 
-def visible_tools(server: ResolvedMcpServer, grant: McpGrant, result: dict[str, Any]) -> dict[str, Any]:
-    """A ``tools/list`` result with only the tools the key may call."""
-    tools = result.get("tools")
-    if not isinstance(tools, list):
-        return result
-    kept = [
-        tool
-        for tool in tools
-        if isinstance(tool, dict)
-        and isinstance(tool.get("name"), str)
-        and tool_refusal(server, grant, tool["name"]) is None
-    ]
-    return {**result, "tools": kept}
+def check_object(value: object, param: str) -> Mapping[str, Any]:
+    """A JSON object (``headers``, ``stdio_env``, ``auth_config``, ``metadata``)."""
+    if not isinstance(value, Mapping):
+        raise UnprocessableEntity(f"{param} must be an object", param=param)
+    return value
+
+
+def check_tools(tools: object, param: str) -> list[str]:
+    """A list of distinct tool names."""
+    if not isinstance(tools, list) or len(tools) > MAX_LIST:
+        raise UnprocessableEntity(f"{param} must be a list of tool names", param=param)
+    for tool in tools:
+        if not isinstance(tool, str) or not tool or len(tool) > MAX_TOOL or "\x00" in tool:
+            raise UnprocessableEntity(f"{param} must be a list of tool names (1-200 characters)", param=param)
+    return list(dict.fromkeys(tools))
+
+
+def check_semantic_filter(value: object) -> dict[str, Any]:
+    """``{"blocked_keywords": [...]}`` (``blockedKeywords`` accepted), or empty."""
+    raw = check_object(value, "semantic_filter")
+    if not raw:
+        return {}
+    unknown = set(raw) - {"blocked_keywords", "blockedKeywords"}
+    if unknown:
+        raise UnprocessableEntity(
+            f"semantic_filter has unknown fields: {', '.join(sorted(unknown))}", param="semantic_filter"
+        )
+    keywords = raw.get("blocked_keywords", raw.get("blockedKeywords", []))
+    if not isinstance(keywords, list) or not all(isinstance(k, str) and k.strip() for k in keywords):
+        raise UnprocessableEntity(
+            "semantic_filter.blocked_keywords must be a list of non-empty strings", param="semantic_filter"
+        )
+    return {"blocked_keywords": list(dict.fromkeys(keywords))}
+
+
+def check_pricing(value: object) -> dict[str, int]:
+    """Integer nanos-USD ≥ 0 per call and per byte (or the USD-per-million form), or empty."""
+    raw = check_object(value, "pricing")
+    if not raw:
+        return {}
+    unknown = set(raw) - set(PRICES) - set(PRICES_PER_MILLION)
+    if unknown:
+        raise UnprocessableEntity(
+            f"pricing has unknown fields: {', '.join(sorted(unknown))}", param="pricing"
+        )
+    prices = dict.fromkeys(PRICES, 0)
+    for name, price in raw.items():
+        if name in PRICES:
+            if not isinstance(price, int) or isinstance(price, bool) or price < 0 or price >= 2**63:
+                raise UnprocessableEntity(f"pricing.{name} must be an integer ≥ 0", param="pricing")
+            prices[name] = price
+            continue
+        if isinstance(price, bool) or not isinstance(price, int | float | str):
+            raise UnprocessableEntity(f"pricing.{name} must be a USD amount", param="pricing")
+        per_million = usd_to_nanos(str(price), param="pricing")
+        each, rest = divmod(per_million, 1_000_000)
+        if rest:
+            raise UnprocessableEntity(
+                f"pricing.{name} is finer than 1 nano-USD per call or byte", param="pricing"
+            )
+        prices[PRICES_PER_MILLION[name]] = each
+    return prices

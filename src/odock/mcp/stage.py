@@ -2,7 +2,7 @@
 
 admit      rate limits on every scope at once (global → organisation → team → key → MCP
            server): IP lists, payload bytes, concurrency leases, burst, RPS, RPM
-screen     tool rules and the semantic filter, message by message (odock.mcp.rules): a
+screen     tool rules and the semantic filter, message by message (odock.mcp.access): a
            refused request is answered with a JSON-RPC error and not sent; when nothing is
            left to send, a single refused request is the exchange's refusal (403)
 reserve    budgets and quotas (BudgetGate.reserve): the calls and request bytes, plus the
@@ -31,7 +31,7 @@ from odock.limits.decision import Decision
 from odock.limits.limiter import RateLimiter
 from odock.limits.plan import CheckPlanner
 from odock.limits.policy import PolicyResolver, Scope, ScopePolicy
-from odock.mcp import rules
+from odock.mcp import access
 from odock.mcp.exchange import McpExchange
 from odock.mcp.jsonrpc import TOOLS_CALL, TOOLS_LIST, error_reply, is_request, is_response
 from odock.mcp.link import Binding, JsonRpc, Link, Transport
@@ -173,7 +173,7 @@ class McpGovernor:
         refused: list[tuple[object, McpGuardrailBlock]] = []
         kept: list[JsonRpc] = []
         for message in ex.messages:
-            refusal = rules.refusal(server, grant, message) if is_request(message) else None
+            refusal = access.refusal(server, grant, message) if is_request(message) else None
             if refusal is None:
                 kept.append(message)
             else:
@@ -210,7 +210,7 @@ class McpGovernor:
         if not isinstance(result, dict):
             return reply
         if reply["id"] in listings:
-            return {**reply, "result": rules.visible_tools(server, grant, result)}
+            return {**reply, "result": access.visible_tools(server, grant, result)}
         if reply["id"] in calls and result.get("isError") is True:
             ex.tool_errors += 1
         return reply

@@ -38,6 +38,8 @@ class Resource(enum.StrEnum):
     USAGE_DEAD_LETTER = "usage_dead_letter"  # usage records the database refused (operators only)
     AUDIT = "audit"
     ADMIN_TOKEN = "admin_token"  # personal admin API tokens
+    MCP_SERVER = "mcp_server"  # MCP servers and which keys may use them (a key's own grants: api_key)
+    MCP_STDIO_COMMAND = "mcp_stdio_command"  # the STDIO allowlist: commands the gateway may run
 
 
 class Action(enum.StrEnum):
@@ -91,6 +93,8 @@ PERMISSIONS: Mapping[Role, Mapping[Resource, Mapping[Action, Reach]]] = {
         Resource.USAGE_DEAD_LETTER: _read(Reach.ORG),
         Resource.AUDIT: _read(Reach.ORG),
         Resource.ADMIN_TOKEN: _every(Reach.SELF),
+        Resource.MCP_SERVER: _every(Reach.ORG),
+        Resource.MCP_STDIO_COMMAND: _read(Reach.NONE),
     },
     Role.MANAGER: {
         Resource.ORGANISATION: _read(Reach.ORG),
@@ -106,6 +110,8 @@ PERMISSIONS: Mapping[Role, Mapping[Resource, Mapping[Action, Reach]]] = {
         Resource.USAGE_DEAD_LETTER: _read(Reach.NONE),
         Resource.AUDIT: _read(Reach.NONE),
         Resource.ADMIN_TOKEN: _every(Reach.SELF),
+        Resource.MCP_SERVER: _read(Reach.ORG),
+        Resource.MCP_STDIO_COMMAND: _read(Reach.NONE),
     },
     Role.USER: {
         Resource.ORGANISATION: _read(Reach.ORG),
@@ -121,6 +127,8 @@ PERMISSIONS: Mapping[Role, Mapping[Resource, Mapping[Action, Reach]]] = {
         Resource.USAGE_DEAD_LETTER: _read(Reach.NONE),
         Resource.AUDIT: _read(Reach.NONE),
         Resource.ADMIN_TOKEN: _every(Reach.SELF),
+        Resource.MCP_SERVER: _read(Reach.ORG),
+        Resource.MCP_STDIO_COMMAND: _read(Reach.NONE),
     },
 }
 

@@ -9,7 +9,7 @@
     DELETE /v1/mcp                ends an aggregate session
 
 A POST is read, authenticated (the key never goes upstream), parsed, its server resolved and
-admitted (odock.mcp.rules), its session found (``Mcp-Session-Id``, shared by every replica:
+admitted (odock.mcp.access), its session found (``Mcp-Session-Id``, shared by every replica:
 odock.mcp.sessions), then governed and forwarded by :class:`~odock.mcp.stage.McpGovernor`.
 Replies stream back as SSE when the client accepts it (the ``mcp`` SDK does), else as one JSON
 body. Every refusal is a JSON-RPC error with Odock's ``code`` and ``status`` in ``error.data``,
@@ -41,7 +41,7 @@ from odock.ids import accept_request_id, new_request_id
 from odock.keys.directory import KeyDirectory
 from odock.keys.principal import KeyPrincipal
 from odock.keys.stage import authenticate
-from odock.mcp import rules
+from odock.mcp import access
 from odock.mcp.exchange import McpExchange
 from odock.mcp.jsonrpc import (
     INITIALIZE,
@@ -245,7 +245,7 @@ class McpEndpoint:
         principal = ex.principal
         assert principal is not None
         server = await self._servers.resolve(principal.organisation_id, ident)
-        grant = rules.admitted(principal, server, ident)
+        grant = access.admitted(principal, server, ident)
         assert server is not None
         ex.server = server
         first = ex.messages[0]
@@ -336,7 +336,7 @@ class McpEndpoint:
 
     async def _usable(self, principal: KeyPrincipal) -> list[ResolvedMcpServer]:
         servers = await self._servers.servers(principal.organisation_id)
-        return [s for s in servers if rules.usable(principal, s)]
+        return [s for s in servers if access.usable(principal, s)]
 
     async def _binding(self, session: McpSession, server: ResolvedMcpServer) -> Binding:
         binding = session.bindings.get(server.id)
@@ -427,7 +427,7 @@ class McpEndpoint:
         try:
             principal = await authenticate(self._keys, headers)
             server = await self._servers.resolve(principal.organisation_id, ident)
-            rules.admitted(principal, server, ident)
+            access.admitted(principal, server, ident)
             assert server is not None
             session = await self._session_of(headers, principal, server.id)
             binding = session.bindings[server.id]
@@ -455,7 +455,7 @@ class McpEndpoint:
             server_key = AGGREGATE
             if ident is not None:
                 server = await self._servers.resolve(principal.organisation_id, ident)
-                rules.admitted(principal, server, ident)
+                access.admitted(principal, server, ident)
                 assert server is not None
                 server_key = server.id
             session = await self._session_of(headers, principal, server_key)

@@ -27,12 +27,16 @@ router = APIRouter(tags=["audit"])
 
 ResourceType = Literal[
     "admin_tokens",
+    "api_key_mcp_access",
+    "api_key_mcp_tool_grants",
     "api_key_model_access",
     "api_keys",
     "auth_sessions",
     "budgets",
     "external_identities",
     "invitations",
+    "mcp_servers",
+    "mcp_stdio_commands",
     "models",
     "organisations",
     "provider_api_keys",
