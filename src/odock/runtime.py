@@ -22,6 +22,7 @@ from odock.budgets.control import BudgetControl
 from odock.budgets.meters import MemoryMeterStore
 from odock.budgets.reconciler import BudgetReconciler
 from odock.budgets.redis_meters import RedisMeterStore
+from odock.budgets.stage import BudgetGate
 from odock.budgets.thresholds import ThresholdNotifier
 from odock.cache.bus import InvalidationBus, LocalInvalidationBus, RedisInvalidationBus
 from odock.cache.redis_link import RedisLink
@@ -32,6 +33,9 @@ from odock.keys.directory import KeyDirectory
 from odock.limits.limiter import MemoryRateLimiter, RedisRateLimiter
 from odock.limits.policy import PolicyResolver, parse_policy
 from odock.mcp.directory import McpDirectory
+from odock.mcp.links import Links, open_links
+from odock.mcp.sessions import McpSessionStore
+from odock.mcp.stage import McpGovernor
 from odock.pipeline.order import Governance, build_pipeline
 from odock.pipeline.runner import Pipeline
 from odock.providers.adapters.anthropic import AnthropicAdapter
@@ -79,6 +83,9 @@ class Runtime:
     pipeline: Pipeline
     tokens: TokenCounter
     mcp_servers: McpDirectory  # the MCP gateway's lookup of servers (secrets opened in memory only)
+    mcp_links: Links  # one link per upstream transport (the STDIO process pool among them)
+    mcp_sessions: McpSessionStore
+    mcp: McpGovernor  # the governed MCP exchange
 
 
 def open_adapters(upstream: UpstreamClient, connect_timeout: float) -> dict[str, Adapter]:
@@ -259,6 +266,23 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         await reconciler.start()
         stack.push_async_callback(reconciler.stop)
         pipeline = build_pipeline(keys, models, adapters, vault, recorder, governance, settings)
+        mcp_links = open_links(settings)
+        stack.push_async_callback(mcp_links.aclose)
+        mcp = McpGovernor(
+            governance.limiter,
+            governance.resolver,
+            BudgetGate(
+                governance.meters,
+                sessions,
+                fail_open=settings.governance_fail_open,
+                reservation_ttl=settings.budget_reservation_ttl_seconds,
+                unpriced_reservation_nanos=settings.unpriced_reservation_nanos,
+            ),
+            recorder,
+            mcp_links,
+            fail_open=settings.governance_fail_open,
+            output_allowance=settings.mcp_output_bytes_reserved,
+        )
         yield Runtime(
             settings=settings,
             engine=engine,
@@ -277,4 +301,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             pipeline=pipeline,
             tokens=TokenCounter(models, adapters, vault, settings.upstream_default_timeout_seconds),
             mcp_servers=mcp_servers,
+            mcp_links=mcp_links,
+            mcp_sessions=McpSessionStore(shared, settings.mcp_session_ttl_seconds),
+            mcp=mcp,
         )

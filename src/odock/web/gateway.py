@@ -52,6 +52,7 @@ from odock.web.asgi import (
     stamped,
 )
 from odock.web.client_ip import client_ip, parse_networks
+from odock.web.mcp import McpEndpoint, is_mcp_path
 from odock.web.responder import AsgiResponder
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,14 @@ class Gateway:
     def __init__(self, runtime: Runtime) -> None:
         self._rt = runtime
         self._trusted_proxies = parse_networks(runtime.settings.trusted_proxy_cidrs)
+        self._mcp = McpEndpoint(
+            runtime.keys,
+            runtime.mcp_servers,
+            runtime.mcp_sessions,
+            runtime.mcp,
+            max_request_bytes=runtime.settings.max_request_bytes,
+            trusted_proxies=self._trusted_proxies,
+        )
         # Model calls are routed by odock.surfaces.registry; these are the gateway's other routes.
         self._routes: dict[str, dict[str, Handler]] = {
             "/v1/models": {"GET": self._models},
@@ -79,7 +88,7 @@ class Gateway:
 
     def handles(self, path: str) -> bool:
         """True for paths this gateway owns."""
-        return path in self._routes or model_call_route(path) is not None
+        return path in self._routes or model_call_route(path) is not None or is_mcp_path(path)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = header_map(scope)
@@ -90,6 +99,9 @@ class Gateway:
             surface, params = call
             # The pipeline stamps its own request id.
             await self._model_call(surface, {**params, **query}, scope, receive, send, headers)
+            return
+        if call is None and is_mcp_path(path):
+            await self._mcp(scope, receive, send, headers)
             return
         request_id = accept_request_id(headers.get("x-request-id"))
         methods = self._routes.get(path) or self._gemini_counting(path)

@@ -159,7 +159,9 @@ class Channel(abc.ABC):
         try:
             for message in outgoing:
                 await self._write(message)
-            while waiter.ids:
+            # Until every request is answered and what was queued for them is delivered: the reader
+            # takes an id off when its answer arrives, which may be before the loop reads it.
+            while waiter.ids or not waiter.queue.empty():
                 try:
                     item = await asyncio.wait_for(waiter.queue.get(), self.target.timeout_seconds)
                 except TimeoutError:

@@ -1,0 +1,335 @@
+"""The MCP gateway end to end: the official ``mcp`` SDK client → Odock → real MCP servers.
+
+Servers: the SDK test server over Streamable HTTP and over the legacy SSE transport
+(tests/support/mcp_servers.py), ``mcp-server-time`` from PyPI over STDIO, and a STDIO server
+that crashes on demand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from odock.budgets.tables import QuotaMetric
+from odock.budgets.windows import Period
+from tests.conftest import Gateway, GatewayFactory, SettingsFactory
+from tests.support.mcp_gateway import McpTenant, connect, mcp_error, mcp_records, mcp_tenant
+from tests.support.mcp_servers import (
+    McpTestServer,
+    crashing_server_command,
+    start_mcp_server,
+    time_server_command,
+)
+
+TRANSPORTS = ["tools-http", "tools-sse"]
+
+
+@pytest.fixture(scope="module")
+def http_server() -> Iterator[McpTestServer]:
+    with start_mcp_server("streamable_http") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def sse_server() -> Iterator[McpTestServer]:
+    with start_mcp_server("sse") as server:
+        yield server
+
+
+@pytest.fixture
+def mcp_gateway(gateway_factory: GatewayFactory, keyed_settings: SettingsFactory) -> Gateway:
+    return gateway_factory(keyed_settings(mcp_stdio_allowed_commands=[sys.executable]))
+
+
+@pytest.fixture
+def tenant(mcp_gateway: Gateway, http_server: McpTestServer, sse_server: McpTestServer) -> McpTenant:
+    tenant = mcp_tenant(mcp_gateway)
+    tenant.add_server("tools-http", transport="STREAMABLE_HTTP", endpoint_url=http_server.url)
+    tenant.add_server("tools-sse", transport="SSE", endpoint_url=sse_server.url)
+    command, args = time_server_command()
+    tenant.add_server("time", transport="STDIO", stdio_command=command, stdio_args=list(args))
+    return tenant
+
+
+async def refusal(
+    gateway: Gateway, tenant: McpTenant, server: str | None, tool: str, **arguments: object
+) -> object:
+    """The MCPError a tool call through the gateway ends with."""
+    with pytest.raises(BaseException) as raised:
+        async with connect(gateway.base_url, tenant.secret, server) as client:
+            await client.call_tool(tool, arguments)
+    return mcp_error(raised.value)
+
+
+def text_of(result: object) -> str:
+    return result.content[0].text  # type: ignore[attr-defined, no-any-return]
+
+
+# --- every transport ----------------------------------------------------------------------------
+@pytest.mark.parametrize("server", TRANSPORTS)
+async def test_tools_list_and_call(mcp_gateway: Gateway, tenant: McpTenant, server: str) -> None:
+    async with connect(mcp_gateway.base_url, tenant.secret, server) as client:
+        listed = await client.list_tools()
+        assert {"echo", "add", "slow_count", "fail"} <= {tool.name for tool in listed.tools}
+        result = await client.call_tool("add", {"a": 2, "b": 40})
+        assert not result.is_error
+        assert "42" in text_of(result)
+        failed = await client.call_tool("fail", {})
+        assert failed.is_error
+
+
+async def test_stdio_time_server(mcp_gateway: Gateway, tenant: McpTenant) -> None:
+    async with connect(mcp_gateway.base_url, tenant.secret, "time") as client:
+        assert "get_current_time" in {tool.name for tool in (await client.list_tools()).tools}
+        result = await client.call_tool("get_current_time", {"timezone": "Europe/Paris"})
+        assert not result.is_error
+        assert "Europe/Paris" in text_of(result)
+
+
+@pytest.mark.parametrize("server", TRANSPORTS)
+async def test_resources_and_prompts_pass_through(
+    mcp_gateway: Gateway, tenant: McpTenant, server: str
+) -> None:
+    async with connect(mcp_gateway.base_url, tenant.secret, server) as client:
+        resources = await client.list_resources()
+        assert "res://greeting" in {str(r.uri) for r in resources.resources}
+        read = await client.read_resource("res://greeting")
+        assert read.contents[0].text  # type: ignore[union-attr]
+        prompt = await client.get_prompt("greet", {"name": "Ada"})
+        assert "Ada" in prompt.messages[0].content.text  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("server", TRANSPORTS)
+async def test_progress_arrives_before_the_result(
+    mcp_gateway: Gateway, tenant: McpTenant, server: str
+) -> None:
+    seen: list[float] = []
+
+    async def progress(done: float, total: float | None, message: str | None) -> None:
+        seen.append(done)
+
+    async with connect(mcp_gateway.base_url, tenant.secret, server) as client:
+        result = await client.call_tool("slow_count", {"n": 3}, progress_callback=progress)
+    assert "counted 3" in text_of(result)
+    assert seen == [1, 2, 3]
+
+
+@pytest.mark.parametrize("server", TRANSPORTS)
+async def test_cancellation_reaches_the_server(
+    mcp_gateway: Gateway,
+    tenant: McpTenant,
+    server: str,
+    http_server: McpTestServer,
+    sse_server: McpTestServer,
+) -> None:
+    upstream = http_server if server == "tools-http" else sse_server
+    before = upstream.state.cancelled
+    async with connect(mcp_gateway.base_url, tenant.secret, server) as client:
+        started = asyncio.Event()
+
+        async def progress(done: float, total: float | None, message: str | None) -> None:
+            started.set()  # wait_forever reports once when it starts waiting
+
+        call = asyncio.ensure_future(client.call_tool("wait_forever", {}, progress_callback=progress))
+        await asyncio.wait_for(started.wait(), 20)
+        call.cancel()
+        with pytest.raises((asyncio.CancelledError, BaseException)):
+            await call
+        counted = await client.call_tool("cancelled_count", {})
+    assert int(text_of(counted)) > before
+
+
+# --- usage ----------------------------------------------------------------------------------------
+async def test_one_usage_record_per_call_with_bytes_and_cost(
+    mcp_gateway: Gateway, tenant: McpTenant, http_server: McpTestServer
+) -> None:
+    pricing = {"call_nanos_usd": 1_000_000, "input_byte_nanos_usd": 10, "output_byte_nanos_usd": 2}
+    tenant.add_server("priced", transport="STREAMABLE_HTTP", endpoint_url=http_server.url, pricing=pricing)
+    async with connect(mcp_gateway.base_url, tenant.secret, "priced") as client:
+        await client.call_tool("echo", {"text": "x" * 100})
+    rows = mcp_records(mcp_gateway, "priced", count=2)
+    calls = [r for r in rows if r.mcp_method == "tools/call"]
+    assert len(calls) == 1
+    call = calls[0]
+    assert (call.provider, call.model, call.mcp_tool, call.mcp_tool_calls) == ("mcp", None, "echo", 1)
+    assert call.mcp_transport == "STREAMABLE_HTTP" and call.status == "success" and call.http_status == 200
+    assert call.api_key_id == tenant.tenant.key_id
+    assert call.bytes_in > 100 and call.bytes_out > 100
+    expected = 1_000_000 + call.bytes_in * 10 + call.bytes_out * 2
+    assert call.total_cost_nanos_usd == expected
+    assert call.billing["mcp"]["total_cost_nanos_usd"] == expected
+    assert {r.mcp_method for r in rows} >= {"tools/call"}
+
+
+# --- refusals -------------------------------------------------------------------------------------
+async def test_ungranted_server_is_refused(
+    mcp_gateway: Gateway, tenant: McpTenant, http_server: McpTestServer
+) -> None:
+    tenant.add_server("secret-tools", transport="STREAMABLE_HTTP", endpoint_url=http_server.url, grant=False)
+    error = await refusal(mcp_gateway, tenant, "secret-tools", "echo", text="hi")
+    assert error.error.data["code"] == "mcp_not_allowed"  # type: ignore[attr-defined]
+    assert error.error.data["status"] == 403  # type: ignore[attr-defined]
+    assert "no grant for MCP server 'secret-tools'" in str(error)
+
+
+async def test_unknown_and_disabled_servers_are_not_found(mcp_gateway: Gateway, tenant: McpTenant) -> None:
+    error = await refusal(mcp_gateway, tenant, "no-such-server", "echo")
+    assert error.error.data["code"] == "mcp_not_found"  # type: ignore[attr-defined]
+    tenant.update_server("tools-http", enabled=False)
+    error = await refusal(mcp_gateway, tenant, "tools-http", "echo")
+    assert error.error.data["code"] == "mcp_not_found"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("server", [*TRANSPORTS, "time"])
+async def test_blocked_and_unlisted_tools_are_refused_and_hidden(
+    mcp_gateway: Gateway, tenant: McpTenant, server: str
+) -> None:
+    if server == "time":
+        tenant.update_server(server, blocked_tools=["convert_time"])
+        hidden, visible = "convert_time", "get_current_time"
+    else:
+        tenant.update_server(server, allowed_tools=["echo", "add"], blocked_tools=["add"])
+        hidden, visible = "add", "echo"
+    async with connect(mcp_gateway.base_url, tenant.secret, server) as client:
+        names = {tool.name for tool in (await client.list_tools()).tools}
+        assert visible in names and hidden not in names
+        if server != "time":
+            assert "slow_count" not in names  # not among the allowed tools
+    error = await refusal(mcp_gateway, tenant, server, hidden)
+    assert error.error.data["code"] == "mcp_guardrail_block"  # type: ignore[attr-defined]
+    assert f"tool '{hidden}'" in str(error)
+
+
+async def test_key_tool_grants_deny_by_default(
+    mcp_gateway: Gateway, tenant: McpTenant, http_server: McpTestServer
+) -> None:
+    tenant.add_server(
+        "granted-tools", transport="STREAMABLE_HTTP", endpoint_url=http_server.url, tools=["echo"]
+    )
+    async with connect(mcp_gateway.base_url, tenant.secret, "granted-tools") as client:
+        assert [tool.name for tool in (await client.list_tools()).tools] == ["echo"]
+        assert "hi" in text_of(await client.call_tool("echo", {"text": "hi"}))
+    error = await refusal(mcp_gateway, tenant, "granted-tools", "add", a=1, b=2)
+    assert error.error.data["rule"] == "tool_grants"  # type: ignore[attr-defined]
+
+
+async def test_semantic_filter(mcp_gateway: Gateway, tenant: McpTenant) -> None:
+    tenant.update_server("tools-http", semantic_filter={"blocked_keywords": ["DROP TABLE"]})
+    error = await refusal(mcp_gateway, tenant, "tools-http", "echo", text="please drop table users")
+    assert error.error.data["rule"] == "semantic_filter"  # type: ignore[attr-defined]
+    async with connect(mcp_gateway.base_url, tenant.secret, "tools-http") as client:
+        assert "harmless" in text_of(await client.call_tool("echo", {"text": "harmless"}))
+
+
+async def test_budget_exhausted_is_402(
+    mcp_gateway: Gateway, tenant: McpTenant, http_server: McpTestServer
+) -> None:
+    pricing = {"call_nanos_usd": 1_000_000_000}  # one dollar a call
+    tenant.add_server("dear", transport="STREAMABLE_HTTP", endpoint_url=http_server.url, pricing=pricing)
+    mcp_gateway.run(
+        mcp_gateway.runtime.budgets.create_budget(
+            tenant.tenant.organisation_id, "mcp", amount_nanos_usd=2_500_000_000, period=Period.DAILY
+        )
+    )
+    async with connect(mcp_gateway.base_url, tenant.secret, "dear") as client:
+        for _ in range(2):
+            assert not (await client.call_tool("echo", {"text": "a"})).is_error
+    error = await refusal(mcp_gateway, tenant, "dear", "echo", text="a")
+    assert (error.error.data["code"], error.error.data["status"]) == ("budget_exceeded", 402)  # type: ignore[attr-defined]
+
+
+async def test_quota_is_429(mcp_gateway: Gateway, tenant: McpTenant) -> None:
+    async with connect(mcp_gateway.base_url, tenant.secret, "tools-http") as client:
+        await client.call_tool("echo", {"text": "warm"})  # the SDK lists the tools once, first
+        mcp_gateway.run(
+            mcp_gateway.runtime.budgets.create_quota(
+                tenant.tenant.organisation_id,
+                "calls",
+                metric=QuotaMetric.REQUESTS,
+                limit=1,
+                period=Period.DAILY,
+            )
+        )
+        await client.call_tool("echo", {"text": "first"})
+        with pytest.raises(BaseException) as raised:
+            await client.call_tool("echo", {"text": "second"})
+    error = mcp_error(raised.value)
+    assert (error.error.data["code"], error.error.data["status"]) == ("quota_exceeded", 429)
+
+
+async def test_rate_limit_of_the_server(mcp_gateway: Gateway, tenant: McpTenant) -> None:
+    async with connect(mcp_gateway.base_url, tenant.secret, "tools-http") as client:
+        await client.call_tool("echo", {"text": "warm"})  # the SDK lists the tools once, first
+        tenant.update_server("tools-http", policies={"ratelimit": {"requests": {"per_minute": 2}}})
+        await client.call_tool("echo", {"text": "1"})
+        await client.call_tool("echo", {"text": "2"})
+        with pytest.raises(BaseException) as raised:
+            await client.call_tool("echo", {"text": "3"})
+    error = mcp_error(raised.value)
+    assert (error.error.data["code"], error.error.data["scope"]) == ("rpm_exceeded", "mcp_server")
+
+
+async def test_crashed_stdio_server_is_restarted(mcp_gateway: Gateway, tenant: McpTenant) -> None:
+    command, args = crashing_server_command()
+    tenant.add_server("crashy", transport="STDIO", stdio_command=command, stdio_args=list(args))
+    async with connect(mcp_gateway.base_url, tenant.secret, "crashy") as client:
+        assert "before" in text_of(await client.call_tool("echo", {"text": "before"}))
+        with pytest.raises(BaseException) as raised:
+            await client.call_tool("crash", {})
+        error = mcp_error(raised.value)
+        assert error.error.data["code"] == "mcp_stdio_error"
+        assert "exited" in str(error)
+        assert "after" in text_of(await client.call_tool("echo", {"text": "after"}))
+
+
+async def test_upstream_auth_failure(mcp_gateway: Gateway, tenant: McpTenant) -> None:
+    with start_mcp_server("streamable_http", bearer_token="right") as guarded:
+        tenant.add_server(
+            "guarded", transport="STREAMABLE_HTTP", endpoint_url=guarded.url,
+            auth_type="BEARER", auth_config={"token": "wrong"},
+        )  # fmt: skip
+        error = await refusal(mcp_gateway, tenant, "guarded", "echo", text="x")
+        assert (error.error.data["code"], error.error.data["status"]) == ("mcp_auth_error", 502)  # type: ignore[attr-defined]
+        tenant.update_server("guarded", auth_config={"token": "right"})
+        async with connect(mcp_gateway.base_url, tenant.secret, "guarded") as client:
+            assert "ok" in text_of(await client.call_tool("echo", {"text": "ok"}))
+        assert guarded.state.authorizations and all(
+            a == "Bearer right" or a == "Bearer wrong" for a in guarded.state.authorizations
+        )
+        assert not any(
+            tenant.secret in a for a in guarded.state.authorizations
+        )  # the caller's key never goes upstream
+
+
+async def test_unreachable_endpoint(mcp_gateway: Gateway, tenant: McpTenant) -> None:
+    tenant.add_server("gone", transport="STREAMABLE_HTTP", endpoint_url="http://127.0.0.1:9/mcp")
+    error = await refusal(mcp_gateway, tenant, "gone", "echo")
+    assert (error.error.data["code"], error.error.data["status"]) == ("mcp_upstream_error", 502)  # type: ignore[attr-defined]
+
+
+# --- the aggregate endpoint -------------------------------------------------------------------------
+async def test_aggregate_endpoint(
+    mcp_gateway: Gateway, tenant: McpTenant, http_server: McpTestServer
+) -> None:
+    tenant.add_server("not-mine", transport="STREAMABLE_HTTP", endpoint_url=http_server.url, grant=False)
+    tenant.update_server("tools-sse", blocked_tools=["add"])
+    async with connect(mcp_gateway.base_url, tenant.secret) as client:
+        names = {tool.name for tool in (await client.list_tools()).tools}
+        assert {"tools-http__add", "tools-sse__echo", "time__get_current_time"} <= names
+        assert "tools-sse__add" not in names
+        assert not any(name.startswith("not-mine__") for name in names)
+        assert "42" in text_of(await client.call_tool("tools-http__add", {"a": 40, "b": 2}))
+        assert "Europe" in text_of(
+            await client.call_tool("time__get_current_time", {"timezone": "Europe/Rome"})
+        )
+        with pytest.raises(BaseException) as raised:
+            await client.call_tool("tools-sse__add", {"a": 1, "b": 1})
+        assert mcp_error(raised.value).error.data["code"] == "mcp_guardrail_block"
+        with pytest.raises(BaseException) as raised:
+            await client.call_tool("not-mine__echo", {"text": "x"})
+        assert mcp_error(raised.value).error.data["code"] == "mcp_not_found"
+    calls = [r for r in mcp_records(mcp_gateway, "tools-http", count=1) if r.mcp_method == "tools/call"]
+    assert calls and calls[-1].endpoint == "/v1/mcp" and calls[-1].mcp_tool == "add"
