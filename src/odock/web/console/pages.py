@@ -64,6 +64,7 @@ NAVIGATION: tuple[NavItem, ...] = (
     NavItem("API keys", "/keys", Resource.API_KEY, "Access"),
     NavItem("Models", "/models", Resource.PROVIDER, "Gateway"),
     NavItem("Providers", "/providers", Resource.PROVIDER, "Gateway"),
+    NavItem("MCP servers", "/mcp-servers", Resource.MCP_SERVER, "Gateway"),
     NavItem("Users", "/users", Resource.USER, "Organisation", reach=Reach.ORG),
     NavItem("Teams", "/teams", Resource.TEAM, "Organisation", Action.UPDATE, Reach.TEAM),
     NavItem("Settings", "/settings", Resource.ORGANISATION, "Organisation", Action.UPDATE, Reach.ORG),

@@ -27,6 +27,7 @@ from odock.web.api.routes import api_keys, budgets, models, policies
 from odock.web.api.routes.usage import list_usage_records
 from odock.web.api.services import Budgets, Envelopes, Keys, Models, Records, TenancyQueriesDep
 from odock.web.console.pages import render
+from odock.web.console.routes import mcp_servers
 from odock.web.console.routes.lookups import (
     choice,
     flag,
@@ -207,9 +208,11 @@ async def key_page(
         )
         offered = [m for m in listed.items if m.id not in granted]
     teams, users = await owner_names(request, actor, organisation_id, queries)
+    mcp = await mcp_servers.key_mcp_card(request, grant, organisation_id, api_key_id)
     return render(
         request,
         "keys/detail.html",
+        mcp=mcp,
         expires_local=local_time(key.expires_at, key.timezone),
         actor=actor,
         organisation_id=organisation_id,
