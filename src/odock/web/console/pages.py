@@ -52,7 +52,7 @@ class NavItem:
     reach: Reach = Reach.SELF  # shown when the role reaches ``action`` on ``resource`` this far
 
 
-# The organisation workspace. Later capabilities (MCP servers, routing, SafetySec, plugins,
+# The organisation workspace. Later capabilities (routing, SafetySec, plugins,
 # observability) add their entries to the "Gateway" section.
 NAVIGATION: tuple[NavItem, ...] = (
     NavItem("Dashboard", "", Resource.USAGE, "Overview"),
