@@ -140,7 +140,7 @@ def test_manual_add_refuses_an_unlisted_command_then_adds_a_remote_server(
     assert "search" in governance
     assert "delete" in governance
     assert "password" in governance
-    assert page.find("[data-price=call_usd_per_1m]").text == "$2.5"
+    assert page.find("[data-price=call_usd_per_1m]").text == "$2.50"
     assert page.find("[data-price=output_usd_per_1m_bytes]").text == "$0.001"
     assert "per minute" in page.find("[data-testid=policies]").text
 
