@@ -11,11 +11,14 @@ import asyncio
 import sys
 from collections.abc import Iterator
 
+import httpx
 import pytest
+from sqlalchemy import event
 
 from odock.budgets.tables import QuotaMetric
 from odock.budgets.windows import Period
 from tests.conftest import Gateway, GatewayFactory, SettingsFactory
+from tests.integration.test_hot_path import StatementAudit
 from tests.support.mcp_gateway import McpTenant, Refused, connect, mcp_records, mcp_tenant, refused
 from tests.support.mcp_servers import (
     McpTestServer,
@@ -330,3 +333,47 @@ async def test_aggregate_endpoint(
     calls = [r for r in mcp_records(mcp_gateway, "tools-http", count=1) if r.mcp_method == "tools/call"]
     assert calls
     assert (calls[-1].endpoint, calls[-1].mcp_tool) == ("/v1/mcp", "add")
+
+
+# --- the hot path ---------------------------------------------------------------------------------
+def test_a_warm_tool_call_runs_no_sql(mcp_gateway: Gateway, tenant: McpTenant) -> None:
+    """A cold MCP request reads the database (keys, servers); warm tool calls run no statement."""
+    statements = StatementAudit()
+    engine = mcp_gateway.runtime.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", statements)
+    url = f"{mcp_gateway.base_url}/v1/mcp/tools-http"
+    headers = {"Authorization": f"Bearer {tenant.secret}", "Accept": "application/json"}
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "t", "version": "1"},
+        },
+    }
+    try:
+        with httpx.Client(timeout=30) as http:
+            session: dict[str, str] = {}
+
+            def opened() -> None:
+                reply = http.post(url, headers=headers, json=initialize)
+                session["id"] = reply.headers["mcp-session-id"]
+
+            def called() -> None:
+                call = {
+                    "jsonrpc": "2.0",
+                    "id": 2,
+                    "method": "tools/call",
+                    "params": {"name": "echo", "arguments": {"text": "x"}},
+                }
+                reply = http.post(url, headers={**headers, "Mcp-Session-Id": session["id"]}, json=call)
+                assert "result" in reply.json(), reply.text
+
+            cold = statements.during(opened)
+            assert cold, "the cold request ran no request-scoped SQL: the audit is not seeing it"
+            for _ in range(3):
+                assert statements.during(called) == []
+    finally:
+        event.remove(engine, "before_cursor_execute", statements)
