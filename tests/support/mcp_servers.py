@@ -7,7 +7,8 @@ transport (``/sse``, messages POSTed to ``/messages/``). Every server has the sa
     echo(text)          → the text
     add(a, b)           → a + b
     slow_count(n)       reports progress 1..n (``ctx.report_progress``), then returns "counted n"
-    wait_forever()      reports progress once, then blocks until cancelled; each cancellation bumps ``state.cancelled``
+    wait_forever()      reports progress once, then blocks until cancelled (each cancellation
+                        bumps ``state.cancelled``)
     cancelled_count()   → how many ``wait_forever`` calls were cancelled so far
     fail()              raises: the result has ``isError: true``
 
@@ -18,9 +19,9 @@ accepts the tokens it issued). ``basic=(user, password)`` requires HTTP basic au
 :meth:`McpTestServer.drop_streams` ends the open GET streams (a dropped SSE channel).
 
 Use them through :func:`start_mcp_server` (a context manager) or the session-scoped fixtures of
-the link tests. STDIO servers: :func:`time_server_command` runs ``mcp-server-time``;
-:func:`crashing_server_command` runs ``tests/support/mcp_crashing_server.py`` (a tool ``crash``
-that exits the process with code 3, and ``echo``).
+the link tests (``tests/support/mcp_links.py``). STDIO servers: :func:`time_server_command` runs
+``mcp-server-time``; :func:`crashing_server_command` runs ``tests/support/mcp_crashing_server.py``
+(tools ``echo``, ``pid``, ``pause``, and ``crash``, which exits the process with code 3).
 """
 
 from __future__ import annotations
@@ -181,10 +182,12 @@ class _AuthGate:
         drop = asyncio.Event()
         entry = (asyncio.get_running_loop(), drop)
         self.streams.add(entry)
-        started = False
+        started = dropped = False
 
         async def tracked_send(message: Any) -> None:
             nonlocal started
+            if dropped:
+                return  # the server side goes on, unaware, as it would behind a dropped connection
             started = started or message["type"] == "http.response.start"
             await send(message)
 
@@ -195,14 +198,12 @@ class _AuthGate:
         finally:
             self.streams.discard(entry)
             dropping.cancel()
-        if serving.done():
-            serving.result()
-            return
-        serving.cancel()
-        with contextlib.suppress(BaseException):
+        if not serving.done():
+            dropped = True
+            if started:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        with contextlib.suppress(Exception):
             await serving
-        if started:
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 class _Server(uvicorn.Server):
