@@ -9,6 +9,7 @@ transport (``/sse``, messages POSTed to ``/messages/``). Every server has the sa
     slow_count(n)       reports progress 1..n (``ctx.report_progress``), then returns "counted n"
     wait_forever()      reports progress once, then blocks until cancelled (each cancellation
                         bumps ``state.cancelled``)
+    announce()          sends ``notifications/tools/list_changed`` on the server stream
     cancelled_count()   → how many ``wait_forever`` calls were cancelled so far
     fail()              raises: the result has ``isError: true``
 
@@ -54,6 +55,7 @@ class ServerState:
     cancelled: int = 0
     waiting: int = 0  # wait_forever calls currently blocked
     calls: int = 0  # tools/call handled
+    streams: int = 0  # GET streams opened (SSE channels, listen streams)
     authorizations: list[str] = field(default_factory=list)  # Authorization headers seen
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _changed: threading.Condition = field(init=False)
@@ -116,6 +118,12 @@ def build_server(state: ServerState, name: str = "odock-test") -> MCPServer[Any]
         finally:
             state.bump("waiting", -1)
         return "unreachable"
+
+    @server.tool()
+    async def announce(ctx: Context) -> str:
+        """Send ``notifications/tools/list_changed`` (unprompted: on the session's server stream)."""
+        await ctx.session.send_tool_list_changed()
+        return "announced"
 
     @server.tool()
     def cancelled_count() -> int:
@@ -182,6 +190,7 @@ class _AuthGate:
         drop = asyncio.Event()
         entry = (asyncio.get_running_loop(), drop)
         self.streams.add(entry)
+        self.state.bump("streams")
         started = dropped = False
 
         async def tracked_send(message: Any) -> None:

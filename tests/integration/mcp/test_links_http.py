@@ -191,3 +191,14 @@ async def test_target_headers_are_sent(link: StreamableHttpLink) -> None:
         binding = await link.open(target, CLIENT_PARAMS)
         [echoed] = await collect(link, target, binding, tool_call(1, "echo", text="ok"))
         assert text_of(echoed) == "ok"
+
+
+async def test_listen_ends_when_the_server_stream_drops(link: StreamableHttpLink) -> None:
+    with start_mcp_server("streamable_http") as server:
+        target = http_target(server.url)
+        binding = await link.open(target, CLIENT_PARAMS)
+        listening = link.listen(target, binding)
+        consumer = asyncio.ensure_future(anext(listening, None))
+        await server.state.wait_for_async(lambda s: s.streams == 1)
+        assert server.drop_streams() == 1
+        assert await asyncio.wait_for(consumer, 10) is None

@@ -179,3 +179,16 @@ async def test_unreachable_and_refused(link: SseLink) -> None:
         binding = await link.open(good, CLIENT_PARAMS)
         [echoed] = await collect(link, good, binding, tool_call(1, "echo", text="authorized"))
         assert text_of(echoed) == "authorized"
+
+
+async def test_listen_receives_unprompted_messages(link: SseLink, sse_server: McpTestServer) -> None:
+    target = sse_target(sse_server)
+    binding = await link.open(target, CLIENT_PARAMS)
+    listening = link.listen(target, binding)
+    consumer = asyncio.ensure_future(anext(listening))
+    await asyncio.sleep(0)  # one loop turn: the consumer subscribes (no I/O on that path)
+    [announced] = await collect(link, target, binding, tool_call(1, "announce"))
+    assert text_of(announced) == "announced"
+    heard = await asyncio.wait_for(consumer, 10)
+    assert heard["method"] == "notifications/tools/list_changed"
+    await listening.aclose()
