@@ -16,7 +16,8 @@ transport (``/sse``, messages POSTed to ``/messages/``). Every server has the sa
 plus the resource ``res://greeting`` and the prompt ``greet(name)``. ``bearer_token`` makes the
 server refuse (401) any request without ``Authorization: Bearer <token>``; ``token_check`` takes
 any predicate over the ``Authorization`` value instead (how a server behind the OAuth2 fake
-accepts the tokens it issued). ``basic=(user, password)`` requires HTTP basic auth.
+accepts the tokens it issued). ``basic=(user, password)`` requires HTTP basic auth;
+``json_response`` answers POSTs with JSON instead of SSE; ``stateless`` issues no sessions.
 :meth:`McpTestServer.drop_streams` ends the open GET streams (a dropped SSE channel).
 
 Use them through :func:`start_mcp_server` (a context manager) or the session-scoped fixtures of
@@ -240,6 +241,7 @@ class McpTestServer:
         basic: tuple[str, str] | None = None,
         token_check: Callable[[str], bool] | None = None,
         json_response: bool = False,
+        stateless: bool = False,
     ) -> None:
         self.transport = transport
         self.state = ServerState()
@@ -253,7 +255,7 @@ class McpTestServer:
             expected_basic = "Basic " + base64.b64encode(f"{basic[0]}:{basic[1]}".encode()).decode()
             check = lambda value: value == expected_basic  # noqa: E731
         if transport == "streamable_http":
-            inner = self.mcp.streamable_http_app(json_response=json_response)
+            inner = self.mcp.streamable_http_app(json_response=json_response, stateless_http=stateless)
         else:
             inner = self.mcp.sse_app()
         self._app = _AuthGate(inner, self.state, check)

@@ -202,3 +202,13 @@ async def test_listen_ends_when_the_server_stream_drops(link: StreamableHttpLink
         await server.state.wait_for_async(lambda s: s.streams == 1)
         assert server.drop_streams() == 1
         assert await asyncio.wait_for(consumer, 10) is None
+
+
+async def test_a_stateless_upstream(link: StreamableHttpLink) -> None:
+    with start_mcp_server("streamable_http", stateless=True) as server:
+        target = http_target(server.url)
+        binding = await link.open(target, CLIENT_PARAMS)
+        assert binding.upstream_session_id is None
+        [echoed] = await collect(link, target, binding, tool_call(1, "echo", text="no session"))
+        assert text_of(echoed) == "no session"
+        await link.close(target, binding)  # nothing to end
