@@ -6,6 +6,7 @@ transport (``/sse``, messages POSTed to ``/messages/``). Every server has the sa
 
     echo(text)          → the text
     add(a, b)           → a + b
+    big(size)           → a text of ``size`` characters
     slow_count(n)       reports progress 1..n (``ctx.report_progress``), then returns "counted n"
     wait_forever()      reports progress once, then blocks until cancelled (each cancellation
                         bumps ``state.cancelled``)
@@ -92,10 +93,34 @@ def build_server(state: ServerState, name: str = "odock-test") -> MCPServer[Any]
         return text
 
     @server.tool()
+    def big(size: int) -> str:
+        """A text of ``size`` characters (answers larger than any line buffer)."""
+        state.bump("calls")
+        return "x" * size
+
+    @server.tool()
     def add(a: int, b: int) -> int:
         """Add two integers."""
         state.bump("calls")
         return a + b
+
+    _add_session_tools(server, state)
+
+    @server.resource("res://greeting")
+    def greeting() -> str:
+        """A greeting."""
+        return "hello from the test server"
+
+    @server.prompt()
+    def greet(name: str) -> str:
+        """Greet someone."""
+        return f"Please greet {name} warmly."
+
+    return server
+
+
+def _add_session_tools(server: MCPServer[Any], state: ServerState) -> None:
+    """The tools that talk back on the session: progress, notifications, cancellation."""
 
     @server.tool()
     async def slow_count(n: int, ctx: Context) -> str:
@@ -136,18 +161,6 @@ def build_server(state: ServerState, name: str = "odock-test") -> MCPServer[Any]
         """Always fail."""
         state.bump("calls")
         raise RuntimeError("the fail tool failed, as asked")
-
-    @server.resource("res://greeting")
-    def greeting() -> str:
-        """A greeting."""
-        return "hello from the test server"
-
-    @server.prompt()
-    def greet(name: str) -> str:
-        """Greet someone."""
-        return f"Please greet {name} warmly."
-
-    return server
 
 
 class _AuthGate:

@@ -212,3 +212,10 @@ async def test_a_stateless_upstream(link: StreamableHttpLink) -> None:
         [echoed] = await collect(link, target, binding, tool_call(1, "echo", text="no session"))
         assert text_of(echoed) == "no session"
         await link.close(target, binding)  # nothing to end
+
+
+async def test_a_large_answer(link: StreamableHttpLink, http_server: McpTestServer) -> None:
+    target = http_target(http_server.url)
+    binding = await link.open(target, CLIENT_PARAMS)
+    [answer] = await collect(link, target, binding, tool_call(1, "big", size=3_000_000))
+    assert text_of(answer) == "x" * 3_000_000

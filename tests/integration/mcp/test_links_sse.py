@@ -192,3 +192,10 @@ async def test_listen_receives_unprompted_messages(link: SseLink, sse_server: Mc
     heard = await asyncio.wait_for(consumer, 10)
     assert heard["method"] == "notifications/tools/list_changed"
     await listening.aclose()
+
+
+async def test_a_large_answer(link: SseLink, sse_server: McpTestServer) -> None:
+    target = sse_target(sse_server)
+    binding = await link.open(target, CLIENT_PARAMS)
+    [answer] = await collect(link, target, binding, tool_call(1, "big", size=3_000_000))
+    assert text_of(answer) == "x" * 3_000_000

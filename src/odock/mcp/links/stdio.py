@@ -109,7 +109,7 @@ class StdioProcess(Channel):
                 for item in message if isinstance(message, list) else [message]:
                     if isinstance(item, dict):
                         self.deliver(item)
-        except (ValueError, OSError) as exc:  # a line over the limit, a broken pipe
+        except (ValueError, OSError, EOFError) as exc:  # a line over the limit, a broken pipe, a cut frame
             logger.warning("MCP server %s: stdout unreadable: %s", self.target.slug, exc)
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
