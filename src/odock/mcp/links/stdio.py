@@ -81,6 +81,10 @@ class StdioProcess(Channel):
             raise McpStdioError(
                 f"MCP server {target.slug}: could not start {target.command!r}: {exc.strerror or exc}"
             ) from exc
+        if self.stopping:  # the pool shut down while the process was being spawned
+            self.process.kill()
+            await self.process.wait()
+            raise McpStdioError(f"MCP server {target.slug}: the STDIO process was stopped")
         logger.info("MCP server %s: started STDIO process %d", target.slug, self.process.pid)
         loop = asyncio.get_running_loop()
         self._stderr_task = loop.create_task(self._read_stderr())
@@ -416,5 +420,7 @@ class StdioLink(BridgedLink):
                 process.idle_timer.cancel()
                 process.idle_timer = None
         await asyncio.gather(*(process.stop() for process in processes), return_exceptions=True)
-        while self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=STOP_GRACE_SECONDS * 3)
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=self.stop_grace_seconds * 3)
+        for task in list(self._tasks):
+            task.cancel()
