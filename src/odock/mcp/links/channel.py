@@ -20,7 +20,7 @@ import copy
 import itertools
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,7 +127,7 @@ class Channel(abc.ABC):
         raise self.error(f"MCP server {self.target.slug} refused initialize: {answer}")
 
     # --- exchanges and listeners ------------------------------------------------------------------
-    async def exchange(self, tag: str | None, messages: list[JsonRpc]) -> AsyncIterator[JsonRpc]:
+    async def exchange(self, tag: str | None, messages: list[JsonRpc]) -> AsyncGenerator[JsonRpc, None]:
         """Send ``messages`` (client ids) and yield what comes back for them (client ids)."""
         if self.failure is not None:
             raise self.failure
@@ -168,7 +168,7 @@ class Channel(abc.ABC):
         finally:
             self._abandon(waiter)
 
-    async def listen(self) -> AsyncIterator[JsonRpc]:
+    async def listen(self) -> AsyncGenerator[JsonRpc, None]:
         """Server messages that belong to no exchange, until the channel drops."""
         if self.failure is not None:
             return
@@ -290,7 +290,7 @@ class BridgedLink(abc.ABC):
 
     async def exchange(
         self, target: UpstreamTarget, binding: Binding, messages: list[JsonRpc]
-    ) -> AsyncIterator[JsonRpc]:
+    ) -> AsyncGenerator[JsonRpc, None]:
         """Send over a pooled channel; yield the answers with the client's ids."""
         load = sum(1 for message in messages if is_request(message))
         channel = await self._acquire(target, load)
@@ -300,7 +300,7 @@ class BridgedLink(abc.ABC):
         finally:
             self._release(channel, load)
 
-    async def listen(self, target: UpstreamTarget, binding: Binding) -> AsyncIterator[JsonRpc]:
+    async def listen(self, target: UpstreamTarget, binding: Binding) -> AsyncGenerator[JsonRpc, None]:
         """The messages a channel's upstream sends unprompted, until that channel drops."""
         channel = await self._acquire(target, 0)
         self._release(channel, 0)

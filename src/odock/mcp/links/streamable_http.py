@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncGenerator, Coroutine
 from typing import Any
 
 import aiohttp
@@ -74,7 +74,7 @@ class StreamableHttpLink:
 
     async def exchange(
         self, target: UpstreamTarget, binding: Binding, messages: list[JsonRpc]
-    ) -> AsyncIterator[JsonRpc]:
+    ) -> AsyncGenerator[JsonRpc, None]:
         """POST the messages; yield the answers as they arrive (see the Link contract).
 
         Several messages go as one JSON-RPC batch to upstreams of protocol revisions that have
@@ -89,7 +89,7 @@ class StreamableHttpLink:
 
     async def _merged(
         self, target: UpstreamTarget, binding: Binding, messages: list[JsonRpc]
-    ) -> AsyncIterator[JsonRpc]:
+    ) -> AsyncGenerator[JsonRpc, None]:
         """One POST per message, concurrently; their answers in arrival order."""
         queue: asyncio.Queue[JsonRpc | BaseException | None] = asyncio.Queue()
 
@@ -121,7 +121,7 @@ class StreamableHttpLink:
 
     async def _exchange(
         self, target: UpstreamTarget, binding: Binding, messages: list[JsonRpc]
-    ) -> AsyncIterator[JsonRpc]:
+    ) -> AsyncGenerator[JsonRpc, None]:
         """One POST of ``messages``, retried once on a new session if the upstream forgot it."""
         waiting = {message["id"] for message in messages if is_request(message)}
         try:
@@ -155,7 +155,7 @@ class StreamableHttpLink:
             if waiting:
                 self._spawn(self._cancel(target, binding, sorted(waiting, key=str)))
 
-    async def listen(self, target: UpstreamTarget, binding: Binding) -> AsyncIterator[JsonRpc]:
+    async def listen(self, target: UpstreamTarget, binding: Binding) -> AsyncGenerator[JsonRpc, None]:
         """GET the session's server stream; an upstream without one (405) ends it at once."""
         headers = await self._headers(target, binding.upstream_session_id, binding.protocol_version)
         headers["Accept"] = "text/event-stream"
@@ -237,7 +237,7 @@ class StreamableHttpLink:
 
     async def _answers(
         self, target: UpstreamTarget, response: aiohttp.ClientResponse
-    ) -> AsyncIterator[JsonRpc]:
+    ) -> AsyncGenerator[JsonRpc, None]:
         """The messages of a POST's answer: none (202), a JSON body, or an SSE stream."""
         if response.status == 202:
             return
