@@ -11,52 +11,10 @@ import pypdf
 import pytest
 
 from tests.support.api import ControlPlaneUnderTest
+from tests.support.mcp_usage_records import SERVERS, mcp_row
 from tests.support.usage_records import BASE_TIME, seed, usage_row
 
 RANGE = {"from": BASE_TIME.isoformat(), "to": (BASE_TIME + timedelta(days=6)).isoformat()}
-SERVERS = {"mcp-time": "time", "mcp-fetch": "fetch"}
-
-
-def mcp_row(org: str, server_id: str, method: str, tool: str | None, **values: Any) -> dict[str, Any]:
-    """An MCP usage record as the gateway writes it: provider "mcp", no model, the MCP columns set."""
-    calls = 1 if method == "tools/call" else 0
-    bytes_in, bytes_out = values.pop("bytes_in", 120), values.pop("bytes_out", 480)
-    pricing = {"call_nanos_usd": 1000, "input_byte_nanos_usd": 2, "output_byte_nanos_usd": 3}
-    call_cost, input_cost, output_cost = calls * 1000, bytes_in * 2, bytes_out * 3
-    cost = call_cost + input_cost + output_cost
-    billing = {
-        "mcp": {
-            "pricing": pricing,
-            "calls": calls,
-            "bytes_in": bytes_in,
-            "bytes_out": bytes_out,
-            "call_cost_nanos_usd": call_cost,
-            "input_cost_nanos_usd": input_cost,
-            "output_cost_nanos_usd": output_cost,
-            "total_cost_nanos_usd": cost,
-        }
-    }
-    row = {
-        "provider": "mcp",
-        "provider_id": None,
-        "model": None,
-        "model_id": None,
-        "endpoint": f"/mcp/{SERVERS[server_id]}",
-        "prompt_tokens": 0,
-        "completion_tokens": 0,
-        "mcp_server_id": server_id,
-        "mcp_server": SERVERS[server_id],
-        "mcp_transport": "streamable_http",
-        "mcp_method": method,
-        "mcp_tool": tool,
-        "mcp_tool_calls": calls,
-        "bytes_in": bytes_in,
-        "bytes_out": bytes_out,
-        "total_cost_nanos_usd": cost,
-        "billing": billing,
-    }
-    row.update(values)
-    return usage_row(org, **row)
 
 
 @pytest.fixture
