@@ -137,7 +137,7 @@ async def prepared(
     work_dir: Path,
     postgres_url: str = DEFAULT_POSTGRES_URL,
     redis_url: str = DEFAULT_REDIS_URL,
-    overrides: dict[str, str] | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> AsyncIterator[Backend]:
     """A ready backend; a production one's database and Redis keys are removed on exit.
 

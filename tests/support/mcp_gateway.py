@@ -74,9 +74,35 @@ async def connect(
 ) -> AsyncIterator[Client]:
     """The SDK client on ``/v1/mcp/{server}`` (the aggregate endpoint when ``server`` is None)."""
     url = f"{base_url}/v1/mcp" + (f"/{server}" if server else "")
-    async with http_client(secret) as http:
-        async with Client(streamable_http_client(url, http_client=http), **options) as client:
-            yield client
+    async with (
+        http_client(secret) as http,
+        Client(streamable_http_client(url, http_client=http), **options) as client,
+    ):
+        yield client
+
+
+@dataclass
+class Refused:
+    """What :func:`refused` caught: the SDK's ``MCPError`` (``.error.data`` holds Odock's code)."""
+
+    error: Any = None
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The error's ``data``: Odock's ``code`` and ``status`` (and the refusal's details)."""
+        return dict(self.error.error.data)
+
+
+@contextlib.asynccontextmanager
+async def refused() -> AsyncIterator[Refused]:
+    """Expect the block to fail with an ``MCPError`` (raised by the SDK client, possibly wrapped)."""
+    caught = Refused()
+    try:
+        yield caught
+    except BaseException as error:  # the SDK wraps it in exception groups
+        caught.error = mcp_error(error)
+    else:
+        raise AssertionError("expected the MCP call to be refused")
 
 
 def mcp_error(error: BaseException) -> Any:
@@ -92,7 +118,7 @@ def mcp_error(error: BaseException) -> Any:
             pending.extend(current.exceptions)
         if current.__cause__ is not None:
             pending.append(current.__cause__)
-    raise AssertionError(f"no MCPError in {error!r}")
+    raise error
 
 
 def mcp_records(gateway: Gateway, server: str, *, count: int = 1, timeout: float = 10.0) -> list[Any]:

@@ -6,21 +6,25 @@ transport (``/sse``, messages POSTed to ``/messages/``). Every server has the sa
 
     echo(text)          → the text
     add(a, b)           → a + b
+    big(size)           → a text of ``size`` characters
     slow_count(n)       reports progress 1..n (``ctx.report_progress``), then returns "counted n"
-    wait_forever()      reports progress once, then blocks until cancelled; each cancellation bumps ``state.cancelled``
+    wait_forever()      reports progress once, then blocks until cancelled (each cancellation
+                        bumps ``state.cancelled``)
+    announce()          sends ``notifications/tools/list_changed`` on the server stream
     cancelled_count()   → how many ``wait_forever`` calls were cancelled so far
     fail()              raises: the result has ``isError: true``
 
 plus the resource ``res://greeting`` and the prompt ``greet(name)``. ``bearer_token`` makes the
 server refuse (401) any request without ``Authorization: Bearer <token>``; ``token_check`` takes
 any predicate over the ``Authorization`` value instead (how a server behind the OAuth2 fake
-accepts the tokens it issued). ``basic=(user, password)`` requires HTTP basic auth.
+accepts the tokens it issued). ``basic=(user, password)`` requires HTTP basic auth;
+``json_response`` answers POSTs with JSON instead of SSE; ``stateless`` issues no sessions.
 :meth:`McpTestServer.drop_streams` ends the open GET streams (a dropped SSE channel).
 
 Use them through :func:`start_mcp_server` (a context manager) or the session-scoped fixtures of
-the link tests. STDIO servers: :func:`time_server_command` runs ``mcp-server-time``;
-:func:`crashing_server_command` runs ``tests/support/mcp_crashing_server.py`` (a tool ``crash``
-that exits the process with code 3, and ``echo``).
+the link tests (``tests/support/mcp_links.py``). STDIO servers: :func:`time_server_command` runs
+``mcp-server-time``; :func:`crashing_server_command` runs ``tests/support/mcp_crashing_server.py``
+(tools ``echo``, ``pid``, ``pause``, and ``crash``, which exits the process with code 3).
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ class ServerState:
     cancelled: int = 0
     waiting: int = 0  # wait_forever calls currently blocked
     calls: int = 0  # tools/call handled
+    streams: int = 0  # GET streams opened (SSE channels, listen streams)
     authorizations: list[str] = field(default_factory=list)  # Authorization headers seen
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _changed: threading.Condition = field(init=False)
@@ -88,10 +93,34 @@ def build_server(state: ServerState, name: str = "odock-test") -> MCPServer[Any]
         return text
 
     @server.tool()
+    def big(size: int) -> str:
+        """A text of ``size`` characters (answers larger than any line buffer)."""
+        state.bump("calls")
+        return "x" * size
+
+    @server.tool()
     def add(a: int, b: int) -> int:
         """Add two integers."""
         state.bump("calls")
         return a + b
+
+    _add_session_tools(server, state)
+
+    @server.resource("res://greeting")
+    def greeting() -> str:
+        """A greeting."""
+        return "hello from the test server"
+
+    @server.prompt()
+    def greet(name: str) -> str:
+        """Greet someone."""
+        return f"Please greet {name} warmly."
+
+    return server
+
+
+def _add_session_tools(server: MCPServer[Any], state: ServerState) -> None:
+    """The tools that talk back on the session: progress, notifications, cancellation."""
 
     @server.tool()
     async def slow_count(n: int, ctx: Context) -> str:
@@ -117,6 +146,12 @@ def build_server(state: ServerState, name: str = "odock-test") -> MCPServer[Any]
         return "unreachable"
 
     @server.tool()
+    async def announce(ctx: Context) -> str:
+        """Send ``notifications/tools/list_changed`` (unprompted: on the session's server stream)."""
+        await ctx.session.send_tool_list_changed()
+        return "announced"
+
+    @server.tool()
     def cancelled_count() -> int:
         """How many wait_forever calls were cancelled."""
         return state.cancelled
@@ -126,18 +161,6 @@ def build_server(state: ServerState, name: str = "odock-test") -> MCPServer[Any]
         """Always fail."""
         state.bump("calls")
         raise RuntimeError("the fail tool failed, as asked")
-
-    @server.resource("res://greeting")
-    def greeting() -> str:
-        """A greeting."""
-        return "hello from the test server"
-
-    @server.prompt()
-    def greet(name: str) -> str:
-        """Greet someone."""
-        return f"Please greet {name} warmly."
-
-    return server
 
 
 class _AuthGate:
@@ -181,10 +204,13 @@ class _AuthGate:
         drop = asyncio.Event()
         entry = (asyncio.get_running_loop(), drop)
         self.streams.add(entry)
-        started = False
+        self.state.bump("streams")
+        started = dropped = False
 
         async def tracked_send(message: Any) -> None:
             nonlocal started
+            if dropped:
+                return  # the server side goes on, unaware, as it would behind a dropped connection
             started = started or message["type"] == "http.response.start"
             await send(message)
 
@@ -195,14 +221,12 @@ class _AuthGate:
         finally:
             self.streams.discard(entry)
             dropping.cancel()
-        if serving.done():
-            serving.result()
-            return
-        serving.cancel()
-        with contextlib.suppress(BaseException):
+        if not serving.done():
+            dropped = True
+            if started:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        with contextlib.suppress(Exception):
             await serving
-        if started:
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 class _Server(uvicorn.Server):
@@ -230,6 +254,7 @@ class McpTestServer:
         basic: tuple[str, str] | None = None,
         token_check: Callable[[str], bool] | None = None,
         json_response: bool = False,
+        stateless: bool = False,
     ) -> None:
         self.transport = transport
         self.state = ServerState()
@@ -243,7 +268,7 @@ class McpTestServer:
             expected_basic = "Basic " + base64.b64encode(f"{basic[0]}:{basic[1]}".encode()).decode()
             check = lambda value: value == expected_basic  # noqa: E731
         if transport == "streamable_http":
-            inner = self.mcp.streamable_http_app(json_response=json_response)
+            inner = self.mcp.streamable_http_app(json_response=json_response, stateless_http=stateless)
         else:
             inner = self.mcp.sse_app()
         self._app = _AuthGate(inner, self.state, check)

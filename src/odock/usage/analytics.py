@@ -14,7 +14,12 @@
    latency_ms)`` sorts in the database and only the rows at the ranks the interpolation needs
    (at most ten) come back to Python, so a million values never cross into the process;
 3. the breakdown — one ``GROUP BY`` the chosen dimension, top N by the chosen metric, the rest
-   summed as one "other" entry.
+   summed as one "other" entry (the MCP server and MCP tool dimensions group MCP records only);
+4. the MCP top tools — one ``GROUP BY (server, tool or method)`` over the MCP records (skipped
+   when the filter keeps model calls only).
+
+Every aggregate also carries the split between model calls (AI) and MCP calls (records with
+``provider = "mcp"``): requests and cost of each, and the MCP tool calls.
 
 Percentiles are linear interpolation between the closest ranks, as PostgreSQL's
 ``percentile_cont`` (R's type 7): position ``p * (n - 1)`` in the sorted values.
@@ -39,11 +44,15 @@ from odock.billing import usd
 from odock.errors import UnprocessableEntity
 from odock.usage.queries import (
     COLUMNS,
+    MCP_PROVIDER,
     Owner,
     UsageFilter,
+    UsageKind,
     UsageReach,
     dialect_of,
     is_success,
+    kind_condition,
+    mcp_operation,
     names_of,
     usage_conditions,
 )
@@ -70,6 +79,8 @@ class Dimension(enum.StrEnum):
     USER = "user"
     API_KEY = "api_key"
     STATUS = "status"
+    MCP_SERVER = "mcp_server"
+    MCP_TOOL = "mcp_tool"
 
 
 class Metric(enum.StrEnum):
@@ -83,6 +94,17 @@ class Metric(enum.StrEnum):
     OUTPUT_TOKENS = "output_tokens"
     CACHED_TOKENS = "cached_tokens"
     REASONING_TOKENS = "reasoning_tokens"
+    TOOL_CALLS = "tool_calls"
+
+
+def _is_mcp() -> ColumnElement[bool]:
+    return COLUMNS.provider == MCP_PROVIDER
+
+
+def _mcp_tool_key() -> ColumnElement[Any]:
+    """``{server} / {tool or method}`` (the breakdown key and label of an MCP tool)."""
+    server = func.coalesce(COLUMNS.mcp_server, COLUMNS.mcp_server_id, "?")
+    return server.concat(" / ").concat(func.coalesce(mcp_operation(), "?"))
 
 
 _DIMENSION_COLUMNS: dict[Dimension, ColumnElement[Any]] = {
@@ -92,7 +114,9 @@ _DIMENSION_COLUMNS: dict[Dimension, ColumnElement[Any]] = {
     Dimension.USER: COLUMNS.user_id,
     Dimension.API_KEY: COLUMNS.api_key_id,
     Dimension.STATUS: COLUMNS.http_status,
+    Dimension.MCP_SERVER: COLUMNS.mcp_server_id,
 }
+_MCP_DIMENSIONS = frozenset({Dimension.MCP_SERVER, Dimension.MCP_TOOL})
 _DIMENSION_OWNERS = {Dimension.TEAM: Owner.TEAM, Dimension.USER: Owner.USER, Dimension.API_KEY: Owner.API_KEY}
 
 
@@ -122,6 +146,13 @@ class UsageMetrics(BaseModel):
     cost_usd: str
     average_latency_ms: float | None
     average_overhead_ms: float | None
+    llm_requests: int
+    mcp_requests: int
+    llm_cost_nanos_usd: int
+    llm_cost_usd: str
+    mcp_cost_nanos_usd: int
+    mcp_cost_usd: str
+    tool_calls: int
 
 
 class LatencyPercentiles(BaseModel):
@@ -167,6 +198,23 @@ class StatusClassCount(BaseModel):
     requests: int
 
 
+class McpToolUsage(BaseModel):
+    """One MCP tool (or JSON-RPC method, for calls that are not ``tools/call``) of one server."""
+
+    server_id: str | None
+    server: str | None
+    tool: str | None
+    label: str
+    requests: int
+    tool_calls: int
+    errors: int
+    average_latency_ms: float | None
+    bytes_in: int
+    bytes_out: int
+    cost_nanos_usd: int
+    cost_usd: str
+
+
 class UsageBreakdown(BaseModel):
     """One breakdown on its own (a second dimension beside a full report, at the cost of one scan)."""
 
@@ -191,6 +239,7 @@ class UsageAnalyticsReport(BaseModel):
     breakdown: list[BreakdownEntry]
     statuses: list[StatusCount]
     status_classes: list[StatusClassCount]
+    mcp_top_tools: list[McpToolUsage]
 
 
 @dataclass
@@ -207,6 +256,9 @@ class _Sums:
     cost: int = 0
     latency_sum: float = 0.0
     overhead_sum: float = 0.0
+    mcp_requests: int = 0
+    mcp_cost: int = 0
+    tool_calls: int = 0
 
     @classmethod
     def of(cls, row: Any) -> _Sums:
@@ -243,6 +295,13 @@ class _Sums:
             "cost_usd": usd(self.cost),
             "average_latency_ms": self.latency_sum / n if n else None,
             "average_overhead_ms": self.overhead_sum / n if n else None,
+            "llm_requests": n - self.mcp_requests,
+            "mcp_requests": self.mcp_requests,
+            "llm_cost_nanos_usd": self.cost - self.mcp_cost,
+            "llm_cost_usd": usd(self.cost - self.mcp_cost),
+            "mcp_cost_nanos_usd": self.mcp_cost,
+            "mcp_cost_usd": usd(self.mcp_cost),
+            "tool_calls": self.tool_calls,
         }
 
 
@@ -261,6 +320,9 @@ def _aggregates() -> tuple[ColumnElement[Any], ...]:
         total(COLUMNS.total_cost_nanos_usd, "cost"),
         total(COLUMNS.latency_ms, "latency_sum"),
         total(COLUMNS.gateway_overhead_ms, "overhead_sum"),
+        total(case((_is_mcp(), 1), else_=0), "mcp_requests"),
+        total(case((_is_mcp(), COLUMNS.total_cost_nanos_usd), else_=0), "mcp_cost"),
+        total(COLUMNS.mcp_tool_calls, "tool_calls"),
     )
 
 
@@ -383,6 +445,9 @@ class UsageAnalytics:
             else:
                 percentiles = await self._ranked_percentiles(session, conditions, sums.requests)
             breakdown = await self._breakdown(session, conditions, request)
+            tools = []
+            if wanted.kind is not UsageKind.LLM:
+                tools = await self._mcp_tools(session, conditions, request)
         classes: dict[str, int] = {}
         for status in statuses:
             name = f"{status.http_status // 100}xx"
@@ -399,6 +464,7 @@ class UsageAnalytics:
             breakdown=breakdown,
             statuses=statuses,
             status_classes=[StatusClassCount(status_class=k, requests=v) for k, v in sorted(classes.items())],
+            mcp_top_tools=tools,
         )
 
     async def breakdown(
@@ -502,19 +568,67 @@ class UsageAnalytics:
             overhead_p95_ms=interpolate(overhead, count, OVERHEAD_PERCENTILE),
         )
 
+    async def _mcp_tools(
+        self, session: AsyncSession, conditions: list[ColumnElement[bool]], request: AnalyticsRequest
+    ) -> list[McpToolUsage]:
+        """The MCP tools of the most calls (then requests), top N (no "other" entry)."""
+        server_id, operation = COLUMNS.mcp_server_id.label("server_id"), mcp_operation().label("tool")
+        query = (
+            select(
+                server_id,
+                func.max(COLUMNS.mcp_server).label("server"),
+                operation,
+                func.count().label("requests"),
+                func.coalesce(func.sum(COLUMNS.mcp_tool_calls), 0).label("tool_calls"),
+                func.coalesce(func.sum(case((is_success(), 0), else_=1)), 0).label("errors"),
+                func.avg(COLUMNS.latency_ms).label("latency"),
+                func.coalesce(func.sum(COLUMNS.bytes_in), 0).label("bytes_in"),
+                func.coalesce(func.sum(COLUMNS.bytes_out), 0).label("bytes_out"),
+                func.coalesce(func.sum(COLUMNS.total_cost_nanos_usd), 0).label("cost"),
+            )
+            .where(*conditions, _is_mcp())
+            .group_by(server_id, operation)
+        )
+        rows = list((await session.execute(query)).all())
+        rows.sort(key=lambda r: (-int(r.tool_calls), -int(r.requests), r.server or "", r.tool or ""))
+        return [
+            McpToolUsage(
+                server_id=row.server_id,
+                server=row.server,
+                tool=row.tool,
+                label=f"{row.server or row.server_id or '?'} / {row.tool or '?'}",
+                requests=int(row.requests),
+                tool_calls=int(row.tool_calls),
+                errors=int(row.errors),
+                average_latency_ms=None if row.latency is None else float(row.latency),
+                bytes_in=int(row.bytes_in),
+                bytes_out=int(row.bytes_out),
+                cost_nanos_usd=int(row.cost),
+                cost_usd=usd(int(row.cost)),
+            )
+            for row in rows[: request.top]
+        ]
+
     async def _breakdown(
         self, session: AsyncSession, conditions: list[ColumnElement[bool]], request: AnalyticsRequest
     ) -> list[BreakdownEntry]:
-        column = _DIMENSION_COLUMNS[request.group_by].label("key")
-        query = select(column, *_aggregates()).where(*conditions).group_by(column)
-        groups = [
-            (None if row.key is None else str(row.key), _Sums.of(row))
-            for row in (await session.execute(query)).all()
-        ]
+        dimension = request.group_by
+        expression = _mcp_tool_key() if dimension is Dimension.MCP_TOOL else _DIMENSION_COLUMNS[dimension]
+        column = expression.label("key")
+        labels: list[ColumnElement[Any]] = []
+        if dimension is Dimension.MCP_SERVER:  # the server's slug (the latest one, if renamed)
+            labels.append(func.max(COLUMNS.mcp_server).label("server"))
+        query = select(column, *labels, *_aggregates()).where(*conditions).group_by(column)
+        if dimension in _MCP_DIMENSIONS:
+            query = query.where(kind_condition(UsageKind.MCP))
+        rows = (await session.execute(query)).all()
+        groups = [(None if row.key is None else str(row.key), _Sums.of(row)) for row in rows]
         groups.sort(key=lambda group: (-group[1].metric(request.metric), group[0] or ""))
         top, rest = groups[: request.top], groups[request.top :]
-        owner = _DIMENSION_OWNERS.get(request.group_by)
+        owner = _DIMENSION_OWNERS.get(dimension)
         names = await names_of(session, owner, [k for k, _ in top if k]) if owner else {}
+        if dimension is Dimension.MCP_SERVER:
+            names = {str(row.key): row.server for row in rows if row.key is not None and row.server}
         entries = [
             BreakdownEntry(key=key, label=names.get(key, key) if key else None, **sums.metrics())
             for key, sums in top

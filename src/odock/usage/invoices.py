@@ -4,11 +4,13 @@ Nothing is persisted: an invoice is a read over ``usage_records`` for a period, 
 caller's reach, optionally narrowed to teams and API keys. Money stays integer nanos; every
 amount also comes as a USD string with 9 decimals (exact: the nano is the unit of account).
 
-One scan builds a preview: ``GROUP BY (api_key_id, team_id, user_id, provider, model)`` with
-the request, token and cost sums and the per-class costs of each record's billing JSON. Python
-folds its few hundred rows into the lines by API key, team and user and the direct
-organisation keys (no team, no user), the lines by model and provider, the LLM / MCP split (MCP
-calls are recorded with ``provider = "mcp"``) and the cost by category.
+One scan builds a preview: ``GROUP BY (api_key_id, team_id, user_id, provider, model, MCP
+server, MCP tool or method)`` with the request, token, cost, tool call and byte sums and the
+per-class costs of each record's billing JSON. Python folds its few hundred rows into the lines
+by API key, team and user and the direct organisation keys (no team, no user), the lines by
+model (model calls only) and provider, the LLM / MCP split (MCP calls are recorded with
+``provider = "mcp"`` and no model), the lines by MCP server and by MCP tool, and the cost by
+category.
 
 The CSV export streams every record of the same selection, a chunk of rows at a time
 (:meth:`~odock.usage.queries.UsageRecords.chunks`), so a million rows never sit in memory.
@@ -31,17 +33,18 @@ from odock.billing import NANOS_PER_USD
 from odock.db.base import utcnow
 from odock.usage.queries import (
     COLUMNS,
+    MCP_PROVIDER,
     SUMMARY_COLUMNS,
     Owner,
     UsageFilter,
     UsageReach,
     UsageRecords,
     dialect_of,
+    mcp_operation,
     names_of,
     usage_conditions,
 )
 
-MCP_PROVIDER = "mcp"
 CATEGORIES = ("input", "cached_input", "output", "reasoning", "embeddings")  # odock.billing classes
 
 
@@ -77,6 +80,21 @@ class ApiKeyCostLine(CostLine):
     owner: KeyOwner
     team_id: str | None
     user_id: str | None
+
+
+class McpCostLine(CostLine):
+    """The MCP calls of one server (``tool`` None) or of one tool of a server.
+
+    ``key`` is the server id (by server) or ``{server id}/{tool}`` (by tool); ``label`` the server's
+    slug, or ``{server} / {tool or method}``.
+    """
+
+    server_id: str | None
+    server: str | None
+    tool: str | None
+    tool_calls: int
+    bytes_in: int
+    bytes_out: int
 
 
 class CategoryCost(BaseModel):
@@ -124,6 +142,8 @@ class InvoicePreview(BaseModel):
     by_user: list[CostLine]
     by_api_key: list[ApiKeyCostLine]
     direct_organisation_keys: list[ApiKeyCostLine]
+    by_mcp_server: list[McpCostLine]
+    by_mcp_tool: list[McpCostLine]
 
 
 class _Tally:
@@ -211,6 +231,7 @@ class Invoices:
             filters=InvoiceFilters(team_ids=list(wanted.team_ids), api_key_ids=list(wanted.api_key_ids)),
             by_category=_by_category(rows),
             **_by_model(rows),
+            **_by_mcp(rows),
             **by_owner,
         )
 
@@ -249,14 +270,28 @@ class Invoices:
 
 def _grouped(conditions: list[ColumnElement[bool]]) -> Select[*tuple[Any, ...]]:
     """One scan for the whole invoice: figures and per-class costs by (key, team, user, provider, model)."""
-    groups = (COLUMNS.api_key_id, COLUMNS.team_id, COLUMNS.user_id, COLUMNS.provider, COLUMNS.model)
+    groups = (
+        COLUMNS.api_key_id,
+        COLUMNS.team_id,
+        COLUMNS.user_id,
+        COLUMNS.provider,
+        COLUMNS.model,
+        COLUMNS.mcp_server_id,
+        COLUMNS.mcp_server,
+        mcp_operation().label("mcp_operation"),
+    )
 
     def class_cost(name: str) -> ColumnElement[Any]:
         extracted = cast(COLUMNS.billing[f"{name}_cost_nanos_usd"].as_string(), BigInteger)
         return func.coalesce(func.sum(extracted), 0).label(name)
 
     categories = (class_cost(name) for name in CATEGORIES)
-    return select(*groups, *_figures(), *categories).where(*conditions).group_by(*groups)
+    mcp = (
+        func.coalesce(func.sum(COLUMNS.mcp_tool_calls), 0).label("tool_calls"),
+        func.coalesce(func.sum(COLUMNS.bytes_in), 0).label("bytes_in"),
+        func.coalesce(func.sum(COLUMNS.bytes_out), 0).label("bytes_out"),
+    )
+    return select(*groups, *_figures(), *categories, *mcp).where(*conditions).group_by(*groups)
 
 
 def _figures_of(row: Row[Any]) -> tuple[int, int, int]:
@@ -270,11 +305,12 @@ def _by_model(rows: Sequence[Row[Any]]) -> dict[str, Any]:
     total, mcp = _Tally(), _Tally()
     for row in rows:
         figures = _figures_of(row)
-        models.setdefault(row.model, _Tally()).add(*figures)
         providers.setdefault(row.provider, _Tally()).add(*figures)
         total.add(*figures)
         if row.provider == MCP_PROVIDER:
             mcp.add(*figures)
+        else:
+            models.setdefault(row.model, _Tally()).add(*figures)
     llm_cost = total.cost - mcp.cost
     totals = InvoiceTotals(
         requests=total.requests,
@@ -287,6 +323,66 @@ def _by_model(rows: Sequence[Row[Any]]) -> dict[str, Any]:
         mcp_cost_usd=usd9(mcp.cost),
     )
     return {"totals": totals, "by_model": _lines(models), "by_provider": _lines(providers)}
+
+
+class _McpTally(_Tally):
+    """A :class:`_Tally` with the tool calls and bytes of MCP records, and the server's slug."""
+
+    __slots__ = ("bytes_in", "bytes_out", "server", "tool_calls")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tool_calls = self.bytes_in = self.bytes_out = 0
+        self.server: str | None = None
+
+    def add_row(self, row: Row[Any]) -> None:
+        """Add one group's figures, tool calls and bytes."""
+        self.add(*_figures_of(row))
+        self.tool_calls += int(row.tool_calls)
+        self.bytes_in += int(row.bytes_in)
+        self.bytes_out += int(row.bytes_out)
+        self.server = self.server or row.mcp_server
+
+    def mcp_line(
+        self, key: str | None, label: str | None, server_id: str | None, tool: str | None
+    ) -> McpCostLine:
+        """This tally as an MCP invoice line."""
+        return McpCostLine(
+            **self.line(key, label).model_dump(),
+            server_id=server_id,
+            server=self.server,
+            tool=tool,
+            tool_calls=self.tool_calls,
+            bytes_in=self.bytes_in,
+            bytes_out=self.bytes_out,
+        )
+
+
+def _by_mcp(rows: Sequence[Row[Any]]) -> dict[str, list[McpCostLine]]:
+    """The MCP records' lines by server and by (server, tool or method), by descending cost."""
+    servers: dict[str | None, _McpTally] = {}
+    tools: dict[tuple[str | None, str | None], _McpTally] = {}
+    for row in rows:
+        if row.provider != MCP_PROVIDER:
+            continue
+        servers.setdefault(row.mcp_server_id, _McpTally()).add_row(row)
+        tools.setdefault((row.mcp_server_id, row.mcp_operation), _McpTally()).add_row(row)
+    by_server = [
+        tally.mcp_line(server_id, tally.server or server_id, server_id, None)
+        for server_id, tally in servers.items()
+    ]
+    by_tool = [
+        tally.mcp_line(
+            f"{server_id or ''}/{tool or ''}",
+            f"{tally.server or server_id or '?'} / {tool or '?'}",
+            server_id,
+            tool,
+        )
+        for (server_id, tool), tally in tools.items()
+    ]
+    for lines in (by_server, by_tool):
+        lines.sort(key=lambda line: (-line.cost_nanos_usd, line.key or ""))
+    return {"by_mcp_server": by_server, "by_mcp_tool": by_tool}
 
 
 def _by_category(rows: Sequence[Row[Any]]) -> list[CategoryCost]:

@@ -35,7 +35,16 @@ COLUMNS = UsageRecord.__table__.c
 SUCCESS_STATUSES = (200, 399)  # spec §11.4: success rate counts 2xx and 3xx
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")  # the gateway accepts no others
 
+MCP_PROVIDER = "mcp"  # the provider of every MCP usage record (its model is None)
+
 Status = str | int  # "success", "error", or one exact HTTP status
+
+
+class UsageKind(enum.StrEnum):
+    """Which gateway a record came through: model calls or MCP calls (``provider = "mcp"``)."""
+
+    LLM = "llm"
+    MCP = "mcp"
 
 
 @dataclass(frozen=True)
@@ -83,6 +92,9 @@ class UsageFilter:
     api_key_ids: tuple[str, ...] = ()
     request_id_prefix: str | None = None
     stream: bool | None = None
+    kind: UsageKind | None = None
+    mcp_server_ids: tuple[str, ...] = ()
+    mcp_tools: tuple[str, ...] = ()
 
     def within(self, start: datetime, end: datetime) -> UsageFilter:
         """This filter over another time range."""
@@ -120,6 +132,18 @@ def _status_condition(status: Status) -> ColumnElement[bool]:
     return UsageRecord.http_status == int(status)
 
 
+def kind_condition(kind: UsageKind) -> ColumnElement[bool]:
+    """MCP records (``provider = "mcp"``) or every other record (a model call)."""
+    if kind is UsageKind.MCP:
+        return UsageRecord.provider == MCP_PROVIDER
+    return or_(UsageRecord.provider.is_(None), UsageRecord.provider != MCP_PROVIDER)
+
+
+def mcp_operation() -> ColumnElement[Any]:
+    """What an MCP record did: the tool called, else the JSON-RPC method."""
+    return func.coalesce(UsageRecord.mcp_tool, UsageRecord.mcp_method)
+
+
 def _prefix_condition(prefix: str, dialect: str) -> ColumnElement[bool]:
     # A request id holds none of GLOB's wildcards (REQUEST_ID_PATTERN), but may hold LIKE's "_".
     # SQLite: GLOB is case-sensitive and uses the request_id index; LIKE would do neither.
@@ -145,6 +169,8 @@ def usage_conditions(reach: UsageReach, wanted: UsageFilter, dialect: str) -> li
         (UsageRecord.team_id, wanted.team_ids),
         (UsageRecord.user_id, wanted.user_ids),
         (UsageRecord.api_key_id, wanted.api_key_ids),
+        (UsageRecord.mcp_server_id, wanted.mcp_server_ids),
+        (UsageRecord.mcp_tool, wanted.mcp_tools),
     ):
         if len(values) == 1:
             conditions.append(column == values[0])
@@ -154,6 +180,8 @@ def usage_conditions(reach: UsageReach, wanted: UsageFilter, dialect: str) -> li
         conditions.append(_prefix_condition(wanted.request_id_prefix, dialect))
     if wanted.stream is not None:
         conditions.append(UsageRecord.stream.is_(wanted.stream))
+    if wanted.kind is not None:
+        conditions.append(kind_condition(wanted.kind))
     return conditions
 
 
@@ -241,6 +269,11 @@ class UsageRecordSummary(BaseModel):
     total_cost_usd: str | None
     latency_ms: float
     gateway_overhead_ms: float
+    mcp_server_id: str | None
+    mcp_server: str | None
+    mcp_method: str | None
+    mcp_tool: str | None
+    mcp_tool_calls: int
 
 
 class UsageRecordDetail(UsageRecordSummary):
@@ -253,6 +286,7 @@ class UsageRecordDetail(UsageRecordSummary):
     bytes_out: int
     trace_id: str | None
     rerouted: bool
+    mcp_transport: str | None
     token_details: dict[str, Any]
     billing: dict[str, Any]
     provider_usage: dict[str, Any]
@@ -286,6 +320,11 @@ SUMMARY_COLUMNS = (
     UsageRecord.total_cost_nanos_usd,
     UsageRecord.latency_ms,
     UsageRecord.gateway_overhead_ms,
+    UsageRecord.mcp_server_id,
+    UsageRecord.mcp_server,
+    UsageRecord.mcp_method,
+    UsageRecord.mcp_tool,
+    UsageRecord.mcp_tool_calls,
 )
 _TOKEN_FIELDS = frozenset(TokenCounts.model_fields)
 
@@ -319,6 +358,7 @@ def detail_of(record: UsageRecord) -> UsageRecordDetail:
         bytes_out=record.bytes_out,
         trace_id=_trace_id(record.metadata_ or {}),
         rerouted=bool(routing.get("rerouted")),
+        mcp_transport=record.mcp_transport,
         token_details=record.tokens or {},
         billing=record.billing or {},
         provider_usage=record.provider_usage or {},

@@ -80,6 +80,7 @@ MCP_PREFIX = "/v1/mcp"
 SESSION_HEADER = "mcp-session-id"
 NAMESPACE = "__"  # the aggregate endpoint's tool names: {server slug}__{tool}
 HANDSHAKE_VERSIONS = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
+STREAM_PROBE_SECONDS = 0.5  # how long a GET waits to learn whether a forwarded server has a stream
 SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
 AGGREGATE_INFO = {"name": "odock", "title": "Odock MCP gateway", "version": "1"}
 AGGREGATE_INSTRUCTIONS = (
@@ -439,12 +440,32 @@ class McpEndpoint:
 
         async def relay() -> None:
             async with contextlib.aclosing(link.listen(server.target, binding)) as stream:
-                await replies.open()
+                if server.transport is Transport.STREAMABLE_HTTP:
+                    # A forwarded server without a stream of its own (405) ends the upstream GET
+                    # at once: answer 405 then, or the client would reconnect forever to a stream
+                    # that always ends. A quiet, healthy stream is opened after this short look.
+                    first = asyncio.ensure_future(anext(stream))
+                    try:
+                        await asyncio.wait({first}, timeout=STREAM_PROBE_SECONDS)
+                        if first.done() and isinstance(first.exception(), StopAsyncIteration):
+                            refusal = MethodNotAllowed(f"MCP server '{server.slug}' offers no server stream")
+                            await Replies(send, False, {"allow": "POST, DELETE"}).fail(refusal, [])
+                            return
+                        await replies.open()
+                        message = await first
+                    finally:
+                        if not first.done():  # cancelled meanwhile: stop it before the stream closes
+                            first.cancel()
+                            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                                await first
+                    await replies(message, orjson.dumps(message))
+                else:
+                    await replies.open()
                 async for message in stream:
                     await replies(message, orjson.dumps(message))
 
         try:
-            if await _watched(scope, receive, None, relay()):
+            if await _watched(scope, receive, None, relay()) and replies.started:
                 await replies.finish(False)
         except McpUpstreamError as error:
             await replies.fail(error, [])

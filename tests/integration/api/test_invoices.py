@@ -85,16 +85,28 @@ def billed(control_plane: ControlPlaneUnderTest) -> dict[str, Any]:
             timestamp=at,
             api_key_id="key-mcp",
             provider="mcp",
-            model="files",
+            provider_id=None,
+            model=None,
+            model_id=None,
+            mcp_server_id="mcp-files",
+            mcp_server="files",
+            mcp_transport="streamable_http",
+            mcp_method="tools/call",
+            mcp_tool="read_file",
+            mcp_tool_calls=1,
+            prompt_tokens=0,
+            completion_tokens=0,
             total_cost_nanos_usd=1_146_850,
-            billing={"tool_cost_nanos_usd": 1_146_850},
+            billing={"mcp": {"total_cost_nanos_usd": 1_146_850}},
         ),
     ]
     outside = [
         usage_row(org, timestamp=BASE_TIME - timedelta(microseconds=1), total_cost_nanos_usd=999),
         usage_row(org, timestamp=BASE_TIME + timedelta(days=31), total_cost_nanos_usd=999),
     ]
-    seed(control_plane.gateway, rows + outside)
+    # One insert per shape (an executemany takes its columns from the first row): the MCP row last.
+    seed(control_plane.gateway, rows[:-1] + outside)
+    seed(control_plane.gateway, rows[-1:])
     return {"org": org, "rows": rows, **made}
 
 
@@ -138,10 +150,12 @@ def test_lines_by_model_team_key_and_provider(
     """Every breakdown adds up to the total, with names for teams and keys and direct keys apart."""
     body = preview(control_plane, billed["org"])
     rows, total = billed["rows"], cost_of(billed["rows"])
-    for section in ("by_model", "by_provider", "by_api_key"):
+    for section in ("by_provider", "by_api_key"):
         assert sum(line["cost_nanos_usd"] for line in body[section]) == total, section
+    llm = [r for r in rows if r["provider"] != "mcp"]
     models = {line["key"]: line["cost_nanos_usd"] for line in body["by_model"]}
-    assert models == {m: cost_of([r for r in rows if r["model"] == m]) for m in {r["model"] for r in rows}}
+    assert models == {m: cost_of([r for r in llm if r["model"] == m]) for m in {r["model"] for r in llm}}
+    assert sum(models.values()) == body["totals"]["llm_cost_nanos_usd"]
     teams = {line["label"]: line["cost_nanos_usd"] for line in body["by_team"]}
     assert teams == {"alpha": 1_500_000_008, "beta": 30_000}
     direct = body["direct_organisation_keys"]
@@ -196,10 +210,14 @@ def test_csv_export_has_one_line_per_record(
         assert line["total_cost_usd"] == ("" if cost is None else usd9(cost))
         assert (line["request_id"], line["model"], line["http_status"]) == (
             row["request_id"],
-            row["model"],
+            row["model"] or "",
             str(row["http_status"]),
         )
         assert datetime.fromisoformat(line["timestamp"]) == row["timestamp"]
+        assert (line["mcp_server"], line["mcp_tool"]) == (
+            row.get("mcp_server") or "",
+            row.get("mcp_tool") or "",
+        )
 
 
 def test_csv_export_streams_many_chunks(control_plane: ControlPlaneUnderTest) -> None:

@@ -46,6 +46,7 @@ PUBLIC: dict[tuple[str, str], str] = {
     ("GET", "/api/auth/oauth/providers"): "the sign-in page lists the sign-in providers",
     ("GET", "/api/auth/oauth/{provider}/login"): "starts an OAuth / OpenID Connect sign-in",
     ("GET", "/api/auth/oauth/{provider}/callback"): "the OAuth provider's redirect back (state-checked)",
+    ("GET", "/api/mcp-catalogue"): "any signed-in caller reads the shipped MCP catalogue",
     ("GET", "/api/invitations/{token}"): "the invitation link is the credential",
     ("POST", "/api/invitations/{token}/accept"): "the invitation link is the credential",
     ("GET", "/invite/{token}"): "the invitation link is the credential",

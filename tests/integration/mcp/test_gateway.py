@@ -11,12 +11,15 @@ import asyncio
 import sys
 from collections.abc import Iterator
 
+import httpx
 import pytest
+from sqlalchemy import event
 
 from odock.budgets.tables import QuotaMetric
 from odock.budgets.windows import Period
 from tests.conftest import Gateway, GatewayFactory, SettingsFactory
-from tests.support.mcp_gateway import McpTenant, connect, mcp_error, mcp_records, mcp_tenant
+from tests.integration.test_hot_path import StatementAudit
+from tests.support.mcp_gateway import McpTenant, Refused, connect, mcp_records, mcp_tenant, refused
 from tests.support.mcp_servers import (
     McpTestServer,
     crashing_server_command,
@@ -56,12 +59,11 @@ def tenant(mcp_gateway: Gateway, http_server: McpTestServer, sse_server: McpTest
 
 async def refusal(
     gateway: Gateway, tenant: McpTenant, server: str | None, tool: str, **arguments: object
-) -> object:
-    """The MCPError a tool call through the gateway ends with."""
-    with pytest.raises(BaseException) as raised:
-        async with connect(gateway.base_url, tenant.secret, server) as client:
-            await client.call_tool(tool, arguments)
-    return mcp_error(raised.value)
+) -> Refused:
+    """What a tool call through the gateway is refused with."""
+    async with refused() as caught, connect(gateway.base_url, tenant.secret, server) as client:
+        await client.call_tool(tool, arguments)
+    return caught
 
 
 def text_of(result: object) -> str:
@@ -155,9 +157,9 @@ async def test_one_usage_record_per_call_with_bytes_and_cost(
     assert len(calls) == 1
     call = calls[0]
     assert (call.provider, call.model, call.mcp_tool, call.mcp_tool_calls) == ("mcp", None, "echo", 1)
-    assert call.mcp_transport == "STREAMABLE_HTTP" and call.status == "success" and call.http_status == 200
+    assert (call.mcp_transport, call.status, call.http_status) == ("STREAMABLE_HTTP", "success", 200)
     assert call.api_key_id == tenant.tenant.key_id
-    assert call.bytes_in > 100 and call.bytes_out > 100
+    assert min(call.bytes_in, call.bytes_out) > 100
     expected = 1_000_000 + call.bytes_in * 10 + call.bytes_out * 2
     assert call.total_cost_nanos_usd == expected
     assert call.billing["mcp"]["total_cost_nanos_usd"] == expected
@@ -170,17 +172,17 @@ async def test_ungranted_server_is_refused(
 ) -> None:
     tenant.add_server("secret-tools", transport="STREAMABLE_HTTP", endpoint_url=http_server.url, grant=False)
     error = await refusal(mcp_gateway, tenant, "secret-tools", "echo", text="hi")
-    assert error.error.data["code"] == "mcp_not_allowed"  # type: ignore[attr-defined]
-    assert error.error.data["status"] == 403  # type: ignore[attr-defined]
+    assert error.data["code"] == "mcp_not_allowed"
+    assert error.data["status"] == 403
     assert "no grant for MCP server 'secret-tools'" in str(error)
 
 
 async def test_unknown_and_disabled_servers_are_not_found(mcp_gateway: Gateway, tenant: McpTenant) -> None:
     error = await refusal(mcp_gateway, tenant, "no-such-server", "echo")
-    assert error.error.data["code"] == "mcp_not_found"  # type: ignore[attr-defined]
+    assert error.data["code"] == "mcp_not_found"
     tenant.update_server("tools-http", enabled=False)
     error = await refusal(mcp_gateway, tenant, "tools-http", "echo")
-    assert error.error.data["code"] == "mcp_not_found"  # type: ignore[attr-defined]
+    assert error.data["code"] == "mcp_not_found"
 
 
 @pytest.mark.parametrize("server", [*TRANSPORTS, "time"])
@@ -195,11 +197,12 @@ async def test_blocked_and_unlisted_tools_are_refused_and_hidden(
         hidden, visible = "add", "echo"
     async with connect(mcp_gateway.base_url, tenant.secret, server) as client:
         names = {tool.name for tool in (await client.list_tools()).tools}
-        assert visible in names and hidden not in names
+        assert visible in names
+        assert hidden not in names
         if server != "time":
             assert "slow_count" not in names  # not among the allowed tools
     error = await refusal(mcp_gateway, tenant, server, hidden)
-    assert error.error.data["code"] == "mcp_guardrail_block"  # type: ignore[attr-defined]
+    assert error.data["code"] == "mcp_guardrail_block"
     assert f"tool '{hidden}'" in str(error)
 
 
@@ -213,13 +216,13 @@ async def test_key_tool_grants_deny_by_default(
         assert [tool.name for tool in (await client.list_tools()).tools] == ["echo"]
         assert "hi" in text_of(await client.call_tool("echo", {"text": "hi"}))
     error = await refusal(mcp_gateway, tenant, "granted-tools", "add", a=1, b=2)
-    assert error.error.data["rule"] == "tool_grants"  # type: ignore[attr-defined]
+    assert error.data["rule"] == "tool_grants"
 
 
 async def test_semantic_filter(mcp_gateway: Gateway, tenant: McpTenant) -> None:
     tenant.update_server("tools-http", semantic_filter={"blocked_keywords": ["DROP TABLE"]})
     error = await refusal(mcp_gateway, tenant, "tools-http", "echo", text="please drop table users")
-    assert error.error.data["rule"] == "semantic_filter"  # type: ignore[attr-defined]
+    assert error.data["rule"] == "semantic_filter"
     async with connect(mcp_gateway.base_url, tenant.secret, "tools-http") as client:
         assert "harmless" in text_of(await client.call_tool("echo", {"text": "harmless"}))
 
@@ -238,7 +241,7 @@ async def test_budget_exhausted_is_402(
         for _ in range(2):
             assert not (await client.call_tool("echo", {"text": "a"})).is_error
     error = await refusal(mcp_gateway, tenant, "dear", "echo", text="a")
-    assert (error.error.data["code"], error.error.data["status"]) == ("budget_exceeded", 402)  # type: ignore[attr-defined]
+    assert (error.data["code"], error.data["status"]) == ("budget_exceeded", 402)
 
 
 async def test_quota_is_429(mcp_gateway: Gateway, tenant: McpTenant) -> None:
@@ -254,10 +257,10 @@ async def test_quota_is_429(mcp_gateway: Gateway, tenant: McpTenant) -> None:
             )
         )
         await client.call_tool("echo", {"text": "first"})
-        with pytest.raises(BaseException) as raised:
+        async with refused() as raised:
             await client.call_tool("echo", {"text": "second"})
-    error = mcp_error(raised.value)
-    assert (error.error.data["code"], error.error.data["status"]) == ("quota_exceeded", 429)
+    error = raised
+    assert (error.data["code"], error.data["status"]) == ("quota_exceeded", 429)
 
 
 async def test_rate_limit_of_the_server(mcp_gateway: Gateway, tenant: McpTenant) -> None:
@@ -266,10 +269,10 @@ async def test_rate_limit_of_the_server(mcp_gateway: Gateway, tenant: McpTenant)
         tenant.update_server("tools-http", policies={"ratelimit": {"requests": {"per_minute": 2}}})
         await client.call_tool("echo", {"text": "1"})
         await client.call_tool("echo", {"text": "2"})
-        with pytest.raises(BaseException) as raised:
+        async with refused() as raised:
             await client.call_tool("echo", {"text": "3"})
-    error = mcp_error(raised.value)
-    assert (error.error.data["code"], error.error.data["scope"]) == ("rpm_exceeded", "mcp_server")
+    error = raised
+    assert (error.data["code"], error.data["scope"]) == ("rpm_exceeded", "mcp_server")
 
 
 async def test_crashed_stdio_server_is_restarted(mcp_gateway: Gateway, tenant: McpTenant) -> None:
@@ -277,10 +280,10 @@ async def test_crashed_stdio_server_is_restarted(mcp_gateway: Gateway, tenant: M
     tenant.add_server("crashy", transport="STDIO", stdio_command=command, stdio_args=list(args))
     async with connect(mcp_gateway.base_url, tenant.secret, "crashy") as client:
         assert "before" in text_of(await client.call_tool("echo", {"text": "before"}))
-        with pytest.raises(BaseException) as raised:
+        async with refused() as raised:
             await client.call_tool("crash", {})
-        error = mcp_error(raised.value)
-        assert error.error.data["code"] == "mcp_stdio_error"
+        error = raised
+        assert error.data["code"] == "mcp_stdio_error"
         assert "exited" in str(error)
         assert "after" in text_of(await client.call_tool("echo", {"text": "after"}))
 
@@ -292,22 +295,18 @@ async def test_upstream_auth_failure(mcp_gateway: Gateway, tenant: McpTenant) ->
             auth_type="BEARER", auth_config={"token": "wrong"},
         )  # fmt: skip
         error = await refusal(mcp_gateway, tenant, "guarded", "echo", text="x")
-        assert (error.error.data["code"], error.error.data["status"]) == ("mcp_auth_error", 502)  # type: ignore[attr-defined]
+        assert (error.data["code"], error.data["status"]) == ("mcp_auth_error", 502)
         tenant.update_server("guarded", auth_config={"token": "right"})
         async with connect(mcp_gateway.base_url, tenant.secret, "guarded") as client:
             assert "ok" in text_of(await client.call_tool("echo", {"text": "ok"}))
-        assert guarded.state.authorizations and all(
-            a == "Bearer right" or a == "Bearer wrong" for a in guarded.state.authorizations
-        )
-        assert not any(
-            tenant.secret in a for a in guarded.state.authorizations
-        )  # the caller's key never goes upstream
+        # Only the configured credentials went upstream, never the caller's key.
+        assert set(guarded.state.authorizations) == {"Bearer wrong", "Bearer right"}
 
 
 async def test_unreachable_endpoint(mcp_gateway: Gateway, tenant: McpTenant) -> None:
     tenant.add_server("gone", transport="STREAMABLE_HTTP", endpoint_url="http://127.0.0.1:9/mcp")
     error = await refusal(mcp_gateway, tenant, "gone", "echo")
-    assert (error.error.data["code"], error.error.data["status"]) == ("mcp_upstream_error", 502)  # type: ignore[attr-defined]
+    assert (error.data["code"], error.data["status"]) == ("mcp_upstream_error", 502)
 
 
 # --- the aggregate endpoint -------------------------------------------------------------------------
@@ -325,11 +324,56 @@ async def test_aggregate_endpoint(
         assert "Europe" in text_of(
             await client.call_tool("time__get_current_time", {"timezone": "Europe/Rome"})
         )
-        with pytest.raises(BaseException) as raised:
+        async with refused() as raised:
             await client.call_tool("tools-sse__add", {"a": 1, "b": 1})
-        assert mcp_error(raised.value).error.data["code"] == "mcp_guardrail_block"
-        with pytest.raises(BaseException) as raised:
+        assert raised.data["code"] == "mcp_guardrail_block"
+        async with refused() as raised:
             await client.call_tool("not-mine__echo", {"text": "x"})
-        assert mcp_error(raised.value).error.data["code"] == "mcp_not_found"
+        assert raised.data["code"] == "mcp_not_found"
     calls = [r for r in mcp_records(mcp_gateway, "tools-http", count=1) if r.mcp_method == "tools/call"]
-    assert calls and calls[-1].endpoint == "/v1/mcp" and calls[-1].mcp_tool == "add"
+    assert calls
+    assert (calls[-1].endpoint, calls[-1].mcp_tool) == ("/v1/mcp", "add")
+
+
+# --- the hot path ---------------------------------------------------------------------------------
+def test_a_warm_tool_call_runs_no_sql(mcp_gateway: Gateway, tenant: McpTenant) -> None:
+    """A cold MCP request reads the database (keys, servers); warm tool calls run no statement."""
+    statements = StatementAudit()
+    engine = mcp_gateway.runtime.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", statements)
+    url = f"{mcp_gateway.base_url}/v1/mcp/tools-http"
+    headers = {"Authorization": f"Bearer {tenant.secret}", "Accept": "application/json"}
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "t", "version": "1"},
+        },
+    }
+    try:
+        with httpx.Client(timeout=30) as http:
+            session: dict[str, str] = {}
+
+            def opened() -> None:
+                reply = http.post(url, headers=headers, json=initialize)
+                session["id"] = reply.headers["mcp-session-id"]
+
+            def called() -> None:
+                call = {
+                    "jsonrpc": "2.0",
+                    "id": 2,
+                    "method": "tools/call",
+                    "params": {"name": "echo", "arguments": {"text": "x"}},
+                }
+                reply = http.post(url, headers={**headers, "Mcp-Session-Id": session["id"]}, json=call)
+                assert "result" in reply.json(), reply.text
+
+            cold = statements.during(opened)
+            assert cold, "the cold request ran no request-scoped SQL: the audit is not seeing it"
+            for _ in range(3):
+                assert statements.during(called) == []
+    finally:
+        event.remove(engine, "before_cursor_execute", statements)

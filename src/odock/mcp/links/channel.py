@@ -20,7 +20,7 @@ import copy
 import itertools
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +60,8 @@ class Channel(abc.ABC):
         self._owners: dict[tuple[str | None, Any], int] = {}  # (client session tag, client id) → upstream id
         self._listeners: set[asyncio.Queue[Any]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._unsent = 0  # requests registered whose exchange is still writing them
+        self.on_sent: Callable[[], None] = lambda: None  # called once an exchange's messages are out
 
     # --- what a concrete channel provides -----------------------------------------------------
     @abc.abstractmethod
@@ -125,7 +127,7 @@ class Channel(abc.ABC):
         raise self.error(f"MCP server {self.target.slug} refused initialize: {answer}")
 
     # --- exchanges and listeners ------------------------------------------------------------------
-    async def exchange(self, tag: str | None, messages: list[JsonRpc]) -> AsyncIterator[JsonRpc]:
+    async def exchange(self, tag: str | None, messages: list[JsonRpc]) -> AsyncGenerator[JsonRpc, None]:
         """Send ``messages`` (client ids) and yield what comes back for them (client ids)."""
         if self.failure is not None:
             raise self.failure
@@ -133,35 +135,23 @@ class Channel(abc.ABC):
         outgoing: list[JsonRpc] = []
         for message in messages:
             if is_request(message):
-                upstream_id = next(self._ids)
-                waiter.ids[upstream_id] = message["id"]
-                self._pending[upstream_id] = waiter
-                self._owners[(tag, message["id"])] = upstream_id
-                rewritten = dict(message)
-                rewritten["id"] = upstream_id
-                token = progress_token(message)
-                if token is not None:
-                    upstream_token = f"odock-{upstream_id}"
-                    waiter.tokens[upstream_token] = token
-                    self._progress[upstream_token] = waiter
-                    rewritten["params"] = copy.copy(message["params"])
-                    rewritten["params"]["_meta"] = {
-                        **message["params"]["_meta"],
-                        "progressToken": upstream_token,
-                    }
-                outgoing.append(rewritten)
+                outgoing.append(self._register(tag, waiter, message))
             elif message.get("method") == "notifications/cancelled":
                 cancelled = self._cancelled_by_client(tag, message)
                 if cancelled is not None:
                     outgoing.append(cancelled)
             else:
                 outgoing.append(message)
+        remaining = len(waiter.ids)  # responses (or client cancellations) still to come
+        self._unsent += remaining
         try:
-            for message in outgoing:
-                await self._write(message)
-            # Until every request is answered and what was queued for them is delivered: the reader
-            # takes an id off when its answer arrives, which may be before the loop reads it.
-            while waiter.ids or not waiter.queue.empty():
+            try:
+                for message in outgoing:
+                    await self._write(message)
+            finally:
+                self._unsent -= remaining
+            self.on_sent()
+            while remaining:
                 try:
                     item = await asyncio.wait_for(waiter.queue.get(), self.target.timeout_seconds)
                 except TimeoutError:
@@ -171,13 +161,14 @@ class Channel(abc.ABC):
                     ) from None
                 if isinstance(item, McpUpstreamError):
                     raise item
-                if item is _DONE:
-                    continue
-                yield item
+                if item is _DONE or is_response(item):
+                    remaining -= 1
+                if item is not _DONE:
+                    yield item
         finally:
             self._abandon(waiter)
 
-    async def listen(self) -> AsyncIterator[JsonRpc]:
+    async def listen(self) -> AsyncGenerator[JsonRpc, None]:
         """Server messages that belong to no exchange, until the channel drops."""
         if self.failure is not None:
             return
@@ -195,9 +186,28 @@ class Channel(abc.ABC):
     @property
     def in_flight(self) -> int:
         """Requests sent and not answered yet."""
-        return len(self._pending)
+        return len(self._pending) - self._unsent
 
     # --- helpers ------------------------------------------------------------------------------------
+    def _register(self, tag: str | None, waiter: _Waiter, message: JsonRpc) -> JsonRpc:
+        """Give a client's request an id (and progress token) unique on the channel; route its answers
+        to ``waiter``; return the request as sent upstream."""
+        upstream_id = next(self._ids)
+        waiter.ids[upstream_id] = message["id"]
+        self._pending[upstream_id] = waiter
+        self._owners[(tag, message["id"])] = upstream_id
+        rewritten = dict(message)
+        rewritten["id"] = upstream_id
+        token = progress_token(message)
+        if token is not None:
+            upstream_token = f"odock-{upstream_id}"
+            waiter.tokens[upstream_token] = token
+            self._progress[upstream_token] = waiter
+            rewritten["params"] = copy.copy(message["params"])
+            rewritten["params"]["_meta"] = {**message["params"]["_meta"], "progressToken": upstream_token}
+        return rewritten
+
+    # --- routing helpers ---------------------------------------------------------------------------
     def _cancelled_by_client(self, tag: str | None, message: JsonRpc) -> JsonRpc | None:
         """The client's ``notifications/cancelled`` with the upstream id (None: nothing to cancel)."""
         params = message.get("params")
@@ -280,7 +290,7 @@ class BridgedLink(abc.ABC):
 
     async def exchange(
         self, target: UpstreamTarget, binding: Binding, messages: list[JsonRpc]
-    ) -> AsyncIterator[JsonRpc]:
+    ) -> AsyncGenerator[JsonRpc, None]:
         """Send over a pooled channel; yield the answers with the client's ids."""
         load = sum(1 for message in messages if is_request(message))
         channel = await self._acquire(target, load)
@@ -290,7 +300,7 @@ class BridgedLink(abc.ABC):
         finally:
             self._release(channel, load)
 
-    async def listen(self, target: UpstreamTarget, binding: Binding) -> AsyncIterator[JsonRpc]:
+    async def listen(self, target: UpstreamTarget, binding: Binding) -> AsyncGenerator[JsonRpc, None]:
         """The messages a channel's upstream sends unprompted, until that channel drops."""
         channel = await self._acquire(target, 0)
         self._release(channel, 0)

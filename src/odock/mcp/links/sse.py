@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from urllib.parse import urljoin
 
 import aiohttp
+from aiohttp.http_exceptions import HttpProcessingError
 
 from odock.errors import McpUpstreamError
 from odock.mcp.link import JsonRpc, UpstreamTarget
@@ -72,16 +73,17 @@ class SseChannel(Channel):
             raise
 
     async def _read(self, events: AsyncIterator[tuple[str, str]]) -> None:
+        reason = "the upstream closed it"
         try:
             async for event, data in events:
                 if event == "message" and data.strip():
                     for message in parse_messages(data.encode(), self.target):
                         self.deliver(message)
-            reason = "the upstream closed it"
-        except (aiohttp.ClientError, TimeoutError, McpUpstreamError) as exc:
-            reason = f"{type(exc).__name__}: {exc}"
-        logger.info("MCP server %s: SSE stream dropped (%s)", self.target.slug, reason)
-        self.fail(McpUpstreamError(f"MCP server {self.target.slug}: the SSE stream dropped ({reason})"))
+        except (aiohttp.ClientError, HttpProcessingError, ValueError, TimeoutError, McpUpstreamError) as exc:
+            reason = f"{type(exc).__name__}: {exc}"[:300]
+        finally:  # however reading ends, the channel's exchanges and listeners learn it
+            logger.info("MCP server %s: SSE stream dropped (%s)", self.target.slug, reason)
+            self.fail(McpUpstreamError(f"MCP server {self.target.slug}: the SSE stream dropped ({reason})"))
 
     async def _write(self, message: JsonRpc) -> None:
         target = self.target

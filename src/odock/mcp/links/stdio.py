@@ -49,6 +49,7 @@ class StdioProcess(Channel):
     def __init__(self, target: UpstreamTarget, pool: _ServerPool) -> None:
         super().__init__(target, McpStdioError)
         self.pool = pool
+        self.on_sent = pool.link.changed
         self.process: asyncio.subprocess.Process | None = None
         self.started_at = 0.0
         self.last_stderr = ""
@@ -80,6 +81,10 @@ class StdioProcess(Channel):
             raise McpStdioError(
                 f"MCP server {target.slug}: could not start {target.command!r}: {exc.strerror or exc}"
             ) from exc
+        if self.stopping:  # the pool shut down while the process was being spawned
+            self.process.kill()
+            await self.process.wait()
+            raise McpStdioError(f"MCP server {target.slug}: the STDIO process was stopped")
         logger.info("MCP server %s: started STDIO process %d", target.slug, self.process.pid)
         loop = asyncio.get_running_loop()
         self._stderr_task = loop.create_task(self._read_stderr())
@@ -108,7 +113,7 @@ class StdioProcess(Channel):
                 for item in message if isinstance(message, list) else [message]:
                     if isinstance(item, dict):
                         self.deliver(item)
-        except (ValueError, OSError) as exc:  # a line over the limit, a broken pipe
+        except (ValueError, OSError, EOFError) as exc:  # a line over the limit, a broken pipe, a cut frame
             logger.warning("MCP server %s: stdout unreadable: %s", self.target.slug, exc)
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
@@ -149,6 +154,8 @@ class StdioProcess(Channel):
         process = self.process
         if self.failure is not None:
             raise self.failure
+        if self.stopping:
+            raise McpStdioError(f"MCP server {self.target.slug}: the STDIO process was stopped")
         if process is None or process.stdin is None or process.stdin.is_closing():
             raise McpStdioError(f"MCP server {self.target.slug}: the STDIO process is not running")
         async with self._write_lock:
@@ -175,9 +182,10 @@ class StdioProcess(Channel):
             return
         if process.returncode is None and process.stdin is not None:
             process.stdin.close()
+        grace = self.pool.link.stop_grace_seconds
         for signal_it in (process.terminate, process.kill):
             try:
-                await asyncio.wait_for(process.wait(), STOP_GRACE_SECONDS)
+                await asyncio.wait_for(process.wait(), grace)
                 break
             except TimeoutError:
                 with contextlib.suppress(ProcessLookupError):
@@ -187,7 +195,7 @@ class StdioProcess(Channel):
         for task in (self._stdout_task, self._stderr_task):
             if task is not None:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(task), STOP_GRACE_SECONDS)
+                    await asyncio.wait_for(asyncio.shield(task), grace)
 
 
 @dataclass(eq=False)
@@ -235,6 +243,7 @@ class StdioLink(BridgedLink):
         capacity_wait_seconds: float = 5.0,
         crash_window_seconds: float = 5.0,
         backoff_scale: float = 1.0,
+        stop_grace_seconds: float = STOP_GRACE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.max_processes = settings.mcp_stdio_max_processes
@@ -244,6 +253,7 @@ class StdioLink(BridgedLink):
         self.capacity_wait_seconds = capacity_wait_seconds
         self.crash_window_seconds = crash_window_seconds
         self.backoff_scale = backoff_scale  # tests shrink the restart pauses
+        self.stop_grace_seconds = stop_grace_seconds
         self.clock = clock
         self.starts = 0  # processes started since the link was made
         self.peak_total = 0  # most processes alive at once, every server
@@ -258,7 +268,7 @@ class StdioLink(BridgedLink):
         return {
             server_id: {
                 "processes": len(pool.processes),
-                "in_flight": sum(process.in_flight for process in pool.processes),
+                "in_flight": sum(process.in_flight for process in pool.processes if process.ready.is_set()),
                 "peak": pool.peak,
             }
             for server_id, pool in self._pools.items()
@@ -410,5 +420,7 @@ class StdioLink(BridgedLink):
                 process.idle_timer.cancel()
                 process.idle_timer = None
         await asyncio.gather(*(process.stop() for process in processes), return_exceptions=True)
-        while self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=STOP_GRACE_SECONDS * 3)
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=self.stop_grace_seconds * 3)
+        for task in list(self._tasks):
+            task.cancel()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncGenerator, Coroutine
 from typing import Any
 
 import aiohttp
@@ -35,6 +35,7 @@ logger = logging.getLogger("odock.mcp.links")
 ACCEPT = "application/json, text/event-stream"
 SESSION_HEADER = "Mcp-Session-Id"
 VERSION_HEADER = "MCP-Protocol-Version"
+NO_BATCH_VERSION = "2025-06-18"  # the first protocol revision without JSON-RPC batches
 
 
 class StreamableHttpLink:
@@ -73,8 +74,55 @@ class StreamableHttpLink:
 
     async def exchange(
         self, target: UpstreamTarget, binding: Binding, messages: list[JsonRpc]
-    ) -> AsyncIterator[JsonRpc]:
-        """POST the messages; yield the answers as they arrive (see the Link contract)."""
+    ) -> AsyncGenerator[JsonRpc, None]:
+        """POST the messages; yield the answers as they arrive (see the Link contract).
+
+        Several messages go as one JSON-RPC batch to upstreams of protocol revisions that have
+        batches (before 2025-06-18), otherwise as concurrent POSTs whose answers are merged.
+        """
+        if len(messages) > 1 and binding.protocol_version >= NO_BATCH_VERSION:
+            async for message in self._merged(target, binding, messages):
+                yield message
+            return
+        async for message in self._exchange(target, binding, messages):
+            yield message
+
+    async def _merged(
+        self, target: UpstreamTarget, binding: Binding, messages: list[JsonRpc]
+    ) -> AsyncGenerator[JsonRpc, None]:
+        """One POST per message, concurrently; their answers in arrival order."""
+        queue: asyncio.Queue[JsonRpc | BaseException | None] = asyncio.Queue()
+
+        async def pump(message: JsonRpc) -> None:
+            try:
+                async for answer in self._exchange(target, binding, [message]):
+                    queue.put_nowait(answer)
+            except Exception as exc:  # handed to the consumer, which raises it
+                queue.put_nowait(exc)
+            finally:
+                queue.put_nowait(None)
+
+        loop = asyncio.get_running_loop()
+        pumps = [loop.create_task(pump(message)) for message in messages]
+        try:
+            running = len(pumps)
+            while running:
+                item = await queue.get()
+                if item is None:
+                    running -= 1
+                elif isinstance(item, BaseException):
+                    raise item
+                else:
+                    yield item
+        finally:
+            for task in pumps:
+                task.cancel()
+            await asyncio.gather(*pumps, return_exceptions=True)
+
+    async def _exchange(
+        self, target: UpstreamTarget, binding: Binding, messages: list[JsonRpc]
+    ) -> AsyncGenerator[JsonRpc, None]:
+        """One POST of ``messages``, retried once on a new session if the upstream forgot it."""
         waiting = {message["id"] for message in messages if is_request(message)}
         try:
             for attempt in (1, 2):
@@ -87,7 +135,7 @@ class StreamableHttpLink:
                     session_retry=attempt == 1,
                 ) as response:
                     if response.status == 404:
-                        await self._reopen(target, binding)
+                        await self._reopen(target, binding, response.request_info.headers.get(SESSION_HEADER))
                         continue
                     if not waiting:
                         return
@@ -107,7 +155,7 @@ class StreamableHttpLink:
             if waiting:
                 self._spawn(self._cancel(target, binding, sorted(waiting, key=str)))
 
-    async def listen(self, target: UpstreamTarget, binding: Binding) -> AsyncIterator[JsonRpc]:
+    async def listen(self, target: UpstreamTarget, binding: Binding) -> AsyncGenerator[JsonRpc, None]:
         """GET the session's server stream; an upstream without one (405) ends it at once."""
         headers = await self._headers(target, binding.upstream_session_id, binding.protocol_version)
         headers["Accept"] = "text/event-stream"
@@ -189,7 +237,7 @@ class StreamableHttpLink:
 
     async def _answers(
         self, target: UpstreamTarget, response: aiohttp.ClientResponse
-    ) -> AsyncIterator[JsonRpc]:
+    ) -> AsyncGenerator[JsonRpc, None]:
         """The messages of a POST's answer: none (202), a JSON body, or an SSE stream."""
         if response.status == 202:
             return
@@ -206,8 +254,11 @@ class StreamableHttpLink:
             for message in parse_messages(raw, target):
                 yield message
 
-    async def _reopen(self, target: UpstreamTarget, binding: Binding) -> None:
-        """The upstream forgot the session: open a new one and update ``binding`` in place."""
+    async def _reopen(self, target: UpstreamTarget, binding: Binding, forgotten: str | None) -> None:
+        """The upstream forgot the session: open a new one and update ``binding`` in place
+        (unless a concurrent exchange of the same binding did already)."""
+        if binding.upstream_session_id != forgotten:
+            return
         logger.info("MCP server %s forgot session; opening a new upstream session", target.slug)
         fresh = await self.open(target, binding.client_params)
         binding.protocol_version = fresh.protocol_version

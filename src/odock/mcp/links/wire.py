@@ -45,12 +45,24 @@ def parse_messages(raw: bytes, target: UpstreamTarget) -> list[JsonRpc]:
     return items
 
 
+async def _lines(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
+    """The lines of a stream as they arrive, of any length (aiohttp's own readline caps them)."""
+    buffer = b""
+    async for chunk in content.iter_any():
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            yield line
+    if buffer:
+        yield buffer
+
+
 async def sse_events(content: aiohttp.StreamReader) -> AsyncIterator[tuple[str, str]]:
     """``(event, data)`` for each server-sent event of a stream, as it arrives."""
     event = ""
     data: list[str] = []
-    async for raw in content:
-        line = raw.decode("utf-8").rstrip("\r\n")
+    async for raw in _lines(content):
+        line = raw.decode("utf-8", "replace").rstrip("\r")
         if not line:
             if data:
                 yield event or "message", "\n".join(data)

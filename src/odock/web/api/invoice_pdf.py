@@ -2,7 +2,7 @@
 
 Sections, in the order of spec §11.4: the period, the scope (organisation id), when it was
 generated, the filters, the totals (total, LLM and MCP cost), then the cost by category, by team,
-of the direct organisation API keys, by model and of MCP calls. Every amount is USD with 9
+of the direct organisation API keys, by model, by MCP server and by MCP tool. Every amount is USD with 9
 decimals, as the preview carries it (the nano is the unit of account). Nothing is stored.
 
 The document uses the PDF core font (Helvetica, Latin-1): characters outside Latin-1 in names
@@ -17,7 +17,7 @@ from datetime import datetime
 from fpdf import FPDF
 from fpdf.fonts import FontFace
 
-from odock.usage.invoices import MCP_PROVIDER, CostLine, InvoicePreview
+from odock.usage.invoices import CostLine, InvoicePreview, McpCostLine
 
 NAME_LIMIT = 60
 TITLE = "Odock usage invoice"
@@ -82,8 +82,8 @@ def invoice_pdf(preview: InvoicePreview) -> bytes:
     _lines(pdf, "Cost by team", "Team", preview.by_team)
     _lines(pdf, "Direct organisation API keys", "API key", preview.direct_organisation_keys)
     _lines(pdf, "Cost by model", "Model", preview.by_model)
-    mcp = [p for p in preview.by_provider if p.key == MCP_PROVIDER]
-    _lines(pdf, "Cost by MCP server", "MCP (all servers)", mcp)
+    _mcp_lines(pdf, "Cost by MCP server", "MCP server", preview.by_mcp_server)
+    _mcp_lines(pdf, "Cost by MCP tool", "Server / tool", preview.by_mcp_tool)
     return bytes(pdf.output())
 
 
@@ -119,6 +119,15 @@ def _lines(pdf: FPDF, title: str, column: str, lines: Sequence[CostLine]) -> Non
         return
     rows = [(_name(line), f"{line.requests:,}", f"{line.total_tokens:,}", line.cost_usd) for line in lines]
     _table(pdf, (column, "Requests", "Tokens", "Cost (USD)"), rows)
+
+
+def _mcp_lines(pdf: FPDF, title: str, column: str, lines: Sequence[McpCostLine]) -> None:
+    _section(pdf, title)
+    if not lines:
+        pdf.cell(0, 6, "None in this period.", new_x="LMARGIN", new_y="NEXT")
+        return
+    rows = [(_name(line), f"{line.requests:,}", f"{line.tool_calls:,}", line.cost_usd) for line in lines]
+    _table(pdf, (column, "Requests", "Tool calls", "Cost (USD)"), rows)
 
 
 def _table(pdf: FPDF, head: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import enum
 import functools
 import zoneinfo
+from dataclasses import replace
 from datetime import timedelta
 from typing import Annotated
 
@@ -21,7 +23,7 @@ from odock.usage.analytics import (
     UsageAnalyticsReport,
     UsageBreakdown,
 )
-from odock.usage.queries import UsageFilter, UsageReach
+from odock.usage.queries import UsageFilter, UsageKind, UsageReach
 from odock.web.api.routes.usage import AdminUsageFilterDep, OrganisationPath, UsageFilterDep, UsageGrant
 from odock.web.api.services import Analytics
 
@@ -42,6 +44,53 @@ def analytics_request(
     if timezone not in _zones():
         raise UnprocessableEntity(f"unknown time zone {timezone[:64]!r}", param="timezone")
     return AnalyticsRequest(granularity, group_by, metric, top, timezone)
+
+
+class Gateway(enum.StrEnum):
+    """Which calls the analytics cover: every call, model calls only, or MCP calls only."""
+
+    ALL = "all"
+    LLM = "llm"
+    MCP = "mcp"
+
+
+def gateway_filter(
+    wanted: UsageFilter,
+    gateway: Annotated[
+        Gateway, Query(description="`all` calls, `llm` (model calls) or `mcp` (MCP calls) only")
+    ] = Gateway.ALL,
+) -> UsageFilter:
+    """``wanted`` narrowed to one gateway (422 if it contradicts the ``kind`` filter)."""
+    if gateway is Gateway.ALL:
+        return wanted
+    kind = UsageKind(gateway.value)
+    if wanted.kind is not None and wanted.kind is not kind:
+        raise UnprocessableEntity("gateway contradicts kind", param="gateway")
+    return replace(wanted, kind=kind)
+
+
+def org_gateway_filter(
+    wanted: UsageFilterDep,
+    gateway: Annotated[
+        Gateway, Query(description="`all` calls, `llm` (model calls) or `mcp` (MCP calls) only")
+    ] = Gateway.ALL,
+) -> UsageFilter:
+    """The usage filter and the ``gateway`` parameter (use with ``Depends``)."""
+    return gateway_filter(wanted, gateway)
+
+
+def admin_gateway_filter(
+    wanted: AdminUsageFilterDep,
+    gateway: Annotated[
+        Gateway, Query(description="`all` calls, `llm` (model calls) or `mcp` (MCP calls) only")
+    ] = Gateway.ALL,
+) -> UsageFilter:
+    """The super admin's usage filter and the ``gateway`` parameter (use with ``Depends``)."""
+    return gateway_filter(wanted, gateway)
+
+
+AnalyticsFilter = Annotated[UsageFilter, Depends(org_gateway_filter)]
+AdminAnalyticsFilter = Annotated[UsageFilter, Depends(admin_gateway_filter)]
 
 
 def _ranged(wanted: UsageFilter) -> UsageFilter:
@@ -86,7 +135,7 @@ async def usage_analytics(
     grant: UsageGrant,
     analytics: Analytics,
     shape: Shape,
-    wanted: UsageFilterDep,
+    wanted: AnalyticsFilter,
 ) -> UsageAnalyticsReport:
     """Analytics of the organisation's usage in reach (default range: the last 30 days)."""
     return await _analyse(analytics, grant, wanted, shape)
@@ -98,7 +147,7 @@ async def usage_breakdown(
     grant: UsageGrant,
     analytics: Analytics,
     shape: Shape,
-    wanted: UsageFilterDep,
+    wanted: AnalyticsFilter,
 ) -> UsageBreakdown:
     """Only the breakdown of the organisation's usage in reach (one scan; ``granularity`` is unused)."""
     return await analytics.breakdown(UsageReach.of(grant), _ranged(wanted), shape)
@@ -106,7 +155,7 @@ async def usage_breakdown(
 
 @router.get("/admin/usage/analytics")
 async def all_usage_analytics(
-    grant: UsageGrant, analytics: Analytics, shape: Shape, wanted: AdminUsageFilterDep
+    grant: UsageGrant, analytics: Analytics, shape: Shape, wanted: AdminAnalyticsFilter
 ) -> UsageAnalyticsReport:
     """Analytics across organisations (super admin)."""
     return await _analyse(analytics, grant, wanted, shape)

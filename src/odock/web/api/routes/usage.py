@@ -22,6 +22,7 @@ from odock.usage.queries import (
     REQUEST_ID_PATTERN,
     PageRequest,
     UsageFilter,
+    UsageKind,
     UsageReach,
     UsageRecordDetail,
     UsageRecords,
@@ -104,6 +105,16 @@ def usage_filter(
     stream: Annotated[
         bool | None, Query(description="streamed requests only (true) or unary only (false)")
     ] = None,
+    kind: Annotated[
+        UsageKind | None,
+        Query(description='`llm`: model calls only; `mcp`: MCP calls only (provider "mcp")'),
+    ] = None,
+    mcp_server_id: Annotated[
+        list[str] | None, Query(max_length=MAX_VALUES, description="MCP server id (repeatable)")
+    ] = None,
+    mcp_tool: Annotated[
+        list[str] | None, Query(max_length=MAX_VALUES, description="MCP tool name (repeatable)")
+    ] = None,
 ) -> UsageFilter:
     """The usage filter query parameters (use with ``Depends``)."""
     since, until = moment(start, "from"), moment(end, "to")
@@ -121,6 +132,9 @@ def usage_filter(
         api_key_ids=checked(api_key_id, "api_key_id"),
         request_id_prefix=q,
         stream=stream,
+        kind=kind,
+        mcp_server_ids=checked(mcp_server_id, "mcp_server_id"),
+        mcp_tools=checked(mcp_tool, "mcp_tool", NAME_PATTERN),
     )
 
 

@@ -12,8 +12,8 @@ from fastapi.responses import Response
 from odock.db.base import utcnow
 from odock.errors import UnprocessableEntity
 from odock.usage.analytics import Dimension, Metric
-from odock.usage.queries import REQUEST_ID_PATTERN, UsageFilter, UsageSort
-from odock.web.api.routes.analytics import analytics_request, usage_analytics
+from odock.usage.queries import MCP_PROVIDER, REQUEST_ID_PATTERN, UsageFilter, UsageKind, UsageSort
+from odock.web.api.routes.analytics import Gateway, analytics_request, gateway_filter, usage_analytics
 from odock.web.api.routes.usage import (
     STATUS_PATTERN,
     OrganisationPath,
@@ -43,15 +43,30 @@ router = APIRouter(include_in_schema=False)
 DIMENSIONS = [
     (Dimension.MODEL, "Model"), (Dimension.API_KEY, "API key"), (Dimension.TEAM, "Team"),
     (Dimension.USER, "User"), (Dimension.PROVIDER, "Provider"),
+    (Dimension.MCP_SERVER, "MCP server"), (Dimension.MCP_TOOL, "MCP tool"),
 ]  # fmt: skip
 METRICS = [
     (Metric.REQUESTS, "Requests"), (Metric.COST, "Cost"), (Metric.TOTAL_TOKENS, "Total tokens"),
     (Metric.INPUT_TOKENS, "Input tokens"), (Metric.OUTPUT_TOKENS, "Output tokens"),
+    (Metric.TOOL_CALLS, "MCP tool calls"),
 ]  # fmt: skip
+GATEWAYS = [(Gateway.ALL, "All calls"), (Gateway.LLM, "AI"), (Gateway.MCP, "MCP")]
 DETAIL_CARDS = ("token_details", "billing", "provider_usage", "routing", "metadata")
 
 
-FILTERS = ("status", "provider", "model", "team_id", "user_id", "api_key_id", "q")
+FILTERS = (
+    "status",
+    "provider",
+    "model",
+    "team_id",
+    "user_id",
+    "api_key_id",
+    "q",
+    "kind",
+    "mcp_server_id",
+    "mcp_tool",
+)
+KINDS = {"": None, "llm": UsageKind.LLM, "mcp": UsageKind.MCP}
 STATUS = re.compile(STATUS_PATTERN)  # the API's own query pattern
 Text = Annotated[str | None, Query(max_length=200)]
 
@@ -62,6 +77,8 @@ def page_filter(values: dict[str, str]) -> UsageFilter:
         raise UnprocessableEntity("choose a status", param="status")
     if values["q"] and not REQUEST_ID_PATTERN.match(values["q"]):
         raise UnprocessableEntity("a request id has letters, digits and . _ : - only", param="q")
+    if values["kind"] not in KINDS:
+        raise UnprocessableEntity("choose AI or MCP calls", param="kind")
 
     def many(name: str) -> list[str] | None:
         return [values[name]] if values[name] else None
@@ -74,6 +91,9 @@ def page_filter(values: dict[str, str]) -> UsageFilter:
         user_id=many("user_id"),
         api_key_id=many("api_key_id"),
         q=values["q"] or None,
+        kind=KINDS[values["kind"]],
+        mcp_server_id=many("mcp_server_id"),
+        mcp_tool=many("mcp_tool"),
     )
 
 
@@ -91,10 +111,13 @@ async def usage_records(
     user_id: Text = None,
     api_key_id: Text = None,
     q: Text = None,
+    kind: Text = None,
+    mcp_server_id: Text = None,
+    mcp_tool: Text = None,
     sort: SortQuery = UsageSort.TIMESTAMP,
 ) -> Response:
     """The usage records in reach, newest first, filtered as the form says."""
-    given = (status, provider, model, team_id, user_id, api_key_id, q)
+    given = (status, provider, model, team_id, user_id, api_key_id, q, kind, mcp_server_id, mcp_tool)
     values = {name: (value or "").strip() for name, value in zip(FILTERS, given, strict=True)}
     context: dict[str, Any] = {
         "filters": values,
@@ -127,6 +150,7 @@ async def usage_record(
     """One usage record with every stored field; the JSON cards only when they hold something."""
     record = await get_usage_record(organisation_id, record_id, grant, records)
     cards = [(name, getattr(record, name)) for name in DETAIL_CARDS if getattr(record, name)]
+    mcp_billing = record.billing.get("mcp") if record.provider == MCP_PROVIDER else None
     return render(
         request,
         "usage/record.html",
@@ -134,6 +158,8 @@ async def usage_record(
         organisation_id=organisation_id,
         record=record,
         cards=cards,
+        mcp=record.provider == MCP_PROVIDER,
+        mcp_billing=mcp_billing if isinstance(mcp_billing, dict) else {},
     )
 
 
@@ -147,14 +173,14 @@ async def analytics(
     range_: Annotated[str, Query(alias="range", pattern="^(7d|30d|90d)$")] = "7d",
     group_by: Dimension = Dimension.MODEL,
     metric: Metric = Metric.REQUESTS,
+    gateway: Gateway = Gateway.ALL,
 ) -> Response:
-    """KPI cards, a daily series and a breakdown over the last 7, 30 or 90 days."""
+    """KPIs (AI and MCP apart), a daily series, a breakdown and the MCP top tools over 7, 30 or 90 days."""
     span = ANALYTICS_RANGES[range_]
     start, end = span.bounds(utcnow())
     shape = analytics_request(span.granularity, group_by, metric, 10, "UTC")
-    report = await usage_analytics(
-        organisation_id, grant, service, shape, replace(wanted, start=start, end=end)
-    )
+    wanted = gateway_filter(replace(wanted, start=start, end=end), gateway)
+    report = await usage_analytics(organisation_id, grant, service, shape, wanted)
     dimension = dict(DIMENSIONS).get(group_by, group_by.value)
     metric_label = dict(METRICS).get(metric, metric.value)
     return render(
@@ -171,6 +197,9 @@ async def analytics(
         group_by=group_by.value,
         metric=metric.value,
         range_query=query_without(request.query_params, "range"),
+        gateways=[(g.value, label) for g, label in GATEWAYS],
+        gateway=gateway.value,
+        gateway_query=query_without(request.query_params, "gateway"),
         kept_filters=[(k, v) for k, v in request.query_params.multi_items() if v and k in FILTERS],
         series_chart=series_chart(report.series, metric, span.granularity, f"{metric_label} per day"),
         breakdown_chart=breakdown_chart(report.breakdown, metric, f"{metric_label} by {dimension.lower()}"),

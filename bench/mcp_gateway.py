@@ -1,0 +1,250 @@
+"""What the MCP gateway adds to a tool call, and how its STDIO pool holds 64 concurrent sessions.
+
+Flow, for one backend (embedded SQLite by default; ``--backend production`` for PostgreSQL + Redis)::
+
+    start the SDK test server (Streamable HTTP and legacy SSE, tests/support/mcp_servers.py)
+    start the gateway (uvicorn in a thread); an organisation, a key, three MCP servers: the test
+    server over Streamable HTTP and over SSE, and mcp-server-time over STDIO
+    latency: --calls tools/call "echo" one at a time, alternating direct (the test server's own
+    session) and through the gateway (one gateway session), JSON answers; the same for SSE and
+    STDIO through the gateway (no direct twin: the gateway is the only HTTP face they have)
+    pool: --sessions clients at once through the gateway to the STDIO server, each opening its
+    session and calling get_current_time --per-session times; the pool's processes and peak
+
+Every call is the whole HTTP round trip on localhost (the client's wall time). The added latency
+of the gateway is the difference of the medians (and p95s) of the interleaved direct and gateway
+calls of the same run.
+
+    .venv/bin/python -m bench.mcp_gateway
+    .venv/bin/python -m bench.mcp_gateway --backend production --calls 500
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from tests.support.mcp_gateway import McpTenant
+from tests.support.mcp_servers import McpTestServer, time_server_command
+from tests.support.server import ThreadedServer
+
+from bench.backends import BACKENDS, BackendName, prepared
+from odock.app import create_app
+from odock.runtime import Runtime
+
+ids = itertools.count(1)
+INIT_PARAMS = {
+    "protocolVersion": "2025-06-18",
+    "capabilities": {},
+    "clientInfo": {"name": "bench", "version": "1"},
+}
+
+
+@dataclass
+class Series:
+    """Wall times of one kind of call, in milliseconds."""
+
+    label: str
+    times: list[float]
+
+    def quantile(self, q: float) -> float:
+        ordered = sorted(self.times)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    @property
+    def row(self) -> str:
+        return (
+            f"| {self.label} | {len(self.times)} | {statistics.median(self.times):.2f} | "
+            f"{self.quantile(0.95):.2f} | {statistics.fmean(self.times):.2f} |"
+        )
+
+
+class RpcClient:
+    """Raw JSON-RPC over HTTP, as any MCP client sends it (JSON answers)."""
+
+    def __init__(self, http: httpx.AsyncClient, url: str, headers: dict[str, str]) -> None:
+        self.http, self.url, self.headers = (
+            http,
+            url,
+            {**headers, "Accept": "application/json, text/event-stream"},
+        )
+        self.session: str | None = None
+
+    async def initialize(self) -> None:
+        reply = await self.post(
+            {"jsonrpc": "2.0", "id": next(ids), "method": "initialize", "params": INIT_PARAMS}
+        )
+        self.session = reply.headers.get("mcp-session-id")
+        await self.post({"jsonrpc": "2.0", "method": "notifications/initialized"})
+
+    async def post(self, message: dict[str, Any]) -> httpx.Response:
+        headers = dict(self.headers)
+        if self.session:
+            headers["Mcp-Session-Id"] = self.session
+        reply = await self.http.post(self.url, headers=headers, json=message)
+        reply.raise_for_status()
+        return reply
+
+    async def call(self, tool: str, arguments: dict[str, Any]) -> float:
+        message = {
+            "jsonrpc": "2.0",
+            "id": next(ids),
+            "method": "tools/call",
+            "params": {"name": tool, "arguments": arguments},
+        }
+        began = time.perf_counter()
+        reply = await self.post(message)
+        elapsed = (time.perf_counter() - began) * 1000
+        if b'"result"' not in reply.content:
+            raise RuntimeError(f"tools/call failed: {reply.text[:300]}")
+        return elapsed
+
+
+def provision(runtime: Runtime, server: ThreadedServer, http_url: str, sse_url: str) -> McpTenant:
+    """An organisation with a key and the three servers, through the gateway's own control plane."""
+    from tests.conftest import Gateway
+
+    gateway = Gateway(server=server, app=server.app)
+    tenant = McpTenant(gateway, _tenant(gateway), {})
+    tenant.add_server("http", transport="STREAMABLE_HTTP", endpoint_url=http_url)
+    tenant.add_server("sse", transport="SSE", endpoint_url=sse_url)
+    command, args = time_server_command()
+    tenant.add_server("time", transport="STDIO", stdio_command=command, stdio_args=list(args))
+    return tenant
+
+
+def _tenant(gateway: Any) -> Any:
+    from tests.conftest import provision as provision_tenant
+
+    return provision_tenant(gateway)
+
+
+async def latency(base_url: str, secret: str, upstream_url: str, calls: int) -> list[Series]:
+    """Interleaved direct and gateway calls (Streamable HTTP), then SSE and STDIO through the gateway."""
+    async with httpx.AsyncClient(timeout=60) as http:
+        direct = RpcClient(http, upstream_url, {})
+        gateway = {
+            name: RpcClient(http, f"{base_url}/v1/mcp/{name}", {"Authorization": f"Bearer {secret}"})
+            for name in ("http", "sse", "time")
+        }
+        for client in (direct, *gateway.values()):
+            await client.initialize()
+        for _ in range(20):  # warm-up: connections, caches, the STDIO process
+            await direct.call("echo", {"text": "warm"})
+            await gateway["http"].call("echo", {"text": "warm"})
+            await gateway["sse"].call("echo", {"text": "warm"})
+            await gateway["time"].call("get_current_time", {"timezone": "UTC"})
+        series = {name: Series(name, []) for name in ("direct", "http", "sse", "time")}
+        for n in range(calls):
+            text = {"text": f"call {n}"}
+            series["direct"].times.append(await direct.call("echo", text))
+            series["http"].times.append(await gateway["http"].call("echo", text))
+            series["sse"].times.append(await gateway["sse"].call("echo", text))
+            series["time"].times.append(await gateway["time"].call("get_current_time", {"timezone": "UTC"}))
+    labels = {
+        "direct": "Streamable HTTP, direct to the server",
+        "http": "Streamable HTTP, through Odock",
+        "sse": "legacy SSE, through Odock (bridged)",
+        "time": "STDIO mcp-server-time, through Odock (pooled process)",
+    }
+    return [Series(labels[name], s.times) for name, s in series.items()]
+
+
+async def pool(base_url: str, secret: str, sessions: int, per_session: int) -> tuple[Series, float, int]:
+    """``sessions`` clients at once on the STDIO server; their call times, the wall time, failures."""
+    limits = httpx.Limits(max_connections=sessions + 10)
+    failures = 0
+    async with httpx.AsyncClient(timeout=120, limits=limits) as http:
+
+        async def one() -> list[float]:
+            client = RpcClient(http, f"{base_url}/v1/mcp/time", {"Authorization": f"Bearer {secret}"})
+            await client.initialize()
+            return [
+                await client.call("get_current_time", {"timezone": "Europe/Paris"})
+                for _ in range(per_session)
+            ]
+
+        began = time.perf_counter()
+        results = await asyncio.gather(*(one() for _ in range(sessions)), return_exceptions=True)
+        wall = time.perf_counter() - began
+    times = [t for r in results if isinstance(r, list) for t in r]
+    failures = sum(1 for r in results if isinstance(r, BaseException))
+    return Series(f"STDIO, {sessions} sessions at once", times), wall, failures
+
+
+async def run(name: BackendName, calls: int, sessions: int, per_session: int, work: Path) -> str:
+    """Measure one backend; the Markdown report."""
+    with McpTestServer("streamable_http") as http_server, McpTestServer("sse") as sse_server:
+        allow: dict[str, Any] = {"mcp_stdio_allowed_commands": [sys.executable]}
+        async with prepared(name, work, overrides=allow) as backend:
+            app = create_app(backend.settings)
+            server = ThreadedServer(app).start()
+            try:
+                assert app.runtime is not None
+                tenant = await asyncio.to_thread(
+                    provision, app.runtime, server, http_server.url, sse_server.url
+                )
+                series = await latency(server.base_url, tenant.secret, http_server.url, calls)
+                burst, wall, failures = await pool(server.base_url, tenant.secret, sessions, per_session)
+                stats = app.runtime.mcp_links.stdio.stats()
+                settings = app.runtime.settings
+            finally:
+                server.stop()
+    direct, through = series[0], series[1]
+    added_p50 = statistics.median(through.times) - statistics.median(direct.times)
+    added_p95 = through.quantile(0.95) - direct.quantile(0.95)
+    pool_stats = next(iter(stats.values()), {"peak": 0})
+    lines = [
+        f"MCP gateway, {name} backend: {calls} tool calls per series, interleaved; wall time per call (ms)",
+        "",
+        "| series | calls | p50 | p95 | mean |",
+        "| --- | ---: | ---: | ---: | ---: |",
+        *(s.row for s in series),
+        "",
+        f"Added by the gateway (Streamable HTTP, same run): p50 {added_p50:+.2f} ms, p95 {added_p95:+.2f} ms",
+        "",
+        f"STDIO pool: {sessions} sessions at once, {per_session} calls each, in {wall:.2f} s "
+        f"({len(burst.times) / wall:.0f} calls/s); {failures} sessions failed; processes at peak "
+        f"{pool_stats['peak']} (cap {settings.mcp_stdio_processes_per_server} per server, "
+        f"{settings.mcp_stdio_requests_per_process} requests in flight per process before another starts)",
+        "",
+        "| series | calls | p50 | p95 | mean |",
+        "| --- | ---: | ---: | ---: | ---: |",
+        burst.row,
+    ]
+    return "\n".join(lines)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--backend", choices=BACKENDS, default="embedded")
+    parser.add_argument("--calls", type=int, default=300, help="tool calls per latency series")
+    parser.add_argument("--sessions", type=int, default=64, help="concurrent STDIO sessions")
+    parser.add_argument("--per-session", type=int, default=5, help="calls per concurrent session")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> str:
+    """Run, print the report and return it."""
+    args = parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="odock-mcp-bench-") as work:
+        report = asyncio.run(run(args.backend, args.calls, args.sessions, args.per_session, Path(work)))
+    print(report)
+    return report
+
+
+if __name__ == "__main__":
+    main()
