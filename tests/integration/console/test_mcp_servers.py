@@ -169,6 +169,7 @@ def test_edit_keeps_secrets_switch_and_delete(
     sign_in(admin).open(f"/o/{org}/mcp-servers/{server['id']}")
     page.click_text("Edit", "a")
     page.wait_text("Edit Edited", "h1")
+    assert unlabelled_fields(page) == []
     assert "kept-token-value" not in page.driver.page_source
     assert page.field("auth_config.token").get_attribute("value") == "***"
     page.fill({"description": "now described", "pricing.call_usd_per_1m": "1"}, "#mcp-server-form")
@@ -214,6 +215,7 @@ def test_key_access_add_tools_and_remove(
     page.click(f'#add-keys-form input[value="{second}"]')
     page.submit("#add-keys-form")
     page.wait_text("second-key", "[data-testid=access]")
+    assert unlabelled_fields(page) == []
     keys_url = f"/api/organisations/{org}/mcp-servers/{server['id']}/keys"
     assert {a["api_key_id"] for a in console.admin.get(keys_url).json()["items"]} == {first, second}
 
@@ -273,6 +275,7 @@ def test_key_page_mcp_access_grant_and_revoke(
     sign_in(admin).open(f"/o/{org}/keys/{key}")
     card = "[data-testid=key-mcp-access]"
     page.wait_text("This key may use no MCP server yet", card)
+    assert unlabelled_fields(page) == []
     page.fill({"server": server["id"], "tools": "echo"}, "#mcp-grant-form").submit("#mcp-grant-form")
     page.wait_text("key-side", "[data-testid=mcp-grants]")
     access = f"/api/organisations/{org}/apikeys/{key}/mcp-access"
@@ -309,3 +312,45 @@ def test_read_only_roles_see_servers_but_no_admin_action(
         page.open(path)
         assert page.find("[data-testid=error-message]").text
         assert not page.all("#mcp-server-form")
+
+
+def test_add_from_the_catalogue(
+    page: Page, sign_in: SignIn, org_admin: tuple[str, Account], console: ControlPlaneUnderTest
+) -> None:
+    """Trusted entries are found by filters, configured with their secret, and created together."""
+    org, admin = org_admin
+    sign_in(admin).open(f"/o/{org}/mcp-servers")
+    page.click_text("Add from catalogue", "a")
+    page.wait_text("Add from catalogue", "h1")
+    page.fill({"category": "developer-tools", "transport": "STREAMABLE_HTTP"}, "form[role=search]")
+    page.click_text("Filter", "button")
+    page.wait_path(lambda p: "category=developer-tools" in p)
+    shown = page.find("[data-testid=catalogue]").text
+    assert "GitHub" in shown
+    assert "Git\n" not in shown  # the STDIO git server is filtered out
+    page.fill({"category": "", "transport": "", "q": "deepwiki"}, "form[role=search]")
+    page.click_text("Filter", "button")
+    page.wait_path(lambda p: "q=deepwiki" in p)
+    assert [e.get_attribute("data-entry") for e in page.all("[data-entry]")] == ["deepwiki"]
+
+    page.open(f"/o/{org}/mcp-servers/catalogue?pick=github&pick=deepwiki&pick=time")
+    assert unlabelled_fields(page) == []
+    page.fill({"auth_config.token": "ghp-catalogue-secret"}, 'form[data-entry="github"]')
+    page.click("#create-picked")
+    page.wait_text("Created", 'form[data-entry="github"] [data-result]')
+    page.wait_text("Created", 'form[data-entry="deepwiki"] [data-result]')
+    page.wait_text("not on the STDIO allowlist", 'form[data-entry="time"]')
+    listed = console.admin.get(f"/api/organisations/{org}/mcp-servers").json()["items"]
+    by_slug = {s["slug"]: s for s in listed}
+    assert set(by_slug) == {"github", "deepwiki"}
+    assert by_slug["github"]["auth_type"] == "BEARER"
+    assert by_slug["github"]["auth_config"] == {"token": "***"}
+    assert by_slug["github"]["metadata"] == {"catalogue": "github"}
+    assert by_slug["deepwiki"]["endpoint_url"].startswith("https://")
+
+    page.click("#create-picked")  # only the refused one is sent again, and refused again
+    page.wait_text("not on the STDIO allowlist", 'form[data-entry="time"]')
+    assert len(console.admin.get(f"/api/organisations/{org}/mcp-servers").json()["items"]) == 2
+    page.click('form[data-entry="github"] [data-result] a')
+    page.wait_text("GitHub", "h1")
+    assert "ghp-catalogue-secret" not in page.driver.page_source

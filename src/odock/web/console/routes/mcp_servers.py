@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from odock.keys.queries import KeyFilters
+from odock.mcp.catalogue import trusted_catalogue
 from odock.mcp.link import AuthType, Transport
 from odock.mcp.queries import McpUsageQueries, McpUsageRow
 from odock.rbac.grant import Actor, Grant
@@ -160,6 +161,37 @@ async def new_server(
         server=None,
         prices=[(field, label, "") for _nanos, field, label in PRICES],
         **await _form_context(request, grant.actor, organisation_id, queries, servers),
+    )
+
+
+@router.get(SERVERS + "/catalogue")
+async def catalogue_page(
+    request: Request,
+    organisation_id: str,
+    queries: TenancyQueriesDep,
+    grant: Annotated[Grant, Depends(Permit(Resource.MCP_SERVER, Action.CREATE))],
+    q: FormText = "",
+    transport: FormText = "",
+    category: FormText = "",
+    pick: Annotated[list[str], Query(max_length=50)] = [],  # noqa: B006 (FastAPI copies defaults)
+) -> Response:
+    """Trusted servers to pick (search, transport and category filters), then each picked one to configure."""
+    catalogue = trusted_catalogue()
+    wanted = choice(Transport, transport, "transport")
+    shown = [e for e in catalogue.servers if e.matches(search(q), wanted, category or None)]
+    picked = [e for e in catalogue.servers if e.slug in set(pick)]
+    teams, _users = await owner_names(request, grant.actor, organisation_id, queries)
+    return render(
+        request,
+        "mcp_servers/catalogue.html",
+        actor=grant.actor,
+        organisation_id=organisation_id,
+        catalogue=catalogue,
+        shown=shown,
+        picked=picked,
+        wanted={"q": q, "transport": transport, "category": category},
+        transports=[t.value for t in Transport],
+        teams=teams,
     )
 
 

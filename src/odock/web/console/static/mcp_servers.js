@@ -72,6 +72,67 @@
     return { grants: [{ server: form.dataset.server || body.server, tools: tools }] };
   };
 
+  // A catalogue entry as configured: empty optional maps left out.
+  Odock.prepare["mcp-catalogue"] = async function (form, body) {
+    for (const name of ["auth_config", "stdio_env"]) {
+      if (body[name] && !Object.keys(body[name]).length) delete body[name];
+    }
+    return body;
+  };
+
+  // A created entry links to its server and is not sent again.
+  function created(form, server) {
+    const result = form.querySelector("[data-result]");
+    const base = document.getElementById("create-picked").dataset.serversBase;
+    form.dataset.created = server.id;
+    const link = document.createElement("a");
+    link.href = base + "/" + encodeURIComponent(server.id);
+    link.textContent = server.name;
+    result.className = "";
+    result.replaceChildren("Created: ", link);
+    form.querySelectorAll("input, select").forEach((input) => { input.disabled = true; });
+  }
+  document.addEventListener("odock:done", (event) => {
+    const form = event.target.closest("form[data-catalogue-form]");
+    if (form && event.detail && event.detail.id) created(form, event.detail);
+  });
+
+  // "Create N servers": each configured entry is sent on its own; its form shows its outcome
+  // (a link to the new server, or the API's field errors), and those created are not sent again.
+  async function createPicked(button) {
+    button.disabled = true;
+    try {
+      for (const form of document.querySelectorAll("form[data-catalogue-form]")) {
+        if (form.dataset.created) continue;
+        const result = form.querySelector("[data-result]");
+        form.querySelectorAll("[data-error-for]").forEach((el) => { el.textContent = ""; });
+        const general = form.querySelector("[data-form-error]");
+        if (general) { general.textContent = ""; general.hidden = true; }
+        let body;
+        try {
+          body = await Odock.prepare["mcp-catalogue"](form, Odock.formBody(form));
+        } catch (error) {
+          Odock.showErrors(form, { message: String(error.message || error) });
+          continue;
+        }
+        const answer = await Odock.api("POST", form.getAttribute("action"), body);
+        if (!answer.ok) {
+          Odock.showErrors(form, answer.body && answer.body.error);
+          result.textContent = "Not created.";
+          result.className = "error";
+          continue;
+        }
+        created(form, answer.body);
+      }
+    } finally {
+      button.disabled = false;
+    }
+  }
+  document.addEventListener("click", (event) => {
+    const button = event.target.closest("#create-picked");
+    if (button) createPicked(button);
+  });
+
   // Show the fields of the chosen transport and auth type only.
   function sync(form) {
     const transport = checked(form, "transport");
