@@ -1,9 +1,10 @@
 """The control plane's read of one MCP server's recent usage (its console page's "MCP Usage" card).
 
-The usage records of a server are the rows whose ``mcp_server_id`` names it, narrowed to what the
-caller may read exactly as the usage pages narrow (:func:`odock.usage.queries.usage_conditions`
-over the caller's :class:`~odock.usage.queries.UsageReach`). Unlike the usage list's summary, a
-row here carries the MCP columns and the bytes each way, which is what MCP calls are priced on.
+The usage records of a server are those the usage pages' own filter (``mcp_server_ids``) selects,
+narrowed to what the caller may read exactly as the usage pages narrow
+(:func:`odock.usage.queries.usage_conditions` over the caller's
+:class:`~odock.usage.queries.UsageReach`). Unlike the usage list's summary, a row here carries
+the bytes each way, which MCP calls are priced on.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ class McpUsageQueries:
     async def recent(self, server_id: str, reach: UsageReach, limit: int = 20) -> list[McpUsageRow]:
         """The newest ``limit`` records of ``server_id`` that ``reach`` lets the caller read."""
         async with self._sessions() as session:
-            conditions = usage_conditions(reach, UsageFilter(), dialect_of(session))
+            wanted = UsageFilter(mcp_server_ids=(server_id,))
+            conditions = usage_conditions(reach, wanted, dialect_of(session))
             query = (
                 select(
                     UsageRecord.id,
@@ -63,7 +65,7 @@ class McpUsageQueries:
                     UsageRecord.bytes_out,
                     UsageRecord.total_cost_nanos_usd,
                 )
-                .where(UsageRecord.mcp_server_id == server_id, *conditions)
+                .where(*conditions)
                 .order_by(UsageRecord.timestamp.desc(), UsageRecord.id.desc())
                 .limit(limit)
             )

@@ -14,7 +14,7 @@ from odock.tenancy.tables import Role
 from tests.integration.console.conftest import SignIn
 from tests.support.api import ControlPlaneUnderTest
 from tests.support.browser import Page
-from tests.support.console_keys import accept_confirm, unlabelled_fields
+from tests.support.console_keys import accept_confirm, fits_phone, unlabelled_fields
 from tests.support.identity import Account, password_account
 from tests.support.usage_records import seed, usage_row
 
@@ -263,6 +263,7 @@ def test_mcp_usage_card_lists_the_servers_records(
     assert "321 / 4,567" in usage
     assert "$0.0025" in usage
     assert "not-this-one" not in usage
+    fits_phone(page)
 
 
 def test_key_page_mcp_access_grant_and_revoke(
