@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -28,18 +27,6 @@ from tests.support.mcp_servers import (
 )
 
 TRANSPORTS = ["tools-http", "tools-sse"]
-
-
-@pytest.fixture(scope="module")
-def http_server() -> Iterator[McpTestServer]:
-    with start_mcp_server("streamable_http") as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def sse_server() -> Iterator[McpTestServer]:
-    with start_mcp_server("sse") as server:
-        yield server
 
 
 @pytest.fixture
