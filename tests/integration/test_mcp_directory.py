@@ -88,7 +88,8 @@ async def test_resolves_by_slug_and_id_with_secrets_opened(settings: Settings) -
         )
         by_slug = await runtime.mcp_servers.resolve(org, "files")
         by_id = await runtime.mcp_servers.resolve(org, server_id)
-        assert by_slug is not None and by_id is not None
+        assert by_slug is not None
+        assert by_id is not None
         assert by_slug == by_id
         assert (by_slug.id, by_slug.slug, by_slug.enabled) == (server_id, "files", True)
         target = by_slug.target
@@ -100,7 +101,8 @@ async def test_resolves_by_slug_and_id_with_secrets_opened(settings: Settings) -
         assert target.auth_config == {"token": SECRETS[0]}
         assert target.headers == {"X-Org": SECRETS[1]}
         assert target.timeout_seconds == runtime.settings.mcp_upstream_timeout_seconds
-        assert by_slug.tool_permitted("read") and not by_slug.tool_permitted("write")
+        assert by_slug.tool_permitted("read")
+        assert not by_slug.tool_permitted("write")
         assert not by_slug.tool_permitted("other")
         assert by_slug.blocked_keywords == ("drop table",)
         assert by_slug.pricing == McpPricing(1000, 50, 50)
@@ -120,7 +122,8 @@ async def test_resolves_by_slug_and_id_with_secrets_opened(settings: Settings) -
         assert await runtime.mcp_servers.servers(other) == []
         # The shared tier holds the row as stored: envelopes, never a plaintext secret.
         shared = await runtime.shared.get(f"mcp:g{runtime.bus.generation}:{org}/files")
-        assert shared is not None and b"ciphertext" in shared
+        assert shared is not None
+        assert b"ciphertext" in shared
         everything = await runtime.shared.get(f"mcp-all:g{runtime.bus.generation}:{org}")
         assert everything is not None
         for secret in SECRETS:
@@ -147,7 +150,8 @@ async def test_warm_lookups_run_no_sql_and_changes_are_seen_at_once(
         assert first is not None
         assert again is first, "opened once per row version"
         assert listed == [first]
-        assert missing is None and missing_again is None
+        assert missing is None
+        assert missing_again is None
         assert len(warm) == 1, f"only the first miss of an unknown slug reads the database: {warm}"
         await runtime.control.mcp_servers.update(
             server_id, {"enabled": False, "auth_config": {"token": "rotated-token"}}
@@ -172,7 +176,8 @@ async def test_a_change_reaches_another_runtime_on_the_shared_bus(
         org = (await one.control.tenancy.create_organisation(f"mcp-{secrets.token_hex(4)}")).id
         server_id = await _server(one, org)
         warm = await two.mcp_servers.resolve(org, "files")
-        assert warm is not None and warm.target.headers == {"X-Org": SECRETS[1]}
+        assert warm is not None
+        assert warm.target.headers == {"X-Org": SECRETS[1]}
         heard = asyncio.Event()
 
         def on_invalidation(inv: Invalidation) -> None:
@@ -186,4 +191,5 @@ async def test_a_change_reaches_another_runtime_on_the_shared_bus(
         await asyncio.wait_for(heard.wait(), timeout=5)
         assert await two.mcp_servers.resolve(org, "files") is None
         renamed = await two.mcp_servers.resolve(org, "renamed")
-        assert renamed is not None and renamed.target.headers == {"X-Org": "new-value"}
+        assert renamed is not None
+        assert renamed.target.headers == {"X-Org": "new-value"}

@@ -135,7 +135,8 @@ def test_validation_refuses_incomplete_servers(mcp_plane: ControlPlaneUnderTest)
              "auth_config": {"username": "u", "token": "t"}},
             "auth_config",
         ),
-        ({"transport": "SSE", "endpoint_url": "https://x.test/", "pricing": {"call_nanos_usd": -1}}, "pricing"),
+        ({"transport": "SSE", "endpoint_url": "https://x.test/", "pricing": {"call_nanos_usd": -1}},
+         "pricing"),
         ({"transport": "SSE", "endpoint_url": "https://x.test/", "policies": {"ratelimit": {"x": 1}}}, None),
         ({"transport": "SSE", "endpoint_url": "https://x.test/", "team_id": "nope"}, "team_id"),
     ]  # fmt: skip
@@ -262,7 +263,7 @@ def test_stdio_allowlist_is_super_admin_only(mcp_plane: ControlPlaneUnderTest) -
 
 
 def test_key_grants_and_tool_grants(mcp_plane: ControlPlaneUnderTest) -> None:
-    """Keys get server grants with optional tool grants, from the key or from the server; principals follow."""
+    """Keys get server grants, optionally limited to tools, from the key or the server; principals follow."""
     org = mcp_plane.organisation()
     admin = mcp_plane.caller(Role.ORG_ADMIN, org)
     one, two = _http(admin, org, slug="one"), _http(admin, org, slug="two")

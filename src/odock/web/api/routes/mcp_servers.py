@@ -430,7 +430,8 @@ async def key_mcp_access(
 
 async def _granting(grants: McpGrants, api_key_id: str, body: McpGrantsIn, *, replace: bool) -> McpGrantList:
     wanted = [WantedGrant(g.server, g.tools) for g in body.grants]
-    return McpGrantList(items=[_grant_out(g) for g in await grants.grant(api_key_id, wanted, replace=replace)])
+    granted = await grants.grant(api_key_id, wanted, replace=replace)
+    return McpGrantList(items=[_grant_out(g) for g in granted])
 
 
 @router.put(ACCESS, response_model=McpGrantList)
