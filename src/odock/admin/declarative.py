@@ -499,11 +499,12 @@ class Declarations(_Spec):
             (len(self.providers), "provider"),
             (sum(len(p.keys) for p in self.providers), "provider key"),
             (len(self.models), "model"),
-            (len(self.mcp_servers), "MCP server"),
             (len(self.api_keys), "API key"),
             (len(self.budgets), "budget"),
             (len(self.quotas), "quota"),
         ]
+        if self.mcp_servers:
+            counts.insert(-3, (len(self.mcp_servers), "MCP server"))
         return ", ".join(f"{n} {what}{'' if n == 1 else 's'}" for n, what in counts)
 
     def environment_variables(self) -> list[tuple[str, str]]:

@@ -51,7 +51,7 @@ from odock.budgets.tables import Budget, OwnerType, Quota
 from odock.errors import NotFound, OdockError
 from odock.keys.secrets import hash_secret
 from odock.keys.tables import ApiKey
-from odock.mcp.grants import WantedGrant
+from odock.mcp.grant_service import WantedGrant
 from odock.providers.service import ProviderChanges
 from odock.settings import Settings
 from odock.tenancy.tables import Organisation

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from odock.admin.context import AdminContext
-    from odock.mcp.grants import ServerGrant
+    from odock.mcp.grant_service import ServerGrant
     from odock.mcp.tables import McpServer
 
 _SECRET_PLACES = ("auth_config", "headers", "stdio_env")
@@ -289,7 +289,7 @@ def mcp_list(ctx: click.Context, org: str | None, as_json: bool) -> None:
 @click.pass_context
 def mcp_grant(ctx: click.Context, tools: tuple[str, ...], key_id: str, servers: tuple[str, ...]) -> None:
     """Let a key use these servers (slugs or ids of the key's organisation); --tool limits it to tools."""
-    from odock.mcp.grants import WantedGrant
+    from odock.mcp.grant_service import WantedGrant
 
     wanted = [WantedGrant(s, list(tools) if tools else None) for s in servers]
 

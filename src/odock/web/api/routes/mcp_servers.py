@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from odock.keys.tables import ApiKey, ApiKeyType
-from odock.mcp.grants import McpGrants, ServerGrant, WantedGrant
+from odock.mcp.grant_service import McpGrants, ServerGrant, WantedGrant
 from odock.mcp.link import AuthType, Transport
 from odock.mcp.secrets import shown_auth, shown_values
 from odock.mcp.service import AllowedCommand, McpServerFilters, McpServerService
