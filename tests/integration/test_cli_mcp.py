@@ -57,6 +57,21 @@ def test_cli_manages_servers_grants_and_the_allowlist(live: Gateway) -> None:
     changed = _resolve(live, org_id, "files")
     assert changed is not None
     assert (changed.enabled, changed.target.auth_config) == (False, {"token": "next-token"})
+    for header, value in (("X-A", "a-value"), ("X-B", "b-value")):
+        cli.ok(
+            "mcp",
+            "update",
+            "--org",
+            org,
+            "--secret-env",
+            f"headers.{header}=V",
+            "files",
+            extra_env={"V": value},
+        )
+    merged = _resolve(live, org_id, "files")
+    assert merged is not None
+    assert merged.target.headers == {"X-A": "a-value", "X-B": "b-value"}
+    assert merged.target.auth_config == {"token": "next-token"}
 
     # Secrets never come from the command line, and a missing variable is named.
     refused = cli.run("mcp", "update", "--org", org, "--set", '{"headers": {"X": "plain"}}', "files")

@@ -16,7 +16,7 @@ import click
 
 from odock.cli.common import emit, fail, json_option, parse_json_object, run_admin
 from odock.mcp.link import AuthType, Transport
-from odock.mcp.secrets import shown_auth, shown_values
+from odock.mcp.secrets import HIDDEN, SECRET_AUTH_FIELDS, shown_auth, shown_values
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -228,7 +228,7 @@ def mcp_update(
     slug_or_id: str,
     **options: Any,
 ) -> None:
-    """Change an MCP server (only what is given changes)."""
+    """Change an MCP server: only what is given changes (auth fields, headers, STDIO variables one by one)."""
     fields = _fields(**options)
     if new_name is not None:
         fields["name"] = new_name
@@ -241,6 +241,15 @@ def mcp_update(
         organisation_id = await _org_id(admin, org)
         await _team(admin, organisation_id, team, fields)
         server = await admin.control.mcp_servers.find(organisation_id, slug_or_id)
+        # What is given is merged into what is stored (stored secrets kept with the service's "***"),
+        # except the auth config of a new auth type, which is given whole.
+        same_auth = fields.get("auth_type", server.auth_type) == server.auth_type
+        stored = {"auth_config": server.auth_config, "headers": server.headers, "stdio_env": server.stdio_env}
+        for place, values in stored.items():
+            if place in fields and (place != "auth_config" or same_auth):
+                kept = {k: v if place == "auth_config" and k not in SECRET_AUTH_FIELDS else HIDDEN
+                        for k, v in (values or {}).items()}  # fmt: skip
+                fields[place] = kept | fields[place]
         return (await admin.control.mcp_servers.update(server.id, fields)).slug
 
     click.echo(f"updated MCP server {run_admin(ctx, action)} in {org}")
