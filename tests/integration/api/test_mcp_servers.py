@@ -288,6 +288,8 @@ def test_key_grants_and_tool_grants(mcp_plane: ControlPlaneUnderTest) -> None:
     _error(admin.post(access, json={"grants": [{"server": "nope"}]}), 422, "servers")
     assert admin.delete(f"{access}/two").status_code == 204
     assert admin.delete(f"{access}/two").status_code == 404
+    assert admin.delete(f"{access}/bad%00slug").status_code in (404, 422)  # never a 500
+    assert admin.delete(f"/api/organisations/{org}/mcp-servers/{two['id']}/keys/k%00").status_code == 404
     assert _grants_of(mcp_plane, key["id"]) == ()
     # From the server's side: batch add, list with tool grants, remove.
     keys_path = f"/api/organisations/{org}/mcp-servers/{one['id']}/keys"
