@@ -16,7 +16,7 @@ import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from odock.mcp.grants import WantedGrant
+from odock.mcp.grant_service import WantedGrant
 from tests.conftest import Gateway, Tenant, provision
 
 

@@ -6,7 +6,8 @@ Rows are named by symbols so that tests can reason about them before they exist:
     teams     team:T, team:T2
     owned     key:user (U) · key:team (T) · key:org · key:team2 (T2); budget:* and quota:* (user U,
               team T, org); record:* (usage records of user U, team T, the organisation)
-    one each  provider, provider_key, model (every key is granted it), invitation, event (audit)
+    one each  provider, provider_key, model (every key is granted it), invitation, event (audit),
+              mcp_server (every key is granted it), mcp_stdio_command (an allowlist entry)
     per user  token:<user> (its personal admin token), session:<user> (a sign-in session)
 
 :func:`build_world` creates them through the service layer (``runtime.control``,
@@ -155,6 +156,15 @@ async def build_world(runtime: Runtime, label: str) -> World:
             models=[MODEL_NAME],
         )
         world.ids[symbol] = issued_key.key.id
+    mcp = await control.mcp_servers.create(
+        org.id,
+        {"name": "world-mcp", "transport": "STREAMABLE_HTTP", "endpoint_url": "https://mcp.world.test/"},
+    )
+    world.ids["mcp_server"] = mcp.id
+    await control.mcp_grants.add_keys(
+        mcp.id, [world.ids[s] for s in ("key:user", "key:team", "key:org", "key:team2")]
+    )
+    world.ids["mcp_stdio_command"] = (await control.mcp_servers.allow(f"world-{label}-{suffix}")).id
     await _meters(runtime, world)
     await _rows_without_service(runtime, world)
     async with runtime.sessions() as session:

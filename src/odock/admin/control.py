@@ -10,7 +10,7 @@ Each feature owns its rules, its queries and the invalidation it publishes: prov
 (:class:`~odock.tenancy.service.TenancyService`) and users
 (:class:`~odock.tenancy.user_service.UserService`), MCP servers and the STDIO allowlist
 (:class:`~odock.mcp.service.McpServerService`) and keys' MCP grants
-(:class:`~odock.mcp.grants.McpGrants`). Every policy envelope written anywhere is
+(:class:`~odock.mcp.grant_service.McpGrants`). Every policy envelope written anywhere is
 checked with :func:`odock.limits.policy.parse_policy` and stored in its bare, parsed form, so a
 bad policy is refused with 422 ``invalid_policy`` at write time, not at the next request.
 """
@@ -26,7 +26,7 @@ from odock.budgets.meters import MeterStore
 from odock.cache.bus import InvalidationBus
 from odock.keys.service import IssuedKey, KeyService
 from odock.limits.service import PolicyEnvelopes
-from odock.mcp.grants import McpGrants
+from odock.mcp.grant_service import McpGrants
 from odock.mcp.service import McpServerService
 from odock.providers.crypto import EnvelopeDecrypter
 from odock.providers.key_service import ProviderKeyService

@@ -8,8 +8,13 @@ The file that holds the ``settings:`` section may also declare, next to it::
                      enabled, keys: [{name, from_env}]}]
     models:        [{org, name, slug, provider, provider_key, type, capabilities,
                      pricing | pricing_per_million: {input, output}, config, policies, enabled}]
+    mcp_servers:   [{org, name, slug, description, transport, endpoint_url, stdio_command, stdio_args,
+                     stdio_env_from_env: {name: var}, headers_from_env: {header: var}, auth_type,
+                     auth_config (non-secret fields), auth_from_env: {token|password|client_secret: var},
+                     team, allowed_tools, blocked_tools, semantic_filter, pricing, policies, metadata,
+                     enabled, is_public, oauth_required}]
     api_keys:      [{org, name, type, team, user, expires_at, timezone, models, policies,
-                     secret_from_env, revoked}]
+                     secret_from_env, revoked, mcp_servers: [slug | {server: slug, tools: [...]}]}]
     budgets:       [{org, name, owner: {type, team | user | key}, amount_usd | amount_nanos,
                      period, start_at, end_at, timezone, rollover, thresholds, active}]
     quotas:        [{org, name, owner, metric, limit, period, start_at, end_at, timezone,
@@ -20,9 +25,10 @@ This module parses and checks declarations (errors name the path, e.g.
 ``organisations[0].policies.ratelimit.requests.per_minute``); :mod:`odock.admin.reconcile`
 applies them. Policy envelopes are validated and normalised here exactly as the control plane
 stores them, so a re-apply compares like with like.
-Secrets never appear in the file: provider keys, pinned API key secrets and secret header values
-(``headers_from_env``, added to ``config.headers``) name the environment variable that holds
-them, read at apply time.
+Secrets never appear in the file: provider keys, pinned API key secrets, secret header values
+(``headers_from_env``, added to ``config.headers``) and an MCP server's secrets (``auth_from_env``,
+``headers_from_env``, ``stdio_env_from_env``) name the environment variable that holds them, read
+at apply time.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     NonNegativeFloat,
@@ -55,6 +62,9 @@ from odock.budgets.windows import Period
 from odock.errors import InvalidPolicy, UnprocessableEntity
 from odock.keys.rules import check_ownership
 from odock.keys.tables import ApiKeyType
+from odock.mcp.link import AuthType, Transport
+from odock.mcp.rules import slug_of
+from odock.mcp.secrets import SECRET_AUTH_FIELDS
 from odock.providers.tables import ProviderType
 from odock.rules import check_timezone, usd_to_nanos, validate_policies
 from odock.settings import SettingsError, read_config_file
@@ -230,6 +240,90 @@ class ModelSpec(_Spec):
         return {}
 
 
+class McpServerSpec(_Spec):
+    """An MCP server of an organisation, matched by slug (made from the name when not given)."""
+
+    org: Name
+    name: Name
+    slug: Annotated[str, StringConstraints(pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*$", max_length=100)] | None = (
+        None
+    )
+    description: str | None = None
+    transport: Transport
+    endpoint_url: str | None = None
+    stdio_command: str | None = None
+    stdio_args: list[str] = Field(default_factory=list)
+    stdio_env_from_env: dict[Name, EnvName] = Field(default_factory=dict)
+    headers_from_env: dict[Name, EnvName] = Field(default_factory=dict)
+    auth_type: AuthType = AuthType.NONE
+    auth_config: dict[str, str] = Field(default_factory=dict)  # the non-secret fields
+    auth_from_env: dict[str, EnvName] = Field(default_factory=dict)  # token / password / client_secret
+    team: Name | None = None
+    allowed_tools: list[Name] = Field(default_factory=list)
+    blocked_tools: list[Name] = Field(default_factory=list)
+    semantic_filter: Json = Field(default_factory=dict)
+    pricing: Json = Field(default_factory=dict)
+    policies: Policies = Field(default_factory=dict)
+    metadata: Json = Field(default_factory=dict)
+    enabled: bool = True
+    is_public: bool = False
+    oauth_required: bool = False
+
+    _transport = field_validator("transport", "auth_type", mode="before")(_upper)
+
+    @model_validator(mode="after")
+    def _secrets_from_env(self) -> McpServerSpec:
+        inline = sorted(SECRET_AUTH_FIELDS & set(self.auth_config))
+        if inline:
+            raise ValueError(f"auth_config.{inline[0]} is a secret: name its variable in auth_from_env")
+        unknown = sorted(set(self.auth_from_env) - SECRET_AUTH_FIELDS)
+        if unknown:
+            raise ValueError(
+                f"auth_from_env.{unknown[0]} is not a secret field (token, password, client_secret)"
+            )
+        return self
+
+    @property
+    def wanted_slug(self) -> str:
+        """The slug the server is matched and stored by."""
+        return self.slug or slug_of(self.name)
+
+    def fields(self, secrets_by_var: Mapping[str, str], team_id: str | None) -> Json:
+        """The service fields the file declares (secrets read from ``secrets_by_var``)."""
+        plain = (
+            "name", "description", "transport", "endpoint_url", "stdio_command", "stdio_args", "auth_type",
+            "allowed_tools", "blocked_tools", "semantic_filter", "pricing", "policies", "metadata",
+            "enabled", "is_public", "oauth_required",
+        )  # fmt: skip
+        fields: Json = {name: getattr(self, name) for name in plain if self.declares(name) or name == "name"}
+        fields["slug"] = self.wanted_slug
+        if "transport" in fields:
+            fields["transport"] = self.transport.value
+        if "auth_type" in fields:
+            fields["auth_type"] = self.auth_type.value
+        if self.declares("auth_config") or self.declares("auth_from_env") or self.declares("auth_type"):
+            secret = {name: secrets_by_var[var] for name, var in self.auth_from_env.items()}
+            fields["auth_config"] = {**self.auth_config, **secret}
+        if self.declares("headers_from_env"):
+            fields["headers"] = {name: secrets_by_var[var] for name, var in self.headers_from_env.items()}
+        if self.declares("stdio_env_from_env"):
+            fields["stdio_env"] = {name: secrets_by_var[var] for name, var in self.stdio_env_from_env.items()}
+        if self.declares("team"):
+            fields["team_id"] = team_id
+        return fields
+
+
+class McpGrantSpec(_Spec):
+    """A key's grant for one MCP server (slug), optionally only for some tools."""
+
+    server: Name
+    tools: list[Name] | None = None
+
+
+def _grant_of(value: object) -> object:
+    return {"server": value} if isinstance(value, str) else value
+
+
 class ApiKeySpec(_Spec):
     """A virtual API key; ownership follows spec §3.3."""
 
@@ -244,6 +338,7 @@ class ApiKeySpec(_Spec):
     policies: Policies = Field(default_factory=dict)
     secret_from_env: EnvName | None = None
     revoked: bool | None = None
+    mcp_servers: list[Annotated[McpGrantSpec, BeforeValidator(_grant_of)]] = Field(default_factory=list)
 
     _type = field_validator("type", mode="before")(_upper)
 
@@ -384,6 +479,7 @@ class Declarations(_Spec):
     organisations: list[OrganisationSpec] = Field(default_factory=list)
     providers: list[ProviderSpec] = Field(default_factory=list)
     models: list[ModelSpec] = Field(default_factory=list)
+    mcp_servers: list[McpServerSpec] = Field(default_factory=list)
     api_keys: list[ApiKeySpec] = Field(default_factory=list)
     budgets: list[BudgetSpec] = Field(default_factory=list)
     quotas: list[QuotaSpec] = Field(default_factory=list)
@@ -391,7 +487,7 @@ class Declarations(_Spec):
     @property
     def is_empty(self) -> bool:
         """True when the file declares no resources."""
-        tenancy = (self.organisations, self.providers, self.models, self.api_keys)
+        tenancy = (self.organisations, self.providers, self.models, self.mcp_servers, self.api_keys)
         return not any(tenancy) and not (self.budgets or self.quotas)
 
     def summary(self) -> str:
@@ -407,6 +503,8 @@ class Declarations(_Spec):
             (len(self.budgets), "budget"),
             (len(self.quotas), "quota"),
         ]
+        if self.mcp_servers:
+            counts.insert(-3, (len(self.mcp_servers), "MCP server"))
         return ", ".join(f"{n} {what}{'' if n == 1 else 's'}" for n, what in counts)
 
     def environment_variables(self) -> list[tuple[str, str]]:
@@ -421,6 +519,9 @@ class Declarations(_Spec):
             for i, provider in enumerate(self.providers)
             for header, var in provider.headers_from_env.items()
         ]
+        for i, server in enumerate(self.mcp_servers):
+            for place in ("auth_from_env", "headers_from_env", "stdio_env_from_env"):
+                needed += [(f"mcp_servers[{i}].{place}.{n}", v) for n, v in getattr(server, place).items()]
         needed += [
             (f"api_keys[{i}].secret_from_env", key.secret_from_env)
             for i, key in enumerate(self.api_keys)
@@ -497,6 +598,10 @@ def _duplicates(declared: Declarations) -> list[str]:
             ),
         )
     check("model", ((f"models[{i}]", (m.org, m.name)) for i, m in enumerate(declared.models)))
+    check(
+        "MCP server",
+        ((f"mcp_servers[{i}]", (m.org, m.wanted_slug)) for i, m in enumerate(declared.mcp_servers)),
+    )
     check("API key", ((f"api_keys[{i}]", (k.org, k.name)) for i, k in enumerate(declared.api_keys)))
     check("budget", ((f"budgets[{i}]", (b.org, b.name)) for i, b in enumerate(declared.budgets)))
     check("quota", ((f"quotas[{i}]", (q.org, q.name)) for i, q in enumerate(declared.quotas)))

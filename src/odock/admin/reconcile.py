@@ -3,7 +3,8 @@
 Resources are matched by name (organisations globally, everything else within its organisation;
 users by e-mail) and applied in dependency order::
 
-    organisations (+ teams, users) → providers (+ keys) → models → API keys → budgets → quotas
+    organisations (+ teams, users) → providers (+ keys) → models → MCP servers → API keys
+    (+ their MCP grants) → budgets → quotas
 
 What is missing is created; what differs is updated; nothing is ever deleted or duplicated.
 A budget's or quota's limit, ``active`` switch and thresholds are updated in place (a new limit
@@ -35,6 +36,7 @@ from odock.admin.declarative import (
     BudgetSpec,
     DeclarationError,
     Declarations,
+    McpServerSpec,
     ModelSpec,
     OrganisationSpec,
     ProviderSpec,
@@ -49,6 +51,7 @@ from odock.budgets.tables import Budget, OwnerType, Quota
 from odock.errors import NotFound, OdockError
 from odock.keys.secrets import hash_secret
 from odock.keys.tables import ApiKey
+from odock.mcp.grant_service import WantedGrant
 from odock.providers.service import ProviderChanges
 from odock.settings import Settings
 from odock.tenancy.tables import Organisation
@@ -122,6 +125,7 @@ async def _apply_steps(declared: Declarations, applier: _Applier, dry_run: bool)
         ("organisations", declared.organisations, applier.organisation),
         ("providers", declared.providers, applier.provider),
         ("models", declared.models, applier.model),
+        ("mcp_servers", declared.mcp_servers, applier.mcp_server),
         ("api_keys", declared.api_keys, applier.api_key),
         ("budgets", declared.budgets, applier.budget),
         ("quotas", declared.quotas, applier.quota),
@@ -429,6 +433,8 @@ class _Applier:
             policies=spec.policies,
             secret=pinned,
         )
+        if spec.mcp_servers:
+            await self._control.mcp_grants.grant(issued.key.id, _wanted_grants(spec), replace=True)
         if spec.revoked:
             await self._control.keys.revoke(issued.key.id)
         if pinned is None:
@@ -457,7 +463,10 @@ class _Applier:
         )
         new_secret = pinned is not None and hash_secret(pinned) != key.key_hash
         revoke = spec.revoked is not None and spec.revoked != key.revoked
+        mcp_differ = spec.declares("mcp_servers") and await self._mcp_grants_differ(key.id, spec)
         if not self._dry:
+            if mcp_differ:
+                await self._control.mcp_grants.grant(key.id, _wanted_grants(spec), replace=True)
             if changes:
                 await self._control.keys.update(key.id, **changes)
             if grants_differ:
@@ -466,7 +475,38 @@ class _Applier:
                 await self._control.keys.rotate(key.id, secret=pinned, rotated_by="declarative config")
             if revoke:
                 await self._control.keys.revoke(key.id, revoked=bool(spec.revoked))
-        return bool(changes) or grants_differ or new_secret or revoke
+        return bool(changes) or grants_differ or new_secret or revoke or mcp_differ
+
+    async def _mcp_grants_differ(self, key_id: str, spec: ApiKeySpec) -> bool:
+        held = {
+            g.server.slug: sorted(g.tools) if g.tools is not None else None
+            for g in await self._control.mcp_grants.of_key(key_id)
+        }
+        wanted = {g.server: sorted(set(g.tools)) if g.tools is not None else None for g in spec.mcp_servers}
+        return held != wanted
+
+    # --- MCP servers ---------------------------------------------------------------------
+    async def mcp_server(self, spec: McpServerSpec) -> None:
+        label = f"{spec.org}/{spec.wanted_slug}"
+        org_id = await self._org_id(spec.org)
+        team_id = None
+        if spec.team:
+            tenancy = self._control.tenancy
+            team = None if org_id == PLANNED else await _optional(tenancy.team_by_name(org_id, spec.team))
+            team_id = team.id if team else self._planned_or_missing("team", spec.org, spec.team)
+        fields = spec.fields(self._secrets, team_id)
+        servers = self._control.mcp_servers
+        existing = None if org_id == PLANNED else await _optional(servers.find(org_id, spec.wanted_slug))
+        if existing is None:
+            if not self._dry:
+                await servers.create(org_id, fields)
+            self._record("MCP server", label, "created")
+            return
+        # Stored secrets are envelopes: holds() compares what they open to.
+        changed = not servers.holds(existing, fields)
+        if changed and not self._dry:
+            await servers.update(existing.id, fields)
+        self._record("MCP server", label, "updated" if changed else "unchanged")
 
     async def _owners(self, org_id: str, spec: ApiKeySpec) -> tuple[str | None, str | None]:
         team_id = user_id = None
@@ -620,6 +660,10 @@ class _Applier:
 
     def _record(self, kind: str, name: str, action: Action) -> None:
         self.report.changes.append(Change(kind, name, action))
+
+
+def _wanted_grants(spec: ApiKeySpec) -> list[WantedGrant]:
+    return [WantedGrant(g.server, g.tools) for g in spec.mcp_servers]
 
 
 def _differences(spec: _Declared, row: object, fields: tuple[str, ...]) -> dict[str, Any]:

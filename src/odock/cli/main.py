@@ -14,6 +14,7 @@ from odock.cli.apply import apply
 from odock.cli.budgets import budgets, quotas
 from odock.cli.common import settings_from
 from odock.cli.keys import keys
+from odock.cli.mcp import mcp
 from odock.cli.policies import policies
 from odock.cli.providers import models, providers
 from odock.cli.tenancy import orgs, teams, users
@@ -28,7 +29,7 @@ def main(config: str | None) -> None:
     """Odock: an open-source AI governance gateway."""
 
 
-for command in (orgs, teams, users, providers, models, keys, policies, budgets, quotas, usage, apply):
+for command in (orgs, teams, users, providers, models, mcp, keys, policies, budgets, quotas, usage, apply):
     main.add_command(command)
 
 

@@ -10,6 +10,7 @@ and the declarative file refuse the same things with the same 422 naming the fie
     tools           allowed_tools / blocked_tools: lists of tool names
     semantic_filter {"blocked_keywords": [...]}
     pricing         integer nanos-USD ≥ 0 per call and per byte in and out, or USD per million
+                    (checked by odock.mcp.service.check_pricing, which uses the shared USD rules)
     policies        the policy envelope (odock.rules.validate_policies)
 """
 
@@ -22,7 +23,6 @@ from urllib.parse import urlsplit
 
 from odock.errors import UnprocessableEntity
 from odock.mcp.link import AuthType, Transport
-from odock.rules import usd_to_nanos
 
 SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 MAX_SLUG = 100
@@ -153,32 +153,3 @@ def check_semantic_filter(value: object) -> dict[str, Any]:
             "semantic_filter.blocked_keywords must be a list of non-empty strings", param="semantic_filter"
         )
     return {"blocked_keywords": list(dict.fromkeys(keywords))}
-
-
-def check_pricing(value: object) -> dict[str, int]:
-    """Integer nanos-USD ≥ 0 per call and per byte (or the USD-per-million form), or empty."""
-    raw = check_object(value, "pricing")
-    if not raw:
-        return {}
-    unknown = set(raw) - set(PRICES) - set(PRICES_PER_MILLION)
-    if unknown:
-        raise UnprocessableEntity(
-            f"pricing has unknown fields: {', '.join(sorted(unknown))}", param="pricing"
-        )
-    prices = dict.fromkeys(PRICES, 0)
-    for name, price in raw.items():
-        if name in PRICES:
-            if not isinstance(price, int) or isinstance(price, bool) or price < 0 or price >= 2**63:
-                raise UnprocessableEntity(f"pricing.{name} must be an integer ≥ 0", param="pricing")
-            prices[name] = price
-            continue
-        if isinstance(price, bool) or not isinstance(price, int | float | str):
-            raise UnprocessableEntity(f"pricing.{name} must be a USD amount", param="pricing")
-        per_million = usd_to_nanos(str(price), param="pricing")
-        each, rest = divmod(per_million, 1_000_000)
-        if rest:
-            raise UnprocessableEntity(
-                f"pricing.{name} is finer than 1 nano-USD per call or byte", param="pricing"
-            )
-        prices[PRICES_PER_MILLION[name]] = each
-    return prices

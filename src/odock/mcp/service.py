@@ -30,12 +30,13 @@ from odock.ids import new_id
 from odock.keys.tables import ApiKey
 from odock.mcp.link import AuthType, Transport
 from odock.mcp.rules import (
+    PRICES,
+    PRICES_PER_MILLION,
     auth_type_of,
     check_args,
     check_command,
     check_endpoint,
     check_object,
-    check_pricing,
     check_semantic_filter,
     check_slug,
     check_tools,
@@ -46,7 +47,7 @@ from odock.mcp.secrets import check_auth, open_auth, open_values, sealed_auth, s
 from odock.mcp.tables import ApiKeyMcpAccess, ApiKeyMcpToolGrant, McpServer, McpStdioCommand
 from odock.providers.crypto import EnvelopeDecrypter, EnvelopeError
 from odock.rbac.grant import ListScope
-from odock.rules import same_org, valid_name, validate_policies
+from odock.rules import same_org, usd_to_nanos, valid_name, validate_policies
 from odock.tenancy.tables import Organisation, Team
 
 FIELDS = frozenset(
@@ -404,3 +405,32 @@ async def same_org_server(session: AsyncSession, server_id: str, organisation_id
     server = await get_row(session, McpServer, server_id)
     same_org(server.organisation_id, organisation_id, "MCP server")
     return server
+
+
+def check_pricing(value: object) -> dict[str, int]:
+    """Integer nanos-USD ≥ 0 per call and per byte (or the USD-per-million form), or empty."""
+    raw = check_object(value, "pricing")
+    if not raw:
+        return {}
+    unknown = set(raw) - set(PRICES) - set(PRICES_PER_MILLION)
+    if unknown:
+        raise UnprocessableEntity(
+            f"pricing has unknown fields: {', '.join(sorted(unknown))}", param="pricing"
+        )
+    prices = dict.fromkeys(PRICES, 0)
+    for name, price in raw.items():
+        if name in PRICES:
+            if not isinstance(price, int) or isinstance(price, bool) or price < 0 or price >= 2**63:
+                raise UnprocessableEntity(f"pricing.{name} must be an integer ≥ 0", param="pricing")
+            prices[name] = price
+            continue
+        if isinstance(price, bool) or not isinstance(price, int | float | str):
+            raise UnprocessableEntity(f"pricing.{name} must be a USD amount", param="pricing")
+        per_million = usd_to_nanos(str(price), param="pricing")
+        each, rest = divmod(per_million, 1_000_000)
+        if rest:
+            raise UnprocessableEntity(
+                f"pricing.{name} is finer than 1 nano-USD per call or byte", param="pricing"
+            )
+        prices[PRICES_PER_MILLION[name]] = each
+    return prices

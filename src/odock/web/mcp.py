@@ -78,6 +78,7 @@ log = logging.getLogger(__name__)
 
 MCP_PREFIX = "/v1/mcp"
 SESSION_HEADER = "mcp-session-id"
+CANCELLED = "notifications/cancelled"
 NAMESPACE = "__"  # the aggregate endpoint's tool names: {server slug}__{tool}
 HANDSHAKE_VERSIONS = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
 STREAM_PROBE_SECONDS = 0.5  # how long a GET waits to learn whether a forwarded server has a stream
@@ -173,6 +174,9 @@ class McpEndpoint:
         self._governor = governor
         self._max_request_bytes = max_request_bytes
         self._trusted_proxies = trusted_proxies
+        # Aggregate tool calls in flight on this replica, by (session, request id): where a client's
+        # notifications/cancelled must go.
+        self._aggregate_calls: dict[tuple[str, object], tuple[ResolvedMcpServer, Binding]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]) -> None:
         inbound = headers.get("x-request-id")
@@ -311,8 +315,10 @@ class McpEndpoint:
             raise McpSessionNotFound()
         session = found
         for message in ex.messages:
+            if message.get("method") == CANCELLED:
+                await self._cancel_aggregate_call(session, message)
             if not is_request(message):
-                continue  # notifications and answers: nothing upstream waits for them here
+                continue  # other notifications and answers: nothing upstream waits for them here
             method = message["method"]
             if method == TOOLS_LIST:
                 reply = result_reply(message["id"], {"tools": await self._all_tools(ex, session)})
@@ -415,11 +421,31 @@ class McpEndpoint:
         assert grant is not None
         call = {**message, "params": {**message["params"], "name": tool}}
         part = self._part(ex, server, [call])
+        in_flight = (session.id, message["id"])
         try:
             binding = await self._binding(session, server)
+            self._aggregate_calls[in_flight] = (server, binding)
             await _watched(scope, receive, part, self._governor.run(part, grant, binding, replies))
         except OdockError as error:
             await replies(error_reply(message["id"], error), orjson.dumps(error_reply(message["id"], error)))
+        finally:
+            self._aggregate_calls.pop(in_flight, None)
+
+    async def _cancel_aggregate_call(self, session: McpSession, message: JsonRpc) -> None:
+        """Pass a client's ``notifications/cancelled`` to the server whose call it names (when that
+        call runs on this replica; elsewhere there is nothing here to cancel)."""
+        request_id = _params(message).get("requestId")
+        if not isinstance(request_id, str | int):
+            return
+        running = self._aggregate_calls.get((session.id, request_id))
+        if running is None:
+            return
+        server, binding = running
+        link = self._governor.link(server.transport)
+        with contextlib.suppress(OdockError):
+            async with contextlib.aclosing(link.exchange(server.target, binding, [message])) as replies:
+                async for _ in replies:
+                    pass
 
     # --- GET and DELETE ---------------------------------------------------------------------------
     async def _listen(

@@ -135,7 +135,8 @@ def test_validation_refuses_incomplete_servers(mcp_plane: ControlPlaneUnderTest)
              "auth_config": {"username": "u", "token": "t"}},
             "auth_config",
         ),
-        ({"transport": "SSE", "endpoint_url": "https://x.test/", "pricing": {"call_nanos_usd": -1}}, "pricing"),
+        ({"transport": "SSE", "endpoint_url": "https://x.test/", "pricing": {"call_nanos_usd": -1}},
+         "pricing"),
         ({"transport": "SSE", "endpoint_url": "https://x.test/", "policies": {"ratelimit": {"x": 1}}}, None),
         ({"transport": "SSE", "endpoint_url": "https://x.test/", "team_id": "nope"}, "team_id"),
     ]  # fmt: skip
@@ -262,7 +263,7 @@ def test_stdio_allowlist_is_super_admin_only(mcp_plane: ControlPlaneUnderTest) -
 
 
 def test_key_grants_and_tool_grants(mcp_plane: ControlPlaneUnderTest) -> None:
-    """Keys get server grants with optional tool grants, from the key or from the server; principals follow."""
+    """Keys get server grants, optionally limited to tools, from the key or the server; principals follow."""
     org = mcp_plane.organisation()
     admin = mcp_plane.caller(Role.ORG_ADMIN, org)
     one, two = _http(admin, org, slug="one"), _http(admin, org, slug="two")
@@ -287,6 +288,8 @@ def test_key_grants_and_tool_grants(mcp_plane: ControlPlaneUnderTest) -> None:
     _error(admin.post(access, json={"grants": [{"server": "nope"}]}), 422, "servers")
     assert admin.delete(f"{access}/two").status_code == 204
     assert admin.delete(f"{access}/two").status_code == 404
+    assert admin.delete(f"{access}/bad%00slug").status_code in (404, 422)  # never a 500
+    assert admin.delete(f"/api/organisations/{org}/mcp-servers/{two['id']}/keys/k%00").status_code == 404
     assert _grants_of(mcp_plane, key["id"]) == ()
     # From the server's side: batch add, list with tool grants, remove.
     keys_path = f"/api/organisations/{org}/mcp-servers/{one['id']}/keys"

@@ -100,6 +100,7 @@ UNROUTED: dict[tuple[Resource, Action], str] = {
     (Resource.INVITATION, Action.DELETE): "invitations are revoked (an update), keeping their history",
     (Resource.API_KEY, Action.DELETE): "keys are revoked (an update): usage keeps naming them",
     (Resource.ADMIN_TOKEN, Action.UPDATE): "a token cannot change; it is revoked (delete) and reissued",
+    (Resource.MCP_STDIO_COMMAND, Action.UPDATE): "an allowlist entry is added or removed, never changed",
 }
 """Cells of the permission table that no route exercises, and why."""
 
@@ -118,6 +119,8 @@ RESOURCE_PARAMS: dict[Resource, tuple[str, ...]] = {
     Resource.USAGE_DEAD_LETTER: ("dead_letter_id",),
     Resource.AUDIT: ("event_id",),
     Resource.ADMIN_TOKEN: ("token_id",),
+    Resource.MCP_SERVER: ("mcp_server_id",),
+    Resource.MCP_STDIO_COMMAND: ("command_id",),
 }
 OWNED_ROWS: dict[str, tuple[str, ...]] = {
     "team_id": ("team:T", "team:T2"),
@@ -133,6 +136,8 @@ SINGLE_ROWS: dict[str, str] = {
     "model_id": "model",
     "invitation_id": "invitation",
     "event_id": "event",
+    "mcp_server_id": "mcp_server",
+    "command_id": "mcp_stdio_command",
 }
 _PARAM = re.compile(r"{(\w+)(?::[^}]*)?}")
 

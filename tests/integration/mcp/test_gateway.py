@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -28,18 +27,6 @@ from tests.support.mcp_servers import (
 )
 
 TRANSPORTS = ["tools-http", "tools-sse"]
-
-
-@pytest.fixture(scope="module")
-def http_server() -> Iterator[McpTestServer]:
-    with start_mcp_server("streamable_http") as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def sse_server() -> Iterator[McpTestServer]:
-    with start_mcp_server("sse") as server:
-        yield server
 
 
 @pytest.fixture
@@ -119,7 +106,7 @@ async def test_progress_arrives_before_the_result(
     assert seen == [1, 2, 3]
 
 
-@pytest.mark.parametrize("server", TRANSPORTS)
+@pytest.mark.parametrize("server", [*TRANSPORTS, None])
 async def test_cancellation_reaches_the_server(
     mcp_gateway: Gateway,
     tenant: McpTenant,
@@ -127,20 +114,23 @@ async def test_cancellation_reaches_the_server(
     http_server: McpTestServer,
     sse_server: McpTestServer,
 ) -> None:
-    upstream = http_server if server == "tools-http" else sse_server
+    upstream = sse_server if server == "tools-sse" else http_server
     before = upstream.state.cancelled
+    prefix = "tools-http__" if server is None else ""  # None: through the aggregate endpoint
     async with connect(mcp_gateway.base_url, tenant.secret, server) as client:
         started = asyncio.Event()
 
         async def progress(done: float, total: float | None, message: str | None) -> None:
             started.set()  # wait_forever reports once when it starts waiting
 
-        call = asyncio.ensure_future(client.call_tool("wait_forever", {}, progress_callback=progress))
+        call = asyncio.ensure_future(
+            client.call_tool(f"{prefix}wait_forever", {}, progress_callback=progress)
+        )
         await asyncio.wait_for(started.wait(), 20)
         call.cancel()
         with pytest.raises((asyncio.CancelledError, BaseException)):
             await call
-        counted = await client.call_tool("cancelled_count", {})
+        counted = await client.call_tool(f"{prefix}cancelled_count", {})
     assert int(text_of(counted)) > before
 
 

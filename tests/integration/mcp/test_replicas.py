@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -20,24 +19,12 @@ from odock.budgets.windows import Period
 from odock.settings import Settings
 from tests.conftest import BACKEND, Gateway, GatewayFactory, SettingsFactory
 from tests.support.mcp_gateway import McpTenant, mcp_records, mcp_tenant
-from tests.support.mcp_servers import McpTestServer, start_mcp_server, time_server_command
+from tests.support.mcp_servers import McpTestServer, time_server_command
 
 CALL_PRICE = 1_000_000_000  # one dollar a tool call
 FITS = 5
 FIRED = 40
 ids = itertools.count(1)
-
-
-@pytest.fixture(scope="module")
-def http_server() -> Iterator[McpTestServer]:
-    with start_mcp_server("streamable_http") as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def sse_server() -> Iterator[McpTestServer]:
-    with start_mcp_server("sse") as server:
-        yield server
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from odock.keys.tables import ApiKey, ApiKeyType
-from odock.mcp.grants import McpGrants, ServerGrant, WantedGrant
+from odock.mcp.grant_service import McpGrants, ServerGrant, WantedGrant
 from odock.mcp.link import AuthType, Transport
 from odock.mcp.secrets import shown_auth, shown_values
 from odock.mcp.service import AllowedCommand, McpServerFilters, McpServerService
@@ -143,7 +143,7 @@ class McpServerUpdate(_ServerFields):
     auth_type: AuthType | None = None
 
 
-class KeyIds(BaseModel):
+class McpKeyIds(BaseModel):
     """API keys by id."""
 
     model_config = ConfigDict(extra="forbid")
@@ -165,7 +165,7 @@ class McpAccessOut(BaseModel):
     granted_at: datetime
 
 
-class GrantIn(BaseModel):
+class McpGrantIn(BaseModel):
     """A server (slug or id) and, optionally, the only tools the key may call on it."""
 
     model_config = ConfigDict(extra="forbid")
@@ -174,15 +174,15 @@ class GrantIn(BaseModel):
     tools: Tools | None = Field(default=None, description="null: every tool the server allows")
 
 
-class GrantsIn(BaseModel):
+class McpGrantsIn(BaseModel):
     """MCP grants of a key."""
 
     model_config = ConfigDict(extra="forbid")
 
-    grants: Annotated[list[GrantIn], Field(max_length=500)]
+    grants: Annotated[list[McpGrantIn], Field(max_length=500)]
 
 
-class GrantOut(BaseModel):
+class McpGrantOut(BaseModel):
     """A server the key may use."""
 
     mcp_server_id: str
@@ -194,10 +194,10 @@ class GrantOut(BaseModel):
     granted_at: datetime
 
 
-class GrantList(BaseModel):
+class McpGrantList(BaseModel):
     """Every MCP server a key may use, by slug."""
 
-    items: list[GrantOut]
+    items: list[McpGrantOut]
 
 
 class StdioCommandIn(BaseModel):
@@ -258,9 +258,9 @@ def render(server: McpServer) -> McpServerOut:
     )
 
 
-def _grant_out(grant: ServerGrant) -> GrantOut:
+def _grant_out(grant: ServerGrant) -> McpGrantOut:
     server = grant.server
-    return GrantOut(
+    return McpGrantOut(
         mcp_server_id=server.id,
         slug=server.slug,
         name=server.name,
@@ -396,7 +396,7 @@ async def mcp_server_keys(
 @router.post(SERVER + "/keys", status_code=204, response_class=Response)
 async def add_mcp_server_keys(
     mcp_server_id: str,
-    body: KeyIds,
+    body: McpKeyIds,
     grants: Grants,
     grant: Annotated[Grant, Depends(Permit(Resource.MCP_SERVER, Action.UPDATE, locate=_locate))],
 ) -> Response:
@@ -418,39 +418,40 @@ async def remove_mcp_server_key(
 
 
 # --- a key's MCP grants -----------------------------------------------------------------------
-@router.get(ACCESS, response_model=GrantList)
+@router.get(ACCESS, response_model=McpGrantList)
 async def key_mcp_access(
     api_key_id: str,
     grants: Grants,
     grant: Annotated[Grant, Depends(Permit(Resource.API_KEY, Action.READ, locate=locate_key))],
-) -> GrantList:
+) -> McpGrantList:
     """Every MCP server the key may use, with its tool grants."""
-    return GrantList(items=[_grant_out(g) for g in await grants.of_key(api_key_id)])
+    return McpGrantList(items=[_grant_out(g) for g in await grants.of_key(api_key_id)])
 
 
-async def _granting(grants: McpGrants, api_key_id: str, body: GrantsIn, *, replace: bool) -> GrantList:
+async def _granting(grants: McpGrants, api_key_id: str, body: McpGrantsIn, *, replace: bool) -> McpGrantList:
     wanted = [WantedGrant(g.server, g.tools) for g in body.grants]
-    return GrantList(items=[_grant_out(g) for g in await grants.grant(api_key_id, wanted, replace=replace)])
+    granted = await grants.grant(api_key_id, wanted, replace=replace)
+    return McpGrantList(items=[_grant_out(g) for g in granted])
 
 
-@router.put(ACCESS, response_model=GrantList)
+@router.put(ACCESS, response_model=McpGrantList)
 async def replace_key_mcp_access(
     api_key_id: str,
-    body: GrantsIn,
+    body: McpGrantsIn,
     grants: Grants,
     grant: Annotated[Grant, Depends(Permit(Resource.API_KEY, Action.UPDATE, locate=locate_key))],
-) -> GrantList:
+) -> McpGrantList:
     """The key may use exactly these servers (with these tool grants) from now on."""
     return await _granting(grants, api_key_id, body, replace=True)
 
 
-@router.post(ACCESS, response_model=GrantList)
+@router.post(ACCESS, response_model=McpGrantList)
 async def add_key_mcp_access(
     api_key_id: str,
-    body: GrantsIn,
+    body: McpGrantsIn,
     grants: Grants,
     grant: Annotated[Grant, Depends(Permit(Resource.API_KEY, Action.UPDATE, locate=locate_key))],
-) -> GrantList:
+) -> McpGrantList:
     """The key may also use these servers; the tool grants of each server named are replaced."""
     return await _granting(grants, api_key_id, body, replace=False)
 

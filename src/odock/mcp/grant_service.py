@@ -137,7 +137,7 @@ class McpGrants:
         """The key may no longer use the server (404 when it had no grant)."""
         async with self._sessions() as session:
             server = await get_row(session, McpServer, server_id)
-            key = await session.get(ApiKey, key_id)
+            key = None if "\x00" in key_id else await session.get(ApiKey, key_id)
             access = await session.get(ApiKeyMcpAccess, (key_id, server.id)) if key is not None else None
             if key is None or access is None:
                 raise NotFound("the key has no grant for this MCP server")
@@ -222,6 +222,9 @@ async def _servers(
     wanted = list(dict.fromkeys(refs))
     if len(wanted) != len(refs):
         raise UnprocessableEntity("a server is named twice", param="servers")
+    odd = [ref for ref in wanted if "\x00" in ref]  # PostgreSQL refuses NUL in a query's text
+    if odd:
+        raise UnprocessableEntity("unknown MCP server", param="servers")
     found: list[McpServer] = []
     if wanted:
         rows = await session.execute(
