@@ -266,7 +266,7 @@ async def server_page(
 class KeyMcpCard:
     """The "MCP access" card of a key's page: its servers with tool grants, and servers to add."""
 
-    grants: list[api.GrantOut]
+    grants: list[api.McpGrantOut]
     offered: list[api.McpServerOut]
 
 
