@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from odock.db.base import Base, JsonType, Money
@@ -35,7 +35,14 @@ class UsageRecord(Base):
         Index("ix_usage_records_org_team_ts", "organisation_id", "team_id", "timestamp"),
         Index("ix_usage_records_org_user_ts", "organisation_id", "user_id", "timestamp"),
         Index("ix_usage_records_key_ts", "api_key_id", "timestamp"),
-        Index("ix_usage_records_mcp_server_ts", "mcp_server_id", "timestamp"),
+        # Partial: model calls (no server) do not pay for an index they never use.
+        Index(
+            "ix_usage_records_mcp_server_ts",
+            "mcp_server_id",
+            "timestamp",
+            sqlite_where=text("mcp_server_id IS NOT NULL"),
+            postgresql_where=text("mcp_server_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)

@@ -5,7 +5,8 @@ unique per organisation; secret values stored as envelopes), ``api_key_mcp_acces
 server grants), ``api_key_mcp_tool_grants`` (per-key tool grants: deny by default once a key has
 one for a server), ``mcp_stdio_commands`` (executables SUPER_ADMIN added to the STDIO
 allowlist), and the MCP columns of ``usage_records`` (nullable, or 0: existing rows are model
-calls) with an index for a server's usage.
+calls) with a partial index for a server's usage (rows of MCP calls only, so model calls'
+inserts do not maintain it).
 
 Revision ID: 0008
 Revises: 0007
@@ -111,12 +112,20 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("mcp_tool_calls", sa.Integer(), server_default=sa.text("0"), nullable=False)
         )
-        batch_op.create_index("ix_usage_records_mcp_server_ts", ["mcp_server_id", "timestamp"], unique=False)
+    # Partial: model calls (no server) do not pay for an index they never use.
+    op.create_index(
+        "ix_usage_records_mcp_server_ts",
+        "usage_records",
+        ["mcp_server_id", "timestamp"],
+        unique=False,
+        sqlite_where=sa.text("mcp_server_id IS NOT NULL"),
+        postgresql_where=sa.text("mcp_server_id IS NOT NULL"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_usage_records_mcp_server_ts", table_name="usage_records")
     with op.batch_alter_table("usage_records", schema=None) as batch_op:
-        batch_op.drop_index("ix_usage_records_mcp_server_ts")
         for column in (
             "mcp_tool_calls",
             "mcp_tool",
