@@ -2,7 +2,8 @@
 
 Flow, for one backend (embedded SQLite by default; ``--backend production`` for PostgreSQL + Redis)::
 
-    start the SDK test server (Streamable HTTP and legacy SSE, tests/support/mcp_servers.py)
+    start the SDK test server (Streamable HTTP with JSON answers, and legacy SSE;
+    tests/support/mcp_servers.py)
     start the gateway (uvicorn in a thread); an organisation, a key, three MCP servers: the test
     server over Streamable HTTP and over SSE, and mcp-server-time over STDIO
     latency: --calls tools/call "echo" one at a time, alternating direct (the test server's own
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import json
 import statistics
 import sys
 import tempfile
@@ -33,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 from tests.support.mcp_gateway import McpTenant
 from tests.support.mcp_servers import McpTestServer, time_server_command
@@ -161,30 +164,75 @@ async def latency(base_url: str, secret: str, upstream_url: str, calls: int) -> 
 
 
 async def pool(base_url: str, secret: str, sessions: int, per_session: int) -> tuple[Series, float, int]:
-    """``sessions`` clients at once on the STDIO server; their call times, the wall time, failures."""
-    limits = httpx.Limits(max_connections=sessions + 10)
-    failures = 0
-    async with httpx.AsyncClient(timeout=120, limits=limits) as http:
+    """``sessions`` clients at once on the STDIO server, driven from a process of their own (the
+    gateway runs in a thread of this one: a client here would take its CPU); their call times,
+    the wall time, failures."""
+    command = [
+        sys.executable,
+        "-m",
+        "bench.mcp_gateway",
+        "--drive",
+        base_url,
+        secret,
+        str(sessions),
+        str(per_session),
+    ]
+    driver = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE)
+    out, _ = await driver.communicate()
+    if driver.returncode != 0:
+        raise RuntimeError(f"the pool driver failed with code {driver.returncode}")
+    result = json.loads(out)
+    return Series(f"STDIO, {sessions} sessions at once", result["times"]), result["wall"], result["failures"]
+
+
+async def drive(
+    base_url: str, secret: str, sessions: int, per_session: int
+) -> tuple[list[float], float, int]:
+    """The pool's load (run by the driver process, with aiohttp: the cheaper client, so the load
+    generator takes less of the two cores the gateway and the server processes share)."""
+    url = f"{base_url}/v1/mcp/time"
+    auth = {"Authorization": f"Bearer {secret}", "Accept": "application/json"}
+    connector = aiohttp.TCPConnector(limit=sessions + 10)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=120)) as http:
+
+        async def post(headers: dict[str, str], message: dict[str, Any]) -> tuple[bytes, str | None]:
+            async with http.post(url, headers=headers, data=json.dumps(message)) as reply:
+                reply.raise_for_status()
+                return await reply.read(), reply.headers.get("mcp-session-id")
 
         async def one() -> list[float]:
-            client = RpcClient(http, f"{base_url}/v1/mcp/time", {"Authorization": f"Bearer {secret}"})
-            await client.initialize()
-            return [
-                await client.call("get_current_time", {"timezone": "Europe/Paris"})
-                for _ in range(per_session)
-            ]
+            init = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": INIT_PARAMS}
+            _, session = await post({**auth, "Content-Type": "application/json"}, init)
+            headers = {**auth, "Content-Type": "application/json", "Mcp-Session-Id": session or ""}
+            await post(headers, {"jsonrpc": "2.0", "method": "notifications/initialized"})
+            times = []
+            for n in range(per_session):
+                arguments = {"timezone": "Europe/Paris"}
+                params = {"name": "get_current_time", "arguments": arguments}
+                message = {"jsonrpc": "2.0", "id": n + 1, "method": "tools/call", "params": params}
+                began = time.perf_counter()
+                body, _ = await post(headers, message)
+                times.append((time.perf_counter() - began) * 1000)
+                if b'"result"' not in body:
+                    raise RuntimeError(body[:300].decode())
+            return times
 
         began = time.perf_counter()
         results = await asyncio.gather(*(one() for _ in range(sessions)), return_exceptions=True)
         wall = time.perf_counter() - began
     times = [t for r in results if isinstance(r, list) for t in r]
     failures = sum(1 for r in results if isinstance(r, BaseException))
-    return Series(f"STDIO, {sessions} sessions at once", times), wall, failures
+    return times, wall, failures
 
 
 async def run(name: BackendName, calls: int, sessions: int, per_session: int, work: Path) -> str:
     """Measure one backend; the Markdown report."""
-    with McpTestServer("streamable_http") as http_server, McpTestServer("sse") as sse_server:
+    # JSON answers from the Streamable HTTP server: direct and forwarded calls read the same kind of
+    # answer (the SDK server's SSE answers carry a stream lifecycle of its own).
+    with (
+        McpTestServer("streamable_http", json_response=True) as http_server,
+        McpTestServer("sse") as sse_server,
+    ):
         allow: dict[str, Any] = {"mcp_stdio_allowed_commands": [sys.executable]}
         async with prepared(name, work, overrides=allow) as backend:
             app = create_app(backend.settings)
@@ -238,7 +286,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> str:
-    """Run, print the report and return it."""
+    """Run, print the report and return it (or, as the pool's driver, its timings as JSON)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--drive"]:
+        base_url, secret, sessions, per_session = argv[1:5]
+        times, wall, failures = asyncio.run(drive(base_url, secret, int(sessions), int(per_session)))
+        report = json.dumps({"times": times, "wall": wall, "failures": failures})
+        print(report)
+        return report
     args = parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="odock-mcp-bench-") as work:
         report = asyncio.run(run(args.backend, args.calls, args.sessions, args.per_session, Path(work)))
