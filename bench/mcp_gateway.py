@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import httpx
+from sqlalchemy import select
 from tests.support.mcp_gateway import McpTenant
 from tests.support.mcp_servers import McpTestServer, time_server_command
 from tests.support.server import ThreadedServer
@@ -44,6 +44,7 @@ from tests.support.server import ThreadedServer
 from bench.backends import BACKENDS, BackendName, prepared
 from odock.app import create_app
 from odock.runtime import Runtime
+from odock.usage.tables import UsageRecord
 
 ids = itertools.count(1)
 INIT_PARAMS = {
@@ -73,43 +74,40 @@ class Series:
 
 
 class RpcClient:
-    """Raw JSON-RPC over HTTP, as any MCP client sends it (JSON answers)."""
+    """Raw JSON-RPC over HTTP, as any MCP client sends it (aiohttp; JSON answers preferred)."""
 
-    def __init__(self, http: httpx.AsyncClient, url: str, headers: dict[str, str]) -> None:
-        self.http, self.url, self.headers = (
-            http,
-            url,
-            {**headers, "Accept": "application/json, text/event-stream"},
-        )
+    def __init__(self, http: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> None:
+        self.http, self.url = http, url
+        self.headers = {
+            **headers,
+            "Accept": "application/json, text/event-stream",
+            "Content-Type": "application/json",
+        }
         self.session: str | None = None
 
     async def initialize(self) -> None:
-        reply = await self.post(
+        _, self.session = await self.post(
             {"jsonrpc": "2.0", "id": next(ids), "method": "initialize", "params": INIT_PARAMS}
         )
-        self.session = reply.headers.get("mcp-session-id")
         await self.post({"jsonrpc": "2.0", "method": "notifications/initialized"})
 
-    async def post(self, message: dict[str, Any]) -> httpx.Response:
+    async def post(self, message: dict[str, Any]) -> tuple[bytes, str | None]:
+        """The answer's body and session id."""
         headers = dict(self.headers)
         if self.session:
             headers["Mcp-Session-Id"] = self.session
-        reply = await self.http.post(self.url, headers=headers, json=message)
-        reply.raise_for_status()
-        return reply
+        async with self.http.post(self.url, headers=headers, data=json.dumps(message)) as reply:
+            reply.raise_for_status()
+            return await reply.read(), reply.headers.get("mcp-session-id")
 
     async def call(self, tool: str, arguments: dict[str, Any]) -> float:
-        message = {
-            "jsonrpc": "2.0",
-            "id": next(ids),
-            "method": "tools/call",
-            "params": {"name": tool, "arguments": arguments},
-        }
+        params = {"name": tool, "arguments": arguments}
+        message = {"jsonrpc": "2.0", "id": next(ids), "method": "tools/call", "params": params}
         began = time.perf_counter()
-        reply = await self.post(message)
+        body, _ = await self.post(message)
         elapsed = (time.perf_counter() - began) * 1000
-        if b'"result"' not in reply.content:
-            raise RuntimeError(f"tools/call failed: {reply.text[:300]}")
+        if b'"result"' not in body:
+            raise RuntimeError(f"tools/call failed: {body[:300]!r}")
         return elapsed
 
 
@@ -133,8 +131,20 @@ def _tenant(gateway: Any) -> Any:
 
 
 async def latency(base_url: str, secret: str, upstream_url: str, calls: int) -> list[Series]:
+    """The latency series, driven from a process of their own (see :func:`pool`)."""
+    times = await _driven(["latency", base_url, secret, upstream_url, str(calls)])
+    labels = {
+        "direct": "Streamable HTTP, direct to the server",
+        "http": "Streamable HTTP, through Odock",
+        "sse": "legacy SSE, through Odock (bridged)",
+        "time": "STDIO mcp-server-time, through Odock (pooled process)",
+    }
+    return [Series(labels[name], times[name]) for name in labels]
+
+
+async def drive_latency(base_url: str, secret: str, upstream_url: str, calls: int) -> dict[str, list[float]]:
     """Interleaved direct and gateway calls (Streamable HTTP), then SSE and STDIO through the gateway."""
-    async with httpx.AsyncClient(timeout=60) as http:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
         direct = RpcClient(http, upstream_url, {})
         gateway = {
             name: RpcClient(http, f"{base_url}/v1/mcp/{name}", {"Authorization": f"Bearer {secret}"})
@@ -154,40 +164,28 @@ async def latency(base_url: str, secret: str, upstream_url: str, calls: int) -> 
             series["http"].times.append(await gateway["http"].call("echo", text))
             series["sse"].times.append(await gateway["sse"].call("echo", text))
             series["time"].times.append(await gateway["time"].call("get_current_time", {"timezone": "UTC"}))
-    labels = {
-        "direct": "Streamable HTTP, direct to the server",
-        "http": "Streamable HTTP, through Odock",
-        "sse": "legacy SSE, through Odock (bridged)",
-        "time": "STDIO mcp-server-time, through Odock (pooled process)",
-    }
-    return [Series(labels[name], s.times) for name, s in series.items()]
+    return {name: s.times for name, s in series.items()}
 
 
 async def pool(base_url: str, secret: str, sessions: int, per_session: int) -> tuple[Series, float, int]:
     """``sessions`` clients at once on the STDIO server, driven from a process of their own (the
     gateway runs in a thread of this one: a client here would take its CPU); their call times,
     the wall time, failures."""
-    command = [
-        sys.executable,
-        "-m",
-        "bench.mcp_gateway",
-        "--drive",
-        base_url,
-        secret,
-        str(sessions),
-        str(per_session),
-    ]
-    driver = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE)
-    out, _ = await driver.communicate()
-    if driver.returncode != 0:
-        raise RuntimeError(f"the pool driver failed with code {driver.returncode}")
-    result = json.loads(out)
+    result = await _driven(["pool", base_url, secret, str(sessions), str(per_session)])
     return Series(f"STDIO, {sessions} sessions at once", result["times"]), result["wall"], result["failures"]
 
 
-async def drive(
-    base_url: str, secret: str, sessions: int, per_session: int
-) -> tuple[list[float], float, int]:
+async def _driven(arguments: list[str]) -> Any:
+    """Run the driver process with ``arguments``; what it printed (JSON)."""
+    command = [sys.executable, "-m", "bench.mcp_gateway", "--drive", *arguments]
+    driver = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE)
+    out, _ = await driver.communicate()
+    if driver.returncode != 0:
+        raise RuntimeError(f"the bench driver ({arguments[0]}) failed with code {driver.returncode}")
+    return json.loads(out)
+
+
+async def drive_pool(base_url: str, secret: str, sessions: int, per_session: int) -> dict[str, Any]:
     """The pool's load (run by the driver process, with aiohttp: the cheaper client, so the load
     generator takes less of the two cores the gateway and the server processes share)."""
     url = f"{base_url}/v1/mcp/time"
@@ -222,7 +220,23 @@ async def drive(
         wall = time.perf_counter() - began
     times = [t for r in results if isinstance(r, list) for t in r]
     failures = sum(1 for r in results if isinstance(r, BaseException))
-    return times, wall, failures
+    return {"times": times, "wall": wall, "failures": failures}
+
+
+async def inside(runtime: Runtime) -> dict[str, tuple[list[float], list[float]]]:
+    """Per server slug, the gateway's own latency and overhead (latency without the upstream
+    wait) of every tools/call it recorded, in milliseconds."""
+    await runtime.recorder.flush()
+    query = select(UsageRecord.mcp_server, UsageRecord.latency_ms, UsageRecord.gateway_overhead_ms).where(
+        UsageRecord.mcp_method == "tools/call"
+    )
+    found: dict[str, tuple[list[float], list[float]]] = {}
+    async with runtime.sessions() as session:
+        for server, latency_ms, overhead_ms in await session.execute(query):
+            entry = found.setdefault(server, ([], []))
+            entry[0].append(latency_ms)
+            entry[1].append(overhead_ms)
+    return found
 
 
 async def run(name: BackendName, calls: int, sessions: int, per_session: int, work: Path) -> str:
@@ -243,6 +257,7 @@ async def run(name: BackendName, calls: int, sessions: int, per_session: int, wo
                     provision, app.runtime, server, http_server.url, sse_server.url
                 )
                 series = await latency(server.base_url, tenant.secret, http_server.url, calls)
+                recorded = server.run(inside(app.runtime))
                 burst, wall, failures = await pool(server.base_url, tenant.secret, sessions, per_session)
                 stats = app.runtime.mcp_links.stdio.stats()
                 settings = app.runtime.settings
@@ -261,6 +276,13 @@ async def run(name: BackendName, calls: int, sessions: int, per_session: int, wo
         "",
         f"Added by the gateway (Streamable HTTP, same run): p50 {added_p50:+.2f} ms, p95 {added_p95:+.2f} ms",
         "",
+        "Inside the gateway (its usage records of the tools/call above, warm-up included): latency = request "
+        "received → answer written; overhead = the latency without the upstream wait",
+        "",
+        "| server | records | latency p50 / p95 ms | overhead p50 / p95 ms |",
+        "| --- | ---: | ---: | ---: |",
+        *(_inside_row(slug, lat, over) for slug, (lat, over) in sorted(recorded.items())),
+        "",
         f"STDIO pool: {sessions} sessions at once, {per_session} calls each, in {wall:.2f} s "
         f"({len(burst.times) / wall:.0f} calls/s); {failures} sessions failed; processes at peak "
         f"{pool_stats['peak']} (cap {settings.mcp_stdio_processes_per_server} per server, "
@@ -271,6 +293,14 @@ async def run(name: BackendName, calls: int, sessions: int, per_session: int, wo
         burst.row,
     ]
     return "\n".join(lines)
+
+
+def _inside_row(slug: str, latency_ms: list[float], overhead_ms: list[float]) -> str:
+    lat, over = Series(slug, latency_ms), Series(slug, overhead_ms)
+    return (
+        f"| {slug} | {len(latency_ms)} | {lat.quantile(0.5):.2f} / {lat.quantile(0.95):.2f} "
+        f"| {over.quantile(0.5):.2f} / {over.quantile(0.95):.2f} |"
+    )
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -289,9 +319,12 @@ def main(argv: Sequence[str] | None = None) -> str:
     """Run, print the report and return it (or, as the pool's driver, its timings as JSON)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--drive"]:
-        base_url, secret, sessions, per_session = argv[1:5]
-        times, wall, failures = asyncio.run(drive(base_url, secret, int(sessions), int(per_session)))
-        report = json.dumps({"times": times, "wall": wall, "failures": failures})
+        kind, base_url, secret, *rest = argv[1:]
+        if kind == "latency":
+            driven: Any = drive_latency(base_url, secret, rest[0], int(rest[1]))
+        else:
+            driven = drive_pool(base_url, secret, int(rest[0]), int(rest[1]))
+        report = json.dumps(asyncio.run(driven))
         print(report)
         return report
     args = parse_args(argv)
