@@ -121,8 +121,16 @@ def mcp_error(error: BaseException) -> Any:
     raise error
 
 
-def mcp_records(gateway: Gateway, server: str, *, count: int = 1, timeout: float = 10.0) -> list[Any]:
-    """The usage records of MCP server ``server`` (slug), oldest first, once ``count`` exist."""
+def mcp_records(
+    gateway: Gateway,
+    server: str,
+    *,
+    count: int = 1,
+    timeout: float = 10.0,
+    organisation_id: str | None = None,
+) -> list[Any]:
+    """The usage records of MCP server ``server`` (slug; of one organisation when given), oldest
+    first, once ``count`` exist."""
     import time
 
     from sqlalchemy import select
@@ -132,6 +140,8 @@ def mcp_records(gateway: Gateway, server: str, *, count: int = 1, timeout: float
     async def load() -> list[UsageRecord]:
         async with gateway.runtime.sessions() as session:
             query = select(UsageRecord).where(UsageRecord.mcp_server == server).order_by(UsageRecord.id)
+            if organisation_id is not None:
+                query = query.where(UsageRecord.organisation_id == organisation_id)
             return list((await session.execute(query)).scalars())
 
     deadline = time.monotonic() + timeout

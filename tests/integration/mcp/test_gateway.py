@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Iterator
 
 import httpx
 import pytest
 from sqlalchemy import event
 
+from odock.app import create_app
 from odock.budgets.tables import QuotaMetric
 from odock.budgets.windows import Period
-from tests.conftest import Gateway, GatewayFactory, SettingsFactory
+from odock.providers.crypto import KeyPair
+from tests.conftest import BACKEND, Gateway, settings_factory
 from tests.integration.test_hot_path import StatementAudit
 from tests.support.mcp_gateway import McpTenant, Refused, connect, mcp_records, mcp_tenant, refused
 from tests.support.mcp_servers import (
@@ -25,13 +28,25 @@ from tests.support.mcp_servers import (
     start_mcp_server,
     time_server_command,
 )
+from tests.support.server import ThreadedServer
 
 TRANSPORTS = ["tools-http", "tools-sse"]
 
 
-@pytest.fixture
-def mcp_gateway(gateway_factory: GatewayFactory, keyed_settings: SettingsFactory) -> Gateway:
-    return gateway_factory(keyed_settings(mcp_stdio_allowed_commands=[sys.executable]))
+@pytest.fixture(scope="module")
+def mcp_gateway(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest, provider_keypair: KeyPair
+) -> Iterator[Gateway]:
+    """One gateway for the module (each test works in an organisation of its own)."""
+    settings = settings_factory(BACKEND, tmp_path_factory, request)(
+        provider_key_encryption_key_id=provider_keypair.key_id,
+        provider_key_encryption_private_key=provider_keypair.private_pem,
+        mcp_stdio_allowed_commands=[sys.executable],
+    )
+    app = create_app(settings)
+    gateway = Gateway(server=ThreadedServer(app).start(), app=app)
+    yield gateway
+    gateway.server.stop()
 
 
 @pytest.fixture
@@ -142,7 +157,7 @@ async def test_one_usage_record_per_call_with_bytes_and_cost(
     tenant.add_server("priced", transport="STREAMABLE_HTTP", endpoint_url=http_server.url, pricing=pricing)
     async with connect(mcp_gateway.base_url, tenant.secret, "priced") as client:
         await client.call_tool("echo", {"text": "x" * 100})
-    rows = mcp_records(mcp_gateway, "priced", count=2)
+    rows = mcp_records(mcp_gateway, "priced", count=2, organisation_id=tenant.tenant.organisation_id)
     calls = [r for r in rows if r.mcp_method == "tools/call"]
     assert len(calls) == 1
     call = calls[0]
@@ -320,7 +335,13 @@ async def test_aggregate_endpoint(
         async with refused() as raised:
             await client.call_tool("not-mine__echo", {"text": "x"})
         assert raised.data["code"] == "mcp_not_found"
-    calls = [r for r in mcp_records(mcp_gateway, "tools-http", count=1) if r.mcp_method == "tools/call"]
+    calls = [
+        r
+        for r in mcp_records(
+            mcp_gateway, "tools-http", count=1, organisation_id=tenant.tenant.organisation_id
+        )
+        if r.mcp_method == "tools/call"
+    ]
     assert calls
     assert (calls[-1].endpoint, calls[-1].mcp_tool) == ("/v1/mcp", "add")
 
