@@ -79,6 +79,7 @@ log = logging.getLogger(__name__)
 MCP_PREFIX = "/v1/mcp"
 SESSION_HEADER = "mcp-session-id"
 CANCELLED = "notifications/cancelled"
+DISCOVER = "server/discover"  # the 2026-07-28 probe, answered "method not found"
 NAMESPACE = "__"  # the aggregate endpoint's tool names: {server slug}__{tool}
 HANDSHAKE_VERSIONS = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
 STREAM_PROBE_SECONDS = 0.5  # how long a GET waits to learn whether a forwarded server has a stream
@@ -140,13 +141,18 @@ class Replies:
         body = orjson.dumps(responses if batch else responses[-1])
         await send_bytes(self._send, 200, body, JSON_HEADERS + encode_headers(self._headers))
 
+    async def error(self, message_id: object, error: OdockError) -> None:
+        """Answer one request with ``error`` (a JSON-RPC error reply)."""
+        reply = error_reply(message_id, error)
+        await self(reply, orjson.dumps(reply))
+
     async def fail(self, error: OdockError, requests: list[JsonRpc]) -> None:
         """Answer every unanswered request with ``error``: as events once the stream began, else
         with the error's status (one JSON-RPC error, or an array of them for a batch)."""
         pending = [m["id"] for m in requests if m["id"] not in self.answered]
         if self.started:
             for message_id in pending:
-                await self(error_reply(message_id, error), orjson.dumps(error_reply(message_id, error)))
+                await self.error(message_id, error)
             await self._send({"type": "http.response.body", "body": b""})
             return
         replies = [error_reply(i, error) for i in pending] or [error_reply(None, error)]
@@ -228,7 +234,7 @@ class McpEndpoint:
             messages, batch = parse_body(body)
             requests = [m for m in messages if is_request(m)]
             ex.principal, ex.messages, ex.batch = principal, messages, batch
-            if messages[0].get("method") not in (INITIALIZE, "server/discover"):
+            if messages[0].get("method") not in (INITIALIZE, DISCOVER):
                 session_id = headers.get(SESSION_HEADER)
                 if not session_id:
                     raise InvalidMcpMessage("missing Mcp-Session-Id header: send initialize first")
@@ -267,7 +273,7 @@ class McpEndpoint:
                 session,
             )
             return
-        if first.get("method") == "server/discover":
+        if first.get("method") == DISCOVER:
             await _answer(send, _no_discover(first), None)
             return
         found = await self._sessions.get(ex.session_id or "", principal.key_hash, server.id)
@@ -307,7 +313,7 @@ class McpEndpoint:
             }
             await _answer(send, result_reply(first["id"], result), session)
             return
-        if first.get("method") == "server/discover":
+        if first.get("method") == DISCOVER:
             await _answer(send, _no_discover(first), None)
             return
         found = await self._sessions.get(ex.session_id or "", principal.key_hash, AGGREGATE)
@@ -413,9 +419,7 @@ class McpEndpoint:
         server = next((s for s in await self._usable(principal) if s.slug == slug), None)
         if server is None or not tool:
             refusal = McpNotFound(f"no tool '{name}': tools are named '{{server}}{NAMESPACE}{{tool}}'")
-            await replies(
-                error_reply(message["id"], refusal), orjson.dumps(error_reply(message["id"], refusal))
-            )
+            await replies.error(message["id"], refusal)
             return
         grant = principal.mcp_grant(server.id)
         assert grant is not None
@@ -427,7 +431,7 @@ class McpEndpoint:
             self._aggregate_calls[in_flight] = (server, binding)
             await _watched(scope, receive, part, self._governor.run(part, grant, binding, replies))
         except OdockError as error:
-            await replies(error_reply(message["id"], error), orjson.dumps(error_reply(message["id"], error)))
+            await replies.error(message["id"], error)
         finally:
             self._aggregate_calls.pop(in_flight, None)
 
