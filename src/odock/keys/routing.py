@@ -50,7 +50,7 @@ class ModelTypeRouting(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    strategy: Literal["failover", "priority", "round_robin"] = "failover"
+    strategy: Literal["failover", "priority", "round_robin", "weighted"] = "failover"
     candidates: list[RoutingCandidate] = Field(default_factory=list, max_length=50)
     failover_on: list[Trigger] = Field(default_factory=_default_triggers, alias="failoverOn", max_length=4)
     max_retries: int = Field(default=0, ge=0, le=20, alias="maxRetries")
