@@ -9,21 +9,15 @@ upstream, whose certificate the gateway verifies), each with the proxy's credent
 from __future__ import annotations
 
 import base64
-import datetime
-import ipaddress
-import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
 import openai
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from tests.conftest import Gateway, GatewayFactory, SettingsFactory
 from tests.fakes.openai_server import REPLY, FakeOpenAI, running_fake_openai
+from tests.fakes.tls import self_signed_certificate, server_context
 from tests.integration.conftest import MESSAGES, UPSTREAM_KEY, assert_error_response, openai_tenant, sdk
 from tests.support.proxy import RecordingProxy, running_proxy
 
@@ -71,12 +65,10 @@ def test_plain_http_upstream_goes_through_http_proxy_in_absolute_form(
 @pytest.fixture
 def tls_fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAI]:
     """The fake OpenAI server on HTTPS, with a certificate for 127.0.0.1 that this process trusts."""
-    certificate, key = _self_signed_certificate(tmp_path)
+    certificate, key = self_signed_certificate(tmp_path)
     # OpenSSL's default trust store (what the gateway's upstream client verifies against) reads this.
     monkeypatch.setenv("SSL_CERT_FILE", str(certificate))
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(certificate, key)
-    with running_fake_openai(api_key=UPSTREAM_KEY, tls=context) as server:
+    with running_fake_openai(api_key=UPSTREAM_KEY, tls=server_context(certificate, key)) as server:
         yield server
 
 
@@ -133,31 +125,3 @@ def test_a_proxy_that_refuses_the_tunnel_is_an_unavailable_upstream(
     assert "HTTP 407" in body["message"]
     assert [seen.method for seen in refusing.seen] == ["CONNECT"]
     assert tls_fake.requests == []
-
-
-def _self_signed_certificate(directory: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "odock test upstream")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "upstream.pem", directory / "upstream-key.pem"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return cert_path, key_path
