@@ -70,6 +70,7 @@ both the OpenAI SDK and Odock clients can parse the result::
     │   ├── ModelLookupUnavailable     503 model_lookup_unavailable
     │   ├── RateLimiterUnavailable     503 ratelimit_unavailable
     │   ├── MeterStoreUnavailable      503 budget_enforcement_unavailable
+    │   ├── RoutingStateUnavailable    503 routing_state_unavailable
     │   └── UsageBacklog               503 usage_backlog (Retry-After)
     └── ServerShuttingDown             503 server_shutting_down
 
@@ -494,6 +495,13 @@ class MeterStoreUnavailable(DependencyUnavailable):
 
     code = "budget_enforcement_unavailable"
     default_message = "budget and quota enforcement is unavailable"
+
+
+class RoutingStateUnavailable(DependencyUnavailable):
+    """The shared routing state (circuit breakers, round-robin turns) could not be reached."""
+
+    code = "routing_state_unavailable"
+    default_message = "the shared routing state is unavailable"
 
 
 class UsageBacklog(DependencyUnavailable):

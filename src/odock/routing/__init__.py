@@ -1,0 +1,1 @@
+"""Smart routing: plans, deployments, breakers, the attempt loop."""
