@@ -379,7 +379,7 @@ class UpstreamStreamInterrupted(UpstreamError):
 
 
 class UpstreamTimeout(UpstreamError):
-    """The provider did not answer in time."""
+    """The provider broke a bound of its timeouts (connect, first byte, idle, total)."""
 
     status = 504
     code = "upstream_timeout"

@@ -39,7 +39,7 @@ from odock.mcp.stage import McpGovernor
 from odock.pipeline.order import Governance, build_pipeline
 from odock.pipeline.runner import Pipeline
 from odock.providers.adapters.anthropic import AnthropicAdapter
-from odock.providers.adapters.base import Adapter
+from odock.providers.adapters.base import Adapter, Timeouts
 from odock.providers.adapters.gemini import GeminiAdapter
 from odock.providers.adapters.mock import MockAdapter
 from odock.providers.adapters.openai import OpenAICompatibleAdapter
@@ -88,12 +88,12 @@ class Runtime:
     mcp: McpGovernor  # the governed MCP exchange
 
 
-def open_adapters(upstream: UpstreamClient, connect_timeout: float) -> dict[str, Adapter]:
+def open_adapters(upstream: UpstreamClient) -> dict[str, Adapter]:
     """One adapter per transport of the provider registry, by provider type."""
     transports: dict[str, Adapter] = {
-        "openai": OpenAICompatibleAdapter(upstream, connect_timeout),
-        "anthropic": AnthropicAdapter(upstream, connect_timeout),
-        "gemini": GeminiAdapter(upstream, connect_timeout),
+        "openai": OpenAICompatibleAdapter(upstream),
+        "anthropic": AnthropicAdapter(upstream),
+        "gemini": GeminiAdapter(upstream),
         "mock": MockAdapter(),
     }
     return {info.type.value: transports[info.transport] for info in CATALOGUE if info.transport is not None}
@@ -229,7 +229,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             max_connections=settings.upstream_max_connections, proxies=proxies(settings)
         )
         stack.push_async_callback(upstream.close)
-        adapters = open_adapters(upstream, settings.upstream_connect_timeout_seconds)
+        adapters = open_adapters(upstream)
         vault = ProviderKeyVault(decrypter, settings.provider_key_decrypt_cache_ttl_seconds)
 
         link: RedisLink | None = None
@@ -299,7 +299,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             reconciler=reconciler,
             recorder=recorder,
             pipeline=pipeline,
-            tokens=TokenCounter(models, adapters, vault, settings.upstream_default_timeout_seconds),
+            tokens=TokenCounter(models, adapters, vault, Timeouts.from_settings(settings)),
             mcp_servers=mcp_servers,
             mcp_links=mcp_links,
             mcp_sessions=McpSessionStore(shared, settings.mcp_session_ttl_seconds),

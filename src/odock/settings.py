@@ -98,7 +98,9 @@ class Settings(BaseSettings):
 
     # --- upstream -----------------------------------------------------------------------
     upstream_connect_timeout_seconds: float = Field(10.0, gt=0)
-    upstream_default_timeout_seconds: float = Field(600.0, gt=0)
+    upstream_default_timeout_seconds: float = Field(600.0, gt=0)  # the default total of an exchange
+    upstream_first_byte_timeout_seconds: float = Field(300.0, gt=0)
+    upstream_idle_timeout_seconds: float = Field(120.0, gt=0)  # between the pieces of a stream
     upstream_max_connections: int = Field(1000, ge=1)
     # The proxy variables every HTTP client honours, read under their usual names too (ODOCK_ first).
     https_proxy: SecretStr | None = Field(

@@ -244,6 +244,40 @@ def test_upstream_stalling_mid_stream_times_out_in_band(
     assert "".join(received) == DRIP_TEXT  # the one chunk sent before the stall
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_providers_first_byte_timeout_overrides_the_default(
+    openai_gateway: Gateway, fake_openai: FakeOpenAI, stream: bool
+) -> None:
+    """``config.first_byte_timeout_ms`` bounds the wait for the upstream's answer: 504 naming it."""
+    tenant = openai_tenant(
+        openai_gateway, fake_openai, slug="fake-slow", provider_config={"first_byte_timeout_ms": 300}
+    )
+    with pytest.raises(openai.InternalServerError) as caught:
+        sdk(openai_gateway, tenant.secret).chat.completions.create(
+            model=tenant.model, messages=MESSAGES, stream=stream
+        )
+    error = assert_error_response(caught.value, status=504, code="upstream_timeout")
+    assert error["message"] == "upstream did not send a first byte within 0.3 s"
+
+
+def test_a_providers_idle_timeout_ends_a_stalled_stream_in_band(
+    openai_gateway: Gateway, fake_openai: FakeOpenAI
+) -> None:
+    """``config.idle_timeout_ms`` bounds the silence between stream pieces: in-band error naming it."""
+    fake_openai.chunk_delay_seconds = 5.0
+    tenant = openai_tenant(
+        openai_gateway, fake_openai, slug="fake-slow-stream", provider_config={"idle_timeout_ms": 300}
+    )
+    stream = sdk(openai_gateway, tenant.secret).chat.completions.create(
+        model=tenant.model, messages=MESSAGES, stream=True
+    )
+    with pytest.raises(openai.APIError) as caught:
+        for _ in stream:
+            pass
+    assert caught.value.code == "upstream_timeout"
+    assert caught.value.message == "upstream stream idle for more than 0.3 s"
+
+
 @pytest.mark.parametrize(
     ("slug", "code"),
     [

@@ -18,7 +18,7 @@ from odock.limits.limiter import RateLimiter
 from odock.limits.policy import PolicyResolver
 from odock.limits.stage import EarlyGate, FinalGate, PreAuthGate
 from odock.pipeline.runner import Concurrently, Pipeline, Stage
-from odock.providers.adapters.base import Adapter
+from odock.providers.adapters.base import Adapter, Timeouts
 from odock.providers.catalog import ModelCatalog
 from odock.providers.stage import CallUpstream, ResolveModel, ResolveProvider
 from odock.providers.vault import ProviderKeyVault
@@ -73,7 +73,7 @@ def build_pipeline(
             DecodeRequest(),
             *([LogPrompts()] if settings.log_prompts else []),
             ResolveModel(models),
-            ResolveProvider(adapters, vault, settings.upstream_default_timeout_seconds),
+            ResolveProvider(adapters, vault, Timeouts.from_settings(settings)),
             EstimateTokens(settings.default_max_output_tokens),
             *last_gates,
             RecordIntent(recorder, budget_gate.held_settlements),

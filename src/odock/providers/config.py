@@ -12,18 +12,27 @@ they are treated like provider keys::
 A stored header value that is a JSON object is an envelope; a string is legacy plaintext (a row
 written before values were encrypted), still sent as is until the provider is saved again or the
 gateway starts with an encryption pair (:func:`holds_plaintext` finds those rows).
+
+``config.connect_timeout_ms``, ``first_byte_timeout_ms`` and ``idle_timeout_ms`` override the
+gateway's upstream timeouts for the provider (docs/providers.md#timeouts): whole milliseconds,
+1 to :data:`MAX_TIMEOUT_MS`, checked when stored.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 from odock.errors import UnprocessableEntity
 from odock.providers.crypto import EnvelopeDecrypter, EnvelopeError
 
 HEADERS = "headers"
 HIDDEN = "***"
+CONNECT_TIMEOUT_MS = "connect_timeout_ms"
+FIRST_BYTE_TIMEOUT_MS = "first_byte_timeout_ms"
+IDLE_TIMEOUT_MS = "idle_timeout_ms"
+TIMEOUT_KEYS = (CONNECT_TIMEOUT_MS, FIRST_BYTE_TIMEOUT_MS, IDLE_TIMEOUT_MS)
+MAX_TIMEOUT_MS = 3_600_000  # an hour, as the provider's timeout_ms
 
 
 def shown_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -66,8 +75,15 @@ def stored_config(
     """The config to store for a create (``stored`` None) or an update: header values encrypted.
 
     Raises 422 when a header value is not text (or a number), when :data:`HIDDEN` has nothing to
-    keep, or when a value must be encrypted and this gateway has no encryption pair.
+    keep, when a value must be encrypted and this gateway has no encryption pair, or when a
+    timeout override is not a whole number of milliseconds from 1 to :data:`MAX_TIMEOUT_MS`.
     """
+    for key in TIMEOUT_KEYS:
+        if given.get(key) is not None and not _is_timeout_ms(given[key]):
+            raise UnprocessableEntity(
+                f"config.{key} must be a whole number of milliseconds from 1 to {MAX_TIMEOUT_MS}",
+                param="config",
+            )
     headers = given.get(HEADERS)
     if headers is not None:
         if not isinstance(headers, Mapping):
@@ -78,6 +94,16 @@ def stored_config(
             if not _is_text(value):
                 raise UnprocessableEntity(f"config.headers.{name} must be a string", param="config")
     return sealed_config(merged_config(given, stored), encrypter)
+
+
+def timeout_override(config: Mapping[str, Any], key: str) -> float | None:
+    """The provider's own value of timeout ``key``, in seconds (None when it sets none)."""
+    value = config.get(key)
+    return value / 1000 if _is_timeout_ms(value) else None
+
+
+def _is_timeout_ms(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_TIMEOUT_MS
 
 
 def sealed_config(config: Mapping[str, Any], encrypter: EnvelopeDecrypter | None) -> dict[str, Any]:

@@ -33,8 +33,14 @@ from odock.llm.codec import Dialect, EmbeddingClientCodec, EmbeddingUpstreamCode
 from odock.llm.translate import EmbeddingTranslation, Translation
 from odock.llm.upstream import Endpoint
 from odock.pipeline.exchange import Exchange
-from odock.providers.adapters.base import Adapter, UpstreamCall
-from odock.providers.catalog import ModelCatalog, ResolvedModel
+from odock.providers.adapters.base import Adapter, Timeouts, UpstreamCall
+from odock.providers.catalog import ModelCatalog, ProviderTarget, ResolvedModel
+from odock.providers.config import (
+    CONNECT_TIMEOUT_MS,
+    FIRST_BYTE_TIMEOUT_MS,
+    IDLE_TIMEOUT_MS,
+    timeout_override,
+)
 from odock.providers.provider_types import ProviderTypeInfo, spec_of
 from odock.providers.vault import ProviderKeyVault
 
@@ -93,11 +99,11 @@ class ResolveProvider:
         self,
         adapters: Mapping[str, Adapter],
         vault: ProviderKeyVault,
-        default_timeout: float,
+        defaults: Timeouts,
     ) -> None:
         self._adapters = adapters
         self._vault = vault
-        self._default_timeout = default_timeout
+        self._defaults = defaults  # the gateway's timeouts, for what a provider does not set
 
     async def before(self, ex: Exchange) -> None:
         """Check the provider chain and build the upstream call."""
@@ -128,9 +134,7 @@ class ResolveProvider:
             endpoint = Endpoint.EMBEDDINGS if ex.endpoint == Endpoint.EMBEDDINGS else Endpoint.CHAT
             payload = ex.translation.upstream_payload(model.slug, stream=ex.stream)
         ex.adapter = adapter
-        ex.call = upstream_call(
-            self._vault, model, spec, endpoint, payload, ex.request_id, self._default_timeout
-        )
+        ex.call = upstream_call(self._vault, model, spec, endpoint, payload, ex.request_id, self._defaults)
         ex.call.client_headers = _forwarded(ex.headers)
 
     def _translation(
@@ -217,7 +221,7 @@ def upstream_call(
     endpoint: Endpoint,
     payload: dict[str, Any],
     request_id: str,
-    default_timeout: float,
+    defaults: Timeouts,
 ) -> UpstreamCall:
     """The call of ``payload`` to the model's provider, with its key and headers decrypted."""
     provider = model.provider
@@ -234,11 +238,22 @@ def upstream_call(
         payload=payload,
         provider=provider,
         api_key=api_key,
-        timeout=provider.timeout_ms / 1000 if provider.timeout_ms else default_timeout,
+        timeouts=timeouts_for(provider, defaults),
         request_id=request_id,
         model_config=model.config,
         headers=vault.reveal_headers(provider),
         model=model.slug,
+    )
+
+
+def timeouts_for(provider: ProviderTarget, defaults: Timeouts) -> Timeouts:
+    """The provider's timeouts: its config's overrides (and ``timeout_ms``, the total), else ``defaults``."""
+    config = provider.config
+    return Timeouts(
+        connect=timeout_override(config, CONNECT_TIMEOUT_MS) or defaults.connect,
+        first_byte=timeout_override(config, FIRST_BYTE_TIMEOUT_MS) or defaults.first_byte,
+        idle=timeout_override(config, IDLE_TIMEOUT_MS) or defaults.idle,
+        total=provider.timeout_ms / 1000 if provider.timeout_ms else defaults.total,
     )
 
 

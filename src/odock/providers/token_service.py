@@ -14,7 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from odock.keys.principal import KeyPrincipal
 from odock.llm.upstream import Endpoint
-from odock.providers.adapters.base import Adapter, UpstreamCall
+from odock.providers.adapters.base import Adapter, Timeouts, UpstreamCall
 from odock.providers.catalog import ModelCatalog
 from odock.providers.provider_types import spec_of
 from odock.providers.stage import callable_model, upstream_call
@@ -38,12 +38,12 @@ class TokenCounter:
         catalog: ModelCatalog,
         adapters: Mapping[str, Adapter],
         vault: ProviderKeyVault,
-        default_timeout: float,
+        defaults: Timeouts,
     ) -> None:
         self._catalog = catalog
         self._adapters = adapters
         self._vault = vault
-        self._default_timeout = default_timeout
+        self._defaults = defaults
 
     async def count(
         self, principal: KeyPrincipal, surface: Surface, payload: dict[str, Any], route: str, request_id: str
@@ -61,6 +61,6 @@ class TokenCounter:
             return surface.estimate_input(payload)
         body = surface.passthrough(payload, model.slug, False)
         call = upstream_call(
-            self._vault, model, spec, Endpoint.COUNT_TOKENS, body, request_id, self._default_timeout
+            self._vault, model, spec, Endpoint.COUNT_TOKENS, body, request_id, self._defaults
         )
         return await adapter.count_tokens(call)

@@ -5,23 +5,26 @@ hot path together: request and response objects, header multidicts, tracing hook
 handle per call. An upstream call needs little of that: one POST with a JSON body, a status,
 a few headers and a body that is either read whole or relayed as it arrives. Flow::
 
-    request(url, body, headers)
-      ├─ idle keep-alive connection to the origin, or a new one (within connect_seconds)
+    post(url, body, headers, timeouts, stream)
+      ├─ idle keep-alive connection to the origin, or a new one (within timeouts.connect)
       ├─ one write: request line + headers + body
-      └─ Response once the status line and headers arrived
-    Response.read()       whole body, within the request's total deadline
-    Response.chunks()     body pieces as they arrive; each wait within read_seconds
+      └─ Response once the status line and headers arrived (a stream: and the body's first byte)
+    Response.read()       whole body, within timeouts.total
+    Response.chunks()     body pieces as they arrive; silences within timeouts.idle
     Response.release()    complete and keep-alive: back to the pool; otherwise closed
 
 With proxies configured (:mod:`odock.providers.proxy`), a plain-HTTP origin is reached through
 the proxy with absolute-form request lines, an HTTPS origin through a CONNECT tunnel; the pool
 still keys connections by origin.
 
-Deadlines cost one timer per request (a connection watchdog), not one per read. A stream whose
-reader falls behind pauses reading from the upstream socket (back-pressure) instead of
-buffering without bound. Errors are this module's own (:class:`ConnectFailed`,
-:class:`ResponseTimeout`, :class:`ConnectionDropped`, :class:`BadResponse`); the adapter
-translates them into Odock's upstream errors at its boundary.
+The bounds of :class:`~odock.providers.adapters.base.Timeouts` cost one timer per request (a
+connection watchdog), not one per read: arrivals only note the time, and the watchdog, when it
+fires, works out which bound is next (first byte, idle, total) and sleeps until then or fails
+the exchange with it. A stream whose reader falls behind pauses reading from the upstream socket
+(back-pressure) instead of buffering without bound; while paused the idle bound waits too (the
+upstream is not the one being slow). Errors are this module's own (:class:`ConnectFailed`,
+:class:`ConnectTimeout`, :class:`ResponseTimeout`, :class:`ConnectionDropped`,
+:class:`BadResponse`); the adapter translates them into Odock's upstream errors at its boundary.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from odock.providers.adapters.base import Timeouts
 from odock.providers.proxy import Proxy, ProxyRoutes, open_tunnel
 
 _PAUSE_ABOVE = 256 * 1024  # buffered, unread stream bytes before reading from upstream pauses
@@ -53,8 +57,12 @@ class ConnectFailed(UpstreamHttpError):
     """No connection to the upstream could be opened."""
 
 
+class ConnectTimeout(ConnectFailed):
+    """The connection did not open within the connect bound."""
+
+
 class ResponseTimeout(UpstreamHttpError):
-    """The upstream did not answer (or the next piece of a stream) within the deadline."""
+    """The upstream broke a bound of the exchange: first byte, idle or total (the message says which)."""
 
 
 class ConnectionDropped(UpstreamHttpError):
@@ -103,8 +111,11 @@ class _Connection(asyncio.Protocol):
         self._paused = False
         self._waiter: asyncio.Future[None] | None = None
         self._watchdog: asyncio.TimerHandle | None = None
-        self._deadline = 0.0  # absolute (read_timeout == 0) or moved on by each arrival
-        self._read_timeout = 0.0
+        self._timeouts = _NO_TIMEOUTS
+        self._first_byte_at = 0.0  # loop times: when the first byte is due
+        self._total_at = 0.0  # when the exchange must be over
+        self._last_arrival = 0.0  # a stream's latest arrival (or resumed read)
+        self._body_started = False
         self._streaming = False
         self._until_close = False
         self._keep_alive = False
@@ -115,8 +126,8 @@ class _Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
-        if self._read_timeout:
-            self._deadline = self.loop.time() + self._read_timeout
+        if self._streaming:
+            self._last_arrival = self.loop.time()
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -150,6 +161,7 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
     def on_body(self, body: bytes) -> None:
+        self._body_started = True
         self._chunks.append(body)
         self._buffered += len(body)
         if self._streaming and self._buffered > _PAUSE_ABOVE and not self._paused and self.transport:
@@ -165,19 +177,26 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
     # --- exchange --------------------------------------------------------------------------
-    def start(self, request: bytes, *, timeout: float, read_timeout: float) -> None:
-        """Send a request; ``read_timeout`` > 0 streams: each wait gets it, and a slow reader pauses reads."""
+    def start(self, request: bytes, timeouts: Timeouts, *, total_at: float, stream: bool) -> None:
+        """Send a request, to be over by ``total_at``; a stream's slow reader pauses reads."""
         assert self.transport is not None
         self._reset()
-        self._read_timeout = read_timeout
-        self._streaming = read_timeout > 0
-        self._deadline = self.loop.time() + (read_timeout or timeout)
-        self._watchdog = self.loop.call_at(self._deadline, self._check_deadline)
+        self._timeouts = timeouts
+        self._streaming = stream
+        self._total_at = total_at
+        now = self.loop.time()
+        self._first_byte_at = now + timeouts.first_byte
+        self._arm(now)
         self.transport.write(request)
 
     async def wait_head(self) -> None:
         """Until the status line and headers arrived."""
         while not self.head_done:
+            await self._wait()
+
+    async def wait_body(self) -> None:
+        """Until the first byte of the body arrived, or the (empty) body ended."""
+        while not self._chunks and not self.complete:
             await self._wait()
 
     async def next_chunk(self) -> bytes | None:
@@ -190,8 +209,7 @@ class _Connection(asyncio.Protocol):
         self._buffered -= len(chunk)
         if self._paused and self._buffered < _RESUME_BELOW and self.transport is not None:
             self._paused = False
-            if self._read_timeout:
-                self._deadline = self.loop.time() + self._read_timeout
+            self._last_arrival = self.loop.time()
             self.transport.resume_reading()
         return chunk
 
@@ -249,17 +267,40 @@ class _Connection(asyncio.Protocol):
             self.transport = None
         self.closed = True
 
+    def _arm(self, now: float) -> None:
+        """Start the watchdog for the next bound.
+
+        Until a stream's first piece, it also wakes at least once per idle bound: the idle bound
+        starts from that piece, which may come long before the first-byte bound ends (so the
+        arrival itself never has to move the timer).
+        """
+        at = self._next_bound()[0]
+        if self._streaming and not self._body_started:
+            at = min(at, now + self._timeouts.idle)
+        self._watchdog = self.loop.call_at(at, self._check_deadline)
+
+    def _next_bound(self) -> tuple[float, str]:
+        """When the exchange breaks a bound if nothing arrives meanwhile, and which bound."""
+        if self._streaming and self._body_started:
+            at, bound = self._last_arrival + self._timeouts.idle, "idle"
+        elif self._streaming or not self.head_done:
+            at, bound = self._first_byte_at, "first_byte"
+        else:  # a unary answer whose head arrived: only its total is left
+            return self._total_at, "total"
+        return (at, bound) if at < self._total_at else (self._total_at, "total")
+
     def _check_deadline(self) -> None:
         self._watchdog = None
         if self.complete or self.failure is not None:
             return
         now = self.loop.time()
         if self._paused:  # the reader is behind: the upstream is not the one being slow
-            self._deadline = now + self._read_timeout
-        if now < self._deadline:
-            self._watchdog = self.loop.call_at(self._deadline, self._check_deadline)
+            self._last_arrival = now
+        at, bound = self._next_bound()
+        if now < at:
+            self._arm(now)
             return
-        self._fail(ResponseTimeout("the upstream did not answer in time"))
+        self._fail(ResponseTimeout(_broken_bound_message(bound, self._timeouts)))
 
     def _stop_watchdog(self) -> None:
         if self._watchdog is not None:
@@ -328,30 +369,21 @@ class UpstreamClient:
         self._closed = False
 
     async def post(
-        self,
-        url: str,
-        body: bytes,
-        headers: Mapping[str, str],
-        *,
-        connect_seconds: float,
-        total_seconds: float,
-        read_seconds: float = 0.0,
+        self, url: str, body: bytes, headers: Mapping[str, str], *, timeouts: Timeouts, stream: bool
     ) -> Response:
-        """POST ``body``; the Response is returned once its headers arrived.
-
-        ``total_seconds`` bounds the whole exchange when ``read_seconds`` is 0; otherwise
-        ``read_seconds`` bounds each wait for the upstream (the headers, then every piece).
-        """
+        """POST ``body`` within ``timeouts``; the Response is returned once its headers arrived,
+        and for a ``stream`` once the first byte of its body did too (so a first-byte timeout is
+        raised here, before anything is relayed)."""
         target = self._target(url)
         request = _request_bytes(target, body, headers)
         loop = asyncio.get_running_loop()
-        started = loop.time()
-        connection = await self._acquire(target, connect_seconds)
+        total_at = loop.time() + timeouts.total  # the total includes the time it takes to connect
+        connection = await self._acquire(target, min(timeouts.connect, timeouts.total))
         try:
-            # The total deadline includes the time it took to connect.
-            remaining = total_seconds - (loop.time() - started)
-            connection.start(request, timeout=max(remaining, 0.0), read_timeout=read_seconds)
+            connection.start(request, timeouts, total_at=total_at, stream=stream)
             await connection.wait_head()
+            if stream:
+                await connection.wait_body()
         except BaseException:
             connection.close()
             self._forget(connection)
@@ -390,15 +422,18 @@ class UpstreamClient:
                 return connection
             connection.close()
             self._forget(connection)
+        deadline = now + connect_seconds
         await self._slot(connect_seconds)
         self._open += 1
         try:
-            return await asyncio.wait_for(self._connect(loop, target), connect_seconds)
+            return await asyncio.wait_for(self._connect(loop, target), max(deadline - loop.time(), 0.0))
         except BaseException as exc:
             self._open -= 1
             self._notify()
             if isinstance(exc, TimeoutError):
-                raise ConnectFailed(f"connecting to {origin[1]}:{origin[2]} timed out") from exc
+                raise ConnectTimeout(
+                    f"could not connect to {origin[1]}:{origin[2]} within {_seconds(connect_seconds)} s"
+                ) from exc
             if isinstance(exc, OSError):
                 raise ConnectFailed(f"{exc.strerror or exc}") from exc
             raise
@@ -492,3 +527,20 @@ def _request_bytes(target: _Target, body: bytes, headers: Mapping[str, str]) -> 
         lines.append(b"user-agent: " + USER_AGENT.encode() + b"\r\n")
     lines += [b"content-length: ", str(len(body)).encode(), b"\r\n\r\n", body]
     return b"".join(lines)
+
+
+_NO_TIMEOUTS = Timeouts(connect=0.0, first_byte=0.0, idle=0.0, total=0.0)  # an idle connection's
+
+
+def _broken_bound_message(bound: str, timeouts: Timeouts) -> str:
+    """What the upstream did wrong, naming the bound and its value."""
+    if bound == "first_byte":
+        return f"upstream did not send a first byte within {_seconds(timeouts.first_byte)} s"
+    if bound == "idle":
+        return f"upstream stream idle for more than {_seconds(timeouts.idle)} s"
+    return f"upstream exchange exceeded its total timeout of {_seconds(timeouts.total)} s"
+
+
+def _seconds(value: float) -> str:
+    """A bound for a message: one decimal ("2.0"), or as many as it needs ("0.25")."""
+    return f"{value:.1f}" if round(value, 1) == value else f"{value:g}"

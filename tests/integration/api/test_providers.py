@@ -129,7 +129,7 @@ def test_several_providers_of_one_type_serve_side_by_side(control_plane: Control
 
 
 def test_invalid_provider_bodies_are_field_errors(control_plane: ControlPlaneUnderTest) -> None:
-    """Unknown types, bad URLs, non-positive timeouts and Azure's URL template are 422 on the field."""
+    """Unknown types, bad URLs, timeouts out of range and Azure's URL template are 422 on the field."""
     org = control_plane.organisation()
     cases: list[tuple[dict[str, Any], str]] = [
         ({"type": "OPENIA"}, "type"),
@@ -138,6 +138,8 @@ def test_invalid_provider_bodies_are_field_errors(control_plane: ControlPlaneUnd
         ({"type": "OPENAI", "timeout_ms": -5}, "timeout_ms"),
         ({"type": "OPENAI", "timeout_ms": 0}, "timeout_ms"),
         ({"type": "OPENAI", "config": [1, 2]}, "config"),
+        ({"type": "OPENAI", "config": {"first_byte_timeout_ms": 0}}, "config"),
+        ({"type": "OPENAI", "config": {"idle_timeout_ms": 3_600_001}}, "config"),
         ({"type": "OPENAI", "colour": "red"}, "colour"),
         ({"type": "AZURE_OPENAI"}, "base_url"),
         ({"type": "AZURE_OPENAI", "base_url": "https://{resource}.openai.azure.com"}, "base_url"),
@@ -171,6 +173,9 @@ def test_provider_read_update_delete(control_plane: ControlPlaneUnderTest) -> No
     assert cleared["enabled"] is False
     assert cleared["name"] == "in-house"
     assert admin.patch(path, json={"timeout_ms": -1}).status_code == 422
+    refused = admin.patch(path, json={"config": {"connect_timeout_ms": "fast"}})
+    assert refused.status_code == 422
+    assert "config.connect_timeout_ms" in refused.json()["error"]["message"]
     assert admin.patch(path, json={"type": "OPENAI"}).status_code == 422
     assert admin.delete(path).status_code == 204
     assert admin.get(path).status_code == 404

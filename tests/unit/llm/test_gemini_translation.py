@@ -16,7 +16,7 @@ import pytest
 from google.genai import types as gtypes
 
 from odock.llm.upstream import Endpoint
-from odock.providers.adapters.base import UpstreamCall
+from odock.providers.adapters.base import Timeouts, UpstreamCall
 from odock.providers.adapters.gemini import GeminiAdapter
 from odock.providers.adapters.gemini_codec import GEMINI_EMBEDDINGS_UPSTREAM, GEMINI_UPSTREAM
 from odock.providers.catalog import ProviderTarget
@@ -26,6 +26,7 @@ from tests.fakes import script
 from tests.fakes.gemini_server import FakeGemini, running_fake_gemini
 
 KEY = "gm-fake-upstream"
+TIMEOUTS = Timeouts(connect=5, first_byte=10, idle=10, total=10)
 TOOLS = [{"functionDeclarations": [{"name": "get_weather", "parametersJsonSchema": {"type": "object"}}]}]
 
 
@@ -40,13 +41,13 @@ def fake() -> Iterator[FakeGemini]:
 async def gemini() -> AsyncIterator[GeminiAdapter]:
     """An adapter over a fresh upstream client."""
     client = UpstreamClient(max_connections=4)
-    yield GeminiAdapter(client, connect_timeout=5)
+    yield GeminiAdapter(client)
     await client.close()
 
 
 def _call(fake: FakeGemini, payload: dict[str, Any], endpoint: Endpoint = Endpoint.CHAT) -> UpstreamCall:
     provider = ProviderTarget("p1", "GEMINI", "google", fake.base_url, None, True, "v1", {})
-    return UpstreamCall(endpoint, payload, provider, KEY, 10, "rid", model="fake-echo")
+    return UpstreamCall(endpoint, payload, provider, KEY, TIMEOUTS, "rid", model="fake-echo")
 
 
 async def _generate(fake: FakeGemini, gemini: GeminiAdapter, body: dict[str, Any]) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from odock.errors import (
 from odock.llm.upstream import Endpoint, StreamChunk
 from odock.providers.adapters import anthropic as adapter
 from odock.providers.adapters.anthropic import AnthropicAdapter
-from odock.providers.adapters.base import UpstreamCall
+from odock.providers.adapters.base import Timeouts, UpstreamCall
 from odock.providers.catalog import ProviderTarget
 from odock.providers.upstream_client import UpstreamClient
 from tests.fakes import anthropic_server, script
@@ -38,7 +38,7 @@ def fake() -> Iterator[FakeAnthropic]:
 async def anthropic_adapter() -> AsyncIterator[AnthropicAdapter]:
     """An adapter over a fresh upstream client, closed after the test."""
     client = UpstreamClient(max_connections=4)
-    yield AnthropicAdapter(client, connect_timeout=5)
+    yield AnthropicAdapter(client)
     await client.close()
 
 
@@ -67,7 +67,7 @@ def _call(
         payload=payload,
         provider=provider,
         api_key=KEY,
-        timeout=10,
+        timeouts=Timeouts(connect=5, first_byte=10, idle=10, total=10),
         request_id="rid-1",
         headers=headers or {},
         model=model,
@@ -190,7 +190,7 @@ async def test_wrong_key_is_auth_failure(fake: FakeAnthropic) -> None:
     call = _call(fake.base_url)
     call.api_key = "wrong"
     with pytest.raises(UpstreamAuthFailed):
-        await AnthropicAdapter(client, connect_timeout=5).complete(call)
+        await AnthropicAdapter(client).complete(call)
     await client.close()
 
 

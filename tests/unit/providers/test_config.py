@@ -113,3 +113,19 @@ def test_config_holds_compares_what_envelopes_open_to(decrypter: EnvelopeDecrypt
     assert not config_holds(stored, wanted, None)  # cannot tell: saved again
     assert not config_holds(wanted, wanted, decrypter)  # legacy plaintext: saved again, encrypted
     assert config_holds({"timeout": 1}, {"timeout": 1}, None)
+
+
+@pytest.mark.parametrize("key", ["connect_timeout_ms", "first_byte_timeout_ms", "idle_timeout_ms"])
+@pytest.mark.parametrize("value", [0, -1, 3_600_001, 1.5, "100", True])
+def test_a_timeout_override_out_of_range_is_refused_naming_it(key: str, value: object) -> None:
+    """A timeout override that is not 1 to 3,600,000 whole milliseconds is a 422 naming the key."""
+    with pytest.raises(UnprocessableEntity) as caught:
+        stored_config({key: value}, None, None)
+    assert caught.value.param == "config"
+    assert caught.value.message == f"config.{key} must be a whole number of milliseconds from 1 to 3600000"
+
+
+def test_timeout_overrides_in_range_are_stored_as_given() -> None:
+    """Valid overrides (and a null, which sets none) are stored unchanged."""
+    given = {"connect_timeout_ms": 1, "first_byte_timeout_ms": 3_600_000, "idle_timeout_ms": None}
+    assert stored_config(given, None, None) == given

@@ -28,7 +28,7 @@ from odock.llm.types import (
 )
 from odock.llm.upstream import Endpoint, StreamChunk
 from odock.providers.adapters import gemini as adapter
-from odock.providers.adapters.base import UpstreamCall
+from odock.providers.adapters.base import Timeouts, UpstreamCall
 from odock.providers.adapters.gemini import GeminiAdapter
 from odock.providers.adapters.gemini_codec import GEMINI_UPSTREAM
 from odock.providers.catalog import ProviderTarget
@@ -51,7 +51,7 @@ def fake() -> Iterator[FakeGemini]:
 async def gemini() -> AsyncIterator[GeminiAdapter]:
     """An adapter over a fresh upstream client."""
     client = UpstreamClient(max_connections=4)
-    yield GeminiAdapter(client, connect_timeout=5)
+    yield GeminiAdapter(client)
     await client.close()
 
 
@@ -70,7 +70,7 @@ def _call(
         payload=dict(payload if payload is not None else ASK),
         provider=provider,
         api_key=api_key,
-        timeout=10,
+        timeouts=Timeouts(connect=5, first_byte=10, idle=10, total=10),
         request_id="rid-1",
         headers=headers or {},
         model=model,

@@ -18,7 +18,7 @@ from odock.errors import (
 from odock.llm.upstream import MAX_REPORTED_TOKENS, Endpoint, Usage
 from odock.providers.adapters import openai as adapter
 from odock.providers.adapters import transport
-from odock.providers.adapters.base import UpstreamCall
+from odock.providers.adapters.base import Timeouts, UpstreamCall
 from odock.providers.catalog import ProviderTarget
 
 
@@ -38,7 +38,7 @@ def _call(
         payload={"model": "slug-1", "messages": []},
         provider=provider,
         api_key=api_key,
-        timeout=5,
+        timeouts=Timeouts(connect=5, first_byte=5, idle=5, total=5),
         request_id="rid-1",
         model_config=model_config or {},
         headers=headers or {},

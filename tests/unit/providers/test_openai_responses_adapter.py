@@ -15,7 +15,7 @@ from openai.types.responses import Response, ResponseStreamEvent
 from odock.errors import UpstreamError, UpstreamRateLimited, UpstreamRejected, UpstreamStreamInterrupted
 from odock.llm.upstream import MAX_REPORTED_TOKENS, Endpoint, StreamChunk
 from odock.providers.adapters import openai as adapter_module
-from odock.providers.adapters.base import UpstreamCall
+from odock.providers.adapters.base import Timeouts, UpstreamCall
 from odock.providers.adapters.openai import OpenAICompatibleAdapter, _target
 from odock.providers.catalog import ProviderTarget
 from odock.providers.upstream_client import UpstreamClient
@@ -40,7 +40,7 @@ async def adapter() -> AsyncIterator[OpenAICompatibleAdapter]:
     """The adapter over a fresh upstream client."""
     client = UpstreamClient(max_connections=4)
     try:
-        yield OpenAICompatibleAdapter(client, connect_timeout=5)
+        yield OpenAICompatibleAdapter(client)
     finally:
         await client.close()
 
@@ -52,7 +52,7 @@ def _call(base_url: str, payload: dict[str, Any], *, kind: str = "OPENAI", **con
         payload=payload,
         provider=provider,
         api_key=KEY,
-        timeout=10,
+        timeouts=Timeouts(connect=5, first_byte=10, idle=10, total=10),
         request_id="rid-1",
         model=payload["model"],
     )

@@ -34,7 +34,7 @@ from odock.llm.translate import Translation
 from odock.llm.upstream import Endpoint, StreamChunk, UnaryResult
 from odock.pipeline.exchange import Exchange
 from odock.providers.adapters.anthropic_codec import DEFAULT_MAX_TOKENS
-from odock.providers.adapters.base import Adapter, UpstreamCall
+from odock.providers.adapters.base import Adapter, Timeouts, UpstreamCall
 from odock.providers.adapters.mock import MockAdapter
 from odock.providers.catalog import ModelCatalog
 from odock.providers.stage import (
@@ -55,7 +55,7 @@ from tests.support.stages import (
     resolved_model,
 )
 
-DEFAULT_TIMEOUT = 42.0
+DEFAULTS = Timeouts(connect=1.0, first_byte=2.0, idle=3.0, total=42.0)
 
 
 def catalog(sessions: async_sessionmaker[AsyncSession]) -> ModelCatalog:
@@ -166,7 +166,7 @@ def resolver(adapters: dict[str, Adapter] | None = None) -> ResolveProvider:
     """ResolveProvider with the mock adapter for MOCK and OPENAI and a vault without a key pair."""
     mock = MockAdapter()
     chosen: dict[str, Adapter] = {"MOCK": mock, "OPENAI": mock} if adapters is None else adapters
-    return ResolveProvider(chosen, ProviderKeyVault(None, ttl=60), DEFAULT_TIMEOUT)
+    return ResolveProvider(chosen, ProviderKeyVault(None, ttl=60), DEFAULTS)
 
 
 def resolved(
@@ -191,7 +191,7 @@ async def refused_by_provider(ex: Exchange, stage: ResolveProvider | None = None
     return await refusal(stage or resolver(), ex)
 
 
-async def test_the_upstream_call_carries_the_slug_and_the_default_timeout() -> None:
+async def test_the_upstream_call_carries_the_slug_and_the_default_timeouts() -> None:
     """The call names the model by its slug and keeps the other fields; ``ex.payload`` is left alone."""
     ex = resolved()
     await resolver().before(ex)
@@ -200,15 +200,15 @@ async def test_the_upstream_call_carries_the_slug_and_the_default_timeout() -> N
     assert ex.call.payload["model"] == "upstream-m"
     assert ex.call.payload["messages"] == ex.payload["messages"]
     assert ex.payload["model"] == "m"
-    assert (ex.call.api_key, ex.call.timeout, ex.call.request_id) == (None, DEFAULT_TIMEOUT, ex.request_id)
+    assert (ex.call.api_key, ex.call.timeouts, ex.call.request_id) == (None, DEFAULTS, ex.request_id)
 
 
 async def test_the_providers_own_timeout_wins() -> None:
-    """A provider's ``timeout_ms`` replaces the default upstream timeout."""
+    """A provider's ``timeout_ms`` replaces the default total; the other bounds stay the defaults."""
     ex = resolved(provider=provider_target(timeout_ms=1500))
     await resolver().before(ex)
     assert ex.call is not None
-    assert ex.call.timeout == 1.5
+    assert ex.call.timeouts == Timeouts(connect=1.0, first_byte=2.0, idle=3.0, total=1.5)
 
 
 async def test_a_stream_always_asks_for_usage() -> None:

@@ -3,52 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from dataclasses import replace
 
 import pytest
 
+from odock.providers.adapters.base import Timeouts
 from odock.providers.upstream_client import (
     ConnectFailed,
     ConnectionDropped,
     ResponseTimeout,
     UpstreamClient,
 )
+from tests.support.scripted_upstream import Handler, read_request, server
 
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-
-
-@asynccontextmanager
-async def server(handler: Handler) -> AsyncIterator[tuple[str, list[int]]]:
-    """A TCP server running ``handler`` per connection; yields its base URL and a connection counter."""
-    connections: list[int] = []
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        connections.append(1)
-        try:
-            await handler(reader, writer)
-        finally:
-            writer.close()
-
-    listener = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = listener.sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}", connections
-    finally:
-        listener.close()
-
-
-async def read_request(reader: asyncio.StreamReader) -> bytes | None:
-    """One request's head and body (by content-length), or None at end of connection."""
-    head = await reader.readuntil(b"\r\n\r\n") if not reader.at_eof() else b""
-    if not head:
-        return None
-    length = next(
-        int(line.split(b":", 1)[1])
-        for line in head.split(b"\r\n")
-        if line.lower().startswith(b"content-length")
-    )
-    return head + await reader.readexactly(length)
+GENEROUS = Timeouts(connect=5.0, first_byte=5.0, idle=5.0, total=5.0)
 
 
 def answering(*responses: bytes, then_close: bool = False) -> Handler:
@@ -72,14 +40,14 @@ def answering(*responses: bytes, then_close: bool = False) -> Handler:
 OK = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nx-request-id: up-1\r\n\r\n{}"
 
 
-async def post(client: UpstreamClient, url: str, **timeouts: float) -> tuple[int, dict[str, str], bytes]:
-    """POST a small body and read the whole answer."""
+async def post(client: UpstreamClient, url: str, **bounds: float) -> tuple[int, dict[str, str], bytes]:
+    """POST a small body and read the whole answer (``bounds`` replace fields of GENEROUS)."""
     response = await client.post(
         url + "/v1/chat/completions",
         b'{"a":1}',
         {"content-type": "application/json"},
-        connect_seconds=timeouts.get("connect", 5.0),
-        total_seconds=timeouts.get("total", 5.0),
+        timeouts=replace(GENEROUS, **bounds),
+        stream=False,
     )
     return response.status, response.headers, await response.read()
 
@@ -151,9 +119,7 @@ async def test_stream_pieces_arrive_in_order() -> None:
 
     async with server(stream) as (url, _):
         client = UpstreamClient(max_connections=10)
-        response = await client.post(
-            url + "/s", b"{}", {}, connect_seconds=5, total_seconds=5, read_seconds=5
-        )
+        response = await client.post(url + "/s", b"{}", {}, timeouts=GENEROUS, stream=True)
         pieces = [piece async for piece in response.chunks()]
         response.release()
         await client.close()
@@ -174,7 +140,7 @@ async def test_a_silent_upstream_times_out() -> None:
 
 
 async def test_a_stream_that_stalls_times_out_between_pieces() -> None:
-    """A stream whose next piece does not come within read_seconds raises ResponseTimeout."""
+    """A stream whose next piece does not come within the idle bound raises ResponseTimeout."""
 
     async def stall(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
@@ -184,7 +150,7 @@ async def test_a_stream_that_stalls_times_out_between_pieces() -> None:
 
     async with server(stall) as (url, _):
         client = UpstreamClient(max_connections=10)
-        response = await client.post(url, b"{}", {}, connect_seconds=5, total_seconds=5, read_seconds=0.2)
+        response = await client.post(url, b"{}", {}, timeouts=replace(GENEROUS, idle=0.2), stream=True)
         pieces = response.chunks()
         assert await anext(pieces) == b"first"
         with pytest.raises(ResponseTimeout):

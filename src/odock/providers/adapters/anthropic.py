@@ -63,12 +63,11 @@ ERROR_STATUS = {
 class AnthropicAdapter:
     """Speaks Anthropic's Messages API."""
 
-    def __init__(self, client: UpstreamClient, connect_timeout: float) -> None:
+    def __init__(self, client: UpstreamClient) -> None:
         self._client = client
-        self._connect_timeout = connect_timeout
 
     async def complete(self, call: UpstreamCall) -> UnaryResult:
-        """Send a non-streaming request; the whole answer is read within the provider timeout."""
+        """Send a non-streaming request; the whole answer is read within the call's timeouts."""
         body, headers = await self._post(call, _PATHS[Endpoint.CHAT])
         return UnaryResult(body=body, usage=_usage_of(body), provider_request_id=headers.get("request-id"))
 
@@ -82,15 +81,14 @@ class AnthropicAdapter:
         return min(count, MAX_REPORTED_TOKENS)
 
     async def stream(self, call: UpstreamCall) -> AnthropicStream:
-        """Open a stream; each read (headers, then every event) gets the provider timeout."""
+        """Open a stream; bounded by the call's timeouts."""
         url, headers = _target(call, _PATHS[Endpoint.CHAT])
         response = await open_event_stream(
             self._client,
             url,
             orjson.dumps(call.payload),
             headers,
-            connect_seconds=self._connect_timeout,
-            read_seconds=call.timeout,
+            timeouts=call.timeouts,
             status_error=status_error,
         )
         return AnthropicStream(response)
@@ -100,11 +98,7 @@ class AnthropicAdapter:
         url, headers = _target(call, path)
         with translated_failures():
             response = await self._client.post(
-                url,
-                orjson.dumps(call.payload),
-                headers,
-                connect_seconds=self._connect_timeout,
-                total_seconds=call.timeout,
+                url, orjson.dumps(call.payload), headers, timeouts=call.timeouts, stream=False
             )
             body = await response.read()
         if response.status >= 400:

@@ -59,12 +59,11 @@ _BAD_REQUEST = "type.googleapis.com/google.rpc.BadRequest"
 class GeminiAdapter:
     """Speaks Google's Gemini API."""
 
-    def __init__(self, client: UpstreamClient, connect_timeout: float) -> None:
+    def __init__(self, client: UpstreamClient) -> None:
         self._client = client
-        self._connect_timeout = connect_timeout
 
     async def complete(self, call: UpstreamCall) -> UnaryResult:
-        """Send a non-streaming request; the whole answer is read within the provider timeout."""
+        """Send a non-streaming request; the whole answer is read within the call's timeouts."""
         response, body = await self._post(call, _method(call))
         usage = _usage_of(body) if call.endpoint == Endpoint.CHAT else None
         return UnaryResult(body=body, usage=usage, provider_request_id=_request_id(response))
@@ -79,15 +78,14 @@ class GeminiAdapter:
         return total
 
     async def stream(self, call: UpstreamCall) -> GeminiStream:
-        """Open ``streamGenerateContent?alt=sse``; each read gets the provider timeout."""
+        """Open ``streamGenerateContent?alt=sse``; bounded by the call's timeouts."""
         url, headers = _target(call, "streamGenerateContent")
         response = await open_event_stream(
             self._client,
             url + "?alt=sse",
             _body(call),
             headers,
-            connect_seconds=self._connect_timeout,
-            read_seconds=call.timeout,
+            timeouts=call.timeouts,
             status_error=_status_error,
         )
         return GeminiStream(response)
@@ -96,7 +94,7 @@ class GeminiAdapter:
         url, headers = _target(call, method)
         with translated_failures():
             response = await self._client.post(
-                url, _body(call), headers, connect_seconds=self._connect_timeout, total_seconds=call.timeout
+                url, _body(call), headers, timeouts=call.timeouts, stream=False
             )
             body = await response.read()
         if response.status >= 400:

@@ -65,18 +65,15 @@ RESPONSES_FINAL_EVENTS = frozenset({"response.completed", "response.incomplete"}
 class OpenAICompatibleAdapter:
     """Speaks the OpenAI HTTP API to any compatible upstream."""
 
-    def __init__(self, client: UpstreamClient, connect_timeout: float) -> None:
+    def __init__(self, client: UpstreamClient) -> None:
         self._client = client
-        self._connect_timeout = connect_timeout
 
     async def complete(self, call: UpstreamCall) -> UnaryResult:
-        """Send a non-streaming request; the whole answer is read within the provider timeout."""
+        """Send a non-streaming request; the whole answer is read within the call's timeouts."""
         url, headers = _target(call)
         data = orjson.dumps(_body(call))
         with translated_failures():
-            response = await self._client.post(
-                url, data, headers, connect_seconds=self._connect_timeout, total_seconds=call.timeout
-            )
+            response = await self._client.post(url, data, headers, timeouts=call.timeouts, stream=False)
             body = await response.read()
         if response.status >= 400:
             raise _status_error(response.status, body, response.headers)
@@ -84,15 +81,14 @@ class OpenAICompatibleAdapter:
         return UnaryResult(body=body, usage=usage, provider_request_id=response.headers.get("x-request-id"))
 
     async def stream(self, call: UpstreamCall) -> OpenAIStream:
-        """Open a stream; each read (headers, then every event) gets the provider timeout."""
+        """Open a stream; bounded by the call's timeouts."""
         url, headers = _target(call)
         response = await open_event_stream(
             self._client,
             url,
             orjson.dumps(_body(call)),
             headers,
-            connect_seconds=self._connect_timeout,
-            read_seconds=call.timeout,
+            timeouts=call.timeouts,
             status_error=_status_error,
         )
         return OpenAIStream(response, call.endpoint)

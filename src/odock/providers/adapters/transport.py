@@ -19,9 +19,11 @@ from odock.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from odock.providers.adapters.base import Timeouts
 from odock.providers.upstream_client import (
     ConnectFailed,
     ConnectionDropped,
+    ConnectTimeout,
     Response,
     ResponseTimeout,
     UpstreamClient,
@@ -59,7 +61,9 @@ def translated_failures(*, streaming: bool = False) -> Iterator[None]:
         yield
     except UpstreamError:
         raise
-    except (ResponseTimeout, TimeoutError) as exc:
+    except (ResponseTimeout, ConnectTimeout) as exc:
+        raise UpstreamTimeout(str(exc)) from exc
+    except TimeoutError as exc:
         raise UpstreamTimeout() from exc
     except ConnectFailed as exc:
         raise UpstreamUnavailable(f"cannot connect to upstream: {exc}") from exc
@@ -99,26 +103,19 @@ async def open_event_stream(
     body: bytes,
     headers: dict[str, str],
     *,
-    connect_seconds: float,
-    read_seconds: float,
+    timeouts: Timeouts,
     status_error: StatusError,
 ) -> Response:
     """POST a streaming request; return the response once the upstream answered with an event stream.
 
-    Each read (headers, then every event) gets ``read_seconds``, and so does the whole exchange
-    up to the answer's headers. A 4xx/5xx is translated by the
-    adapter's ``status_error``; an answer that is not an event stream is a 502 before any byte
-    reaches the client. The connection is released on every failure.
+    The response comes back once the first byte of its body arrived, within ``timeouts``: an
+    upstream that answers its headers and then stalls is a 504 before any byte reaches the
+    client (later silences are the stream's, bounded by the idle and total timeouts). A 4xx/5xx
+    is translated by the adapter's ``status_error``; an answer that is not an event stream is a
+    502 before any byte reaches the client. The connection is released on every failure.
     """
     with translated_failures():
-        response = await client.post(
-            url,
-            body,
-            headers,
-            connect_seconds=connect_seconds,
-            total_seconds=read_seconds,
-            read_seconds=read_seconds,
-        )
+        response = await client.post(url, body, headers, timeouts=timeouts, stream=True)
         try:
             if response.status >= 400:
                 raise status_error(response.status, await response.read(), response.headers)
