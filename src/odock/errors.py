@@ -61,6 +61,7 @@ both the OpenAI SDK and Odock clients can parse the result::
     │   ├── UpstreamRateLimited        429 upstream_rate_limited (Retry-After kept)
     │   ├── UpstreamAuthFailed         502 upstream_auth_failed
     │   ├── UpstreamUnavailable        502 upstream_unavailable
+    │   │   └── UpstreamCoolingDown    503 upstream_cooling_down (Retry-After: the shortest wait)
     │   ├── UpstreamStreamInterrupted  502 upstream_stream_interrupted
     │   └── UpstreamTimeout            504 upstream_timeout
     ├── McpUpstreamError               502 mcp_upstream_error
@@ -376,6 +377,14 @@ class UpstreamStreamInterrupted(UpstreamError):
 
     code = "upstream_stream_interrupted"
     default_message = "upstream stream ended before completion"
+
+
+class UpstreamCoolingDown(UpstreamUnavailable):
+    """Every deployment a routed request could use is cooling down (its circuit is open)."""
+
+    status = 503
+    code = "upstream_cooling_down"
+    default_message = "every upstream deployment of this route is cooling down"
 
 
 class UpstreamTimeout(UpstreamError):

@@ -22,6 +22,8 @@ from odock.budgets.control import BudgetControl
 from odock.budgets.meters import MemoryMeterStore
 from odock.budgets.reconciler import BudgetReconciler
 from odock.budgets.redis_meters import RedisMeterStore
+from odock.routing.redis_store import RedisRoutingStore
+from odock.routing.store import MemoryRoutingStore
 from odock.budgets.stage import BudgetGate
 from odock.budgets.thresholds import ThresholdNotifier
 from odock.cache.bus import InvalidationBus, LocalInvalidationBus, RedisInvalidationBus
@@ -110,12 +112,13 @@ def open_governance(
     remember = max(60.0, 3 * settings.budget_reconcile_interval_seconds)
     if redis is None:
         meters = MemoryMeterStore(remember_seconds=remember)
-        return Governance(MemoryRateLimiter(), resolver, meters, sessions)
+        return Governance(MemoryRateLimiter(), resolver, meters, sessions, MemoryRoutingStore())
     return Governance(
         RedisRateLimiter(redis, settings.redis_prefix),
         resolver,
         RedisMeterStore(redis, settings.redis_prefix, remember_seconds=remember),
         sessions,
+        RedisRoutingStore(redis, settings.redis_prefix),
         remote=True,
     )
 

@@ -96,6 +96,18 @@ class Settings(BaseSettings):
     # actual bytes; see docs/mcp.md#pricing).
     mcp_output_bytes_reserved: int = Field(65_536, ge=0)
 
+    # --- routing (docs/routing.md) -------------------------------------------------------
+    # A deployment's circuit opens after this many failures in a row (each within the window of
+    # the one before), for the cooldown or the upstream's Retry-After (at most the maximum).
+    routing_breaker_failures: int = Field(5, ge=1, le=1000)
+    routing_breaker_window_seconds: float = Field(60.0, gt=0)
+    routing_breaker_cooldown_seconds: float = Field(30.0, gt=0)
+    routing_breaker_max_cooldown_seconds: float = Field(300.0, gt=0)
+    # How stale a replica's view of the shared circuit state may be (0: read it on every choice).
+    routing_breaker_refresh_seconds: float = Field(1.0, ge=0)
+    # How long a half-open circuit's single probe is given before another replica may probe.
+    routing_breaker_probe_seconds: float = Field(10.0, gt=0)
+
     # --- upstream -----------------------------------------------------------------------
     upstream_connect_timeout_seconds: float = Field(10.0, gt=0)
     upstream_default_timeout_seconds: float = Field(600.0, gt=0)  # the default total of an exchange

@@ -34,7 +34,7 @@ from odock.budgets.meters import MAX_AMOUNT, MeterLine, MeterStore, ReserveOutco
 from odock.budgets.specs import BUDGET, MeterSpec
 from odock.budgets.windows import Schedule, Window
 from odock.errors import BudgetExceeded, MeterStoreUnavailable, ModelPricingMissing, OdockError, QuotaExceeded
-from odock.ids import RequestId
+from odock.ids import RequestId, ordered_hex_id
 from odock.llm.upstream import Endpoint, Usage
 from odock.pipeline.exchange import Exchange, Metered
 from odock.pipeline.runner import SplitStage
@@ -129,6 +129,47 @@ class BudgetGate(SplitStage):
             for line in lines
         ]
         return self._finished(ex, self._store.settle(record, actuals))
+
+    async def top_up(self, ex: Exchange, held: dict[str, int]) -> str | None:
+        """Hold what ``ex.model``'s estimate exceeds of what the request already holds (``held``:
+        the amount per counter, updated here), for a further attempt on a pricier model.
+
+        The extra is a reservation of its own, all or nothing (402/429 when it does not fit); its
+        id is returned for :meth:`release_top_up` once the request ends, while the request's own
+        reservation is settled at what the model finally used. None when nothing more is needed.
+        """
+        assert ex.tokens is not None
+        tokens_in, tokens_out = ex.tokens.input, ex.tokens.output
+        extra: list[HeldLine] = []
+        for line in ex.meter_lines:
+            wanted = min(self._estimate(ex, line.spec.metric, tokens_in, tokens_out), MAX_AMOUNT)
+            more = wanted - held.get(line.key, line.amount)
+            if more > 0:
+                extra.append(replace(line, amount=more))
+        if not extra:
+            return None
+        reservation = ordered_hex_id()
+        try:
+            result = await self._send_reserve_as(reservation, extra)
+        except MeterStoreUnavailable:
+            if not self._fail_open:
+                raise
+            ex.governance.budgets_unavailable = True
+            return None
+        if result.outcome is ReserveOutcome.REJECTED:
+            raise _rejection(result, extra)
+        if result.outcome is not ReserveOutcome.RESERVED:
+            return None  # a counter gone cold mid-request: the settlement still counts the actual
+        for line in extra:
+            held[line.key] = held.get(line.key, 0) + line.amount
+        return reservation
+
+    async def release_top_up(self, reservation: str) -> None:
+        """Drop a top-up once its request has ended (the request's own reservation settles)."""
+        try:
+            await self._store.release(RequestId(reservation))
+        except MeterStoreUnavailable:
+            log.warning("could not release budget top-up %s now; the reconciler will", reservation)
 
     def held_settlements(self, ex: Metered) -> list[dict[str, Any]]:
         """The settlements of the request's reservation at the amounts held (what an interruption bills)."""
@@ -239,8 +280,11 @@ class BudgetGate(SplitStage):
 
     # --- store ---------------------------------------------------------------------------
     def _send_reserve(self, ex: Metered, lines: list[HeldLine]) -> Awaitable[ReserveResult]:
+        return self._send_reserve_as(ex.record_id, lines)
+
+    def _send_reserve_as(self, reservation: str, lines: list[HeldLine]) -> Awaitable[ReserveResult]:
         meter_lines = [MeterLine(line.key, line.amount, line.limit) for line in lines]
-        return self._store.reserve(RequestId(ex.record_id), meter_lines, self._ttl)
+        return self._store.reserve(RequestId(reservation), meter_lines, self._ttl)
 
     async def _prime_and_reserve(
         self, ex: Metered, lines: list[HeldLine], cold_keys: Sequence[str]

@@ -21,7 +21,8 @@ from odock.limits.decision import Receipt
 from odock.llm.translate import EmbeddingTranslation, Translation
 from odock.llm.upstream import Endpoint, StreamResult, UnaryResult, Usage
 from odock.providers.adapters.base import Adapter, UpstreamCall
-from odock.providers.catalog import ResolvedModel
+from odock.providers.catalog import Deployment, ResolvedModel
+from odock.routing.route import Route
 from odock.surfaces.surface import Params, Surface
 
 CLIENT_CLOSED_REQUEST = 499  # recorded status of a request whose client left before the answer
@@ -116,6 +117,10 @@ class Exchange:
     stream: bool = False
     include_usage: bool = False
     model: ResolvedModel | None = None
+    # Set when the request has a choice of targets (odock.routing): the route and its current
+    # deployment; None for a direct call to the model's own provider.
+    routing: Route | None = None
+    deployment: Deployment | None = None
     # Set when the client's dialect is not one the upstream speaks (see odock.llm.translate).
     translation: Translation | EmbeddingTranslation | None = None
     adapter: Adapter | None = None

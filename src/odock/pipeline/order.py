@@ -22,6 +22,10 @@ from odock.providers.adapters.base import Adapter, Timeouts
 from odock.providers.catalog import ModelCatalog
 from odock.providers.stage import CallUpstream, ResolveModel, ResolveProvider
 from odock.providers.vault import ProviderKeyVault
+from odock.routing.breakers import Breakers
+from odock.routing.planner import InFlight, RoutePlanner
+from odock.routing.stage import PlanRoute, RoutedCall
+from odock.routing.store import RoutingStore
 from odock.settings import Settings
 from odock.surfaces.stage import DecodeRequest, EstimateTokens
 from odock.telemetry.prompts import LogPrompts
@@ -37,6 +41,7 @@ class Governance:
     resolver: PolicyResolver
     meters: MeterStore
     sessions: async_sessionmaker[AsyncSession]
+    routing: RoutingStore  # circuit breakers and round-robin turns
     remote: bool = False  # the counters live in Redis (every operation is a round trip)
 
 
@@ -64,6 +69,18 @@ def build_pipeline(
     last_gates: list[Stage] = (
         [Concurrently(final_gate, budget_gate)] if governance.remote else [final_gate, budget_gate]
     )
+    breakers = Breakers(
+        governance.routing,
+        threshold=settings.routing_breaker_failures,
+        window_seconds=settings.routing_breaker_window_seconds,
+        cooldown_seconds=settings.routing_breaker_cooldown_seconds,
+        max_cooldown_seconds=settings.routing_breaker_max_cooldown_seconds,
+        refresh_seconds=settings.routing_breaker_refresh_seconds,
+        probe_lease_seconds=settings.routing_breaker_probe_seconds,
+    )
+    in_flight = InFlight()
+    planner = RoutePlanner(models, breakers, in_flight)
+    resolve_provider = ResolveProvider(adapters, vault, Timeouts.from_settings(settings))
     return Pipeline(
         [
             RecordUsage(recorder),
@@ -73,10 +90,11 @@ def build_pipeline(
             DecodeRequest(),
             *([LogPrompts()] if settings.log_prompts else []),
             ResolveModel(models),
-            ResolveProvider(adapters, vault, Timeouts.from_settings(settings)),
+            PlanRoute(planner, breakers),
+            resolve_provider,
             EstimateTokens(settings.default_max_output_tokens),
             *last_gates,
             RecordIntent(recorder, budget_gate.held_settlements),
-            CallUpstream(),
+            RoutedCall(CallUpstream(), resolve_provider, final_gate, budget_gate, planner, breakers, in_flight),
         ]
     )

@@ -20,6 +20,7 @@ from odock.cache.local import TtlCache
 from odock.cache.lookup import TieredLookup
 from odock.cache.shared import SharedCache
 from odock.errors import ModelLookupUnavailable
+from odock.providers.deployments import deployment_entries
 from odock.providers.tables import Model, Provider, ProviderApiKey
 
 
@@ -48,6 +49,38 @@ class ProviderKeyRef:
 
 
 @dataclass(frozen=True, slots=True)
+class Deployment:
+    """One place a model is served: a provider, its key and the upstream model id (spec key pools).
+
+    ``id`` names it for the circuit breaker and the routing evidence: provider, key and model.
+    """
+
+    id: str
+    provider: ProviderTarget | None
+    provider_key: ProviderKeyRef | None
+    slug: str
+    weight: int = 1
+
+    @classmethod
+    def of(
+        cls, provider: ProviderTarget | None, key: ProviderKeyRef | None, slug: str, weight: int
+    ) -> Deployment:
+        """The deployment of ``slug`` on ``provider`` with ``key``."""
+        provider_id = provider.id if provider is not None else "-"
+        return cls(f"{provider_id}/{key.id if key else '-'}/{slug}", provider, key, slug, weight)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Deployment:
+        """Inverse of the dataclass' JSON form."""
+        provider, key = data.pop("provider"), data.pop("provider_key")
+        return cls(
+            **data,
+            provider=ProviderTarget(**provider) if provider else None,
+            provider_key=ProviderKeyRef(**key) if key else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class ResolvedModel:
     """A model with everything needed to call it."""
 
@@ -63,6 +96,14 @@ class ResolvedModel:
     config: dict[str, Any]
     provider: ProviderTarget | None
     provider_key: ProviderKeyRef | None
+    # Further deployments of the model besides its own provider and key (``config.deployments``).
+    pool: tuple[Deployment, ...] = ()
+
+    def deployments(self) -> tuple[Deployment, ...]:
+        """Every deployment of the model, its own provider and key first."""
+        weight = self.config.get("weight", 1)
+        primary = Deployment.of(self.provider, self.provider_key, self.slug, weight if isinstance(weight, int) else 1)
+        return (primary, *self.pool)
 
     def to_json(self) -> bytes:
         """Serialise for the shared cache."""
@@ -75,6 +116,7 @@ class ResolvedModel:
         provider = data.pop("provider")
         key = data.pop("provider_key")
         data["capabilities"] = tuple(data["capabilities"])
+        data["pool"] = tuple(Deployment.from_json(d) for d in data.get("pool", ()))
         return cls(
             **data,
             provider=ProviderTarget(**provider) if provider else None,
@@ -142,6 +184,7 @@ async def load_model(session: AsyncSession, organisation_id: str, name: str) -> 
         return None
     provider = await session.get(Provider, model.provider_id) if model.provider_id else None
     key = await session.get(ProviderApiKey, model.provider_api_key_id) if model.provider_api_key_id else None
+    config = dict(model.config or {})
     return ResolvedModel(
         id=model.id,
         organisation_id=model.organisation_id,
@@ -152,22 +195,43 @@ async def load_model(session: AsyncSession, organisation_id: str, name: str) -> 
         enabled=model.enabled,
         pricing=dict(model.pricing or {}),
         policies=dict(model.policies or {}),
-        config=dict(model.config or {}),
-        provider=ProviderTarget(
-            id=provider.id,
-            type=provider.type.value,
-            name=provider.name,
-            base_url=provider.base_url,
-            timeout_ms=provider.timeout_ms,
-            enabled=provider.enabled,
-            version=provider.updated_at.isoformat(),
-            config=dict(provider.config or {}),
-        )
-        if provider
-        else None,
-        provider_key=ProviderKeyRef(
-            id=key.id, stored=key.key, revoked=key.revoked, version=key.updated_at.isoformat()
-        )
-        if key
-        else None,
+        config=config,
+        provider=_target(provider) if provider else None,
+        provider_key=_key_ref(key) if key else None,
+        pool=tuple(await _pool(session, model, config)),
     )
+
+
+def _target(provider: Provider) -> ProviderTarget:
+    return ProviderTarget(
+        id=provider.id,
+        type=provider.type.value,
+        name=provider.name,
+        base_url=provider.base_url,
+        timeout_ms=provider.timeout_ms,
+        enabled=provider.enabled,
+        version=provider.updated_at.isoformat(),
+        config=dict(provider.config or {}),
+    )
+
+
+def _key_ref(key: ProviderApiKey) -> ProviderKeyRef:
+    return ProviderKeyRef(id=key.id, stored=key.key, revoked=key.revoked, version=key.updated_at.isoformat())
+
+
+async def _pool(session: AsyncSession, model: Model, config: dict[str, Any]) -> list[Deployment]:
+    """The model's further deployments (validated when saved; one whose provider or key has since
+    gone, or moved to another organisation, is left out)."""
+    pool = []
+    for entry in deployment_entries(config):
+        provider = await session.get(Provider, entry.provider_id)
+        if provider is None or provider.organisation_id != model.organisation_id:
+            continue
+        key = None
+        if entry.provider_api_key_id is not None:
+            key = await session.get(ProviderApiKey, entry.provider_api_key_id)
+            if key is None or key.provider_id != provider.id:
+                continue
+        slug = entry.slug or model.slug
+        pool.append(Deployment.of(_target(provider), _key_ref(key) if key else None, slug, entry.weight))
+    return pool

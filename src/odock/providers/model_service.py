@@ -25,6 +25,7 @@ from odock.db.search import matches
 from odock.errors import UnprocessableEntity
 from odock.ids import new_id
 from odock.keys.tables import ApiKey, ApiKeyModelAccess, ApiKeyType
+from odock.providers.deployments import parse_deployments
 from odock.providers.tables import Model, Provider, ProviderApiKey
 from odock.rbac.grant import ListScope
 from odock.rules import only_fields, valid_name, validate_policies, validate_pricing
@@ -133,6 +134,7 @@ class ModelService:
         async with self._sessions() as session:
             await get_row(session, Organisation, organisation_id)
             await _check_references(session, organisation_id, provider_id, provider_key_id)
+            await _check_deployments(session, organisation_id, model.config)
             session.add(model)
             await commit_or_conflict(session, f"model '{name}' already exists")
         await self._changed(organisation_id)
@@ -152,6 +154,8 @@ class ModelService:
                 provider_id = changes.get("provider_id", model.provider_id)
                 key_id = changes.get("provider_api_key_id", model.provider_api_key_id)
                 await _check_references(session, model.organisation_id, provider_id, key_id)
+            if changes.get("config") is not None:
+                await _check_deployments(session, model.organisation_id, changes["config"])
             for field, value in changes.items():
                 setattr(model, field, value)
             await commit_or_conflict(session, "model name already exists")
@@ -225,16 +229,28 @@ class ModelService:
 
 
 async def _check_references(
-    session: AsyncSession, organisation_id: str, provider_id: str | None, provider_key_id: str | None
+    session: AsyncSession,
+    organisation_id: str,
+    provider_id: str | None,
+    provider_key_id: str | None,
+    where: str = "",
 ) -> None:
     """Refuse a provider or provider key outside the organisation, or a key of another provider."""
     if provider_id is not None:
         provider = await session.get(Provider, provider_id)
         if provider is None or provider.organisation_id != organisation_id:
-            raise UnprocessableEntity("no such provider in this organisation", param="provider_id")
+            raise UnprocessableEntity("no such provider in this organisation", param=f"{where}provider_id")
     if provider_key_id is not None:
+        key_param = f"{where}provider_api_key_id" if where else "provider_key_id"
         key = await session.get(ProviderApiKey, provider_key_id)
         if key is None or key.organisation_id != organisation_id:
-            raise UnprocessableEntity("no such provider key in this organisation", param="provider_key_id")
+            raise UnprocessableEntity("no such provider key in this organisation", param=key_param)
         if key.provider_id != provider_id:
-            raise UnprocessableEntity("the provider key belongs to another provider", param="provider_key_id")
+            raise UnprocessableEntity("the provider key belongs to another provider", param=key_param)
+
+
+async def _check_deployments(session: AsyncSession, organisation_id: str, config: dict[str, Any]) -> None:
+    """Refuse a ``config`` whose deployments are malformed or name another organisation's rows."""
+    for i, entry in enumerate(parse_deployments(config)):
+        where = f"config.deployments.{i}."
+        await _check_references(session, organisation_id, entry.provider_id, entry.provider_api_key_id, where)

@@ -17,10 +17,6 @@ from typing import Any
 
 from odock.errors import (
     InvalidRequestBody,
-    ModelDisabled,
-    ModelNotAllowed,
-    ModelNotFound,
-    ModelTypeMismatch,
     ProviderApiKeyNotConfigured,
     ProviderApiKeyRevoked,
     ProviderDisabled,
@@ -28,13 +24,13 @@ from odock.errors import (
     ProviderNotConfigured,
     ProviderTypeUnsupported,
 )
-from odock.keys.principal import KeyPrincipal
 from odock.llm.codec import Dialect, EmbeddingClientCodec, EmbeddingUpstreamCodec
 from odock.llm.translate import EmbeddingTranslation, Translation
 from odock.llm.upstream import Endpoint
 from odock.pipeline.exchange import Exchange
 from odock.providers.adapters.base import Adapter, Timeouts, UpstreamCall
-from odock.providers.catalog import ModelCatalog, ProviderTarget, ResolvedModel
+from odock.providers.callable import callable_model
+from odock.providers.catalog import Deployment, ModelCatalog, ProviderTarget, ResolvedModel
 from odock.providers.config import (
     CONNECT_TIMEOUT_MS,
     FIRST_BYTE_TIMEOUT_MS,
@@ -43,32 +39,6 @@ from odock.providers.config import (
 )
 from odock.providers.provider_types import ProviderTypeInfo, spec_of
 from odock.providers.vault import ProviderKeyVault
-
-# The model types each endpoint serves; any other is refused before anything is reserved or sent.
-GENERATION_MODEL_TYPES = frozenset({"chat", "reasoning"})
-ENDPOINT_MODEL_TYPES = {
-    Endpoint.CHAT: GENERATION_MODEL_TYPES,
-    Endpoint.RESPONSES: GENERATION_MODEL_TYPES,
-    Endpoint.EMBEDDINGS: frozenset({"embeddings"}),
-}
-
-
-async def callable_model(
-    catalog: ModelCatalog, principal: KeyPrincipal, name: str, endpoint: Endpoint, route: str
-) -> ResolvedModel:
-    """The model ``name`` of the key's organisation, if the key may call it on ``endpoint`` (else 4xx)."""
-    model = await catalog.model(principal.organisation_id, name)
-    if model is None:
-        raise ModelNotFound(f"model '{name}' does not exist", param="model")
-    if not principal.may_call(model.id):
-        raise ModelNotAllowed(f"this API key may not call model '{name}'", param="model")
-    if not model.enabled:
-        raise ModelDisabled(f"model '{name}' is disabled", param="model")
-    if model.type not in ENDPOINT_MODEL_TYPES[endpoint]:
-        raise ModelTypeMismatch(
-            f"model '{name}' is a {model.type} model, which {route} does not serve", param="model"
-        )
-    return model
 
 
 class ResolveModel:
@@ -109,7 +79,10 @@ class ResolveProvider:
         """Check the provider chain and build the upstream call."""
         model = ex.model
         assert model is not None
-        provider = model.provider
+        deployment = ex.deployment  # set by routing; otherwise the model's own provider and key
+        provider = deployment.provider if deployment is not None else model.provider
+        slug = deployment.slug if deployment is not None else model.slug
+        ex.translation = None
         if provider is None:
             raise ProviderNotConfigured(f"model '{model.name}' has no provider")
         if not provider.enabled:
@@ -127,14 +100,16 @@ class ResolveProvider:
         if ex.surface.dialect in spec.passthrough:
             _check_extra_fields(ex, spec, provider.config)
             endpoint = ex.surface.upstream_endpoint or ex.endpoint
-            payload = ex.surface.passthrough(ex.payload, model.slug, ex.stream)
+            payload = ex.surface.passthrough(ex.payload, slug, ex.stream)
         else:
             _check_family(ex, spec, model)
             ex.translation = self._translation(ex, spec, model)
             endpoint = Endpoint.EMBEDDINGS if ex.endpoint == Endpoint.EMBEDDINGS else Endpoint.CHAT
-            payload = ex.translation.upstream_payload(model.slug, stream=ex.stream)
+            payload = ex.translation.upstream_payload(slug, stream=ex.stream)
         ex.adapter = adapter
-        ex.call = upstream_call(self._vault, model, spec, endpoint, payload, ex.request_id, self._defaults)
+        ex.call = upstream_call(
+            self._vault, model, spec, endpoint, payload, ex.request_id, self._defaults, deployment
+        )
         ex.call.client_headers = _forwarded(ex.headers)
 
     def _translation(
@@ -222,15 +197,18 @@ def upstream_call(
     payload: dict[str, Any],
     request_id: str,
     defaults: Timeouts,
+    deployment: Deployment | None = None,
 ) -> UpstreamCall:
-    """The call of ``payload`` to the model's provider, with its key and headers decrypted."""
-    provider = model.provider
+    """The call of ``payload`` to the model's provider (or ``deployment``'s), with its key and
+    headers decrypted."""
+    provider = deployment.provider if deployment is not None else model.provider
+    provider_key = deployment.provider_key if deployment is not None else model.provider_key
     assert provider is not None
     api_key: str | None = None
-    if model.provider_key is not None:
-        if model.provider_key.revoked:
+    if provider_key is not None:
+        if provider_key.revoked:
             raise ProviderApiKeyRevoked()
-        api_key = vault.reveal(model.provider_key)
+        api_key = vault.reveal(provider_key)
     elif spec.needs_key:
         raise ProviderApiKeyNotConfigured(f"model '{model.name}' has no provider API key")
     return UpstreamCall(
@@ -242,7 +220,7 @@ def upstream_call(
         request_id=request_id,
         model_config=model.config,
         headers=vault.reveal_headers(provider),
-        model=model.slug,
+        model=deployment.slug if deployment is not None else model.slug,
     )
 
 

@@ -17,7 +17,8 @@ from odock.llm.upstream import Endpoint
 from odock.providers.adapters.base import Adapter, Timeouts, UpstreamCall
 from odock.providers.catalog import ModelCatalog
 from odock.providers.provider_types import spec_of
-from odock.providers.stage import callable_model, upstream_call
+from odock.providers.callable import callable_model
+from odock.providers.stage import upstream_call
 from odock.providers.vault import ProviderKeyVault
 from odock.surfaces.surface import Surface
 

@@ -41,7 +41,7 @@ def usage_event(ex: Exchange) -> UsageEvent:
     now = ex.timings.finished or time.perf_counter()
     usage = ex.measured_usage()
     model = ex.model
-    provider = model.provider if model else None
+    provider = ex.call.provider if ex.call else model.provider if model else None
     billing = ex.billing()
     requested = ex.payload.get("model")
     first = ex.timings.first_token
@@ -82,6 +82,8 @@ def usage_event(ex: Exchange) -> UsageEvent:
         },
         settlements=ex.settlements,
     )
+    if ex.routing is not None:
+        event.routing = ex.routing.evidence()
     if usage is not None:
         event.prompt_tokens = usage.prompt_tokens
         event.completion_tokens = usage.completion_tokens
@@ -127,7 +129,7 @@ def usage_intent(ex: Exchange, settlements: list[dict[str, Any]]) -> UsageIntent
     assert principal is not None
     assert model is not None
     assert tokens is not None
-    provider = model.provider
+    provider = ex.call.provider if ex.call is not None else model.provider
     return UsageIntent(
         id=ex.record_id,
         request_id=ex.request_id,

@@ -16,7 +16,7 @@ from fastapi.responses import Response
 
 from odock.keys.queries import KeyFilters
 from odock.llm.upstream import Endpoint
-from odock.providers.stage import ENDPOINT_MODEL_TYPES
+from odock.providers.callable import ENDPOINT_MODEL_TYPES
 from odock.rbac.grant import Grant
 from odock.rbac.permissions import Action, Resource
 from odock.web.api.deps import Permit
