@@ -166,6 +166,9 @@ def test_a_models_deployments_are_added_balanced_and_removed(
     Select(page.field("config.deployments.0.provider_id", "#deployment-form")).select_by_value(backup["id"])
     offered = Select(page.find("#deployment-form #f-dep-key"))
     page.until(lambda _: offered.first_selected_option.get_attribute("value") == backup_key["id"], "its key")
+    # The new deployment's fields are named as the API's 422 params are: errors land beside them.
+    page.fill({"config.deployments.0.weight": "three"}, "#deployment-form").submit("#deployment-form")
+    assert page.error_for("config.deployments.0.weight") == "enter a whole number"
     page.fill(
         {"config.deployments.0.slug": "gpt-backup", "config.deployments.0.weight": "3"}, "#deployment-form"
     )
