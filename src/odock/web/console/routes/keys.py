@@ -25,7 +25,7 @@ from odock.web.api.deps import Permit
 from odock.web.api.paging import PageParams, page_params
 from odock.web.api.routes import api_keys, budgets, models, policies
 from odock.web.api.routes.usage import list_usage_records
-from odock.web.api.services import Budgets, Envelopes, Keys, Models, Records, TenancyQueriesDep
+from odock.web.api.services import Budgets, Envelopes, Keys, Models, Records, TenancyDep, TenancyQueriesDep
 from odock.web.console.pages import render
 from odock.web.console.routes import mcp_servers
 from odock.web.console.routes.lookups import (
@@ -41,6 +41,7 @@ from odock.web.console.routes.lookups import (
     timezones,
 )
 from odock.web.console.routes.reuse import api_route
+from odock.web.console.routes.routing import key_routing_card
 
 router = APIRouter(include_in_schema=False)
 
@@ -158,9 +159,10 @@ async def key_page(
     budget_control: Budgets,
     models_service: Models,
     queries: TenancyQueriesDep,
+    tenancy: TenancyDep,
     grant: Annotated[Grant, Depends(Permit(Resource.API_KEY, Action.READ, locate=api_keys.locate_key))],
 ) -> Response:
-    """A key: details, rotate, revoke, rotation history, policies, model access, usage, budgets."""
+    """A key: details, rotate, revoke, rotation history, policies, routing, model access, usage, budgets."""
     actor = grant.actor
     key = await api_keys.get_key(api_key_id, keys, grant)
     rotations = await api_keys.list_rotations(api_key_id, keys, grant, RECENT)
@@ -209,10 +211,12 @@ async def key_page(
         offered = [m for m in listed.items if m.id not in granted]
     teams, users = await owner_names(request, actor, organisation_id, queries)
     mcp = await mcp_servers.key_mcp_card(request, grant, organisation_id, api_key_id)
+    routing = await key_routing_card(grant, organisation_id, api_key_id, keys, tenancy, grants.items)
     return render(
         request,
         "keys/detail.html",
         mcp=mcp,
+        routing=routing,
         expires_local=local_time(key.expires_at, key.timezone),
         actor=actor,
         organisation_id=organisation_id,

@@ -33,6 +33,7 @@ from odock.web.api.routes.providers import ProviderKeyOut, ProviderOut, list_pro
 from odock.web.api.routes.providers import render as render_provider
 from odock.web.api.services import Keys, Models, ProviderKeys, Providers
 from odock.web.console.pages import can, render
+from odock.web.console.routes.deployments import deployments_card
 from odock.web.console.routes.lookups import FormText, choice, identifier, search
 
 router = APIRouter(include_in_schema=False)
@@ -154,7 +155,7 @@ async def model_page(
     page: Annotated[PageParams, Depends(page_params)],
     key_q: FormText = "",
 ) -> Response:
-    """A model: its fields, pricing per 1M tokens, switch, the API keys that may call it, deletion."""
+    """A model: fields, pricing per 1M, switch, deployments, the API keys that may call it, deletion."""
     model = await get_model(model_id, models, grant)
     access = await model_access(organisation_id, model_id, models, grant, page, q=None, type=None)
     granted = {a.api_key_id for a in access.items}
@@ -169,16 +170,23 @@ async def model_page(
             lambda k: (k.created_at, k.id),
         )
         key_choices = [k for k in candidates.items if k.id not in granted]
+    choices = await provider_choices(providers, grant.actor, organisation_id)
+    deployments = await deployments_card(
+        model,
+        choices,
+        lambda provider_id: keys_of_provider(provider_keys, grant.actor, organisation_id, provider_id),
+    )
     return render(
         request,
         "models/detail.html",
         actor=grant.actor,
         organisation_id=organisation_id,
         model=model,
+        deployments=deployments,
         access=access,
         key_choices=key_choices,
         key_q=key_q,
-        providers=await provider_choices(providers, grant.actor, organisation_id),
+        providers=choices,
         provider_keys=await keys_of_provider(provider_keys, grant.actor, organisation_id, model.provider_id),
         types=list(ModelType),
         capabilities=list(Capability),

@@ -147,9 +147,15 @@ async def usage_record(
     grant: RecordGrant,
     records: Records,
 ) -> Response:
-    """One usage record with every stored field; the JSON cards only when they hold something."""
+    """One usage record with every stored field; the JSON cards only when they hold something.
+
+    Routing metadata with attempts has its own card (badge, target, a table of attempts); other
+    routing metadata, if any, is shown as JSON like the rest.
+    """
     record = await get_usage_record(organisation_id, record_id, grant, records)
-    cards = [(name, getattr(record, name)) for name in DETAIL_CARDS if getattr(record, name)]
+    routing = record.routing if isinstance(record.routing.get("attempts"), list) else None
+    shown = [name for name in DETAIL_CARDS if getattr(record, name) and not (name == "routing" and routing)]
+    cards = [(name, getattr(record, name)) for name in shown]
     mcp_billing = record.billing.get("mcp") if record.provider == MCP_PROVIDER else None
     return render(
         request,
@@ -158,6 +164,7 @@ async def usage_record(
         organisation_id=organisation_id,
         record=record,
         cards=cards,
+        routing=routing,
         mcp=record.provider == MCP_PROVIDER,
         mcp_billing=mcp_billing if isinstance(mcp_billing, dict) else {},
     )

@@ -29,6 +29,23 @@
     return { models: [form.dataset.modelId] };
   };
 
+  // A deployments form changes the model's whole config (PATCH …/models/{id} {"config": …}): the
+  // config as the page was rendered (data-config) with the balancing fields, or one deployment,
+  // added; the new deployment's fields are named for its place, config.deployments.N.…, as the
+  // API's errors are.
+  Odock.prepare["model-deployments"] = async function (form, body) {
+    const config = JSON.parse(form.dataset.config);
+    const changes = body.config || {};
+    if (changes.load_balancing !== undefined) config.load_balancing = changes.load_balancing;
+    if (changes.weight !== undefined) config.weight = changes.weight;
+    const added = Object.values(changes.deployments || {});
+    if (added.length) {
+      const deployment = Object.assign({ provider_api_key_id: null, slug: null, weight: 1 }, added[0]);
+      config.deployments = (config.deployments || []).concat([deployment]);
+    }
+    return { config: config };
+  };
+
   // Choosing a provider offers its active keys in the form's provider-key select (the first chosen).
   async function offerKeys(providerSelect) {
     const keySelect = document.getElementById(providerSelect.dataset.keySelect);
