@@ -22,8 +22,6 @@ from odock.budgets.control import BudgetControl
 from odock.budgets.meters import MemoryMeterStore
 from odock.budgets.reconciler import BudgetReconciler
 from odock.budgets.redis_meters import RedisMeterStore
-from odock.routing.redis_store import RedisRoutingStore
-from odock.routing.store import MemoryRoutingStore
 from odock.budgets.stage import BudgetGate
 from odock.budgets.thresholds import ThresholdNotifier
 from odock.cache.bus import InvalidationBus, LocalInvalidationBus, RedisInvalidationBus
@@ -52,6 +50,8 @@ from odock.providers.proxy import ProxyRoutes
 from odock.providers.token_service import TokenCounter
 from odock.providers.upstream_client import UpstreamClient
 from odock.providers.vault import ProviderKeyVault
+from odock.routing.redis_store import RedisRoutingStore
+from odock.routing.store import MemoryRoutingStore
 from odock.settings import Settings
 from odock.usage.journal import JournalQueue
 from odock.usage.queue import UsageQueue

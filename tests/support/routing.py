@@ -34,7 +34,10 @@ MESSAGES: list[Any] = [{"role": "user", "content": "hi"}]
 
 def pricing(usd_per_1k: float) -> dict[str, Any]:
     """The same price per 1K tokens in and out."""
-    return {"input": {"text_cost_per_1k_tokens": usd_per_1k}, "output": {"text_cost_per_1k_tokens": usd_per_1k}}
+    return {
+        "input": {"text_cost_per_1k_tokens": usd_per_1k},
+        "output": {"text_cost_per_1k_tokens": usd_per_1k},
+    }
 
 
 def cost(usd_per_1k: float, prompt: int = PROMPT, completion: int = COMPLETION) -> int:

@@ -158,7 +158,9 @@ class FinalGate(_Gate, SplitStage):
             # The model's own limits go with the attempt (another model's attempt takes its own,
             # and a failed attempt gives its model's back); the other scopes' tokens are taken once.
             shared = everything[: len(everything) - len(resource)]
-            return self._admit_split(ex, self._planner.tokens(shared, estimate), self._model_checks(resource, estimate))
+            return self._admit_split(
+                ex, self._planner.tokens(shared, estimate), self._model_checks(resource, estimate)
+            )
         checks = self._planner.requests(resource) + self._planner.tokens(everything, estimate)
         return self._admit(ex, checks, "final")
 
@@ -181,7 +183,8 @@ class FinalGate(_Gate, SplitStage):
     def admit_model(self, ex: Exchange) -> Awaitable[None]:
         """Admit ``ex.model``'s own request and token limits for a further attempt (sent now);
         awaiting raises the denial. The receipt is the attempt's (see :meth:`finish_model`)."""
-        assert ex.model is not None and ex.tokens is not None
+        assert ex.model is not None
+        assert ex.tokens is not None
         resource = self._resolver.resource_scope(Scope.MODEL, ex.model.id, ex.model.policies)
         return self._admit(ex, self._model_checks(resource, ex.tokens.input + ex.tokens.output), MODEL_SLOT)
 

@@ -95,6 +95,8 @@ def build_pipeline(
             EstimateTokens(settings.default_max_output_tokens),
             *last_gates,
             RecordIntent(recorder, budget_gate.held_settlements),
-            RoutedCall(CallUpstream(), resolve_provider, final_gate, budget_gate, planner, breakers, in_flight),
+            RoutedCall(
+                CallUpstream(), resolve_provider, final_gate, budget_gate, planner, breakers, in_flight
+            ),
         ]
     )

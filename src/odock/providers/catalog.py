@@ -102,7 +102,9 @@ class ResolvedModel:
     def deployments(self) -> tuple[Deployment, ...]:
         """Every deployment of the model, its own provider and key first."""
         weight = self.config.get("weight", 1)
-        primary = Deployment.of(self.provider, self.provider_key, self.slug, weight if isinstance(weight, int) else 1)
+        primary = Deployment.of(
+            self.provider, self.provider_key, self.slug, weight if isinstance(weight, int) else 1
+        )
         return (primary, *self.pool)
 
     def to_json(self) -> bytes:

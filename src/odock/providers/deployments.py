@@ -73,13 +73,17 @@ def _entry(item: object, where: str) -> DeploymentEntry:
         raise UnprocessableEntity("provider_id is required", param=f"{where}.provider_id")
     key_id = item.get("provider_api_key_id")
     if key_id is not None and (not isinstance(key_id, str) or not key_id):
-        raise UnprocessableEntity("provider_api_key_id must be an id or null", param=f"{where}.provider_api_key_id")
+        raise UnprocessableEntity(
+            "provider_api_key_id must be an id or null", param=f"{where}.provider_api_key_id"
+        )
     slug = item.get("slug")
     if slug is not None and (not isinstance(slug, str) or not 0 < len(slug) <= 200):
         raise UnprocessableEntity("slug must be 1 to 200 characters or null", param=f"{where}.slug")
     weight = item.get("weight", 1)
     if not _is_weight(weight):
-        raise UnprocessableEntity(f"weight must be an integer from 0 to {MAX_WEIGHT}", param=f"{where}.weight")
+        raise UnprocessableEntity(
+            f"weight must be an integer from 0 to {MAX_WEIGHT}", param=f"{where}.weight"
+        )
     return DeploymentEntry(provider_id, key_id, slug, weight)
 
 

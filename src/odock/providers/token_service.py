@@ -15,9 +15,9 @@ from typing import Any, Protocol, runtime_checkable
 from odock.keys.principal import KeyPrincipal
 from odock.llm.upstream import Endpoint
 from odock.providers.adapters.base import Adapter, Timeouts, UpstreamCall
+from odock.providers.callable import callable_model
 from odock.providers.catalog import ModelCatalog
 from odock.providers.provider_types import spec_of
-from odock.providers.callable import callable_model
 from odock.providers.stage import upstream_call
 from odock.providers.vault import ProviderKeyVault
 from odock.surfaces.surface import Surface

@@ -14,11 +14,11 @@ from typing import TypeVar
 
 from odock.errors import OdockError
 from odock.keys.principal import KeyPrincipal
-from odock.keys.routing import ModelTypeRouting, parse_routing
+from odock.keys.routing import ModelTypeRouting, RoutingCandidate, parse_routing
 from odock.llm.codec import Dialect
 from odock.llm.upstream import Endpoint
-from odock.providers.catalog import Deployment, ModelCatalog, ResolvedModel
 from odock.providers.callable import callable_model
+from odock.providers.catalog import Deployment, ModelCatalog, ResolvedModel
 from odock.routing.breakers import Breakers
 from odock.routing.route import SKIPPED, Route
 from odock.surfaces.surface import Surface
@@ -98,13 +98,11 @@ class RoutePlanner:
     ) -> Route:
         """The route of a request for ``requested`` under ``policy`` (None: its key pool only)."""
         if policy is None:
-            return Route(
-                requested, None, [requested], POOL_TRIGGERS, len(requested.deployments()), 0.0
-            )
+            return Route(requested, None, [requested], POOL_TRIGGERS, len(requested.deployments()), 0.0)
         ordered = await self._ordered(principal, requested, policy, endpoint, route_name)
         if surface.dialect is not Dialect.UNIFIED and requested.provider is not None:
-            family = FAMILY.get(requested.provider.type)
-            for name in policy.native_fallback.get(family, []) if family else []:  # type: ignore[call-overload]
+            fallbacks: dict[str, list[str]] = dict(policy.native_fallback)
+            for name in fallbacks.get(FAMILY.get(requested.provider.type, ""), []):
                 model = await self._candidate(principal, requested, name, endpoint, route_name)
                 if model is not None and all(model.id != known.id for known in ordered):
                     ordered.append(model)
@@ -127,7 +125,7 @@ class RoutePlanner:
     ) -> list[ResolvedModel]:
         """The policy's candidates that the key may call, in strategy order; the requested model
         first when the policy does not name it."""
-        entries = []
+        entries: list[tuple[ResolvedModel, RoutingCandidate]] = []
         for candidate in policy.candidates:
             model = await self._candidate(principal, requested, candidate.model_name, endpoint, route_name)
             if model is not None and all(model.id != known.id for known, _ in entries):
@@ -147,7 +145,12 @@ class RoutePlanner:
         return models
 
     async def _candidate(
-        self, principal: KeyPrincipal, requested: ResolvedModel, name: str, endpoint: Endpoint, route_name: str
+        self,
+        principal: KeyPrincipal,
+        requested: ResolvedModel,
+        name: str,
+        endpoint: Endpoint,
+        route_name: str,
     ) -> ResolvedModel | None:
         """The candidate ``name`` when the key may call it here and it is of the requested type."""
         if name == requested.name:

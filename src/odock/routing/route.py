@@ -71,7 +71,9 @@ class Route:
                 "provider_type": provider.type if provider else None,
                 "deployment": deployment.id,
                 "outcome": outcome,
-                "error": _error(error) if reason is None else {"code": reason, "status": None, "message": reason},
+                "error": _error(error)
+                if reason is None
+                else {"code": reason, "status": None, "message": reason},
                 "latency_ms": round((time.perf_counter() - self.started) * 1000, 3)
                 if outcome in (SUCCESS, FAILED)
                 else None,

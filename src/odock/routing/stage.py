@@ -43,7 +43,8 @@ class PlanRoute:
     async def before(self, ex: Exchange) -> None:
         """Plan the route (nothing for a direct call) and take its first target."""
         model, principal = ex.model, ex.principal
-        assert model is not None and principal is not None
+        assert model is not None
+        assert principal is not None
         policy = self._planner.policy(principal, model.type)
         if policy is None and not model.pool:
             return
@@ -107,7 +108,8 @@ class RoutedCall:
         first_started: float | None = None
         while True:
             model, deployment = ex.model, ex.deployment
-            assert model is not None and deployment is not None
+            assert model is not None
+            assert deployment is not None
             route.begin()
             self._in_flight.enter(deployment.id)
             try:
@@ -118,7 +120,9 @@ class RoutedCall:
                 await self._discard(ex)
                 if counts_against_deployment(error):
                     await self._breakers.failed(deployment.id, retry_after_seconds(error))
-                if not (fires(error, route.triggers) and route.calls_left() and await self._advance(ex, route)):
+                if not (
+                    fires(error, route.triggers) and route.calls_left() and await self._advance(ex, route)
+                ):
                     raise _final(route, error) from None
                 first_started = first_started or ex.timings.upstream_started
                 if route.delay_seconds:

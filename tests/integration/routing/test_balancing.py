@@ -6,6 +6,7 @@ import threading
 from collections import Counter
 from typing import Any
 
+import openai
 import pytest
 
 from odock.errors import UnprocessableEntity
@@ -54,9 +55,9 @@ def test_routing_is_off_without_the_organisation_switch(
     )
     upstream.script(tenant.slug("a"), fail(500))
     reply = tenant.client().chat.completions.with_raw_response
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(openai.APIStatusError) as caught:
         reply.create(model="a", messages=[{"role": "user", "content": "hi"}], max_tokens=5)
-    assert getattr(caught.value, "status_code", None) == 502
+    assert caught.value.status_code == 502
     assert upstream.calls(tenant.slug("b")) == 0
 
 
@@ -65,15 +66,19 @@ def test_candidates_the_key_may_not_call_are_left_out(
 ) -> None:
     """Routing never widens access: an ungranted candidate is never called."""
     models = {**MODELS, "secret": ("backup", 1.0)}
-    policy = {"strategy": "failover", "candidates": [{"modelName": "a"}, {"modelName": "secret"}], "maxRetries": 1}
+    policy = {
+        "strategy": "failover",
+        "candidates": [{"modelName": "a"}, {"modelName": "secret"}],
+        "maxRetries": 1,
+    }
     tenant = routing_tenant(routing_gateway, upstream.base_url + "/v1", models, policy=policy)
     control = routing_gateway.runtime.control
     secret_model = routing_gateway.run(control.models.named(tenant.organisation_id, "secret"))
     routing_gateway.run(control.keys.remove_grant(tenant.key_id, secret_model.id))
     upstream.script(tenant.slug("a"), fail(500))
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(openai.APIStatusError) as caught:
         tenant.chat("a")
-    assert getattr(caught.value, "status_code", None) == 502
+    assert caught.value.status_code == 502
     assert upstream.calls(tenant.slug("secret")) == 0
 
 
@@ -88,21 +93,31 @@ def pool_tenant(
     keys = gateway.run(control.provider_keys.listed(backup))
     other_slug = tenant.slug("pooled") + "-b"
     model = gateway.run(control.models.named(tenant.organisation_id, "pooled"))
-    deployment = {"provider_id": backup, "provider_api_key_id": keys[0].id, "slug": other_slug, "weight": weight}
+    deployment = {
+        "provider_id": backup,
+        "provider_api_key_id": keys[0].id,
+        "slug": other_slug,
+        "weight": weight,
+    }
     gateway.run(control.models.update(model.id, config={"deployments": [deployment], **config}))
     return tenant, tenant.slug("pooled"), other_slug
 
 
-def test_a_pool_spreads_calls_over_its_deployments(routing_gateway: Gateway, upstream: ScriptedUpstream) -> None:
+def test_a_pool_spreads_calls_over_its_deployments(
+    routing_gateway: Gateway, upstream: ScriptedUpstream
+) -> None:
     """Two deployments of weight 1: both serve, each with its own provider key."""
     tenant, own, pooled = pool_tenant(routing_gateway, upstream)
     providers = Counter(tenant.chat("pooled").headers["x-odock-route-provider"] for _ in range(60))
-    assert set(providers) == {"main", "backup"} and min(providers.values()) >= 15, providers
+    assert set(providers) == {"main", "backup"}
+    assert min(providers.values()) >= 15, providers  # Binomial(60, 1/2): 15 is 3.9 deviations off
     assert set(upstream.keys_used(own)) == {"sk-main"}
     assert set(upstream.keys_used(pooled)) == {"sk-backup"}
 
 
-def test_a_pool_fails_over_to_its_other_deployment(routing_gateway: Gateway, upstream: ScriptedUpstream) -> None:
+def test_a_pool_fails_over_to_its_other_deployment(
+    routing_gateway: Gateway, upstream: ScriptedUpstream
+) -> None:
     """Without any policy, a 5xx of one deployment moves the call to the other (weight 0: the
     pooled deployment is only ever second, so every call meets the failing one first)."""
     tenant, own, pooled = pool_tenant(routing_gateway, upstream, weight=0)
@@ -148,6 +163,8 @@ def test_deployments_are_validated(routing_gateway: Gateway, upstream: ScriptedU
     assert caught.value.param == "config.deployments.0.provider_id"
     with pytest.raises(UnprocessableEntity) as bad_weight:
         routing_gateway.run(
-            control.models.update(model.id, config={"deployments": [{"provider_id": tenant.providers["main"], "weight": -1}]})
+            control.models.update(
+                model.id, config={"deployments": [{"provider_id": tenant.providers["main"], "weight": -1}]}
+            )
         )
     assert bad_weight.value.param == "config.deployments.0.weight"

@@ -79,11 +79,14 @@ def test_every_circuit_open_answers_at_once(routing_gateway: Gateway, upstream: 
     assert answer.status_code == 503
     assert answer.json()["error"]["code"] == "upstream_cooling_down"
     assert 1 <= int(answer.headers["retry-after"]) <= 20
-    assert upstream.calls(tenant.slug("primary")) == 1 and upstream.calls(tenant.slug("backup")) == 1
+    assert upstream.calls(tenant.slug("primary")) == 1
+    assert upstream.calls(tenant.slug("backup")) == 1
     assert tenant.held() == 0
 
 
 def post(gateway: Gateway, tenant: RoutingTenant) -> httpx.Response:
     """One chat call for ``primary``, as raw HTTP."""
     body = {"model": "primary", "messages": MESSAGES, "max_tokens": MAX_TOKENS}
-    return httpx.post(gateway.base_url + "/v1/chat/completions", json=body, headers=bearer(tenant.secret), timeout=30)
+    return httpx.post(
+        gateway.base_url + "/v1/chat/completions", json=body, headers=bearer(tenant.secret), timeout=30
+    )

@@ -47,7 +47,9 @@ POLICY: dict[str, Any] = {
 }
 
 
-def tenant_for(gateway: Gateway, upstream: ScriptedUpstream, *, policy: dict[str, Any] = POLICY, **main: Any) -> RoutingTenant:
+def tenant_for(
+    gateway: Gateway, upstream: ScriptedUpstream, *, policy: dict[str, Any] = POLICY, **main: Any
+) -> RoutingTenant:
     """Primary on ``main`` (with ``main``'s create options), backup on ``backup``."""
     providers = {"main": {"config": dict(TIMEOUTS), "timeout_ms": 5_000, **main}, "backup": {}}
     models = {"primary": ("main", PRIMARY_PRICE), "backup": ("backup", BACKUP_PRICE)}
@@ -93,9 +95,7 @@ def call(tenant: RoutingTenant, *, stream: bool) -> tuple[str, str, httpx.Header
         stream=True,
         stream_options={"include_usage": True},
     ) as response:
-        text = "".join(
-            chunk.choices[0].delta.content or "" for chunk in response.parse() if chunk.choices
-        )
+        text = "".join(chunk.choices[0].delta.content or "" for chunk in response.parse() if chunk.choices)
         return text, request_id_of(response), response.headers
 
 
@@ -123,7 +123,8 @@ def test_failover_serves_from_the_backup(
         ("backup", "success"),
     ]
     assert routing["final"] == {"model": "backup", "provider": "backup"}
-    assert record.model == "backup" and record.status == "success"
+    assert record.model == "backup"
+    assert record.status == "success"
     assert record.total_cost_nanos_usd == cost(BACKUP_PRICE)
     assert tenant.held() == 0
     assert tenant.used() == cost(BACKUP_PRICE)
@@ -131,7 +132,9 @@ def test_failover_serves_from_the_backup(
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["unary", "stream"])
-def test_connect_refused_fails_over(routing_gateway: Gateway, upstream: ScriptedUpstream, stream: bool) -> None:
+def test_connect_refused_fails_over(
+    routing_gateway: Gateway, upstream: ScriptedUpstream, stream: bool
+) -> None:
     """A primary nobody listens for is passed at once."""
     tenant = tenant_for(routing_gateway, upstream, base_url=f"http://127.0.0.1:{refused_port()}/v1")
     upstream.script(tenant.slug("backup"), ok("from the backup"))
@@ -178,7 +181,11 @@ def test_a_stream_cut_after_its_first_chunk_ends_in_band(
     upstream.script(tenant.slug("primary"), cut_after_chunks(2))
     body = {"model": "primary", "messages": MESSAGES, "max_tokens": MAX_TOKENS, "stream": True}
     with httpx.stream(
-        "POST", routing_gateway.base_url + "/v1/chat/completions", json=body, headers=bearer(tenant.secret), timeout=30
+        "POST",
+        routing_gateway.base_url + "/v1/chat/completions",
+        json=body,
+        headers=bearer(tenant.secret),
+        timeout=30,
     ) as reply:
         assert reply.status_code == 200
         events = [line.removeprefix("data: ") for line in reply.iter_lines() if line.startswith("data: ")]
@@ -186,15 +193,20 @@ def test_a_stream_cut_after_its_first_chunk_ends_in_band(
     assert "[DONE]" not in events
     assert '"upstream_stream_interrupted"' in events[-1]
     chunks = [json.loads(event) for event in events[:-1]]
-    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])  # some text went out
+    assert "".join(
+        c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"]
+    )  # some text went out
     assert upstream.calls(tenant.slug("backup")) == 0
     record = tenant.record(request_id)
-    assert record.status == "error" and record.error_code == "upstream_stream_interrupted"
+    assert record.status == "error"
+    assert record.error_code == "upstream_stream_interrupted"
     assert [a["outcome"] for a in record.routing["attempts"]] == ["success"]
     assert tenant.held() == 0
 
 
-def test_a_trigger_not_listed_is_not_failed_over(routing_gateway: Gateway, upstream: ScriptedUpstream) -> None:
+def test_a_trigger_not_listed_is_not_failed_over(
+    routing_gateway: Gateway, upstream: ScriptedUpstream
+) -> None:
     """A 429 without the rate_limit trigger reaches the client, Retry-After and all."""
     tenant = tenant_for(routing_gateway, upstream)
     upstream.script(tenant.slug("primary"), fail(429, retry_after=7))
@@ -216,7 +228,9 @@ def test_rate_limit_trigger_fails_over(routing_gateway: Gateway, upstream: Scrip
     assert headers["x-odock-route-model"] == "backup"
 
 
-def test_last_429_is_relayed_with_its_retry_after(routing_gateway: Gateway, upstream: ScriptedUpstream) -> None:
+def test_last_429_is_relayed_with_its_retry_after(
+    routing_gateway: Gateway, upstream: ScriptedUpstream
+) -> None:
     """When every candidate answered 429, the client gets the last one's Retry-After."""
     policy = {**POLICY, "failoverOn": ["rate_limit"]}
     tenant = tenant_for(routing_gateway, upstream, policy=policy)
@@ -226,7 +240,8 @@ def test_last_429_is_relayed_with_its_retry_after(routing_gateway: Gateway, upst
         call(tenant, stream=False)
     assert caught.value.response.headers["retry-after"] == "3"
     body = caught.value.response.json()["error"]
-    assert "primary via main: failed" in body["message"] and "backup via backup: failed" in body["message"]
+    assert "primary via main: failed" in body["message"]
+    assert "backup via backup: failed" in body["message"]
     assert tenant.held() == 0
 
 
@@ -240,16 +255,24 @@ def test_all_candidates_down_lists_the_attempts(
     upstream.script(tenant.slug("backup"), fail(502))
     body = {"model": "primary", "messages": MESSAGES, "max_tokens": MAX_TOKENS, "stream": stream}
     reply = httpx.post(
-        routing_gateway.base_url + "/v1/chat/completions", json=body, headers=bearer(tenant.secret), timeout=30
+        routing_gateway.base_url + "/v1/chat/completions",
+        json=body,
+        headers=bearer(tenant.secret),
+        timeout=30,
     )
     assert reply.status_code == 502
     error = reply.json()["error"]
     assert error["code"] == "upstream_error"
-    assert [(a["model"], a["error"]["status"]) for a in error["attempts"]] == [("primary", 500), ("backup", 502)]
+    assert [(a["model"], a["error"]["status"]) for a in error["attempts"]] == [
+        ("primary", 500),
+        ("backup", 502),
+    ]
     record = tenant.record(reply.headers["x-request-id"])
-    assert record.status == "error" and record.routing["final"] is None
+    assert record.status == "error"
+    assert record.routing["final"] is None
     assert (record.total_cost_nanos_usd or 0) == 0
-    assert tenant.held() == 0 and tenant.used() == 0
+    assert tenant.held() == 0
+    assert tenant.used() == 0
 
 
 def test_a_pricier_fallback_beyond_the_budget_is_refused(
@@ -257,7 +280,9 @@ def test_a_pricier_fallback_beyond_the_budget_is_refused(
 ) -> None:
     """The backup's estimate does not fit what is left: refused with the reason, never called."""
     models = {"primary": ("main", PRIMARY_PRICE), "backup": ("backup", 50.0)}
-    estimate_primary = cost(PRIMARY_PRICE, prompt=20, completion=MAX_TOKENS)  # generous: the estimate is smaller
+    estimate_primary = cost(
+        PRIMARY_PRICE, prompt=20, completion=MAX_TOKENS
+    )  # generous: the estimate is smaller
     tenant = routing_tenant(
         routing_gateway, upstream.base_url + "/v1", models, policy=POLICY, budget_nanos=estimate_primary
     )
@@ -269,7 +294,8 @@ def test_a_pricier_fallback_beyond_the_budget_is_refused(
     assert error["code"] == "budget_exceeded"
     assert "backup via backup: refused (budget_exceeded" in error["message"]
     assert upstream.calls(tenant.slug("backup")) == 0
-    assert tenant.held() == 0 and tenant.used() == 0
+    assert tenant.held() == 0
+    assert tenant.used() == 0
 
 
 def test_a_pricier_fallback_that_fits_is_billed_at_its_price(
@@ -282,4 +308,5 @@ def test_a_pricier_fallback_that_fits_is_billed_at_its_price(
     text, request_id, _ = call(tenant, stream=False)
     assert text == "Hello from the scripted upstream."
     assert tenant.record(request_id).total_cost_nanos_usd == cost(50.0)
-    assert tenant.held() == 0 and tenant.used() == cost(50.0)
+    assert tenant.held() == 0
+    assert tenant.used() == cost(50.0)
