@@ -101,8 +101,9 @@ class RoutePlanner:
             return Route(requested, None, [requested], POOL_TRIGGERS, len(requested.deployments()), 0.0)
         ordered = await self._ordered(principal, requested, policy, endpoint, route_name)
         if surface.dialect is not Dialect.UNIFIED and requested.provider is not None:
-            fallbacks: dict[str, list[str]] = dict(policy.native_fallback)
-            for name in fallbacks.get(FAMILY.get(requested.provider.type, ""), []):
+            family = FAMILY.get(requested.provider.type)
+            fallbacks = next((names for kind, names in policy.native_fallback.items() if kind == family), [])
+            for name in fallbacks:
                 model = await self._candidate(principal, requested, name, endpoint, route_name)
                 if model is not None and all(model.id != known.id for known in ordered):
                     ordered.append(model)
