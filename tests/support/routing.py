@@ -101,6 +101,8 @@ def routing_tenant(
     providers: dict[str, dict[str, Any]] | None = None,
     budget_nanos: int = BUDGET_NANOS,
     model_configs: dict[str, dict[str, Any]] | None = None,
+    model_policies: dict[str, dict[str, Any]] | None = None,
+    key_policies: dict[str, Any] | None = None,
     routing_on: bool = True,
 ) -> RoutingTenant:
     """A tenant whose ``models`` (name → (provider name, USD per 1K tokens)) are served through
@@ -130,8 +132,9 @@ def routing_tenant(
                 provider_key_id=key_ids[provider_name],
                 pricing=pricing(price),
                 config=(model_configs or {}).get(name, {}),
+                policies=(model_policies or {}).get(name),
             )
-        issued = await control.keys.create(org.id, "routed", models=list(models))
+        issued = await control.keys.create(org.id, "routed", models=list(models), policies=key_policies)
         if policy is not None:
             await control.keys.set_routing(issued.key.id, {"chat": policy})
         budget = await control.budgets.create_budget(
