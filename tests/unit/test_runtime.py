@@ -30,7 +30,7 @@ from odock.usage.store import UsageStore
 from tests.support.stages import copied_database
 
 BEFORE_THE_GATES = ["record_usage", "ratelimit_pre_auth", "authenticate", "ratelimit_early", "decode_request"]
-RESOLUTION = ["resolve_model", "resolve_provider", "estimate_tokens"]
+RESOLUTION = ["resolve_model", "plan_route", "resolve_provider", "estimate_tokens"]
 UPSTREAM = ["record_intent", "call_upstream"]
 
 

@@ -24,12 +24,12 @@ from odock.errors import (
     ProviderNotConfigured,
     ProviderTypeUnsupported,
 )
+from odock.keys.model_access import callable_model
 from odock.llm.codec import Dialect, EmbeddingClientCodec, EmbeddingUpstreamCodec
 from odock.llm.translate import EmbeddingTranslation, Translation
 from odock.llm.upstream import Endpoint
 from odock.pipeline.exchange import Exchange
 from odock.providers.adapters.base import Adapter, Timeouts, UpstreamCall
-from odock.providers.callable import callable_model
 from odock.providers.catalog import Deployment, ModelCatalog, ProviderTarget, ResolvedModel
 from odock.providers.config import (
     CONNECT_TIMEOUT_MS,

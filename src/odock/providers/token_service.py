@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
+from odock.keys.model_access import callable_model
 from odock.keys.principal import KeyPrincipal
 from odock.llm.upstream import Endpoint
 from odock.providers.adapters.base import Adapter, Timeouts, UpstreamCall
-from odock.providers.callable import callable_model
 from odock.providers.catalog import ModelCatalog
 from odock.providers.provider_types import spec_of
 from odock.providers.stage import upstream_call

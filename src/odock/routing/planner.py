@@ -13,11 +13,11 @@ from collections.abc import Sequence
 from typing import TypeVar
 
 from odock.errors import OdockError
+from odock.keys.model_access import callable_model
 from odock.keys.principal import KeyPrincipal
 from odock.keys.routing import ModelTypeRouting, RoutingCandidate, parse_routing
 from odock.llm.codec import Dialect
 from odock.llm.upstream import Endpoint
-from odock.providers.callable import callable_model
 from odock.providers.catalog import Deployment, ModelCatalog, ResolvedModel
 from odock.routing.breakers import Breakers
 from odock.routing.route import SKIPPED, Route

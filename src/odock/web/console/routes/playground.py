@@ -14,9 +14,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
+from odock.keys.model_access import ENDPOINT_MODEL_TYPES
 from odock.keys.queries import KeyFilters
 from odock.llm.upstream import Endpoint
-from odock.providers.callable import ENDPOINT_MODEL_TYPES
 from odock.rbac.grant import Grant
 from odock.rbac.permissions import Action, Resource
 from odock.web.api.deps import Permit
