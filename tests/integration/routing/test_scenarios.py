@@ -138,8 +138,12 @@ def test_connect_refused_fails_over(
     """A primary nobody listens for is passed at once."""
     tenant = tenant_for(routing_gateway, upstream, base_url=f"http://127.0.0.1:{refused_port()}/v1")
     upstream.script(tenant.slug("backup"), ok("from the backup"))
+    started = time.monotonic()
     text, request_id, _ = call(tenant, stream=stream)
+    elapsed_ms = (time.monotonic() - started) * 1000
     assert text == "from the backup"
+    kind = "stream" if stream else "unary"
+    print(f"routing scenario 'connect refused' ({kind}): answered by the backup in {elapsed_ms:.0f} ms")
     attempts = tenant.record(request_id).routing["attempts"]
     assert attempts[0]["error"]["code"] == "upstream_unavailable"
     assert tenant.held() == 0
@@ -152,8 +156,11 @@ def test_tls_failure_fails_over(
     https = tls_upstream.base_url.replace("http://", "https://") + "/v1"
     tenant = tenant_for(routing_gateway, upstream, base_url=https)
     upstream.script(tenant.slug("backup"), ok("from the backup"))
+    started = time.monotonic()
     text, request_id, _ = call(tenant, stream=False)
+    elapsed_ms = (time.monotonic() - started) * 1000
     assert text == "from the backup"
+    print(f"routing scenario 'TLS failure': answered by the backup in {elapsed_ms:.0f} ms")
     assert tls_upstream.calls(tenant.slug("primary")) == 0  # the handshake never completed
     assert tenant.record(request_id).routing["attempts"][0]["error"]["code"] == "upstream_unavailable"
 
