@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,7 @@ import pytest
 
 from odock.app import OdockApp, create_app
 from odock.providers.crypto import KeyPair, generate_key_pair
+from odock.providers.keyring import KEY_ID_FILE, PRIVATE_KEY_FILE, load_decrypter
 from odock.providers.tables import ProviderType
 from odock.runtime import Runtime
 from odock.settings import Settings, load_settings
@@ -30,6 +33,15 @@ from tests.support.server import ThreadedServer
 # Hypothesis' pytest plugin imports the package lazily at session end; under CPython 3.11 that
 # late import (rewritten by pytest, after server threads ran) can fail with "AST constructor
 # recursion depth mismatch". Importing it here, at collection, avoids the late import.
+
+# The suite starts Odock in child processes hundreds of times (the CLI, `odock serve`, replicas);
+# each start imports ~700 modules. Under PYTHONDONTWRITEBYTECODE every child compiled Odock's
+# sources again (~0.3 s of CPU per start); children now keep their bytecode in a cache outside
+# the source tree instead, which still leaves the tree free of __pycache__ directories.
+if os.environ.pop("PYTHONDONTWRITEBYTECODE", None):
+    os.environ.setdefault(
+        "PYTHONPYCACHEPREFIX", str(Path(tempfile.gettempdir()) / f"odock-test-pycache-{os.getuid()}")
+    )
 
 BACKEND = os.environ.get("ODOCK_TEST_BACKEND", "embedded")
 if BACKEND not in ("embedded", "production"):
@@ -60,6 +72,51 @@ def production_services() -> Iterator[services.ProductionServices]:
 
 
 SettingsFactory = Callable[..., Settings]
+
+# What an embedded gateway's first start writes to its data directory before it serves: the
+# SQLite file at the head of the migration chain and the provider-key encryption pair.
+EMBEDDED_DATABASE_FILE = "odock.db"
+SEEDED_FILES = (EMBEDDED_DATABASE_FILE, PRIVATE_KEY_FILE, KEY_ID_FILE)
+
+
+async def _migrate(directory: Path) -> None:
+    async with services.migrated_engine("sqlite", Path(EMBEDDED_DATABASE_FILE).stem, directory):
+        pass
+
+
+@pytest.fixture(scope="session")
+def embedded_seed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data directory as an embedded gateway's first start leaves it (migrated, with its pair),
+    made once per test process by the gateway's own code paths.
+
+    Every embedded settings factory call copies it, so a gateway start skips the RSA generation
+    (~0.2 s) and the Alembic chain on an empty file (~0.2 s); the start still runs its migration
+    check and loads the pair from the files. Both first-start paths keep tests of their own
+    (tests/contract/test_migrations.py, tests/unit/providers/test_keyring.py).
+    """
+    directory = tmp_path_factory.mktemp("embedded-seed")
+    asyncio.run(_migrate(directory))
+    embedded = load_settings(
+        data_dir=directory,
+        demo=False,
+        redis_url=None,
+        provider_key_encryption_key_id=None,
+        provider_key_encryption_private_key=None,
+    )
+    assert load_decrypter(embedded) is not None  # writes the pair files, as a first start does
+    return directory
+
+
+@pytest.fixture(scope="session")
+def migrated_sqlite(embedded_seed: Path) -> Path:
+    """A SQLite file at the head of the migration chain: copy it instead of migrating per test."""
+    return embedded_seed / EMBEDDED_DATABASE_FILE
+
+
+def seed_data_dir(seed: Path, data_dir: Path) -> None:
+    """Copy the seeded first-start files into an (empty) embedded data directory."""
+    for name in SEEDED_FILES:
+        shutil.copy2(seed / name, data_dir / name)
 
 
 @pytest.fixture(scope="session")
@@ -95,6 +152,8 @@ def settings_factory(
                 migrate_on_start=True,
             )
         values.update(overrides)
+        if backend == "embedded" and values["data_dir"] == data_dir and not values.get("database_url"):
+            seed_data_dir(request.getfixturevalue("embedded_seed"), data_dir)
         return load_settings(**values)
 
     return make

@@ -7,6 +7,7 @@ provision data through the gateway's own runtime and inspect it (e.g. count SQL 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 from collections.abc import Coroutine
@@ -25,6 +26,49 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, stopped without its fixed pauses (test servers start and stop by the thousand).
+
+    uvicorn notices ``should_exit`` at its next 0.1 s tick and then pauses 0.1 s for connections
+    to close; every stop waited ~0.15 s idle. Here :meth:`request_exit` wakes the main loop at
+    once, and shutdown waits for the open connections themselves (uvicorn's own wait, which polls
+    while any remain) instead of a fixed pause first. The once-a-second tick work is unchanged.
+    """
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self._exit = asyncio.Event()
+
+    def request_exit(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Ask the server to exit now (from any thread)."""
+        self.should_exit = True
+        loop.call_soon_threadsafe(self._exit.set)
+
+    async def main_loop(self) -> None:
+        counter = 0
+        should_exit = await self.on_tick(counter)
+        while not should_exit:
+            counter = (counter + 1) % 864000
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._exit.wait(), 0.1)
+            should_exit = await self.on_tick(counter)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()
+        for connection in list(self.server_state.connections):
+            connection.shutdown()
+        await asyncio.sleep(0)  # let the connections that closed at once report it
+        try:
+            async with asyncio.timeout(self.config.timeout_graceful_shutdown):
+                await self._wait_tasks_to_complete()
+        except TimeoutError:
+            for task in self.server_state.tasks:
+                task.cancel(msg="Task cancelled, timeout graceful shutdown exceeded")
+        if not self.force_exit:
+            await self.lifespan.shutdown()
 
 
 class ThreadedServer:
@@ -48,7 +92,7 @@ class ThreadedServer:
             timeout_graceful_shutdown=int(graceful_timeout),
             proxy_headers=False,  # as `odock serve`: the client IP is Odock's to decide
         )
-        self._server = uvicorn.Server(config)
+        self._server = _Server(config)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = threading.Thread(target=self._main, name=f"server-{self.port}", daemon=True)
         self._ready = threading.Event()
@@ -89,7 +133,10 @@ class ThreadedServer:
 
     def stop(self) -> None:
         """Ask the server to exit (graceful) and wait for it."""
-        self._server.should_exit = True
+        if self._loop is not None and self._thread.is_alive():
+            self._server.request_exit(self._loop)
+        else:
+            self._server.should_exit = True
         self._thread.join(timeout=60)
         if self._thread.is_alive():
             raise RuntimeError("server did not stop within 60 s")

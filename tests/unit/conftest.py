@@ -1,9 +1,9 @@
-"""Fixtures shared by the unit tests: one migrated SQLite file per run (copied for each test), and
-a ControlPlane on such a copy for the tests of the control-plane services."""
+"""Fixtures shared by the unit tests: the run's migrated SQLite file (``migrated_sqlite``, from
+tests/conftest.py) copied for each test, and a ControlPlane on such a copy for the tests of the
+control-plane services."""
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,20 +16,6 @@ from odock.audit.recorder import audited_session_factory
 from odock.cache.bus import Invalidation, LocalInvalidationBus
 from odock.db.engine import create_engine
 from odock.providers.crypto import EnvelopeDecrypter, KeyPair, generate_key_pair
-from tests.support import services
-
-
-async def _migrate(directory: Path) -> None:
-    async with services.migrated_engine("sqlite", "template", directory):
-        pass
-
-
-@pytest.fixture(scope="session")
-def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A SQLite file at the head of the migration chain: copy it instead of migrating per test."""
-    directory = tmp_path_factory.mktemp("migrated")
-    asyncio.run(_migrate(directory))
-    return directory / "template.db"
 
 
 @pytest.fixture(scope="session")
