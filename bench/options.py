@@ -99,6 +99,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="on: rate limits on every scope + a budget + a quota (never denying); off: none attached",
     )
     parser.add_argument(
+        "--routing",
+        choices=("on", "off"),
+        default="off",
+        help="on: a failover routing policy on the key's chat calls (the happy path of a routed call)",
+    )
+    parser.add_argument(
         "--case",
         action="append",
         default=[],

@@ -79,7 +79,7 @@ from bench.profile import py_spy_binary, record, summarise
 from bench.report import BackendReport, RunReport, machine, write
 from bench.scheduling import CpuQuota, pin_services, raise_priority, renice_services
 from bench.soak import run_soak
-from bench.tenant import GOVERNANCE, GovernanceHook, provision
+from bench.tenant import GOVERNANCE, FailoverRouting, GovernanceHook, provision
 
 ROOT = Path(__file__).resolve().parent.parent
 CaseT = TypeVar("CaseT", ChatCase, StreamCase)
@@ -87,6 +87,7 @@ RESULTS = ROOT / "bench" / "results"
 # "--governance on" attaches these; "off" leaves the tenant with authentication, grant check and
 # usage recording only (those always run). The report names what was attached.
 GOVERNANCE_HOOKS: Sequence[GovernanceHook] = GOVERNANCE
+ROUTING_HOOKS: dict[str, Sequence[GovernanceHook]] = {"on": (FailoverRouting(),), "off": ()}
 IDLE_SETTLE_SECONDS = 1.0
 
 
@@ -316,7 +317,7 @@ async def run_backend(ctx: Context, name: BackendName) -> BackendReport:
     async with prepared(
         name, ctx.work, ctx.args.postgres_url, ctx.args.redis_url, overrides=ctx.args.settings
     ) as backend:
-        hooks = GOVERNANCE_HOOKS if ctx.args.governance == "on" else ()
+        hooks = [*(GOVERNANCE_HOOKS if ctx.args.governance == "on" else ()), *ROUTING_HOOKS[ctx.args.routing]]
         provisioned = await provision(backend.settings, ctx.mock_url, hooks)
         _say(f"[{name}] provisioned tenant; governance: {'; '.join(provisioned.features)}")
         endpoints = Endpoints(ctx.mock_url, "", provisioned.tenant)

@@ -104,6 +104,36 @@ class BudgetAndQuota:
         return "a monthly organisation budget and a key REQUESTS quota (reserve + settle per request)"
 
 
+class FailoverRouting:
+    """The organisation's routing switch on and a failover policy for chat: every chat call is
+    planned (a Route, its model limits in a receipt of their own) and answered by its first target."""
+
+    async def attach(self, runtime: Runtime, tenant: BenchTenant) -> str:
+        """Add a backup chat model on the same provider and route the key's chat calls to it on failure."""
+        control = runtime.control
+        primary = await control.models.named(tenant.organisation_id, tenant.chat_model)
+        await control.models.create(
+            tenant.organisation_id,
+            ROUTING_BACKUP_MODEL,
+            slug=primary.slug,
+            provider_id=primary.provider_id,
+            provider_key_id=primary.provider_api_key_id,
+            pricing=PRICING,
+            policies=primary.policies,
+        )
+        await control.keys.grant(tenant.key_id, [ROUTING_BACKUP_MODEL])
+        await control.tenancy.set_routing(tenant.organisation_id, True)
+        policy = {
+            "strategy": "failover",
+            "candidates": [{"modelName": tenant.chat_model}, {"modelName": ROUTING_BACKUP_MODEL}],
+            "maxRetries": 1,
+        }
+        await control.keys.set_routing(tenant.key_id, {"chat": policy})
+        route = f"{tenant.chat_model} → {ROUTING_BACKUP_MODEL}"
+        return f"a failover routing policy on chat ({route}), organisation switch on"
+
+
+ROUTING_BACKUP_MODEL = "bench-chat-backup"
 GOVERNANCE: tuple[GovernanceHook, ...] = (RateLimitPolicies(), BudgetAndQuota())
 
 

@@ -19,7 +19,7 @@ import logging
 from collections.abc import Awaitable, Sequence
 
 from odock.aio import ready
-from odock.errors import OdockError, RateLimiterUnavailable
+from odock.errors import RateLimiterUnavailable
 from odock.limits.checks import check_ip, check_max_tokens, check_payload
 from odock.limits.decision import Decision, Receipt
 from odock.limits.limiter import RateLimiter
@@ -29,9 +29,6 @@ from odock.pipeline.exchange import Exchange
 from odock.pipeline.runner import SplitStage
 
 log = logging.getLogger(__name__)
-
-# The receipt of the model's own limits when routing may move a request to another model.
-MODEL_SLOT = "model"
 
 
 class _Gate:
@@ -154,43 +151,14 @@ class FinalGate(_Gate, SplitStage):
         assert ex.tokens is not None
         estimate = ex.tokens.input + ex.tokens.output
         ex.governance.tpm_estimate = estimate
-        if ex.routing is not None and ex.routing.may_change_model():
-            # The model's own limits go with the attempt (another model's attempt takes its own,
-            # and a failed attempt gives its model's back); the other scopes' tokens are taken once.
-            shared = everything[: len(everything) - len(resource)]
-            return self._admit_split(
-                ex, self._planner.tokens(shared, estimate), self._model_checks(resource, estimate)
-            )
         checks = self._planner.requests(resource) + self._planner.tokens(everything, estimate)
         return self._admit(ex, checks, "final")
 
-    async def _admit_split(
-        self, ex: Exchange, shared: Sequence[LimitCheck], model: Sequence[LimitCheck]
-    ) -> None:
-        sent = [self._admit(ex, shared, "final"), self._admit(ex, model, MODEL_SLOT)]
-        refusal: OdockError | None = None
-        for admission in sent:  # both sent before either is awaited: one round trip
-            try:  # each is awaited, so an admission that held is kept and released after
-                await admission
-            except OdockError as error:
-                refusal = refusal or error
-        if refusal is not None:
-            raise refusal
-
-    def _model_checks(self, resource: tuple[ScopePolicy, ...], estimate: int) -> list[LimitCheck]:
-        return [*self._planner.requests(resource), *self._planner.tokens(resource, estimate)]
-
-    def admit_model(self, ex: Exchange) -> Awaitable[None]:
-        """Admit ``ex.model``'s own request and token limits for a further attempt (sent now);
-        awaiting raises the denial. The receipt is the attempt's (see :meth:`finish_model`)."""
-        assert ex.model is not None
-        assert ex.tokens is not None
-        resource = self._resolver.resource_scope(Scope.MODEL, ex.model.id, ex.model.policies)
-        return self._admit(ex, self._model_checks(resource, ex.tokens.input + ex.tokens.output), MODEL_SLOT)
-
-    async def finish_model(self, ex: Exchange) -> None:
-        """Give back what a failed attempt took of its model's limits (it spent no tokens)."""
-        receipt = ex.limit_receipts.pop(MODEL_SLOT, None)
+    async def release_attempt(self, ex: Exchange) -> None:
+        """Give back what a failed attempt took (its model's leases, every scope's TPM reservation:
+        it produced no tokens) before a further attempt on another model is admitted afresh with
+        :meth:`start_before`; the requests it made stay counted."""
+        receipt = ex.limit_receipts.pop("final", None)
         if receipt is not None:
             await self._finished(ex, self._limiter.finish([receipt], 0))
 
@@ -203,7 +171,7 @@ class FinalGate(_Gate, SplitStage):
         """
         receipts = [
             receipt
-            for gate in ("final", MODEL_SLOT, "early", "pre_auth")
+            for gate in ("final", "early", "pre_auth")
             if (receipt := ex.limit_receipts.pop(gate, None)) is not None
         ]
         if not receipts:

@@ -38,11 +38,6 @@ class Route:
     started: float = 0.0  # perf_counter of the current attempt
     refusal: OdockError | None = None  # why the last candidate passed over was refused
 
-    def may_change_model(self) -> bool:
-        """Whether an attempt may go to another model than the first."""
-        first = self.candidates[0].id
-        return any(model.id != first for model in self.candidates)
-
     def calls_left(self) -> bool:
         """Whether another upstream call is allowed."""
         calls = sum(1 for attempt in self.attempts if attempt["outcome"] in (SUCCESS, FAILED))

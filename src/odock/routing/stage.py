@@ -7,8 +7,9 @@ the deployment ResolveProvider builds the call for. Otherwise nothing happens: t
 
 RoutedCall (last): calls the target; on a failure the policy's triggers name, it records the
 attempt, tells the breaker, and moves to the next target: the same model on another deployment,
-or another model, whose own limits are admitted and whose higher price tops up the budget held
-(refused: that candidate is passed over with the reason). A stream moves on only until its first
+or another model: the failed attempt's rate-limit admission is given back (tokens 0) and the new
+model admitted afresh, and its higher price tops up the budget held (refused: that candidate is
+passed over with the reason). A stream moves on only until its first
 chunk: the attempt waits for that chunk before the answer starts. When no target is left, the
 client gets the last attempt's error, its message listing every attempt.
 """
@@ -161,10 +162,10 @@ class RoutedCall:
             previous = ex.model
             assert previous is not None
             if model.id != previous.id:
-                await self._limits.finish_model(ex)
+                await self._limits.release_attempt(ex)
                 ex.model = model
                 try:
-                    await self._limits.admit_model(ex)
+                    await self._limits.start_before(ex)
                     top_up = await self._budgets.top_up(ex, route.held)
                 except OdockError as refusal:
                     route.refusal = refusal
