@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TypeVar
 
 from odock.errors import OdockError
@@ -37,8 +38,21 @@ FAMILY = {
     "VLLM": "vllm",
     "MISTRAL": "mistral",
 }
+MEMO_ENTRIES = 10_000  # each memo of the planner starts over past this many entries
 # A key pool used without a routing policy moves to its next deployment on these failures.
 POOL_TRIGGERS = frozenset({"5xx", "timeout", "rate_limit"})
+
+
+@dataclass(slots=True)
+class _Candidates:
+    """A policy's candidates resolved for one principal and requested model (see _candidates)."""
+
+    principal: KeyPrincipal
+    requested: ResolvedModel
+    policy: ModelTypeRouting
+    entries: list[tuple[ResolvedModel, RoutingCandidate]]  # the key may call each; priority-sorted
+    fallbacks: list[ResolvedModel]  # nativeFallback of the requested model's family (native endpoints)
+    triggers: frozenset[str]
 
 
 class InFlight:
@@ -71,6 +85,8 @@ class RoutePlanner:
         self._breakers = breakers
         self._in_flight = in_flight
         self._policies: dict[str, tuple[object, dict[str, ModelTypeRouting]]] = {}
+        self._resolved: dict[tuple[str, str, Endpoint, bool], _Candidates] = {}
+        self._deployments: dict[str, tuple[ResolvedModel, tuple[Deployment, ...]]] = {}
 
     def policy(self, principal: KeyPrincipal, model_type: str) -> ModelTypeRouting | None:
         """The key's routing policy for ``model_type`` when the organisation's switch is on."""
@@ -82,7 +98,7 @@ class RoutePlanner:
             return None
         known = self._policies.get(principal.key_id)
         if known is None or known[0] is not raw:  # parsed once per cached principal
-            if len(self._policies) > 10_000:
+            if len(self._policies) > MEMO_ENTRIES:
                 self._policies.clear()
             known = self._policies[principal.key_id] = (raw, parse_routing(raw))
         return known[1].get(model_type)
@@ -98,43 +114,82 @@ class RoutePlanner:
     ) -> Route:
         """The route of a request for ``requested`` under ``policy`` (None: its key pool only)."""
         if policy is None:
-            return Route(requested, None, [requested], POOL_TRIGGERS, len(requested.deployments()), 0.0)
-        ordered = await self._ordered(principal, requested, policy, endpoint, route_name)
-        if surface.dialect is not Dialect.UNIFIED and requested.provider is not None:
-            family = FAMILY.get(requested.provider.type)
-            fallbacks = next((names for kind, names in policy.native_fallback.items() if kind == family), [])
-            for name in fallbacks:
-                model = await self._candidate(principal, requested, name, endpoint, route_name)
-                if model is not None and all(model.id != known.id for known in ordered):
-                    ordered.append(model)
+            pool = len(self.deployments(requested))
+            return Route(requested, None, [requested], POOL_TRIGGERS, pool, 0.0)
+        native = surface.dialect is not Dialect.UNIFIED
+        known = await self._candidates(principal, requested, policy, endpoint, route_name, native)
+        ordered = await self._ordered(principal, requested, policy, known.entries)
+        ordered.extend(model for model in known.fallbacks if all(model.id != o.id for o in ordered))
         return Route(
             requested,
             policy.strategy,
             ordered,
-            frozenset(policy.failover_on),
+            known.triggers,
             1 + policy.max_retries,
             policy.retry_delay_ms / 1000,
         )
 
-    async def _ordered(
+    def deployments(self, model: ResolvedModel) -> tuple[Deployment, ...]:
+        """``model.deployments()``, built once per cached model."""
+        known = self._deployments.get(model.id)
+        if known is None or known[0] is not model:
+            if len(self._deployments) > MEMO_ENTRIES:
+                self._deployments.clear()
+            known = self._deployments[model.id] = (model, model.deployments())
+        return known[1]
+
+    async def _candidates(
         self,
         principal: KeyPrincipal,
         requested: ResolvedModel,
         policy: ModelTypeRouting,
         endpoint: Endpoint,
         route_name: str,
-    ) -> list[ResolvedModel]:
-        """The policy's candidates that the key may call, in strategy order; the requested model
-        first when the policy does not name it."""
+        native: bool,
+    ) -> _Candidates:
+        """The policy's candidates the key may call here, and the native fallbacks; resolved once
+        per cached principal and model (a change to either replaces the cached object)."""
+        memo = (principal.key_id, requested.id, endpoint, native)
+        known = self._resolved.get(memo)
+        if (
+            known is not None
+            and known.principal is principal
+            and known.requested is requested
+            and known.policy is policy
+        ):
+            return known
         entries: list[tuple[ResolvedModel, RoutingCandidate]] = []
         for candidate in policy.candidates:
             model = await self._candidate(principal, requested, candidate.model_name, endpoint, route_name)
-            if model is not None and all(model.id != known.id for known, _ in entries):
+            if model is not None and all(model.id != seen.id for seen, _ in entries):
                 entries.append((model, candidate))
-        strategy = policy.strategy
-        if strategy == "priority":
+        if policy.strategy == "priority":
             entries.sort(key=lambda entry: entry[1].priority)
-        elif strategy == "round_robin" and entries:
+        fallbacks = []
+        if native and requested.provider is not None:
+            family = FAMILY.get(requested.provider.type)
+            names = next((names for kind, names in policy.native_fallback.items() if kind == family), [])
+            for name in names:
+                model = await self._candidate(principal, requested, name, endpoint, route_name)
+                if model is not None:
+                    fallbacks.append(model)
+        known = _Candidates(principal, requested, policy, entries, fallbacks, frozenset(policy.failover_on))
+        if len(self._resolved) > MEMO_ENTRIES:
+            self._resolved.clear()
+        self._resolved[memo] = known
+        return known
+
+    async def _ordered(
+        self,
+        principal: KeyPrincipal,
+        requested: ResolvedModel,
+        policy: ModelTypeRouting,
+        entries: list[tuple[ResolvedModel, RoutingCandidate]],
+    ) -> list[ResolvedModel]:
+        """The candidates in this request's strategy order; the requested model first when the
+        policy does not name it."""
+        strategy = policy.strategy
+        if strategy == "round_robin" and entries:
             turn = await self._breakers.next_turn(f"rr:{principal.key_id}:{requested.type}")
             shift = turn % len(entries)
             entries = entries[shift:] + entries[:shift]
@@ -166,7 +221,7 @@ class RoutePlanner:
         """The next model and deployment to try, passing over open circuits (noted as skipped)."""
         while route.position < len(route.candidates):
             model = route.candidates[route.position]
-            untried = [d for d in model.deployments() if d.id not in route.tried]
+            untried = [d for d in self.deployments(model) if d.id not in route.tried]
             if untried:
                 chosen = await self._choose(route, model, untried)
                 if chosen is not None:

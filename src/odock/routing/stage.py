@@ -170,7 +170,7 @@ class RoutedCall:
                 except OdockError as refusal:
                     route.refusal = refusal
                     route.note(model, deployment, REFUSED, refusal)
-                    route.tried.update(d.id for d in model.deployments())
+                    route.tried.update(d.id for d in self._planner.deployments(model))
                     continue
                 if top_up is not None:
                     route.top_ups.append(top_up)
