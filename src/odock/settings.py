@@ -101,6 +101,10 @@ class Settings(BaseSettings):
     # the one before), for the cooldown or the upstream's Retry-After (at most the maximum).
     routing_breaker_failures: int = Field(5, ge=1, le=1000)
     routing_breaker_window_seconds: float = Field(60.0, gt=0)
+    # Or when this share of a replica's calls to it failed within the window (1: off), counted
+    # once it has made at least the minimum of calls there.
+    routing_breaker_error_rate: float = Field(0.5, gt=0, le=1)
+    routing_breaker_min_calls: int = Field(20, ge=1)
     routing_breaker_cooldown_seconds: float = Field(30.0, gt=0)
     routing_breaker_max_cooldown_seconds: float = Field(300.0, gt=0)
     # How stale a replica's view of the shared circuit state may be (0: read it on every choice).

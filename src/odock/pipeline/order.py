@@ -77,6 +77,8 @@ def build_pipeline(
         max_cooldown_seconds=settings.routing_breaker_max_cooldown_seconds,
         refresh_seconds=settings.routing_breaker_refresh_seconds,
         probe_lease_seconds=settings.routing_breaker_probe_seconds,
+        error_rate=settings.routing_breaker_error_rate,
+        min_calls=settings.routing_breaker_min_calls,
     )
     in_flight = InFlight()
     planner = RoutePlanner(models, breakers, in_flight)

@@ -28,7 +28,9 @@ log = logging.getLogger(__name__)
 
 Usability = Literal["closed", "open", "probe"]
 WARNING_INTERVAL_SECONDS = 60.0
-LOCAL_TURN_KEYS = 10_000  # the fail-open turn counters start over past this many keys
+LOCAL_TURN_KEYS = (
+    10_000  # the fail-open turn counters (and error-rate windows) start over past this many keys
+)
 
 
 class Breakers:
@@ -44,6 +46,8 @@ class Breakers:
         max_cooldown_seconds: float,
         refresh_seconds: float,
         probe_lease_seconds: float,
+        error_rate: float = 1.0,
+        min_calls: int = 20,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
@@ -56,6 +60,10 @@ class Breakers:
         self._clock = clock
         self._mirror: dict[str, tuple[BreakerState, float]] = {}  # deployment → (state, read at)
         self._local_turns: dict[str, int] = {}
+        self._error_rate = error_rate
+        self._min_calls = min_calls
+        # This process's calls per deployment in the current window: [window start, calls, failures].
+        self._rates: dict[str, list[float]] = {}
         self._warned_at: float | None = None
 
     async def usable(self, deployments: Sequence[str]) -> dict[str, Usability]:
@@ -73,6 +81,9 @@ class Breakers:
         if retry_after is not None:
             retry_after = min(retry_after, self._max_cooldown)
         now = self._clock()
+        if self._counted(deployment, now, failed=True):
+            # Too many of this process's calls failed lately, even if not in a row: open now.
+            retry_after = max(retry_after or 0.0, self._cooldown)
         try:
             state = await self._store.record_failure(
                 deployment,
@@ -89,6 +100,8 @@ class Breakers:
 
     async def succeeded(self, deployment: str) -> None:
         """Record a successful attempt; the store is written only when the mirror has something to close."""
+        if self._error_rate < 1.0:
+            self._counted(deployment, self._clock(), failed=False)
         state = self.view(deployment)
         if state is None or state == CLOSED:
             return
@@ -99,6 +112,25 @@ class Breakers:
             self._warn(exc, now)
             return
         self._mirror[deployment] = (CLOSED, now)
+
+    def _counted(self, deployment: str, now: float, *, failed: bool) -> bool:
+        """Count one call in this process's window; True when its failures reach the error rate
+        (over at least ``min_calls`` calls), which then starts counting afresh."""
+        if self._error_rate >= 1.0:
+            return False
+        entry = self._rates.get(deployment)
+        if entry is None or now - entry[0] >= self._window:
+            if len(self._rates) > LOCAL_TURN_KEYS:
+                self._rates.clear()
+            entry = self._rates[deployment] = [now, 0, 0]
+        entry[1] += 1
+        if not failed:
+            return False
+        entry[2] += 1
+        if entry[1] >= self._min_calls and entry[2] >= self._error_rate * entry[1]:
+            del self._rates[deployment]
+            return True
+        return False
 
     def view(self, deployment: str) -> BreakerState | None:
         """The mirror's state of the deployment (None if this process never saw it)."""

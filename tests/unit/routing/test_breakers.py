@@ -263,3 +263,49 @@ async def test_turns_fall_back_to_a_local_counter(clock: FakeClock) -> None:
     breakers = breakers_on(UnreachableStore(), clock)
     assert [await breakers.next_turn("k") for _ in range(3)] == [0, 1, 2]
     assert await breakers.next_turn("other") == 0
+
+
+def rated(store: CountingStore, clock: FakeClock) -> Breakers:
+    """Breakers that never open on a run of failures, only on half of ten calls failing."""
+    return Breakers(
+        store,
+        threshold=1_000,
+        window_seconds=60.0,
+        cooldown_seconds=30.0,
+        max_cooldown_seconds=300.0,
+        refresh_seconds=5.0,
+        probe_lease_seconds=10.0,
+        error_rate=0.5,
+        min_calls=10,
+        clock=clock,
+    )
+
+
+async def test_a_flapping_deployment_opens_on_its_error_rate(store: CountingStore, clock: FakeClock) -> None:
+    """Failures never in a row, but half of the calls: the circuit opens at the tenth call."""
+    breakers = rated(store, clock)
+    for _ in range(4):
+        await breakers.succeeded("d")
+        await breakers.failed("d", None)
+    await breakers.succeeded("d")
+    state = await breakers.failed("d", None)
+    assert state.is_open(clock.now)
+    assert state.open_until == clock.now + 30.0
+    assert (await breakers.usable(["d"])) == {"d": "open"}
+
+
+async def test_the_error_rate_needs_enough_calls_in_one_window(
+    store: CountingStore, clock: FakeClock
+) -> None:
+    """Below the minimum of calls, or spread over windows, failures do not open it."""
+    breakers = rated(store, clock)
+    for _ in range(4):
+        await breakers.failed("d", None)
+    assert not (await breakers.failed("d", None)).is_open(clock.now)  # 5 calls, all failed
+    clock.now += 61.0  # a new window: the count starts again
+    for _ in range(4):
+        await breakers.succeeded("d")
+        assert not (await breakers.failed("d", None)).is_open(clock.now)
+    await breakers.succeeded("d")
+    await breakers.succeeded("d")
+    assert not (await breakers.failed("d", None)).is_open(clock.now)  # 5 of 11 failed: below half
