@@ -37,6 +37,7 @@ class Route:
     top_ups: list[str] = field(default_factory=list)  # top-up reservation ids, released at the end
     started: float = 0.0  # perf_counter of the current attempt
     refusal: OdockError | None = None  # why the last candidate passed over was refused
+    in_flight: str | None = None  # the deployment whose call this request holds (least_busy)
 
     def calls_left(self) -> bool:
         """Whether another upstream call is allowed."""

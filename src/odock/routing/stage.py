@@ -113,10 +113,12 @@ class RoutedCall:
             assert deployment is not None
             route.begin()
             self._in_flight.enter(deployment.id)
+            route.in_flight = deployment.id  # left in after() if the request ends meanwhile
             try:
                 await self._attempt(ex)
             except OdockError as error:
                 self._in_flight.leave(deployment.id)
+                route.in_flight = None
                 route.note(model, deployment, FAILED, error)
                 await self._discard(ex)
                 if counts_against_deployment(error):
@@ -190,8 +192,8 @@ class RoutedCall:
         route = ex.routing
         if route is None:
             return
-        if ex.deployment is not None and route.attempts and route.attempts[-1]["outcome"] == SUCCESS:
-            self._in_flight.leave(ex.deployment.id)
+        if route.in_flight is not None:
+            self._in_flight.leave(route.in_flight)
         for reservation in route.top_ups:
             await self._budgets.release_top_up(reservation)
 
