@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
@@ -103,18 +104,20 @@ def store(clock: FakeClock) -> CountingStore:
     return CountingStore(clock)
 
 
-def breakers_on(store: CountingStore | UnreachableStore, clock: FakeClock, refresh: float = 5.0) -> Breakers:
+def breakers_on(
+    store: CountingStore | UnreachableStore, clock: FakeClock, refresh: float = 5.0, **options: Any
+) -> Breakers:
     """Breakers that open on the second failure for 30 s (Retry-After capped at 300 s)."""
-    return Breakers(
-        store,
-        threshold=2,
-        window_seconds=60.0,
-        cooldown_seconds=30.0,
-        max_cooldown_seconds=300.0,
-        refresh_seconds=refresh,
-        probe_lease_seconds=10.0,
-        clock=clock,
-    )
+    settings: dict[str, Any] = {
+        "threshold": 2,
+        "window_seconds": 60.0,
+        "cooldown_seconds": 30.0,
+        "max_cooldown_seconds": 300.0,
+        "refresh_seconds": refresh,
+        "probe_lease_seconds": 10.0,
+        **options,
+    }
+    return Breakers(store, clock=clock, **settings)
 
 
 async def test_fresh_entries_cost_no_store_call(store: CountingStore, clock: FakeClock) -> None:
@@ -267,18 +270,7 @@ async def test_turns_fall_back_to_a_local_counter(clock: FakeClock) -> None:
 
 def rated(store: CountingStore, clock: FakeClock) -> Breakers:
     """Breakers that never open on a run of failures, only on half of ten calls failing."""
-    return Breakers(
-        store,
-        threshold=1_000,
-        window_seconds=60.0,
-        cooldown_seconds=30.0,
-        max_cooldown_seconds=300.0,
-        refresh_seconds=5.0,
-        probe_lease_seconds=10.0,
-        error_rate=0.5,
-        min_calls=10,
-        clock=clock,
-    )
+    return breakers_on(store, clock, threshold=1_000, error_rate=0.5, min_calls=10)
 
 
 async def test_a_flapping_deployment_opens_on_its_error_rate(store: CountingStore, clock: FakeClock) -> None:
