@@ -103,11 +103,14 @@ def routing_tenant(
     model_configs: dict[str, dict[str, Any]] | None = None,
     model_policies: dict[str, dict[str, Any]] | None = None,
     key_policies: dict[str, Any] | None = None,
+    slugs: dict[str, str] | None = None,
     routing_on: bool = True,
 ) -> RoutingTenant:
     """A tenant whose ``models`` (name → (provider name, USD per 1K tokens)) are served through
-    ``providers`` (name → create options; default: ``main`` and ``backup`` at ``base_url``)."""
+    ``providers`` (name → create options, ``type`` among them, OPENAI by default; default:
+    ``main`` and ``backup`` at ``base_url``); ``slugs`` names a model's upstream id (default: tagged)."""
     tag = secrets.token_hex(3)
+    slugs_given = slugs
     provider_options = providers or {"main": {}, "backup": {}}
 
     async def build() -> RoutingTenant:
@@ -118,12 +121,13 @@ def routing_tenant(
         provider_ids, key_ids = {}, {}
         for name, options in provider_options.items():
             options = {"base_url": base_url, **options}
-            provider = await control.providers.create(org.id, name, ProviderType.OPENAI, **options)
+            kind = options.pop("type", ProviderType.OPENAI)
+            provider = await control.providers.create(org.id, name, kind, **options)
             provider_ids[name] = provider.id
             key_ids[name] = (await control.provider_keys.add(provider.id, "key", secret=f"sk-{name}")).id
         slugs = {}
         for name, (provider_name, price) in models.items():
-            slugs[name] = f"{tag}-{name}"
+            slugs[name] = (slugs_given or {}).get(name, f"{tag}-{name}")
             await control.models.create(
                 org.id,
                 name,
