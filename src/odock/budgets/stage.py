@@ -164,12 +164,9 @@ class BudgetGate(SplitStage):
             held[line.key] = held.get(line.key, 0) + line.amount
         return reservation
 
-    async def release_top_up(self, reservation: str) -> None:
+    async def release_top_up(self, ex: Metered, reservation: str) -> None:
         """Drop a top-up once its request has ended (the request's own reservation settles)."""
-        try:
-            await self._store.release(RequestId(reservation))
-        except MeterStoreUnavailable:
-            log.warning("could not release budget top-up %s now; the reconciler will", reservation)
+        await self._finished(ex, self._store.release(RequestId(reservation)))
 
     def held_settlements(self, ex: Metered) -> list[dict[str, Any]]:
         """The settlements of the request's reservation at the amounts held (what an interruption bills)."""

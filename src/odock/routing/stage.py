@@ -195,7 +195,7 @@ class RoutedCall:
         if route.in_flight is not None:
             self._in_flight.leave(route.in_flight)
         for reservation in route.top_ups:
-            await self._budgets.release_top_up(reservation)
+            await self._budgets.release_top_up(ex, reservation)
 
 
 def _final(route: Route, error: OdockError) -> OdockError:
