@@ -145,8 +145,13 @@ class Page:
 
     def wait_text(self, text: str, css: str = "body") -> WebElement:
         """Wait until the element ``css`` shows ``text``."""
-        self.until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, css), text), f"'{text}' in {css}")
-        return self.driver.find_element(By.CSS_SELECTOR, css)
+
+        def showing(driver: WebDriver) -> WebElement | None:
+            element = driver.find_element(By.CSS_SELECTOR, css)
+            return element if text in element.text else None
+
+        # The element that showed the text, not a second lookup that a reload could race.
+        return self.until(showing, f"'{text}' in {css}")  # type: ignore[no-any-return]
 
     def error_for(self, field: str) -> str:
         """The error shown next to ``field`` (waiting until there is one)."""
