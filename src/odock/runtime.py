@@ -7,10 +7,12 @@ closes them in reverse order on exit (queued usage is flushed before the databas
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import aiohttp
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -59,6 +61,9 @@ from odock.usage.recorder import UsageRecorder
 from odock.usage.store import UsageStore
 from odock.usage.stream import RedisStreamQueue
 
+if TYPE_CHECKING:  # imported in open_runtime only when tracing is on (it imports OpenTelemetry)
+    from odock.telemetry.tracing import Tracing
+
 log = logging.getLogger(__name__)
 
 USAGE_JOURNAL_DIR = "usage-journal"
@@ -88,6 +93,7 @@ class Runtime:
     mcp_links: Links  # one link per upstream transport (the STDIO process pool among them)
     mcp_sessions: McpSessionStore
     mcp: McpGovernor  # the governed MCP exchange
+    tracing: Tracing | None = None  # the tracer provider, when ODOCK_OTEL_TRACES_EXPORTER is not none
 
 
 def open_adapters(upstream: UpstreamClient) -> dict[str, Adapter]:
@@ -160,10 +166,26 @@ def usage_queue(settings: Settings, redis: Redis | None, link: RedisLink | None 
     )
 
 
+async def open_tracing(settings: Settings, stack: contextlib.AsyncExitStack) -> Tracing | None:
+    """The tracer provider when tracing is on, shut down last (its queued spans exported); else None.
+
+    OpenTelemetry is imported here, only then: with tracing off it is never loaded.
+    """
+    if settings.otel_traces_exporter == "none":
+        return None
+    from odock.telemetry import tracing
+
+    opened = tracing.open_tracing(settings)
+    # Shutting down exports what is queued, over the network: not on the event loop.
+    stack.push_async_callback(asyncio.to_thread, opened.shutdown)
+    return opened
+
+
 @contextlib.asynccontextmanager
 async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     """Open every resource; close them all, in reverse order, on exit."""
     async with contextlib.AsyncExitStack() as stack:
+        tracing = await open_tracing(settings, stack)
         engine = create_engine(settings.resolved_database_url, pool_size=settings.database_pool_size)
         stack.push_async_callback(engine.dispose)
         await prepare_schema(engine, settings)
@@ -268,7 +290,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         reconciler = BudgetReconciler(governance.meters, sessions, settings.budget_reconcile_interval_seconds)
         await reconciler.start()
         stack.push_async_callback(reconciler.stop)
-        pipeline = build_pipeline(keys, models, adapters, vault, recorder, governance, settings)
+        pipeline = build_pipeline(keys, models, adapters, vault, recorder, governance, settings, tracing)
         mcp_links = open_links(settings)
         stack.push_async_callback(mcp_links.aclose)
         mcp = McpGovernor(
@@ -307,4 +329,5 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             mcp_links=mcp_links,
             mcp_sessions=McpSessionStore(shared, settings.mcp_session_ttl_seconds),
             mcp=mcp,
+            tracing=tracing,
         )

@@ -13,6 +13,7 @@ import ipaddress
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import unquote
 
 import yaml
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -253,6 +254,37 @@ class Settings(BaseSettings):
     github_token_url: str = "https://github.com/login/oauth/access_token"
     github_api_url: str = "https://api.github.com"
 
+    # --- observability: traces (docs/observability.md#traces) -------------------------------
+    # Off by default: with `none` OpenTelemetry is never imported and the request path is unchanged.
+    otel_traces_exporter: Literal["none", "otlp_http", "otlp_grpc"] = Field(
+        "none", description="Where spans go: nowhere, OTLP over HTTP (protobuf) or OTLP over gRPC"
+    )
+    otel_endpoint: str | None = Field(
+        None,
+        description="The collector: default http://localhost:4318 (HTTP; /v1/traces appended) or "
+        "localhost:4317 (gRPC)",
+    )
+    otel_headers: SecretStr | None = Field(
+        None, description="Headers sent to the collector, k=v,k2=v2 (authentication: never logged)"
+    )
+    otel_sample_rate: float = Field(
+        0.1, ge=0, le=1, description="Share of traces started here that are kept (a client's decision wins)"
+    )
+    otel_service_name: str = Field("odock", min_length=1)
+    otel_service_instance_id: str | None = Field(
+        None, description="service.instance.id (default: the host name, a pod's name in Kubernetes)"
+    )
+    otel_deployment_environment: str | None = Field(
+        None, description="deployment.environment.name (production, staging…)"
+    )
+    otel_resource_attributes: str | None = Field(
+        None, description="More resource attributes, k=v,k2=v2 (k8s.cluster.name=…, service.namespace=…)"
+    )
+    trace_url_template: str | None = Field(
+        None,
+        description="Link from a usage record to its trace, e.g. http://localhost:16686/trace/{trace_id}",
+    )
+
     # --- first start --------------------------------------------------------------------
     demo: bool | None = Field(None, description="create a demo org/key on an empty DB; default: on SQLite")
 
@@ -297,6 +329,35 @@ class Settings(BaseSettings):
         from odock.providers.proxy import ProxyRoutes
 
         ProxyRoutes(no_proxy=value)
+        return value
+
+    @field_validator(
+        "otel_headers", "otel_resource_attributes", "otel_endpoint", "trace_url_template", mode="before"
+    )
+    @classmethod
+    def _unset_when_blank(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("otel_headers")
+    @classmethod
+    def _check_otel_headers(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            # The message never repeats the value: it may hold a collector's token.
+            parse_pairs(value.get_secret_value())
+        return value
+
+    @field_validator("otel_resource_attributes")
+    @classmethod
+    def _check_resource_attributes(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_pairs(value)
+        return value
+
+    @field_validator("trace_url_template")
+    @classmethod
+    def _check_trace_url_template(cls, value: str | None) -> str | None:
+        if value is not None and "{trace_id}" not in value:
+            raise ValueError("must contain {trace_id}, where the trace's id goes")
         return value
 
     @field_validator("trusted_proxy_cidrs")
@@ -386,6 +447,22 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Overrides, then the environment (the YAML layer is added by ``load_settings``)."""
         return (init_settings, env_settings)
+
+
+def parse_pairs(text: str) -> dict[str, str]:
+    """``k=v,k2=v2`` (values percent-decoded, as OTEL_EXPORTER_OTLP_HEADERS) as a mapping.
+
+    A malformed entry is named by its position, never by its text: the pairs may be secret.
+    """
+    pairs: dict[str, str] = {}
+    for position, entry in enumerate(text.split(","), start=1):
+        if not entry.strip():
+            continue
+        name, sep, value = entry.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"entry {position} is not of the form name=value")
+        pairs[name.strip()] = unquote(value.strip())
+    return pairs
 
 
 class _MappingSource(PydanticBaseSettingsSource):

@@ -80,6 +80,14 @@ class GovernanceNotes:
         return notes
 
 
+class RequestTrace(Protocol):
+    """The request's trace, present only while tracing is on (:mod:`odock.telemetry.spans`)."""
+
+    @property
+    def trace_id(self) -> str | None:
+        """The trace's id (32 hex) when the trace is sampled (exported), else None."""
+
+
 class Metered(Protocol):
     """What the budget stage reads and writes of a request, model call or MCP message alike."""
 
@@ -146,6 +154,8 @@ class Exchange:
     settlements: list[dict[str, Any]] = field(default_factory=list)  # what the usage record settles
     governance: GovernanceNotes = field(default_factory=GovernanceNotes)
     final_billing: dict[str, Any] | None = None
+    # Set by the traced pipeline (ODOCK_OTEL_TRACES_EXPORTER on); None, and never looked at, when off.
+    trace: RequestTrace | None = None
 
     def estimated_input_tokens(self) -> int:
         """Input tokens estimated from the request body (before the provider says)."""

@@ -7,6 +7,7 @@ with, and the runtime calls :func:`build_pipeline` once per process.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -32,6 +33,9 @@ from odock.telemetry.prompts import LogPrompts
 from odock.usage.recorder import UsageRecorder
 from odock.usage.stage import RecordIntent, RecordUsage
 
+if TYPE_CHECKING:  # imported by the runtime only when tracing is on (it imports OpenTelemetry)
+    from odock.telemetry.tracing import Tracing
+
 
 @dataclass
 class Governance:
@@ -53,8 +57,9 @@ def build_pipeline(
     recorder: UsageRecorder,
     governance: Governance,
     settings: Settings,
+    tracing: Tracing | None = None,
 ) -> Pipeline:
-    """The lifecycle of a model call, in order."""
+    """The lifecycle of a model call, in order (with spans when ``tracing`` is given)."""
     limits = {"fail_open": settings.governance_fail_open}
     final_gate = FinalGate(governance.limiter, governance.resolver, **limits)
     budget_gate = BudgetGate(
@@ -83,22 +88,20 @@ def build_pipeline(
     in_flight = InFlight()
     planner = RoutePlanner(models, breakers, in_flight)
     resolve_provider = ResolveProvider(adapters, vault, Timeouts.from_settings(settings))
-    return Pipeline(
-        [
-            RecordUsage(recorder),
-            PreAuthGate(governance.limiter, governance.resolver, **limits),
-            Authenticate(keys),
-            EarlyGate(governance.limiter, governance.resolver, **limits),
-            DecodeRequest(),
-            *([LogPrompts()] if settings.log_prompts else []),
-            ResolveModel(models),
-            PlanRoute(planner, breakers),
-            resolve_provider,
-            EstimateTokens(settings.default_max_output_tokens),
-            *last_gates,
-            RecordIntent(recorder, budget_gate.held_settlements),
-            RoutedCall(
-                CallUpstream(), resolve_provider, final_gate, budget_gate, planner, breakers, in_flight
-            ),
-        ]
-    )
+    call: Stage = CallUpstream() if tracing is None else tracing.upstream(CallUpstream())
+    stages: list[Stage] = [
+        RecordUsage(recorder),
+        PreAuthGate(governance.limiter, governance.resolver, **limits),
+        Authenticate(keys),
+        EarlyGate(governance.limiter, governance.resolver, **limits),
+        DecodeRequest(),
+        *([LogPrompts()] if settings.log_prompts else []),
+        ResolveModel(models),
+        PlanRoute(planner, breakers),
+        resolve_provider,
+        EstimateTokens(settings.default_max_output_tokens),
+        *last_gates,
+        RecordIntent(recorder, budget_gate.held_settlements),
+        RoutedCall(call, resolve_provider, final_gate, budget_gate, planner, breakers, in_flight),
+    ]
+    return Pipeline(stages) if tracing is None else tracing.pipeline(stages)

@@ -25,7 +25,8 @@ from odock.errors import OdockError, UpstreamCoolingDown
 from odock.limits.stage import FinalGate
 from odock.llm.upstream import StreamChunk, StreamResult
 from odock.pipeline.exchange import Exchange
-from odock.providers.stage import CallUpstream, ResolveProvider
+from odock.pipeline.runner import Stage
+from odock.providers.stage import ResolveProvider
 from odock.routing.breakers import Breakers
 from odock.routing.failures import counts_against_deployment, fires, retry_after_seconds
 from odock.routing.planner import InFlight, RoutePlanner
@@ -84,7 +85,7 @@ class RoutedCall:
 
     def __init__(
         self,
-        call: CallUpstream,
+        call: Stage,  # CallUpstream (traced when tracing is on: odock.telemetry.spans.TracedCall)
         resolve: ResolveProvider,
         limits: FinalGate,
         budgets: BudgetGate,

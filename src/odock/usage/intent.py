@@ -20,7 +20,7 @@ budget allowed for. An intent carries counts only, never the prompt.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -62,6 +62,7 @@ class UsageIntent:
     # An MCP exchange's server, method, tool, calls, request bytes and billing at the reserved
     # estimate (odock.mcp.exchange); None for a model call.
     mcp: dict[str, Any] | None = None
+    trace_id: str | None = None  # the request's sampled trace, kept on the interrupted record
 
     def to_line(self) -> bytes:
         """The journal form: the intent mark, then one JSON object (no newline)."""
@@ -72,6 +73,10 @@ class UsageIntent:
         """Decode the journal form."""
         try:
             raw = orjson.loads(line.removeprefix(INTENT_MARK))
+            if not isinstance(raw, dict):
+                raise UsageEventDecodeError("a usage intent is a JSON object")
+            if not raw.keys() <= _FIELD_NAMES:  # written by a later version: keep what this one knows
+                raw = {k: v for k, v in raw.items() if k in _FIELD_NAMES}
             raw["timestamp"] = datetime.fromisoformat(raw["timestamp"])
             return cls(**raw)
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
@@ -120,6 +125,7 @@ class UsageIntent:
             billing=billing,
             metadata={**self.metadata, "usage_estimated": True, "interrupted": True},
             settlements=self.settlements,
+            trace_id=self.trace_id,
         )
 
     def _interrupted_mcp(self, mcp: dict[str, Any]) -> UsageEvent:
@@ -149,3 +155,6 @@ class UsageIntent:
             mcp_tool=mcp["tool"],
             mcp_tool_calls=mcp["tool_calls"],
         )
+
+
+_FIELD_NAMES = frozenset(f.name for f in fields(UsageIntent))

@@ -274,6 +274,7 @@ class UsageRecordSummary(BaseModel):
     mcp_method: str | None
     mcp_tool: str | None
     mcp_tool_calls: int
+    trace_id: str | None  # the request's trace (32 hex) when tracing sampled it
 
 
 class UsageRecordDetail(UsageRecordSummary):
@@ -284,7 +285,6 @@ class UsageRecordDetail(UsageRecordSummary):
     provider_request_id: str | None
     bytes_in: int
     bytes_out: int
-    trace_id: str | None
     rerouted: bool
     mcp_transport: str | None
     token_details: dict[str, Any]
@@ -325,6 +325,7 @@ SUMMARY_COLUMNS = (
     UsageRecord.mcp_method,
     UsageRecord.mcp_tool,
     UsageRecord.mcp_tool_calls,
+    UsageRecord.trace_id,
 )
 _TOKEN_FIELDS = frozenset(TokenCounts.model_fields)
 
@@ -349,14 +350,16 @@ def _trace_id(metadata: dict[str, Any]) -> str | None:
 def detail_of(record: UsageRecord) -> UsageRecordDetail:
     """The detail view of a loaded record."""
     routing = record.routing or {}
+    summary = _summary_fields({c.key: getattr(record, c.key) for c in SUMMARY_COLUMNS})
+    # Recorded by the gateway's tracing; else one a client put in the metadata, if any.
+    summary["trace_id"] = record.trace_id or _trace_id(record.metadata_ or {})
     return UsageRecordDetail(
-        **_summary_fields({c.key: getattr(record, c.key) for c in SUMMARY_COLUMNS}),
+        **summary,
         time_to_first_token_ms=record.time_to_first_token_ms,
         upstream_latency_ms=record.upstream_latency_ms,
         provider_request_id=record.provider_request_id,
         bytes_in=record.bytes_in,
         bytes_out=record.bytes_out,
-        trace_id=_trace_id(record.metadata_ or {}),
         rerouted=bool(routing.get("rerouted")),
         mcp_transport=record.mcp_transport,
         token_details=record.tokens or {},

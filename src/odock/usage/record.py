@@ -54,6 +54,7 @@ class UsageEvent:
     upstream_latency_ms: float | None = None
     gateway_overhead_ms: float = 0.0
     provider_request_id: str | None = None
+    trace_id: str | None = None  # the request's trace (32 hex) when tracing sampled it
     bytes_in: int = 0
     bytes_out: int = 0
     tokens: dict[str, Any] = field(default_factory=dict)

@@ -71,6 +71,7 @@ def usage_event(ex: Exchange) -> UsageEvent:
         upstream_latency_ms=upstream_ms,
         gateway_overhead_ms=ex.timings.overhead_ms(now),
         provider_request_id=ex.provider_request_id,
+        trace_id=ex.trace.trace_id if ex.trace is not None else None,
         bytes_in=len(ex.body),
         bytes_out=ex.bytes_out,
         billing=billing,
@@ -150,6 +151,7 @@ def usage_intent(ex: Exchange, settlements: list[dict[str, Any]]) -> UsageIntent
         pricing=model.pricing,
         settlements=settlements,
         metadata=request_metadata(ex),
+        trace_id=ex.trace.trace_id if ex.trace is not None else None,
     )
 
 

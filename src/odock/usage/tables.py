@@ -73,6 +73,8 @@ class UsageRecord(Base):
     upstream_latency_ms: Mapped[float | None] = mapped_column()
     gateway_overhead_ms: Mapped[float] = mapped_column(default=0.0)
     provider_request_id: Mapped[str | None] = mapped_column(String(200))
+    # The W3C trace id (32 hex) of a request that tracing sampled (docs/observability.md#traces).
+    trace_id: Mapped[str | None] = mapped_column(String(32))
     tokens: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
     billing: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
     provider_usage: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)

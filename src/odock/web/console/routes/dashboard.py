@@ -13,12 +13,14 @@ from odock.db.keyset import KeysetPage
 from odock.rbac.grant import Grant
 from odock.rbac.permissions import Action, Resource
 from odock.usage.analytics import Dimension, Metric
-from odock.usage.queries import UsageFilter
+from odock.usage.queries import UsageFilter, UsageSort
 from odock.web.api.deps import Permit
+from odock.web.api.paging import PageParams
 from odock.web.api.routes.analytics import analytics_request, usage_analytics, usage_breakdown
-from odock.web.api.routes.usage import OrganisationPath, UsageGrant
-from odock.web.api.services import Analytics, Budgets
+from odock.web.api.routes.usage import OrganisationPath, UsageGrant, list_usage_records
+from odock.web.api.services import Analytics, Budgets, Records
 from odock.web.console.pages import render
+from odock.web.console.routes.reuse import TraceLinksDep
 from odock.web.console.spend import (
     DASHBOARD_RANGES,
     breakdown_chart,
@@ -30,6 +32,7 @@ from odock.web.console.spend import (
 router = APIRouter(include_in_schema=False)
 
 TOP = 5
+RECENT = PageParams(limit=5)  # the newest requests listed, each linked to its record (and trace)
 BUDGETS_SCANNED = 200  # the newest active budgets in reach whose windows are read
 
 
@@ -41,6 +44,8 @@ async def dashboard(
     budget_grant: Annotated[Grant, Depends(Permit(Resource.BUDGET, Action.READ))],
     analytics: Analytics,
     budgets: Budgets,
+    records: Records,
+    traces: TraceLinksDep,
     range_: Annotated[str, Query(alias="range", pattern="^(24h|7d|30d)$")] = "24h",
 ) -> Response:
     """Requests, cost, errors and latency of the organisation (or the part of it the actor sees)."""
@@ -61,6 +66,7 @@ async def dashboard(
     windows = await budgets.current_windows(rows, live=True)
     near = near_threshold([(b.id, b.name, b.thresholds) for b in rows], windows)
     totals = by_model.totals
+    recent = await list_usage_records(organisation_id, grant, records, wanted, RECENT, UsageSort.TIMESTAMP)
     return render(
         request,
         "dashboard/index.html",
@@ -72,6 +78,8 @@ async def dashboard(
         by_model=by_model.breakdown,
         by_key=by_key.entries,
         near=near,
+        recent=recent.items,
+        traces=traces,
         requests_chart=series_chart(by_model.series, Metric.REQUESTS, span.granularity, "Requests over time"),
         cost_chart=series_chart(by_model.series, Metric.COST, span.granularity, "Cost over time"),
         models_chart=breakdown_chart(by_model.breakdown, Metric.COST, "Cost by model"),

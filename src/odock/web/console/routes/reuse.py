@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.routing import APIRoute
 
 from odock.budgets.queries import MeterFilters
@@ -21,8 +21,9 @@ from odock.errors import Forbidden, NotFound
 from odock.keys.queries import KeyFilters
 from odock.rbac.grant import Actor, Grant, Target
 from odock.rbac.permissions import Action, Resource, reach_of
+from odock.telemetry.links import TraceLinks
 from odock.usage.queries import UsageFilter, UsageSort
-from odock.web.api.deps import ActorDep
+from odock.web.api.deps import ActorDep, get_runtime
 from odock.web.api.paging import PageParams
 from odock.web.api.routes import api_keys, budgets
 from odock.web.api.routes.usage import list_usage_records
@@ -32,6 +33,14 @@ from odock.web.console.pages import NAVIGATION
 # A plain GET form sends its empty fields ("?q=&role="): a page reads them as "not filtered".
 Blank = Literal[""]
 TextQuery = Annotated[str | None, Query(max_length=200, pattern=r"^[^\x00]*$")]
+
+
+def trace_links_of(request: Request) -> TraceLinks:
+    """Links from usage records to their traces (``ODOCK_TRACE_URL_TEMPLATE``; none when unset)."""
+    return TraceLinks(get_runtime(request).settings.trace_url_template)
+
+
+TraceLinksDep = Annotated[TraceLinks, Depends(trace_links_of)]
 
 
 def nav_guard(path: str) -> Callable[[Actor], Awaitable[Actor]]:

@@ -29,6 +29,7 @@ from odock.web.api.routes.usage import (
 )
 from odock.web.api.services import Analytics, Records
 from odock.web.console.pages import render
+from odock.web.console.routes.reuse import TraceLinksDep
 from odock.web.console.spend import (
     ANALYTICS_RANGES,
     breakdown_chart,
@@ -104,6 +105,7 @@ async def usage_records(
     grant: UsageGrant,
     records: Records,
     params: PageDep,
+    traces: TraceLinksDep,
     status: Text = None,
     provider: Text = None,
     model: Text = None,
@@ -126,6 +128,7 @@ async def usage_records(
         "request_id_pattern": REQUEST_ID_PATTERN.pattern.strip("^$"),
         "page": None,
         "error": None,
+        "traces": traces,
     }
     try:
         wanted = page_filter(values)
@@ -146,6 +149,7 @@ async def usage_record(
     record_id: RecordPath,
     grant: RecordGrant,
     records: Records,
+    traces: TraceLinksDep,
 ) -> Response:
     """One usage record with every stored field; the JSON cards only when they hold something.
 
@@ -167,6 +171,7 @@ async def usage_record(
         routing=routing,
         mcp=record.provider == MCP_PROVIDER,
         mcp_billing=mcp_billing if isinstance(mcp_billing, dict) else {},
+        trace_url=traces.url(record.trace_id),
     )
 
 
