@@ -52,6 +52,7 @@ def usage_row(organisation_id: str, **values: Any) -> dict[str, Any]:
         "upstream_latency_ms": 90.0,
         "gateway_overhead_ms": 2.0,
         "provider_request_id": "req_provider",
+        "trace_id": None,
         "tokens": {"prompt_tokens": prompt, "completion_tokens": completion},
         "billing": {},
         "provider_usage": {},
