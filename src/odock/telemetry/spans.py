@@ -64,10 +64,12 @@ BUDGETS = "budgets"
 class RequestSpan:
     """One model call's SERVER span, and what its CLIENT spans share (the request's trace)."""
 
-    __slots__ = ("_origin", "attempts", "failed", "span", "trace_id")
+    __slots__ = ("_origin", "attempts", "failed", "recording", "span", "trace_id")
 
     def __init__(self, span: Span, origin: tuple[int, float]) -> None:
         self.span = span
+        # Not sampled: the stages run without spans of their own (they would be dropped anyway).
+        self.recording = span.is_recording()
         context = span.get_span_context()
         self.trace_id = format_trace_id(context.trace_id) if context.trace_flags.sampled else None
         self._origin = origin  # (time.time_ns(), time.perf_counter()) read together
@@ -110,7 +112,7 @@ class TracedPipeline(Pipeline):
                 "http.request.method": ex.method,
                 "http.route": ex.route,
                 "gateway.request_id": ex.request_id,
-                "gen_ai.operation.name": GEN_AI_OPERATIONS[ex.endpoint],
+                "gen_ai.operation.name": operation(ex.endpoint),
             },
             start_time=origin[0] - int((origin[1] - ex.timings.received) * 1e9),
         )
@@ -153,6 +155,11 @@ def _usage(usage: Usage) -> dict[str, AttributeValue]:
         "gen_ai.usage.input_tokens": usage.prompt_tokens,
         "gen_ai.usage.output_tokens": usage.completion_tokens,
     }
+
+
+def operation(endpoint: Endpoint) -> str:
+    """``gen_ai.operation.name`` of an endpoint."""
+    return GEN_AI_OPERATIONS.get(endpoint, endpoint.value)
 
 
 def provider_name(provider_type: str) -> str:
@@ -244,6 +251,9 @@ class TracedStage:
 
     async def before(self, ex: Exchange) -> None:
         """The stage's ``before``, in its span (an error sets the span's status)."""
+        if not _recording(ex):
+            await self._inner.before(ex)
+            return
         with self._tracer.start_as_current_span(
             self._span_name, record_exception=False, set_status_on_exception=False
         ) as span:
@@ -257,9 +267,18 @@ class TracedStage:
 
     async def after(self, ex: Exchange) -> None:
         """The stage's ``after`` (in the request's span: unwinding has no spans of its own)."""
+        if not _recording(ex):
+            await self._inner.after(ex)
+            return
         held = self._events.held(ex)
         await self._inner.after(ex)
         self._events.after(ex, held)
+
+
+def _recording(ex: Exchange) -> bool:
+    """Whether the request's trace is sampled (its spans and events are kept)."""
+    request = ex.trace
+    return isinstance(request, RequestSpan) and request.recording
 
 
 class ObservedSplit(SplitStage):
@@ -327,7 +346,7 @@ class TracedCall:
             request.failed = None
         request.attempts += 1
         span = self._tracer.start_span(
-            f"{GEN_AI_OPERATIONS[call.endpoint]} {call.model}", kind=SpanKind.CLIENT, attributes=_client(call)
+            f"{operation(call.endpoint)} {call.model}", kind=SpanKind.CLIENT, attributes=_client(call)
         )
         carrier: dict[str, str] = {}
         self._propagator.inject(carrier, context=set_span_in_context(span))
@@ -342,7 +361,7 @@ class TracedCall:
         except BaseException:  # cancelled: the client left or the server is stopping
             span.end()
             raise
-        if ex.upstream_stream is not None:
+        if ex.upstream_stream is not None and request.recording:
             ex.upstream_stream = TracedStream(ex.upstream_stream, span, request)
         else:
             if ex.usage is not None:
@@ -358,7 +377,7 @@ def _client(call: UpstreamCall) -> dict[str, AttributeValue]:
     """The CLIENT span's attributes: what is asked of whom."""
     provider = call.provider
     attributes: dict[str, AttributeValue] = {
-        "gen_ai.operation.name": GEN_AI_OPERATIONS[call.endpoint],
+        "gen_ai.operation.name": operation(call.endpoint),
         "gen_ai.request.model": call.model,
         "gen_ai.provider.name": provider_name(provider.type),
         "gateway.provider": provider.name,
