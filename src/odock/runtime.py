@@ -10,7 +10,8 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import aiohttp
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -88,6 +89,7 @@ class Runtime:
     mcp_links: Links  # one link per upstream transport (the STDIO process pool among them)
     mcp_sessions: McpSessionStore
     mcp: McpGovernor  # the governed MCP exchange
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))  # for the health page's uptime
 
 
 def open_adapters(upstream: UpstreamClient) -> dict[str, Adapter]:

@@ -85,7 +85,7 @@ def build_pipeline(
     resolve_provider = ResolveProvider(adapters, vault, Timeouts.from_settings(settings))
     return Pipeline(
         [
-            RecordUsage(recorder),
+            RecordUsage(recorder, settings.log_requests),
             PreAuthGate(governance.limiter, governance.resolver, **limits),
             Authenticate(keys),
             EarlyGate(governance.limiter, governance.resolver, **limits),
