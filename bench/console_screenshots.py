@@ -8,7 +8,7 @@ Flow::
     for each page of the organisation workspace: open it; a page that answers an error (not on
     this branch yet) is skipped; otherwise save docs/console/<page>.png at 1280 x 900
     the playground: send a prompt, wait for the answer and its usage record, save it (also at
-    phone width); the admin workspace as the super admin
+    phone width); the admin workspace and its gateway-health page as the super admin
     print what was written (and what was skipped)
 
     .venv/bin/python -m bench.console_screenshots [--out docs/console]
@@ -149,6 +149,8 @@ def take(base_url: str, org: str, admin: str, root: str, out: Path) -> tuple[lis
         sign_in(page, root)
         page.open("/admin")
         shoot(page, out, "admin", written)
+        page.open("/admin/health")
+        shoot(page, out, "admin-health", written)
     finally:
         driver.quit()
     return written, skipped

@@ -11,7 +11,8 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -94,6 +95,7 @@ class Runtime:
     mcp_sessions: McpSessionStore
     mcp: McpGovernor  # the governed MCP exchange
     tracing: Tracing | None = None  # the tracer provider, when ODOCK_OTEL_TRACES_EXPORTER is not none
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))  # for the health page's uptime
 
 
 def open_adapters(upstream: UpstreamClient) -> dict[str, Adapter]:

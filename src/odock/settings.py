@@ -54,7 +54,12 @@ class Settings(BaseSettings):
         120.0, gt=0, description="Time a client may take to send a request's body once its headers arrived"
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    log_format: Literal["text", "json"] = "text"
+    log_format: Literal["auto", "json", "console", "text"] = Field(
+        "auto", description="json, console (text: the same), or auto: console on a terminal, else json"
+    )
+    log_requests: Literal["errors", "all", "off"] = Field(
+        "errors", description="The request log: failed model calls (errors), every call (all), or none (off)"
+    )
     log_prompts: bool = Field(
         False, description="Log prompts and unary answers at INFO (privacy risk; never keys)"
     )

@@ -52,6 +52,11 @@ class McpExchange:
     settlements: list[dict[str, Any]] = field(default_factory=list)
     governance: GovernanceNotes = field(default_factory=GovernanceNotes)
 
+    @property
+    def organisation_id(self) -> str | None:
+        """The calling key's organisation, once authenticated (read by log records)."""
+        return self.principal.organisation_id if self.principal is not None else None
+
     # --- what the messages are ---------------------------------------------------------
     @property
     def method(self) -> str | None:

@@ -157,6 +157,11 @@ class Exchange:
     # Set by the traced pipeline (ODOCK_OTEL_TRACES_EXPORTER on); None, and never looked at, when off.
     trace: RequestTrace | None = None
 
+    @property
+    def organisation_id(self) -> str | None:
+        """The calling key's organisation, once authenticated (read by log records)."""
+        return self.principal.organisation_id if self.principal is not None else None
+
     def estimated_input_tokens(self) -> int:
         """Input tokens estimated from the request body (before the provider says)."""
         return self.tokens.input if self.tokens is not None else self.surface.estimate_input(self.payload)

@@ -90,7 +90,7 @@ def build_pipeline(
     resolve_provider = ResolveProvider(adapters, vault, Timeouts.from_settings(settings))
     call: Stage = CallUpstream() if tracing is None else tracing.upstream(CallUpstream())
     stages: list[Stage] = [
-        RecordUsage(recorder),
+        RecordUsage(recorder, settings.log_requests),
         PreAuthGate(governance.limiter, governance.resolver, **limits),
         Authenticate(keys),
         EarlyGate(governance.limiter, governance.resolver, **limits),

@@ -40,6 +40,7 @@ class Resource(enum.StrEnum):
     ADMIN_TOKEN = "admin_token"  # personal admin API tokens
     MCP_SERVER = "mcp_server"  # MCP servers and which keys may use them (a key's own grants: api_key)
     MCP_STDIO_COMMAND = "mcp_stdio_command"  # the STDIO allowlist: commands the gateway may run
+    GATEWAY_HEALTH = "gateway_health"  # the gateway's own health: database, cache, usage queue (operators)
 
 
 class Action(enum.StrEnum):
@@ -95,6 +96,7 @@ PERMISSIONS: Mapping[Role, Mapping[Resource, Mapping[Action, Reach]]] = {
         Resource.ADMIN_TOKEN: _every(Reach.SELF),
         Resource.MCP_SERVER: _every(Reach.ORG),
         Resource.MCP_STDIO_COMMAND: _read(Reach.NONE),
+        Resource.GATEWAY_HEALTH: _read(Reach.NONE),
     },
     Role.MANAGER: {
         Resource.ORGANISATION: _read(Reach.ORG),
@@ -112,6 +114,7 @@ PERMISSIONS: Mapping[Role, Mapping[Resource, Mapping[Action, Reach]]] = {
         Resource.ADMIN_TOKEN: _every(Reach.SELF),
         Resource.MCP_SERVER: _read(Reach.ORG),
         Resource.MCP_STDIO_COMMAND: _read(Reach.NONE),
+        Resource.GATEWAY_HEALTH: _read(Reach.NONE),
     },
     Role.USER: {
         Resource.ORGANISATION: _read(Reach.ORG),
@@ -129,6 +132,7 @@ PERMISSIONS: Mapping[Role, Mapping[Resource, Mapping[Action, Reach]]] = {
         Resource.ADMIN_TOKEN: _every(Reach.SELF),
         Resource.MCP_SERVER: _read(Reach.ORG),
         Resource.MCP_STDIO_COMMAND: _read(Reach.NONE),
+        Resource.GATEWAY_HEALTH: _read(Reach.NONE),
     },
 }
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from odock.usage.bulk import RecordsRefused
@@ -28,6 +28,14 @@ from odock.usage.tables import UsageDeadLetter
 _REASON_CHARS = 2000  # the error column's length
 _BUSY_ATTEMPTS = 20
 _BUSY_PAUSE = 0.05
+
+
+@dataclass(frozen=True)
+class DeadLetterSummary:
+    """How many dead letters wait for a replay, and when the newest was kept."""
+
+    count: int
+    newest_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,13 @@ class DeadLetters:
         order = (created.desc(), row_id.desc()) if descending else (created.asc(), row_id.asc())
         async with self._sessions() as session:
             return list((await session.execute(query.order_by(*order).limit(limit + 1))).scalars())
+
+    async def summary(self) -> DeadLetterSummary:
+        """Every organisation's dead letters: their count and the newest one's time."""
+        query = select(func.count(), func.max(UsageDeadLetter.created_at))
+        async with self._sessions() as session:
+            count, newest = (await session.execute(query)).one()
+        return DeadLetterSummary(int(count), newest)
 
     async def select(self, organisation_id: str | None, ids: Sequence[str]) -> list[UsageDeadLetter]:
         """The dead letters to replay: of one organisation and/or with the given ids (all if neither)."""

@@ -31,6 +31,7 @@ import contextlib
 import logging
 import sqlite3
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -111,6 +112,26 @@ class UsageRecorder:
     def pending(self) -> int:
         """Events submitted here (or taken over) and not yet written."""
         return self._queue.pending
+
+    @property
+    def backlog(self) -> int:
+        """Events waiting to be stored that this process can see (production: the shared stream's too)."""
+        return self._queue.backlog
+
+    @property
+    def backlog_max(self) -> int:
+        """The backlog past which new requests are refused (0: no bound)."""
+        return self._backlog_max
+
+    @property
+    def oldest_pending_at(self) -> datetime | None:
+        """When the oldest record the writer holds was made, while a batch waits to be stored.
+
+        The writer reads the oldest records first and keeps a batch it could not store for its
+        retry, so during an outage this is the oldest record waiting; between writes it is None.
+        """
+        held = self._in_flight
+        return min(d.event.timestamp for d in held) if held else None
 
     @property
     def backlogged(self) -> bool:

@@ -16,6 +16,7 @@ from typing import Any
 from odock.errors import UsageBacklog
 from odock.llm.upstream import Endpoint
 from odock.pipeline.exchange import Exchange
+from odock.telemetry.requestlog import LogRequests, log_request
 from odock.usage.intent import UsageIntent
 from odock.usage.record import USAGE_METADATA_SCHEMA, UsageEvent
 from odock.usage.recorder import UsageRecorder
@@ -106,12 +107,13 @@ def usage_event(ex: Exchange) -> UsageEvent:
 
 
 class RecordUsage:
-    """Queues the usage record once everything else has unwound."""
+    """Queues the usage record once everything else has unwound, and writes the request log line."""
 
     name = "record_usage"
 
-    def __init__(self, recorder: UsageRecorder) -> None:
+    def __init__(self, recorder: UsageRecorder, log_requests: LogRequests = "errors") -> None:
         self._recorder = recorder
+        self._log_requests = log_requests
 
     async def before(self, ex: Exchange) -> None:
         """Refuse new requests while the usage backlog is past its bound (503, retry in a second)."""
@@ -119,9 +121,10 @@ class RecordUsage:
             raise UsageBacklog(headers={"Retry-After": "1"})
 
     async def after(self, ex: Exchange) -> None:
-        """Queue the record of an authenticated request."""
+        """Queue the record of an authenticated request; log the request (ODOCK_LOG_REQUESTS)."""
         if ex.principal is not None:
             self._recorder.submit(usage_event(ex))
+        log_request(ex, self._log_requests)
 
 
 def usage_intent(ex: Exchange, settlements: list[dict[str, Any]]) -> UsageIntent:

@@ -38,6 +38,7 @@ from odock.surfaces import anthropic_messages, gemini
 from odock.surfaces.json_body import parse_json_object
 from odock.surfaces.registry import ANTHROPIC_MESSAGES, GEMINI_GENERATE, gemini_route, model_call_route
 from odock.surfaces.surface import Params, Surface
+from odock.telemetry.context import RequestTag, current_request
 from odock.web.asgi import (
     ACTING_KEY_HASH,
     CLIENT_CONNECTION,
@@ -108,7 +109,11 @@ class Gateway:
         handler = methods.get(method)
         allowed = ["POST"] if call is not None else list(methods)
         if handler is not None:
-            await handler(scope, receive, stamped(send, request_id), headers)
+            logged_as = current_request.set(RequestTag(request_id, _bounded(path)))
+            try:
+                await handler(scope, receive, stamped(send, request_id), headers)
+            finally:
+                current_request.reset(logged_as)
         elif allowed:
             allow = ", ".join(allowed)
             await send_error(
@@ -152,7 +157,11 @@ class Gateway:
             params=params,
             acting_key_hash=scope.get(ACTING_KEY_HASH),
         )
-        await self._rt.pipeline.run(ex, AsgiResponder(send, receive, scope.get(CLIENT_CONNECTION)))
+        logged_as = current_request.set(ex)
+        try:
+            await self._rt.pipeline.run(ex, AsgiResponder(send, receive, scope.get(CLIENT_CONNECTION)))
+        finally:
+            current_request.reset(logged_as)
 
     # --- key-authenticated routes ---------------------------------------------------------
     async def _authenticated(
@@ -346,6 +355,12 @@ def _query(scope: Scope, headers: dict[str, str]) -> dict[str, str]:
     if key and "x-goog-api-key" not in headers:
         headers["x-goog-api-key"] = key
     return query
+
+
+def _bounded(path: str) -> str:
+    """The route a log line names for a path of the gateway's own routes (Gemini's model as ``{model}``)."""
+    model, _ = gemini_route(path)
+    return _route(path, {"model": model}) if model else path
 
 
 def _route(path: str, params: Params) -> str:

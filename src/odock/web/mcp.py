@@ -59,6 +59,7 @@ from odock.mcp.resolved import McpServerLookup, ResolvedMcpServer
 from odock.mcp.sessions import AGGREGATE, McpSession, McpSessionStore
 from odock.mcp.stage import McpGovernor
 from odock.pipeline.exchange import Timings
+from odock.telemetry.context import RequestTag, current_request
 from odock.web.asgi import (
     CLIENT_CONNECTION,
     JSON_HEADERS,
@@ -188,10 +189,11 @@ class McpEndpoint:
         inbound = headers.get("x-request-id")
         request_id = accept_request_id(inbound) if inbound else new_request_id()
         send = stamped(send, request_id)
+        rest = scope["path"][len(MCP_PREFIX) :].strip("/")
+        ident = rest.split("/", 1)[0] or None
         token = request_scope.set(request_id)
+        logged_as = current_request.set(RequestTag(request_id, _route_of(ident)))
         try:
-            rest = scope["path"][len(MCP_PREFIX) :].strip("/")
-            ident = rest.split("/", 1)[0] or None
             method = scope["method"]
             if method == "POST":
                 await self._post(scope, receive, send, headers, request_id, ident)
@@ -203,6 +205,7 @@ class McpEndpoint:
                 allow = "POST, DELETE" if ident is None else "GET, POST, DELETE"
                 await Replies(send, False, {"allow": allow}).fail(MethodNotAllowed(f"use {allow}"), [])
         finally:
+            current_request.reset(logged_as)
             request_scope.reset(token)
 
     # --- POST -------------------------------------------------------------------------------
@@ -218,7 +221,7 @@ class McpEndpoint:
         client = scope.get("client")
         ex = McpExchange(
             request_id=request_id,
-            route=MCP_PREFIX if ident is None else f"{MCP_PREFIX}/{{server}}",
+            route=_route_of(ident),
             headers=headers,
             client_ip=client_ip(client[0] if client else None, headers, self._trusted_proxies),
             received_at=datetime.now(UTC),
@@ -226,6 +229,7 @@ class McpEndpoint:
         )
         replies = Replies(send, replies_streamed(headers), {})
         requests: list[JsonRpc] = []
+        logged_as = current_request.set(ex)  # log records name the organisation once authenticated
         try:
             self._governor.pre_auth(ex.client_ip)
             body = await read_body(receive, headers, self._max_request_bytes)
@@ -249,6 +253,8 @@ class McpEndpoint:
         except OdockError as error:
             with contextlib.suppress(ClientGone):
                 await replies.fail(error, requests)
+        finally:
+            current_request.reset(logged_as)
 
     async def _one_server(
         self, scope: Scope, receive: Receive, send: Send, ex: McpExchange, ident: str, replies: Replies
@@ -534,6 +540,11 @@ class McpEndpoint:
 
 
 # --- helpers -------------------------------------------------------------------------------------
+
+
+def _route_of(ident: str | None) -> str:
+    """The route a usage record and a log line name: the aggregate endpoint or one server's."""
+    return MCP_PREFIX if ident is None else f"{MCP_PREFIX}/{{server}}"
 
 
 def replies_streamed(headers: dict[str, str]) -> bool:

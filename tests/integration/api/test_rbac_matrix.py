@@ -101,6 +101,9 @@ UNROUTED: dict[tuple[Resource, Action], str] = {
     (Resource.API_KEY, Action.DELETE): "keys are revoked (an update): usage keeps naming them",
     (Resource.ADMIN_TOKEN, Action.UPDATE): "a token cannot change; it is revoked (delete) and reissued",
     (Resource.MCP_STDIO_COMMAND, Action.UPDATE): "an allowlist entry is added or removed, never changed",
+    (Resource.GATEWAY_HEALTH, Action.CREATE): "the health report is read, nothing in it is written",
+    (Resource.GATEWAY_HEALTH, Action.UPDATE): "the health report is read, nothing in it is written",
+    (Resource.GATEWAY_HEALTH, Action.DELETE): "the health report is read, nothing in it is written",
 }
 """Cells of the permission table that no route exercises, and why."""
 
@@ -121,6 +124,7 @@ RESOURCE_PARAMS: dict[Resource, tuple[str, ...]] = {
     Resource.ADMIN_TOKEN: ("token_id",),
     Resource.MCP_SERVER: ("mcp_server_id",),
     Resource.MCP_STDIO_COMMAND: ("command_id",),
+    Resource.GATEWAY_HEALTH: (),  # one report, no row
 }
 OWNED_ROWS: dict[str, tuple[str, ...]] = {
     "team_id": ("team:T", "team:T2"),

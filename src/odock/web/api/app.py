@@ -24,7 +24,7 @@ from odock.identity.service import Identity
 from odock.runtime import Runtime
 from odock.web.api.guard import RequestGuard
 from odock.web.api.openapi import annotate_permissions, declare_security_schemes
-from odock.web.api.request_ids import RequestIds
+from odock.web.api.request_ids import API_PREFIX, RequestIds
 from odock.web.api.routes import ROUTERS
 from odock.web.client_ip import parse_networks
 from odock.web.console.access import is_page, not_found_page, page_error
@@ -59,7 +59,7 @@ def create_api(runtime: Runtime | None, gateway: Gateway | None = None) -> FastA
     app.state.gateway = gateway
     for router in ROUTERS:
         annotate_permissions(router)
-        app.include_router(router, prefix="/api")
+        app.include_router(router, prefix=API_PREFIX)
     for pages in PAGE_ROUTERS:
         app.include_router(pages)  # the web console and the invitation link, same origin (odock.web.console)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -13,9 +13,11 @@ from typing import Any
 
 from odock.errors import OdockError
 from odock.ids import accept_request_id
+from odock.telemetry.context import current_request
 from odock.web.asgi import JSON_HEADERS, Message, Receive, Scope, Send
 
 ASGIApp = Any
+API_PREFIX = "/api"  # where the API's routers are served (the console's pages have no prefix)
 REQUEST_ID_HEADER = b"x-request-id"
 
 
@@ -43,12 +45,44 @@ class RequestIds:
                     message = {**message, "headers": [*headers, header]}
             await send(message)
 
+        logged_as = current_request.set(ApiRequest(request_id, scope))
         try:
             await self.app(scope, receive, send_with_id)
         except Exception:
             if not started:
                 await _internal_error(send, header)
             raise  # the outermost handler logs the traceback
+        finally:
+            current_request.reset(logged_as)
+
+
+class ApiRequest:
+    """What a log record names of a control-plane request: read from its ASGI scope when emitted,
+    so the route template and the path's organisation are known once the router matched."""
+
+    __slots__ = ("_scope", "request_id")
+
+    def __init__(self, request_id: str, scope: Scope) -> None:
+        self.request_id = request_id
+        self._scope = scope
+
+    @property
+    def route(self) -> str:
+        """The matched route's template (``/api/organisations/{organisation_id}/…``), else the path."""
+        path = str(self._scope["path"])
+        template = getattr(self._scope.get("route"), "path", None)
+        if not isinstance(template, str):
+            return path
+        # A route keeps its template as declared in its router, without the prefix it is served under.
+        if path.startswith(API_PREFIX + "/") and not template.startswith(API_PREFIX + "/"):
+            return API_PREFIX + template
+        return template
+
+    @property
+    def organisation_id(self) -> str | None:
+        """The organisation the path names, if it names one."""
+        value = (self._scope.get("path_params") or {}).get("organisation_id")
+        return value if isinstance(value, str) else None
 
 
 def _inbound(scope: Scope) -> str | None:

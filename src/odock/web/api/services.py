@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
+from odock.admin.health import HealthCheck
 from odock.audit.queries import AuditLog
 from odock.budgets.control import BudgetControl
 from odock.identity.invitations import Invitations
@@ -115,6 +116,19 @@ def dead_letters(request: Request) -> DeadLetters:
     return DeadLetters(get_runtime(request).sessions)
 
 
+def health_check(request: Request) -> HealthCheck:
+    """The gateway's health probes (this process's database, cache, usage queue, dead letters)."""
+    runtime = get_runtime(request)
+    return HealthCheck(
+        runtime.settings,
+        runtime.engine,
+        runtime.sessions,
+        runtime.redis,
+        runtime.recorder,
+        runtime.started_at,
+    )
+
+
 def audit_log(request: Request) -> AuditLog:
     """The audit log's read side."""
     return AuditLog(get_runtime(request).sessions)
@@ -138,3 +152,4 @@ AdminTokensDep = Annotated[AdminTokens, Depends(admin_tokens)]
 InvitationsDep = Annotated[Invitations, Depends(invitations)]
 AuditLogDep = Annotated[AuditLog, Depends(audit_log)]
 DeadLettersDep = Annotated[DeadLetters, Depends(dead_letters)]
+HealthDep = Annotated[HealthCheck, Depends(health_check)]

@@ -115,6 +115,21 @@ def number(value: int | float | None) -> str:
     return f"{value:,}" if isinstance(value, int) else f"{value:,.2f}"
 
 
+def duration(seconds: float | None) -> str:
+    """A length of time in its two largest units: ``3 d 4 h``, ``5 min 12 s``, ``4.2 s``."""
+    if seconds is None:
+        return "—"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    days, rest = divmod(int(seconds), 86_400)
+    hours, rest = divmod(rest, 3_600)
+    minutes, secs = divmod(rest, 60)
+    parts = [(days, "d"), (hours, "h"), (minutes, "min"), (secs, "s")]
+    while parts[0][0] == 0:
+        parts.pop(0)
+    return " ".join(f"{value} {unit}" for value, unit in parts[:2])
+
+
 @lru_cache(maxsize=1)
 def environment() -> Environment:
     """The template environment (built once; templates are compiled on first use)."""
@@ -125,7 +140,7 @@ def environment() -> Environment:
         lstrip_blocks=True,
         auto_reload=False,
     )
-    env.filters.update(usd=usd, when=when, number=number)
+    env.filters.update(usd=usd, when=when, number=number, duration=duration)
     env.globals.update(version=__version__, can=can, Resource=Resource, Action=Action)
     return env
 

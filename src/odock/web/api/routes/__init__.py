@@ -12,6 +12,7 @@ from odock.web.api.routes import (
     auth,
     budgets,
     dead_letters,
+    health,
     invitations,
     invoices,
     mcp_catalogue,
@@ -46,4 +47,5 @@ ROUTERS: tuple[APIRouter, ...] = (
     analytics.router,
     invoices.router,
     audit.router,
+    health.router,
 )
