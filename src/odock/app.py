@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from typing import TYPE_CHECKING
 
 from odock.admin.demo import demo_banner, seed_demo, welcome_lines
@@ -25,9 +26,10 @@ from odock.identity.welcome import WELCOME_PATH, issue_welcome_link
 from odock.ids import accept_request_id
 from odock.runtime import Runtime, open_runtime
 from odock.settings import Settings
-from odock.web.asgi import Message, Receive, Scope, Send, header_map, send_error
+from odock.telemetry import metrics
+from odock.web.asgi import METRICS_ROUTE, Message, Receive, Scope, Send, header_map, send_error
 from odock.web.console.paths import PAGE_PREFIXES
-from odock.web.gateway import Gateway
+from odock.web.gateway import METRICS_PATH, Gateway
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -71,17 +73,22 @@ class OdockApp:
         gateway = self._gateway
         if gateway is None:
             raise RuntimeError("the app was not started (no lifespan)")
-        started = False
+        status = 0  # the answer's, once its head went out
 
         async def tracking_send(message: Message) -> None:
-            nonlocal started
+            nonlocal status
             if message["type"] == "http.response.start":
-                started = True
+                status = message["status"]
             await send(message)
 
+        path = scope["path"]
+        # A scrape is not counted in flight: an idle gateway reads 0, not the scrape itself.
+        counted = path != METRICS_PATH
+        started = metrics.http_request_started() if counted else time.perf_counter()
+        route = metrics.OTHER_ROUTE
         try:
-            path = scope["path"]
             if self._api is not None and _is_control_plane(path):
+                route = API_ROUTE if path == "/api" or path.startswith("/api/") else CONSOLE_ROUTE
                 await self._api(scope, receive, tracking_send)
             elif self.settings.components == "control-plane" and path not in _ALWAYS_SERVED:
                 await _not_served(tracking_send, _request_id(scope))
@@ -91,13 +98,16 @@ class OdockApp:
             # The server cancelled the request (shutdown past its grace period). This is the
             # request's outermost frame: answer in JSON if nothing was sent yet (the server would
             # send a plain-text 500) and end the request here, the way the server meant.
-            if not started:
-                await send_error(send, ServerShuttingDown(), {"x-request-id": _request_id(scope)})
+            if not status:
+                await send_error(tracking_send, ServerShuttingDown(), {"x-request-id": _request_id(scope)})
         except Exception:
             # The outermost handler: a bug must still produce a JSON 500, never a hang.
             log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
-            if not started:
-                await send_error(send, OdockError(), {"x-request-id": _request_id(scope)})
+            if not status:
+                await send_error(tracking_send, OdockError(), {"x-request-id": _request_id(scope)})
+        finally:
+            route = scope.get(METRICS_ROUTE, route)
+            metrics.http_request_answered(route, status, started, in_flight=counted)
 
     async def startup(self) -> None:
         """Open the runtime (also usable without an ASGI server, e.g. in tests)."""
@@ -193,8 +203,11 @@ class OdockApp:
                 return
 
 
-# A control-plane-only process still answers health probes.
-_ALWAYS_SERVED = frozenset({"/v1/health", "/v1/healthz"})
+# A control-plane-only process still answers health probes and metric scrapes.
+_ALWAYS_SERVED = frozenset({"/v1/health", "/v1/healthz", METRICS_PATH})
+# The route label of the control plane's requests: the REST API, and the console's pages.
+API_ROUTE = "/api"
+CONSOLE_ROUTE = "/console"
 
 
 async def _not_served(send: Send, request_id: str) -> None:

@@ -2,7 +2,9 @@
 
 ``open_runtime(settings)`` is the lifespan body: it opens the database engine, Redis (production
 mode), the shared cache and invalidation bus, the upstream HTTP pool and the usage recorder, and
-closes them in reverse order on exit (queued usage is flushed before the database closes).
+closes them in reverse order on exit (queued usage is flushed before the database closes). The
+metrics (odock.telemetry) are wired here too: the bus and the vault report to them, and with
+several workers each one keeps its process figures current for the scrape.
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ from odock.providers.vault import ProviderKeyVault
 from odock.routing.redis_store import RedisRoutingStore
 from odock.routing.store import MemoryRoutingStore
 from odock.settings import Settings
+from odock.telemetry import metrics
+from odock.telemetry.exposition import sampling_process_metrics
 from odock.usage.journal import JournalQueue
 from odock.usage.queue import UsageQueue
 from odock.usage.recorder import UsageRecorder
@@ -188,6 +192,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     """Open every resource; close them all, in reverse order, on exit."""
     async with contextlib.AsyncExitStack() as stack:
         tracing = await open_tracing(settings, stack)
+        await stack.enter_async_context(sampling_process_metrics())
         engine = create_engine(settings.resolved_database_url, pool_size=settings.database_pool_size)
         stack.push_async_callback(engine.dispose)
         await prepare_schema(engine, settings)
@@ -244,6 +249,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             max_entries=max_entries,
             timeout_seconds=settings.mcp_upstream_timeout_seconds,
         )
+        bus.subscribe(metrics.invalidation_applied)
         await bus.start()
         stack.push_async_callback(bus.stop)
 
@@ -257,7 +263,11 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         )
         stack.push_async_callback(upstream.close)
         adapters = open_adapters(upstream)
-        vault = ProviderKeyVault(decrypter, settings.provider_key_decrypt_cache_ttl_seconds)
+        vault = ProviderKeyVault(
+            decrypter,
+            settings.provider_key_decrypt_cache_ttl_seconds,
+            on_decrypt=metrics.provider_key_decrypted,
+        )
 
         link: RedisLink | None = None
         if settings.redis_url:

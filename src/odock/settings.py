@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     log_prompts: bool = Field(
         False, description="Log prompts and unary answers at INFO (privacy risk; never keys)"
     )
+    metrics_enabled: bool = Field(True, description="Serve GET /metrics (Prometheus text format)")
+    metrics_token: SecretStr | None = Field(
+        None, description="Bearer token a scrape of /metrics must present; unset = open"
+    )
 
     # --- storage ------------------------------------------------------------------------
     database_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite in data_dir")

@@ -38,6 +38,7 @@ from odock.ids import RequestId, ordered_hex_id
 from odock.llm.upstream import Endpoint, Usage
 from odock.pipeline.exchange import Exchange, Metered
 from odock.pipeline.runner import SplitStage
+from odock.telemetry import metrics
 
 log = logging.getLogger(__name__)
 
@@ -100,12 +101,16 @@ class BudgetGate(SplitStage):
                 result = await self._prime_and_reserve(ex, lines, result.cold_keys)
         except MeterStoreUnavailable:
             if not self._fail_open:
+                metrics.budget_decision("reject")
                 raise
+            metrics.budget_decision("fail_open")
             ex.governance.budgets_unavailable = True
             log.warning("budget store unavailable; admitting request %s (fail-open)", ex.request_id)
             return
         if result.outcome is ReserveOutcome.REJECTED:
+            metrics.budget_decision("reject")
             raise _rejection(result, lines)
+        metrics.budget_decision("allow")
         ex.meter_lines = lines
 
     def start_after(self, ex: Exchange) -> Awaitable[None]:
@@ -153,11 +158,15 @@ class BudgetGate(SplitStage):
             result = await self._send_reserve_as(reservation, extra)
         except MeterStoreUnavailable:
             if not self._fail_open:
+                metrics.budget_decision("reject")
                 raise
+            metrics.budget_decision("fail_open")
             ex.governance.budgets_unavailable = True
             return None
         if result.outcome is ReserveOutcome.REJECTED:
+            metrics.budget_decision("reject")
             raise _rejection(result, extra)
+        metrics.budget_decision("allow")
         if result.outcome is not ReserveOutcome.RESERVED:
             return None  # a counter gone cold mid-request: the settlement still counts the actual
         for line in extra:

@@ -51,6 +51,7 @@ def serve(
     import uvicorn
 
     from odock.app import create_app
+    from odock.telemetry.exposition import multiprocess_directory
     from odock.telemetry.logging import configure_logging
     from odock.web.http_protocol import protocol_factory
 
@@ -86,7 +87,9 @@ def serve(
         os.environ[f"ODOCK_{name.upper()}"] = str(getattr(settings, name))
     if settings.config:
         os.environ["ODOCK_CONFIG"] = str(settings.config)
-    uvicorn.run("odock.cli.main:worker_app", factory=True, workers=settings.workers, **common)
+    # The workers keep their metrics in files of a directory of their own, summed by the scrape.
+    with multiprocess_directory():
+        uvicorn.run("odock.cli.main:worker_app", factory=True, workers=settings.workers, **common)
 
 
 def worker_app() -> Any:

@@ -10,7 +10,8 @@ Post-flight releases the leases and reconciles the TPM reservation to the tokens
 it runs on every exit path. Once the final gate was entered, its ``after()`` does it for every
 gate in one limiter call; otherwise each earlier gate releases its own leases. When the
 limiter's store is unreachable, ``fail_open`` decides: closed (the default) answers 503
-``ratelimit_unavailable``; open admits and marks the usage record.
+``ratelimit_unavailable``; open admits and marks the usage record. Each gate that has limits to
+apply counts its one decision (allow, reject or fail_open) in the metrics.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from odock.limits.plan import CheckPlanner, LimitCheck
 from odock.limits.policy import PolicyResolver, Scope, ScopePolicy
 from odock.pipeline.exchange import Exchange
 from odock.pipeline.runner import SplitStage
+from odock.telemetry import metrics
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,7 @@ class _Gate:
     """Shared mechanics: admit with the fail mode, remember receipts and shadow denials."""
 
     name = "ratelimit"
+    stage = ""  # the gate's ``ratelimit_stage`` metric label, and the slot of its receipt
 
     def __init__(self, limiter: RateLimiter, resolver: PolicyResolver, *, fail_open: bool) -> None:
         self._limiter = limiter
@@ -55,28 +58,35 @@ class _Gate:
             log.info(
                 "shadow rate-limit denial %s on %s for request %s", denial.code, denial.scope, ex.request_id
             )
-        decision.raise_if_denied()
+        if decision.denial is not None:
+            metrics.ratelimit_decision(self.stage, "reject")
+            decision.raise_if_denied()
 
-    def _admit(self, ex: Exchange, checks: Sequence[LimitCheck], slot: str) -> Awaitable[None]:
-        """Send the admission now; awaiting it judges the decision and keeps the receipt in ``slot``."""
+    def _admit(self, ex: Exchange, checks: Sequence[LimitCheck]) -> Awaitable[None]:
+        """Send the admission now; awaiting it judges the decision and keeps the receipt (one
+        decision recorded per gate: the checks already judged passed)."""
         if not checks:
+            metrics.ratelimit_decision(self.stage, "allow")
             return ready(None)
-        return self._admitted(ex, self._limiter.admit(ex.request_id, checks), slot)
+        return self._admitted(ex, self._limiter.admit(ex.request_id, checks))
 
-    async def _admitted(self, ex: Exchange, sent: Awaitable[Decision], slot: str) -> None:
+    async def _admitted(self, ex: Exchange, sent: Awaitable[Decision]) -> None:
         try:
             decision = await sent
         except RateLimiterUnavailable:
             if not self._fail_open:
+                metrics.ratelimit_decision(self.stage, "reject")
                 raise
+            metrics.ratelimit_decision(self.stage, "fail_open")
             ex.governance.ratelimit_unavailable = True
             log.warning("rate limiter unavailable; admitting request %s (fail-open)", ex.request_id)
             return
         self._judge(ex, decision)
+        metrics.ratelimit_decision(self.stage, "allow")
         receipt = decision.receipt
         if receipt is not None and receipt.quota is not None:
             _advertise(ex, receipt)
-        ex.limit_receipts[slot] = receipt
+        ex.limit_receipts[self.stage] = receipt
 
     async def _release(self, receipt: Receipt | None) -> None:
         if receipt is None or not receipt.leases:
@@ -91,6 +101,7 @@ class PreAuthGate(_Gate):
     """Global policy, before any key lookup."""
 
     name = "ratelimit_pre_auth"
+    stage = "pre_auth"
 
     async def before(self, ex: Exchange) -> None:
         """Check global IP lists and admit against global request limits."""
@@ -98,7 +109,7 @@ class PreAuthGate(_Gate):
         if not scopes:
             return
         self._judge(ex, check_ip(scopes, ex.client_ip))
-        await self._admit(ex, self._planner.requests(scopes), "pre_auth")
+        await self._admit(ex, self._planner.requests(scopes))
 
     async def after(self, ex: Exchange) -> None:
         """Release global concurrency leases."""
@@ -109,6 +120,7 @@ class EarlyGate(_Gate):
     """Organisation, team and key policies, before the body is decoded."""
 
     name = "ratelimit_early"
+    stage = "early"
 
     async def before(self, ex: Exchange) -> None:
         """IP lists, payload size, concurrency and request rates of the key's scopes."""
@@ -118,7 +130,7 @@ class EarlyGate(_Gate):
             return
         self._judge(ex, check_ip(scopes, ex.client_ip))
         self._judge(ex, check_payload(scopes, len(ex.body)))
-        await self._admit(ex, self._planner.requests(scopes), "early")
+        await self._admit(ex, self._planner.requests(scopes))
 
     async def after(self, ex: Exchange) -> None:
         """Release the key scopes' concurrency leases."""
@@ -129,6 +141,7 @@ class FinalGate(_Gate, SplitStage):
     """Model request limits and a TPM reservation on every scope, once the model is known."""
 
     name = "ratelimit_final"
+    stage = "final"
 
     def __init__(
         self,
@@ -152,7 +165,7 @@ class FinalGate(_Gate, SplitStage):
         estimate = ex.tokens.input + ex.tokens.output
         ex.governance.tpm_estimate = estimate
         checks = self._planner.requests(resource) + self._planner.tokens(everything, estimate)
-        return self._admit(ex, checks, "final")
+        return self._admit(ex, checks)
 
     async def release_attempt(self, ex: Exchange) -> None:
         """Give back what a failed attempt took (its model's leases, every scope's TPM reservation:

@@ -13,7 +13,7 @@ with a clear error instead of sending garbage upstream.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 
 from odock.cache.local import TtlCache
@@ -30,8 +30,16 @@ NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 class ProviderKeyVault:
     """Opens provider-key and provider-header envelopes, caching plaintext in memory only."""
 
-    def __init__(self, decrypter: EnvelopeDecrypter | None, ttl: float, max_entries: int = 10_000) -> None:
+    def __init__(
+        self,
+        decrypter: EnvelopeDecrypter | None,
+        ttl: float,
+        max_entries: int = 10_000,
+        *,
+        on_decrypt: Callable[[], None] | None = None,
+    ) -> None:
         self._decrypter = decrypter
+        self._on_decrypt = on_decrypt  # told of every provider key decrypted (the metrics count them)
         self._ttl = ttl
         self._cache: TtlCache[tuple[str, str], str] = TtlCache(max_entries)
         self._headers: TtlCache[tuple[str, str], Mapping[str, str]] = TtlCache(max_entries)
@@ -66,6 +74,8 @@ class ProviderKeyVault:
                 self.decrypt_failures += 1
                 log.error("provider key %s cannot be decrypted: %s", ref.id, exc)
                 raise ProviderApiKeyUnreadable() from exc
+            if self._on_decrypt is not None:
+                self._on_decrypt()
         self._cache.set(cache_key, plain, self._ttl)
         return plain
 

@@ -1,1 +1,1 @@
-"""Telemetry: logging setup (metrics and traces arrive with the observability issue)."""
+"""Telemetry: logging setup, prompt logging, Prometheus metrics (metrics.py, exposition.py)."""

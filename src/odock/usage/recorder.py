@@ -37,6 +37,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from odock.errors import MeterStoreUnavailable
 from odock.ids import RequestId
+from odock.telemetry import metrics
 from odock.usage.bulk import RecordsRefused
 from odock.usage.intent import INTERRUPTED, UsageIntent
 from odock.usage.postgres_writer import WriteFailed
@@ -146,6 +147,7 @@ class UsageRecorder:
     def submit(self, event: UsageEvent) -> None:
         """Queue an event; never blocks, never raises."""
         self._queue.append(event)
+        metrics.usage_queue_depth(self._queue.pending)
         self._since_wake += 1
         if self._since_wake >= self._batch_size:
             self._since_wake = 0
@@ -172,6 +174,7 @@ class UsageRecorder:
         try:
             await asyncio.wait_for(self._drain(), self._close_timeout)
         except (*_WRITE_ERRORS, TimeoutError) as exc:
+            metrics.usage_flush_failed()
             log.error("usage records not written at shutdown stay queued for the next start: %r", exc)
         finally:
             await self._queue.close()
@@ -214,6 +217,7 @@ class UsageRecorder:
                 await self._pause(self._interval)
             except _WRITE_ERRORS as exc:
                 self.flush_errors += 1
+                metrics.usage_flush_failed()
                 log.error("usage flush failed (%s); %d records kept for retry", exc, self.pending)
                 await self._pause(backoff)
                 backoff = min(backoff * 2, _BACKOFF_MAX)
@@ -241,6 +245,8 @@ class UsageRecorder:
             read = len(self._in_flight)
             self.written += read - dead_lettered
             self._in_flight = []
+            metrics.usage_flushed(read - dead_lettered, dead_lettered)
+            metrics.usage_queue_depth(self._queue.pending)
             return read
 
     async def _settle_reservations(self, events: list[UsageEvent]) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 from odock.errors import UsageBacklog
 from odock.llm.upstream import Endpoint
 from odock.pipeline.exchange import Exchange
+from odock.telemetry import metrics
 from odock.telemetry.requestlog import LogRequests, log_request
 from odock.usage.intent import UsageIntent
 from odock.usage.record import USAGE_METADATA_SCHEMA, UsageEvent
@@ -121,9 +122,10 @@ class RecordUsage:
             raise UsageBacklog(headers={"Retry-After": "1"})
 
     async def after(self, ex: Exchange) -> None:
-        """Queue the record of an authenticated request; log the request (ODOCK_LOG_REQUESTS)."""
+        """Queue the record of an authenticated request; record every request's metrics and log it."""
         if ex.principal is not None:
             self._recorder.submit(usage_event(ex))
+        metrics.record_model_call(ex)
         log_request(ex, self._log_requests)
 
 

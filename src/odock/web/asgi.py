@@ -20,6 +20,9 @@ CLIENT_CONNECTION = "odock.client_connection"
 # authorised to use that key; a server builds a client's scope from the request line and headers
 # alone, so no client can set it. Its cost on the hot path is one dict lookup per model call.
 ACTING_KEY_HASH = "odock.acting_key_hash"
+# Scope key where the dispatcher names the route a request took, as a bounded template (the
+# ``route`` label of the HTTP metrics: odock.telemetry.metrics); unset for a path no route claims.
+METRICS_ROUTE = "odock.metrics_route"
 
 
 class ClientConnection(Protocol):

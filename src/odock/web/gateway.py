@@ -5,6 +5,7 @@ Model calls go through the pipeline; the other routes authenticate and answer di
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import time
@@ -14,6 +15,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
+from prometheus_client import CONTENT_TYPE_LATEST
 from redis.exceptions import RedisError
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
@@ -38,10 +40,12 @@ from odock.surfaces import anthropic_messages, gemini
 from odock.surfaces.json_body import parse_json_object
 from odock.surfaces.registry import ANTHROPIC_MESSAGES, GEMINI_GENERATE, gemini_route, model_call_route
 from odock.surfaces.surface import Params, Surface
+from odock.telemetry import exposition
 from odock.telemetry.context import RequestTag, current_request
 from odock.web.asgi import (
     ACTING_KEY_HASH,
     CLIENT_CONNECTION,
+    METRICS_ROUTE,
     ClientGone,
     Receive,
     Scope,
@@ -59,6 +63,9 @@ from odock.web.responder import AsgiResponder
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Scope, Receive, Send, dict[str, str]], Awaitable[None]]
+
+METRICS_PATH = "/metrics"
+MCP_ROUTE = "/mcp"  # the route label of every MCP request (its paths name servers)
 
 
 class Gateway:
@@ -85,6 +92,7 @@ class Gateway:
             "/v1/health": {"GET": self._health},
             "/v1/healthz": {"GET": self._ready},
             INVALIDATION_PATH: {"POST": self._invalidate},
+            METRICS_PATH: {"GET": self._metrics},
         }
 
     def handles(self, path: str) -> bool:
@@ -96,20 +104,29 @@ class Gateway:
         path, method = scope["path"], scope["method"]
         query = _query(scope, headers)
         call = model_call_route(path)
-        if call is not None and method == "POST":
+        if call is not None:
             surface, params = call
-            # The pipeline stamps its own request id.
-            await self._model_call(surface, {**params, **query}, scope, receive, send, headers)
-            return
-        if call is None and is_mcp_path(path):
+            scope[METRICS_ROUTE] = route = _route(path, params)
+            if method == "POST":
+                # The pipeline stamps its own request id.
+                await self._model_call(surface, route, {**params, **query}, scope, receive, send, headers)
+                return
+        elif is_mcp_path(path):
+            scope[METRICS_ROUTE] = MCP_ROUTE
             await self._mcp(scope, receive, send, headers)
             return
         request_id = accept_request_id(headers.get("x-request-id"))
-        methods = self._routes.get(path) or self._gemini_counting(path)
+        methods = self._routes.get(path)
+        route = path
+        if methods is None:
+            methods = self._gemini_counting(path)
+            route = _bounded(path)
+        if methods:
+            scope[METRICS_ROUTE] = route
         handler = methods.get(method)
         allowed = ["POST"] if call is not None else list(methods)
         if handler is not None:
-            logged_as = current_request.set(RequestTag(request_id, _bounded(path)))
+            logged_as = current_request.set(RequestTag(request_id, route))
             try:
                 await handler(scope, receive, stamped(send, request_id), headers)
             finally:
@@ -126,6 +143,7 @@ class Gateway:
     async def _model_call(
         self,
         surface: Surface,
+        route: str,
         params: Params,
         scope: Scope,
         receive: Receive,
@@ -146,7 +164,7 @@ class Gateway:
         ex = Exchange(
             request_id=request_id,
             endpoint=surface.endpoint,
-            route=_route(scope["path"], params),
+            route=route,
             method=scope["method"],
             headers=headers,
             client_ip=client_ip(client[0] if client else None, headers, self._trusted_proxies),
@@ -319,6 +337,25 @@ class Gateway:
         unavailable = DependencyUnavailable("a dependency is unavailable").payload()
         await send_bytes(send, 503, orjson.dumps({"status": "unavailable", "checks": checks, **unavailable}))
 
+    async def _metrics(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]) -> None:
+        """The Prometheus exposition (docs/observability.md#metrics); 404 when metrics are off, 401
+        without the configured bearer token."""
+        settings = self._rt.settings
+        if not settings.metrics_enabled:
+            await send_error(send, NotFound("metrics are disabled (ODOCK_METRICS_ENABLED=false)"))
+            return
+        token = settings.metrics_token
+        required = token.get_secret_value() if token is not None else ""
+        if required and not _bearer_is(headers.get("authorization", ""), required):
+            await send_error(
+                send,
+                Unauthorized("a scrape of /metrics needs the metrics bearer token"),
+                {"www-authenticate": "Bearer"},
+            )
+            return
+        body = await asyncio.to_thread(exposition.render)
+        await send_bytes(send, 200, body, [(b"content-type", CONTENT_TYPE_LATEST.encode())])
+
     async def _invalidate(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]) -> None:
         secret = self._rt.settings.cache_invalidation_secret
         presented = headers.get(INVALIDATION_SECRET_HEADER, "")
@@ -358,9 +395,15 @@ def _query(scope: Scope, headers: dict[str, str]) -> dict[str, str]:
 
 
 def _bounded(path: str) -> str:
-    """The route a log line names for a path of the gateway's own routes (Gemini's model as ``{model}``)."""
+    """The route metrics and log context name for a gateway path ({model} in Gemini's paths)."""
     model, _ = gemini_route(path)
     return _route(path, {"model": model}) if model else path
+
+
+def _bearer_is(authorization: str, token: str) -> bool:
+    """Whether an ``Authorization`` header presents ``token`` as a bearer token (in constant time)."""
+    scheme, _, presented = authorization.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(presented.strip().encode(), token.encode())
 
 
 def _route(path: str, params: Params) -> str:

@@ -30,6 +30,7 @@ from odock.errors import (
 from odock.llm.upstream import Endpoint, Usage
 from odock.pipeline.exchange import Exchange
 from odock.surfaces.stage import estimate
+from tests.support.metrics import counted
 from tests.support.stages import (
     INPUT_TOKEN_NANOS,
     OUTPUT_TOKEN_NANOS,
@@ -43,6 +44,7 @@ from tests.support.stages import (
 
 PROMPT_TOKENS = 6  # the estimate for the default body's one "hello" message
 DEFAULT_OUTPUT = 50
+DECISIONS = "gateway_budget_decisions_total"
 
 
 @pytest.fixture
@@ -322,9 +324,11 @@ async def test_fail_closed_refuses_when_the_store_is_unreachable(
     unreachable: RedisMeterStore, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     """With fail_open off, an unreachable counter store is 503 budget_enforcement_unavailable."""
+    rejected = counted(DECISIONS, decision="reject")
     error = await refusal(gate(unreachable, sessions), request(meter()))
     assert type(error) is MeterStoreUnavailable
     assert (error.code, error.http_status) == ("budget_enforcement_unavailable", 503)
+    assert counted(DECISIONS, decision="reject") == rejected + 1
 
 
 async def test_fail_open_admits_and_marks_the_request(
@@ -333,7 +337,9 @@ async def test_fail_open_admits_and_marks_the_request(
     """With fail_open on, the request goes ahead unreserved and is marked for the usage record."""
     ex = request(meter())
     budgets = gate(unreachable, sessions, fail_open=True)
+    admitted = counted(DECISIONS, decision="fail_open")
     await budgets.before(ex)
+    assert counted(DECISIONS, decision="fail_open") == admitted + 1
     assert ex.governance.budgets_unavailable is True
     assert ex.meter_lines == []
     await budgets.after(answered(ex, Usage(1, 1, 2)))  # nothing held: nothing to settle

@@ -30,9 +30,11 @@ from odock.limits.stage import EarlyGate, FinalGate, PreAuthGate
 from odock.llm.upstream import Usage
 from odock.pipeline.exchange import Exchange
 from odock.surfaces.stage import estimate
+from tests.support.metrics import counted
 from tests.support.stages import exchange, principal, refusal, resolved_model
 
 DEFAULT_OUTPUT = 50
+DECISIONS = "gateway_ratelimit_decisions_total"
 PROMPT_TOKENS = 6  # the estimate for the default body's one "hello" message
 
 
@@ -332,9 +334,11 @@ async def test_fail_closed_refuses_when_the_store_is_unreachable(
         "early": early(unreachable),
         "final": final(unreachable),
     }
+    rejected = counted(DECISIONS, ratelimit_stage=gate_kind, decision="reject")
     error = await refusal(gates[gate_kind], resolved(key, model_policies=limited))
     assert type(error) is RateLimiterUnavailable
     assert (error.code, error.http_status) == ("ratelimit_unavailable", 503)
+    assert counted(DECISIONS, ratelimit_stage=gate_kind, decision="reject") == rejected + 1
 
 
 @pytest.mark.parametrize("gate_kind", ["pre_auth", "early", "final"])
@@ -348,9 +352,11 @@ async def test_fail_open_admits_and_marks_the_request(unreachable: RedisRateLimi
         "final": final(unreachable, fail_open=True),
     }
     ex = resolved(key, model_policies=limited)
+    admitted = counted(DECISIONS, ratelimit_stage=gate_kind, decision="fail_open")
     await gates[gate_kind].before(ex)
     assert ex.governance.ratelimit_unavailable is True
     assert ex.limit_receipts == {}
+    assert counted(DECISIONS, ratelimit_stage=gate_kind, decision="fail_open") == admitted + 1
 
 
 async def test_after_survives_an_unreachable_store(unreachable: RedisRateLimiter) -> None:
