@@ -186,7 +186,7 @@ def test_every_query_reads_an_exported_series(exposition: Exposition) -> None:
         for metric in sorted(_reads(query)[0].metrics - SCRAPE_SERIES):
             if metric not in exposition.declared:
                 problems.append(f"{query.where}: {metric} is not exported")
-    assert problems == []
+    assert not problems, "\n".join(problems)
 
 
 def test_every_label_a_query_uses_is_on_its_series(exposition: Exposition) -> None:
@@ -206,7 +206,7 @@ def test_every_label_a_query_uses_is_on_its_series(exposition: Exposition) -> No
             for metric in sorted(metrics & set(exposition.labels)):
                 if label not in exposition.labels[metric]:
                     problems.append(f"{query.where}: {metric} has no label {label} to group by")
-    assert problems == []
+    assert not problems, "\n".join(problems)
 
 
 def test_the_dashboards_show_every_gateway_metric(exposition: Exposition) -> None:
@@ -221,7 +221,7 @@ def test_the_dashboards_show_every_gateway_metric(exposition: Exposition) -> Non
         base = family.removesuffix("_total")
         if not any(metric == family or metric.startswith(base + "_") for metric in shown):
             missing.append(family)
-    assert missing == []
+    assert not missing, f"on no dashboard: {missing}"
 
 
 def test_every_dashboard_query_is_valid_promql(tmp_path: Path) -> None:

@@ -8,10 +8,12 @@ its HTTP API.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -52,6 +54,7 @@ class RunningPrometheus:
             )
         )
         self._process: subprocess.Popen[bytes] | None = None
+        self._http = httpx.Client(base_url=self.base_url, timeout=30)  # one connection for every query
 
     def __enter__(self) -> Self:
         self.start()
@@ -89,17 +92,18 @@ class RunningPrometheus:
                 self._process.kill()
                 self._process.wait(timeout=30)
         self._process = None
+        self._http.close()
         shutil.rmtree(self.data, ignore_errors=True)
 
     def _ready(self) -> bool:
         try:
-            return httpx.get(self.base_url + "/-/ready", timeout=5).status_code == 200
+            return self._http.get("/-/ready", timeout=5).status_code == 200
         except httpx.TransportError:
             return False
 
     def api(self, path: str, **params: Any) -> Any:
         """``GET /api/v1/{path}``'s ``data`` (fails on an API error)."""
-        reply = httpx.get(f"{self.base_url}/api/v1/{path}", params=params, timeout=30)
+        reply = self._http.get(f"/api/v1/{path}", params=params)
         body = reply.json()
         assert body["status"] == "success", f"{path} {params}: {body}"
         return body["data"]
@@ -109,6 +113,10 @@ class RunningPrometheus:
         data = self.api("query", query=expr)
         result: list[dict[str, Any]] = data["result"] if data["resultType"] == "vector" else []
         return result
+
+    def now(self) -> float:
+        """Prometheus's clock (Unix seconds)."""
+        return float(self.api("query", query="time()")["result"][1])
 
     def wait_for(self, found: Callable[[], T | None], what: str, timeout: float = 30.0) -> T:
         """Poll ``found`` until it returns something truthy, failing after ``timeout`` seconds."""
@@ -127,3 +135,12 @@ class RunningPrometheus:
     def logs(self) -> str:
         """What Prometheus has logged so far."""
         return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+def instant(timestamp: str) -> float:
+    """Unix seconds of an RFC 3339 timestamp of the API (nanosecond fractions included)."""
+    match = re.fullmatch(r"([0-9-]+T[0-9:]+)(\.[0-9]+)?(Z|[+-][0-9:]+)", timestamp)
+    assert match is not None, timestamp
+    whole, fraction, zone = match.groups()
+    seconds = datetime.fromisoformat(whole + ("+00:00" if zone == "Z" else zone)).timestamp()
+    return seconds + float("0" + (fraction or ""))
