@@ -172,6 +172,7 @@ def records(world: World, count: int, seed: int = 7) -> Iterator[list[dict[str, 
                 "upstream_latency_ms": max(latency - overhead, 0.0),
                 "gateway_overhead_ms": overhead,
                 "provider_request_id": f"req_{rng.getrandbits(64):016x}",
+                "trace_id": None,
                 "tokens": {"prompt_tokens": prompt, "completion_tokens": completion, "cached_tokens": cached},
                 "billing": {
                     "input_cost_nanos_usd": input_cost,

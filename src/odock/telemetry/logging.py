@@ -126,6 +126,9 @@ def configure_logging(level: str, fmt: LogFormat, stream: TextIO | None = None) 
     for name in _DATA_BEARING_LIBRARIES:
         logging.getLogger(name).setLevel(max(numeric, logging.WARNING))
     # Python's warnings would otherwise reach stderr as bare text lines between the JSON ones.
+    # Released first: a capture installed earlier may have been undone by whoever replaced
+    # warnings.showwarning since (captureWarnings(True) alone would then do nothing).
+    logging.captureWarnings(False)
     logging.captureWarnings(True)
     # The demo banner is meant to be read by a person: print it without decoration.
     demo = logging.getLogger("odock.demo")
