@@ -95,10 +95,24 @@ class BudgetGate(SplitStage):
 
     async def _held(self, ex: Metered, lines: list[HeldLine], sent: Awaitable[ReserveResult]) -> None:
         """Judge the reservation ``sent`` (priming cold windows first); keep the lines if it holds."""
+        if await self._judged(ex, lines, self._primed(ex, lines, sent)) is not None:
+            ex.meter_lines = lines
+
+    async def _primed(
+        self, ex: Metered, lines: list[HeldLine], sent: Awaitable[ReserveResult]
+    ) -> ReserveResult:
+        result = await sent
+        if result.outcome is ReserveOutcome.COLD:
+            result = await self._prime_and_reserve(ex, lines, result.cold_keys)
+        return result
+
+    async def _judged(
+        self, ex: Metered, lines: list[HeldLine], sent: Awaitable[ReserveResult]
+    ) -> ReserveResult | None:
+        """The reservation ``sent`` once it held; None when the store did not answer and the gate
+        fails open; the refusal raised (and the decision counted in the metrics either way)."""
         try:
             result = await sent
-            if result.outcome is ReserveOutcome.COLD:
-                result = await self._prime_and_reserve(ex, lines, result.cold_keys)
         except MeterStoreUnavailable:
             if not self._fail_open:
                 metrics.budget_decision("reject")
@@ -106,12 +120,12 @@ class BudgetGate(SplitStage):
             metrics.budget_decision("fail_open")
             ex.governance.budgets_unavailable = True
             log.warning("budget store unavailable; admitting request %s (fail-open)", ex.request_id)
-            return
+            return None
         if result.outcome is ReserveOutcome.REJECTED:
             metrics.budget_decision("reject")
             raise _rejection(result, lines)
         metrics.budget_decision("allow")
-        ex.meter_lines = lines
+        return result
 
     def start_after(self, ex: Exchange) -> Awaitable[None]:
         """Settle the model call's actual usage, or release when the upstream was not called (sent now)."""
@@ -154,21 +168,9 @@ class BudgetGate(SplitStage):
         if not extra:
             return None
         reservation = ordered_hex_id()
-        try:
-            result = await self._send_reserve_as(reservation, extra)
-        except MeterStoreUnavailable:
-            if not self._fail_open:
-                metrics.budget_decision("reject")
-                raise
-            metrics.budget_decision("fail_open")
-            ex.governance.budgets_unavailable = True
-            return None
-        if result.outcome is ReserveOutcome.REJECTED:
-            metrics.budget_decision("reject")
-            raise _rejection(result, extra)
-        metrics.budget_decision("allow")
-        if result.outcome is not ReserveOutcome.RESERVED:
-            return None  # a counter gone cold mid-request: the settlement still counts the actual
+        result = await self._judged(ex, extra, self._send_reserve_as(reservation, extra))
+        if result is None or result.outcome is not ReserveOutcome.RESERVED:
+            return None  # fail-open, or a counter gone cold mid-request: the settlement counts the actual
         for line in extra:
             held[line.key] = held.get(line.key, 0) + line.amount
         return reservation

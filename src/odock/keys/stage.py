@@ -15,13 +15,20 @@ from odock.pipeline.exchange import Exchange
 KEY_HEADERS = ("x-api-key", "x-goog-api-key")
 
 
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header value; None for any other."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
 def presented_secret(headers: dict[str, str]) -> str | None:
     """The API key from ``Authorization: Bearer``, ``X-API-Key`` or ``X-Goog-Api-Key``."""
-    auth = headers.get("authorization")
-    if auth:
-        scheme, _, token = auth.partition(" ")
-        if scheme.lower() == "bearer" and token.strip():
-            return token.strip()
+    token = bearer_token(headers.get("authorization"))
+    if token is not None:
+        return token
     for name in KEY_HEADERS:
         key = headers.get(name)
         if key and key.strip():

@@ -21,7 +21,7 @@ from odock.limits.decision import Receipt
 from odock.llm.translate import EmbeddingTranslation, Translation
 from odock.llm.upstream import Endpoint, StreamResult, UnaryResult, Usage
 from odock.providers.adapters.base import Adapter, UpstreamCall
-from odock.providers.catalog import Deployment, ResolvedModel
+from odock.providers.catalog import Deployment, ProviderTarget, ResolvedModel
 from odock.routing.route import Route
 from odock.surfaces.surface import Params, Surface
 
@@ -161,6 +161,13 @@ class Exchange:
     def organisation_id(self) -> str | None:
         """The calling key's organisation, once authenticated (read by log records)."""
         return self.principal.organisation_id if self.principal is not None else None
+
+    @property
+    def provider(self) -> ProviderTarget | None:
+        """The provider called (the answering attempt's when routed), else the model's own."""
+        if self.call is not None:
+            return self.call.provider
+        return self.model.provider if self.model is not None else None
 
     def estimated_input_tokens(self) -> int:
         """Input tokens estimated from the request body (before the provider says)."""

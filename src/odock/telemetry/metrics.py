@@ -30,8 +30,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disa
 from odock import __version__
 from odock.errors import ServerShuttingDown, UpstreamCoolingDown, UpstreamError, UpstreamStreamInterrupted
 from odock.llm.upstream import Endpoint
-from odock.providers.provider_types import spec_of
 from odock.routing.route import FAILED, SUCCESS, Route
+from odock.telemetry.genai import operation_name
 
 if TYPE_CHECKING:
     from odock.pipeline.exchange import Exchange
@@ -247,19 +247,9 @@ def _series(provider_type: str, endpoint: Endpoint) -> _CallSeries:
     series = _SERIES.get((provider_type, endpoint))
     if series is None:
         series = _SERIES[(provider_type, endpoint)] = _CallSeries(
-            provider_type.lower(), endpoint.value, _operation(provider_type, endpoint)
+            provider_type.lower(), endpoint.value, operation_name(endpoint, provider_type)
         )
     return series
-
-
-def _operation(provider_type: str, endpoint: Endpoint) -> str:
-    """The OpenTelemetry GenAI operation name of a call of ``endpoint`` on this provider type."""
-    if endpoint is Endpoint.EMBEDDINGS:
-        return "embeddings"
-    spec = spec_of(provider_type)
-    if endpoint is Endpoint.CHAT and spec is not None and spec.transport == "gemini":
-        return "generate_content"
-    return "chat" if endpoint in (Endpoint.CHAT, Endpoint.RESPONSES) else endpoint.value
 
 
 def record_model_call(ex: Exchange) -> None:
@@ -267,7 +257,7 @@ def record_model_call(ex: Exchange) -> None:
     route = ex.routing
     if route is not None:
         _record_route(ex, route)
-    provider = ex.call.provider if ex.call is not None else ex.model.provider if ex.model else None
+    provider = ex.provider
     if provider is None:
         return  # refused before a model (and its provider) was known
     series = _series(provider.type, ex.endpoint)

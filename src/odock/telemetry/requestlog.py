@@ -51,7 +51,7 @@ def decision(ex: Exchange) -> str:
 def request_fields(ex: Exchange) -> dict[str, Any]:
     """The request line's fields: who, what, how it ended, how long, how many tokens."""
     principal, model, usage = ex.principal, ex.model, ex.measured_usage()
-    provider = ex.call.provider if ex.call else model.provider if model else None
+    provider = ex.provider
     requested = ex.payload.get("model")
     finished = ex.timings.finished or time.perf_counter()
     return {

@@ -36,27 +36,13 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from opentelemetry.util.types import AttributeValue
 
 from odock.errors import OdockError
-from odock.llm.upstream import Endpoint, StreamChunk, StreamResult, Usage
+from odock.llm.upstream import StreamChunk, StreamResult, Usage
 from odock.pipeline.exchange import Exchange
 from odock.pipeline.runner import Concurrently, Pipeline, Responder, SplitStage, Stage
 from odock.providers.adapters.base import UpstreamCall
 from odock.providers.provider_types import spec_of
+from odock.telemetry.genai import operation_name, provider_name
 
-# gen_ai.provider.name of a provider type (OpenTelemetry's well-known values; else the type).
-GEN_AI_PROVIDERS = {
-    "OPENAI": "openai",
-    "AZURE_OPENAI": "azure.ai.openai",
-    "ANTHROPIC": "anthropic",
-    "GOOGLE": "gcp.gemini",
-    "MISTRAL": "mistral_ai",
-}
-# gen_ai.operation.name of an endpoint.
-GEN_AI_OPERATIONS = {
-    Endpoint.CHAT: "chat",
-    Endpoint.RESPONSES: "chat",
-    Endpoint.EMBEDDINGS: "embeddings",
-    Endpoint.COUNT_TOKENS: "count_tokens",
-}
 RATELIMIT_GATES = frozenset({"ratelimit_pre_auth", "ratelimit_early", "ratelimit_final"})
 BUDGETS = "budgets"
 
@@ -112,7 +98,7 @@ class TracedPipeline(Pipeline):
                 "http.request.method": ex.method,
                 "http.route": ex.route,
                 "gateway.request_id": ex.request_id,
-                "gen_ai.operation.name": operation(ex.endpoint),
+                "gen_ai.operation.name": operation_name(ex.endpoint),
             },
             start_time=origin[0] - int((origin[1] - ex.timings.received) * 1e9),
         )
@@ -155,16 +141,6 @@ def _usage(usage: Usage) -> dict[str, AttributeValue]:
         "gen_ai.usage.input_tokens": usage.prompt_tokens,
         "gen_ai.usage.output_tokens": usage.completion_tokens,
     }
-
-
-def operation(endpoint: Endpoint) -> str:
-    """``gen_ai.operation.name`` of an endpoint."""
-    return GEN_AI_OPERATIONS.get(endpoint, endpoint.value)
-
-
-def provider_name(provider_type: str) -> str:
-    """``gen_ai.provider.name`` of a provider type."""
-    return GEN_AI_PROVIDERS.get(provider_type, provider_type.lower())
 
 
 def _failed(span: Span, error: OdockError) -> None:
@@ -346,7 +322,9 @@ class TracedCall:
             request.failed = None
         request.attempts += 1
         span = self._tracer.start_span(
-            f"{operation(call.endpoint)} {call.model}", kind=SpanKind.CLIENT, attributes=_client(call)
+            f"{operation_name(call.endpoint, call.provider.type)} {call.model}",
+            kind=SpanKind.CLIENT,
+            attributes=_client(call),
         )
         carrier: dict[str, str] = {}
         self._propagator.inject(carrier, context=set_span_in_context(span))
@@ -377,7 +355,7 @@ def _client(call: UpstreamCall) -> dict[str, AttributeValue]:
     """The CLIENT span's attributes: what is asked of whom."""
     provider = call.provider
     attributes: dict[str, AttributeValue] = {
-        "gen_ai.operation.name": operation(call.endpoint),
+        "gen_ai.operation.name": operation_name(call.endpoint, provider.type),
         "gen_ai.request.model": call.model,
         "gen_ai.provider.name": provider_name(provider.type),
         "gateway.provider": provider.name,

@@ -43,7 +43,7 @@ def usage_event(ex: Exchange) -> UsageEvent:
     now = ex.timings.finished or time.perf_counter()
     usage = ex.measured_usage()
     model = ex.model
-    provider = ex.call.provider if ex.call else model.provider if model else None
+    provider = ex.provider
     billing = ex.billing()
     requested = ex.payload.get("model")
     first = ex.timings.first_token
@@ -135,7 +135,7 @@ def usage_intent(ex: Exchange, settlements: list[dict[str, Any]]) -> UsageIntent
     assert principal is not None
     assert model is not None
     assert tokens is not None
-    provider = ex.call.provider if ex.call is not None else model.provider
+    provider = ex.provider
     return UsageIntent(
         id=ex.record_id,
         request_id=ex.request_id,

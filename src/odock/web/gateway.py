@@ -32,7 +32,7 @@ from odock.errors import (
 )
 from odock.ids import accept_request_id, new_request_id
 from odock.keys.principal import KeyPrincipal
-from odock.keys.stage import authenticate
+from odock.keys.stage import authenticate, bearer_token
 from odock.keys.standing import key_standing, key_view
 from odock.pipeline.exchange import Exchange, Timings
 from odock.runtime import Runtime
@@ -346,7 +346,8 @@ class Gateway:
             return
         token = settings.metrics_token
         required = token.get_secret_value() if token is not None else ""
-        if required and not _bearer_is(headers.get("authorization", ""), required):
+        presented = bearer_token(headers.get("authorization")) or ""
+        if required and not hmac.compare_digest(presented.encode(), required.encode()):
             await send_error(
                 send,
                 Unauthorized("a scrape of /metrics needs the metrics bearer token"),
@@ -398,12 +399,6 @@ def _bounded(path: str) -> str:
     """The route metrics and log context name for a gateway path ({model} in Gemini's paths)."""
     model, _ = gemini_route(path)
     return _route(path, {"model": model}) if model else path
-
-
-def _bearer_is(authorization: str, token: str) -> bool:
-    """Whether an ``Authorization`` header presents ``token`` as a bearer token (in constant time)."""
-    scheme, _, presented = authorization.partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(presented.strip().encode(), token.encode())
 
 
 def _route(path: str, params: Params) -> str:

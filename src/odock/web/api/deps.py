@@ -19,6 +19,7 @@ from odock.identity.actors import Credential, actor_for_user, user_from_admin_to
 from odock.identity.secrets import ADMIN_TOKEN_PREFIX
 from odock.identity.service import Identity
 from odock.ids import accept_request_id
+from odock.keys.stage import bearer_token
 from odock.rbac.grant import Actor, Grant, Target
 from odock.rbac.permissions import Action, Resource
 from odock.runtime import Runtime
@@ -72,10 +73,8 @@ async def current_credential(request: Request) -> Credential:
     A cookie-authenticated write must carry the session's CSRF token in ``X-CSRF-Token``
     (403 ``csrf_failed``); a bearer token needs none (browsers never attach it on their own).
     """
-    header = request.headers.get("authorization", "")
-    scheme, _, raw = header.partition(" ")
-    raw = raw.strip()
-    if scheme.lower() == "bearer" and raw.startswith(ADMIN_TOKEN_PREFIX):
+    raw = bearer_token(request.headers.get("authorization"))
+    if raw is not None and raw.startswith(ADMIN_TOKEN_PREFIX):
         credential = await user_from_admin_token(get_runtime(request).sessions, raw)
     elif cookie := request.cookies.get(SESSION_COOKIE):
         resolved = await identity_of(request).store.resolve(cookie)
